@@ -1,6 +1,32 @@
 //! The pure domain model: backend services and their per-stage definitions, groups, APIs,
-//! apps, authorizations. No I/O lives here.
+//! apps, authorizations. No I/O lives here; every type is `serde`-ready and validates itself.
 
+mod api;
+mod app;
+mod backend;
+pub(crate) mod id;
+mod path;
+mod secret;
 mod security;
+mod stage;
+mod validate;
 
+pub use api::{
+    ApiDefinition, BackendBinding, BodyFormat, ConstantParameter, ContentTypePolicy, ErrorCodeDoc, Group, METHODS,
+    MAX_REGEX_LEN, OssAction, OssBinding, ParamLocation, ParamType, Protocol, RequestConfig, RequestMode,
+    RequestParameter, ResponseDoc, SystemParam, SystemParameter,
+};
+pub(crate) use api::validate_method;
+pub use app::{App, AppKeyPair, Authorization, VpcAccess};
+pub(crate) use app::{validate_app_code, validate_app_key};
+pub use backend::{
+    BackendKind, BackendService, DiscoveryDefinition, EventBridgeDefinition, FunctionDefinition, HttpDefinition,
+    MockDefinition, OssDefinition, OssPermissions, RegistryType, StageDefinition, VpcDefinition,
+};
+pub use id::{ApiId, AppId, BackendId, GroupId, VpcAccessId};
+pub use path::{MAX_PATH_LEN, PathTemplate, Segment};
+pub use secret::Secret;
 pub use security::{AppCodeMode, AuthType, SignatureMethod};
+pub use stage::Stage;
+pub use validate::{ValidationError, validate_name};
+pub(crate) use validate::{validate_description, validate_len};
