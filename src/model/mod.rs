@@ -16,9 +16,7 @@ pub use api::{
     MAX_REGEX_LEN, OssAction, OssBinding, ParamLocation, ParamType, Protocol, RequestConfig, RequestMode,
     RequestParameter, ResponseDoc, SystemParam, SystemParameter,
 };
-pub(crate) use api::validate_method;
 pub use app::{App, AppKeyPair, Authorization, VpcAccess};
-pub(crate) use app::{validate_app_code, validate_app_key};
 pub use backend::{
     BackendKind, BackendService, DiscoveryDefinition, EventBridgeDefinition, FunctionDefinition, HttpDefinition,
     MockDefinition, OssDefinition, OssPermissions, RegistryType, StageDefinition, VpcDefinition,
@@ -29,4 +27,4 @@ pub use secret::Secret;
 pub use security::{AppCodeMode, AuthType, SignatureMethod};
 pub use stage::Stage;
 pub use validate::{ValidationError, validate_name};
-pub(crate) use validate::{validate_description, validate_len};
+pub(crate) use validate::validate_len;

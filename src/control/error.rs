@@ -1,0 +1,98 @@
+//! [`ControlError`]: why a control-plane operation was refused.
+
+use crate::model::{ApiId, BackendId, Stage, ValidationError};
+use crate::store::StoreError;
+
+/// Why a control-plane operation was refused. A refused operation changes nothing.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::{ControlError, Stage, BackendId};
+/// let e = ControlError::NoDefinition { backend_id: BackendId::parse("b1").unwrap(), backend_name: "testHttp".into(), stage: Stage::PRE };
+/// assert_eq!(e.to_string(), "backend service `testHttp` (b1) has no definition in stage PRE");
+/// assert!(e.is_refusal());
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// The input is not valid.
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// Something named does not exist.
+    #[error("{what} `{id}` not found")]
+    NotFound {
+        /// What kind of thing.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// A name or key is already taken.
+    #[error("{what} `{name}` already exists")]
+    AlreadyExists {
+        /// What kind of thing.
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// Publishing needs a definition of the API's backend service in the target stage.
+    #[error("backend service `{backend_name}` ({backend_id}) has no definition in stage {stage}")]
+    NoDefinition {
+        /// The backend service.
+        backend_id: BackendId,
+        /// Its name.
+        backend_name: String,
+        /// The stage.
+        stage: Stage,
+    },
+    /// Two published APIs would match the same request.
+    #[error("`{method} {path}` conflicts with published API `{existing_name}` ({existing}) in stage {stage}")]
+    RouteConflict {
+        /// The method of the API being published.
+        method: String,
+        /// Its full path.
+        path: String,
+        /// The API already published.
+        existing: ApiId,
+        /// Its name.
+        existing_name: String,
+        /// The stage.
+        stage: Stage,
+    },
+    /// The resource is still used and cannot be deleted.
+    #[error("{what} `{id}` is still used by {users}")]
+    InUse {
+        /// What kind of thing.
+        what: &'static str,
+        /// Its id.
+        id: String,
+        /// Who uses it.
+        users: String,
+    },
+    /// The API is not published in that stage.
+    #[error("api `{api}` is not published in stage {stage}")]
+    NotPublished {
+        /// The API.
+        api: ApiId,
+        /// The stage.
+        stage: Stage,
+    },
+    /// An operation that cannot apply to this resource (e.g. changing a backend's type).
+    #[error("{0}")]
+    Refused(String),
+    /// The store failed; nothing was changed.
+    #[error("store failed")]
+    Store(#[from] StoreError),
+}
+
+impl ControlError {
+    /// Whether the operation was refused because of the request (as opposed to a store failure).
+    #[must_use]
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, Self::Store(_))
+    }
+
+    pub(crate) fn not_found(what: &'static str, id: impl ToString) -> Self {
+        Self::NotFound { what, id: id.to_string() }
+    }
+}

@@ -1,0 +1,316 @@
+//! The control plane's in-memory view of the store, with the indexes cascades need.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::model::{
+    ApiDefinition, ApiId, App, AppId, Authorization, BackendId, BackendService, Group, GroupId, Stage, StageDefinition,
+    VpcAccess, VpcAccessId,
+};
+use crate::store::{Change, Deployment, Entity, EntityKind, Key, Loaded, Publication, Revision, Version, Versioned};
+
+/// What a set of changes touched in the live configuration.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Affected {
+    /// Route tables to rebuild.
+    pub(crate) tables: HashSet<(GroupId, Stage)>,
+    /// The host → group index changed.
+    pub(crate) groups: bool,
+    /// App credentials changed.
+    pub(crate) credentials: bool,
+    /// Authorizations changed.
+    pub(crate) grants: bool,
+}
+
+/// A live publication: the deployment that is live, shared.
+#[derive(Debug, Clone)]
+pub(crate) struct Live {
+    pub(crate) version: Version,
+    pub(crate) publication: Publication,
+    pub(crate) deployment: Arc<Deployment>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct State {
+    pub(crate) revision: Revision,
+    pub(crate) backends: HashMap<BackendId, Versioned<BackendService>>,
+    pub(crate) groups: HashMap<GroupId, Versioned<Group>>,
+    pub(crate) apis: HashMap<ApiId, Versioned<ApiDefinition>>,
+    pub(crate) deployments: HashMap<(ApiId, Stage), BTreeMap<String, Versioned<Arc<Deployment>>>>,
+    pub(crate) publications: HashMap<(ApiId, Stage), Live>,
+    pub(crate) apps: HashMap<AppId, Versioned<App>>,
+    pub(crate) authorizations: HashMap<(AppId, ApiId, Stage), Versioned<Authorization>>,
+    pub(crate) vpc_access: HashMap<VpcAccessId, Versioned<VpcAccess>>,
+    /// Published APIs by (group, stage).
+    pub(crate) published_in: HashMap<(GroupId, Stage), BTreeSet<ApiId>>,
+    /// Published APIs by (backend, stage).
+    pub(crate) published_by_backend: HashMap<(BackendId, Stage), BTreeSet<ApiId>>,
+}
+
+impl State {
+    pub(crate) fn from_loaded(loaded: Loaded) -> Self {
+        let mut state = Self::default();
+        // Deployments must be in place before the publications that point at them.
+        let mut records = loaded.records;
+        records.sort_by_key(|r| r.value.key().kind != EntityKind::Deployment);
+        let mut affected = Affected::default();
+        for r in records {
+            let key = r.value.key();
+            state.apply(&Change { revision: loaded.revision, key, value: Some(r) }, &mut affected);
+        }
+        state.revision = loaded.revision;
+        state
+    }
+
+    /// The current version of a key, if it exists.
+    pub(crate) fn version_of(&self, key: &Key) -> Option<Version> {
+        let id = key.id.as_str();
+        match key.kind {
+            EntityKind::Backend => self.backends.get(&BackendId::parse(id).ok()?).map(|v| v.version),
+            EntityKind::Group => self.groups.get(&GroupId::parse(id).ok()?).map(|v| v.version),
+            EntityKind::Api => self.apis.get(&ApiId::parse(id).ok()?).map(|v| v.version),
+            EntityKind::App => self.apps.get(&AppId::parse(id).ok()?).map(|v| v.version),
+            EntityKind::VpcAccess => self.vpc_access.get(&VpcAccessId::parse(id).ok()?).map(|v| v.version),
+            EntityKind::Deployment => {
+                let (api, stage, version) = split3(id)?;
+                self.deployments.get(&(api, stage))?.get(version).map(|v| v.version)
+            }
+            EntityKind::Publication => {
+                let (api, stage) = split2(id)?;
+                self.publications.get(&(api, stage)).map(|l| l.version)
+            }
+            EntityKind::Authorization => {
+                let mut it = id.splitn(3, ':');
+                let app = AppId::parse(it.next()?).ok()?;
+                let api = ApiId::parse(it.next()?).ok()?;
+                let stage = Stage::parse(it.next()?).ok()?;
+                self.authorizations.get(&(app, api, stage)).map(|v| v.version)
+            }
+        }
+    }
+
+    /// Every record, sorted by key: what a store holding this state would load.
+    pub(crate) fn records(&self) -> Vec<Versioned<Entity>> {
+        let mut out: Vec<Versioned<Entity>> = Vec::new();
+        let v = |value: Entity, version| Versioned { value, version };
+        out.extend(self.backends.values().map(|b| v(Entity::Backend(b.value.clone()), b.version)));
+        out.extend(self.groups.values().map(|b| v(Entity::Group(b.value.clone()), b.version)));
+        out.extend(self.apis.values().map(|b| v(Entity::Api(b.value.clone()), b.version)));
+        out.extend(
+            self.deployments.values().flat_map(|m| m.values()).map(|d| v(Entity::Deployment((*d.value).clone()), d.version)),
+        );
+        out.extend(self.publications.values().map(|l| v(Entity::Publication(l.publication.clone()), l.version)));
+        out.extend(self.apps.values().map(|b| v(Entity::App(b.value.clone()), b.version)));
+        out.extend(self.authorizations.values().map(|b| v(Entity::Authorization(b.value.clone()), b.version)));
+        out.extend(self.vpc_access.values().map(|b| v(Entity::VpcAccess(b.value.clone()), b.version)));
+        out.sort_by(|a, b| a.value.key().cmp(&b.value.key()));
+        out
+    }
+
+    /// Applies one change (from a local commit or the store's feed) and notes what it touched.
+    pub(crate) fn apply(&mut self, change: &Change, affected: &mut Affected) {
+        self.revision = self.revision.max(change.revision);
+        match &change.value {
+            Some(Versioned { value, version }) => self.put(value.clone(), *version, affected),
+            None => self.delete(&change.key, affected),
+        }
+    }
+
+    fn put(&mut self, entity: Entity, version: Version, affected: &mut Affected) {
+        match entity {
+            Entity::Backend(b) => {
+                let id = b.id.clone();
+                let old = self.backends.get(&id).map(|o| &o.value.stages);
+                for stage in Stage::BUILT_IN {
+                    let before = old.and_then(|s| s.get(&stage));
+                    if before != b.stages.get(&stage) {
+                        self.touch_backend_stage(&id, &stage, affected);
+                    }
+                }
+                self.backends.insert(id, Versioned { value: b, version });
+            }
+            Entity::Group(g) => {
+                let id = g.id.clone();
+                let changed = self
+                    .groups
+                    .get(&id)
+                    .is_none_or(|o| o.value.base_path != g.base_path || o.value.domains != g.domains);
+                if changed {
+                    affected.groups = true;
+                    for stage in Stage::BUILT_IN {
+                        if self.published_in.get(&(id.clone(), stage.clone())).is_some_and(|s| !s.is_empty()) {
+                            affected.tables.insert((id.clone(), stage));
+                        }
+                    }
+                }
+                self.groups.insert(id, Versioned { value: g, version });
+            }
+            Entity::Api(a) => {
+                self.apis.insert(a.id.clone(), Versioned { value: a, version });
+            }
+            Entity::Deployment(d) => {
+                self.deployments
+                    .entry((d.api_id.clone(), d.stage.clone()))
+                    .or_default()
+                    .insert(d.version.clone(), Versioned { value: Arc::new(d), version });
+            }
+            Entity::Publication(p) => {
+                let key = (p.api_id.clone(), p.stage.clone());
+                self.unindex(&key, affected);
+                let Some(deployment) =
+                    self.deployments.get(&key).and_then(|m| m.get(&p.version)).map(|d| Arc::clone(&d.value))
+                else {
+                    // A publication whose deployment is missing cannot be served; it is kept out
+                    // of the live configuration (the conformance of stores makes this unreachable).
+                    tracing::warn!(api = %p.api_id, stage = %p.stage, version = %p.version, "publication without deployment ignored");
+                    return;
+                };
+                let group = deployment.snapshot.group_id.clone();
+                let backend = deployment.snapshot.backend.backend_id.clone();
+                self.published_in.entry((group.clone(), p.stage.clone())).or_default().insert(p.api_id.clone());
+                self.published_by_backend.entry((backend, p.stage.clone())).or_default().insert(p.api_id.clone());
+                affected.tables.insert((group, p.stage.clone()));
+                self.publications.insert(key, Live { version, publication: p, deployment });
+            }
+            Entity::App(a) => {
+                affected.credentials = true;
+                self.apps.insert(a.id.clone(), Versioned { value: a, version });
+            }
+            Entity::Authorization(a) => {
+                affected.grants = true;
+                self.authorizations
+                    .insert((a.app_id.clone(), a.api_id.clone(), a.stage.clone()), Versioned { value: a, version });
+            }
+            Entity::VpcAccess(v) => {
+                let id = v.id.clone();
+                if self.vpc_access.get(&id).is_some_and(|o| o.value != v) {
+                    self.touch_vpc(&id, affected);
+                }
+                self.vpc_access.insert(id, Versioned { value: v, version });
+            }
+        }
+    }
+
+    fn delete(&mut self, key: &Key, affected: &mut Affected) {
+        let id = key.id.as_str();
+        match key.kind {
+            EntityKind::Backend => {
+                if let Ok(bid) = BackendId::parse(id) {
+                    for stage in Stage::BUILT_IN {
+                        self.touch_backend_stage(&bid, &stage, affected);
+                    }
+                    self.backends.remove(&bid);
+                }
+            }
+            EntityKind::Group => {
+                if let Ok(gid) = GroupId::parse(id) {
+                    affected.groups = true;
+                    for stage in Stage::BUILT_IN {
+                        affected.tables.insert((gid.clone(), stage));
+                    }
+                    self.groups.remove(&gid);
+                }
+            }
+            EntityKind::Api => {
+                if let Ok(aid) = ApiId::parse(id) {
+                    self.apis.remove(&aid);
+                }
+            }
+            EntityKind::Deployment => {
+                if let Some((api, stage, version)) = split3(id) {
+                    let k = (api, stage);
+                    if let Some(m) = self.deployments.get_mut(&k) {
+                        m.remove(version);
+                        if m.is_empty() {
+                            self.deployments.remove(&k);
+                        }
+                    }
+                }
+            }
+            EntityKind::Publication => {
+                if let Some(k) = split2(id) {
+                    self.unindex(&k, affected);
+                    self.publications.remove(&k);
+                }
+            }
+            EntityKind::App => {
+                if let Ok(aid) = AppId::parse(id) {
+                    affected.credentials = true;
+                    self.apps.remove(&aid);
+                }
+            }
+            EntityKind::Authorization => {
+                let mut it = id.splitn(3, ':');
+                if let (Some(Ok(app)), Some(Ok(api)), Some(Ok(stage))) = (
+                    it.next().map(AppId::parse),
+                    it.next().map(ApiId::parse),
+                    it.next().map(Stage::parse),
+                ) {
+                    affected.grants = true;
+                    self.authorizations.remove(&(app, api, stage));
+                }
+            }
+            EntityKind::VpcAccess => {
+                if let Ok(vid) = VpcAccessId::parse(id) {
+                    self.touch_vpc(&vid, affected);
+                    self.vpc_access.remove(&vid);
+                }
+            }
+        }
+    }
+
+    /// Removes a publication from the indexes (it stays in `publications` until replaced).
+    fn unindex(&mut self, key: &(ApiId, Stage), affected: &mut Affected) {
+        if let Some(old) = self.publications.get(key) {
+            let group = old.deployment.snapshot.group_id.clone();
+            let backend = old.deployment.snapshot.backend.backend_id.clone();
+            if let Some(s) = self.published_in.get_mut(&(group.clone(), key.1.clone())) {
+                s.remove(&key.0);
+            }
+            if let Some(s) = self.published_by_backend.get_mut(&(backend, key.1.clone())) {
+                s.remove(&key.0);
+            }
+            affected.tables.insert((group, key.1.clone()));
+        }
+    }
+
+    fn touch_backend_stage(&self, backend: &BackendId, stage: &Stage, affected: &mut Affected) {
+        for api in self.published_by_backend.get(&(backend.clone(), stage.clone())).into_iter().flatten() {
+            if let Some(l) = self.publications.get(&(api.clone(), stage.clone())) {
+                affected.tables.insert((l.deployment.snapshot.group_id.clone(), stage.clone()));
+            }
+        }
+    }
+
+    fn touch_vpc(&self, vpc: &VpcAccessId, affected: &mut Affected) {
+        for b in self.backends.values() {
+            for (stage, def) in &b.value.stages {
+                if matches!(def, StageDefinition::Vpc(d) if &d.vpc_access_id == vpc) {
+                    self.touch_backend_stage(&b.value.id, stage, affected);
+                }
+            }
+        }
+    }
+
+    /// The APIs published in `stage` that use `backend`, in id order.
+    pub(crate) fn published_using(&self, backend: &BackendId, stage: &Stage) -> Vec<&Live> {
+        self.published_by_backend
+            .get(&(backend.clone(), stage.clone()))
+            .into_iter()
+            .flatten()
+            .filter_map(|api| self.publications.get(&(api.clone(), stage.clone())))
+            .collect()
+    }
+}
+
+fn split2(id: &str) -> Option<(ApiId, Stage)> {
+    let (a, s) = id.split_once(':')?;
+    Some((ApiId::parse(a).ok()?, Stage::parse(s).ok()?))
+}
+
+fn split3(id: &str) -> Option<(ApiId, Stage, &str)> {
+    let mut it = id.splitn(3, ':');
+    let api = ApiId::parse(it.next()?).ok()?;
+    let stage = Stage::parse(it.next()?).ok()?;
+    Some((api, stage, it.next()?))
+}

@@ -1,0 +1,292 @@
+//! [`Snapshot`]: one immutable generation of the live configuration, and [`SnapshotHandle`],
+//! the lock-free handle the data plane reads it through.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::Method;
+use jiff::Timestamp;
+
+use super::table::{RouteMatch, RouteTable};
+use crate::model::{ApiId, App, AppId, Authorization, Group, GroupId, Secret, Stage};
+
+/// Which groups a request's host can reach.
+#[derive(Debug, Default)]
+pub(crate) struct HostIndex {
+    by_host: HashMap<String, Vec<GroupId>>,
+    any_host: Vec<GroupId>,
+}
+
+impl HostIndex {
+    pub(crate) fn build<'a>(groups: impl Iterator<Item = &'a Group>) -> Self {
+        let mut idx = Self::default();
+        for g in groups {
+            if g.domains.is_empty() {
+                idx.any_host.push(g.id.clone());
+            } else {
+                for d in &g.domains {
+                    idx.by_host.entry(normalize_host(d).to_owned()).or_default().push(g.id.clone());
+                }
+            }
+        }
+        idx.any_host.sort();
+        for v in idx.by_host.values_mut() {
+            v.sort();
+        }
+        idx
+    }
+
+    pub(crate) fn is_any_host(&self, g: &GroupId) -> bool {
+        self.any_host.binary_search(g).is_ok()
+    }
+}
+
+fn normalize_host(h: &str) -> String {
+    let h = h.trim();
+    // strip a port, but not from a bare IPv6 literal
+    let h = if let Some(stripped) = h.strip_prefix('[') {
+        stripped.split(']').next().unwrap_or(stripped)
+    } else {
+        h.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(h, |(h, _)| h)
+    };
+    h.to_ascii_lowercase()
+}
+
+/// For groups without domains in one stage: which groups have routes starting with a literal
+/// segment, so a request asks one or two tables instead of all of them.
+#[derive(Debug, Default)]
+pub(crate) struct FirstSegmentIndex {
+    by_first: HashMap<String, Vec<GroupId>>,
+    wild: Vec<GroupId>,
+}
+
+/// Signing keys and AppCodes of every app.
+#[derive(Default)]
+pub struct Credentials {
+    keys: HashMap<String, (AppId, Secret)>,
+    codes: HashMap<String, AppId>,
+    disabled: std::collections::HashSet<AppId>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials").field("keys", &self.keys.len()).field("codes", &self.codes.len()).finish()
+    }
+}
+
+impl Credentials {
+    pub(crate) fn build<'a>(apps: impl Iterator<Item = &'a App>) -> Self {
+        let mut c = Self::default();
+        for app in apps {
+            if app.disabled {
+                c.disabled.insert(app.id.clone());
+            }
+            for k in &app.keys {
+                c.keys.insert(k.app_key.clone(), (app.id.clone(), k.app_secret.clone()));
+            }
+            for code in &app.codes {
+                c.codes.insert(code.expose().to_owned(), app.id.clone());
+            }
+        }
+        c
+    }
+
+    /// The app and secret of an AppKey.
+    #[must_use]
+    pub fn by_key(&self, app_key: &str) -> Option<(&AppId, &Secret)> {
+        self.keys.get(app_key).map(|(a, s)| (a, s))
+    }
+
+    /// The app of an AppCode. The map lookup hashes the code with a per-process random key,
+    /// and the stored code is compared again in constant time.
+    #[must_use]
+    pub fn by_code(&self, code: &str) -> Option<&AppId> {
+        let (stored, app) = self.codes.get_key_value(code)?;
+        let eq: bool = subtle::ConstantTimeEq::ct_eq(stored.as_bytes(), code.as_bytes()).into();
+        eq.then_some(app)
+    }
+
+    /// Whether the app is disabled.
+    #[must_use]
+    pub fn is_disabled(&self, app: &AppId) -> bool {
+        self.disabled.contains(app)
+    }
+}
+
+/// Which app may call which API in which stage, until when.
+#[derive(Debug, Default)]
+pub struct Grants {
+    map: HashMap<(AppId, ApiId, Stage), Option<Timestamp>>,
+}
+
+/// The answer of [`Grants::check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantStatus {
+    /// In force.
+    Granted,
+    /// There was a grant; it has expired.
+    Expired,
+    /// No grant.
+    Missing,
+}
+
+impl Grants {
+    pub(crate) fn build<'a>(auths: impl Iterator<Item = &'a Authorization>) -> Self {
+        Self {
+            map: auths
+                .map(|a| ((a.app_id.clone(), a.api_id.clone(), a.stage.clone()), a.expires_at))
+                .collect(),
+        }
+    }
+
+    /// Whether `app` may call `api` in `stage` at `now`.
+    #[must_use]
+    pub fn check(&self, app: &AppId, api: &ApiId, stage: &Stage, now: Timestamp) -> GrantStatus {
+        match self.map.get(&(app.clone(), api.clone(), stage.clone())) {
+            None => GrantStatus::Missing,
+            Some(Some(exp)) if now >= *exp => GrantStatus::Expired,
+            Some(_) => GrantStatus::Granted,
+        }
+    }
+}
+
+/// One immutable generation of the live configuration.
+///
+/// Everything a request needs before it reaches a backend (groups, routes, credentials,
+/// grants) is here, precompiled; the control plane builds the next generation beside it,
+/// sharing every part a change did not touch, and swaps it in atomically.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub(crate) generation: u64,
+    pub(crate) hosts: Arc<HostIndex>,
+    pub(crate) tables: HashMap<(GroupId, Stage), Arc<RouteTable>>,
+    pub(crate) first_index: HashMap<Stage, Arc<FirstSegmentIndex>>,
+    pub(crate) credentials: Arc<Credentials>,
+    pub(crate) grants: Arc<Grants>,
+}
+
+impl Snapshot {
+    /// The generation: 0 for the empty start, then one more per applied change.
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The credentials of every app.
+    #[must_use]
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// The grants.
+    #[must_use]
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
+    /// The route table of a group in a stage.
+    #[must_use]
+    pub fn table(&self, group: &GroupId, stage: &Stage) -> Option<&Arc<RouteTable>> {
+        self.tables.get(&(group.clone(), stage.clone()))
+    }
+
+    /// Finds the published API a request reaches: groups bound to `host` first, then groups
+    /// without domains; within a group, the method and path.
+    #[must_use]
+    pub fn resolve(&self, host: Option<&str>, stage: &Stage, method: &Method, path: &str) -> Option<RouteMatch> {
+        if let Some(host) = host.filter(|_| !self.hosts.by_host.is_empty()) {
+            let host = normalize_host(host);
+            for g in self.hosts.by_host.get(&host).into_iter().flatten() {
+                if let Some(m) = self.lookup_group(g, stage, method, path) {
+                    return Some(m);
+                }
+            }
+        }
+        let idx = self.first_index.get(stage)?;
+        let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+        for g in idx.by_first.get(first).into_iter().flatten().chain(idx.wild.iter()) {
+            if let Some(m) = self.lookup_group(g, stage, method, path) {
+                return Some(m);
+            }
+        }
+        None
+    }
+
+    fn lookup_group(&self, g: &GroupId, stage: &Stage, method: &Method, path: &str) -> Option<RouteMatch> {
+        self.tables.get(&(g.clone(), stage.clone()))?.lookup(method, path)
+    }
+
+    /// Rebuilds the first-segment index of `stage` from the tables of groups without domains.
+    pub(crate) fn reindex_stage(&mut self, stage: &Stage) {
+        let mut idx = FirstSegmentIndex::default();
+        let mut groups: Vec<(&GroupId, &Arc<RouteTable>)> = self
+            .tables
+            .iter()
+            .filter(|((g, s), t)| s == stage && !t.is_empty() && self.hosts.is_any_host(g))
+            .map(|((g, _), t)| (g, t))
+            .collect();
+        groups.sort_by(|a, b| a.0.cmp(b.0));
+        for (g, t) in groups {
+            for f in &t.first_segments {
+                idx.by_first.entry(f.clone()).or_default().push(g.clone());
+            }
+            if t.wild_first {
+                idx.wild.push(g.clone());
+            }
+        }
+        self.first_index.insert(stage.clone(), Arc::new(idx));
+    }
+}
+
+/// The lock-free handle to the live [`Snapshot`]: readers never wait, writers swap whole
+/// generations. Cloning it is cheap.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::SnapshotHandle;
+/// let handle = SnapshotHandle::default();
+/// assert_eq!(handle.load().generation(), 0);
+/// ```
+#[derive(Clone, Default)]
+pub struct SnapshotHandle {
+    inner: Arc<ArcSwap<Snapshot>>,
+}
+
+impl fmt::Debug for SnapshotHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotHandle").field("generation", &self.inner.load().generation).finish()
+    }
+}
+
+impl SnapshotHandle {
+    /// The current generation (a reference count bump; no lock).
+    #[must_use]
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.inner.load_full()
+    }
+
+    /// A cheaper, short-lived borrow of the current generation. Do not hold it across an `.await`.
+    #[must_use]
+    pub fn peek(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.inner.load()
+    }
+
+    pub(crate) fn store(&self, s: Snapshot) {
+        self.inner.store(Arc::new(s));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_normalization() {
+        assert_eq!(normalize_host("API.Example.com:8080"), "api.example.com");
+        assert_eq!(normalize_host("[::1]:80"), "::1");
+        assert_eq!(normalize_host("example.com"), "example.com");
+    }
+}

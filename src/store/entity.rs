@@ -1,0 +1,209 @@
+//! The records a [`Store`](super::Store) keeps.
+
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ApiDefinition, ApiId, App, AppId, Authorization, BackendId, BackendService, Group, GroupId, Stage, VpcAccess, VpcAccessId};
+
+/// A published version of an API in one stage: a snapshot of the draft.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::store::Deployment;
+/// assert_eq!(Deployment::format_version(jiff::Timestamp::from_millisecond(1_467_715_552_292).unwrap()), "20160705104552292");
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    /// The API.
+    pub api_id: ApiId,
+    /// The stage.
+    pub stage: Stage,
+    /// The version, `yyyyMMddHHmmssSSS` (UTC), increasing per API and stage.
+    pub version: String,
+    /// Free text given at publish time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// When it was published.
+    pub deployed_at: Timestamp,
+    /// The API as it was published.
+    pub snapshot: ApiDefinition,
+}
+
+impl Deployment {
+    /// Formats a timestamp as a version string (`yyyyMMddHHmmssSSS`, UTC).
+    #[must_use]
+    pub fn format_version(t: Timestamp) -> String {
+        t.strftime("%Y%m%d%H%M%S%3f").to_string()
+    }
+}
+
+/// Which deployment of an API is live in a stage.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::{ApiId, Stage, store::Publication};
+/// let p = Publication { api_id: ApiId::generate(), stage: Stage::TEST, version: "20160705104552292".into() };
+/// assert_eq!(p.stage, Stage::TEST);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Publication {
+    /// The API.
+    pub api_id: ApiId,
+    /// The stage.
+    pub stage: Stage,
+    /// The live deployment's version.
+    pub version: String,
+}
+
+/// The kinds of record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntityKind {
+    /// [`BackendService`].
+    Backend,
+    /// [`Group`].
+    Group,
+    /// [`ApiDefinition`] (the draft).
+    Api,
+    /// [`Deployment`].
+    Deployment,
+    /// [`Publication`].
+    Publication,
+    /// [`App`].
+    App,
+    /// [`Authorization`].
+    Authorization,
+    /// [`VpcAccess`].
+    VpcAccess,
+}
+
+impl EntityKind {
+    /// The name used in keys.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Backend => "backend",
+            Self::Group => "group",
+            Self::Api => "api",
+            Self::Deployment => "deployment",
+            Self::Publication => "publication",
+            Self::App => "app",
+            Self::Authorization => "authorization",
+            Self::VpcAccess => "vpc_access",
+        }
+    }
+}
+
+/// The key of a record: its kind and an id unique within the kind.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::{GroupId, store::{Key, EntityKind}};
+/// let id = GroupId::generate();
+/// let k = Key::group(&id);
+/// assert_eq!(k.kind, EntityKind::Group);
+/// assert_eq!(k.id, id.as_str());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Key {
+    /// The kind.
+    pub kind: EntityKind,
+    /// The id within the kind.
+    pub id: String,
+}
+
+impl Key {
+    /// A backend's key.
+    #[must_use]
+    pub fn backend(id: &BackendId) -> Self {
+        Self { kind: EntityKind::Backend, id: id.to_string() }
+    }
+    /// A group's key.
+    #[must_use]
+    pub fn group(id: &GroupId) -> Self {
+        Self { kind: EntityKind::Group, id: id.to_string() }
+    }
+    /// An API draft's key.
+    #[must_use]
+    pub fn api(id: &ApiId) -> Self {
+        Self { kind: EntityKind::Api, id: id.to_string() }
+    }
+    /// A deployment's key.
+    #[must_use]
+    pub fn deployment(api: &ApiId, stage: &Stage, version: &str) -> Self {
+        Self { kind: EntityKind::Deployment, id: format!("{api}:{stage}:{version}") }
+    }
+    /// A publication's key.
+    #[must_use]
+    pub fn publication(api: &ApiId, stage: &Stage) -> Self {
+        Self { kind: EntityKind::Publication, id: format!("{api}:{stage}") }
+    }
+    /// An app's key.
+    #[must_use]
+    pub fn app(id: &AppId) -> Self {
+        Self { kind: EntityKind::App, id: id.to_string() }
+    }
+    /// An authorization's key.
+    #[must_use]
+    pub fn authorization(app: &AppId, api: &ApiId, stage: &Stage) -> Self {
+        Self { kind: EntityKind::Authorization, id: format!("{app}:{api}:{stage}") }
+    }
+    /// A VPC access authorization's key.
+    #[must_use]
+    pub fn vpc_access(id: &VpcAccessId) -> Self {
+        Self { kind: EntityKind::VpcAccess, id: id.to_string() }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind.as_str(), self.id)
+    }
+}
+
+/// A record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)]
+pub enum Entity {
+    /// A backend service with its stage definitions.
+    Backend(BackendService),
+    /// A group.
+    Group(Group),
+    /// An API draft.
+    Api(ApiDefinition),
+    /// A deployment.
+    Deployment(Deployment),
+    /// A publication.
+    Publication(Publication),
+    /// An app.
+    App(App),
+    /// An authorization.
+    Authorization(Authorization),
+    /// A VPC access authorization.
+    VpcAccess(VpcAccess),
+}
+
+impl Entity {
+    /// The record's key.
+    #[must_use]
+    pub fn key(&self) -> Key {
+        match self {
+            Self::Backend(b) => Key::backend(&b.id),
+            Self::Group(g) => Key::group(&g.id),
+            Self::Api(a) => Key::api(&a.id),
+            Self::Deployment(d) => Key::deployment(&d.api_id, &d.stage, &d.version),
+            Self::Publication(p) => Key::publication(&p.api_id, &p.stage),
+            Self::App(a) => Key::app(&a.id),
+            Self::Authorization(a) => Key::authorization(&a.app_id, &a.api_id, &a.stage),
+            Self::VpcAccess(v) => Key::vpc_access(&v.id),
+        }
+    }
+}
