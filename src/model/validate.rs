@@ -162,7 +162,8 @@ pub(crate) fn validate_base_url(what: &'static str, url: &str) -> Result<(), Val
         return bad("must not have a query");
     }
     // `http::Uri` reports "/" for both "http://h" and "http://h/"; only a real path is refused.
-    let after_authority = &url[url.find(authority.as_str()).map_or(0, |i| i + authority.as_str().len())..];
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let after_authority = &url[after_scheme + authority.as_str().len().min(url.len() - after_scheme)..];
     if !(after_authority.is_empty() || after_authority == "/") {
         return bad("must not have a path (use the API's backend path)");
     }
@@ -197,7 +198,7 @@ mod tests {
 
     #[test]
     fn base_urls() {
-        for ok in ["http://a.b", "https://a.b:8443", "http://127.0.0.1:8080/", "http://[::1]:80"] {
+        for ok in ["http://h", "https://t:80", "http://a.b", "https://a.b:8443", "http://127.0.0.1:8080/", "http://[::1]:80"] {
             assert!(validate_base_url("url", ok).is_ok(), "{ok}");
         }
         for bad in [
