@@ -200,25 +200,33 @@ impl ProxyError {
     }
 }
 
-/// Iterates an error and its sources.
+/// Iterates an error and its causes. `io::Error` hides a wrapped error from `source()` (it
+/// returns the wrapped error's source), so the walk looks inside it with `get_ref()`.
 fn chain<'a>(
     err: &'a (dyn StdError + 'static),
 ) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    std::iter::successors(Some(err), |e: &&'a (dyn StdError + 'static)| (*e).source())
+    std::iter::successors(Some(err), |e: &&'a (dyn StdError + 'static)| {
+        match e.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => (*e).source(),
+        }
+    })
 }
 
-/// The first `io::Error` in the chain, if any.
+/// The first `io::Error` in the chain with a telling kind (not `Other`), if any.
 fn find_io<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
-    chain(err).find_map(|e| e.downcast_ref::<io::Error>())
+    chain(err)
+        .filter_map(|e| e.downcast_ref::<io::Error>())
+        .find(|io| io.kind() != io::ErrorKind::Other)
 }
 
 /// A short, Alibaba-style reason for a failed connect.
 pub(crate) fn connect_reason(err: &(dyn StdError + 'static), target: &UpstreamTarget) -> String {
+    // A TLS failure travels as an `io::Error` wrapping a `rustls::Error`.
+    if let Some(tls) = chain(err).find_map(|e| e.downcast_ref::<rustls::Error>()) {
+        return format!("TLS handshake failed: {tls}");
+    }
     if let Some(io) = find_io(err) {
-        // A TLS failure travels as an `io::Error` wrapping a `rustls::Error`.
-        if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
-            return format!("TLS handshake failed: {tls}");
-        }
         match io.kind() {
             io::ErrorKind::ConnectionRefused => return "Connection refused".to_owned(),
             io::ErrorKind::TimedOut => {
