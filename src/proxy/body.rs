@@ -83,10 +83,9 @@ impl GatewayBody {
         let mut slot = Some(body);
         if let Some(existing) =
             (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<GatewayBody>>()
+            && let Some(inner) = existing.take()
         {
-            if let Some(inner) = existing.take() {
-                return inner;
-            }
+            return inner;
         }
         match slot {
             Some(body) => Self(body.map_err(Into::into).boxed_unsync()),

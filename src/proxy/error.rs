@@ -251,15 +251,15 @@ pub(crate) fn connect_reason(err: &(dyn StdError + 'static), target: &UpstreamTa
 /// A short reason for an exchange that failed after connecting.
 fn exchange_reason(err: &(dyn StdError + 'static)) -> String {
     let hyper_err = chain(err).find_map(|e| e.downcast_ref::<hyper::Error>());
-    if let Some(io) = find_io(err) {
-        if matches!(
+    if let Some(io) = find_io(err)
+        && matches!(
             io.kind(),
             io::ErrorKind::ConnectionReset
                 | io::ErrorKind::ConnectionAborted
                 | io::ErrorKind::BrokenPipe
-        ) {
-            return "Connection reset".to_owned();
-        }
+        )
+    {
+        return "Connection reset".to_owned();
     }
     match hyper_err {
         Some(h) if h.is_incomplete_message() || h.is_closed() || h.is_canceled() => {

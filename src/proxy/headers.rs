@@ -125,10 +125,10 @@ pub fn append_forwarded_headers(
             headers.insert(X_FORWARDED_FOR, value);
         }
     }
-    if let Some(proto) = proto {
-        if let Ok(value) = HeaderValue::from_str(proto.as_str()) {
-            headers.insert(X_FORWARDED_PROTO, value);
-        }
+    if let Some(proto) = proto
+        && let Ok(value) = HeaderValue::from_str(proto.as_str())
+    {
+        headers.insert(X_FORWARDED_PROTO, value);
     }
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST, host.clone());

@@ -97,12 +97,12 @@ impl UpstreamTarget {
         let parts = uri.into_parts();
         let scheme = parts.scheme.ok_or(TargetError::MissingScheme)?;
         let authority = parts.authority.ok_or(TargetError::MissingHost)?;
-        if let Some(path) = parts.path_and_query {
-            if !matches!(path.as_str(), "" | "/") {
-                return Err(TargetError::UnexpectedPath {
-                    path: path.as_str().to_owned(),
-                });
-            }
+        if let Some(path) = parts.path_and_query
+            && !matches!(path.as_str(), "" | "/")
+        {
+            return Err(TargetError::UnexpectedPath {
+                path: path.as_str().to_owned(),
+            });
         }
         Self::new(scheme, authority)
     }
