@@ -592,3 +592,23 @@ fn malformed_targets_are_rejected() {
     let err = ProxyError::from(TargetError::MissingHost);
     assert_eq!(err.code(), "X500ER");
 }
+
+#[tokio::test]
+async fn request_body_over_a_limit_is_i413rl() {
+    let upstream = spawn_upstream(None, |req: Request<Incoming>| async move {
+        // Read what arrives; the stream is cut when the gateway's limit trips.
+        let _ = req.into_body().collect().await;
+        Response::new(GatewayBody::empty())
+    })
+    .await;
+    let limited = http_body_util::Limited::new(chunked_body(64), 1024 * 1024);
+    let req = Request::post("/upload")
+        .body(GatewayBody::new(limited))
+        .expect("request");
+    let err = HttpForwarder::new()
+        .forward(req, &upstream.target("http"), &ctx())
+        .await
+        .expect_err("limit trips while streaming");
+    assert_eq!(err.code(), "I413RL", "{err:?}");
+    assert_eq!(err.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
