@@ -2,12 +2,18 @@
 
 pub mod control;
 pub mod model;
+pub mod proxy;
 pub mod routing;
 pub mod store;
 
 pub use control::{
-    ApiReport, AppPatch, BackendPatch, ControlError, ControlPlane, DefinitionChange, DeploymentInfo, NewApp,
-    NewBackend, NewGroup, ReportResult,
+    ApiReport, AppPatch, BackendPatch, ControlError, ControlPlane, DefinitionChange,
+    DeploymentInfo, NewApp, NewBackend, NewGroup, ReportResult,
 };
 pub use model::*;
+pub use proxy::{
+    BodyError, BoxError, ForwardContext, GatewayBody, HttpForwarder, HttpForwarderBuilder,
+    ProxyError, TargetError, UpstreamTarget, append_forwarded_headers, collect_limited,
+    strip_hop_by_hop,
+};
 pub use routing::{LiveRoute, RouteMatch, RouteTable, Snapshot, SnapshotHandle};

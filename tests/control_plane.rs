@@ -6,8 +6,9 @@ use std::sync::Arc;
 use http::Method;
 use stagegate::store::{MemoryStore, Store};
 use stagegate::{
-    ApiDefinition, AppCodeMode, BackendKind, BackendPatch, ControlError, ControlPlane, HttpDefinition, MockDefinition,
-    NewApp, NewBackend, NewGroup, ReportResult, Stage, StageDefinition,
+    ApiDefinition, AppCodeMode, BackendKind, BackendPatch, ControlError, ControlPlane,
+    HttpDefinition, MockDefinition, NewApp, NewBackend, NewGroup, ReportResult, Stage,
+    StageDefinition,
 };
 
 fn http(url: &str) -> StageDefinition {
@@ -15,7 +16,11 @@ fn http(url: &str) -> StageDefinition {
 }
 
 fn mock(body: &str) -> StageDefinition {
-    StageDefinition::Mock(MockDefinition { status: 200, headers: Default::default(), body: body.into() })
+    StageDefinition::Mock(MockDefinition {
+        status: 200,
+        headers: Default::default(),
+        body: body.into(),
+    })
 }
 
 async fn cp() -> ControlPlane {
@@ -39,13 +44,23 @@ struct Setup {
 
 async fn setup() -> Setup {
     let cp = cp().await;
-    let backend = cp.create_backend(NewBackend::new("testHttp", BackendKind::Http)).await.unwrap();
-    let group = cp.create_group(NewGroup { name: "shop_api".into(), ..Default::default() }).await.unwrap();
+    let backend = cp
+        .create_backend(NewBackend::new("testHttp", BackendKind::Http))
+        .await
+        .unwrap();
+    let group = cp
+        .create_group(NewGroup {
+            name: "shop_api".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     Setup { cp, backend, group }
 }
 
 async fn api(s: &Setup, name: &str, path: &str) -> ApiDefinition {
-    let a = ApiDefinition::builder(s.group.id.clone(), name, "GET", path, s.backend.id.clone()).unwrap();
+    let a = ApiDefinition::builder(s.group.id.clone(), name, "GET", path, s.backend.id.clone())
+        .unwrap();
     s.cp.create_api(a).await.unwrap()
 }
 
@@ -56,44 +71,120 @@ async fn seed_steps_and_scenarios() {
     // 1. create a backend service (done in setup) — its type is fixed.
     assert_eq!(s.backend.kind, BackendKind::Http);
     // 2. define URLs per environment
-    let change = s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:8081")).await.unwrap();
+    let change =
+        s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:8081"))
+            .await
+            .unwrap();
     assert!(change.report.is_empty());
     // 3. create an API (AppCode header & query), publish to TEST
-    let mut a = ApiDefinition::builder(s.group.id.clone(), "getUser", "GET", "/users/[id]", s.backend.id.clone()).unwrap();
+    let mut a = ApiDefinition::builder(
+        s.group.id.clone(),
+        "getUser",
+        "GET",
+        "/users/[id]",
+        s.backend.id.clone(),
+    )
+    .unwrap();
     a.appcode_auth = AppCodeMode::HeaderQuery;
     a.backend.path = Some("/api/users/[id]".into());
     let a = s.cp.create_api(a).await.unwrap();
     // publishing to PRE is refused: no definition there
     let err = s.cp.publish(&a.id, Stage::PRE, None).await.unwrap_err();
-    assert!(matches!(&err, ControlError::NoDefinition { stage, backend_name, .. } if *stage == Stage::PRE && backend_name == "testHttp"), "{err}");
-    s.cp.publish(&a.id, Stage::TEST, Some("first".into())).await.unwrap();
-    assert_eq!(live_url(&s.cp, &Stage::TEST, "/users/42").as_deref(), Some("http://127.0.0.1:8081"));
+    assert!(
+        matches!(&err, ControlError::NoDefinition { stage, backend_name, .. } if *stage == Stage::PRE && backend_name == "testHttp"),
+        "{err}"
+    );
+    s.cp.publish(&a.id, Stage::TEST, Some("first".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        live_url(&s.cp, &Stage::TEST, "/users/42").as_deref(),
+        Some("http://127.0.0.1:8081")
+    );
     // 4. an app, authorized in TEST
-    let app = s.cp.create_app(NewApp { name: "mobile_app".into(), ..Default::default() }).await.unwrap();
-    s.cp.authorize(&app.id, &a.id, Stage::TEST, None).await.unwrap();
+    let app =
+        s.cp.create_app(NewApp {
+            name: "mobile_app".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    s.cp.authorize(&app.id, &a.id, Stage::TEST, None)
+        .await
+        .unwrap();
     let snap = s.cp.snapshot();
     assert_eq!(
-        snap.grants().check(&app.id, &a.id, &Stage::TEST, jiff::Timestamp::now()),
+        snap.grants()
+            .check(&app.id, &a.id, &Stage::TEST, jiff::Timestamp::now()),
         stagegate::routing::GrantStatus::Granted
     );
-    assert_eq!(snap.credentials().by_key(&app.keys[0].app_key).map(|(id, _)| id.clone()), Some(app.id.clone()));
+    assert_eq!(
+        snap.credentials()
+            .by_key(&app.keys[0].app_key)
+            .map(|(id, _)| id.clone()),
+        Some(app.id.clone())
+    );
     // 6. scenario 1: change the TEST URL, every published API follows without a republish
     let b = api(&s, "listUsers", "/users").await;
     s.cp.publish(&b.id, Stage::TEST, None).await.unwrap();
-    let change = s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:9091")).await.unwrap();
-    let mut names: Vec<_> = change.report.iter().map(|r| (r.api_name.as_str(), r.result.clone())).collect();
+    let change =
+        s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:9091"))
+            .await
+            .unwrap();
+    let mut names: Vec<_> = change
+        .report
+        .iter()
+        .map(|r| (r.api_name.as_str(), r.result.clone()))
+        .collect();
     names.sort_by_key(|n| n.0);
-    assert_eq!(names, [("getUser", ReportResult::Republished), ("listUsers", ReportResult::Republished)]);
-    assert_eq!(live_url(&s.cp, &Stage::TEST, "/users/42").as_deref(), Some("http://127.0.0.1:9091"));
-    assert_eq!(live_url(&s.cp, &Stage::TEST, "/users").as_deref(), Some("http://127.0.0.1:9091"));
+    assert_eq!(
+        names,
+        [
+            ("getUser", ReportResult::Republished),
+            ("listUsers", ReportResult::Republished)
+        ]
+    );
+    assert_eq!(
+        live_url(&s.cp, &Stage::TEST, "/users/42").as_deref(),
+        Some("http://127.0.0.1:9091")
+    );
+    assert_eq!(
+        live_url(&s.cp, &Stage::TEST, "/users").as_deref(),
+        Some("http://127.0.0.1:9091")
+    );
     // drafts and published lists
-    assert_eq!(s.cp.apis_using_backend(&s.backend.id, None).await.unwrap().len(), 2);
-    assert_eq!(s.cp.apis_using_backend(&s.backend.id, Some(&Stage::TEST)).await.unwrap().len(), 2);
-    assert_eq!(s.cp.apis_using_backend(&s.backend.id, Some(&Stage::RELEASE)).await.unwrap().len(), 0);
+    assert_eq!(
+        s.cp.apis_using_backend(&s.backend.id, None)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        s.cp.apis_using_backend(&s.backend.id, Some(&Stage::TEST))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        s.cp.apis_using_backend(&s.backend.id, Some(&Stage::RELEASE))
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
     // scenario 2: delete the TEST definition, the APIs are unpublished
-    let report = s.cp.delete_stage_definition(&s.backend.id, &Stage::TEST).await.unwrap();
+    let report =
+        s.cp.delete_stage_definition(&s.backend.id, &Stage::TEST)
+            .await
+            .unwrap();
     assert_eq!(report.len(), 2);
-    assert!(report.iter().all(|r| r.result == ReportResult::Unpublished && r.stage == Stage::TEST));
+    assert!(
+        report
+            .iter()
+            .all(|r| r.result == ReportResult::Unpublished && r.stage == Stage::TEST)
+    );
     assert_eq!(live_url(&s.cp, &Stage::TEST, "/users/42"), None);
     assert!(s.cp.published(&a.id, &Stage::TEST).await.is_none());
 }
@@ -102,7 +193,13 @@ async fn seed_steps_and_scenarios() {
 async fn cascades_touch_only_their_stage() {
     let s = setup().await;
     for (stage, port) in [(Stage::TEST, 1), (Stage::PRE, 2), (Stage::RELEASE, 3)] {
-        s.cp.set_stage_definition(&s.backend.id, stage, http(&format!("http://127.0.0.1:900{port}"))).await.unwrap();
+        s.cp.set_stage_definition(
+            &s.backend.id,
+            stage,
+            http(&format!("http://127.0.0.1:900{port}")),
+        )
+        .await
+        .unwrap();
     }
     let a = api(&s, "apiOne", "/one").await;
     let b = api(&s, "apiTwo", "/two").await;
@@ -111,98 +208,193 @@ async fn cascades_touch_only_their_stage() {
     }
     s.cp.publish(&b.id, Stage::PRE, None).await.unwrap();
     // another backend's APIs are never touched
-    let other = s.cp.create_backend(NewBackend::new("otherHttp", BackendKind::Http)).await.unwrap();
-    s.cp.set_stage_definition(&other.id, Stage::PRE, http("http://127.0.0.1:7000")).await.unwrap();
-    let mut c = ApiDefinition::builder(s.group.id.clone(), "apiThree", "GET", "/three", other.id.clone()).unwrap();
+    let other =
+        s.cp.create_backend(NewBackend::new("otherHttp", BackendKind::Http))
+            .await
+            .unwrap();
+    s.cp.set_stage_definition(&other.id, Stage::PRE, http("http://127.0.0.1:7000"))
+        .await
+        .unwrap();
+    let mut c = ApiDefinition::builder(
+        s.group.id.clone(),
+        "apiThree",
+        "GET",
+        "/three",
+        other.id.clone(),
+    )
+    .unwrap();
     c = s.cp.create_api(c).await.unwrap();
     s.cp.publish(&c.id, Stage::PRE, None).await.unwrap();
 
-    let change = s.cp.set_stage_definition(&s.backend.id, Stage::PRE, http("http://127.0.0.1:9999")).await.unwrap();
+    let change =
+        s.cp.set_stage_definition(&s.backend.id, Stage::PRE, http("http://127.0.0.1:9999"))
+            .await
+            .unwrap();
     let mut ids: Vec<_> = change.report.iter().map(|r| r.api_id.clone()).collect();
     ids.sort();
     let mut want = vec![a.id.clone(), b.id.clone()];
     want.sort();
-    assert_eq!(ids, want, "exactly the PRE APIs on this backend are re-pointed");
-    assert_eq!(live_url(&s.cp, &Stage::PRE, "/one").as_deref(), Some("http://127.0.0.1:9999"));
-    assert_eq!(live_url(&s.cp, &Stage::TEST, "/one").as_deref(), Some("http://127.0.0.1:9001"));
-    assert_eq!(live_url(&s.cp, &Stage::RELEASE, "/one").as_deref(), Some("http://127.0.0.1:9003"));
-    assert_eq!(live_url(&s.cp, &Stage::PRE, "/three").as_deref(), Some("http://127.0.0.1:7000"));
+    assert_eq!(
+        ids, want,
+        "exactly the PRE APIs on this backend are re-pointed"
+    );
+    assert_eq!(
+        live_url(&s.cp, &Stage::PRE, "/one").as_deref(),
+        Some("http://127.0.0.1:9999")
+    );
+    assert_eq!(
+        live_url(&s.cp, &Stage::TEST, "/one").as_deref(),
+        Some("http://127.0.0.1:9001")
+    );
+    assert_eq!(
+        live_url(&s.cp, &Stage::RELEASE, "/one").as_deref(),
+        Some("http://127.0.0.1:9003")
+    );
+    assert_eq!(
+        live_url(&s.cp, &Stage::PRE, "/three").as_deref(),
+        Some("http://127.0.0.1:7000")
+    );
 
-    let report = s.cp.delete_stage_definition(&s.backend.id, &Stage::PRE).await.unwrap();
+    let report =
+        s.cp.delete_stage_definition(&s.backend.id, &Stage::PRE)
+            .await
+            .unwrap();
     assert_eq!(report.len(), 2);
     assert!(s.cp.published(&a.id, &Stage::PRE).await.is_none());
     assert!(s.cp.published(&b.id, &Stage::PRE).await.is_none());
-    assert!(s.cp.published(&a.id, &Stage::TEST).await.is_some(), "other stages are untouched");
+    assert!(
+        s.cp.published(&a.id, &Stage::TEST).await.is_some(),
+        "other stages are untouched"
+    );
     assert!(s.cp.published(&a.id, &Stage::RELEASE).await.is_some());
-    assert!(s.cp.published(&c.id, &Stage::PRE).await.is_some(), "other backends are untouched");
+    assert!(
+        s.cp.published(&c.id, &Stage::PRE).await.is_some(),
+        "other backends are untouched"
+    );
 }
 
 #[tokio::test]
 async fn publishing_snapshots_the_draft() {
     let s = setup().await;
-    s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:9001")).await.unwrap();
+    s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:9001"))
+        .await
+        .unwrap();
     let mut a = api(&s, "getItem", "/items/[id]").await;
     s.cp.publish(&a.id, Stage::TEST, None).await.unwrap();
     a.request.path = stagegate::PathTemplate::parse("/things/[id]").unwrap();
     s.cp.update_api(a.clone()).await.unwrap();
-    assert!(live_url(&s.cp, &Stage::TEST, "/items/1").is_some(), "the edit is not live yet");
+    assert!(
+        live_url(&s.cp, &Stage::TEST, "/items/1").is_some(),
+        "the edit is not live yet"
+    );
     assert!(live_url(&s.cp, &Stage::TEST, "/things/1").is_none());
     s.cp.publish(&a.id, Stage::TEST, None).await.unwrap();
     assert!(live_url(&s.cp, &Stage::TEST, "/items/1").is_none());
-    assert!(live_url(&s.cp, &Stage::TEST, "/things/1").is_some(), "republishing makes it live");
+    assert!(
+        live_url(&s.cp, &Stage::TEST, "/things/1").is_some(),
+        "republishing makes it live"
+    );
 }
 
 #[tokio::test]
 async fn deployment_history_and_rollback() {
     let s = setup().await;
-    s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:9001")).await.unwrap();
+    s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:9001"))
+        .await
+        .unwrap();
     let mut a = api(&s, "getItem", "/v1/items").await;
-    let first = s.cp.publish(&a.id, Stage::TEST, Some("v1".into())).await.unwrap();
+    let first =
+        s.cp.publish(&a.id, Stage::TEST, Some("v1".into()))
+            .await
+            .unwrap();
     a.request.path = stagegate::PathTemplate::parse("/v2/items").unwrap();
     s.cp.update_api(a.clone()).await.unwrap();
-    let second = s.cp.publish(&a.id, Stage::TEST, Some("v2".into())).await.unwrap();
+    let second =
+        s.cp.publish(&a.id, Stage::TEST, Some("v2".into()))
+            .await
+            .unwrap();
     assert!(second.version > first.version, "versions increase");
     assert_eq!(second.version.len(), 17);
     let hist = s.cp.deployments(&a.id).await.unwrap();
     assert_eq!(hist.len(), 2);
     assert!(hist[1].live && !hist[0].live);
-    s.cp.rollback(&a.id, &Stage::TEST, &first.version).await.unwrap();
+    s.cp.rollback(&a.id, &Stage::TEST, &first.version)
+        .await
+        .unwrap();
     assert!(live_url(&s.cp, &Stage::TEST, "/v1/items").is_some());
     assert!(live_url(&s.cp, &Stage::TEST, "/v2/items").is_none());
-    let err = s.cp.rollback(&a.id, &Stage::TEST, "19990101000000000").await.unwrap_err();
+    let err =
+        s.cp.rollback(&a.id, &Stage::TEST, "19990101000000000")
+            .await
+            .unwrap_err();
     assert!(matches!(err, ControlError::NotFound { .. }));
 }
 
 #[tokio::test]
 async fn conflicting_routes_are_refused_at_publish() {
     let s = setup().await;
-    s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:9001")).await.unwrap();
+    s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:9001"))
+        .await
+        .unwrap();
     let a = api(&s, "byId", "/users/[id]").await;
     let b = api(&s, "byName", "/users/[name]").await;
     let c = api(&s, "meUser", "/users/me").await;
     s.cp.publish(&a.id, Stage::TEST, None).await.unwrap();
     let before = s.cp.records().await;
     let err = s.cp.publish(&b.id, Stage::TEST, None).await.unwrap_err();
-    assert!(matches!(&err, ControlError::RouteConflict { existing, .. } if *existing == a.id), "{err}");
-    assert_eq!(s.cp.records().await, before, "a refused publish changes nothing");
+    assert!(
+        matches!(&err, ControlError::RouteConflict { existing, .. } if *existing == a.id),
+        "{err}"
+    );
+    assert_eq!(
+        s.cp.records().await,
+        before,
+        "a refused publish changes nothing"
+    );
     // an exact path beside a parameter is fine, and wins
     s.cp.publish(&c.id, Stage::TEST, None).await.unwrap();
     let snap = s.cp.snapshot();
-    assert_eq!(snap.resolve(None, &Stage::TEST, &Method::GET, "/users/me").unwrap().route.api_id(), &c.id);
-    assert_eq!(snap.resolve(None, &Stage::TEST, &Method::GET, "/users/7").unwrap().route.api_id(), &a.id);
+    assert_eq!(
+        snap.resolve(None, &Stage::TEST, &Method::GET, "/users/me")
+            .unwrap()
+            .route
+            .api_id(),
+        &c.id
+    );
+    assert_eq!(
+        snap.resolve(None, &Stage::TEST, &Method::GET, "/users/7")
+            .unwrap()
+            .route
+            .api_id(),
+        &a.id
+    );
     // ANY conflicts with GET on the same shape
-    let mut any = ApiDefinition::builder(s.group.id.clone(), "anyUser", "ANY", "/users/[x]", s.backend.id.clone()).unwrap();
+    let mut any = ApiDefinition::builder(
+        s.group.id.clone(),
+        "anyUser",
+        "ANY",
+        "/users/[x]",
+        s.backend.id.clone(),
+    )
+    .unwrap();
     any = s.cp.create_api(any).await.unwrap();
-    assert!(matches!(s.cp.publish(&any.id, Stage::TEST, None).await, Err(ControlError::RouteConflict { .. })));
+    assert!(matches!(
+        s.cp.publish(&any.id, Stage::TEST, None).await,
+        Err(ControlError::RouteConflict { .. })
+    ));
     // the same route in another stage, or another group, is fine
-    s.cp.set_stage_definition(&s.backend.id, Stage::PRE, http("http://127.0.0.1:9002")).await.unwrap();
+    s.cp.set_stage_definition(&s.backend.id, Stage::PRE, http("http://127.0.0.1:9002"))
+        .await
+        .unwrap();
     s.cp.publish(&b.id, Stage::PRE, None).await.unwrap();
 }
 
 #[tokio::test]
 async fn matching_priorities() {
     let s = setup().await;
-    s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:9001")).await.unwrap();
+    s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:9001"))
+        .await
+        .unwrap();
     let exact = api(&s, "exactPath", "/files/readme").await;
     let param = api(&s, "paramPath", "/files/[name]").await;
     let all = api(&s, "allPaths", "/files/*").await;
@@ -211,47 +403,97 @@ async fn matching_priorities() {
         s.cp.publish(&a.id, Stage::TEST, None).await.unwrap();
     }
     let snap = s.cp.snapshot();
-    let hit = |p: &str| snap.resolve(None, &Stage::TEST, &Method::GET, p).map(|m| m.route.api().name.clone());
+    let hit = |p: &str| {
+        snap.resolve(None, &Stage::TEST, &Method::GET, p)
+            .map(|m| m.route.api().name.clone())
+    };
     assert_eq!(hit("/files/readme").as_deref(), Some("exactPath"));
     assert_eq!(hit("/files/other").as_deref(), Some("paramPath"));
     assert_eq!(hit("/files/a/b/c").as_deref(), Some("allPaths"));
-    assert_eq!(hit("/files/docs/x/y").as_deref(), Some("deeperAll"), "the longer prefix wins");
+    assert_eq!(
+        hit("/files/docs/x/y").as_deref(),
+        Some("deeperAll"),
+        "the longer prefix wins"
+    );
     assert_eq!(hit("/files"), None, "match-all needs a sub-path");
-    assert_eq!(snap.resolve(None, &Stage::TEST, &Method::POST, "/files/readme").map(|m| m.route.api().name.clone()), None);
+    assert_eq!(
+        snap.resolve(None, &Stage::TEST, &Method::POST, "/files/readme")
+            .map(|m| m.route.api().name.clone()),
+        None
+    );
 }
 
 #[tokio::test]
 async fn backend_type_is_fixed_and_deletion_is_guarded() {
     let s = setup().await;
     // renaming works; there is no way to change the type, and a definition of another kind is refused
-    let b = s.cp.update_backend(&s.backend.id, BackendPatch { name: Some("renamedHttp".into()), description: None }).await.unwrap();
-    assert_eq!((b.name.as_str(), b.kind), ("renamedHttp", BackendKind::Http));
-    let err = s.cp.set_stage_definition(&s.backend.id, Stage::TEST, mock("hi")).await.unwrap_err();
+    let b =
+        s.cp.update_backend(
+            &s.backend.id,
+            BackendPatch {
+                name: Some("renamedHttp".into()),
+                description: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (b.name.as_str(), b.kind),
+        ("renamedHttp", BackendKind::Http)
+    );
+    let err =
+        s.cp.set_stage_definition(&s.backend.id, Stage::TEST, mock("hi"))
+            .await
+            .unwrap_err();
     assert!(matches!(err, ControlError::Validation(_)), "{err}");
     // a mixed backend takes any concrete kind per stage
-    let mixed = s.cp.create_backend(NewBackend::new("mixedOne", BackendKind::Mixed)).await.unwrap();
-    s.cp.set_stage_definition(&mixed.id, Stage::TEST, mock("hi")).await.unwrap();
-    s.cp.set_stage_definition(&mixed.id, Stage::PRE, http("http://127.0.0.1:1")).await.unwrap();
+    let mixed =
+        s.cp.create_backend(NewBackend::new("mixedOne", BackendKind::Mixed))
+            .await
+            .unwrap();
+    s.cp.set_stage_definition(&mixed.id, Stage::TEST, mock("hi"))
+        .await
+        .unwrap();
+    s.cp.set_stage_definition(&mixed.id, Stage::PRE, http("http://127.0.0.1:1"))
+        .await
+        .unwrap();
     // deletion is refused while a draft uses it
     let a = api(&s, "useIt", "/x").await;
     let before = s.cp.records().await;
-    assert!(matches!(s.cp.delete_backend(&s.backend.id).await, Err(ControlError::InUse { .. })));
+    assert!(matches!(
+        s.cp.delete_backend(&s.backend.id).await,
+        Err(ControlError::InUse { .. })
+    ));
     assert_eq!(s.cp.records().await, before);
     s.cp.delete_api(&a.id).await.unwrap();
     s.cp.delete_backend(&s.backend.id).await.unwrap();
-    assert!(matches!(s.cp.backend(&s.backend.id).await, Err(ControlError::NotFound { .. })));
+    assert!(matches!(
+        s.cp.backend(&s.backend.id).await,
+        Err(ControlError::NotFound { .. })
+    ));
 }
 
 #[tokio::test]
 async fn published_apis_cannot_be_deleted_and_groups_with_apis_neither() {
     let s = setup().await;
-    s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:9001")).await.unwrap();
+    s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:9001"))
+        .await
+        .unwrap();
     let a = api(&s, "keepMe", "/keep").await;
     s.cp.publish(&a.id, Stage::TEST, None).await.unwrap();
-    assert!(matches!(s.cp.delete_api(&a.id).await, Err(ControlError::InUse { .. })));
-    assert!(matches!(s.cp.delete_group(&s.group.id).await, Err(ControlError::InUse { .. })));
+    assert!(matches!(
+        s.cp.delete_api(&a.id).await,
+        Err(ControlError::InUse { .. })
+    ));
+    assert!(matches!(
+        s.cp.delete_group(&s.group.id).await,
+        Err(ControlError::InUse { .. })
+    ));
     s.cp.unpublish(&a.id, &Stage::TEST).await.unwrap();
-    assert!(matches!(s.cp.unpublish(&a.id, &Stage::TEST).await, Err(ControlError::NotPublished { .. })));
+    assert!(matches!(
+        s.cp.unpublish(&a.id, &Stage::TEST).await,
+        Err(ControlError::NotPublished { .. })
+    ));
     s.cp.delete_api(&a.id).await.unwrap();
     s.cp.delete_group(&s.group.id).await.unwrap();
 }
@@ -259,34 +501,77 @@ async fn published_apis_cannot_be_deleted_and_groups_with_apis_neither() {
 #[tokio::test]
 async fn groups_base_path_and_domains_route() {
     let cp = cp().await;
-    let b = cp.create_backend(NewBackend::new("mockBackend", BackendKind::Mock)).await.unwrap();
-    cp.set_stage_definition(&b.id, Stage::RELEASE, mock("x")).await.unwrap();
-    let g1 = cp
-        .create_group(NewGroup { name: "bound_group".into(), domains: vec!["api.example.com".into()], ..Default::default() })
+    let b = cp
+        .create_backend(NewBackend::new("mockBackend", BackendKind::Mock))
         .await
         .unwrap();
-    let g2 = cp.create_group(NewGroup { name: "based_group".into(), base_path: Some("/qqq".into()), ..Default::default() }).await.unwrap();
+    cp.set_stage_definition(&b.id, Stage::RELEASE, mock("x"))
+        .await
+        .unwrap();
+    let g1 = cp
+        .create_group(NewGroup {
+            name: "bound_group".into(),
+            domains: vec!["api.example.com".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let g2 = cp
+        .create_group(NewGroup {
+            name: "based_group".into(),
+            base_path: Some("/qqq".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     for (g, name) in [(&g1, "boundApi"), (&g2, "basedApi")] {
-        let a = cp.create_api(ApiDefinition::builder(g.id.clone(), name, "GET", "/ping", b.id.clone()).unwrap()).await.unwrap();
+        let a = cp
+            .create_api(
+                ApiDefinition::builder(g.id.clone(), name, "GET", "/ping", b.id.clone()).unwrap(),
+            )
+            .await
+            .unwrap();
         cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();
     }
     let snap = cp.snapshot();
-    let hit = |host: Option<&str>, p: &str| snap.resolve(host, &Stage::RELEASE, &Method::GET, p).map(|m| m.route.api().name.clone());
-    assert_eq!(hit(Some("API.example.com:8080"), "/ping").as_deref(), Some("boundApi"));
-    assert_eq!(hit(Some("other.example.com"), "/ping"), None, "a bound group answers only its domains");
-    assert_eq!(hit(Some("other.example.com"), "/qqq/ping").as_deref(), Some("basedApi"));
+    let hit = |host: Option<&str>, p: &str| {
+        snap.resolve(host, &Stage::RELEASE, &Method::GET, p)
+            .map(|m| m.route.api().name.clone())
+    };
+    assert_eq!(
+        hit(Some("API.example.com:8080"), "/ping").as_deref(),
+        Some("boundApi")
+    );
+    assert_eq!(
+        hit(Some("other.example.com"), "/ping"),
+        None,
+        "a bound group answers only its domains"
+    );
+    assert_eq!(
+        hit(Some("other.example.com"), "/qqq/ping").as_deref(),
+        Some("basedApi")
+    );
     assert_eq!(hit(None, "/qqq/ping").as_deref(), Some("basedApi"));
 }
 
 #[tokio::test]
 async fn apps_credentials_and_grants_follow_changes() {
     let s = setup().await;
-    let app = s.cp.create_app(NewApp { name: "partner_app".into(), ..Default::default() }).await.unwrap();
+    let app =
+        s.cp.create_app(NewApp {
+            name: "partner_app".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(app.keys[0].app_key.len(), 9);
     assert!(app.keys[0].app_key.bytes().all(|b| b.is_ascii_digit()));
     assert_eq!(app.keys[0].app_secret.expose().len(), 32);
     assert_eq!(app.codes[0].expose().len(), 32);
-    assert!(!format!("{app:?}").contains(app.keys[0].app_secret.expose()), "Debug never shows a secret");
+    assert!(
+        !format!("{app:?}").contains(app.keys[0].app_secret.expose()),
+        "Debug never shows a secret"
+    );
     let key = app.keys[0].app_key.clone();
     let rotated = s.cp.rotate_app_secret(&app.id, &key, None).await.unwrap();
     let snap = s.cp.snapshot();
@@ -294,17 +579,41 @@ async fn apps_credentials_and_grants_follow_changes() {
     assert_eq!(secret, &rotated.app_secret, "the new secret is live");
     assert_ne!(secret, &app.keys[0].app_secret);
     let code = s.cp.add_app_code(&app.id, None).await.unwrap();
-    assert_eq!(s.cp.snapshot().credentials().by_code(code.expose()), Some(&app.id));
+    assert_eq!(
+        s.cp.snapshot().credentials().by_code(code.expose()),
+        Some(&app.id)
+    );
     s.cp.remove_app_code(&app.id, code.expose()).await.unwrap();
     assert_eq!(s.cp.snapshot().credentials().by_code(code.expose()), None);
     let extra = s.cp.add_app_key(&app.id, None).await.unwrap();
-    assert!(s.cp.snapshot().credentials().by_key(&extra.app_key).is_some());
+    assert!(
+        s.cp.snapshot()
+            .credentials()
+            .by_key(&extra.app_key)
+            .is_some()
+    );
     s.cp.remove_app_key(&app.id, &extra.app_key).await.unwrap();
-    assert!(s.cp.snapshot().credentials().by_key(&extra.app_key).is_none());
+    assert!(
+        s.cp.snapshot()
+            .credentials()
+            .by_key(&extra.app_key)
+            .is_none()
+    );
     // duplicates refused
-    let err = s.cp.create_app(NewApp { name: "other_app".into(), app_key: Some(key.clone()), ..Default::default() }).await;
+    let err =
+        s.cp.create_app(NewApp {
+            name: "other_app".into(),
+            app_key: Some(key.clone()),
+            ..Default::default()
+        })
+        .await;
     assert!(matches!(err, Err(ControlError::AlreadyExists { .. })));
-    let err = s.cp.create_app(NewApp { name: "partner_app".into(), ..Default::default() }).await;
+    let err =
+        s.cp.create_app(NewApp {
+            name: "partner_app".into(),
+            ..Default::default()
+        })
+        .await;
     assert!(matches!(err, Err(ControlError::AlreadyExists { .. })));
     // search by name
     assert_eq!(s.cp.apps(Some("PARTNER")).await.len(), 1);
@@ -312,18 +621,47 @@ async fn apps_credentials_and_grants_follow_changes() {
     // grants with expiry and revocation
     let a = api(&s, "grantMe", "/g").await;
     let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
-    s.cp.authorize(&app.id, &a.id, Stage::TEST, Some(soon)).await.unwrap();
+    s.cp.authorize(&app.id, &a.id, Stage::TEST, Some(soon))
+        .await
+        .unwrap();
     let snap = s.cp.snapshot();
     use stagegate::routing::GrantStatus;
-    assert_eq!(snap.grants().check(&app.id, &a.id, &Stage::TEST, jiff::Timestamp::now()), GrantStatus::Granted);
-    assert_eq!(snap.grants().check(&app.id, &a.id, &Stage::TEST, soon + jiff::SignedDuration::from_secs(1)), GrantStatus::Expired);
-    assert_eq!(snap.grants().check(&app.id, &a.id, &Stage::PRE, jiff::Timestamp::now()), GrantStatus::Missing);
+    assert_eq!(
+        snap.grants()
+            .check(&app.id, &a.id, &Stage::TEST, jiff::Timestamp::now()),
+        GrantStatus::Granted
+    );
+    assert_eq!(
+        snap.grants().check(
+            &app.id,
+            &a.id,
+            &Stage::TEST,
+            soon + jiff::SignedDuration::from_secs(1)
+        ),
+        GrantStatus::Expired
+    );
+    assert_eq!(
+        snap.grants()
+            .check(&app.id, &a.id, &Stage::PRE, jiff::Timestamp::now()),
+        GrantStatus::Missing
+    );
     s.cp.revoke(&app.id, &a.id, &Stage::TEST).await.unwrap();
-    assert_eq!(s.cp.snapshot().grants().check(&app.id, &a.id, &Stage::TEST, jiff::Timestamp::now()), GrantStatus::Missing);
+    assert_eq!(
+        s.cp.snapshot()
+            .grants()
+            .check(&app.id, &a.id, &Stage::TEST, jiff::Timestamp::now()),
+        GrantStatus::Missing
+    );
     let past = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1);
-    assert!(matches!(s.cp.authorize(&app.id, &a.id, Stage::TEST, Some(past)).await, Err(ControlError::Validation(_))));
+    assert!(matches!(
+        s.cp.authorize(&app.id, &a.id, Stage::TEST, Some(past))
+            .await,
+        Err(ControlError::Validation(_))
+    ));
     // deleting the app removes its grants
-    s.cp.authorize(&app.id, &a.id, Stage::TEST, None).await.unwrap();
+    s.cp.authorize(&app.id, &a.id, Stage::TEST, None)
+        .await
+        .unwrap();
     s.cp.delete_app(&app.id).await.unwrap();
     assert!(s.cp.authorizations(Some(&a.id), None).await.is_empty());
     assert!(s.cp.snapshot().credentials().by_key(&key).is_none());
@@ -336,55 +674,169 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let generation = s.cp.snapshot().generation();
     // names
     for bad in ["ab", "1abc", "has space", "é_accent", &"x".repeat(51)] {
-        assert!(matches!(s.cp.create_backend(NewBackend::new(bad, BackendKind::Http)).await, Err(ControlError::Validation(_))), "{bad}");
-        assert!(s.cp.create_group(NewGroup { name: bad.into(), ..Default::default() }).await.is_err(), "{bad}");
+        assert!(
+            matches!(
+                s.cp.create_backend(NewBackend::new(bad, BackendKind::Http))
+                    .await,
+                Err(ControlError::Validation(_))
+            ),
+            "{bad}"
+        );
+        assert!(
+            s.cp.create_group(NewGroup {
+                name: bad.into(),
+                ..Default::default()
+            })
+            .await
+            .is_err(),
+            "{bad}"
+        );
     }
     assert!(matches!(
-        s.cp.create_backend(NewBackend::new("testHttp", BackendKind::Http)).await,
+        s.cp.create_backend(NewBackend::new("testHttp", BackendKind::Http))
+            .await,
         Err(ControlError::AlreadyExists { .. })
     ));
     // URLs
-    for bad in ["127.0.0.1:80", "http://", "http://h/path", "ftp://h", "http://u:p@h", "http://h?q=1", ""] {
-        let r = s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http(bad)).await;
-        assert!(matches!(r, Err(ControlError::Validation(_))), "{bad}: {r:?}");
+    for bad in [
+        "127.0.0.1:80",
+        "http://",
+        "http://h/path",
+        "ftp://h",
+        "http://u:p@h",
+        "http://h?q=1",
+        "",
+    ] {
+        let r =
+            s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http(bad))
+                .await;
+        assert!(
+            matches!(r, Err(ControlError::Validation(_))),
+            "{bad}: {r:?}"
+        );
     }
     // paths
     for bad in ["/users/[id", "users", "/a//b", "/a/[x]y", "/*/x"] {
         assert!(stagegate::PathTemplate::parse(bad).is_err(), "{bad}");
-        assert!(ApiDefinition::builder(s.group.id.clone(), "someApi", "GET", bad, s.backend.id.clone()).is_err());
+        assert!(
+            ApiDefinition::builder(
+                s.group.id.clone(),
+                "someApi",
+                "GET",
+                bad,
+                s.backend.id.clone()
+            )
+            .is_err()
+        );
     }
     // unknown ids
     let ghost = stagegate::BackendId::generate();
-    assert!(matches!(s.cp.set_stage_definition(&ghost, Stage::TEST, http("http://h")).await, Err(ControlError::NotFound { .. })));
-    assert!(matches!(s.cp.delete_stage_definition(&s.backend.id, &Stage::TEST).await, Err(ControlError::NotFound { .. })));
-    let orphan = ApiDefinition::builder(stagegate::GroupId::generate(), "orphanApi", "GET", "/o", s.backend.id.clone()).unwrap();
-    assert!(matches!(s.cp.create_api(orphan).await, Err(ControlError::NotFound { .. })));
-    assert!(matches!(s.cp.publish(&stagegate::ApiId::generate(), Stage::TEST, None).await, Err(ControlError::NotFound { .. })));
+    assert!(matches!(
+        s.cp.set_stage_definition(&ghost, Stage::TEST, http("http://h"))
+            .await,
+        Err(ControlError::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.cp.delete_stage_definition(&s.backend.id, &Stage::TEST)
+            .await,
+        Err(ControlError::NotFound { .. })
+    ));
+    let orphan = ApiDefinition::builder(
+        stagegate::GroupId::generate(),
+        "orphanApi",
+        "GET",
+        "/o",
+        s.backend.id.clone(),
+    )
+    .unwrap();
+    assert!(matches!(
+        s.cp.create_api(orphan).await,
+        Err(ControlError::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.cp.publish(&stagegate::ApiId::generate(), Stage::TEST, None)
+            .await,
+        Err(ControlError::NotFound { .. })
+    ));
     // unknown stages and over-long fields
     assert!(Stage::parse("STAGING").is_err());
     let long = NewBackend::new("longDesc", BackendKind::Http).description("d".repeat(181));
-    assert!(matches!(s.cp.create_backend(long).await, Err(ControlError::Validation(_))));
-    let mut m = MockDefinition { status: 200, headers: Default::default(), body: String::new() };
+    assert!(matches!(
+        s.cp.create_backend(long).await,
+        Err(ControlError::Validation(_))
+    ));
+    let mut m = MockDefinition {
+        status: 200,
+        headers: Default::default(),
+        body: String::new(),
+    };
     m.headers.insert("bad header".into(), "v".into());
-    let mb = s.cp.create_backend(NewBackend::new("mockBad", BackendKind::Mock)).await.unwrap();
-    assert!(s.cp.set_stage_definition(&mb.id, Stage::TEST, StageDefinition::Mock(m)).await.is_err());
-    m = MockDefinition { status: 42, headers: Default::default(), body: String::new() };
-    assert!(s.cp.set_stage_definition(&mb.id, Stage::TEST, StageDefinition::Mock(m)).await.is_err());
+    let mb =
+        s.cp.create_backend(NewBackend::new("mockBad", BackendKind::Mock))
+            .await
+            .unwrap();
+    assert!(
+        s.cp.set_stage_definition(&mb.id, Stage::TEST, StageDefinition::Mock(m))
+            .await
+            .is_err()
+    );
+    m = MockDefinition {
+        status: 42,
+        headers: Default::default(),
+        body: String::new(),
+    };
+    assert!(
+        s.cp.set_stage_definition(&mb.id, Stage::TEST, StageDefinition::Mock(m))
+            .await
+            .is_err()
+    );
     s.cp.delete_backend(&mb.id).await.unwrap();
     // duplicate API names in a group; bad regexes; undeclared path parameters
     let a = api(&s, "dupName", "/d").await;
-    let dup = ApiDefinition::builder(s.group.id.clone(), "dupName", "GET", "/e", s.backend.id.clone()).unwrap();
-    assert!(matches!(s.cp.create_api(dup).await, Err(ControlError::AlreadyExists { .. })));
+    let dup = ApiDefinition::builder(
+        s.group.id.clone(),
+        "dupName",
+        "GET",
+        "/e",
+        s.backend.id.clone(),
+    )
+    .unwrap();
+    assert!(matches!(
+        s.cp.create_api(dup).await,
+        Err(ControlError::AlreadyExists { .. })
+    ));
     let mut bad = a.clone();
-    bad.parameters.push(stagegate::RequestParameter { name: "q".into(), regex: Some("(unclosed".into()), ..Default::default() });
-    assert!(matches!(s.cp.update_api(bad).await, Err(ControlError::Validation(_))));
+    bad.parameters.push(stagegate::RequestParameter {
+        name: "q".into(),
+        regex: Some("(unclosed".into()),
+        ..Default::default()
+    });
+    assert!(matches!(
+        s.cp.update_api(bad).await,
+        Err(ControlError::Validation(_))
+    ));
     let mut bad = a.clone();
-    bad.parameters.push(stagegate::RequestParameter { name: "nope".into(), location: stagegate::ParamLocation::Path, ..Default::default() });
-    assert!(matches!(s.cp.update_api(bad).await, Err(ControlError::Validation(_))));
+    bad.parameters.push(stagegate::RequestParameter {
+        name: "nope".into(),
+        location: stagegate::ParamLocation::Path,
+        ..Default::default()
+    });
+    assert!(matches!(
+        s.cp.update_api(bad).await,
+        Err(ControlError::Validation(_))
+    ));
     s.cp.delete_api(&a.id).await.unwrap();
     // definitions from JSON: unknown fields and mismatched types
-    assert!(StageDefinition::from_json(BackendKind::Http, serde_json::json!({"url":"http://h","extra":1})).is_err());
-    assert!(StageDefinition::from_json(BackendKind::Http, serde_json::json!({"type":"MOCK"})).is_err());
+    assert!(
+        StageDefinition::from_json(
+            BackendKind::Http,
+            serde_json::json!({"url":"http://h","extra":1})
+        )
+        .is_err()
+    );
+    assert!(
+        StageDefinition::from_json(BackendKind::Http, serde_json::json!({"type":"MOCK"})).is_err()
+    );
     assert!(StageDefinition::from_json(BackendKind::Http, serde_json::json!("http://h")).is_err());
     assert_eq!(s.cp.records().await, before, "nothing changed");
     assert!(s.cp.snapshot().generation() > generation - 1);
@@ -395,24 +847,80 @@ async fn change_feed_replays_to_the_same_state_and_followers_catch_up() {
     let store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
     let leader = ControlPlane::open_shared(store.clone()).await.unwrap();
     let follower = ControlPlane::open_shared(store.clone()).await.unwrap();
-    let b = leader.create_backend(NewBackend::new("feedBackend", BackendKind::Http)).await.unwrap();
-    leader.set_stage_definition(&b.id, Stage::TEST, http("http://127.0.0.1:9001")).await.unwrap();
-    let g = leader.create_group(NewGroup { name: "feed_group".into(), ..Default::default() }).await.unwrap();
-    let a = leader.create_api(ApiDefinition::builder(g.id.clone(), "feedApi", "GET", "/feed", b.id.clone()).unwrap()).await.unwrap();
+    let b = leader
+        .create_backend(NewBackend::new("feedBackend", BackendKind::Http))
+        .await
+        .unwrap();
+    leader
+        .set_stage_definition(&b.id, Stage::TEST, http("http://127.0.0.1:9001"))
+        .await
+        .unwrap();
+    let g = leader
+        .create_group(NewGroup {
+            name: "feed_group".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let a = leader
+        .create_api(
+            ApiDefinition::builder(g.id.clone(), "feedApi", "GET", "/feed", b.id.clone()).unwrap(),
+        )
+        .await
+        .unwrap();
     leader.publish(&a.id, Stage::TEST, None).await.unwrap();
     assert!(live_url(&follower, &Stage::TEST, "/feed").is_none());
     assert!(follower.follow().await.unwrap() > 0);
-    assert_eq!(live_url(&follower, &Stage::TEST, "/feed").as_deref(), Some("http://127.0.0.1:9001"));
-    leader.set_stage_definition(&b.id, Stage::TEST, http("http://127.0.0.1:9002")).await.unwrap();
+    assert_eq!(
+        live_url(&follower, &Stage::TEST, "/feed").as_deref(),
+        Some("http://127.0.0.1:9001")
+    );
+    leader
+        .set_stage_definition(&b.id, Stage::TEST, http("http://127.0.0.1:9002"))
+        .await
+        .unwrap();
     follower.follow().await.unwrap();
-    assert_eq!(live_url(&follower, &Stage::TEST, "/feed").as_deref(), Some("http://127.0.0.1:9002"));
+    assert_eq!(
+        live_url(&follower, &Stage::TEST, "/feed").as_deref(),
+        Some("http://127.0.0.1:9002")
+    );
     assert_eq!(leader.records().await, follower.records().await);
     let mut loaded = store.load().await.unwrap().records;
     loaded.sort_by_key(|r| r.value.key());
-    assert_eq!(leader.records().await, loaded, "the store holds exactly the control plane's state");
+    assert_eq!(
+        leader.records().await,
+        loaded,
+        "the store holds exactly the control plane's state"
+    );
     // a stale writer gets a conflict, catches up, and succeeds on retry
-    follower.update_backend(&b.id, BackendPatch { description: Some("from the follower".into()), name: None }).await.unwrap();
-    let r = leader.update_backend(&b.id, BackendPatch { description: Some("from the leader".into()), name: None }).await;
+    follower
+        .update_backend(
+            &b.id,
+            BackendPatch {
+                description: Some("from the follower".into()),
+                name: None,
+            },
+        )
+        .await
+        .unwrap();
+    let r = leader
+        .update_backend(
+            &b.id,
+            BackendPatch {
+                description: Some("from the leader".into()),
+                name: None,
+            },
+        )
+        .await;
     assert!(matches!(r, Err(ControlError::Store(_))), "{r:?}");
-    leader.update_backend(&b.id, BackendPatch { description: Some("from the leader".into()), name: None }).await.unwrap();
+    leader
+        .update_backend(
+            &b.id,
+            BackendPatch {
+                description: Some("from the leader".into()),
+                name: None,
+            },
+        )
+        .await
+        .unwrap();
 }

@@ -46,7 +46,9 @@ pub enum ControlError {
         stage: Stage,
     },
     /// Two published APIs would match the same request.
-    #[error("`{method} {path}` conflicts with published API `{existing_name}` ({existing}) in stage {stage}")]
+    #[error(
+        "`{method} {path}` conflicts with published API `{existing_name}` ({existing}) in stage {stage}"
+    )]
     RouteConflict {
         /// The method of the API being published.
         method: String,
@@ -93,6 +95,9 @@ impl ControlError {
     }
 
     pub(crate) fn not_found(what: &'static str, id: impl ToString) -> Self {
-        Self::NotFound { what, id: id.to_string() }
+        Self::NotFound {
+            what,
+            id: id.to_string(),
+        }
     }
 }

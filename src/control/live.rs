@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use super::state::{Affected, State};
 use crate::model::{ApiId, GroupId, Stage, StageDefinition};
-use crate::routing::{Compiled, Credentials, Grants, HostIndex, LiveRoute, RouteTable, Snapshot, TableConflict};
+use crate::routing::{
+    Compiled, Credentials, Grants, HostIndex, LiveRoute, RouteTable, Snapshot, TableConflict,
+};
 use crate::store::Deployment;
 
 impl State {
@@ -18,23 +20,33 @@ impl State {
         prev: Option<&Arc<LiveRoute>>,
     ) -> Result<Arc<LiveRoute>, String> {
         let api = &deployment.snapshot;
-        let group = self.groups.get(&api.group_id).ok_or_else(|| format!("group `{}` not found", api.group_id))?;
+        let group = self
+            .groups
+            .get(&api.group_id)
+            .ok_or_else(|| format!("group `{}` not found", api.group_id))?;
         let backend = self
             .backends
             .get(&api.backend.backend_id)
             .ok_or_else(|| format!("backend service `{}` not found", api.backend.backend_id))?;
         let definition = match definition {
             Some(d) => d,
-            None => backend
-                .value
-                .stages
-                .get(stage)
-                .ok_or_else(|| format!("backend service `{}` has no definition in stage {stage}", backend.value.name))?,
+            None => backend.value.stages.get(stage).ok_or_else(|| {
+                format!(
+                    "backend service `{}` has no definition in stage {stage}",
+                    backend.value.name
+                )
+            })?,
         };
         if matches!(definition, StageDefinition::Oss(_)) && api.backend.oss.is_none() {
-            return Err("an OSS definition needs the API's backend.oss (action and object key)".to_owned());
+            return Err(
+                "an OSS definition needs the API's backend.oss (action and object key)".to_owned(),
+            );
         }
-        let template = api.request.path.with_base(group.value.base_path.as_deref()).map_err(|e| e.to_string())?;
+        let template = api
+            .request
+            .path
+            .with_base(group.value.base_path.as_deref())
+            .map_err(|e| e.to_string())?;
         if let Some(p) = prev {
             if Arc::ptr_eq(&p.deployment, deployment)
                 && *p.definition == *definition
@@ -73,18 +85,29 @@ impl State {
             .map(|t| t.routes().iter().map(|r| (r.api_id(), r)).collect())
             .unwrap_or_default();
         let mut routes = Vec::new();
-        for api in self.published_in.get(&(group.clone(), stage.clone())).into_iter().flatten() {
+        for api in self
+            .published_in
+            .get(&(group.clone(), stage.clone()))
+            .into_iter()
+            .flatten()
+        {
             if candidate.is_some_and(|(c, _)| c == api) {
                 continue;
             }
-            let Some(live) = self.publications.get(&(api.clone(), stage.clone())) else { continue };
+            let Some(live) = self.publications.get(&(api.clone(), stage.clone())) else {
+                continue;
+            };
             match self.compile_route(&live.deployment, stage, None, old.get(api).copied()) {
                 Ok(r) => routes.push(r),
-                Err(e) => tracing::warn!(api = %api, stage = %stage, error = %e, "published API left out of the route table"),
+                Err(e) => {
+                    tracing::warn!(api = %api, stage = %stage, error = %e, "published API left out of the route table")
+                }
             }
         }
         if let Some((_, deployment)) = candidate {
-            let r = self.compile_route(deployment, stage, None, None).map_err(TableBuildError::Compile)?;
+            let r = self
+                .compile_route(deployment, stage, None, None)
+                .map_err(TableBuildError::Compile)?;
             // the candidate goes last so that a conflict names the route already published
             routes.push(r);
         }
@@ -114,7 +137,9 @@ impl State {
                 Arc::clone(&prev.credentials)
             },
             grants: if affected.grants {
-                Arc::new(Grants::build(self.authorizations.values().map(|a| &a.value)))
+                Arc::new(Grants::build(
+                    self.authorizations.values().map(|a| &a.value),
+                ))
             } else {
                 Arc::clone(&prev.grants)
             },
@@ -152,11 +177,19 @@ impl State {
 
     /// Builds every table from scratch.
     pub(crate) fn full_snapshot(&self, generation: u64) -> Snapshot {
-        let mut affected = Affected { groups: true, credentials: true, grants: true, ..Affected::default() };
+        let mut affected = Affected {
+            groups: true,
+            credentials: true,
+            grants: true,
+            ..Affected::default()
+        };
         for (g, s) in self.published_in.keys() {
             affected.tables.insert((g.clone(), s.clone()));
         }
-        let prev = Snapshot { generation, ..Snapshot::default() };
+        let prev = Snapshot {
+            generation,
+            ..Snapshot::default()
+        };
         self.next_snapshot(&prev, &affected, HashMap::new())
     }
 }
@@ -167,4 +200,3 @@ pub(crate) enum TableBuildError {
     Compile(String),
     Conflict(TableConflict),
 }
-

@@ -38,11 +38,14 @@ pub use report::{ApiReport, ReportResult};
 pub(crate) use state::{Affected, State};
 
 use crate::model::{
-    ApiDefinition, ApiId, App, AppId, AppKeyPair, Authorization, BackendId, BackendKind, BackendService, Group,
-    GroupId, Secret, Stage, StageDefinition, ValidationError, VpcAccess, VpcAccessId,
+    ApiDefinition, ApiId, App, AppId, AppKeyPair, Authorization, BackendId, BackendKind,
+    BackendService, Group, GroupId, Secret, Stage, StageDefinition, ValidationError, VpcAccess,
+    VpcAccessId,
 };
 use crate::routing::{Snapshot, SnapshotHandle};
-use crate::store::{Change, Deployment, Entity, Expect, Key, Publication, Store, StoreError, Versioned, Write};
+use crate::store::{
+    Change, Deployment, Entity, Expect, Key, Publication, Store, StoreError, Versioned, Write,
+};
 use live::TableBuildError;
 
 type Result<T, E = ControlError> = std::result::Result<T, E>;
@@ -73,7 +76,11 @@ impl NewBackend {
     /// A backend named `name` of `kind`.
     #[must_use]
     pub fn new(name: impl Into<String>, kind: BackendKind) -> Self {
-        Self { name: name.into(), kind, description: None }
+        Self {
+            name: name.into(),
+            kind,
+            description: None,
+        }
     }
 
     /// Sets the description.
@@ -166,12 +173,16 @@ pub struct ControlPlane {
 
 impl fmt::Debug for ControlPlane {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ControlPlane").field("live", &self.live).finish_non_exhaustive()
+        f.debug_struct("ControlPlane")
+            .field("live", &self.live)
+            .finish_non_exhaustive()
     }
 }
 
 fn put(state: &State, entity: Entity) -> Write {
-    let expect = state.version_of(&entity.key()).map_or(Expect::Absent, Expect::Version);
+    let expect = state
+        .version_of(&entity.key())
+        .map_or(Expect::Absent, Expect::Version);
     Write::put(entity, expect)
 }
 
@@ -210,7 +221,11 @@ impl ControlPlane {
         let state = State::from_loaded(store.load().await?);
         let live = SnapshotHandle::default();
         live.store(state.full_snapshot(0));
-        Ok(Self { store, state: tokio::sync::Mutex::new(state), live })
+        Ok(Self {
+            store,
+            state: tokio::sync::Mutex::new(state),
+            live,
+        })
     }
 
     /// The handle the data plane reads the live configuration through.
@@ -266,11 +281,19 @@ impl ControlPlane {
                 let version = state.version_of(&key).map_or(1, |v| v + 1);
                 Versioned { value, version }
             });
-            state.apply(&Change { revision, key, value }, &mut affected);
+            state.apply(
+                &Change {
+                    revision,
+                    key,
+                    value,
+                },
+                &mut affected,
+            );
         }
         state.revision = revision;
         let prev = self.live.load();
-        self.live.store(state.next_snapshot(&prev, &affected, prebuilt));
+        self.live
+            .store(state.next_snapshot(&prev, &affected, prebuilt));
         Ok(())
     }
 
@@ -309,7 +332,8 @@ impl ControlPlane {
                 state.apply(c, &mut affected);
             }
             let prev = self.live.load();
-            self.live.store(state.next_snapshot(&prev, &affected, HashMap::new()));
+            self.live
+                .store(state.next_snapshot(&prev, &affected, HashMap::new()));
         }
     }
 
@@ -327,7 +351,10 @@ impl ControlPlane {
         b.validate()?;
         let mut state = self.state.lock().await;
         if state.backends.values().any(|o| o.value.name == b.name) {
-            return Err(ControlError::AlreadyExists { what: "backend service", name: b.name });
+            return Err(ControlError::AlreadyExists {
+                what: "backend service",
+                name: b.name,
+            });
         }
         let w = put(&state, Entity::Backend(b.clone()));
         self.commit(&mut state, vec![w], HashMap::new()).await?;
@@ -339,12 +366,28 @@ impl ControlPlane {
     /// # Errors
     ///
     /// [`ControlError::NotFound`], [`ControlError::Validation`], [`ControlError::AlreadyExists`].
-    pub async fn update_backend(&self, id: &BackendId, patch: BackendPatch) -> Result<BackendService> {
+    pub async fn update_backend(
+        &self,
+        id: &BackendId,
+        patch: BackendPatch,
+    ) -> Result<BackendService> {
         let mut state = self.state.lock().await;
-        let mut b = state.backends.get(id).ok_or_else(|| ControlError::not_found("backend service", id))?.value.clone();
+        let mut b = state
+            .backends
+            .get(id)
+            .ok_or_else(|| ControlError::not_found("backend service", id))?
+            .value
+            .clone();
         if let Some(n) = patch.name {
-            if state.backends.values().any(|o| o.value.name == n && &o.value.id != id) {
-                return Err(ControlError::AlreadyExists { what: "backend service", name: n });
+            if state
+                .backends
+                .values()
+                .any(|o| o.value.name == n && &o.value.id != id)
+            {
+                return Err(ControlError::AlreadyExists {
+                    what: "backend service",
+                    name: n,
+                });
             }
             b.name = n;
         }
@@ -368,15 +411,28 @@ impl ControlPlane {
         if !state.backends.contains_key(id) {
             return Err(ControlError::not_found("backend service", id));
         }
-        let mut users: Vec<String> =
-            state.apis.values().filter(|a| &a.value.backend.backend_id == id).map(|a| a.value.name.clone()).collect();
+        let mut users: Vec<String> = state
+            .apis
+            .values()
+            .filter(|a| &a.value.backend.backend_id == id)
+            .map(|a| a.value.name.clone())
+            .collect();
         for stage in Stage::BUILT_IN {
-            users.extend(state.published_using(id, &stage).iter().map(|l| format!("{} ({stage})", l.deployment.snapshot.name)));
+            users.extend(
+                state
+                    .published_using(id, &stage)
+                    .iter()
+                    .map(|l| format!("{} ({stage})", l.deployment.snapshot.name)),
+            );
         }
         if !users.is_empty() {
             users.sort();
             users.dedup();
-            return Err(ControlError::InUse { what: "backend service", id: id.to_string(), users: users.join(", ") });
+            return Err(ControlError::InUse {
+                what: "backend service",
+                id: id.to_string(),
+                users: users.join(", "),
+            });
         }
         let w = delete(&state, Key::backend(id));
         self.commit(&mut state, vec![w], HashMap::new()).await
@@ -389,7 +445,11 @@ impl ControlPlane {
     /// [`ControlError::NotFound`].
     pub async fn backend(&self, id: &BackendId) -> Result<BackendService> {
         let state = self.state.lock().await;
-        state.backends.get(id).map(|b| b.value.clone()).ok_or_else(|| ControlError::not_found("backend service", id))
+        state
+            .backends
+            .get(id)
+            .map(|b| b.value.clone())
+            .ok_or_else(|| ControlError::not_found("backend service", id))
     }
 
     /// Every backend service, by name.
@@ -416,31 +476,50 @@ impl ControlPlane {
     ) -> Result<DefinitionChange> {
         definition.validate()?;
         let mut state = self.state.lock().await;
-        let mut b = state.backends.get(id).ok_or_else(|| ControlError::not_found("backend service", id))?.value.clone();
+        let mut b = state
+            .backends
+            .get(id)
+            .ok_or_else(|| ControlError::not_found("backend service", id))?
+            .value
+            .clone();
         if !b.kind.accepts(definition.kind()) {
             return Err(ValidationError::InvalidField {
                 field: "type".into(),
-                reason: format!("a {} backend cannot hold a {} definition", b.kind, definition.kind()),
+                reason: format!(
+                    "a {} backend cannot hold a {} definition",
+                    b.kind,
+                    definition.kind()
+                ),
             }
             .into());
         }
         if let StageDefinition::Vpc(v) = &definition {
             if !state.vpc_access.contains_key(&v.vpc_access_id) {
-                return Err(ControlError::not_found("vpc access authorization", &v.vpc_access_id));
+                return Err(ControlError::not_found(
+                    "vpc access authorization",
+                    &v.vpc_access_id,
+                ));
             }
         }
         let mut writes = Vec::new();
         let mut report = Vec::new();
         for live in state.published_using(id, &stage) {
             let api = &live.deployment.snapshot;
-            let (result, error) = match state.compile_route(&live.deployment, &stage, Some(&definition), None) {
-                Ok(_) => (ReportResult::Republished, None),
-                Err(e) => {
-                    writes.push(delete(&state, Key::publication(&api.id, &stage)));
-                    (ReportResult::Failed, Some(e))
-                }
-            };
-            report.push(ApiReport { api_id: api.id.clone(), api_name: api.name.clone(), stage: stage.clone(), result, error });
+            let (result, error) =
+                match state.compile_route(&live.deployment, &stage, Some(&definition), None) {
+                    Ok(_) => (ReportResult::Republished, None),
+                    Err(e) => {
+                        writes.push(delete(&state, Key::publication(&api.id, &stage)));
+                        (ReportResult::Failed, Some(e))
+                    }
+                };
+            report.push(ApiReport {
+                api_id: api.id.clone(),
+                api_name: api.name.clone(),
+                stage: stage.clone(),
+                result,
+                error,
+            });
         }
         b.stages.insert(stage, definition.clone());
         b.modified_at = Timestamp::now();
@@ -454,9 +533,16 @@ impl ControlPlane {
     /// # Errors
     ///
     /// [`ControlError::NotFound`] for an unknown backend.
-    pub async fn stage_definition(&self, id: &BackendId, stage: &Stage) -> Result<Option<StageDefinition>> {
+    pub async fn stage_definition(
+        &self,
+        id: &BackendId,
+        stage: &Stage,
+    ) -> Result<Option<StageDefinition>> {
         let state = self.state.lock().await;
-        let b = state.backends.get(id).ok_or_else(|| ControlError::not_found("backend service", id))?;
+        let b = state
+            .backends
+            .get(id)
+            .ok_or_else(|| ControlError::not_found("backend service", id))?;
         Ok(b.value.stages.get(stage).cloned())
     }
 
@@ -466,11 +552,23 @@ impl ControlPlane {
     /// # Errors
     ///
     /// [`ControlError::NotFound`] for an unknown backend or a stage without a definition.
-    pub async fn delete_stage_definition(&self, id: &BackendId, stage: &Stage) -> Result<Vec<ApiReport>> {
+    pub async fn delete_stage_definition(
+        &self,
+        id: &BackendId,
+        stage: &Stage,
+    ) -> Result<Vec<ApiReport>> {
         let mut state = self.state.lock().await;
-        let mut b = state.backends.get(id).ok_or_else(|| ControlError::not_found("backend service", id))?.value.clone();
+        let mut b = state
+            .backends
+            .get(id)
+            .ok_or_else(|| ControlError::not_found("backend service", id))?
+            .value
+            .clone();
         if b.stages.remove(stage).is_none() {
-            return Err(ControlError::not_found("stage definition", format!("{id}/{stage}")));
+            return Err(ControlError::not_found(
+                "stage definition",
+                format!("{id}/{stage}"),
+            ));
         }
         b.modified_at = Timestamp::now();
         let mut writes = vec![put(&state, Entity::Backend(b))];
@@ -496,14 +594,27 @@ impl ControlPlane {
     /// # Errors
     ///
     /// [`ControlError::NotFound`] for an unknown backend.
-    pub async fn apis_using_backend(&self, id: &BackendId, stage: Option<&Stage>) -> Result<Vec<ApiDefinition>> {
+    pub async fn apis_using_backend(
+        &self,
+        id: &BackendId,
+        stage: Option<&Stage>,
+    ) -> Result<Vec<ApiDefinition>> {
         let state = self.state.lock().await;
         if !state.backends.contains_key(id) {
             return Err(ControlError::not_found("backend service", id));
         }
         let mut v: Vec<ApiDefinition> = match stage {
-            None => state.apis.values().filter(|a| &a.value.backend.backend_id == id).map(|a| a.value.clone()).collect(),
-            Some(s) => state.published_using(id, s).iter().map(|l| l.deployment.snapshot.clone()).collect(),
+            None => state
+                .apis
+                .values()
+                .filter(|a| &a.value.backend.backend_id == id)
+                .map(|a| a.value.clone())
+                .collect(),
+            Some(s) => state
+                .published_using(id, s)
+                .iter()
+                .map(|l| l.deployment.snapshot.clone())
+                .collect(),
         };
         v.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(v)
@@ -519,8 +630,15 @@ impl ControlPlane {
     pub async fn create_vpc_access(&self, v: VpcAccess) -> Result<VpcAccess> {
         v.validate()?;
         let mut state = self.state.lock().await;
-        if state.vpc_access.values().any(|o| o.value.name == v.name || o.value.id == v.id) {
-            return Err(ControlError::AlreadyExists { what: "vpc access authorization", name: v.name });
+        if state
+            .vpc_access
+            .values()
+            .any(|o| o.value.name == v.name || o.value.id == v.id)
+        {
+            return Err(ControlError::AlreadyExists {
+                what: "vpc access authorization",
+                name: v.name,
+            });
         }
         let w = put(&state, Entity::VpcAccess(v.clone()));
         self.commit(&mut state, vec![w], HashMap::new()).await?;
@@ -558,13 +676,19 @@ impl ControlPlane {
             .values()
             .flat_map(|b| {
                 b.value.stages.iter().filter_map(move |(s, d)| match d {
-                    StageDefinition::Vpc(v) if &v.vpc_access_id == id => Some(format!("{} ({s})", b.value.name)),
+                    StageDefinition::Vpc(v) if &v.vpc_access_id == id => {
+                        Some(format!("{} ({s})", b.value.name))
+                    }
                     _ => None,
                 })
             })
             .collect();
         if !users.is_empty() {
-            return Err(ControlError::InUse { what: "vpc access authorization", id: id.to_string(), users: users.join(", ") });
+            return Err(ControlError::InUse {
+                what: "vpc access authorization",
+                id: id.to_string(),
+                users: users.join(", "),
+            });
         }
         let w = delete(&state, Key::vpc_access(id));
         self.commit(&mut state, vec![w], HashMap::new()).await
@@ -585,7 +709,11 @@ impl ControlPlane {
     /// [`ControlError::NotFound`].
     pub async fn vpc_access(&self, id: &VpcAccessId) -> Result<VpcAccess> {
         let state = self.state.lock().await;
-        state.vpc_access.get(id).map(|v| v.value.clone()).ok_or_else(|| ControlError::not_found("vpc access authorization", id))
+        state
+            .vpc_access
+            .get(id)
+            .map(|v| v.value.clone())
+            .ok_or_else(|| ControlError::not_found("vpc access authorization", id))
     }
 
     // ----- groups -----
@@ -603,7 +731,10 @@ impl ControlPlane {
         g.validate()?;
         let mut state = self.state.lock().await;
         if state.groups.values().any(|o| o.value.name == g.name) {
-            return Err(ControlError::AlreadyExists { what: "group", name: g.name });
+            return Err(ControlError::AlreadyExists {
+                what: "group",
+                name: g.name,
+            });
         }
         let w = put(&state, Entity::Group(g.clone()));
         self.commit(&mut state, vec![w], HashMap::new()).await?;
@@ -619,7 +750,12 @@ impl ControlPlane {
     /// [`ControlError::RouteConflict`] when the new base path makes published routes collide.
     pub async fn update_group(&self, id: &GroupId, spec: NewGroup) -> Result<Group> {
         let mut state = self.state.lock().await;
-        let old = state.groups.get(id).ok_or_else(|| ControlError::not_found("group", id))?.value.clone();
+        let old = state
+            .groups
+            .get(id)
+            .ok_or_else(|| ControlError::not_found("group", id))?
+            .value
+            .clone();
         let g = Group {
             name: spec.name,
             description: spec.description,
@@ -628,8 +764,15 @@ impl ControlPlane {
             ..old
         };
         g.validate()?;
-        if state.groups.values().any(|o| o.value.name == g.name && &o.value.id != id) {
-            return Err(ControlError::AlreadyExists { what: "group", name: g.name });
+        if state
+            .groups
+            .values()
+            .any(|o| o.value.name == g.name && &o.value.id != id)
+        {
+            return Err(ControlError::AlreadyExists {
+                what: "group",
+                name: g.name,
+            });
         }
         let w = put(&state, Entity::Group(g.clone()));
         self.commit(&mut state, vec![w], HashMap::new()).await?;
@@ -646,10 +789,22 @@ impl ControlPlane {
         if !state.groups.contains_key(id) {
             return Err(ControlError::not_found("group", id));
         }
-        let users: Vec<String> = state.apis.values().filter(|a| &a.value.group_id == id).map(|a| a.value.name.clone()).collect();
-        let published = state.published_in.iter().any(|((g, _), s)| g == id && !s.is_empty());
+        let users: Vec<String> = state
+            .apis
+            .values()
+            .filter(|a| &a.value.group_id == id)
+            .map(|a| a.value.name.clone())
+            .collect();
+        let published = state
+            .published_in
+            .iter()
+            .any(|((g, _), s)| g == id && !s.is_empty());
         if !users.is_empty() || published {
-            return Err(ControlError::InUse { what: "group", id: id.to_string(), users: users.join(", ") });
+            return Err(ControlError::InUse {
+                what: "group",
+                id: id.to_string(),
+                users: users.join(", "),
+            });
         }
         let w = delete(&state, Key::group(id));
         self.commit(&mut state, vec![w], HashMap::new()).await
@@ -662,7 +817,11 @@ impl ControlPlane {
     /// [`ControlError::NotFound`].
     pub async fn group(&self, id: &GroupId) -> Result<Group> {
         let state = self.state.lock().await;
-        state.groups.get(id).map(|g| g.value.clone()).ok_or_else(|| ControlError::not_found("group", id))
+        state
+            .groups
+            .get(id)
+            .map(|g| g.value.clone())
+            .ok_or_else(|| ControlError::not_found("group", id))
     }
 
     /// Every group, by name.
@@ -691,12 +850,13 @@ impl ControlPlane {
             }
             .into());
         }
-        if state
-            .apis
-            .values()
-            .any(|o| o.value.group_id == api.group_id && o.value.name == api.name && o.value.id != api.id)
-        {
-            return Err(ControlError::AlreadyExists { what: "api", name: api.name.clone() });
+        if state.apis.values().any(|o| {
+            o.value.group_id == api.group_id && o.value.name == api.name && o.value.id != api.id
+        }) {
+            return Err(ControlError::AlreadyExists {
+                what: "api",
+                name: api.name.clone(),
+            });
         }
         Ok(())
     }
@@ -710,7 +870,10 @@ impl ControlPlane {
     pub async fn create_api(&self, api: ApiDefinition) -> Result<ApiDefinition> {
         let mut state = self.state.lock().await;
         if state.apis.contains_key(&api.id) {
-            return Err(ControlError::AlreadyExists { what: "api id", name: api.id.to_string() });
+            return Err(ControlError::AlreadyExists {
+                what: "api id",
+                name: api.id.to_string(),
+            });
         }
         Self::check_api(&state, &api)?;
         let w = put(&state, Entity::Api(api.clone()));
@@ -744,18 +907,29 @@ impl ControlPlane {
         if !state.apis.contains_key(id) {
             return Err(ControlError::not_found("api", id));
         }
-        let stages: Vec<String> =
-            Stage::BUILT_IN.iter().filter(|s| state.publications.contains_key(&(id.clone(), (*s).clone()))).map(ToString::to_string).collect();
+        let stages: Vec<String> = Stage::BUILT_IN
+            .iter()
+            .filter(|s| state.publications.contains_key(&(id.clone(), (*s).clone())))
+            .map(ToString::to_string)
+            .collect();
         if !stages.is_empty() {
             return Err(ControlError::InUse {
                 what: "api",
                 id: id.to_string(),
-                users: format!("its publications in {} (unpublish first)", stages.join(", ")),
+                users: format!(
+                    "its publications in {} (unpublish first)",
+                    stages.join(", ")
+                ),
             });
         }
         let mut writes = vec![delete(&state, Key::api(id))];
         for stage in Stage::BUILT_IN {
-            for version in state.deployments.get(&(id.clone(), stage.clone())).into_iter().flat_map(|m| m.keys()) {
+            for version in state
+                .deployments
+                .get(&(id.clone(), stage.clone()))
+                .into_iter()
+                .flat_map(|m| m.keys())
+            {
                 writes.push(delete(&state, Key::deployment(id, &stage, version)));
             }
         }
@@ -774,7 +948,11 @@ impl ControlPlane {
     /// [`ControlError::NotFound`].
     pub async fn api(&self, id: &ApiId) -> Result<ApiDefinition> {
         let state = self.state.lock().await;
-        state.apis.get(id).map(|a| a.value.clone()).ok_or_else(|| ControlError::not_found("api", id))
+        state
+            .apis
+            .get(id)
+            .map(|a| a.value.clone())
+            .ok_or_else(|| ControlError::not_found("api", id))
     }
 
     /// Every API draft, optionally of one group, by name.
@@ -800,13 +978,27 @@ impl ControlPlane {
     /// backend has no definition in `stage`, [`ControlError::RouteConflict`] when another
     /// published API of the group would match the same requests, [`ControlError::Refused`] when
     /// the API cannot use the backend's definition.
-    pub async fn publish(&self, id: &ApiId, stage: Stage, description: Option<String>) -> Result<Deployment> {
+    pub async fn publish(
+        &self,
+        id: &ApiId,
+        stage: Stage,
+        description: Option<String>,
+    ) -> Result<Deployment> {
         if let Some(d) = &description {
             crate::model::validate_len("description", d, 180)?;
         }
         let mut state = self.state.lock().await;
-        let api = state.apis.get(id).ok_or_else(|| ControlError::not_found("api", id))?.value.clone();
-        let prev = state.deployments.get(&(id.clone(), stage.clone())).and_then(|m| m.keys().next_back()).cloned();
+        let api = state
+            .apis
+            .get(id)
+            .ok_or_else(|| ControlError::not_found("api", id))?
+            .value
+            .clone();
+        let prev = state
+            .deployments
+            .get(&(id.clone(), stage.clone()))
+            .and_then(|m| m.keys().next_back())
+            .cloned();
         let deployment = Deployment {
             api_id: id.clone(),
             stage: stage.clone(),
@@ -820,7 +1012,11 @@ impl ControlPlane {
             put(&state, Entity::Deployment(deployment.clone())),
             put(
                 &state,
-                Entity::Publication(Publication { api_id: id.clone(), stage: stage.clone(), version: deployment.version.clone() }),
+                Entity::Publication(Publication {
+                    api_id: id.clone(),
+                    stage: stage.clone(),
+                    version: deployment.version.clone(),
+                }),
             ),
         ];
         self.commit(&mut state, writes, prebuilt).await?;
@@ -851,23 +1047,25 @@ impl ControlPlane {
         }
         let snapshot = self.live.load();
         let arc = Arc::new(deployment.clone());
-        let table = state.build_table(&snapshot, &api.group_id, stage, Some((&api.id, &arc))).map_err(|e| match e {
-            TableBuildError::Compile(m) => ControlError::Refused(m),
-            TableBuildError::Conflict(c) => {
-                let existing_name = state
-                    .publications
-                    .get(&(c.existing.clone(), stage.clone()))
-                    .map(|l| l.deployment.snapshot.name.clone())
-                    .unwrap_or_default();
-                ControlError::RouteConflict {
-                    method: api.request.method.clone(),
-                    path: api.request.path.to_string(),
-                    existing: c.existing,
-                    existing_name,
-                    stage: stage.clone(),
+        let table = state
+            .build_table(&snapshot, &api.group_id, stage, Some((&api.id, &arc)))
+            .map_err(|e| match e {
+                TableBuildError::Compile(m) => ControlError::Refused(m),
+                TableBuildError::Conflict(c) => {
+                    let existing_name = state
+                        .publications
+                        .get(&(c.existing.clone(), stage.clone()))
+                        .map(|l| l.deployment.snapshot.name.clone())
+                        .unwrap_or_default();
+                    ControlError::RouteConflict {
+                        method: api.request.method.clone(),
+                        path: api.request.path.to_string(),
+                        existing: c.existing,
+                        existing_name,
+                        stage: stage.clone(),
+                    }
                 }
-            }
-        })?;
+            })?;
         let mut prebuilt = HashMap::new();
         prebuilt.insert((api.group_id.clone(), stage.clone()), table);
         Ok(prebuilt)
@@ -880,8 +1078,14 @@ impl ControlPlane {
     /// [`ControlError::NotPublished`].
     pub async fn unpublish(&self, id: &ApiId, stage: &Stage) -> Result<()> {
         let mut state = self.state.lock().await;
-        if !state.publications.contains_key(&(id.clone(), stage.clone())) {
-            return Err(ControlError::NotPublished { api: id.clone(), stage: stage.clone() });
+        if !state
+            .publications
+            .contains_key(&(id.clone(), stage.clone()))
+        {
+            return Err(ControlError::NotPublished {
+                api: id.clone(),
+                stage: stage.clone(),
+            });
         }
         let w = delete(&state, Key::publication(id, stage));
         self.commit(&mut state, vec![w], HashMap::new()).await
@@ -890,7 +1094,10 @@ impl ControlPlane {
     /// The deployment live in a stage, if any.
     pub async fn published(&self, id: &ApiId, stage: &Stage) -> Option<Deployment> {
         let state = self.state.lock().await;
-        state.publications.get(&(id.clone(), stage.clone())).map(|l| (*l.deployment).clone())
+        state
+            .publications
+            .get(&(id.clone(), stage.clone()))
+            .map(|l| (*l.deployment).clone())
     }
 
     /// The deployment history of an API, per stage, oldest first; `live` marks the one in force.
@@ -905,8 +1112,16 @@ impl ControlPlane {
         }
         let mut out = Vec::new();
         for stage in Stage::BUILT_IN {
-            let live = state.publications.get(&(id.clone(), stage.clone())).map(|l| l.publication.version.clone());
-            for (v, d) in state.deployments.get(&(id.clone(), stage.clone())).into_iter().flatten() {
+            let live = state
+                .publications
+                .get(&(id.clone(), stage.clone()))
+                .map(|l| l.publication.version.clone());
+            for (v, d) in state
+                .deployments
+                .get(&(id.clone(), stage.clone()))
+                .into_iter()
+                .flatten()
+            {
                 out.push(DeploymentInfo {
                     stage: stage.clone(),
                     version: v.clone(),
@@ -931,11 +1146,17 @@ impl ControlPlane {
             .get(&(id.clone(), stage.clone()))
             .and_then(|m| m.get(version))
             .map(|d| (*d.value).clone())
-            .ok_or_else(|| ControlError::not_found("deployment", format!("{id}/{stage}/{version}")))?;
+            .ok_or_else(|| {
+                ControlError::not_found("deployment", format!("{id}/{stage}/{version}"))
+            })?;
         let prebuilt = self.check_publishable(&state, &deployment)?;
         let w = put(
             &state,
-            Entity::Publication(Publication { api_id: id.clone(), stage: stage.clone(), version: version.to_owned() }),
+            Entity::Publication(Publication {
+                api_id: id.clone(),
+                stage: stage.clone(),
+                version: version.to_owned(),
+            }),
         );
         self.commit(&mut state, vec![w], prebuilt).await?;
         Ok(deployment)
@@ -946,23 +1167,35 @@ impl ControlPlane {
     fn check_credentials_unique(state: &State, app: &App) -> Result<()> {
         for other in state.apps.values().filter(|o| o.value.id != app.id) {
             if other.value.name == app.name {
-                return Err(ControlError::AlreadyExists { what: "app", name: app.name.clone() });
+                return Err(ControlError::AlreadyExists {
+                    what: "app",
+                    name: app.name.clone(),
+                });
             }
             for k in &app.keys {
                 if other.value.keys.iter().any(|o| o.app_key == k.app_key) {
-                    return Err(ControlError::AlreadyExists { what: "app key", name: k.app_key.clone() });
+                    return Err(ControlError::AlreadyExists {
+                        what: "app key",
+                        name: k.app_key.clone(),
+                    });
                 }
             }
             for c in &app.codes {
                 if other.value.codes.iter().any(|o| o == c) {
-                    return Err(ControlError::AlreadyExists { what: "app code", name: "****".into() });
+                    return Err(ControlError::AlreadyExists {
+                        what: "app code",
+                        name: "****".into(),
+                    });
                 }
             }
         }
         let mut keys: Vec<&str> = app.keys.iter().map(|k| k.app_key.as_str()).collect();
         keys.sort_unstable();
         if keys.windows(2).any(|w| w[0] == w[1]) {
-            return Err(ControlError::AlreadyExists { what: "app key", name: keys.join(",") });
+            return Err(ControlError::AlreadyExists {
+                what: "app key",
+                name: keys.join(","),
+            });
         }
         Ok(())
     }
@@ -975,9 +1208,18 @@ impl ControlPlane {
         Ok(app)
     }
 
-    async fn with_app<T>(&self, id: &AppId, f: impl FnOnce(&mut App) -> Result<T>) -> Result<(App, T)> {
+    async fn with_app<T>(
+        &self,
+        id: &AppId,
+        f: impl FnOnce(&mut App) -> Result<T>,
+    ) -> Result<(App, T)> {
         let mut state = self.state.lock().await;
-        let mut app = state.apps.get(id).ok_or_else(|| ControlError::not_found("app", id))?.value.clone();
+        let mut app = state
+            .apps
+            .get(id)
+            .ok_or_else(|| ControlError::not_found("app", id))?
+            .value
+            .clone();
         let out = f(&mut app)?;
         let app = self.save_app(&mut state, app).await?;
         Ok((app, out))
@@ -1052,7 +1294,11 @@ impl ControlPlane {
     /// [`ControlError::NotFound`].
     pub async fn app(&self, id: &AppId) -> Result<App> {
         let state = self.state.lock().await;
-        state.apps.get(id).map(|a| a.value.clone()).ok_or_else(|| ControlError::not_found("app", id))
+        state
+            .apps
+            .get(id)
+            .map(|a| a.value.clone())
+            .ok_or_else(|| ControlError::not_found("app", id))
     }
 
     /// Apps whose name contains `text` (case-insensitive), or all, by name.
@@ -1062,7 +1308,11 @@ impl ControlPlane {
         let mut v: Vec<_> = state
             .apps
             .values()
-            .filter(|a| needle.as_deref().is_none_or(|n| a.value.name.to_lowercase().contains(n)))
+            .filter(|a| {
+                needle
+                    .as_deref()
+                    .is_none_or(|n| a.value.name.to_lowercase().contains(n))
+            })
             .map(|a| a.value.clone())
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
@@ -1109,11 +1359,20 @@ impl ControlPlane {
     /// # Errors
     ///
     /// [`ControlError::NotFound`] for an unknown app or key, [`ControlError::Validation`].
-    pub async fn rotate_app_secret(&self, id: &AppId, app_key: &str, secret: Option<Secret>) -> Result<AppKeyPair> {
+    pub async fn rotate_app_secret(
+        &self,
+        id: &AppId,
+        app_key: &str,
+        secret: Option<Secret>,
+    ) -> Result<AppKeyPair> {
         let secret = secret.unwrap_or_else(Secret::generate);
         let (_, pair) = self
             .with_app(id, |app| {
-                let k = app.keys.iter_mut().find(|k| k.app_key == app_key).ok_or_else(|| ControlError::not_found("app key", app_key))?;
+                let k = app
+                    .keys
+                    .iter_mut()
+                    .find(|k| k.app_key == app_key)
+                    .ok_or_else(|| ControlError::not_found("app key", app_key))?;
                 k.app_secret = secret;
                 Ok(k.clone())
             })
@@ -1180,9 +1439,19 @@ impl ControlPlane {
         }
         let now = Timestamp::now();
         if expires_at.is_some_and(|e| e <= now) {
-            return Err(ValidationError::InvalidField { field: "expires_at".into(), reason: "must be in the future".into() }.into());
+            return Err(ValidationError::InvalidField {
+                field: "expires_at".into(),
+                reason: "must be in the future".into(),
+            }
+            .into());
         }
-        let a = Authorization { app_id: app.clone(), api_id: api.clone(), stage, expires_at, created_at: now };
+        let a = Authorization {
+            app_id: app.clone(),
+            api_id: api.clone(),
+            stage,
+            expires_at,
+            created_at: now,
+        };
         let w = put(&state, Entity::Authorization(a.clone()));
         self.commit(&mut state, vec![w], HashMap::new()).await?;
         Ok(a)
@@ -1195,20 +1464,32 @@ impl ControlPlane {
     /// [`ControlError::NotFound`] when there is no such grant.
     pub async fn revoke(&self, app: &AppId, api: &ApiId, stage: &Stage) -> Result<()> {
         let mut state = self.state.lock().await;
-        if !state.authorizations.contains_key(&(app.clone(), api.clone(), stage.clone())) {
-            return Err(ControlError::not_found("authorization", format!("{app}/{api}/{stage}")));
+        if !state
+            .authorizations
+            .contains_key(&(app.clone(), api.clone(), stage.clone()))
+        {
+            return Err(ControlError::not_found(
+                "authorization",
+                format!("{app}/{api}/{stage}"),
+            ));
         }
         let w = delete(&state, Key::authorization(app, api, stage));
         self.commit(&mut state, vec![w], HashMap::new()).await
     }
 
     /// The grants of an API, or of an app, or all.
-    pub async fn authorizations(&self, api: Option<&ApiId>, app: Option<&AppId>) -> Vec<Authorization> {
+    pub async fn authorizations(
+        &self,
+        api: Option<&ApiId>,
+        app: Option<&AppId>,
+    ) -> Vec<Authorization> {
         let state = self.state.lock().await;
         let mut v: Vec<_> = state
             .authorizations
             .values()
-            .filter(|a| api.is_none_or(|x| &a.value.api_id == x) && app.is_none_or(|x| &a.value.app_id == x))
+            .filter(|a| {
+                api.is_none_or(|x| &a.value.api_id == x) && app.is_none_or(|x| &a.value.app_id == x)
+            })
             .map(|a| a.value.clone())
             .collect();
         v.sort_by(|a, b| (&a.api_id, &a.app_id, &a.stage).cmp(&(&b.api_id, &b.app_id, &b.stage)));

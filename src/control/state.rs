@@ -4,10 +4,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::model::{
-    ApiDefinition, ApiId, App, AppId, Authorization, BackendId, BackendService, Group, GroupId, Stage, StageDefinition,
-    VpcAccess, VpcAccessId,
+    ApiDefinition, ApiId, App, AppId, Authorization, BackendId, BackendService, Group, GroupId,
+    Stage, StageDefinition, VpcAccess, VpcAccessId,
 };
-use crate::store::{Change, Deployment, Entity, EntityKind, Key, Loaded, Publication, Revision, Version, Versioned};
+use crate::store::{
+    Change, Deployment, Entity, EntityKind, Key, Loaded, Publication, Revision, Version, Versioned,
+};
 
 /// What a set of changes touched in the live configuration.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -56,7 +58,14 @@ impl State {
         let mut affected = Affected::default();
         for r in records {
             let key = r.value.key();
-            state.apply(&Change { revision: loaded.revision, key, value: Some(r) }, &mut affected);
+            state.apply(
+                &Change {
+                    revision: loaded.revision,
+                    key,
+                    value: Some(r),
+                },
+                &mut affected,
+            );
         }
         state.revision = loaded.revision;
         state
@@ -66,14 +75,26 @@ impl State {
     pub(crate) fn version_of(&self, key: &Key) -> Option<Version> {
         let id = key.id.as_str();
         match key.kind {
-            EntityKind::Backend => self.backends.get(&BackendId::parse(id).ok()?).map(|v| v.version),
-            EntityKind::Group => self.groups.get(&GroupId::parse(id).ok()?).map(|v| v.version),
+            EntityKind::Backend => self
+                .backends
+                .get(&BackendId::parse(id).ok()?)
+                .map(|v| v.version),
+            EntityKind::Group => self
+                .groups
+                .get(&GroupId::parse(id).ok()?)
+                .map(|v| v.version),
             EntityKind::Api => self.apis.get(&ApiId::parse(id).ok()?).map(|v| v.version),
             EntityKind::App => self.apps.get(&AppId::parse(id).ok()?).map(|v| v.version),
-            EntityKind::VpcAccess => self.vpc_access.get(&VpcAccessId::parse(id).ok()?).map(|v| v.version),
+            EntityKind::VpcAccess => self
+                .vpc_access
+                .get(&VpcAccessId::parse(id).ok()?)
+                .map(|v| v.version),
             EntityKind::Deployment => {
                 let (api, stage, version) = split3(id)?;
-                self.deployments.get(&(api, stage))?.get(version).map(|v| v.version)
+                self.deployments
+                    .get(&(api, stage))?
+                    .get(version)
+                    .map(|v| v.version)
             }
             EntityKind::Publication => {
                 let (api, stage) = split2(id)?;
@@ -84,7 +105,9 @@ impl State {
                 let app = AppId::parse(it.next()?).ok()?;
                 let api = ApiId::parse(it.next()?).ok()?;
                 let stage = Stage::parse(it.next()?).ok()?;
-                self.authorizations.get(&(app, api, stage)).map(|v| v.version)
+                self.authorizations
+                    .get(&(app, api, stage))
+                    .map(|v| v.version)
             }
         }
     }
@@ -93,16 +116,47 @@ impl State {
     pub(crate) fn records(&self) -> Vec<Versioned<Entity>> {
         let mut out: Vec<Versioned<Entity>> = Vec::new();
         let v = |value: Entity, version| Versioned { value, version };
-        out.extend(self.backends.values().map(|b| v(Entity::Backend(b.value.clone()), b.version)));
-        out.extend(self.groups.values().map(|b| v(Entity::Group(b.value.clone()), b.version)));
-        out.extend(self.apis.values().map(|b| v(Entity::Api(b.value.clone()), b.version)));
         out.extend(
-            self.deployments.values().flat_map(|m| m.values()).map(|d| v(Entity::Deployment((*d.value).clone()), d.version)),
+            self.backends
+                .values()
+                .map(|b| v(Entity::Backend(b.value.clone()), b.version)),
         );
-        out.extend(self.publications.values().map(|l| v(Entity::Publication(l.publication.clone()), l.version)));
-        out.extend(self.apps.values().map(|b| v(Entity::App(b.value.clone()), b.version)));
-        out.extend(self.authorizations.values().map(|b| v(Entity::Authorization(b.value.clone()), b.version)));
-        out.extend(self.vpc_access.values().map(|b| v(Entity::VpcAccess(b.value.clone()), b.version)));
+        out.extend(
+            self.groups
+                .values()
+                .map(|b| v(Entity::Group(b.value.clone()), b.version)),
+        );
+        out.extend(
+            self.apis
+                .values()
+                .map(|b| v(Entity::Api(b.value.clone()), b.version)),
+        );
+        out.extend(
+            self.deployments
+                .values()
+                .flat_map(|m| m.values())
+                .map(|d| v(Entity::Deployment((*d.value).clone()), d.version)),
+        );
+        out.extend(
+            self.publications
+                .values()
+                .map(|l| v(Entity::Publication(l.publication.clone()), l.version)),
+        );
+        out.extend(
+            self.apps
+                .values()
+                .map(|b| v(Entity::App(b.value.clone()), b.version)),
+        );
+        out.extend(
+            self.authorizations
+                .values()
+                .map(|b| v(Entity::Authorization(b.value.clone()), b.version)),
+        );
+        out.extend(
+            self.vpc_access
+                .values()
+                .map(|b| v(Entity::VpcAccess(b.value.clone()), b.version)),
+        );
         out.sort_by(|a, b| a.value.key().cmp(&b.value.key()));
         out
     }
@@ -131,14 +185,17 @@ impl State {
             }
             Entity::Group(g) => {
                 let id = g.id.clone();
-                let changed = self
-                    .groups
-                    .get(&id)
-                    .is_none_or(|o| o.value.base_path != g.base_path || o.value.domains != g.domains);
+                let changed = self.groups.get(&id).is_none_or(|o| {
+                    o.value.base_path != g.base_path || o.value.domains != g.domains
+                });
                 if changed {
                     affected.groups = true;
                     for stage in Stage::BUILT_IN {
-                        if self.published_in.get(&(id.clone(), stage.clone())).is_some_and(|s| !s.is_empty()) {
+                        if self
+                            .published_in
+                            .get(&(id.clone(), stage.clone()))
+                            .is_some_and(|s| !s.is_empty())
+                        {
                             affected.tables.insert((id.clone(), stage));
                         }
                     }
@@ -146,19 +203,29 @@ impl State {
                 self.groups.insert(id, Versioned { value: g, version });
             }
             Entity::Api(a) => {
-                self.apis.insert(a.id.clone(), Versioned { value: a, version });
+                self.apis
+                    .insert(a.id.clone(), Versioned { value: a, version });
             }
             Entity::Deployment(d) => {
                 self.deployments
                     .entry((d.api_id.clone(), d.stage.clone()))
                     .or_default()
-                    .insert(d.version.clone(), Versioned { value: Arc::new(d), version });
+                    .insert(
+                        d.version.clone(),
+                        Versioned {
+                            value: Arc::new(d),
+                            version,
+                        },
+                    );
             }
             Entity::Publication(p) => {
                 let key = (p.api_id.clone(), p.stage.clone());
                 self.unindex(&key, affected);
-                let Some(deployment) =
-                    self.deployments.get(&key).and_then(|m| m.get(&p.version)).map(|d| Arc::clone(&d.value))
+                let Some(deployment) = self
+                    .deployments
+                    .get(&key)
+                    .and_then(|m| m.get(&p.version))
+                    .map(|d| Arc::clone(&d.value))
                 else {
                     // A publication whose deployment is missing cannot be served; it is kept out
                     // of the live configuration (the conformance of stores makes this unreachable).
@@ -167,19 +234,35 @@ impl State {
                 };
                 let group = deployment.snapshot.group_id.clone();
                 let backend = deployment.snapshot.backend.backend_id.clone();
-                self.published_in.entry((group.clone(), p.stage.clone())).or_default().insert(p.api_id.clone());
-                self.published_by_backend.entry((backend, p.stage.clone())).or_default().insert(p.api_id.clone());
+                self.published_in
+                    .entry((group.clone(), p.stage.clone()))
+                    .or_default()
+                    .insert(p.api_id.clone());
+                self.published_by_backend
+                    .entry((backend, p.stage.clone()))
+                    .or_default()
+                    .insert(p.api_id.clone());
                 affected.tables.insert((group, p.stage.clone()));
-                self.publications.insert(key, Live { version, publication: p, deployment });
+                self.publications.insert(
+                    key,
+                    Live {
+                        version,
+                        publication: p,
+                        deployment,
+                    },
+                );
             }
             Entity::App(a) => {
                 affected.credentials = true;
-                self.apps.insert(a.id.clone(), Versioned { value: a, version });
+                self.apps
+                    .insert(a.id.clone(), Versioned { value: a, version });
             }
             Entity::Authorization(a) => {
                 affected.grants = true;
-                self.authorizations
-                    .insert((a.app_id.clone(), a.api_id.clone(), a.stage.clone()), Versioned { value: a, version });
+                self.authorizations.insert(
+                    (a.app_id.clone(), a.api_id.clone(), a.stage.clone()),
+                    Versioned { value: a, version },
+                );
             }
             Entity::VpcAccess(v) => {
                 let id = v.id.clone();
@@ -275,9 +358,16 @@ impl State {
     }
 
     fn touch_backend_stage(&self, backend: &BackendId, stage: &Stage, affected: &mut Affected) {
-        for api in self.published_by_backend.get(&(backend.clone(), stage.clone())).into_iter().flatten() {
+        for api in self
+            .published_by_backend
+            .get(&(backend.clone(), stage.clone()))
+            .into_iter()
+            .flatten()
+        {
             if let Some(l) = self.publications.get(&(api.clone(), stage.clone())) {
-                affected.tables.insert((l.deployment.snapshot.group_id.clone(), stage.clone()));
+                affected
+                    .tables
+                    .insert((l.deployment.snapshot.group_id.clone(), stage.clone()));
             }
         }
     }

@@ -4,8 +4,13 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::validate::{validate_description, validate_header, validate_host, validate_len, validate_name};
-use super::{ApiId, AppCodeMode, AuthType, BackendId, GroupId, PathTemplate, SignatureMethod, ValidationError};
+use super::validate::{
+    validate_description, validate_header, validate_host, validate_len, validate_name,
+};
+use super::{
+    ApiId, AppCodeMode, AuthType, BackendId, GroupId, PathTemplate, SignatureMethod,
+    ValidationError,
+};
 
 /// An API group: a namespace of APIs with an optional base path and domains.
 ///
@@ -67,7 +72,10 @@ impl Group {
         if let Some(b) = &self.base_path {
             let t = PathTemplate::parse(b)?;
             if t.params().next().is_some() || t.match_all() {
-                return Err(ValidationError::field("base_path", "must be a literal path"));
+                return Err(ValidationError::field(
+                    "base_path",
+                    "must be a literal path",
+                ));
             }
         }
         if self.domains.len() > 5 {
@@ -147,13 +155,22 @@ fn default_protocols() -> Vec<Protocol> {
 }
 
 /// The methods an API may declare (and `ANY`).
-pub const METHODS: [&str; 10] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "CONNECT", "ANY"];
+pub const METHODS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "CONNECT", "ANY",
+];
 
 pub(crate) fn validate_method(what: &'static str, m: &str) -> Result<(), ValidationError> {
     if METHODS.contains(&m) {
         Ok(())
     } else {
-        Err(ValidationError::field(what, format!("`{}` is not one of {}", super::id::truncate(m), METHODS.join(", "))))
+        Err(ValidationError::field(
+            what,
+            format!(
+                "`{}` is not one of {}",
+                super::id::truncate(m),
+                METHODS.join(", ")
+            ),
+        ))
     }
 }
 
@@ -166,7 +183,10 @@ impl RequestConfig {
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_method("request.method", &self.method)?;
         if self.protocols.is_empty() {
-            return Err(ValidationError::field("request.protocols", "at least one protocol"));
+            return Err(ValidationError::field(
+                "request.protocols",
+                "at least one protocol",
+            ));
         }
         Ok(())
     }
@@ -302,25 +322,39 @@ impl RequestParameter {
         }
         if let (Some(a), Some(b)) = (self.min_length, self.max_length) {
             if a > b {
-                return Err(ValidationError::field(&self.name, "min_length exceeds max_length"));
+                return Err(ValidationError::field(
+                    &self.name,
+                    "min_length exceeds max_length",
+                ));
             }
         }
         if let (Some(a), Some(b)) = (self.min_value, self.max_value) {
             if a > b || a.is_nan() || b.is_nan() {
-                return Err(ValidationError::field(&self.name, "min_value exceeds max_value"));
+                return Err(ValidationError::field(
+                    &self.name,
+                    "min_value exceeds max_value",
+                ));
             }
         }
         if self.enum_values.len() > 256 {
-            return Err(ValidationError::field(&self.name, "at most 256 enum values"));
+            return Err(ValidationError::field(
+                &self.name,
+                "at most 256 enum values",
+            ));
         }
         if let Some(r) = &self.regex {
             if r.len() > MAX_REGEX_LEN {
-                return Err(ValidationError::field(&self.name, "regex longer than 512 bytes"));
+                return Err(ValidationError::field(
+                    &self.name,
+                    "regex longer than 512 bytes",
+                ));
             }
             regex::RegexBuilder::new(r)
                 .size_limit(1 << 20)
                 .build()
-                .map_err(|e| ValidationError::field(&self.name, format!("regex does not compile: {e}")))?;
+                .map_err(|e| {
+                    ValidationError::field(&self.name, format!("regex does not compile: {e}"))
+                })?;
         }
         if let Some(d) = &self.default {
             validate_len("default", d, 4096)?;
@@ -330,8 +364,19 @@ impl RequestParameter {
 }
 
 fn validate_param_name(what: &'static str, n: &str) -> Result<(), ValidationError> {
-    if n.is_empty() || n.len() > 128 || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-        return Err(ValidationError::field(what, format!("`{}` must be 1 to 128 of letters, digits, `-`, `_`, `.`", super::id::truncate(n))));
+    if n.is_empty()
+        || n.len() > 128
+        || !n
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(ValidationError::field(
+            what,
+            format!(
+                "`{}` must be 1 to 128 of letters, digits, `-`, `_`, `.`",
+                super::id::truncate(n)
+            ),
+        ));
     }
     Ok(())
 }
@@ -373,7 +418,10 @@ impl ConstantParameter {
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_param_name("constant parameter", &self.backend_name)?;
         if self.location == ParamLocation::Path {
-            return Err(ValidationError::field("constant parameter", "location PATH is not allowed"));
+            return Err(ValidationError::field(
+                "constant parameter",
+                "location PATH is not allowed",
+            ));
         }
         if self.location == ParamLocation::Head {
             validate_header(&self.backend_name, &self.value)?;
@@ -433,7 +481,10 @@ impl SystemParameter {
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_param_name("system parameter", &self.backend_name)?;
         if self.location == ParamLocation::Path {
-            return Err(ValidationError::field("system parameter", "location PATH is not allowed"));
+            return Err(ValidationError::field(
+                "system parameter",
+                "location PATH is not allowed",
+            ));
         }
         Ok(())
     }
@@ -551,22 +602,32 @@ impl BackendBinding {
             validate_method("backend.method", m)?;
         }
         match self.timeout_ms {
-            Some(0) => return Err(ValidationError::field("backend.timeout_ms", "must be at least 1")),
+            Some(0) => {
+                return Err(ValidationError::field(
+                    "backend.timeout_ms",
+                    "must be at least 1",
+                ));
+            }
             Some(t) if t > 600_000 => {
-                return Err(ValidationError::field("backend.timeout_ms", "must be at most 600000"));
+                return Err(ValidationError::field(
+                    "backend.timeout_ms",
+                    "must be at most 600000",
+                ));
             }
             _ => {}
         }
         if self.content_type == ContentTypePolicy::Custom {
-            let v = self
-                .content_type_value
-                .as_deref()
-                .ok_or_else(|| ValidationError::field("backend.content_type_value", "required for CUSTOM"))?;
+            let v = self.content_type_value.as_deref().ok_or_else(|| {
+                ValidationError::field("backend.content_type_value", "required for CUSTOM")
+            })?;
             validate_header("content-type", v)?;
         }
         if let Some(o) = &self.oss {
             if o.key.is_empty() || o.key.len() > 1024 {
-                return Err(ValidationError::field("backend.oss.key", "must be 1 to 1024 bytes"));
+                return Err(ValidationError::field(
+                    "backend.oss.key",
+                    "must be 1 to 1024 bytes",
+                ));
             }
         }
         Ok(())
@@ -606,10 +667,21 @@ pub struct ResponseDoc {
 
 impl ResponseDoc {
     fn validate(&self) -> Result<(), ValidationError> {
-        validate_len("response.example", self.example.as_deref().unwrap_or(""), 32 * 1024)?;
-        validate_len("response.error_example", self.error_example.as_deref().unwrap_or(""), 16 * 1024)?;
+        validate_len(
+            "response.example",
+            self.example.as_deref().unwrap_or(""),
+            32 * 1024,
+        )?;
+        validate_len(
+            "response.error_example",
+            self.error_example.as_deref().unwrap_or(""),
+            16 * 1024,
+        )?;
         if self.error_codes.len() > 100 {
-            return Err(ValidationError::field("response.error_codes", "at most 100"));
+            return Err(ValidationError::field(
+                "response.error_codes",
+                "at most 100",
+            ));
         }
         Ok(())
     }
@@ -729,7 +801,10 @@ impl ApiDefinition {
         self.backend.validate()?;
         self.response.validate()?;
         if self.signature_methods.is_empty() {
-            return Err(ValidationError::field("signature_methods", "at least one method"));
+            return Err(ValidationError::field(
+                "signature_methods",
+                "at least one method",
+            ));
         }
         if self.parameters.len() > 128 {
             return Err(ValidationError::field("parameters", "at most 128"));
@@ -738,9 +813,13 @@ impl ApiDefinition {
         for p in &self.parameters {
             p.validate()?;
             if !seen.insert((p.location, p.name.to_ascii_lowercase())) {
-                return Err(ValidationError::field("parameters", format!("`{}` is declared twice", p.name)));
+                return Err(ValidationError::field(
+                    "parameters",
+                    format!("`{}` is declared twice", p.name),
+                ));
             }
-            if p.location == ParamLocation::Path && !self.request.path.params().any(|n| n == p.name) {
+            if p.location == ParamLocation::Path && !self.request.path.params().any(|n| n == p.name)
+            {
                 return Err(ValidationError::field(
                     "parameters",
                     format!("path parameter `{}` is not in the request path", p.name),

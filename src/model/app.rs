@@ -30,7 +30,10 @@ impl AppKeyPair {
     /// A fresh pair: a 9-digit AppKey and a 32-hex secret.
     #[must_use]
     pub fn generate() -> Self {
-        Self { app_key: random_digits(9), app_secret: Secret::generate() }
+        Self {
+            app_key: random_digits(9),
+            app_secret: Secret::generate(),
+        }
     }
 
     /// Checks the formats: keys are 1–64 of letters, digits, `-`, `_`; secrets 8–128 printable ASCII.
@@ -42,15 +45,29 @@ impl AppKeyPair {
         validate_app_key(&self.app_key)?;
         let s = self.app_secret.expose();
         if s.len() < 8 || s.len() > 128 || !s.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ValidationError::field("app_secret", "must be 8 to 128 printable ASCII characters"));
+            return Err(ValidationError::field(
+                "app_secret",
+                "must be 8 to 128 printable ASCII characters",
+            ));
         }
         Ok(())
     }
 }
 
 pub(crate) fn validate_app_key(k: &str) -> Result<(), ValidationError> {
-    if k.is_empty() || k.len() > 64 || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(ValidationError::field("app_key", format!("`{}` must be 1 to 64 of letters, digits, `-`, `_`", truncate(k))));
+    if k.is_empty()
+        || k.len() > 64
+        || !k
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ValidationError::field(
+            "app_key",
+            format!(
+                "`{}` must be 1 to 64 of letters, digits, `-`, `_`",
+                truncate(k)
+            ),
+        ));
     }
     Ok(())
 }
@@ -58,7 +75,10 @@ pub(crate) fn validate_app_key(k: &str) -> Result<(), ValidationError> {
 /// Checks an AppCode: 16–64 of ASCII letters and digits.
 pub(crate) fn validate_app_code(c: &str) -> Result<(), ValidationError> {
     if c.len() < 16 || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(ValidationError::field("app_code", "must be 16 to 64 ASCII letters and digits"));
+        return Err(ValidationError::field(
+            "app_code",
+            "must be 16 to 64 ASCII letters and digits",
+        ));
     }
     Ok(())
 }
@@ -126,7 +146,10 @@ impl App {
         validate_name_len("app name", &self.name, 4, 26)?;
         validate_description(self.description.as_deref())?;
         if self.keys.len() > 16 || self.codes.len() > 16 {
-            return Err(ValidationError::field("app", "at most 16 key pairs and 16 AppCodes"));
+            return Err(ValidationError::field(
+                "app",
+                "at most 16 key pairs and 16 AppCodes",
+            ));
         }
         for k in &self.keys {
             k.validate()?;

@@ -6,7 +6,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::validate::{
-    validate_base_url, validate_description, validate_header, validate_host, validate_len, validate_name,
+    validate_base_url, validate_description, validate_header, validate_host, validate_len,
+    validate_name,
 };
 use super::{BackendId, Stage, ValidationError, VpcAccessId};
 
@@ -94,7 +95,12 @@ impl BackendKind {
         Self::ALL
             .into_iter()
             .find(|k| k.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| ValidationError::field("backend type", format!("unknown type `{}`", super::id::truncate(s))))
+            .ok_or_else(|| {
+                ValidationError::field(
+                    "backend type",
+                    format!("unknown type `{}`", super::id::truncate(s)),
+                )
+            })
     }
 
     /// Whether a definition of kind `def` may be stored for a backend of this kind.
@@ -137,7 +143,11 @@ impl HttpDefinition {
     /// A definition pointing at `url`.
     #[must_use]
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), host_header: None, timeout_ms: None }
+        Self {
+            url: url.into(),
+            host_header: None,
+            timeout_ms: None,
+        }
     }
 
     /// Checks every field.
@@ -157,7 +167,10 @@ impl HttpDefinition {
 fn validate_timeout(t: Option<u32>) -> Result<(), ValidationError> {
     match t {
         Some(0) => Err(ValidationError::field("timeout_ms", "must be at least 1")),
-        Some(t) if t > 600_000 => Err(ValidationError::field("timeout_ms", "must be at most 600000 (10 minutes)")),
+        Some(t) if t > 600_000 => Err(ValidationError::field(
+            "timeout_ms",
+            "must be at most 600000 (10 minutes)",
+        )),
         _ => Ok(()),
     }
 }
@@ -213,7 +226,11 @@ impl VpcDefinition {
 /// assert!(d.validate().is_ok());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "function_type", rename_all = "SCREAMING_SNAKE_CASE", deny_unknown_fields)]
+#[serde(
+    tag = "function_type",
+    rename_all = "SCREAMING_SNAKE_CASE",
+    deny_unknown_fields
+)]
 pub enum FunctionDefinition {
     /// An event function: invoked with the API-gateway-trigger event JSON.
     Event {
@@ -256,15 +273,31 @@ impl FunctionDefinition {
     /// The first field that is not acceptable.
     pub fn validate(&self) -> Result<(), ValidationError> {
         match self {
-            Self::Event { region, service, function, qualifier, role_arn } => {
-                for (what, v) in [("region", region), ("service", service), ("function", function), ("qualifier", qualifier)]
-                {
+            Self::Event {
+                region,
+                service,
+                function,
+                qualifier,
+                role_arn,
+            } => {
+                for (what, v) in [
+                    ("region", region),
+                    ("service", service),
+                    ("function", function),
+                    ("qualifier", qualifier),
+                ] {
                     if v.is_empty() {
                         return Err(ValidationError::field(what, "must not be empty"));
                     }
                     validate_len(what, v, 128)?;
-                    if !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.$".contains(&b)) {
-                        return Err(ValidationError::field(what, "may hold only letters, digits, `-`, `_`, `.`, `$`"));
+                    if !v
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.$".contains(&b))
+                    {
+                        return Err(ValidationError::field(
+                            what,
+                            "may hold only letters, digits, `-`, `_`, `.`, `$`",
+                        ));
                     }
                 }
                 if let Some(r) = role_arn {
@@ -342,7 +375,9 @@ impl OssDefinition {
         let b = &self.bucket;
         if b.len() < 3
             || b.len() > 63
-            || !b.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            || !b
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
             || b.starts_with('-')
             || b.ends_with('-')
         {
@@ -477,7 +512,10 @@ impl DiscoveryDefinition {
         }
         let needs_addresses = !matches!(self.registry, RegistryType::Dns);
         if needs_addresses && self.addresses.is_empty() {
-            return Err(ValidationError::field("addresses", "at least one address is required for this registry"));
+            return Err(ValidationError::field(
+                "addresses",
+                "at least one address is required for this registry",
+            ));
         }
         Ok(())
     }
@@ -518,7 +556,10 @@ impl MockDefinition {
     /// The first field that is not acceptable.
     pub fn validate(&self) -> Result<(), ValidationError> {
         if !(100..=999).contains(&self.status) || http::StatusCode::from_u16(self.status).is_err() {
-            return Err(ValidationError::field("status", "must be an HTTP status code"));
+            return Err(ValidationError::field(
+                "status",
+                "must be an HTTP status code",
+            ));
         }
         if self.headers.len() > 64 {
             return Err(ValidationError::field("headers", "at most 64"));
@@ -614,7 +655,10 @@ impl StageDefinition {
     /// # Errors
     ///
     /// A [`ValidationError`] for a missing or mismatched type, an unknown field, or an invalid value.
-    pub fn from_json(kind: BackendKind, mut value: serde_json::Value) -> Result<Self, ValidationError> {
+    pub fn from_json(
+        kind: BackendKind,
+        mut value: serde_json::Value,
+    ) -> Result<Self, ValidationError> {
         let obj = value
             .as_object_mut()
             .ok_or_else(|| ValidationError::field("definition", "must be a JSON object"))?;
@@ -631,13 +675,19 @@ impl StageDefinition {
             }
             Some(_) => return Err(ValidationError::field("type", "must be a string")),
             None if kind == BackendKind::Mixed => {
-                return Err(ValidationError::field("type", "required for a MIXED backend's definition"));
+                return Err(ValidationError::field(
+                    "type",
+                    "required for a MIXED backend's definition",
+                ));
             }
             None => kind,
         };
-        obj.insert("type".to_owned(), serde_json::Value::String(def_kind.as_str().to_owned()));
-        let def: Self =
-            serde_json::from_value(value).map_err(|e| ValidationError::field("definition", e.to_string()))?;
+        obj.insert(
+            "type".to_owned(),
+            serde_json::Value::String(def_kind.as_str().to_owned()),
+        );
+        let def: Self = serde_json::from_value(value)
+            .map_err(|e| ValidationError::field("definition", e.to_string()))?;
         def.validate()?;
         Ok(def)
     }
@@ -708,7 +758,11 @@ impl BackendService {
             if !self.kind.accepts(def.kind()) {
                 return Err(ValidationError::field(
                     "type",
-                    format!("a {} backend cannot hold a {} definition", self.kind, def.kind()),
+                    format!(
+                        "a {} backend cannot hold a {} definition",
+                        self.kind,
+                        def.kind()
+                    ),
                 ));
             }
             def.validate()?;

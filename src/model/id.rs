@@ -201,7 +201,11 @@ mod tests {
         let a = ApiId::generate();
         let b = ApiId::generate();
         assert_ne!(a, b);
-        assert!(a.as_str().bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            a.as_str()
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
     }
 
     #[test]

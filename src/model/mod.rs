@@ -12,19 +12,20 @@ mod stage;
 mod validate;
 
 pub use api::{
-    ApiDefinition, BackendBinding, BodyFormat, ConstantParameter, ContentTypePolicy, ErrorCodeDoc, Group, METHODS,
-    MAX_REGEX_LEN, OssAction, OssBinding, ParamLocation, ParamType, Protocol, RequestConfig, RequestMode,
-    RequestParameter, ResponseDoc, SystemParam, SystemParameter,
+    ApiDefinition, BackendBinding, BodyFormat, ConstantParameter, ContentTypePolicy, ErrorCodeDoc,
+    Group, MAX_REGEX_LEN, METHODS, OssAction, OssBinding, ParamLocation, ParamType, Protocol,
+    RequestConfig, RequestMode, RequestParameter, ResponseDoc, SystemParam, SystemParameter,
 };
 pub use app::{App, AppKeyPair, Authorization, VpcAccess};
 pub use backend::{
-    BackendKind, BackendService, DiscoveryDefinition, EventBridgeDefinition, FunctionDefinition, HttpDefinition,
-    MockDefinition, OssDefinition, OssPermissions, RegistryType, StageDefinition, VpcDefinition,
+    BackendKind, BackendService, DiscoveryDefinition, EventBridgeDefinition, FunctionDefinition,
+    HttpDefinition, MockDefinition, OssDefinition, OssPermissions, RegistryType, StageDefinition,
+    VpcDefinition,
 };
 pub use id::{ApiId, AppId, BackendId, GroupId, VpcAccessId};
 pub use path::{MAX_PATH_LEN, PathTemplate, Segment};
 pub use secret::Secret;
 pub use security::{AppCodeMode, AuthType, SignatureMethod};
 pub use stage::Stage;
-pub use validate::{ValidationError, validate_name};
 pub(crate) use validate::validate_len;
+pub use validate::{ValidationError, validate_name};

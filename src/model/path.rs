@@ -46,15 +46,22 @@ impl PathTemplate {
     /// [`ValidationError::InvalidPath`] saying what is wrong (no leading `/`, an unbalanced `[`,
     /// a parameter that does not fill a whole segment, a repeated name, a `*` not at the end, ...).
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        let bad = |reason: &str| ValidationError::InvalidPath { path: truncate(raw), reason: reason.to_owned() };
+        let bad = |reason: &str| ValidationError::InvalidPath {
+            path: truncate(raw),
+            reason: reason.to_owned(),
+        };
         if raw.len() > MAX_PATH_LEN {
             return Err(bad("longer than 1024 bytes"));
         }
         if !raw.starts_with('/') {
             return Err(bad("must start with `/`"));
         }
-        if raw.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, '?' | '#' | '{' | '}' | '%')) {
-            return Err(bad("must not contain spaces, control characters, `?`, `#`, `%`, `{` or `}`"));
+        if raw.chars().any(|c| {
+            c.is_control() || c.is_whitespace() || matches!(c, '?' | '#' | '{' | '}' | '%')
+        }) {
+            return Err(bad(
+                "must not contain spaces, control characters, `?`, `#`, `%`, `{` or `}`",
+            ));
         }
         let mut segments = Vec::new();
         let mut match_all = false;
@@ -99,17 +106,28 @@ impl PathTemplate {
                 if name.is_empty()
                     || name.len() > 64
                     || !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                    || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
                 {
-                    return Err(bad("parameter names are letters, digits, `_` and `-`, starting with a letter"));
+                    return Err(bad(
+                        "parameter names are letters, digits, `_` and `-`, starting with a letter",
+                    ));
                 }
-                if segments.iter().any(|s| matches!(s, Segment::Param(p) if p == name)) {
+                if segments
+                    .iter()
+                    .any(|s| matches!(s, Segment::Param(p) if p == name))
+                {
                     return Err(bad(&format!("parameter `{name}` appears twice")));
                 }
                 segments.push(Segment::Param(name.to_owned()));
             }
         }
-        Ok(Self { raw: raw.to_owned(), segments, match_all })
+        Ok(Self {
+            raw: raw.to_owned(),
+            segments,
+            match_all,
+        })
     }
 
     /// The template as written.
@@ -210,7 +228,15 @@ mod tests {
 
     #[test]
     fn accepts_good_templates() {
-        for ok in ["/", "/a", "/a/[b]/c", "/a/*", "/[x]/*", "/v1/items/", "/a-b/c_d.json"] {
+        for ok in [
+            "/",
+            "/a",
+            "/a/[b]/c",
+            "/a/*",
+            "/[x]/*",
+            "/v1/items/",
+            "/a-b/c_d.json",
+        ] {
             assert!(PathTemplate::parse(ok).is_ok(), "{ok}");
         }
     }
@@ -218,8 +244,22 @@ mod tests {
     #[test]
     fn refuses_bad_templates() {
         for bad in [
-            "", "a", "/a/[b", "/a/b]", "/a/x[b]", "/a/[b][c]", "/a/[b]/[b]", "/*/a", "/a*", "/a//b", "/a b",
-            "/a?x", "/[]", "/[1x]", "/a/{b}", "/../x",
+            "",
+            "a",
+            "/a/[b",
+            "/a/b]",
+            "/a/x[b]",
+            "/a/[b][c]",
+            "/a/[b]/[b]",
+            "/*/a",
+            "/a*",
+            "/a//b",
+            "/a b",
+            "/a?x",
+            "/[]",
+            "/[1x]",
+            "/a/{b}",
+            "/../x",
         ] {
             assert!(PathTemplate::parse(bad).is_err(), "{bad}");
         }
@@ -237,8 +277,14 @@ mod tests {
     #[test]
     fn base_path_join() {
         let p = PathTemplate::parse("/users/[id]").unwrap();
-        assert_eq!(p.with_base(Some("/qqq")).unwrap().as_str(), "/qqq/users/[id]");
-        assert_eq!(p.with_base(Some("/qqq/")).unwrap().as_str(), "/qqq/users/[id]");
+        assert_eq!(
+            p.with_base(Some("/qqq")).unwrap().as_str(),
+            "/qqq/users/[id]"
+        );
+        assert_eq!(
+            p.with_base(Some("/qqq/")).unwrap().as_str(),
+            "/qqq/users/[id]"
+        );
         assert_eq!(p.with_base(None).unwrap().as_str(), "/users/[id]");
     }
 }

@@ -77,7 +77,10 @@ pub enum ValidationError {
 
 impl ValidationError {
     pub(crate) fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::InvalidField { field: field.into(), reason: reason.into() }
+        Self::InvalidField {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -104,7 +107,13 @@ pub(crate) fn validate_name_len(
     min: usize,
     max: usize,
 ) -> Result<(), ValidationError> {
-    let err = |rule| Err(ValidationError::InvalidName { what, value: truncate(name), rule });
+    let err = |rule| {
+        Err(ValidationError::InvalidName {
+            what,
+            value: truncate(name),
+            rule,
+        })
+    };
     let len = name.chars().count();
     if len < min || len > max {
         return err(if min == 4 && max == 50 {
@@ -137,7 +146,13 @@ pub(crate) fn validate_description(d: Option<&str>) -> Result<(), ValidationErro
 
 /// A `scheme://host[:port]` base URL with no path, query or credentials.
 pub(crate) fn validate_base_url(what: &'static str, url: &str) -> Result<(), ValidationError> {
-    let bad = |reason| Err(ValidationError::InvalidUrl { what, value: truncate(url), reason });
+    let bad = |reason| {
+        Err(ValidationError::InvalidUrl {
+            what,
+            value: truncate(url),
+            reason,
+        })
+    };
     if url.len() > 2048 {
         return bad("longer than 2048 bytes");
     }
@@ -163,7 +178,8 @@ pub(crate) fn validate_base_url(what: &'static str, url: &str) -> Result<(), Val
     }
     // `http::Uri` reports "/" for both "http://h" and "http://h/"; only a real path is refused.
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    let after_authority = &url[after_scheme + authority.as_str().len().min(url.len() - after_scheme)..];
+    let after_authority =
+        &url[after_scheme + authority.as_str().len().min(url.len() - after_scheme)..];
     if !(after_authority.is_empty() || after_authority == "/") {
         return bad("must not have a path (use the API's backend path)");
     }
@@ -172,10 +188,17 @@ pub(crate) fn validate_base_url(what: &'static str, url: &str) -> Result<(), Val
 
 /// A header name or value supplied by configuration.
 pub(crate) fn validate_header(name: &str, value: &str) -> Result<(), ValidationError> {
-    http::HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| ValidationError::field("header name", format!("`{}` is not a valid header name", truncate(name))))?;
+    http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+        ValidationError::field(
+            "header name",
+            format!("`{}` is not a valid header name", truncate(name)),
+        )
+    })?;
     http::HeaderValue::from_str(value).map_err(|_| {
-        ValidationError::field("header value", format!("value of `{}` is not a valid header value", truncate(name)))
+        ValidationError::field(
+            "header value",
+            format!("value of `{}` is not a valid header value", truncate(name)),
+        )
     })?;
     Ok(())
 }
@@ -184,11 +207,16 @@ pub(crate) fn validate_header(name: &str, value: &str) -> Result<(), ValidationE
 pub(crate) fn validate_host(what: &'static str, host: &str) -> Result<(), ValidationError> {
     let ok = !host.is_empty()
         && host.len() <= 253
-        && host.parse::<http::uri::Authority>().is_ok_and(|a| !a.as_str().contains('@'));
+        && host
+            .parse::<http::uri::Authority>()
+            .is_ok_and(|a| !a.as_str().contains('@'));
     if ok {
         Ok(())
     } else {
-        Err(ValidationError::field(what, format!("`{}` is not a host name", truncate(host))))
+        Err(ValidationError::field(
+            what,
+            format!("`{}` is not a host name", truncate(host)),
+        ))
     }
 }
 
@@ -198,7 +226,14 @@ mod tests {
 
     #[test]
     fn base_urls() {
-        for ok in ["http://h", "https://t:80", "http://a.b", "https://a.b:8443", "http://127.0.0.1:8080/", "http://[::1]:80"] {
+        for ok in [
+            "http://h",
+            "https://t:80",
+            "http://a.b",
+            "https://a.b:8443",
+            "http://127.0.0.1:8080/",
+            "http://[::1]:80",
+        ] {
             assert!(validate_base_url("url", ok).is_ok(), "{ok}");
         }
         for bad in [

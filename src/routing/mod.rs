@@ -7,8 +7,8 @@
 mod snapshot;
 mod table;
 
-pub use snapshot::{Credentials, GrantStatus, Grants, Snapshot, SnapshotHandle};
 pub(crate) use snapshot::HostIndex;
+pub use snapshot::{Credentials, GrantStatus, Grants, Snapshot, SnapshotHandle};
 pub use table::{LiveRoute, RouteMatch, RouteTable, TableConflict};
 
 /// Data precompiled for one live route by the data plane (backend targets, parameter rules).

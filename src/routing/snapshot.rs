@@ -27,7 +27,10 @@ impl HostIndex {
                 idx.any_host.push(g.id.clone());
             } else {
                 for d in &g.domains {
-                    idx.by_host.entry(normalize_host(d).to_owned()).or_default().push(g.id.clone());
+                    idx.by_host
+                        .entry(normalize_host(d).to_owned())
+                        .or_default()
+                        .push(g.id.clone());
                 }
             }
         }
@@ -49,7 +52,9 @@ fn normalize_host(h: &str) -> String {
     let h = if let Some(stripped) = h.strip_prefix('[') {
         stripped.split(']').next().unwrap_or(stripped)
     } else {
-        h.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(h, |(h, _)| h)
+        h.rsplit_once(':')
+            .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(h, |(h, _)| h)
     };
     h.to_ascii_lowercase()
 }
@@ -72,7 +77,10 @@ pub struct Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials").field("keys", &self.keys.len()).field("codes", &self.codes.len()).finish()
+        f.debug_struct("Credentials")
+            .field("keys", &self.keys.len())
+            .field("codes", &self.codes.len())
+            .finish()
     }
 }
 
@@ -84,7 +92,8 @@ impl Credentials {
                 c.disabled.insert(app.id.clone());
             }
             for k in &app.keys {
-                c.keys.insert(k.app_key.clone(), (app.id.clone(), k.app_secret.clone()));
+                c.keys
+                    .insert(k.app_key.clone(), (app.id.clone(), k.app_secret.clone()));
             }
             for code in &app.codes {
                 c.codes.insert(code.expose().to_owned(), app.id.clone());
@@ -136,7 +145,12 @@ impl Grants {
     pub(crate) fn build<'a>(auths: impl Iterator<Item = &'a Authorization>) -> Self {
         Self {
             map: auths
-                .map(|a| ((a.app_id.clone(), a.api_id.clone(), a.stage.clone()), a.expires_at))
+                .map(|a| {
+                    (
+                        (a.app_id.clone(), a.api_id.clone(), a.stage.clone()),
+                        a.expires_at,
+                    )
+                })
                 .collect(),
         }
     }
@@ -195,7 +209,13 @@ impl Snapshot {
     /// Finds the published API a request reaches: groups bound to `host` first, then groups
     /// without domains; within a group, the method and path.
     #[must_use]
-    pub fn resolve(&self, host: Option<&str>, stage: &Stage, method: &Method, path: &str) -> Option<RouteMatch> {
+    pub fn resolve(
+        &self,
+        host: Option<&str>,
+        stage: &Stage,
+        method: &Method,
+        path: &str,
+    ) -> Option<RouteMatch> {
         if let Some(host) = host.filter(|_| !self.hosts.by_host.is_empty()) {
             let host = normalize_host(host);
             for g in self.hosts.by_host.get(&host).into_iter().flatten() {
@@ -206,7 +226,13 @@ impl Snapshot {
         }
         let idx = self.first_index.get(stage)?;
         let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-        for g in idx.by_first.get(first).into_iter().flatten().chain(idx.wild.iter()) {
+        for g in idx
+            .by_first
+            .get(first)
+            .into_iter()
+            .flatten()
+            .chain(idx.wild.iter())
+        {
             if let Some(m) = self.lookup_group(g, stage, method, path) {
                 return Some(m);
             }
@@ -214,8 +240,16 @@ impl Snapshot {
         None
     }
 
-    fn lookup_group(&self, g: &GroupId, stage: &Stage, method: &Method, path: &str) -> Option<RouteMatch> {
-        self.tables.get(&(g.clone(), stage.clone()))?.lookup(method, path)
+    fn lookup_group(
+        &self,
+        g: &GroupId,
+        stage: &Stage,
+        method: &Method,
+        path: &str,
+    ) -> Option<RouteMatch> {
+        self.tables
+            .get(&(g.clone(), stage.clone()))?
+            .lookup(method, path)
     }
 
     /// Rebuilds the first-segment index of `stage` from the tables of groups without domains.
@@ -257,7 +291,9 @@ pub struct SnapshotHandle {
 
 impl fmt::Debug for SnapshotHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SnapshotHandle").field("generation", &self.inner.load().generation).finish()
+        f.debug_struct("SnapshotHandle")
+            .field("generation", &self.inner.load().generation)
+            .finish()
     }
 }
 

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use http::Method;
 
-use crate::model::{ApiDefinition, ApiId, BackendKind, GroupId, PathTemplate, Segment, Stage, StageDefinition};
+use crate::model::{
+    ApiDefinition, ApiId, BackendKind, GroupId, PathTemplate, Segment, Stage, StageDefinition,
+};
 use crate::store::Deployment;
 
 /// A published API as the data plane serves it: the deployed snapshot, bound to its backend's
@@ -112,7 +114,17 @@ fn to_matchit(t: &PathTemplate) -> (String, bool) {
 
 /// Per segment: 2 exact, 1 parameter, 0 match-all; longer first.
 fn rank(t: &PathTemplate) -> Vec<u8> {
-    let mut r: Vec<u8> = t.segments().iter().map(|s| if matches!(s, Segment::Literal(_)) { 2 } else { 1 }).collect();
+    let mut r: Vec<u8> = t
+        .segments()
+        .iter()
+        .map(|s| {
+            if matches!(s, Segment::Literal(_)) {
+                2
+            } else {
+                1
+            }
+        })
+        .collect();
     if t.match_all() {
         r.push(0);
     }
@@ -127,14 +139,24 @@ impl RouteTable {
     /// [`TableConflict`] when two routes with the same method (or `ANY`) would match the same
     /// requests.
     pub fn build(routes: Vec<Arc<LiveRoute>>) -> Result<Self, TableConflict> {
-        let mut table = Self { routes, ..Self::default() };
-        let mut shapes: std::collections::HashMap<String, Vec<(String, usize)>> = std::collections::HashMap::new();
+        let mut table = Self {
+            routes,
+            ..Self::default()
+        };
+        let mut shapes: std::collections::HashMap<String, Vec<(String, usize)>> =
+            std::collections::HashMap::new();
         for (i, r) in table.routes.iter().enumerate() {
             let method_name = r.api().request.method.as_str();
             let shape = r.template.shape();
             let seen = shapes.entry(shape).or_default();
-            if let Some((_, j)) = seen.iter().find(|(m, _)| m == method_name || m == "ANY" || method_name == "ANY") {
-                return Err(TableConflict { api: r.api_id().clone(), existing: table.routes[*j].api_id().clone() });
+            if let Some((_, j)) = seen
+                .iter()
+                .find(|(m, _)| m == method_name || m == "ANY" || method_name == "ANY")
+            {
+                return Err(TableConflict {
+                    api: r.api_id().clone(),
+                    existing: table.routes[*j].api_id().clone(),
+                });
             }
             seen.push((method_name.to_owned(), i));
 
@@ -152,8 +174,15 @@ impl RouteTable {
             };
             let (path, prefix) = to_matchit(&r.template);
             let routers = &mut table.methods[pos].1;
-            let router = if prefix { &mut routers.prefix } else { &mut routers.full };
-            if let Err(e) = router.get_or_insert_with(matchit::Router::new).insert(path, i) {
+            let router = if prefix {
+                &mut routers.prefix
+            } else {
+                &mut routers.full
+            };
+            if let Err(e) = router
+                .get_or_insert_with(matchit::Router::new)
+                .insert(path, i)
+            {
                 let existing = match e {
                     matchit::InsertError::Conflict { with } => table
                         .routes
@@ -162,7 +191,10 @@ impl RouteTable {
                         .map_or_else(|| r.api_id().clone(), |o| o.api_id().clone()),
                     _ => r.api_id().clone(),
                 };
-                return Err(TableConflict { api: r.api_id().clone(), existing });
+                return Err(TableConflict {
+                    api: r.api_id().clone(),
+                    existing,
+                });
             }
             match r.template.segments().first() {
                 Some(Segment::Literal(l)) => table.first_segments.push(l.clone()),
@@ -206,7 +238,9 @@ impl RouteTable {
     /// Whether any route matches the path with some other method.
     #[must_use]
     pub fn path_matches_other_method(&self, path: &str) -> bool {
-        self.methods.iter().any(|(_, r)| self.lookup_in(r, path).is_some())
+        self.methods
+            .iter()
+            .any(|(_, r)| self.lookup_in(r, path).is_some())
     }
 
     fn lookup_in(&self, routers: &MethodRouters, path: &str) -> Option<RouteMatch> {
@@ -217,7 +251,11 @@ impl RouteTable {
                 let rf = rank(&self.routes[*f.value].template);
                 let rp = rank(&self.routes[*p.value].template);
                 // Longer wins; at equal length, segment by segment (exact > param > match-all).
-                if rp.len() > rf.len() || (rp.len() == rf.len() && rp > rf) { (p, true) } else { (f, false) }
+                if rp.len() > rf.len() || (rp.len() == rf.len() && rp > rf) {
+                    (p, true)
+                } else {
+                    (f, false)
+                }
             }
             (Some(f), None) => (f, false),
             (None, Some(p)) => (p, true),
@@ -232,6 +270,10 @@ impl RouteTable {
                 params.push((k.to_owned(), v.to_owned()));
             }
         }
-        Some(RouteMatch { route: Arc::clone(&self.routes[*m.value]), params, rest })
+        Some(RouteMatch {
+            route: Arc::clone(&self.routes[*m.value]),
+            params,
+            rest,
+        })
     }
 }

@@ -71,57 +71,136 @@ async fn empty_store(s: &impl Store) {
     assert_eq!(l.revision, 0, "an empty store is at revision 0");
     assert!(l.records.is_empty(), "an empty store holds no records");
     assert_eq!(s.revision().await.expect("revision"), 0);
-    assert!(s.changes_since(0, 10).await.expect("feed").is_empty(), "an empty store has an empty feed");
-    assert_eq!(s.commit(vec![]).await.expect("empty commit"), 0, "an empty commit changes nothing");
+    assert!(
+        s.changes_since(0, 10).await.expect("feed").is_empty(),
+        "an empty store has an empty feed"
+    );
+    assert_eq!(
+        s.commit(vec![]).await.expect("empty commit"),
+        0,
+        "an empty commit changes nothing"
+    );
 }
 
 async fn put_get_versions(s: &impl Store) {
     let mut g = group("group_one");
     let key = Key::group(&g.id);
-    assert_eq!(s.commit(vec![put_absent(Entity::Group(g.clone()))]).await.expect("first put"), 1);
+    assert_eq!(
+        s.commit(vec![put_absent(Entity::Group(g.clone()))])
+            .await
+            .expect("first put"),
+        1
+    );
     let got = s.get(&key).await.expect("get").expect("record present");
     assert_eq!(got.version, 1, "the first write of a key is version 1");
-    assert_eq!(got.value, Entity::Group(g.clone()), "a record reads back as written");
+    assert_eq!(
+        got.value,
+        Entity::Group(g.clone()),
+        "a record reads back as written"
+    );
     g.description = Some("changed".into());
-    assert_eq!(s.commit(vec![Write::put(Entity::Group(g.clone()), Expect::Version(1))]).await.expect("update"), 2);
+    assert_eq!(
+        s.commit(vec![Write::put(
+            Entity::Group(g.clone()),
+            Expect::Version(1)
+        )])
+        .await
+        .expect("update"),
+        2
+    );
     let got = s.get(&key).await.expect("get").expect("present");
     assert_eq!(got.version, 2, "each write bumps the version");
     assert_eq!(got.value, Entity::Group(g));
-    assert!(s.get(&Key::group(&crate::GroupId::generate())).await.expect("get").is_none(), "unknown keys read as none");
+    assert!(
+        s.get(&Key::group(&crate::GroupId::generate()))
+            .await
+            .expect("get")
+            .is_none(),
+        "unknown keys read as none"
+    );
 }
 
 async fn preconditions(s: &impl Store) {
     let g = group("group_pre");
-    s.commit(vec![put_absent(Entity::Group(g.clone()))]).await.expect("put");
-    for (expect, what) in [(Expect::Absent, "Absent on an existing key"), (Expect::Version(7), "a wrong version")] {
-        let r = s.commit(vec![Write::put(Entity::Group(g.clone()), expect)]).await;
-        assert!(matches!(r, Err(StoreError::Conflict { .. })), "{what} must be a Conflict, got {r:?}");
+    s.commit(vec![put_absent(Entity::Group(g.clone()))])
+        .await
+        .expect("put");
+    for (expect, what) in [
+        (Expect::Absent, "Absent on an existing key"),
+        (Expect::Version(7), "a wrong version"),
+    ] {
+        let r = s
+            .commit(vec![Write::put(Entity::Group(g.clone()), expect)])
+            .await;
+        assert!(
+            matches!(r, Err(StoreError::Conflict { .. })),
+            "{what} must be a Conflict, got {r:?}"
+        );
     }
     let other = group("group_missing");
-    let r = s.commit(vec![Write::put(Entity::Group(other.clone()), Expect::Version(1))]).await;
-    assert!(matches!(r, Err(StoreError::Conflict { .. })), "Version on a missing key must be a Conflict");
-    let r = s.commit(vec![Write::delete(Key::group(&other.id), Expect::Version(1))]).await;
-    assert!(matches!(r, Err(StoreError::Conflict { .. })), "deleting a missing key at a version must be a Conflict");
-    assert_eq!(s.revision().await.expect("revision"), 1, "failed commits do not take a revision");
-    s.commit(vec![Write::put(Entity::Group(g), Expect::Any)]).await.expect("Any always holds");
+    let r = s
+        .commit(vec![Write::put(
+            Entity::Group(other.clone()),
+            Expect::Version(1),
+        )])
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict { .. })),
+        "Version on a missing key must be a Conflict"
+    );
+    let r = s
+        .commit(vec![Write::delete(
+            Key::group(&other.id),
+            Expect::Version(1),
+        )])
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict { .. })),
+        "deleting a missing key at a version must be a Conflict"
+    );
+    assert_eq!(
+        s.revision().await.expect("revision"),
+        1,
+        "failed commits do not take a revision"
+    );
+    s.commit(vec![Write::put(Entity::Group(g), Expect::Any)])
+        .await
+        .expect("Any always holds");
 }
 
 async fn atomic_commits(s: &impl Store) {
     let a = group("group_aaa");
     let b = group("group_bbb");
-    s.commit(vec![put_absent(Entity::Group(a.clone()))]).await.expect("put a");
+    s.commit(vec![put_absent(Entity::Group(a.clone()))])
+        .await
+        .expect("put a");
     // b is new, a's precondition fails: nothing may be written
     let r = s
-        .commit(vec![put_absent(Entity::Group(b.clone())), put_absent(Entity::Group(a.clone()))])
+        .commit(vec![
+            put_absent(Entity::Group(b.clone())),
+            put_absent(Entity::Group(a.clone())),
+        ])
         .await;
     assert!(r.is_err(), "a commit with one failed precondition fails");
-    assert!(s.get(&Key::group(&b.id)).await.expect("get").is_none(), "a failed commit writes nothing");
-    assert_eq!(s.changes_since(0, 100).await.expect("feed").len(), 1, "a failed commit adds nothing to the feed");
+    assert!(
+        s.get(&Key::group(&b.id)).await.expect("get").is_none(),
+        "a failed commit writes nothing"
+    );
+    assert_eq!(
+        s.changes_since(0, 100).await.expect("feed").len(),
+        1,
+        "a failed commit adds nothing to the feed"
+    );
 }
 
 async fn duplicate_keys(s: &impl Store) {
     let a = group("group_dup");
-    let r = s.commit(vec![put_absent(Entity::Group(a.clone())), Write::put(Entity::Group(a), Expect::Any)]).await;
+    let r = s
+        .commit(vec![
+            put_absent(Entity::Group(a.clone())),
+            Write::put(Entity::Group(a), Expect::Any),
+        ])
+        .await;
     assert!(r.is_err(), "one key written twice in one commit is refused");
     assert_eq!(s.revision().await.expect("revision"), 0);
 }
@@ -129,15 +208,24 @@ async fn duplicate_keys(s: &impl Store) {
 async fn change_feed(s: &impl Store) {
     let groups: Vec<Group> = (0..5).map(|i| group(&format!("group_feed{i}"))).collect();
     for g in &groups[..3] {
-        s.commit(vec![put_absent(Entity::Group(g.clone()))]).await.expect("put");
+        s.commit(vec![put_absent(Entity::Group(g.clone()))])
+            .await
+            .expect("put");
     }
-    s.commit(vec![put_absent(Entity::Group(groups[3].clone())), put_absent(Entity::Group(groups[4].clone()))])
-        .await
-        .expect("batch");
+    s.commit(vec![
+        put_absent(Entity::Group(groups[3].clone())),
+        put_absent(Entity::Group(groups[4].clone())),
+    ])
+    .await
+    .expect("batch");
     let all = s.changes_since(0, 100).await.expect("feed");
     assert_eq!(all.len(), 5, "one change per write");
     let revs: Vec<u64> = all.iter().map(|c| c.revision).collect();
-    assert_eq!(revs, [1, 2, 3, 4, 4], "changes come in commit order with consecutive revisions");
+    assert_eq!(
+        revs,
+        [1, 2, 3, 4, 4],
+        "changes come in commit order with consecutive revisions"
+    );
     let later = s.changes_since(2, 100).await.expect("feed");
     assert_eq!(later.len(), 3, "changes_since skips earlier revisions");
     assert!(later.iter().all(|c| c.revision > 2));
@@ -145,25 +233,39 @@ async fn change_feed(s: &impl Store) {
     assert_eq!(limited.len(), 5, "a limit never splits a commit");
     let one = s.changes_since(0, 1).await.expect("feed");
     assert_eq!(one.len(), 1, "a limit is honoured between commits");
-    assert!(s.changes_since(4, 10).await.expect("feed").is_empty(), "nothing after the last revision");
+    assert!(
+        s.changes_since(4, 10).await.expect("feed").is_empty(),
+        "nothing after the last revision"
+    );
 }
 
 async fn deletes(s: &impl Store) {
     let g = group("group_del");
     let key = Key::group(&g.id);
-    s.commit(vec![put_absent(Entity::Group(g))]).await.expect("put");
-    s.commit(vec![Write::delete(key.clone(), Expect::Version(1))]).await.expect("delete");
-    assert!(s.get(&key).await.expect("get").is_none(), "a deleted record is gone");
+    s.commit(vec![put_absent(Entity::Group(g))])
+        .await
+        .expect("put");
+    s.commit(vec![Write::delete(key.clone(), Expect::Version(1))])
+        .await
+        .expect("delete");
+    assert!(
+        s.get(&key).await.expect("get").is_none(),
+        "a deleted record is gone"
+    );
     let feed = s.changes_since(1, 10).await.expect("feed");
     assert_eq!(feed.len(), 1);
-    assert!(feed[0].value.is_none(), "a delete appears in the feed without a value");
+    assert!(
+        feed[0].value.is_none(),
+        "a delete appears in the feed without a value"
+    );
     assert!(s.load().await.expect("load").records.is_empty());
 }
 
 async fn every_kind_round_trips(s: &impl Store) {
     let b = BackendService::new("backend_rt", BackendKind::Mock).expect("backend");
     let g = group("group_rt");
-    let api = crate::ApiDefinition::builder(g.id.clone(), "api_rt", "GET", "/x/[id]", b.id.clone()).expect("api");
+    let api = crate::ApiDefinition::builder(g.id.clone(), "api_rt", "GET", "/x/[id]", b.id.clone())
+        .expect("api");
     let app = crate::App::new("app_rt").expect("app");
     let auth = Authorization {
         app_id: AppId::generate_numeric(),
@@ -181,7 +283,11 @@ async fn every_kind_round_trips(s: &impl Store) {
         deployed_at: jiff::Timestamp::now(),
         snapshot: api.clone(),
     };
-    let p = super::Publication { api_id: api.id.clone(), stage: Stage::TEST, version: d.version.clone() };
+    let p = super::Publication {
+        api_id: api.id.clone(),
+        stage: Stage::TEST,
+        version: d.version.clone(),
+    };
     let entities = vec![
         Entity::Backend(b),
         Entity::Group(g),
@@ -192,7 +298,9 @@ async fn every_kind_round_trips(s: &impl Store) {
         Entity::Deployment(d),
         Entity::Publication(p),
     ];
-    s.commit(entities.iter().cloned().map(put_absent).collect()).await.expect("commit every kind");
+    s.commit(entities.iter().cloned().map(put_absent).collect())
+        .await
+        .expect("commit every kind");
     for e in &entities {
         let got = s.get(&e.key()).await.expect("get").expect("present");
         assert_eq!(&got.value, e, "{} reads back unchanged", e.key());
@@ -204,7 +312,9 @@ async fn every_kind_round_trips(s: &impl Store) {
 
 async fn concurrent_commits<S: Store>(s: std::sync::Arc<S>) {
     let g = group("group_race");
-    s.commit(vec![put_absent(Entity::Group(g.clone()))]).await.expect("put");
+    s.commit(vec![put_absent(Entity::Group(g.clone()))])
+        .await
+        .expect("put");
     // Many writers race to update version 1: exactly one wins.
     let mut wins = 0;
     let futs: Vec<_> = (0..8)
@@ -212,7 +322,10 @@ async fn concurrent_commits<S: Store>(s: std::sync::Arc<S>) {
             let s = std::sync::Arc::clone(&s);
             let mut g = g.clone();
             g.description = Some(format!("writer {i}"));
-            async move { s.commit(vec![Write::put(Entity::Group(g), Expect::Version(1))]).await }
+            async move {
+                s.commit(vec![Write::put(Entity::Group(g), Expect::Version(1))])
+                    .await
+            }
         })
         .collect();
     for r in futures_util::future::join_all(futs).await {
@@ -220,5 +333,8 @@ async fn concurrent_commits<S: Store>(s: std::sync::Arc<S>) {
             wins += 1;
         }
     }
-    assert_eq!(wins, 1, "exactly one of several writers expecting the same version wins");
+    assert_eq!(
+        wins, 1,
+        "exactly one of several writers expecting the same version wins"
+    );
 }

@@ -5,7 +5,10 @@ use std::fmt;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ApiDefinition, ApiId, App, AppId, Authorization, BackendId, BackendService, Group, GroupId, Stage, VpcAccess, VpcAccessId};
+use crate::model::{
+    ApiDefinition, ApiId, App, AppId, Authorization, BackendId, BackendService, Group, GroupId,
+    Stage, VpcAccess, VpcAccessId,
+};
 
 /// A published version of an API in one stage: a snapshot of the draft.
 ///
@@ -123,42 +126,66 @@ impl Key {
     /// A backend's key.
     #[must_use]
     pub fn backend(id: &BackendId) -> Self {
-        Self { kind: EntityKind::Backend, id: id.to_string() }
+        Self {
+            kind: EntityKind::Backend,
+            id: id.to_string(),
+        }
     }
     /// A group's key.
     #[must_use]
     pub fn group(id: &GroupId) -> Self {
-        Self { kind: EntityKind::Group, id: id.to_string() }
+        Self {
+            kind: EntityKind::Group,
+            id: id.to_string(),
+        }
     }
     /// An API draft's key.
     #[must_use]
     pub fn api(id: &ApiId) -> Self {
-        Self { kind: EntityKind::Api, id: id.to_string() }
+        Self {
+            kind: EntityKind::Api,
+            id: id.to_string(),
+        }
     }
     /// A deployment's key.
     #[must_use]
     pub fn deployment(api: &ApiId, stage: &Stage, version: &str) -> Self {
-        Self { kind: EntityKind::Deployment, id: format!("{api}:{stage}:{version}") }
+        Self {
+            kind: EntityKind::Deployment,
+            id: format!("{api}:{stage}:{version}"),
+        }
     }
     /// A publication's key.
     #[must_use]
     pub fn publication(api: &ApiId, stage: &Stage) -> Self {
-        Self { kind: EntityKind::Publication, id: format!("{api}:{stage}") }
+        Self {
+            kind: EntityKind::Publication,
+            id: format!("{api}:{stage}"),
+        }
     }
     /// An app's key.
     #[must_use]
     pub fn app(id: &AppId) -> Self {
-        Self { kind: EntityKind::App, id: id.to_string() }
+        Self {
+            kind: EntityKind::App,
+            id: id.to_string(),
+        }
     }
     /// An authorization's key.
     #[must_use]
     pub fn authorization(app: &AppId, api: &ApiId, stage: &Stage) -> Self {
-        Self { kind: EntityKind::Authorization, id: format!("{app}:{api}:{stage}") }
+        Self {
+            kind: EntityKind::Authorization,
+            id: format!("{app}:{api}:{stage}"),
+        }
     }
     /// A VPC access authorization's key.
     #[must_use]
     pub fn vpc_access(id: &VpcAccessId) -> Self {
-        Self { kind: EntityKind::VpcAccess, id: id.to_string() }
+        Self {
+            kind: EntityKind::VpcAccess,
+            id: id.to_string(),
+        }
     }
 }
 

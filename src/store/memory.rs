@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use parking_lot::RwLock;
 
-use super::{BoxFuture, Change, Entity, Expect, Key, Loaded, Revision, Store, StoreError, Versioned, Write};
+use super::{
+    BoxFuture, Change, Entity, Expect, Key, Loaded, Revision, Store, StoreError, Versioned, Write,
+};
 
 /// Keeps everything in memory: fast, and gone when the process ends.
 ///
@@ -53,7 +55,11 @@ pub(crate) fn check_writes(
             Expect::Any => true,
         };
         if !ok {
-            return Err(StoreError::Conflict { key, expected: expect, found });
+            return Err(StoreError::Conflict {
+                key,
+                expected: expect,
+                found,
+            });
         }
         if !seen.insert(key.clone()) {
             return Err(StoreError::DuplicateKey(key));
@@ -65,11 +71,17 @@ pub(crate) fn check_writes(
 impl Store for MemoryStore {
     fn load(&self) -> BoxFuture<'_, Result<Loaded, StoreError>> {
         let inner = self.inner.read();
-        let loaded = Loaded { revision: inner.revision, records: inner.records.values().cloned().collect() };
+        let loaded = Loaded {
+            revision: inner.revision,
+            records: inner.records.values().cloned().collect(),
+        };
         Box::pin(async move { Ok(loaded) })
     }
 
-    fn get<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Result<Option<Versioned<Entity>>, StoreError>> {
+    fn get<'a>(
+        &'a self,
+        key: &'a Key,
+    ) -> BoxFuture<'a, Result<Option<Versioned<Entity>>, StoreError>> {
         let got = self.inner.read().records.get(key).cloned();
         Box::pin(async move { Ok(got) })
     }
@@ -88,13 +100,24 @@ impl Store for MemoryStore {
                     Write::Put { entity, .. } => {
                         let key = entity.key();
                         let version = inner.records.get(&key).map_or(1, |v| v.version + 1);
-                        let value = Versioned { value: entity, version };
+                        let value = Versioned {
+                            value: entity,
+                            version,
+                        };
                         inner.records.insert(key.clone(), value.clone());
-                        inner.log.push(Change { revision, key, value: Some(value) });
+                        inner.log.push(Change {
+                            revision,
+                            key,
+                            value: Some(value),
+                        });
                     }
                     Write::Delete { key, .. } => {
                         if inner.records.remove(&key).is_some() {
-                            inner.log.push(Change { revision, key, value: None });
+                            inner.log.push(Change {
+                                revision,
+                                key,
+                                value: None,
+                            });
                         }
                     }
                 }
@@ -104,7 +127,11 @@ impl Store for MemoryStore {
         Box::pin(async move { result })
     }
 
-    fn changes_since(&self, revision: Revision, limit: usize) -> BoxFuture<'_, Result<Vec<Change>, StoreError>> {
+    fn changes_since(
+        &self,
+        revision: Revision,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Change>, StoreError>> {
         let inner = self.inner.read();
         let start = inner.log.partition_point(|c| c.revision <= revision);
         let mut out: Vec<Change> = Vec::new();

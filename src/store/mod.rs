@@ -172,7 +172,10 @@ pub trait Store: Send + Sync + 'static {
     fn load(&self) -> BoxFuture<'_, Result<Loaded, StoreError>>;
 
     /// One record.
-    fn get<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Result<Option<Versioned<Entity>>, StoreError>>;
+    fn get<'a>(
+        &'a self,
+        key: &'a Key,
+    ) -> BoxFuture<'a, Result<Option<Versioned<Entity>>, StoreError>>;
 
     /// Applies `writes` atomically and returns the new revision.
     ///
@@ -181,7 +184,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Up to `limit` changes of commits after `revision`, in order (whole commits only, unless a
     /// single commit exceeds `limit`).
-    fn changes_since(&self, revision: Revision, limit: usize) -> BoxFuture<'_, Result<Vec<Change>, StoreError>>;
+    fn changes_since(
+        &self,
+        revision: Revision,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Change>, StoreError>>;
 
     /// The latest revision.
     fn revision(&self) -> BoxFuture<'_, Result<Revision, StoreError>>;
@@ -191,13 +198,20 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn load(&self) -> BoxFuture<'_, Result<Loaded, StoreError>> {
         (**self).load()
     }
-    fn get<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Result<Option<Versioned<Entity>>, StoreError>> {
+    fn get<'a>(
+        &'a self,
+        key: &'a Key,
+    ) -> BoxFuture<'a, Result<Option<Versioned<Entity>>, StoreError>> {
         (**self).get(key)
     }
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<Revision, StoreError>> {
         (**self).commit(writes)
     }
-    fn changes_since(&self, revision: Revision, limit: usize) -> BoxFuture<'_, Result<Vec<Change>, StoreError>> {
+    fn changes_since(
+        &self,
+        revision: Revision,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Change>, StoreError>> {
         (**self).changes_since(revision, limit)
     }
     fn revision(&self) -> BoxFuture<'_, Result<Revision, StoreError>> {

@@ -1,0 +1,446 @@
+//! [`HttpForwarder`]: the pooled HTTP/1.1 + HTTP/2 client that streams requests to backends.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
+use http::{Request, Response, Version};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::body::{DeadlineBody, GatewayBody};
+use super::error::ProxyError;
+use super::headers::{append_forwarded_headers, strip_hop_by_hop};
+use super::target::UpstreamTarget;
+
+/// Default connect timeout of [`HttpForwarder::new`].
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default idle time of a pooled backend connection.
+const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Default number of idle connections kept per backend host.
+const DEFAULT_MAX_IDLE_PER_HOST: usize = 32;
+/// Default forwarding timeout (Alibaba's default backend timeout is 10 000 ms).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Per-request facts the forwarder needs besides the request itself.
+///
+/// # Examples
+///
+/// ```
+/// use std::net::{IpAddr, Ipv4Addr};
+/// use std::time::Duration;
+/// use http::{HeaderValue, uri::Scheme};
+/// use stagegate::ForwardContext;
+///
+/// let ctx = ForwardContext::new(Duration::from_secs(3))
+///     .with_client_addr(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9)))
+///     .with_original_host(HeaderValue::from_static("api.example.com"))
+///     .with_original_scheme(Scheme::HTTPS);
+/// assert_eq!(ctx.timeout, Duration::from_secs(3));
+/// assert_eq!(ForwardContext::default().timeout, Duration::from_secs(10));
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ForwardContext {
+    /// The client's address, appended to `X-Forwarded-For`.
+    pub client_addr: Option<IpAddr>,
+    /// The `Host` the client asked for, sent as `X-Forwarded-Host`. When `None`, the incoming
+    /// request's `Host` header (or its URI authority) is used.
+    pub original_host: Option<HeaderValue>,
+    /// The scheme the client used, sent as `X-Forwarded-Proto`. When `None`, a client-sent
+    /// `X-Forwarded-Proto` is left as is.
+    pub original_scheme: Option<Scheme>,
+    /// The backend timeout: a deadline from the start of [`HttpForwarder::forward`] for the
+    /// response headers *and* the whole response body (spec §6.3: the response must arrive
+    /// within the API timeout). It includes connecting, so a connect that outlasts it is
+    /// reported as `D504TO`, not `D504CO`; keep the forwarder's connect timeout shorter.
+    pub timeout: Duration,
+}
+
+impl ForwardContext {
+    /// A context with the given timeout and nothing else known.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ctx = stagegate::ForwardContext::new(std::time::Duration::from_millis(500));
+    /// assert!(ctx.client_addr.is_none());
+    /// ```
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            client_addr: None,
+            original_host: None,
+            original_scheme: None,
+            timeout,
+        }
+    }
+
+    /// Sets the client address.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ctx = stagegate::ForwardContext::default().with_client_addr([127, 0, 0, 1].into());
+    /// assert!(ctx.client_addr.is_some());
+    /// ```
+    #[must_use]
+    pub fn with_client_addr(mut self, addr: IpAddr) -> Self {
+        self.client_addr = Some(addr);
+        self
+    }
+
+    /// Sets the original `Host`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ctx = stagegate::ForwardContext::default()
+    ///     .with_original_host(http::HeaderValue::from_static("a.example.com"));
+    /// assert!(ctx.original_host.is_some());
+    /// ```
+    #[must_use]
+    pub fn with_original_host(mut self, host: HeaderValue) -> Self {
+        self.original_host = Some(host);
+        self
+    }
+
+    /// Sets the original scheme.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ctx = stagegate::ForwardContext::default().with_original_scheme(http::uri::Scheme::HTTP);
+    /// assert!(ctx.original_scheme.is_some());
+    /// ```
+    #[must_use]
+    pub fn with_original_scheme(mut self, scheme: Scheme) -> Self {
+        self.original_scheme = Some(scheme);
+        self
+    }
+}
+
+impl Default for ForwardContext {
+    /// A 10 s timeout, nothing else known.
+    fn default() -> Self {
+        Self::new(DEFAULT_TIMEOUT)
+    }
+}
+
+/// Settings for an [`HttpForwarder`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let forwarder = stagegate::HttpForwarder::builder()
+///     .connect_timeout(Duration::from_millis(500))
+///     .pool_idle_timeout(Duration::from_secs(30))
+///     .pool_max_idle_per_host(8)
+///     .build();
+/// # let _ = forwarder;
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct HttpForwarderBuilder {
+    connect_timeout: Option<Duration>,
+    pool_idle_timeout: Option<Duration>,
+    pool_max_idle_per_host: usize,
+    tls_config: Option<rustls::ClientConfig>,
+}
+
+impl HttpForwarderBuilder {
+    /// How long a TCP connect may take (default 3 s); `Timeout connecting to ..` after that.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let b = stagegate::HttpForwarder::builder().connect_timeout(std::time::Duration::from_secs(1));
+    /// # let _ = b;
+    /// ```
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// How long an idle pooled connection is kept (default 90 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let b = stagegate::HttpForwarder::builder().pool_idle_timeout(std::time::Duration::from_secs(5));
+    /// # let _ = b;
+    /// ```
+    #[must_use]
+    pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_idle_timeout = Some(timeout);
+        self
+    }
+
+    /// How many idle connections are kept per backend host (default 32; 0 disables reuse).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let b = stagegate::HttpForwarder::builder().pool_max_idle_per_host(4);
+    /// # let _ = b;
+    /// ```
+    #[must_use]
+    pub fn pool_max_idle_per_host(mut self, max: usize) -> Self {
+        self.pool_max_idle_per_host = max;
+        self
+    }
+
+    /// Uses `config` for `https` backends instead of the default (ring provider, Mozilla roots),
+    /// e.g. to trust a private CA.
+    ///
+    /// Its `alpn_protocols` are replaced by `h2, http/1.1`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// let provider = Arc::new(rustls::crypto::ring::default_provider());
+    /// let roots = rustls::RootCertStore::empty(); // add your CA here
+    /// let config = rustls::ClientConfig::builder_with_provider(provider)
+    ///     .with_safe_default_protocol_versions()
+    ///     .unwrap()
+    ///     .with_root_certificates(roots)
+    ///     .with_no_client_auth();
+    /// let b = stagegate::HttpForwarder::builder().with_tls_config(config);
+    /// # let _ = b;
+    /// ```
+    #[must_use]
+    pub fn with_tls_config(mut self, config: rustls::ClientConfig) -> Self {
+        self.tls_config = Some(config);
+        self
+    }
+
+    /// Builds the forwarder. Needs no runtime; requests need a Tokio runtime with time enabled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let forwarder = stagegate::HttpForwarder::builder().build();
+    /// # let _ = forwarder;
+    /// ```
+    pub fn build(self) -> HttpForwarder {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(self.connect_timeout);
+
+        let mut tls = self.tls_config.unwrap_or_else(default_tls_config);
+        // hyper-rustls sets ALPN itself and refuses a config that already has it.
+        tls.alpn_protocols.clear();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(self.pool_idle_timeout)
+            .pool_max_idle_per_host(self.pool_max_idle_per_host)
+            .build(connector);
+        HttpForwarder {
+            client: Arc::new(client),
+        }
+    }
+}
+
+impl Default for HttpForwarderBuilder {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+            pool_idle_timeout: Some(DEFAULT_POOL_IDLE_TIMEOUT),
+            pool_max_idle_per_host: DEFAULT_MAX_IDLE_PER_HOST,
+            tls_config: None,
+        }
+    }
+}
+
+/// The ring provider with Mozilla's roots, independent of any process-wide default provider.
+fn default_tls_config() -> rustls::ClientConfig {
+    use hyper_rustls::ConfigBuilderExt as _;
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default TLS versions")
+        .with_webpki_roots()
+        .with_no_client_auth()
+}
+
+type HttpsClient = Client<HttpsConnector<HttpConnector>, GatewayBody>;
+
+/// Forwards requests to HTTP(S) backends over pooled keep-alive connections, streaming bodies
+/// both ways.
+///
+/// `http` backends are spoken to in HTTP/1.1; `https` backends in HTTP/2 or HTTP/1.1 as
+/// negotiated by ALPN. Cloning is cheap and clones share the connection pool.
+///
+/// What [`forward`](Self::forward) does to the request:
+/// * the URI becomes the target's scheme and authority plus the request's own path and query
+///   (the caller has already rewritten them to the backend path);
+/// * `Host` becomes the target's host override, else the target authority;
+/// * hop-by-hop headers are removed (both directions), `X-Forwarded-For/Proto/Host` added;
+/// * upgrades (WebSocket) are not supported.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use stagegate::{ForwardContext, GatewayBody, HttpForwarder, UpstreamTarget};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let forwarder = HttpForwarder::new();
+/// let target = UpstreamTarget::parse("http://127.0.0.1:8080")?;
+/// let ctx = ForwardContext::new(Duration::from_secs(5)).with_client_addr([127, 0, 0, 1].into());
+/// let request = http::Request::get("/v1/users?id=7").body(GatewayBody::empty())?;
+/// match forwarder.forward(request, &target, &ctx).await {
+///     Ok(response) => println!("backend said {}", response.status()),
+///     Err(err) => println!("{} {} {}", err.status(), err.code(), err.wire_message()),
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct HttpForwarder {
+    client: Arc<HttpsClient>,
+}
+
+impl HttpForwarder {
+    /// A forwarder with default settings (see [`HttpForwarderBuilder`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let forwarder = stagegate::HttpForwarder::new();
+    /// let shared_pool = forwarder.clone();
+    /// # let _ = shared_pool;
+    /// ```
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Starts configuring a forwarder.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let forwarder = stagegate::HttpForwarder::builder().pool_max_idle_per_host(1).build();
+    /// # let _ = forwarder;
+    /// ```
+    pub fn builder() -> HttpForwarderBuilder {
+        HttpForwarderBuilder::default()
+    }
+
+    /// Sends `req` to `target` and returns the backend's response with its body streaming.
+    ///
+    /// `ctx.timeout` is one deadline for the whole exchange: when the response headers have not
+    /// arrived by then the result is [`ProxyError::Timeout`]; when the response body has not
+    /// finished by then, the body stream ends with a [`BodyError::Timeout`](crate::BodyError)
+    /// error (the connection to the client is then cut, as headers were already sent).
+    ///
+    /// # Errors
+    ///
+    /// A [`ProxyError`], whose [`code`](ProxyError::code) and [`status`](ProxyError::status)
+    /// give the gateway error response.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use stagegate::{ForwardContext, GatewayBody, HttpForwarder, UpstreamTarget};
+    /// # async fn run(forwarder: HttpForwarder) -> Result<(), Box<dyn std::error::Error>> {
+    /// let target = UpstreamTarget::parse("https://backend.internal")?;
+    /// let req = http::Request::post("/orders").body(GatewayBody::full("{}"))?;
+    /// let res = forwarder.forward(req, &target, &ForwardContext::default()).await?;
+    /// # let _ = res;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn forward(
+        &self,
+        req: Request<GatewayBody>,
+        target: &UpstreamTarget,
+        ctx: &ForwardContext,
+    ) -> Result<Response<GatewayBody>, ProxyError> {
+        let deadline = tokio::time::Instant::now() + ctx.timeout;
+        let (mut parts, body) = req.into_parts();
+
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let original_host = ctx
+            .original_host
+            .clone()
+            .or_else(|| parts.headers.get(header::HOST).cloned())
+            .or_else(|| {
+                parts
+                    .uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            });
+
+        parts.uri = target
+            .uri_for(path_and_query)
+            .map_err(ProxyError::InvalidRequest)?;
+        // The backend connection has its own version (ALPN decides for https).
+        parts.version = Version::HTTP_11;
+        // Extensions belong to the incoming connection / host app, not to the backend request.
+        parts.extensions = http::Extensions::new();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(header::HOST);
+        if let Some(host) = target.host_override() {
+            parts.headers.insert(header::HOST, host.clone());
+        }
+        // Without an override, hyper sets `Host` (HTTP/1.1) or `:authority` (HTTP/2) from the URI.
+        append_forwarded_headers(
+            &mut parts.headers,
+            ctx.client_addr,
+            ctx.original_scheme.as_ref(),
+            original_host.as_ref(),
+        );
+
+        let request = Request::from_parts(parts, body);
+        let response = match tokio::time::timeout_at(deadline, self.client.request(request)).await {
+            Err(_elapsed) => {
+                tracing::debug!(%target, timeout = ?ctx.timeout, "backend request timed out");
+                return Err(ProxyError::Timeout {
+                    timeout: ctx.timeout,
+                });
+            }
+            Ok(Err(err)) => {
+                let err = ProxyError::from_client_error(err, target);
+                tracing::debug!(%target, error = %err, code = err.code(), "backend request failed");
+                return Err(err);
+            }
+            Ok(Ok(response)) => response,
+        };
+
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.version = Version::HTTP_11;
+        Ok(Response::from_parts(
+            parts,
+            GatewayBody::new(DeadlineBody::new(body, deadline)),
+        ))
+    }
+}
+
+impl Default for HttpForwarder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
