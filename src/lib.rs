@@ -1,6 +1,8 @@
 //! stagegate: an embeddable API gateway for axum and hyper.
 
 pub mod control;
+pub mod layer;
+pub mod mapping;
 pub mod model;
 pub mod proxy;
 pub mod routing;
@@ -9,6 +11,10 @@ pub mod store;
 pub use control::{
     ApiReport, AppPatch, BackendPatch, ControlError, ControlPlane, DefinitionChange,
     DeploymentInfo, NewApp, NewBackend, NewGroup, ReportResult,
+};
+pub use layer::{
+    AuthMethod, AuthRequest, Authenticator, Caller, ClientAddr, Gateway, GatewayError, GatewayLayer,
+    GatewayService, NotFound,
 };
 pub use model::*;
 pub use proxy::{
