@@ -8,9 +8,9 @@ use std::task::{Context, Poll, Waker};
 use http::request::Parts;
 use http::{HeaderValue, Request};
 use stagegate::{
-    AppCodeMode, AuthError, MemoryReplayGuard, ReplayError, ReplayGuard, Secret,
-    SignatureMethod, SignaturePolicy, Signer, Verified, appcode_from_request, appcode_matches,
-    check_signature, verify_signature,
+    AppCodeMode, AuthError, MemoryReplayGuard, ReplayError, ReplayGuard, Secret, SignatureMethod,
+    SignaturePolicy, Signer, Verified, appcode_from_request, appcode_matches, check_signature,
+    verify_signature,
 };
 
 const KEY: &str = "203753385";
@@ -45,7 +45,13 @@ fn verify_at(
 }
 
 fn verify(parts: &Parts, body: &[u8]) -> Result<Verified<&'static str>, AuthError> {
-    verify_at(parts, body, &SignaturePolicy::default(), TS, &MemoryReplayGuard::new())
+    verify_at(
+        parts,
+        body,
+        &SignaturePolicy::default(),
+        TS,
+        &MemoryReplayGuard::new(),
+    )
 }
 
 fn signed(req: Request<()>, body: &[u8], nonce: &str) -> Parts {
@@ -59,9 +65,10 @@ fn signed(req: Request<()>, body: &[u8], nonce: &str) -> Parts {
 
 /// Re-signs `parts` by hand with the given signed-header list (as a client spelled it).
 fn resign(parts: &mut Parts, list: &str, body: &[u8]) {
-    parts
-        .headers
-        .insert("x-ca-signature-headers", HeaderValue::from_str(list).unwrap());
+    parts.headers.insert(
+        "x-ca-signature-headers",
+        HeaderValue::from_str(list).unwrap(),
+    );
     let form = stagegate::is_form(&parts.headers).then_some(body);
     let sts = stagegate::string_to_sign(&parts.method, &parts.uri, &parts.headers, form);
     let sig = stagegate::sign(SignatureMethod::HmacSha256, SECRET.as_bytes(), &sts);
@@ -83,7 +90,8 @@ fn header_name_spelling_is_kept_and_order_does_not_matter() {
         assert!(verify(&parts, b"").is_ok(), "{list}");
         // The server's string-to-sign shows the client's spelling.
         let mut bad = parts.clone();
-        bad.headers.insert("x-ca-signature", HeaderValue::from_static("AAAA"));
+        bad.headers
+            .insert("x-ca-signature", HeaderValue::from_static("AAAA"));
         let msg = verify(&bad, b"").unwrap_err().wire_message();
         for name in list.split(',') {
             assert!(msg.contains(&format!("#{}:", name.trim())), "{msg}");
@@ -94,7 +102,11 @@ fn header_name_spelling_is_kept_and_order_does_not_matter() {
 #[test]
 fn unicode_and_plus_in_query() {
     // Python clients send `+` for a space, Node sends `%20`: both sign a space.
-    let a = signed(Request::get("/s?q=a+b&c=%E6%9D%AD").body(()).unwrap(), b"", "n");
+    let a = signed(
+        Request::get("/s?q=a+b&c=%E6%9D%AD").body(()).unwrap(),
+        b"",
+        "n",
+    );
     let mut b = a.clone();
     b.uri = "/s?q=a%20b&c=%E6%9D%AD".parse().unwrap();
     assert!(verify(&a, b"").is_ok());
@@ -107,7 +119,10 @@ fn unicode_and_plus_in_query() {
 fn form_post_form_wins_over_query() {
     let body = b"b=fromForm&FormKey1=FormValue1";
     let req = Request::post("/demo/post?b=fromQuery&a=1")
-        .header("content-type", "application/x-www-form-urlencoded; charset=UTF-8")
+        .header(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=UTF-8",
+        )
         .body(())
         .unwrap();
     let mut req2 = req;
@@ -115,7 +130,10 @@ fn form_post_form_wins_over_query() {
         .unwrap()
         .sign_with(&mut req2, body, TS, "n")
         .unwrap();
-    assert!(s.string_to_sign.ends_with("/demo/post?FormKey1=FormValue1&a=1&b=fromForm"));
+    assert!(
+        s.string_to_sign
+            .ends_with("/demo/post?FormKey1=FormValue1&a=1&b=fromForm")
+    );
     let parts = req2.into_parts().0;
     assert!(!parts.headers.contains_key("content-md5"));
     assert!(verify(&parts, body).is_ok());
@@ -124,10 +142,16 @@ fn form_post_form_wins_over_query() {
 
 #[test]
 fn json_and_octet_stream_with_md5() {
-    for ct in ["application/json; charset=utf-8", "application/octet-stream"] {
+    for ct in [
+        "application/json; charset=utf-8",
+        "application/octet-stream",
+    ] {
         let body = "{\"name\":\"测试\"}".as_bytes();
         let parts = signed(
-            Request::put("/v1/items/42").header("content-type", ct).body(()).unwrap(),
+            Request::put("/v1/items/42")
+                .header("content-type", ct)
+                .body(())
+                .unwrap(),
             body,
             "n",
         );
@@ -154,7 +178,16 @@ fn date_without_timestamp_is_accepted() {
         .into_parts()
         .0;
     resign(&mut parts, "x-ca-key,x-ca-signaturemethod", b"");
-    assert!(verify_at(&parts, b"", &SignaturePolicy::default(), 0, &MemoryReplayGuard::new()).is_ok());
+    assert!(
+        verify_at(
+            &parts,
+            b"",
+            &SignaturePolicy::default(),
+            0,
+            &MemoryReplayGuard::new()
+        )
+        .is_ok()
+    );
     // ... unless the API forces a nonce.
     let forced = SignaturePolicy::default().with_force_nonce(true);
     let err = verify_at(&parts, b"", &forced, 0, &MemoryReplayGuard::new()).unwrap_err();
@@ -169,12 +202,22 @@ fn replayed_nonce_and_forgeries_do_not_burn_nonces() {
     let parts = signed(Request::get("/p").body(()).unwrap(), b"", "nonce-1");
     // A forged copy (bad signature) fails without consuming the nonce.
     let mut forged = parts.clone();
-    forged.headers.insert("x-ca-signature", HeaderValue::from_static("AAAA"));
-    assert_eq!(verify_at(&forged, b"", &policy, TS, &guard).unwrap_err().code(), "A403IS");
+    forged
+        .headers
+        .insert("x-ca-signature", HeaderValue::from_static("AAAA"));
+    assert_eq!(
+        verify_at(&forged, b"", &policy, TS, &guard)
+            .unwrap_err()
+            .code(),
+        "A403IS"
+    );
     assert!(guard.is_empty());
     assert!(verify_at(&parts, b"", &policy, TS, &guard).is_ok());
     let err = verify_at(&parts, b"", &policy, TS + 1, &guard).unwrap_err();
-    assert_eq!((err.code(), err.wire_message().as_str()), ("A400NU", "Nonce Used"));
+    assert_eq!(
+        (err.code(), err.wire_message().as_str()),
+        ("A400NU", "Nonce Used")
+    );
 }
 
 #[test]
@@ -190,7 +233,11 @@ fn concurrent_replays_exactly_one_fresh() {
             })
         })
         .collect();
-    let ok = handles.into_iter().map(|h| h.join().unwrap()).filter(|o| *o).count();
+    let ok = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|o| *o)
+        .count();
     assert_eq!(ok, 1);
 }
 
@@ -202,7 +249,10 @@ fn full_nonce_store_refuses() {
     let policy = SignaturePolicy::default();
     assert!(verify_at(&a, b"", &policy, TS, &guard).is_ok());
     let err = verify_at(&b, b"", &policy, TS, &guard).unwrap_err();
-    assert_eq!(err, AuthError::ReplayStore(ReplayError::Full { capacity: 1 }));
+    assert_eq!(
+        err,
+        AuthError::ReplayStore(ReplayError::Full { capacity: 1 })
+    );
     assert_eq!(err.status(), http::StatusCode::SERVICE_UNAVAILABLE);
 }
 
@@ -214,15 +264,20 @@ fn sha1_signer_round_trip_needs_policy() {
         .with_method(SignatureMethod::HmacSha1)
         .sign(&mut req, b"");
     let parts = req.into_parts().0;
-    let now = parts.headers["x-ca-timestamp"].to_str().unwrap().parse().unwrap();
+    let now = parts.headers["x-ca-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let strict = SignaturePolicy::default();
     let err = verify_at(&parts, b"", &strict, now, &MemoryReplayGuard::new()).unwrap_err();
     assert_eq!(err.code(), "A400SM");
     let lax = strict.allow(SignatureMethod::HmacSha1);
     assert!(verify_at(&parts, b"", &lax, now, &MemoryReplayGuard::new()).is_ok());
     // Unknown method names are refused too.
-    let mut odd = parts.clone();
-    odd.headers.insert("x-ca-signature-method", HeaderValue::from_static("HmacMD5"));
+    let mut odd = parts;
+    odd.headers
+        .insert("x-ca-signature-method", HeaderValue::from_static("HmacMD5"));
     let err = verify_at(&odd, b"", &lax, now, &MemoryReplayGuard::new()).unwrap_err();
     assert_eq!(err.wire_message(), "Invalid Signature Method `HmacMD5`");
 }
@@ -243,7 +298,10 @@ fn foreign_scheme_is_missing_credentials() {
     let err = verify(&parts, b"").unwrap_err();
     assert_eq!(err, AuthError::MissingCredentials);
     assert_eq!(err.code(), "A400MA");
-    assert_eq!(appcode_from_request(&parts, AppCodeMode::HeaderQuery), Ok(None));
+    assert_eq!(
+        appcode_from_request(&parts, AppCodeMode::HeaderQuery),
+        Ok(None)
+    );
 }
 
 #[test]
@@ -251,12 +309,20 @@ fn missing_or_bad_signing_headers() {
     let parts = signed(Request::get("/p").body(()).unwrap(), b"", "n");
     let mut p = parts.clone();
     p.headers.remove("x-ca-signature");
-    assert_eq!(verify(&p, b"").unwrap_err().wire_message(), "Header `X-Ca-Signature` is Required");
+    assert_eq!(
+        verify(&p, b"").unwrap_err().wire_message(),
+        "Header `X-Ca-Signature` is Required"
+    );
     let mut p = parts.clone();
-    p.headers.insert("x-ca-timestamp", HeaderValue::from_static("15258726x9832"));
-    assert_eq!(verify(&p, b"").unwrap_err().wire_message(), "Invalid Timestamp");
+    p.headers
+        .insert("x-ca-timestamp", HeaderValue::from_static("15258726x9832"));
+    assert_eq!(
+        verify(&p, b"").unwrap_err().wire_message(),
+        "Invalid Timestamp"
+    );
     let mut p = parts.clone();
-    p.headers.insert("x-ca-timestamp", HeaderValue::from_static("-1"));
+    p.headers
+        .insert("x-ca-timestamp", HeaderValue::from_static("-1"));
     assert_eq!(verify(&p, b"").unwrap_err(), AuthError::InvalidTimestamp);
     let mut p = parts;
     p.headers.insert("x-ca-key", HeaderValue::from_static(""));
@@ -270,7 +336,10 @@ fn hostile_header_values_error_without_panic() {
     // 10k signed-header names.
     let list: Vec<String> = (0..10_000).map(|i| format!("x-h{i}")).collect();
     let mut p = base.clone();
-    p.headers.insert("x-ca-signature-headers", HeaderValue::from_str(&list.join(",")).unwrap());
+    p.headers.insert(
+        "x-ca-signature-headers",
+        HeaderValue::from_str(&list.join(",")).unwrap(),
+    );
     assert_eq!(verify(&p, b"").unwrap_err().code(), "I400HD");
 
     // Non-UTF-8 bytes everywhere.
@@ -287,23 +356,34 @@ fn hostile_header_values_error_without_panic() {
         "content-type",
     ] {
         let mut p = base.clone();
-        p.headers.insert(name, HeaderValue::from_bytes(b"\xff\xfe\x80abc").unwrap());
+        p.headers
+            .insert(name, HeaderValue::from_bytes(b"\xff\xfe\x80abc").unwrap());
         assert!(verify(&p, b"").is_err(), "{name}");
     }
 
     // A huge nonce, a huge signature, an empty list.
     let mut p = base.clone();
-    p.headers.insert("x-ca-nonce", HeaderValue::from_str(&"n".repeat(5000)).unwrap());
+    p.headers.insert(
+        "x-ca-nonce",
+        HeaderValue::from_str(&"n".repeat(5000)).unwrap(),
+    );
     assert_eq!(verify(&p, b"").unwrap_err().code(), "I400HD");
     let mut p = base.clone();
-    p.headers.insert("x-ca-signature", HeaderValue::from_str(&"A".repeat(100_000)).unwrap());
+    p.headers.insert(
+        "x-ca-signature",
+        HeaderValue::from_str(&"A".repeat(100_000)).unwrap(),
+    );
     assert_eq!(verify(&p, b"").unwrap_err().code(), "A403IS");
     let mut p = base.clone();
-    p.headers.insert("x-ca-signature-headers", HeaderValue::from_static(",,, ,"));
+    p.headers
+        .insert("x-ca-signature-headers", HeaderValue::from_static(",,, ,"));
     assert_eq!(verify(&p, b"").unwrap_err().code(), "A403IS");
     // Timestamp overflow.
     let mut p = base;
-    p.headers.insert("x-ca-timestamp", HeaderValue::from_static("99999999999999999999999"));
+    p.headers.insert(
+        "x-ca-timestamp",
+        HeaderValue::from_static("99999999999999999999999"),
+    );
     assert_eq!(verify(&p, b"").unwrap_err().code(), "A400IT");
 }
 
@@ -312,34 +392,49 @@ fn appcodes() {
     let parts = |req: http::request::Builder| req.body(()).unwrap().into_parts().0;
     let header = parts(Request::get("/p").header("authorization", "APPCODE 0123abcd"));
     assert_eq!(
-        appcode_from_request(&header, AppCodeMode::Header).unwrap().as_deref(),
+        appcode_from_request(&header, AppCodeMode::Header)
+            .unwrap()
+            .as_deref(),
         Some("0123abcd")
     );
     let err = appcode_from_request(&header, AppCodeMode::Disable).unwrap_err();
-    assert_eq!(err.wire_message(), "AppCode authentication is disabled for this API");
+    assert_eq!(
+        err.wire_message(),
+        "AppCode authentication is disabled for this API"
+    );
 
     // The keyword is literal upper-case, one space.
     let lower = parts(Request::get("/p").header("authorization", "appcode 0123abcd"));
     assert_eq!(appcode_from_request(&lower, AppCodeMode::Header), Ok(None));
     let empty = parts(Request::get("/p").header("authorization", "APPCODE "));
-    assert_eq!(appcode_from_request(&empty, AppCodeMode::Header), Err(AuthError::InvalidAppCode));
+    assert_eq!(
+        appcode_from_request(&empty, AppCodeMode::Header),
+        Err(AuthError::InvalidAppCode)
+    );
 
     // The query form only under HeaderQuery.
     let query = parts(Request::get("/p?x=1&AppCode=c%20d"));
     assert_eq!(appcode_from_request(&query, AppCodeMode::Header), Ok(None));
     assert_eq!(appcode_from_request(&query, AppCodeMode::Disable), Ok(None));
     assert_eq!(
-        appcode_from_request(&query, AppCodeMode::HeaderQuery).unwrap().as_deref(),
+        appcode_from_request(&query, AppCodeMode::HeaderQuery)
+            .unwrap()
+            .as_deref(),
         Some("c d")
     );
 
     // Wrong AppCode.
-    let presented = appcode_from_request(&header, AppCodeMode::Header).unwrap().unwrap();
+    let presented = appcode_from_request(&header, AppCodeMode::Header)
+        .unwrap()
+        .unwrap();
     assert!(appcode_matches("0123abcd", &presented));
     assert!(!appcode_matches("0123abce", &presented));
     assert!(!appcode_matches("0123abc", &presented));
     assert_eq!(AuthError::InvalidAppCode.code(), "A401AC");
-    assert_eq!(AuthError::InvalidAppCode.status(), http::StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        AuthError::InvalidAppCode.status(),
+        http::StatusCode::UNAUTHORIZED
+    );
 }
 
 #[test]
@@ -357,10 +452,12 @@ fn secrets_never_leak() {
     // Errors from every failure path.
     let parts = signed(Request::get("/p").body(()).unwrap(), b"", "n");
     let mut bad = parts.clone();
-    bad.headers.insert("x-ca-signature", HeaderValue::from_static("AAAA"));
+    bad.headers
+        .insert("x-ca-signature", HeaderValue::from_static("AAAA"));
     let wrong_key = {
-        let mut p = parts.clone();
-        p.headers.insert("x-ca-key", HeaderValue::from_static("nope"));
+        let mut p = parts;
+        p.headers
+            .insert("x-ca-key", HeaderValue::from_static("nope"));
         p
     };
     for p in [&bad, &wrong_key] {

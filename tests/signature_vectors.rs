@@ -37,7 +37,10 @@ struct Case {
 }
 
 fn vectors() -> Vec<Value> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/signature-vectors.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/signature-vectors.json"
+    );
     let text = std::fs::read_to_string(path).expect("vectors file");
     let json: Value = serde_json::from_str(&text).expect("vectors json");
     json["vectors"].as_array().expect("vectors array").clone()
@@ -188,7 +191,12 @@ fn sign_reproduces_every_vector() {
     for c in client_cases() {
         let sig = sign(c.method, c.secret.expose(), &c.string_to_sign);
         assert_eq!(sig, c.signature, "{}", c.id);
-        assert!(verify(c.method, c.secret.expose(), &c.string_to_sign, &c.signature));
+        assert!(verify(
+            c.method,
+            c.secret.expose(),
+            &c.string_to_sign,
+            &c.signature
+        ));
     }
 }
 
@@ -277,8 +285,12 @@ fn any_body_byte_change_is_rejected() {
 fn any_query_byte_change_is_rejected_unless_ignored_by_the_spec() {
     let mut checked = 0;
     for c in client_cases() {
-        let Some(pq) = c.parts.uri.path_and_query() else { continue };
-        let Some(q_start) = pq.as_str().find('?') else { continue };
+        let Some(pq) = c.parts.uri.path_and_query() else {
+            continue;
+        };
+        let Some(q_start) = pq.as_str().find('?') else {
+            continue;
+        };
         let original = c.parts.uri.to_string();
         let offset = original.len() - pq.as_str().len() + q_start + 1;
         for i in offset..original.len() {
@@ -367,7 +379,11 @@ fn timestamp_window_is_fifteen_minutes_both_ways() {
             assert_eq!(err.wire_message(), "Timestamp Expired", "{}", c.id);
         }
         for now in [c.timestamp + 15 * min, c.timestamp - 15 * min] {
-            assert!(run_with(&c, &c.parts, &c.body, &policy(), now).is_ok(), "{}", c.id);
+            assert!(
+                run_with(&c, &c.parts, &c.body, &policy(), now).is_ok(),
+                "{}",
+                c.id
+            );
         }
     }
 }

@@ -226,14 +226,23 @@ mod tests {
         let all = [
             AuthError::MissingCredentials,
             AuthError::InvalidAppKey,
-            AuthError::MissingHeader { name: "X-Ca-Signature" },
-            AuthError::InvalidHeader { name: "X-Ca-Nonce", reason: "too long" },
-            AuthError::SignatureMethodNotAllowed { method: "HmacSHA1".into() },
+            AuthError::MissingHeader {
+                name: "X-Ca-Signature",
+            },
+            AuthError::InvalidHeader {
+                name: "X-Ca-Nonce",
+                reason: "too long",
+            },
+            AuthError::SignatureMethodNotAllowed {
+                method: "HmacSHA1".into(),
+            },
             AuthError::InvalidTimestamp,
             AuthError::TimestampExpired,
             AuthError::NonceUsed,
             AuthError::InvalidContentMd5,
-            AuthError::InvalidSignature { string_to_sign: String::new() },
+            AuthError::InvalidSignature {
+                string_to_sign: String::new(),
+            },
             AuthError::InvalidAppCode,
             AuthError::AppCodeDisabled,
             AuthError::Unauthorized,

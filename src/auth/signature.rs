@@ -48,7 +48,12 @@ pub fn sign(method: SignatureMethod, secret: &[u8], string_to_sign: &str) -> Str
 /// assert!(!verify(SignatureMethod::HmacSha256, b"k", "msg", &sig));
 /// ```
 #[must_use]
-pub fn verify(method: SignatureMethod, secret: &[u8], string_to_sign: &str, signature: &str) -> bool {
+pub fn verify(
+    method: SignatureMethod,
+    secret: &[u8],
+    string_to_sign: &str,
+    signature: &str,
+) -> bool {
     let expected = sign(method, secret, string_to_sign);
     bool::from(expected.as_bytes().ct_eq(signature.as_bytes()))
 }
@@ -77,7 +82,12 @@ mod tests {
     fn verify_rejects_length_and_byte_changes() {
         let sig = sign(SignatureMethod::HmacSha256, b"s", "x");
         assert!(verify(SignatureMethod::HmacSha256, b"s", "x", &sig));
-        assert!(!verify(SignatureMethod::HmacSha256, b"s", "x", &sig[..sig.len() - 1]));
+        assert!(!verify(
+            SignatureMethod::HmacSha256,
+            b"s",
+            "x",
+            &sig[..sig.len() - 1]
+        ));
         assert!(!verify(SignatureMethod::HmacSha256, b"s", "x", ""));
         assert!(!verify(SignatureMethod::HmacSha256, b"t", "x", &sig));
     }

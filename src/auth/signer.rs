@@ -178,12 +178,7 @@ impl Signer {
         if let Ok(v) = HeaderValue::from_str(&list) {
             headers.insert("x-ca-signature-headers", v);
         }
-        let sts = string_to_sign(
-            req.method(),
-            req.uri(),
-            req.headers(),
-            form.then_some(body),
-        );
+        let sts = string_to_sign(req.method(), req.uri(), req.headers(), form.then_some(body));
         let sig = signature::sign(self.method, self.secret.expose(), &sts);
         if let Ok(v) = HeaderValue::from_str(&sig) {
             req.headers_mut().insert("x-ca-signature", v);
@@ -245,7 +240,9 @@ mod tests {
 
     #[test]
     fn sha1_sends_method_and_json_gets_md5() {
-        let signer = Signer::new("k", "s").unwrap().with_method(SignatureMethod::HmacSha1);
+        let signer = Signer::new("k", "s")
+            .unwrap()
+            .with_method(SignatureMethod::HmacSha1);
         let mut req = Request::post("/p")
             .header("content-type", "application/json")
             .body(())

@@ -155,7 +155,10 @@ pub(crate) fn string_to_sign_with_names(
             .map(|(n, v)| n.len() + v.len() + 2)
             .sum::<usize>()
         + path.len()
-        + params.iter().map(|(k, v, _)| k.len() + v.len() + 2).sum::<usize>()
+        + params
+            .iter()
+            .map(|(k, v, _)| k.len() + v.len() + 2)
+            .sum::<usize>()
         + 1;
     let mut out = String::with_capacity(capacity);
 
@@ -226,7 +229,12 @@ mod tests {
     #[test]
     fn query_decoding_plus_duplicates_and_form_override() {
         let uri: Uri = "/p?b=q&a=1&a=2&s=x+y%20z&z=&bare".parse().unwrap();
-        let sts = string_to_sign(&Method::POST, &uri, &HeaderMap::new(), Some(b"b=form&c=%E6%9D%AD"));
+        let sts = string_to_sign(
+            &Method::POST,
+            &uri,
+            &HeaderMap::new(),
+            Some(b"b=form&c=%E6%9D%AD"),
+        );
         assert_eq!(sts, "POST\n\n\n\n\n/p?a=1&b=form&bare&c=杭&s=x y z&z");
     }
 
@@ -252,7 +260,10 @@ mod tests {
 
     #[test]
     fn is_form_is_case_insensitive() {
-        assert!(is_form(&headers(&[("content-type", "Application/X-WWW-Form-Urlencoded")])));
+        assert!(is_form(&headers(&[(
+            "content-type",
+            "Application/X-WWW-Form-Urlencoded"
+        )])));
         assert!(!is_form(&headers(&[("content-type", "application/json")])));
         assert!(!is_form(&headers(&[("content-type", "app")])));
     }

@@ -319,7 +319,9 @@ where
     };
     // 7. Content-MD5 against the body.
     if let Some(v) = header(parts, "content-md5") {
-        let body = body.filter(|b| !b.is_empty()).ok_or(AuthError::InvalidContentMd5)?;
+        let body = body
+            .filter(|b| !b.is_empty())
+            .ok_or(AuthError::InvalidContentMd5)?;
         let digest = STANDARD.encode(Md5::digest(body));
         if !bool::from(digest.as_bytes().ct_eq(v.as_bytes())) {
             return Err(AuthError::InvalidContentMd5);
@@ -446,7 +448,8 @@ pub fn appcode_from_request(
     }
     if mode.allows_query()
         && let Some(query) = parts.uri.query()
-        && let Some((_, code)) = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "AppCode")
+        && let Some((_, code)) =
+            form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "AppCode")
     {
         if code.is_empty() {
             return Err(AuthError::InvalidAppCode);

@@ -66,7 +66,9 @@ impl AppCodeMode {
 /// assert_eq!(SignatureMethod::parse("HmacSHA1"), Some(SignatureMethod::HmacSha1));
 /// assert_eq!(SignatureMethod::default().as_str(), "HmacSHA256");
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub enum SignatureMethod {
     /// HMAC-SHA256, the default.
     #[default]
