@@ -137,10 +137,10 @@ pub(crate) fn string_to_sign_with_names(
     let mut params: Vec<(Cow<'_, str>, Cow<'_, str>, u8)> = Vec::new();
     if let Some(body) = form_body {
         // Rank 0: a form value wins over a query value of the same key.
-        params.extend(form_urlencoded::parse(body).map(|(k, v)| (k, v, 0)));
+        params.extend(parse_pairs(body).map(|(k, v)| (k, v, 0)));
     }
     if let Some(query) = uri.query() {
-        params.extend(form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k, v, 1)));
+        params.extend(parse_pairs(query.as_bytes()).map(|(k, v)| (k, v, 1)));
     }
     // Stable: equal (key, rank) keep arrival order, so dedup keeps the first value.
     params.sort_by(|a, b| a.0.cmp(&b.0).then(a.2.cmp(&b.2)));
@@ -191,6 +191,57 @@ pub(crate) fn string_to_sign_with_names(
     out
 }
 
+/// `application/x-www-form-urlencoded` pairs, exactly as `form_urlencoded::parse` yields
+/// them, but borrowing every key and value that needs no decoding (the common case).
+pub(crate) fn parse_pairs(input: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    input
+        .split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &[][..]),
+            };
+            (decode(k), decode(v))
+        })
+}
+
+/// URL-decodes (`+` is a space; a malformed `%` escape stays literal), then UTF-8 with
+/// replacement characters.
+fn decode(input: &[u8]) -> Cow<'_, str> {
+    if !input.iter().any(|&b| b == b'+' || b == b'%') {
+        return String::from_utf8_lossy(input);
+    }
+    let mut out = Vec::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(special) = rest.iter().position(|&b| b == b'+' || b == b'%') {
+        out.extend_from_slice(&rest[..special]);
+        rest = &rest[special..];
+        if rest[0] == b'+' {
+            out.push(b' ');
+            rest = &rest[1..];
+            continue;
+        }
+        let hex = |j: usize| rest.get(j).and_then(|&h| char::from(h).to_digit(16));
+        match (hex(1), hex(2)) {
+            (Some(hi), Some(lo)) => {
+                // Both digits are < 16, so the byte fits.
+                out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'%'));
+                rest = &rest[3..];
+            }
+            _ => {
+                out.push(b'%');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.extend_from_slice(rest);
+    match String::from_utf8(out) {
+        Ok(s) => Cow::Owned(s),
+        Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +253,29 @@ mod tests {
             h.append(*k, HeaderValue::from_static(v));
         }
         h
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_pairs_matches_form_urlencoded(
+            input in proptest::collection::vec(
+                proptest::sample::select(b"ab=&+%25Fz\xe6\x9d\xad\xff".to_vec()),
+                0..40,
+            )
+        ) {
+            let ours: Vec<_> = parse_pairs(&input).collect();
+            let theirs: Vec<_> = form_urlencoded::parse(&input).collect();
+            proptest::prop_assert_eq!(ours, theirs);
+        }
+
+        #[test]
+        fn parse_pairs_matches_form_urlencoded_any_bytes(
+            input in proptest::collection::vec(proptest::num::u8::ANY, 0..64)
+        ) {
+            let ours: Vec<_> = parse_pairs(&input).collect();
+            let theirs: Vec<_> = form_urlencoded::parse(&input).collect();
+            proptest::prop_assert_eq!(ours, theirs);
+        }
     }
 
     #[test]
