@@ -485,3 +485,22 @@ fn check_signature_leaves_the_nonce_to_the_caller() {
     let v = block_on(checked.consume_nonce(&guard)).unwrap();
     assert_eq!((v.app, v.app_key.as_str()), (1, KEY));
 }
+
+#[test]
+fn verification_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let parts = signed(Request::get("/p").body(()).unwrap(), b"", "n");
+    let s = secret();
+    let guard = MemoryReplayGuard::new();
+    let policy = SignaturePolicy::default();
+    let fut = verify_signature(
+        &parts,
+        None,
+        |_: &str| Some(("app", &s)),
+        &policy,
+        TS,
+        &guard,
+    );
+    assert_send(&fut);
+    assert!(block_on(fut).is_ok());
+}
