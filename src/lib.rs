@@ -1,5 +1,6 @@
 //! stagegate: an embeddable API gateway for axum and hyper.
 
+pub mod auth;
 pub mod control;
 pub mod layer;
 pub mod mapping;
@@ -8,13 +9,19 @@ pub mod proxy;
 pub mod routing;
 pub mod store;
 
+pub use auth::{
+    AuthError, DEFAULT_MAX_SKEW_MS, DEFAULT_NONCE_TTL_MS, MAX_NONCE_LEN, MAX_SIGNED_HEADERS,
+    MemoryReplayGuard, ReplayError, ReplayFuture, ReplayGuard, SignatureChecked, SignatureMethods,
+    SignaturePolicy, Signed, Signer, Verified, appcode_from_request, appcode_matches,
+    check_signature, is_form, sign, string_to_sign, verify, verify_signature,
+};
 pub use control::{
     ApiReport, AppPatch, BackendPatch, ControlError, ControlPlane, DefinitionChange,
     DeploymentInfo, NewApp, NewBackend, NewGroup, ReportResult,
 };
 pub use layer::{
-    AuthMethod, AuthRequest, Authenticator, Caller, ClientAddr, Gateway, GatewayError, GatewayLayer,
-    GatewayService, NotFound,
+    AuthMethod, AuthRequest, Authenticator, Caller, ClientAddr, Gateway, GatewayError,
+    GatewayLayer, GatewayService, NotFound,
 };
 pub use model::*;
 pub use proxy::{

@@ -58,13 +58,19 @@ impl Caller {
     /// An anonymous caller.
     #[must_use]
     pub fn anonymous() -> Self {
-        Self { app_id: None, method: AuthMethod::Anonymous }
+        Self {
+            app_id: None,
+            method: AuthMethod::Anonymous,
+        }
     }
 
     /// An app authenticated by `method`.
     #[must_use]
     pub fn app(app_id: AppId, method: AuthMethod) -> Self {
-        Self { app_id: Some(app_id), method }
+        Self {
+            app_id: Some(app_id),
+            method,
+        }
     }
 }
 
@@ -97,5 +103,8 @@ pub trait Authenticator: Send + Sync + 'static {
     }
 
     /// Checks the request's credentials and the caller's grant for the route's API and stage.
-    fn authenticate<'a>(&'a self, req: AuthRequest<'a>) -> BoxFuture<'a, Result<Caller, GatewayError>>;
+    fn authenticate<'a>(
+        &'a self,
+        req: AuthRequest<'a>,
+    ) -> BoxFuture<'a, Result<Caller, GatewayError>>;
 }

@@ -38,13 +38,24 @@ impl GatewayError {
     /// An error with an explicit code, status and message.
     #[must_use]
     pub fn new(code: &'static str, status: StatusCode, message: impl Into<String>) -> Self {
-        Self { code, status, message: message.into() }
+        Self {
+            code,
+            status,
+            message: message.into(),
+        }
     }
 
     /// `I404NF`: no published API matches.
     #[must_use]
     pub fn not_found(method: &str, path: &str) -> Self {
-        Self::new("I404NF", StatusCode::NOT_FOUND, format!("API not found with `{method} {}`", crate::model::id::truncate(path)))
+        Self::new(
+            "I404NF",
+            StatusCode::NOT_FOUND,
+            format!(
+                "API not found with `{method} {}`",
+                crate::model::id::truncate(path)
+            ),
+        )
     }
 
     /// `I400SG`: an unknown `X-Ca-Stage`.
@@ -56,19 +67,31 @@ impl GatewayError {
     /// `I413RL`: the body is larger than the limit.
     #[must_use]
     pub fn body_too_large() -> Self {
-        Self::new("I413RL", StatusCode::PAYLOAD_TOO_LARGE, "Request body too Large")
+        Self::new(
+            "I413RL",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request body too Large",
+        )
     }
 
     /// `I413UL`: URL and headers are larger than the limit.
     #[must_use]
     pub fn url_too_large() -> Self {
-        Self::new("I413UL", StatusCode::PAYLOAD_TOO_LARGE, "Request URL too Large")
+        Self::new(
+            "I413UL",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request URL too Large",
+        )
     }
 
     /// `X500ER`: an internal error (details go to the log, not to the caller).
     #[must_use]
     pub fn internal() -> Self {
-        Self::new("X500ER", StatusCode::INTERNAL_SERVER_ERROR, "Internal Error")
+        Self::new(
+            "X500ER",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Error",
+        )
     }
 
     /// The six-character code.
@@ -97,16 +120,31 @@ impl GatewayError {
         let mut res = Response::new(GatewayBody::full(Bytes::from(body.to_string())));
         *res.status_mut() = self.status;
         let h = res.headers_mut();
-        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
         if let Ok(v) = HeaderValue::from_str(request_id) {
             h.insert(X_CA_REQUEST_ID, v);
         }
         h.insert(X_CA_ERROR_CODE, HeaderValue::from_static(self.code));
         // Header values cannot carry newlines or non-visible bytes; replace them.
-        let clean: String =
-            self.message.chars().map(|c| if c == '\n' { '#' } else if c.is_control() { ' ' } else { c }).collect();
+        let clean: String = self
+            .message
+            .chars()
+            .map(|c| {
+                if c == '\n' {
+                    '#'
+                } else if c.is_control() {
+                    ' '
+                } else {
+                    c
+                }
+            })
+            .collect();
         let value = HeaderValue::from_str(&clean).unwrap_or_else(|_| {
-            HeaderValue::from_str(&clean.replace(|c: char| !c.is_ascii(), "?")).unwrap_or(HeaderValue::from_static("error"))
+            HeaderValue::from_str(&clean.replace(|c: char| !c.is_ascii(), "?"))
+                .unwrap_or(HeaderValue::from_static("error"))
         });
         h.insert(X_CA_ERROR_MESSAGE, value);
         res

@@ -19,7 +19,9 @@ use super::auth::{AuthMethod, AuthRequest, Authenticator, Caller};
 use super::error::{GatewayError, X_CA_REQUEST_ID};
 use super::new_request_id;
 use crate::model::{AuthType, Protocol, Stage};
-use crate::proxy::{BodyError, BoxError, ForwardContext, GatewayBody, HttpForwarder, collect_limited};
+use crate::proxy::{
+    BodyError, BoxError, ForwardContext, GatewayBody, HttpForwarder, collect_limited,
+};
 use crate::routing::{BackendTarget, RouteMatch, Snapshot, SnapshotHandle};
 
 /// The client's address, for `X-Forwarded-For` and the `CaClientIp` system parameter.
@@ -58,7 +60,10 @@ impl fmt::Debug for Shared {
 struct NoAuthenticator;
 
 impl Authenticator for NoAuthenticator {
-    fn authenticate<'a>(&'a self, _req: AuthRequest<'a>) -> crate::store::BoxFuture<'a, Result<Caller, GatewayError>> {
+    fn authenticate<'a>(
+        &'a self,
+        _req: AuthRequest<'a>,
+    ) -> crate::store::BoxFuture<'a, Result<Caller, GatewayError>> {
         Box::pin(async {
             Err(GatewayError::new(
                 "A401NA",
@@ -117,7 +122,9 @@ impl GatewayLayer {
             header_limit: arc.header_limit,
         });
         f(&mut shared);
-        Self { shared: Arc::new(shared) }
+        Self {
+            shared: Arc::new(shared),
+        }
     }
 
     /// The largest request body accepted (`I413RL` beyond); default 8 MiB.
@@ -156,7 +163,10 @@ impl<S> Layer<S> for GatewayLayer {
     type Service = Gateway<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Gateway { inner, shared: Arc::clone(&self.shared) }
+        Gateway {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
     }
 }
 
@@ -202,7 +212,11 @@ impl<B> Service<Request<B>> for NotFound {
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let id = new_request_id();
-        std::future::ready(Ok(GatewayError::not_found(req.method().as_str(), req.uri().path()).into_response(&id)))
+        std::future::ready(Ok(GatewayError::not_found(
+            req.method().as_str(),
+            req.uri().path(),
+        )
+        .into_response(&id)))
     }
 }
 
@@ -210,7 +224,12 @@ impl<B> Service<Request<B>> for NotFound {
 pub type ResponseFuture<E> = Pin<Box<dyn Future<Output = Result<Response<GatewayBody>, E>> + Send>>;
 
 fn header_bytes<B>(req: &Request<B>) -> usize {
-    req.uri().to_string().len() + req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
+    req.uri().to_string().len()
+        + req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>()
 }
 
 impl<S, B, ResBody> Service<Request<B>> for Gateway<S>
@@ -241,7 +260,9 @@ where
                 Some(Ok(s)) => s,
                 _ => {
                     let id = new_request_id();
-                    return Box::pin(std::future::ready(Ok(GatewayError::invalid_stage().into_response(&id))));
+                    return Box::pin(std::future::ready(Ok(
+                        GatewayError::invalid_stage().into_response(&id)
+                    )));
                 }
             },
         };
@@ -288,9 +309,21 @@ where
     B::Error: Into<BoxError>,
 {
     let request_id = new_request_id();
-    let debug = req.headers().get("x-ca-request-mode").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"debug"));
+    let debug = req
+        .headers()
+        .get("x-ca-request-mode")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"debug"));
     let mut trace = Trace::default();
-    let result = pipeline(&shared, &snapshot, &found, &stage, req, &request_id, &mut trace).await;
+    let result = pipeline(
+        &shared,
+        &snapshot,
+        &found,
+        &stage,
+        req,
+        &request_id,
+        &mut trace,
+    )
+    .await;
     let mut res = match result {
         Ok(r) => r,
         Err(e) => e.into_response(&request_id),
@@ -335,7 +368,10 @@ where
 }
 
 fn client_addr<B>(req: &Request<B>) -> Option<SocketAddr> {
-    req.extensions().get::<ClientAddr>().map(|c| c.0).or_else(|| req.extensions().get::<SocketAddr>().copied())
+    req.extensions()
+        .get::<ClientAddr>()
+        .map(|c| c.0)
+        .or_else(|| req.extensions().get::<SocketAddr>().copied())
 }
 
 async fn pipeline<B>(
@@ -357,15 +393,26 @@ where
         return Err(GatewayError::url_too_large());
     }
     let https = req.uri().scheme_str() == Some("https");
-    let protocol = if https { Protocol::Https } else { Protocol::Http };
+    let protocol = if https {
+        Protocol::Https
+    } else {
+        Protocol::Http
+    };
     if !api.request.protocols.contains(&protocol) {
         return Err(GatewayError::new(
             "I403PT",
             StatusCode::FORBIDDEN,
-            format!("Invalid protocol {} unsupported", if https { "HTTPS" } else { "HTTP" }),
+            format!(
+                "Invalid protocol {} unsupported",
+                if https { "HTTPS" } else { "HTTP" }
+            ),
         ));
     }
-    if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    {
         if len > shared.body_limit as u64 {
             return Err(GatewayError::body_too_large());
         }
@@ -375,12 +422,19 @@ where
 
     // Buffer the body only where a later step needs it.
     let needs_auth = api.auth == AuthType::App;
-    let needs_body = (needs_auth && shared.authenticator.needs_body(&parts, route)) || crate::mapping::needs_form_body(api);
+    let needs_body = (needs_auth && shared.authenticator.needs_body(&parts, route))
+        || crate::mapping::needs_form_body(api);
     let (buffered, stream) = if needs_body {
         match collect_limited(body, shared.body_limit).await {
             Ok(b) => (Some(b), None),
             Err(BodyError::TooLarge { .. }) => return Err(GatewayError::body_too_large()),
-            Err(_) => return Err(GatewayError::new("I400BD", StatusCode::BAD_REQUEST, "Invalid Body: the request body could not be read")),
+            Err(_) => {
+                return Err(GatewayError::new(
+                    "I400BD",
+                    StatusCode::BAD_REQUEST,
+                    "Invalid Body: the request body could not be read",
+                ));
+            }
         }
     } else {
         (None, Some(GatewayBody::new(body)))
@@ -414,7 +468,11 @@ where
 
     // Step 5: parameters.
     let now_ms = u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0);
-    let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| parts.uri.host());
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.host());
     let sys = crate::mapping::SystemValues {
         client_ip: client.map(|c| c.ip()),
         request_id,
@@ -433,21 +491,32 @@ where
         path_params: &found.params,
         form_body: buffered.as_deref(),
     };
-    let mapped = crate::mapping::map_request(api, &route.compiled, &input, &sys).map_err(|e| GatewayError::new(e.code(), e.status(), e.wire_message()))?;
+    let mapped = crate::mapping::map_request(api, &route.compiled, &input, &sys)
+        .map_err(|e| GatewayError::new(e.code(), e.status(), e.wire_message()))?;
 
     // Step 6: dispatch.
     let service_start = Instant::now();
     let res = match &route.target {
-        BackendTarget::Mock { status, headers, body } => {
+        BackendTarget::Mock {
+            status,
+            headers,
+            body,
+        } => {
             let mut res = Response::new(GatewayBody::full(body.clone()));
             *res.status_mut() = *status;
             *res.headers_mut() = headers.clone();
             Ok(res)
         }
-        BackendTarget::Http { upstream, path_prefix, timeout_ms } => {
+        BackendTarget::Http {
+            upstream,
+            path_prefix,
+            timeout_ms,
+        } => {
             let method = match api.backend.method.as_deref() {
                 None | Some("ANY") => parts.method.clone(),
-                Some(m) => Method::from_bytes(m.as_bytes()).unwrap_or_else(|_| parts.method.clone()),
+                Some(m) => {
+                    Method::from_bytes(m.as_bytes()).unwrap_or_else(|_| parts.method.clone())
+                }
             };
             let path = match path_prefix {
                 Some(p) => format!("{p}{}", mapped.path_and_query),
@@ -465,23 +534,39 @@ where
             }
             let backend_req = builder.body(body).map_err(|e| {
                 tracing::warn!(error = %e, "backend request could not be built");
-                GatewayError::new("I400RU", StatusCode::BAD_REQUEST, "Invalid Request Uri `backend path`")
+                GatewayError::new(
+                    "I400RU",
+                    StatusCode::BAD_REQUEST,
+                    "Invalid Request Uri `backend path`",
+                )
             })?;
-            let timeout = Duration::from_millis(u64::from(api.backend.timeout_ms.or(*timeout_ms).unwrap_or(10_000)));
-            let mut ctx = ForwardContext::new(timeout)
-                .with_original_scheme(if https { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP });
+            let timeout = Duration::from_millis(u64::from(
+                api.backend.timeout_ms.or(*timeout_ms).unwrap_or(10_000),
+            ));
+            let mut ctx = ForwardContext::new(timeout).with_original_scheme(if https {
+                http::uri::Scheme::HTTPS
+            } else {
+                http::uri::Scheme::HTTP
+            });
             if let Some(c) = client {
                 ctx = ctx.with_client_addr(c.ip());
             }
             if let Some(h) = parts.headers.get(header::HOST) {
                 ctx = ctx.with_original_host(h.clone());
             }
-            shared.forwarder.forward(backend_req, upstream, &ctx).await.map_err(GatewayError::from)
+            shared
+                .forwarder
+                .forward(backend_req, upstream, &ctx)
+                .await
+                .map_err(GatewayError::from)
         }
         _ => Err(GatewayError::new(
             "X501NI",
             StatusCode::NOT_IMPLEMENTED,
-            format!("Backend type {} is not served by this gateway", route.definition.kind()),
+            format!(
+                "Backend type {} is not served by this gateway",
+                route.definition.kind()
+            ),
         )),
     };
     trace.service_latency = Some(service_start.elapsed());

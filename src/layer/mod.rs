@@ -30,7 +30,7 @@ mod request_id;
 pub use auth::{AuthMethod, AuthRequest, Authenticator, Caller};
 pub use error::{GatewayError, X_CA_ERROR_CODE, X_CA_ERROR_MESSAGE, X_CA_REQUEST_ID};
 pub use gateway::{
-    ClientAddr, DEFAULT_BODY_LIMIT, DEFAULT_HEADER_LIMIT, Gateway, GatewayLayer, GatewayService, NotFound,
-    ResponseFuture,
+    ClientAddr, DEFAULT_BODY_LIMIT, DEFAULT_HEADER_LIMIT, Gateway, GatewayLayer, GatewayService,
+    NotFound, ResponseFuture,
 };
 pub(crate) use request_id::new_request_id;

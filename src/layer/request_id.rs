@@ -27,7 +27,10 @@ mod tests {
         let id = super::new_request_id();
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");
-        assert!(id.chars().all(|c| c == '-' || c.is_ascii_digit() || c.is_ascii_uppercase()));
+        assert!(
+            id.chars()
+                .all(|c| c == '-' || c.is_ascii_digit() || c.is_ascii_uppercase())
+        );
         assert_ne!(id, super::new_request_id());
     }
 }

@@ -105,14 +105,19 @@ pub fn map_request(
     let mut path = match &api.backend.path {
         None => input.request_path.to_owned(),
         Some(p) => {
-            let t = crate::model::PathTemplate::parse(p).map_err(|e| MappingError(e.to_string()))?;
+            let t =
+                crate::model::PathTemplate::parse(p).map_err(|e| MappingError(e.to_string()))?;
             let mut s = String::new();
             for seg in t.segments() {
                 s.push('/');
                 match seg {
                     Segment::Literal(l) => s.push_str(l),
                     Segment::Param(n) => {
-                        let v = input.path_params.iter().find(|(k, _)| k == n).ok_or_else(|| MappingError(format!("no value for `{n}`")))?;
+                        let v = input
+                            .path_params
+                            .iter()
+                            .find(|(k, _)| k == n)
+                            .ok_or_else(|| MappingError(format!("no value for `{n}`")))?;
                         s.push_str(&v.1);
                     }
                 }
@@ -124,5 +129,9 @@ pub fn map_request(
         path.push('?');
         path.push_str(q);
     }
-    Ok(MappedRequest { path_and_query: path, headers: input.headers.clone(), body: BodyAction::Keep })
+    Ok(MappedRequest {
+        path_and_query: path,
+        headers: input.headers.clone(),
+        body: BodyAction::Keep,
+    })
 }

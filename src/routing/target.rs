@@ -52,13 +52,15 @@ impl BackendTarget {
                 .map(|h| HeaderValue::from_str(h).map_err(|_| format!("invalid host header `{h}`")))
                 .transpose()
         };
-        let upstream = |url: &str, host_header: Option<HeaderValue>| -> Result<UpstreamTarget, String> {
-            let t = UpstreamTarget::parse(url).map_err(|e| format!("invalid backend url `{url}`: {e}"))?;
-            Ok(match host_header {
-                Some(h) => t.with_host_override(h),
-                None => t,
-            })
-        };
+        let upstream =
+            |url: &str, host_header: Option<HeaderValue>| -> Result<UpstreamTarget, String> {
+                let t = UpstreamTarget::parse(url)
+                    .map_err(|e| format!("invalid backend url `{url}`: {e}"))?;
+                Ok(match host_header {
+                    Some(h) => t.with_host_override(h),
+                    None => t,
+                })
+            };
         Ok(match def {
             StageDefinition::Http(h) => Self::Http {
                 upstream: upstream(&h.url, host(&h.host_header)?)?,
@@ -66,8 +68,9 @@ impl BackendTarget {
                 timeout_ms: h.timeout_ms,
             },
             StageDefinition::Vpc(v) => {
-                let access = vpc(&v.vpc_access_id)
-                    .ok_or_else(|| format!("vpc access authorization `{}` not found", v.vpc_access_id))?;
+                let access = vpc(&v.vpc_access_id).ok_or_else(|| {
+                    format!("vpc access authorization `{}` not found", v.vpc_access_id)
+                })?;
                 let addr = access
                     .address
                     .clone()
@@ -79,20 +82,25 @@ impl BackendTarget {
                     timeout_ms: v.timeout_ms,
                 }
             }
-            StageDefinition::FunctionCompute(FunctionDefinition::Http { url, path }) => Self::Http {
-                upstream: upstream(url, None)?,
-                path_prefix: path.as_deref().map(|p| Arc::from(p.trim_end_matches('/'))),
-                timeout_ms: None,
-            },
+            StageDefinition::FunctionCompute(FunctionDefinition::Http { url, path }) => {
+                Self::Http {
+                    upstream: upstream(url, None)?,
+                    path_prefix: path.as_deref().map(|p| Arc::from(p.trim_end_matches('/'))),
+                    timeout_ms: None,
+                }
+            }
             StageDefinition::Mock(m) => {
                 let mut headers = HeaderMap::with_capacity(m.headers.len());
                 for (k, v) in &m.headers {
-                    let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("invalid mock header `{k}`"))?;
-                    let value = HeaderValue::from_str(v).map_err(|_| format!("invalid mock header value for `{k}`"))?;
+                    let name = HeaderName::from_bytes(k.as_bytes())
+                        .map_err(|_| format!("invalid mock header `{k}`"))?;
+                    let value = HeaderValue::from_str(v)
+                        .map_err(|_| format!("invalid mock header value for `{k}`"))?;
                     headers.append(name, value);
                 }
                 Self::Mock {
-                    status: StatusCode::from_u16(m.status).map_err(|_| "invalid mock status".to_owned())?,
+                    status: StatusCode::from_u16(m.status)
+                        .map_err(|_| "invalid mock status".to_owned())?,
                     headers,
                     body: Bytes::from(m.body.clone()),
                 }
