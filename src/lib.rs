@@ -20,8 +20,8 @@ pub use control::{
     DeploymentInfo, NewApp, NewBackend, NewGroup, ReportResult,
 };
 pub use layer::{
-    AuthMethod, AuthRequest, Authenticator, Caller, ClientAddr, Gateway, GatewayError,
-    GatewayLayer, GatewayService, NotFound,
+    AppAuthenticator, AuthMethod, AuthRequest, Authenticator, Caller, ClientAddr, Gateway,
+    GatewayError, GatewayLayer, GatewayService, NotFound,
 };
 pub use model::*;
 pub use proxy::{

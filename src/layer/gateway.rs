@@ -15,7 +15,7 @@ use http_body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::auth::{AuthMethod, AuthRequest, Authenticator, Caller};
+use super::auth::{AuthRequest, Authenticator, Caller};
 use super::error::{GatewayError, X_CA_REQUEST_ID};
 use super::new_request_id;
 use crate::model::{AuthType, Protocol, Stage};
@@ -56,24 +56,6 @@ impl fmt::Debug for Shared {
     }
 }
 
-/// Refuses every APP request: the authenticator used until one is configured.
-struct NoAuthenticator;
-
-impl Authenticator for NoAuthenticator {
-    fn authenticate<'a>(
-        &'a self,
-        _req: AuthRequest<'a>,
-    ) -> crate::store::BoxFuture<'a, Result<Caller, GatewayError>> {
-        Box::pin(async {
-            Err(GatewayError::new(
-                "A401NA",
-                StatusCode::UNAUTHORIZED,
-                "APP authentication is not configured on this gateway",
-            ))
-        })
-    }
-}
-
 /// The default body limit: 8 MiB (spec §6.3).
 pub const DEFAULT_BODY_LIMIT: usize = 8 * 1024 * 1024;
 /// The default limit of URL plus headers: 8 KiB (spec §6.3).
@@ -106,7 +88,7 @@ impl GatewayLayer {
             shared: Arc::new(Shared {
                 handle,
                 forwarder: HttpForwarder::new(),
-                authenticator: Arc::new(NoAuthenticator),
+                authenticator: Arc::new(super::AppAuthenticator::default()),
                 body_limit: DEFAULT_BODY_LIMIT,
                 header_limit: DEFAULT_HEADER_LIMIT,
             }),
@@ -145,7 +127,8 @@ impl GatewayLayer {
         self.with(|s| s.forwarder = forwarder)
     }
 
-    /// The authenticator for APIs whose auth type is `APP`.
+    /// The authenticator for APIs whose auth type is `APP` (default: [`AppAuthenticator`](super::AppAuthenticator)
+    /// with an in-memory replay guard).
     #[must_use]
     pub fn authenticator(self, a: impl Authenticator) -> Self {
         let a: Arc<dyn Authenticator> = Arc::new(a);
@@ -437,7 +420,13 @@ where
             }
         }
     } else {
-        (None, Some(GatewayBody::new(body)))
+        (
+            None,
+            Some(GatewayBody::new(http_body_util::Limited::new(
+                body,
+                shared.body_limit,
+            ))),
+        )
     };
 
     // Step 4: authentication.
@@ -464,7 +453,6 @@ where
     };
     trace.auth = Some(caller.method.as_str());
     trace.app = caller.app_id.as_ref().map(ToString::to_string);
-    let _ = AuthMethod::Anonymous;
 
     // Step 5: parameters.
     let now_ms = u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0);

@@ -22,11 +22,13 @@
 //! # });
 //! ```
 
+mod app_auth;
 mod auth;
 mod error;
 mod gateway;
 mod request_id;
 
+pub use app_auth::AppAuthenticator;
 pub use auth::{AuthMethod, AuthRequest, Authenticator, Caller};
 pub use error::{GatewayError, X_CA_ERROR_CODE, X_CA_ERROR_MESSAGE, X_CA_REQUEST_ID};
 pub use gateway::{
