@@ -1,6 +1,7 @@
 //! stagegate: an embeddable API gateway for axum and hyper.
 
 pub mod auth;
+pub mod backend;
 pub mod control;
 pub mod layer;
 pub mod mapping;

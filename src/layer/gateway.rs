@@ -42,6 +42,7 @@ pub(crate) struct Shared {
     pub(crate) handle: SnapshotHandle,
     pub(crate) forwarder: HttpForwarder,
     pub(crate) authenticator: Arc<dyn Authenticator>,
+    pub(crate) backends: Arc<dyn crate::backend::Dispatch>,
     pub(crate) body_limit: usize,
     pub(crate) header_limit: usize,
 }
@@ -89,6 +90,7 @@ impl GatewayLayer {
                 handle,
                 forwarder: HttpForwarder::new(),
                 authenticator: Arc::new(super::AppAuthenticator::default()),
+                backends: Arc::new(crate::backend::Unsupported),
                 body_limit: DEFAULT_BODY_LIMIT,
                 header_limit: DEFAULT_HEADER_LIMIT,
             }),
@@ -100,6 +102,7 @@ impl GatewayLayer {
             handle: arc.handle.clone(),
             forwarder: arc.forwarder.clone(),
             authenticator: Arc::clone(&arc.authenticator),
+            backends: Arc::clone(&arc.backends),
             body_limit: arc.body_limit,
             header_limit: arc.header_limit,
         });
@@ -133,6 +136,13 @@ impl GatewayLayer {
     pub fn authenticator(self, a: impl Authenticator) -> Self {
         let a: Arc<dyn Authenticator> = Arc::new(a);
         self.with(|s| s.authenticator = a)
+    }
+
+    /// The dispatcher for Function Compute, OSS, EventBridge and service-discovery backends.
+    #[must_use]
+    pub fn backends(self, d: impl crate::backend::Dispatch) -> Self {
+        let d: Arc<dyn crate::backend::Dispatch> = Arc::new(d);
+        self.with(|s| s.backends = d)
     }
 
     /// A service without an inner application: misses are answered with `I404NF`.
@@ -548,14 +558,30 @@ where
                 .await
                 .map_err(GatewayError::from)
         }
-        _ => Err(GatewayError::new(
-            "X501NI",
-            StatusCode::NOT_IMPLEMENTED,
-            format!(
-                "Backend type {} is not served by this gateway",
-                route.definition.kind()
-            ),
-        )),
+        BackendTarget::Plugged => {
+            let mut mapped = mapped;
+            let action = std::mem::replace(&mut mapped.body, crate::mapping::BodyAction::Keep);
+            let body = match (action, buffered, stream) {
+                (crate::mapping::BodyAction::Replace(b), _, _) => GatewayBody::full(b),
+                (_, Some(b), _) => GatewayBody::full(b),
+                (_, None, Some(s)) => s,
+                (_, None, None) => GatewayBody::empty(),
+            };
+            let call = crate::backend::BackendCall {
+                route,
+                stage,
+                parts: &parts,
+                path_params: &found.params,
+                mapped,
+                body,
+                request_id,
+                caller: &caller,
+                client_addr: client,
+                timeout: Duration::from_millis(u64::from(api.backend.timeout_ms())),
+                forwarder: &shared.forwarder,
+            };
+            shared.backends.dispatch(call).await
+        }
     };
     trace.service_latency = Some(service_start.elapsed());
     res
