@@ -1,6 +1,7 @@
 //! stagegate: an embeddable API gateway for axum and hyper.
 
 pub mod control;
+pub mod mapping;
 pub mod model;
 pub mod proxy;
 pub mod routing;
@@ -9,6 +10,10 @@ pub mod store;
 pub use control::{
     ApiReport, AppPatch, BackendPatch, ControlError, ControlPlane, DefinitionChange,
     DeploymentInfo, NewApp, NewBackend, NewGroup, ReportResult,
+};
+pub use mapping::{
+    BodyAction, FORM_CONTENT_TYPE, MAPPING_HEADER_ALLOWLIST, MAPPING_HEADER_PREFIXES,
+    MappedRequest, MappingError, MappingInput, SystemValues, map_request, needs_form_body,
 };
 pub use model::*;
 pub use proxy::{
