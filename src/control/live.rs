@@ -47,14 +47,13 @@ impl State {
             .path
             .with_base(group.value.base_path.as_deref())
             .map_err(|e| e.to_string())?;
-        if let Some(p) = prev {
-            if Arc::ptr_eq(&p.deployment, deployment)
-                && *p.definition == *definition
-                && p.template == template
-                && p.backend_name == backend.value.name
-            {
-                return Ok(Arc::clone(p));
-            }
+        if let Some(p) = prev
+            && Arc::ptr_eq(&p.deployment, deployment)
+            && *p.definition == *definition
+            && p.template == template
+            && p.backend_name == backend.value.name
+        {
+            return Ok(Arc::clone(p));
         }
         let compiled = match prev {
             Some(p) if Arc::ptr_eq(&p.deployment, deployment) => Arc::clone(&p.compiled),

@@ -38,6 +38,7 @@ pub(crate) struct State {
     pub(crate) backends: HashMap<BackendId, Versioned<BackendService>>,
     pub(crate) groups: HashMap<GroupId, Versioned<Group>>,
     pub(crate) apis: HashMap<ApiId, Versioned<ApiDefinition>>,
+    #[allow(clippy::type_complexity)] // (api, stage) → version → deployment, read in one place
     pub(crate) deployments: HashMap<(ApiId, Stage), BTreeMap<String, Versioned<Arc<Deployment>>>>,
     pub(crate) publications: HashMap<(ApiId, Stage), Live>,
     pub(crate) apps: HashMap<AppId, Versioned<App>>,
@@ -157,7 +158,7 @@ impl State {
                 .values()
                 .map(|b| v(Entity::VpcAccess(b.value.clone()), b.version)),
         );
-        out.sort_by(|a, b| a.value.key().cmp(&b.value.key()));
+        out.sort_by_key(|a| a.value.key());
         out
     }
 

@@ -67,6 +67,7 @@ pub enum Expect {
 
 /// One write of an atomic [`Store::commit`].
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[allow(clippy::large_enum_variant)] // as `Entity` itself: writes are few and short-lived
 pub enum Write {
     /// Insert or replace a record.
     Put {
