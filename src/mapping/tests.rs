@@ -218,8 +218,7 @@ fn all_system_params() {
             assert_eq!(m.headers[format!("s{i}").as_str()], *want);
         } else {
             assert!(
-                m.path_and_query
-                    .contains(&format!("s{i}={}", want.replace('.', "."))),
+                m.path_and_query.contains(&format!("s{i}={want}")),
                 "{} lacks s{i}",
                 m.path_and_query
             );
