@@ -1,15 +1,28 @@
 //! stagegate: an embeddable API gateway for axum and hyper.
 
+pub mod auth;
+pub mod backend;
 pub mod control;
+pub mod layer;
 pub mod mapping;
 pub mod model;
 pub mod proxy;
 pub mod routing;
 pub mod store;
 
+pub use auth::{
+    AuthError, DEFAULT_MAX_SKEW_MS, DEFAULT_NONCE_TTL_MS, MAX_NONCE_LEN, MAX_SIGNED_HEADERS,
+    MemoryReplayGuard, ReplayError, ReplayFuture, ReplayGuard, SignatureChecked, SignatureMethods,
+    SignaturePolicy, Signed, Signer, Verified, appcode_from_request, appcode_matches,
+    check_signature, is_form, sign, string_to_sign, verify, verify_signature,
+};
 pub use control::{
-    ApiReport, AppPatch, BackendPatch, ControlError, ControlPlane, DefinitionChange,
-    DeploymentInfo, NewApp, NewBackend, NewGroup, ReportResult,
+    ApiReport, AppPatch, BackendPatch, ConfigExport, ControlError, ControlPlane, DefinitionChange,
+    DeploymentInfo, EXPORT_FORMAT, ImportSummary, NewApp, NewBackend, NewGroup, ReportResult,
+};
+pub use layer::{
+    AppAuthenticator, AuthMethod, AuthRequest, Authenticator, Caller, ClientAddr, Gateway,
+    GatewayError, GatewayLayer, GatewayService, NotFound,
 };
 pub use mapping::{
     BodyAction, FORM_CONTENT_TYPE, MAPPING_HEADER_ALLOWLIST, MAPPING_HEADER_PREFIXES,

@@ -52,9 +52,13 @@ impl State {
             && *p.definition == *definition
             && p.template == template
             && p.backend_name == backend.value.name
+            && !matches!(definition, StageDefinition::Vpc(_))
         {
             return Ok(Arc::clone(p));
         }
+        let target = crate::routing::BackendTarget::compile(definition, |id| {
+            self.vpc_access.get(id).map(|v| v.value.clone())
+        })?;
         let compiled = match prev {
             Some(p) if Arc::ptr_eq(&p.deployment, deployment) => Arc::clone(&p.compiled),
             _ => Arc::new(Compiled::compile(api)?),
@@ -66,6 +70,7 @@ impl State {
             backend_name: backend.value.name.clone(),
             backend_kind: backend.value.kind,
             definition: Arc::new(definition.clone()),
+            target,
             compiled,
         }))
     }

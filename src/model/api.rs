@@ -18,7 +18,7 @@ use super::{
 ///
 /// ```
 /// use stagegate::Group;
-/// let g = Group::new("shop").unwrap_err(); // names are 4 to 50 characters
+/// let g = Group::new("ab").unwrap_err(); // names are 4 to 50 characters
 /// let g = Group::new("shop_api").unwrap();
 /// assert!(g.domains.is_empty());
 /// ```

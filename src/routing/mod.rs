@@ -6,10 +6,12 @@
 
 mod snapshot;
 mod table;
+mod target;
 
 pub(crate) use snapshot::HostIndex;
 pub use snapshot::{Credentials, GrantStatus, Grants, Snapshot, SnapshotHandle};
 pub use table::{LiveRoute, RouteMatch, RouteTable, TableConflict};
+pub use target::BackendTarget;
 
 /// Data precompiled for one live route by the data plane (backend targets, parameter rules).
 #[derive(Debug, Default)]

@@ -25,6 +25,8 @@ pub struct LiveRoute {
     pub backend_kind: BackendKind,
     /// The backend's definition in this stage.
     pub definition: Arc<StageDefinition>,
+    /// The backend, compiled for calling.
+    pub target: crate::routing::BackendTarget,
     /// Data the data plane precompiled for this route (targets, parameter rules).
     pub compiled: Arc<crate::routing::Compiled>,
 }

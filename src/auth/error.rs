@@ -1,0 +1,260 @@
+//! Authentication failures and their gateway error codes (behaviour spec §6).
+
+use http::StatusCode;
+
+/// Why the nonce store could not answer.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::ReplayError;
+/// let e = ReplayError::Full { capacity: 10 };
+/// assert_eq!(e.to_string(), "nonce store is full (10 entries)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// The store holds its maximum number of unexpired nonces and refuses new ones
+    /// rather than forgetting one early.
+    #[error("nonce store is full ({capacity} entries)")]
+    Full {
+        /// The configured maximum.
+        capacity: usize,
+    },
+    /// A shared store could not be reached or answered with an error.
+    #[error("nonce store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Why a request failed data-plane authentication.
+///
+/// Each failure maps to a six-character `X-Ca-Error-Code` ([`AuthError::code`]), whose
+/// three digits are the HTTP status ([`AuthError::status`]), and to the
+/// `X-Ca-Error-Message` text ([`AuthError::wire_message`]). No variant ever carries a
+/// secret.
+///
+/// Codes marked *chosen* are this crate's choice where the public Alibaba tables give no
+/// code (spec §11.1); the others are documented Alibaba codes.
+///
+/// | Variant | Code | Status |
+/// |---|---|---|
+/// | `MissingCredentials` | `A400MA` | 400 |
+/// | `InvalidAppKey` | `A400IK` | 400 |
+/// | `MissingHeader` (e.g. `X-Ca-Signature`, forced `X-Ca-Nonce`) | `I400MH` | 400 |
+/// | `InvalidHeader` (oversized or malformed signing header) | `I400HD` | 400 |
+/// | `SignatureMethodNotAllowed` | `A400SM` (chosen) | 400 |
+/// | `InvalidTimestamp` | `A400IT` (chosen) | 400 |
+/// | `TimestampExpired` | `A400TE` (chosen) | 400 |
+/// | `NonceUsed` | `A400NU` (chosen) | 400 |
+/// | `InvalidContentMd5` | `A400CM` (chosen) | 400 |
+/// | `InvalidSignature` | `A403IS` | 403 |
+/// | `InvalidAppCode` | `A401AC` | 401 |
+/// | `AppCodeDisabled` | `A400AC` | 400 |
+/// | `Unauthorized` | `A403NA` (chosen; a third-party list names `I403AA`) | 403 |
+/// | `GrantExpired` | `A403EP` | 403 |
+/// | `AppDisabled` | `A403AD` (chosen) | 403 |
+/// | `ReplayStore` | `X503BZ` | 503 |
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::AuthError;
+/// let e = AuthError::InvalidSignature { string_to_sign: "GET\n\n\n\n\n/p".into() };
+/// assert_eq!(e.code(), "A403IS");
+/// assert_eq!(e.status(), http::StatusCode::FORBIDDEN);
+/// assert_eq!(e.wire_message(), "Invalid Signature, Server StringToSign:`GET#####/p`");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// Neither `X-Ca-Key` nor an AppCode was presented.
+    #[error("missing credentials: no X-Ca-Key header or AppCode")]
+    MissingCredentials,
+    /// `X-Ca-Key` names no known app key.
+    #[error("invalid app key")]
+    InvalidAppKey,
+    /// A required header is absent (e.g. `X-Ca-Signature`, or `X-Ca-Nonce` when forced).
+    #[error("missing header {name}")]
+    MissingHeader {
+        /// The header's canonical name.
+        name: &'static str,
+    },
+    /// A signing header is malformed or too large.
+    #[error("invalid header {name}: {reason}")]
+    InvalidHeader {
+        /// The header's canonical name.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// `X-Ca-Signature-Method` is unknown or not allowed for this API.
+    #[error("signature method not allowed: {method}")]
+    SignatureMethodNotAllowed {
+        /// The method the client named (truncated to 32 characters).
+        method: String,
+    },
+    /// `X-Ca-Timestamp` is not a number of milliseconds.
+    #[error("invalid timestamp")]
+    InvalidTimestamp,
+    /// `X-Ca-Timestamp` is further from the gateway's clock than allowed.
+    #[error("timestamp expired")]
+    TimestampExpired,
+    /// `X-Ca-Nonce` was already used by this app within the replay window.
+    #[error("nonce used")]
+    NonceUsed,
+    /// `Content-MD5` was sent with an empty body or does not match the body.
+    #[error("invalid content-md5")]
+    InvalidContentMd5,
+    /// The signature does not match the server's string-to-sign.
+    #[error("invalid signature")]
+    InvalidSignature {
+        /// The string the server signed (request data only, never the secret).
+        string_to_sign: String,
+    },
+    /// The AppCode is unknown or does not match.
+    #[error("invalid appcode")]
+    InvalidAppCode,
+    /// An AppCode was presented to an API whose AppCode mode is `DISABLE`.
+    #[error("appcode authentication is disabled for this api")]
+    AppCodeDisabled,
+    /// The app holds no grant for this API and stage.
+    #[error("unauthorized: the app has no grant for this api and stage")]
+    Unauthorized,
+    /// The app's grant for this API and stage has expired.
+    #[error("app authorization expired")]
+    GrantExpired,
+    /// The app is disabled.
+    #[error("app disabled")]
+    AppDisabled,
+    /// The nonce store could not answer; the request is refused rather than risk a replay.
+    #[error("replay protection unavailable: {0}")]
+    ReplayStore(#[from] ReplayError),
+}
+
+impl AuthError {
+    /// The six-character `X-Ca-Error-Code` (class letter, HTTP status, reason).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(stagegate::AuthError::InvalidAppKey.code(), "A400IK");
+    /// ```
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingCredentials => "A400MA",
+            Self::InvalidAppKey => "A400IK",
+            Self::MissingHeader { .. } => "I400MH",
+            Self::InvalidHeader { .. } => "I400HD",
+            Self::SignatureMethodNotAllowed { .. } => "A400SM",
+            Self::InvalidTimestamp => "A400IT",
+            Self::TimestampExpired => "A400TE",
+            Self::NonceUsed => "A400NU",
+            Self::InvalidContentMd5 => "A400CM",
+            Self::InvalidSignature { .. } => "A403IS",
+            Self::InvalidAppCode => "A401AC",
+            Self::AppCodeDisabled => "A400AC",
+            Self::Unauthorized => "A403NA",
+            Self::GrantExpired => "A403EP",
+            Self::AppDisabled => "A403AD",
+            Self::ReplayStore(_) => "X503BZ",
+        }
+    }
+
+    /// The HTTP status: the three digits of [`code`](Self::code).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// assert_eq!(stagegate::AuthError::InvalidAppCode.status(), StatusCode::UNAUTHORIZED);
+    /// ```
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.code()
+            .get(1..4)
+            .and_then(|digits| digits.parse::<u16>().ok())
+            .and_then(|n| StatusCode::from_u16(n).ok())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// The `X-Ca-Error-Message` text: the classic gateway wording where one exists, and
+    /// for `A403IS` the exact ``Invalid Signature, Server StringToSign:`…` `` template with
+    /// every `\n` shown as `#`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(stagegate::AuthError::NonceUsed.wire_message(), "Nonce Used");
+    /// ```
+    #[must_use]
+    pub fn wire_message(&self) -> String {
+        match self {
+            Self::MissingCredentials => {
+                "Need authorization: X-Ca-Key or AppCode is required".to_owned()
+            }
+            Self::InvalidAppKey => "Invalid AppKey".to_owned(),
+            Self::MissingHeader { name } => format!("Header `{name}` is Required"),
+            Self::InvalidHeader { name, reason } => format!("Invalid Header `{name}` {reason}"),
+            Self::SignatureMethodNotAllowed { method } => {
+                format!("Invalid Signature Method `{method}`")
+            }
+            Self::InvalidTimestamp => "Invalid Timestamp".to_owned(),
+            Self::TimestampExpired => "Timestamp Expired".to_owned(),
+            Self::NonceUsed => "Nonce Used".to_owned(),
+            Self::InvalidContentMd5 => "Invalid Content-MD5".to_owned(),
+            Self::InvalidSignature { string_to_sign } => format!(
+                "Invalid Signature, Server StringToSign:`{}`",
+                string_to_sign.replace('\n', "#")
+            ),
+            Self::InvalidAppCode => "Invalid AppCode".to_owned(),
+            Self::AppCodeDisabled => "AppCode authentication is disabled for this API".to_owned(),
+            Self::Unauthorized => "Unauthorized".to_owned(),
+            Self::GrantExpired => "App authorization expired".to_owned(),
+            Self::AppDisabled => "App Disabled".to_owned(),
+            Self::ReplayStore(_) => "Service Busy".to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_matches_code_digits() {
+        let all = [
+            AuthError::MissingCredentials,
+            AuthError::InvalidAppKey,
+            AuthError::MissingHeader {
+                name: "X-Ca-Signature",
+            },
+            AuthError::InvalidHeader {
+                name: "X-Ca-Nonce",
+                reason: "too long",
+            },
+            AuthError::SignatureMethodNotAllowed {
+                method: "HmacSHA1".into(),
+            },
+            AuthError::InvalidTimestamp,
+            AuthError::TimestampExpired,
+            AuthError::NonceUsed,
+            AuthError::InvalidContentMd5,
+            AuthError::InvalidSignature {
+                string_to_sign: String::new(),
+            },
+            AuthError::InvalidAppCode,
+            AuthError::AppCodeDisabled,
+            AuthError::Unauthorized,
+            AuthError::GrantExpired,
+            AuthError::AppDisabled,
+            AuthError::ReplayStore(ReplayError::Full { capacity: 1 }),
+        ];
+        for e in all {
+            let code = e.code();
+            assert_eq!(code.len(), 6);
+            assert_eq!(e.status().as_str(), &code[1..4], "{e:?}");
+            assert!(!e.wire_message().contains('\n'));
+        }
+    }
+}

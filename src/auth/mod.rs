@@ -1,0 +1,23 @@
+//! Data-plane authentication (behaviour spec §5): the signature string-to-sign, HMAC
+//! signing and verification, nonce replay protection, AppCodes, and a client-side signer.
+//!
+//! Everything here is pure: no I/O and no runtime. The only asynchronous piece is the
+//! [`ReplayGuard`] trait, so that a nonce store shared between processes can be plugged in.
+
+mod error;
+mod replay;
+mod signature;
+mod signer;
+mod string_to_sign;
+mod verifier;
+
+pub use error::{AuthError, ReplayError};
+pub use replay::{DEFAULT_NONCE_TTL_MS, MemoryReplayGuard, ReplayFuture, ReplayGuard};
+pub use signature::{sign, verify};
+pub use signer::{Signed, Signer};
+pub use string_to_sign::{is_form, string_to_sign};
+pub use verifier::{
+    DEFAULT_MAX_SKEW_MS, MAX_NONCE_LEN, MAX_SIGNED_HEADERS, SignatureChecked, SignatureMethods,
+    SignaturePolicy, Verified, appcode_from_request, appcode_matches, check_signature,
+    verify_signature,
+};

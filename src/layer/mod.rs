@@ -1,0 +1,38 @@
+//! The tower integration: [`GatewayLayer`] and [`Gateway`], the data plane that any host server
+//! mounts.
+//!
+//! A request goes: group (by `Host`) → stage (`X-Ca-Stage`, default `RELEASE`) → route (one
+//! snapshot load) → authentication → parameter mapping → backend → response. A request that
+//! matches no published API falls through to the inner service; the standalone
+//! [`GatewayService`] answers it with `I404NF`. Every refusal is a response carrying
+//! `X-Ca-Error-Code` and `X-Ca-Error-Message`; the service's error type is the inner service's.
+//!
+//! # Examples
+//!
+//! Mounted in an axum app:
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use stagegate::{ControlPlane, GatewayLayer, store::MemoryStore};
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let control = ControlPlane::open(MemoryStore::new()).await.unwrap();
+//! let app: Router = Router::new()
+//!     .route("/health", get(|| async { "ok" }))
+//!     .layer(GatewayLayer::new(control.snapshot_handle()));
+//! # });
+//! ```
+
+mod app_auth;
+mod auth;
+mod error;
+mod gateway;
+mod request_id;
+
+pub use app_auth::AppAuthenticator;
+pub use auth::{AuthMethod, AuthRequest, Authenticator, Caller};
+pub use error::{GatewayError, X_CA_ERROR_CODE, X_CA_ERROR_MESSAGE, X_CA_REQUEST_ID};
+pub use gateway::{
+    ClientAddr, DEFAULT_BODY_LIMIT, DEFAULT_HEADER_LIMIT, Gateway, GatewayLayer, GatewayService,
+    NotFound, ResponseFuture,
+};
+pub(crate) use request_id::new_request_id;

@@ -1,0 +1,111 @@
+//! [`BackendTarget`]: a stage definition compiled into what the data plane needs to call it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use crate::model::{FunctionDefinition, StageDefinition, VpcAccess};
+use crate::proxy::UpstreamTarget;
+
+/// A backend, compiled for calling.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum BackendTarget {
+    /// An HTTP(S) upstream: HTTP definitions, VPC definitions (through their resolved address)
+    /// and HTTP functions.
+    Http {
+        /// Where to connect.
+        upstream: UpstreamTarget,
+        /// A path prefix in front of the backend path (HTTP functions' trigger path).
+        path_prefix: Option<Arc<str>>,
+        /// The definition's default timeout.
+        timeout_ms: Option<u32>,
+    },
+    /// A canned response.
+    Mock {
+        /// Status.
+        status: StatusCode,
+        /// Headers.
+        headers: HeaderMap,
+        /// Body.
+        body: Bytes,
+    },
+    /// A kind served by a pluggable backend (function, object store, event bus, discovery):
+    /// dispatched from the definition itself.
+    Plugged,
+}
+
+impl BackendTarget {
+    /// Compiles a definition. `vpc` resolves VPC access authorizations by id.
+    ///
+    /// # Errors
+    ///
+    /// A message when the definition cannot be compiled (e.g. a VPC authorization without an
+    /// address).
+    pub fn compile(
+        def: &StageDefinition,
+        vpc: impl Fn(&crate::model::VpcAccessId) -> Option<VpcAccess>,
+    ) -> Result<Self, String> {
+        let host = |h: &Option<String>| -> Result<Option<HeaderValue>, String> {
+            h.as_deref()
+                .map(|h| HeaderValue::from_str(h).map_err(|_| format!("invalid host header `{h}`")))
+                .transpose()
+        };
+        let upstream =
+            |url: &str, host_header: Option<HeaderValue>| -> Result<UpstreamTarget, String> {
+                let t = UpstreamTarget::parse(url)
+                    .map_err(|e| format!("invalid backend url `{url}`: {e}"))?;
+                Ok(match host_header {
+                    Some(h) => t.with_host_override(h),
+                    None => t,
+                })
+            };
+        Ok(match def {
+            StageDefinition::Http(h) => Self::Http {
+                upstream: upstream(&h.url, host(&h.host_header)?)?,
+                path_prefix: None,
+                timeout_ms: h.timeout_ms,
+            },
+            StageDefinition::Vpc(v) => {
+                let access = vpc(&v.vpc_access_id).ok_or_else(|| {
+                    format!("vpc access authorization `{}` not found", v.vpc_access_id)
+                })?;
+                let addr = access
+                    .address
+                    .clone()
+                    .unwrap_or_else(|| format!("{}:{}", access.instance_id, access.port));
+                let scheme = if v.https { "https" } else { "http" };
+                Self::Http {
+                    upstream: upstream(&format!("{scheme}://{addr}"), host(&v.host_header)?)?,
+                    path_prefix: None,
+                    timeout_ms: v.timeout_ms,
+                }
+            }
+            StageDefinition::FunctionCompute(FunctionDefinition::Http { url, path }) => {
+                Self::Http {
+                    upstream: upstream(url, None)?,
+                    path_prefix: path.as_deref().map(|p| Arc::from(p.trim_end_matches('/'))),
+                    timeout_ms: None,
+                }
+            }
+            StageDefinition::Mock(m) => {
+                let mut headers = HeaderMap::with_capacity(m.headers.len());
+                for (k, v) in &m.headers {
+                    let name = HeaderName::from_bytes(k.as_bytes())
+                        .map_err(|_| format!("invalid mock header `{k}`"))?;
+                    let value = HeaderValue::from_str(v)
+                        .map_err(|_| format!("invalid mock header value for `{k}`"))?;
+                    headers.append(name, value);
+                }
+                Self::Mock {
+                    status: StatusCode::from_u16(m.status)
+                        .map_err(|_| "invalid mock status".to_owned())?,
+                    headers,
+                    body: Bytes::from(m.body.clone()),
+                }
+            }
+            _ => Self::Plugged,
+        })
+    }
+}
