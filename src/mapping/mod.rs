@@ -328,7 +328,7 @@ pub struct MappedRequest {
 ///
 /// ```
 /// use stagegate::{ApiDefinition, BackendId, GroupId, ParamLocation, RequestMode, RequestParameter, needs_form_body};
-/// let mut api = ApiDefinition::builder(GroupId::generate(), "add", "POST", "/items", BackendId::generate()).unwrap();
+/// let mut api = ApiDefinition::builder(GroupId::generate(), "addItem", "POST", "/items", BackendId::generate()).unwrap();
 /// assert!(!needs_form_body(&api));
 /// api.request.mode = RequestMode::Mapping;
 /// api.parameters.push(RequestParameter { name: "n".into(), location: ParamLocation::Body, ..Default::default() });
