@@ -70,6 +70,10 @@ pub use layer::{
     AppAuthenticator, AuthMethod, AuthRequest, Authenticator, Caller, ClientAddr, Gateway,
     GatewayError, GatewayLayer, GatewayService, NotFound,
 };
+pub use mapping::{
+    BodyAction, FORM_CONTENT_TYPE, MAPPING_HEADER_ALLOWLIST, MAPPING_HEADER_PREFIXES,
+    MappedRequest, MappingError, MappingInput, SystemValues, map_request, needs_form_body,
+};
 pub use model::*;
 pub use proxy::{
     BodyError, BoxError, ForwardContext, GatewayBody, HttpForwarder, HttpForwarderBuilder,

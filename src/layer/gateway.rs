@@ -405,10 +405,9 @@ where
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && len > shared.body_limit as u64
     {
-        if len > shared.body_limit as u64 {
-            return Err(GatewayError::body_too_large());
-        }
+        return Err(GatewayError::body_too_large());
     }
     let client = client_addr(&req);
     let (parts, body) = req.into_parts();
@@ -487,6 +486,7 @@ where
         query: parts.uri.query(),
         headers: &parts.headers,
         path_params: &found.params,
+        rest: found.rest.as_deref(),
         form_body: buffered.as_deref(),
     };
     let mapped = crate::mapping::map_request(api, &route.compiled, &input, &sys)
