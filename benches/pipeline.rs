@@ -11,8 +11,8 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::Request;
 use http_body_util::Full;
 use stagegate::{
-    ApiDefinition, BackendKind, ControlPlane, GatewayLayer, MockDefinition, NewApp, NewBackend, NewGroup, Signer, Stage,
-    StageDefinition, store::MemoryStore,
+    ApiDefinition, BackendKind, ControlPlane, GatewayLayer, MockDefinition, NewApp, NewBackend,
+    NewGroup, Signer, Stage, StageDefinition, store::MemoryStore,
 };
 use tower::ServiceExt;
 
@@ -20,25 +20,65 @@ fn pipeline(c: &mut Criterion) {
     let rt = support::runtime();
     let (cp, key, secret) = rt.block_on(async {
         let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
-        let b = cp.create_backend(NewBackend::new("benchMock", BackendKind::Mock)).await.unwrap();
-        let def = StageDefinition::Mock(MockDefinition { status: 200, headers: Default::default(), body: "ok".into() });
-        cp.set_stage_definition(&b.id, Stage::RELEASE, def).await.unwrap();
-        let g = cp.create_group(NewGroup { name: "bench_group".into(), ..Default::default() }).await.unwrap();
-        let open = ApiDefinition::builder(g.id.clone(), "openApi", "GET", "/open/[id]", b.id.clone()).unwrap().anonymous();
+        let b = cp
+            .create_backend(NewBackend::new("benchMock", BackendKind::Mock))
+            .await
+            .unwrap();
+        let def = StageDefinition::Mock(MockDefinition {
+            status: 200,
+            headers: Default::default(),
+            body: "ok".into(),
+        });
+        cp.set_stage_definition(&b.id, Stage::RELEASE, def)
+            .await
+            .unwrap();
+        let g = cp
+            .create_group(NewGroup {
+                name: "bench_group".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let open =
+            ApiDefinition::builder(g.id.clone(), "openApi", "GET", "/open/[id]", b.id.clone())
+                .unwrap()
+                .anonymous();
         let open = cp.create_api(open).await.unwrap();
         cp.publish(&open.id, Stage::RELEASE, None).await.unwrap();
-        let signed = ApiDefinition::builder(g.id.clone(), "signedApi", "GET", "/signed/[id]", b.id.clone()).unwrap();
+        let signed = ApiDefinition::builder(
+            g.id.clone(),
+            "signedApi",
+            "GET",
+            "/signed/[id]",
+            b.id.clone(),
+        )
+        .unwrap();
         let signed = cp.create_api(signed).await.unwrap();
         cp.publish(&signed.id, Stage::RELEASE, None).await.unwrap();
-        let app = cp.create_app(NewApp { name: "bench_app".into(), ..Default::default() }).await.unwrap();
-        cp.authorize(&app.id, &signed.id, Stage::RELEASE, None).await.unwrap();
-        (cp, app.keys[0].app_key.clone(), app.keys[0].app_secret.clone())
+        let app = cp
+            .create_app(NewApp {
+                name: "bench_app".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        cp.authorize(&app.id, &signed.id, Stage::RELEASE, None)
+            .await
+            .unwrap();
+        (
+            cp,
+            app.keys[0].app_key.clone(),
+            app.keys[0].app_secret.clone(),
+        )
     });
     let svc = GatewayLayer::new(cp.snapshot_handle()).standalone();
     let mut group = c.benchmark_group("pipeline");
     group.bench_function("anonymous_mock", |b| {
         b.iter(|| {
-            let req = Request::get("/open/42?x=1").header("host", "api.example.com").body(Full::<Bytes>::default()).unwrap();
+            let req = Request::get("/open/42?x=1")
+                .header("host", "api.example.com")
+                .body(Full::<Bytes>::default())
+                .unwrap();
             let res = rt.block_on(svc.clone().oneshot(req)).unwrap();
             assert_eq!(res.status(), 200);
             black_box(res)
@@ -48,7 +88,10 @@ fn pipeline(c: &mut Criterion) {
     group.bench_function("signed_mock", |b| {
         b.iter_batched(
             || {
-                let mut req = Request::get("/signed/42?b=2&a=1").header("host", "api.example.com").body(Full::<Bytes>::default()).unwrap();
+                let mut req = Request::get("/signed/42?b=2&a=1")
+                    .header("host", "api.example.com")
+                    .body(Full::<Bytes>::default())
+                    .unwrap();
                 signer.sign(&mut req, b"");
                 req
             },

@@ -18,14 +18,34 @@ fn publish(c: &mut Criterion) {
     for (per_group, total) in [(100usize, 1_000usize), (100, 10_000), (1_000, 10_000)] {
         let fleet = rt.block_on(support::fleet(total, per_group));
         let api = rt.block_on(async {
-            let a = ApiDefinition::builder(fleet.groups[0].clone(), "bench_new", "GET", "/new/[id]", fleet.backend.clone())
-                .unwrap()
-                .anonymous();
+            let a = ApiDefinition::builder(
+                fleet.groups[0].clone(),
+                "bench_new",
+                "GET",
+                "/new/[id]",
+                fleet.backend.clone(),
+            )
+            .unwrap()
+            .anonymous();
             fleet.cp.create_api(a).await.unwrap()
         });
-        group.bench_with_input(BenchmarkId::new(format!("group_{per_group}"), format!("total_{total}")), &total, |b, _| {
-            b.iter(|| rt.block_on(async { black_box(fleet.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap()) }));
-        });
+        group.bench_with_input(
+            BenchmarkId::new(format!("group_{per_group}"), format!("total_{total}")),
+            &total,
+            |b, _| {
+                b.iter(|| {
+                    rt.block_on(async {
+                        black_box(
+                            fleet
+                                .cp
+                                .publish(&api.id, Stage::RELEASE, None)
+                                .await
+                                .unwrap(),
+                        )
+                    })
+                });
+            },
+        );
     }
     group.finish();
 }

@@ -28,7 +28,12 @@ fn lookup(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 1) & 1023;
                 let snap = handle.peek();
-                let m = snap.resolve(None, &Stage::RELEASE, &Method::GET, black_box(&fleet.hits[i]));
+                let m = snap.resolve(
+                    None,
+                    &Stage::RELEASE,
+                    &Method::GET,
+                    black_box(&fleet.hits[i]),
+                );
                 assert!(m.is_some());
                 black_box(m)
             });
@@ -37,7 +42,12 @@ fn lookup(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 1) & 1023;
                 let snap = handle.peek();
-                let m = snap.resolve(None, &Stage::RELEASE, &Method::GET, black_box(&fleet.misses[i]));
+                let m = snap.resolve(
+                    None,
+                    &Stage::RELEASE,
+                    &Method::GET,
+                    black_box(&fleet.misses[i]),
+                );
                 assert!(m.is_none());
                 black_box(m)
             });
@@ -48,18 +58,31 @@ fn lookup(c: &mut Criterion) {
                 b.iter(|| {
                     i = (i + 1) & 1023;
                     let snap = lock.read();
-                    black_box(snap.resolve(None, &Stage::RELEASE, &Method::GET, black_box(&fleet.hits[i])))
+                    black_box(snap.resolve(
+                        None,
+                        &Stage::RELEASE,
+                        &Method::GET,
+                        black_box(&fleet.hits[i]),
+                    ))
                 });
             });
             // a writer thread publishing continuously into another group
             let stop = Arc::new(AtomicBool::new(false));
             let cp = Arc::new(fleet.cp);
             let writer = {
-                let (stop, cp, g, backend) = (stop.clone(), cp.clone(), fleet.groups[0].clone(), fleet.backend.clone());
+                let (stop, cp, g, backend) = (
+                    stop.clone(),
+                    cp.clone(),
+                    fleet.groups[0].clone(),
+                    fleet.backend.clone(),
+                );
                 std::thread::spawn(move || {
                     let rt = support::runtime();
                     rt.block_on(async move {
-                        let api = ApiDefinition::builder(g, "churn_api", "GET", "/churn/[x]", backend).unwrap().anonymous();
+                        let api =
+                            ApiDefinition::builder(g, "churn_api", "GET", "/churn/[x]", backend)
+                                .unwrap()
+                                .anonymous();
                         let api = cp.create_api(api).await.unwrap();
                         let mut published = 0u64;
                         while !stop.load(Ordering::Relaxed) {
@@ -75,7 +98,12 @@ fn lookup(c: &mut Criterion) {
                 b.iter(|| {
                     i = (i + 1) & 1023;
                     let snap = handle.peek();
-                    black_box(snap.resolve(None, &Stage::RELEASE, &Method::GET, black_box(&fleet.hits[i])))
+                    black_box(snap.resolve(
+                        None,
+                        &Stage::RELEASE,
+                        &Method::GET,
+                        black_box(&fleet.hits[i]),
+                    ))
                 });
             });
             stop.store(true, Ordering::Relaxed);

@@ -10,22 +10,32 @@
 use axum::{Router, routing::get};
 use stagegate::store::MemoryStore;
 use stagegate::{
-    ApiDefinition, BackendKind, ControlPlane, GatewayLayer, MockDefinition, NewBackend, NewGroup, Stage,
-    StageDefinition,
+    ApiDefinition, BackendKind, ControlPlane, GatewayLayer, MockDefinition, NewBackend, NewGroup,
+    Stage, StageDefinition,
 };
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let control = ControlPlane::open(MemoryStore::new()).await?;
-    let backend = control.create_backend(NewBackend::new("helloMock", BackendKind::Mock)).await?;
+    let backend = control
+        .create_backend(NewBackend::new("helloMock", BackendKind::Mock))
+        .await?;
     let def = StageDefinition::Mock(MockDefinition {
         status: 200,
         headers: [("content-type".to_owned(), "text/plain".to_owned())].into(),
         body: "hello from the gateway\n".into(),
     });
-    control.set_stage_definition(&backend.id, Stage::RELEASE, def).await?;
-    let group = control.create_group(NewGroup { name: "hello_group".into(), ..Default::default() }).await?;
-    let api = ApiDefinition::builder(group.id, "sayHello", "GET", "/hello/[name]", backend.id)?.anonymous();
+    control
+        .set_stage_definition(&backend.id, Stage::RELEASE, def)
+        .await?;
+    let group = control
+        .create_group(NewGroup {
+            name: "hello_group".into(),
+            ..Default::default()
+        })
+        .await?;
+    let api = ApiDefinition::builder(group.id, "sayHello", "GET", "/hello/[name]", backend.id)?
+        .anonymous();
     let api = control.create_api(api).await?;
     control.publish(&api.id, Stage::RELEASE, None).await?;
 

@@ -3,11 +3,15 @@
 
 use stagegate::store::MemoryStore;
 use stagegate::{
-    ApiDefinition, BackendKind, ControlPlane, GroupId, MockDefinition, NewBackend, NewGroup, Stage, StageDefinition,
+    ApiDefinition, BackendKind, ControlPlane, GroupId, MockDefinition, NewBackend, NewGroup, Stage,
+    StageDefinition,
 };
 
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// A control plane with `total` published APIs in RELEASE, `per_group` per group; every group
@@ -40,20 +44,40 @@ pub fn hit_of(g: usize, j: usize) -> String {
 
 pub async fn fleet(total: usize, per_group: usize) -> Fleet {
     let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
-    let backend = cp.create_backend(NewBackend::new("benchMock", BackendKind::Mock)).await.unwrap().id;
-    let def = StageDefinition::Mock(MockDefinition { status: 200, headers: Default::default(), body: "ok".into() });
-    cp.set_stage_definition(&backend, Stage::RELEASE, def).await.unwrap();
+    let backend = cp
+        .create_backend(NewBackend::new("benchMock", BackendKind::Mock))
+        .await
+        .unwrap()
+        .id;
+    let def = StageDefinition::Mock(MockDefinition {
+        status: 200,
+        headers: Default::default(),
+        body: "ok".into(),
+    });
+    cp.set_stage_definition(&backend, Stage::RELEASE, def)
+        .await
+        .unwrap();
     let n_groups = total.div_ceil(per_group);
     let mut groups = Vec::new();
     for g in 0..n_groups {
-        let spec = NewGroup { name: format!("group_{g}"), base_path: Some(format!("/g{g}")), ..Default::default() };
+        let spec = NewGroup {
+            name: format!("group_{g}"),
+            base_path: Some(format!("/g{g}")),
+            ..Default::default()
+        };
         groups.push(cp.create_group(spec).await.unwrap().id);
     }
     for i in 0..total {
         let (g, j) = (i / per_group, i % per_group);
-        let api = ApiDefinition::builder(groups[g].clone(), &format!("api_{i}"), "GET", &path_of(j), backend.clone())
-            .unwrap()
-            .anonymous();
+        let api = ApiDefinition::builder(
+            groups[g].clone(),
+            &format!("api_{i}"),
+            "GET",
+            &path_of(j),
+            backend.clone(),
+        )
+        .unwrap()
+        .anonymous();
         let api = cp.create_api(api).await.unwrap();
         cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
     }
@@ -74,8 +98,18 @@ pub async fn fleet(total: usize, per_group: usize) -> Fleet {
     let misses = (0..1024)
         .map(|k| {
             let g = usize::try_from(next() % n_groups as u64).unwrap();
-            if k % 2 == 0 { format!("/g{g}/nope{k}/items") } else { format!("/zz{k}/items") }
+            if k % 2 == 0 {
+                format!("/g{g}/nope{k}/items")
+            } else {
+                format!("/zz{k}/items")
+            }
         })
         .collect();
-    Fleet { cp, groups, backend, hits, misses }
+    Fleet {
+        cp,
+        groups,
+        backend,
+        hits,
+        misses,
+    }
 }
