@@ -1,5 +1,5 @@
 //! Shared set-up for the benchmarks: a control plane holding many published APIs.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use stagegate::store::MemoryStore;
 use stagegate::{
