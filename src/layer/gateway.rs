@@ -217,12 +217,9 @@ impl<B> Service<Request<B>> for NotFound {
 pub type ResponseFuture<E> = Pin<Box<dyn Future<Output = Result<Response<GatewayBody>, E>> + Send>>;
 
 fn header_bytes<B>(req: &Request<B>) -> usize {
-    req.uri().to_string().len()
-        + req
-            .headers()
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum::<usize>()
+    let uri = req.uri();
+    let uri_len = uri.path_and_query().map_or(0, |p| p.as_str().len()) + uri.authority().map_or(0, |a| a.as_str().len());
+    uri_len + req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
 }
 
 impl<S, B, ResBody> Service<Request<B>> for Gateway<S>

@@ -7,6 +7,10 @@
 //! [`GatewayService`] answers it with `I404NF`. Every refusal is a response carrying
 //! `X-Ca-Error-Code` and `X-Ca-Error-Message`; the service's error type is the inner service's.
 //!
+//! `X-Ca-Stage` belongs to the gateway: a request carrying an unknown stage name is answered
+//! `I400SG` even when it would otherwise fall through. A request whose path and stage match a
+//! published API but with another method falls through too (the inner app may serve it).
+//!
 //! # Examples
 //!
 //! Mounted in an axum app:
