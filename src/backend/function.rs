@@ -281,6 +281,9 @@ impl FunctionResponse {
     }
 }
 
+/// (service, function, qualifier).
+type FunctionKey = (String, String, String);
+
 type Handler = Arc<
     dyn Fn(serde_json::Value) -> BoxFuture<'static, Result<serde_json::Value, FunctionError>>
         + Send
@@ -310,7 +313,7 @@ type Handler = Arc<
 /// ```
 #[derive(Clone, Default)]
 pub struct LocalFunctions {
-    handlers: Arc<RwLock<HashMap<(String, String, String), Handler>>>,
+    handlers: Arc<RwLock<HashMap<FunctionKey, Handler>>>,
 }
 
 impl std::fmt::Debug for LocalFunctions {
@@ -408,7 +411,7 @@ impl FunctionInvoker for LocalFunctions {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct HttpFunctionInvoker {
-    routes: HashMap<(String, String, String), String>,
+    routes: HashMap<FunctionKey, String>,
     forwarder: HttpForwarder,
 }
 

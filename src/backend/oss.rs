@@ -220,8 +220,12 @@ pub struct S3ObjectStores {
     default_endpoint: Option<String>,
     region: String,
     virtual_hosted: bool,
-    stores: Mutex<HashMap<(Option<String>, String), Arc<dyn ObjectStore>>>,
+    stores: Mutex<HashMap<S3Key, Arc<dyn ObjectStore>>>,
 }
+
+/// (endpoint, bucket).
+#[cfg(feature = "oss-s3")]
+type S3Key = (Option<String>, String);
 
 #[cfg(feature = "oss-s3")]
 impl S3ObjectStores {
@@ -486,15 +490,14 @@ pub(super) async fn dispatch(
         },
         OssAction::PutObject => {
             let mut attributes = Attributes::new();
-            if stores.keeps_content_type() {
-                if let Some(ct) = call
+            if stores.keeps_content_type()
+                && let Some(ct) = call
                     .parts
                     .headers
                     .get(header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
-                {
-                    attributes.insert(Attribute::ContentType, AttributeValue::from(ct.to_owned()));
-                }
+            {
+                attributes.insert(Attribute::ContentType, AttributeValue::from(ct.to_owned()));
             }
             let e_tag = put_object(&*store, &path, call.body, attributes).await?;
             let mut res = Response::new(GatewayBody::empty());
@@ -570,10 +573,10 @@ async fn next_chunk(body: &mut GatewayBody) -> Result<Option<Bytes>, GatewayErro
             None => return Ok(None),
             Some(Err(e)) => return Err(body_error(&BodyError::Stream(e))),
             Some(Ok(f)) => {
-                if let Ok(d) = f.into_data() {
-                    if !d.is_empty() {
-                        return Ok(Some(d));
-                    }
+                if let Ok(d) = f.into_data()
+                    && !d.is_empty()
+                {
+                    return Ok(Some(d));
                 }
             }
         }
