@@ -179,7 +179,7 @@ fn not_served(what: &str) -> GatewayError {
 /// let backends = Backends::new()
 ///     .object_stores(LocalObjectStores::new(std::env::temp_dir().join("my-buckets")))
 ///     .discovery(Registries::default())
-///     .ejection(EjectionPolicy { failures: 2, cool_down: Duration::from_secs(5) })
+///     .ejection(EjectionPolicy::new(2, Duration::from_secs(5)))
 ///     .event_type_prefix("com.example.api");
 /// # let _ = backends;
 /// ```
