@@ -1,22 +1,78 @@
-//! Backends beyond HTTP and MOCK: the seam through which Function Compute, OSS, EventBridge
-//! and service-discovery definitions are served.
+//! Backends beyond HTTP and MOCK: VPC authorizations without an address, Function Compute
+//! event functions, OSS buckets, EventBridge buses and service discovery.
 //!
 //! The data plane hands every request whose stage definition is of such a kind to the
 //! [`Dispatch`] configured on the [`GatewayLayer`](crate::GatewayLayer) (see
-//! [`GatewayLayer::backends`](crate::GatewayLayer::backends)).
+//! [`GatewayLayer::backends`](crate::GatewayLayer::backends)). [`Backends`] is the dispatcher
+//! used by default: one small trait per kind, each with a default that works on one machine
+//! without a cloud account.
+//!
+//! | kind | trait | default | also built in |
+//! |---|---|---|---|
+//! | VPC | [`VpcResolver`] | [`DefaultVpcResolver`] (`instance_id:port` as a host name) | |
+//! | Function Compute (event) | [`FunctionInvoker`] | [`LocalFunctions`] (async Rust handlers) | [`HttpFunctionInvoker`] |
+//! | OSS | [`ObjectStores`] | [`LocalObjectStores`] (a directory per bucket) | `S3ObjectStores` (feature `oss-s3`) |
+//! | EventBridge | [`EventSink`] | [`InProcessBus`] | [`HttpEventSink`] |
+//! | Service discovery | [`Discovery`] | [`Registries`] (static, DNS, Nacos) | [`StaticDiscovery`], [`DnsDiscovery`], [`NacosDiscovery`] |
+//!
+//! HTTP functions and VPC authorizations with an address are compiled into plain HTTP targets
+//! and never reach the dispatcher.
+//!
+//! # Examples
+//!
+//! ```
+//! use stagegate::backend::{Backends, InProcessBus, LocalFunctions, FunctionResponse};
+//! use stagegate::{GatewayLayer, SnapshotHandle};
+//!
+//! let functions = LocalFunctions::new();
+//! functions.register("orders", "create", "LATEST", |_event| async {
+//!     Ok(FunctionResponse::new(201).body("created").into_json())
+//! });
+//! let bus = InProcessBus::new();
+//! let _events = bus.subscribe("orders");
+//! let layer = GatewayLayer::new(SnapshotHandle::default())
+//!     .backends(Backends::new().functions(functions).events(bus));
+//! # let _ = layer;
+//! ```
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::request::Parts;
-use http::{Response, StatusCode};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, StatusCode, header};
 
 use crate::layer::{Caller, GatewayError};
 use crate::mapping::MappedRequest;
-use crate::model::Stage;
-use crate::proxy::{GatewayBody, HttpForwarder};
+use crate::model::{FunctionDefinition, Stage, StageDefinition};
+use crate::proxy::{
+    BodyError, ForwardContext, GatewayBody, HttpForwarder, ProxyError, UpstreamTarget,
+    collect_limited,
+};
 use crate::routing::LiveRoute;
 use crate::store::BoxFuture;
+
+mod discovery;
+mod events;
+mod function;
+mod oss;
+mod vpc;
+
+pub use discovery::{
+    Discovery, DiscoveryError, DnsDiscovery, EjectionPolicy, Instance, NacosDiscovery, Registries,
+    StaticDiscovery,
+};
+pub use events::{CloudEvent, EventError, EventSink, HttpEventSink, InProcessBus};
+pub use function::{
+    ApiGatewayEvent, FunctionError, FunctionInvoker, FunctionRef, FunctionResponse,
+    HttpFunctionInvoker, LocalFunctions,
+};
+#[cfg(feature = "oss-s3")]
+pub use oss::S3ObjectStores;
+pub use oss::{LocalObjectStores, ObjectStores, OssError};
+pub use vpc::{DefaultVpcResolver, VpcError, VpcResolver};
 
 /// One request for a pluggable backend, after authentication and parameter mapping.
 #[derive(Debug)]
@@ -46,7 +102,29 @@ pub struct BackendCall<'a> {
     pub forwarder: &'a HttpForwarder,
 }
 
-/// Serves requests for backend kinds other than HTTP/HTTPS, VPC and MOCK.
+/// Serves requests for backend kinds other than HTTP/HTTPS and MOCK.
+///
+/// # Examples
+///
+/// A dispatcher that answers every call the same way:
+///
+/// ```
+/// use stagegate::backend::{BackendCall, Dispatch};
+/// use stagegate::{GatewayBody, GatewayError};
+/// use stagegate::store::BoxFuture;
+///
+/// struct Teapot;
+/// impl Dispatch for Teapot {
+///     fn dispatch<'a>(&'a self, _call: BackendCall<'a>)
+///         -> BoxFuture<'a, Result<http::Response<GatewayBody>, GatewayError>> {
+///         Box::pin(async {
+///             let mut res = http::Response::new(GatewayBody::full("short and stout"));
+///             *res.status_mut() = http::StatusCode::IM_A_TEAPOT;
+///             Ok(res)
+///         })
+///     }
+/// }
+/// ```
 pub trait Dispatch: Send + Sync + 'static {
     /// Serves one call.
     fn dispatch<'a>(
@@ -55,7 +133,15 @@ pub trait Dispatch: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Response<GatewayBody>, GatewayError>>;
 }
 
-/// The dispatcher used until one is configured: answers `X501NI`.
+/// A dispatcher that serves nothing: answers `X501NI`.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::{GatewayLayer, SnapshotHandle, backend::Unsupported};
+/// let layer = GatewayLayer::new(SnapshotHandle::default()).backends(Unsupported);
+/// # let _ = layer;
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Unsupported;
 
@@ -65,12 +151,291 @@ impl Dispatch for Unsupported {
         call: BackendCall<'a>,
     ) -> BoxFuture<'a, Result<Response<GatewayBody>, GatewayError>> {
         let kind = call.route.definition.kind();
+        Box::pin(async move { Err(not_served(kind.as_str())) })
+    }
+}
+
+fn not_served(what: &str) -> GatewayError {
+    GatewayError::new(
+        "X501NI",
+        StatusCode::NOT_IMPLEMENTED,
+        format!("Backend type {what} is not served by this gateway"),
+    )
+}
+
+/// The dispatcher for every pluggable kind, with a builder; [`GatewayLayer::new`](crate::GatewayLayer::new)
+/// uses `Backends::default()`.
+///
+/// Defaults: [`DefaultVpcResolver`], an empty [`LocalFunctions`], [`LocalObjectStores`] under
+/// the system temporary directory (`stagegate-oss/<bucket>`), an [`InProcessBus`] without buses,
+/// [`Registries`] (static, DNS and Nacos) with the default [`EjectionPolicy`].
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::backend::{Backends, EjectionPolicy, LocalObjectStores, Registries};
+/// use std::time::Duration;
+///
+/// let backends = Backends::new()
+///     .object_stores(LocalObjectStores::new(std::env::temp_dir().join("my-buckets")))
+///     .discovery(Registries::default())
+///     .ejection(EjectionPolicy::new(2, Duration::from_secs(5)))
+///     .event_type_prefix("com.example.api");
+/// # let _ = backends;
+/// ```
+#[derive(Clone)]
+pub struct Backends {
+    vpc: Arc<dyn VpcResolver>,
+    functions: Arc<dyn FunctionInvoker>,
+    objects: Arc<dyn ObjectStores>,
+    events: Arc<dyn EventSink>,
+    discovery: Arc<dyn Discovery>,
+    balancer: Arc<discovery::Balancer>,
+    event_type_prefix: Arc<str>,
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backends")
+            .field("event_type_prefix", &self.event_type_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Backends {
+    fn default() -> Self {
+        Self {
+            vpc: Arc::new(DefaultVpcResolver),
+            functions: Arc::new(LocalFunctions::new()),
+            objects: Arc::new(LocalObjectStores::new(
+                std::env::temp_dir().join("stagegate-oss"),
+            )),
+            events: Arc::new(InProcessBus::new()),
+            discovery: Arc::new(Registries::default()),
+            balancer: Arc::new(discovery::Balancer::new(EjectionPolicy::default())),
+            event_type_prefix: Arc::from("stagegate.api"),
+        }
+    }
+}
+
+impl Backends {
+    /// Every local default (same as [`Backends::default`]).
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Resolves VPC authorizations that have no address.
+    #[must_use]
+    pub fn vpc_resolver(mut self, r: impl VpcResolver) -> Self {
+        self.vpc = Arc::new(r);
+        self
+    }
+
+    /// Invokes event functions.
+    #[must_use]
+    pub fn functions(mut self, f: impl FunctionInvoker) -> Self {
+        self.functions = Arc::new(f);
+        self
+    }
+
+    /// Maps OSS definitions to object stores.
+    #[must_use]
+    pub fn object_stores(mut self, s: impl ObjectStores) -> Self {
+        self.objects = Arc::new(s);
+        self
+    }
+
+    /// Publishes EventBridge events.
+    #[must_use]
+    pub fn events(mut self, s: impl EventSink) -> Self {
+        self.events = Arc::new(s);
+        self
+    }
+
+    /// Finds instances of service-discovery definitions.
+    #[must_use]
+    pub fn discovery(mut self, d: impl Discovery) -> Self {
+        self.discovery = Arc::new(d);
+        self
+    }
+
+    /// When discovered instances are ejected and retried (resets the ejection state).
+    #[must_use]
+    pub fn ejection(mut self, p: EjectionPolicy) -> Self {
+        self.balancer = Arc::new(discovery::Balancer::new(p));
+        self
+    }
+
+    /// The CloudEvents `type` of events is `<prefix>.<api name>` (default `stagegate.api`).
+    #[must_use]
+    pub fn event_type_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.event_type_prefix = Arc::from(prefix.into());
+        self
+    }
+}
+
+impl Dispatch for Backends {
+    fn dispatch<'a>(
+        &'a self,
+        call: BackendCall<'a>,
+    ) -> BoxFuture<'a, Result<Response<GatewayBody>, GatewayError>> {
         Box::pin(async move {
-            Err(GatewayError::new(
-                "X501NI",
-                StatusCode::NOT_IMPLEMENTED,
-                format!("Backend type {kind} is not served by this gateway"),
-            ))
+            let def = Arc::clone(&call.route.definition);
+            match &*def {
+                StageDefinition::Vpc(v) => vpc::dispatch(&*self.vpc, v, call).await,
+                StageDefinition::FunctionCompute(f @ FunctionDefinition::Event { .. }) => {
+                    function::dispatch(&*self.functions, f, call).await
+                }
+                StageDefinition::FunctionCompute(FunctionDefinition::Http { url, path }) => {
+                    // Normally compiled into an HTTP target; served here for completeness.
+                    let upstream = UpstreamTarget::parse(url).map_err(|e| {
+                        tracing::warn!(error = %e, "invalid function url");
+                        GatewayError::internal()
+                    })?;
+                    let prefix = path.as_deref().map(|p| p.trim_end_matches('/'));
+                    forward_http(call, &upstream, prefix)
+                        .await
+                        .map_err(GatewayError::from)
+                }
+                StageDefinition::Oss(o) => oss::dispatch(&*self.objects, o, call).await,
+                StageDefinition::EventBridge(e) => {
+                    events::dispatch(&*self.events, &self.event_type_prefix, e, call).await
+                }
+                StageDefinition::ServiceDiscovery(d) => {
+                    discovery::dispatch(&*self.discovery, &self.balancer, d, call).await
+                }
+                StageDefinition::Http(h) => {
+                    let upstream = UpstreamTarget::parse(&h.url).map_err(|e| {
+                        tracing::warn!(error = %e, "invalid backend url");
+                        GatewayError::internal()
+                    })?;
+                    forward_http(call, &upstream, None)
+                        .await
+                        .map_err(GatewayError::from)
+                }
+                other => Err(not_served(other.kind().as_str())),
+            }
         })
     }
+}
+
+/// Forwards a call to an HTTP upstream the way the data plane forwards HTTP backends: the API's
+/// backend method (or the client's), the mapped path, headers and body, `X-Forwarded-*`.
+pub(crate) async fn forward_http(
+    call: BackendCall<'_>,
+    upstream: &UpstreamTarget,
+    path_prefix: Option<&str>,
+) -> Result<Response<GatewayBody>, ProxyError> {
+    let api = call.route.api();
+    let method = match api.backend.method.as_deref() {
+        None | Some("ANY") => call.parts.method.clone(),
+        Some(m) => Method::from_bytes(m.as_bytes()).unwrap_or_else(|_| call.parts.method.clone()),
+    };
+    let path = match path_prefix {
+        Some(p) => format!("{p}{}", call.mapped.path_and_query),
+        None => call.mapped.path_and_query,
+    };
+    let mut builder = Request::builder().method(method).uri(path);
+    if let Some(h) = builder.headers_mut() {
+        *h = call.mapped.headers;
+    }
+    let req = builder
+        .body(call.body)
+        .map_err(ProxyError::InvalidRequest)?;
+    let https = call.parts.uri.scheme_str() == Some("https");
+    let mut ctx = ForwardContext::new(call.timeout).with_original_scheme(if https {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    });
+    if let Some(c) = call.client_addr {
+        ctx = ctx.with_client_addr(c.ip());
+    }
+    if let Some(h) = call.parts.headers.get(header::HOST) {
+        ctx = ctx.with_original_host(h.clone());
+    }
+    call.forwarder.forward(req, upstream, &ctx).await
+}
+
+/// The gateway error for a request body that could not be read.
+pub(crate) fn body_error(e: &BodyError) -> GatewayError {
+    let too_large = match e {
+        BodyError::TooLarge { .. } => true,
+        BodyError::Stream(s) => {
+            let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(s.as_ref());
+            let mut found = false;
+            while let Some(err) = cur {
+                if err.is::<http_body_util::LengthLimitError>() {
+                    found = true;
+                    break;
+                }
+                cur = err.source();
+            }
+            found
+        }
+        _ => false,
+    };
+    if too_large {
+        GatewayError::body_too_large()
+    } else {
+        GatewayError::new(
+            "I400BD",
+            StatusCode::BAD_REQUEST,
+            "Invalid Body: the request body could not be read",
+        )
+    }
+}
+
+/// Reads the whole request body (bounded by the gateway's body limit, which wraps it).
+pub(crate) async fn read_body(body: GatewayBody) -> Result<Bytes, GatewayError> {
+    collect_limited(body, usize::MAX)
+        .await
+        .map_err(|e| body_error(&e))
+}
+
+/// A small HTTP exchange used by the HTTP invoker, the HTTP event sink and the Nacos client:
+/// `url` is a full URL (`scheme://host[:port]/path?query`).
+pub(crate) async fn http_exchange(
+    forwarder: &HttpForwarder,
+    method: Method,
+    url: &str,
+    content_type: Option<&'static str>,
+    body: Bytes,
+    timeout: Duration,
+    answer_limit: usize,
+) -> Result<(StatusCode, http::HeaderMap, Bytes), ProxyError> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| ProxyError::InvalidRequest(e.into()))?;
+    let base = match (uri.scheme_str(), uri.authority()) {
+        (Some(s), Some(a)) => format!("{s}://{a}"),
+        _ => format!("http://{}", uri.authority().map_or("", |a| a.as_str())),
+    };
+    let upstream = UpstreamTarget::parse(&base)?;
+    let pq = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let mut builder = Request::builder().method(method).uri(pq.as_str());
+    if let Some(ct) = content_type {
+        builder = builder.header(header::CONTENT_TYPE, ct);
+    }
+    let req = builder
+        .body(GatewayBody::full(body))
+        .map_err(ProxyError::InvalidRequest)?;
+    let res = forwarder
+        .forward(req, &upstream, &ForwardContext::new(timeout))
+        .await?;
+    let (parts, body) = res.into_parts();
+    let bytes = collect_limited(body, answer_limit)
+        .await
+        .map_err(|e| match e {
+            BodyError::Timeout => ProxyError::Timeout { timeout },
+            other => ProxyError::Upstream {
+                reason: "the answer could not be read".to_owned(),
+                source: Box::new(other),
+            },
+        })?;
+    Ok((parts.status, parts.headers, bytes))
 }

@@ -59,6 +59,13 @@ impl State {
         let target = crate::routing::BackendTarget::compile(definition, |id| {
             self.vpc_access.get(id).map(|v| v.value.clone())
         })?;
+        let vpc_access = match definition {
+            StageDefinition::Vpc(v) => self
+                .vpc_access
+                .get(&v.vpc_access_id)
+                .map(|a| Arc::new(a.value.clone())),
+            _ => None,
+        };
         let compiled = match prev {
             Some(p) if Arc::ptr_eq(&p.deployment, deployment) => Arc::clone(&p.compiled),
             _ => Arc::new(Compiled::compile(api)?),
@@ -71,6 +78,7 @@ impl State {
             backend_kind: backend.value.kind,
             definition: Arc::new(definition.clone()),
             target,
+            vpc_access,
             compiled,
         }))
     }

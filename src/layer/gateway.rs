@@ -90,7 +90,7 @@ impl GatewayLayer {
                 handle,
                 forwarder: HttpForwarder::new(),
                 authenticator: Arc::new(super::AppAuthenticator::default()),
-                backends: Arc::new(crate::backend::Unsupported),
+                backends: Arc::new(crate::backend::Backends::default()),
                 body_limit: DEFAULT_BODY_LIMIT,
                 header_limit: DEFAULT_HEADER_LIMIT,
             }),
@@ -138,7 +138,8 @@ impl GatewayLayer {
         self.with(|s| s.authenticator = a)
     }
 
-    /// The dispatcher for Function Compute, OSS, EventBridge and service-discovery backends.
+    /// The dispatcher for Function Compute, OSS, EventBridge, service-discovery and address-less
+    /// VPC backends (default: [`Backends::default()`](crate::backend::Backends)).
     #[must_use]
     pub fn backends(self, d: impl crate::backend::Dispatch) -> Self {
         let d: Arc<dyn crate::backend::Dispatch> = Arc::new(d);

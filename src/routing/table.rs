@@ -27,6 +27,9 @@ pub struct LiveRoute {
     pub definition: Arc<StageDefinition>,
     /// The backend, compiled for calling.
     pub target: crate::routing::BackendTarget,
+    /// For VPC definitions: the VPC access authorization they named when the route was compiled
+    /// (the data plane resolves its instance id and port when it has no address).
+    pub vpc_access: Option<Arc<crate::model::VpcAccess>>,
     /// Data the data plane precompiled for this route (targets, parameter rules).
     pub compiled: Arc<crate::routing::Compiled>,
 }

@@ -31,8 +31,8 @@ pub enum BackendTarget {
         /// Body.
         body: Bytes,
     },
-    /// A kind served by a pluggable backend (function, object store, event bus, discovery):
-    /// dispatched from the definition itself.
+    /// A kind served by a pluggable backend (function, object store, event bus, discovery, and
+    /// VPC authorizations without an address): dispatched from the definition itself.
     Plugged,
 }
 
@@ -71,10 +71,14 @@ impl BackendTarget {
                 let access = vpc(&v.vpc_access_id).ok_or_else(|| {
                     format!("vpc access authorization `{}` not found", v.vpc_access_id)
                 })?;
-                let addr = access
-                    .address
-                    .clone()
-                    .unwrap_or_else(|| format!("{}:{}", access.instance_id, access.port));
+                // An authorization with a known address is compiled into a plain HTTP target:
+                // no per-request work. Without one, the instance id and port are resolved per
+                // call by the data plane's `VpcResolver` (see `backend::vpc`), from the
+                // authorization kept on the live route.
+                let Some(addr) = access.address.as_deref() else {
+                    host(&v.host_header)?;
+                    return Ok(Self::Plugged);
+                };
                 let scheme = if v.https { "https" } else { "http" };
                 Self::Http {
                     upstream: upstream(&format!("{scheme}://{addr}"), host(&v.host_header)?)?,

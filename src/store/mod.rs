@@ -71,6 +71,9 @@ pub enum Expect {
 }
 
 /// One write of an atomic [`Store::commit`].
+// Writes are short-lived and built one per change; boxing the entity would only add an
+// allocation to every commit.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[allow(clippy::large_enum_variant)] // as `Entity` itself: writes are few and short-lived
 pub enum Write {

@@ -163,3 +163,79 @@ where
     let res = tower::ServiceExt::oneshot(svc, req).await.unwrap();
     collect(res).await
 }
+
+/// A control plane with one backend service of `kind` and one group.
+pub struct Fx {
+    pub cp: std::sync::Arc<stagegate::ControlPlane>,
+    pub backend: stagegate::BackendService,
+    pub group: stagegate::Group,
+}
+
+pub async fn fx(kind: stagegate::BackendKind) -> Fx {
+    let cp = std::sync::Arc::new(
+        stagegate::ControlPlane::open(stagegate::store::MemoryStore::new())
+            .await
+            .unwrap(),
+    );
+    let backend = cp
+        .create_backend(stagegate::NewBackend::new("backendOne", kind))
+        .await
+        .unwrap();
+    let group = cp
+        .create_group(stagegate::NewGroup {
+            name: "group_one".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    Fx { cp, backend, group }
+}
+
+impl Fx {
+    /// Creates an anonymous API on the backend.
+    pub async fn api(
+        &self,
+        name: &str,
+        method: &str,
+        path: &str,
+        f: impl FnOnce(&mut stagegate::ApiDefinition),
+    ) -> stagegate::ApiDefinition {
+        let mut a = stagegate::ApiDefinition::builder(
+            self.group.id.clone(),
+            name,
+            method,
+            path,
+            self.backend.id.clone(),
+        )
+        .unwrap()
+        .anonymous();
+        f(&mut a);
+        self.cp.create_api(a).await.unwrap()
+    }
+
+    pub async fn define(&self, stage: stagegate::Stage, def: stagegate::StageDefinition) {
+        self.cp
+            .set_stage_definition(&self.backend.id, stage, def)
+            .await
+            .unwrap();
+    }
+
+    pub fn layer(&self) -> stagegate::GatewayLayer {
+        stagegate::GatewayLayer::new(self.cp.snapshot_handle())
+    }
+}
+
+/// A request with a body.
+pub fn req(method: &str, path: &str, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .body(Full::new(body.into()))
+        .unwrap()
+}
+
+/// A port on 127.0.0.1 nobody listens on (bound, then released).
+pub async fn dead_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap().port()
+}

@@ -1,0 +1,714 @@
+//! Service discovery backends: a [`Discovery`] finds the instances of a definition's service;
+//! the dispatcher balances round-robin over the healthy ones, ejects an instance after
+//! consecutive connect failures and retries it after a cool-down.
+//!
+//! Built in: [`StaticDiscovery`] (the definition's addresses), [`DnsDiscovery`] (A/AAAA records
+//! through the system resolver, re-resolved on a TTL) and [`NacosDiscovery`] (Nacos's open HTTP
+//! API `GET /nacos/v1/ns/instance/list`, cached on a TTL). The Nacos client is tested against a
+//! local stand-in serving Nacos's documented instance-list JSON, not against a real Nacos
+//! server. [`Registries`] chooses by the definition's registry type; ZooKeeper and EDAS need a
+//! provider the deployment plugs in ([`Registries::zookeeper`], [`Registries::edas`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use parking_lot::Mutex;
+use serde::Deserialize;
+
+use super::{BackendCall, forward_http, http_exchange};
+use crate::layer::GatewayError;
+use crate::model::{DiscoveryDefinition, RegistryType};
+use crate::proxy::{GatewayBody, HttpForwarder, ProxyError, UpstreamTarget};
+use crate::store::BoxFuture;
+
+/// One instance of a service.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::backend::Instance;
+/// let i = Instance::new("127.0.0.1", 8080);
+/// assert_eq!(i.address(), "127.0.0.1:8080");
+/// assert_eq!(Instance::new("::1", 80).address(), "[::1]:80");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Instance {
+    /// Host name or IP.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl Instance {
+    /// An instance.
+    #[must_use]
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        Self {
+            host: host.into(),
+            port,
+        }
+    }
+
+    /// `host:port` (IPv6 in brackets).
+    #[must_use]
+    pub fn address(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Why instances could not be found or used.
+///
+/// | variant | code | status |
+/// |---|---|---|
+/// | [`NoHealthyInstance`](Self::NoHealthyInstance) | `D503NI` | 503 |
+/// | [`Registry`](Self::Registry) | `D503RG` | 503 |
+/// | [`Unsupported`](Self::Unsupported) | `X501NI` | 501 |
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::backend::DiscoveryError;
+/// let e = DiscoveryError::NoHealthyInstance("users".into());
+/// assert_eq!(e.to_string(), "no healthy instance of service `users`");
+/// assert_eq!(stagegate::GatewayError::from(e).code(), "D503NI");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// Every instance is unhealthy, ejected, or there is none.
+    #[error("no healthy instance of service `{0}`")]
+    NoHealthyInstance(String),
+    /// The registry could not be asked or answered nonsense.
+    #[error("service registry failed: {0}")]
+    Registry(String),
+    /// No provider for this registry type.
+    #[error("no {0:?} registry provider is configured")]
+    Unsupported(RegistryType),
+}
+
+impl From<DiscoveryError> for GatewayError {
+    fn from(e: DiscoveryError) -> Self {
+        let (code, status) = match e {
+            DiscoveryError::NoHealthyInstance(_) => ("D503NI", StatusCode::SERVICE_UNAVAILABLE),
+            DiscoveryError::Registry(_) => ("D503RG", StatusCode::SERVICE_UNAVAILABLE),
+            DiscoveryError::Unsupported(_) => ("X501NI", StatusCode::NOT_IMPLEMENTED),
+        };
+        Self::new(code, status, e.to_string())
+    }
+}
+
+/// Finds the (healthy) instances of a definition's service.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::DiscoveryDefinition;
+/// use stagegate::backend::{Discovery, DiscoveryError, Instance};
+/// use stagegate::store::BoxFuture;
+///
+/// struct Fixed;
+/// impl Discovery for Fixed {
+///     fn instances<'a>(&'a self, _def: &'a DiscoveryDefinition)
+///         -> BoxFuture<'a, Result<Vec<Instance>, DiscoveryError>> {
+///         Box::pin(async { Ok(vec![Instance::new("127.0.0.1", 8080)]) })
+///     }
+/// }
+/// ```
+pub trait Discovery: Send + Sync + 'static {
+    /// The instances to balance over.
+    fn instances<'a>(
+        &'a self,
+        def: &'a DiscoveryDefinition,
+    ) -> BoxFuture<'a, Result<Vec<Instance>, DiscoveryError>>;
+}
+
+fn parse_host_port(s: &str, default_port: u16) -> Option<Instance> {
+    let s = s.split_once("://").map_or(s, |(_, r)| r);
+    let s = s.trim_end_matches('/');
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => default_port,
+            None => return None,
+        };
+        return Some(Instance::new(host, port));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => Some(Instance::new(h, p.parse().ok()?)),
+        Some(_) => Some(Instance::new(s, default_port)),
+        None if s.is_empty() => None,
+        None => Some(Instance::new(s, default_port)),
+    }
+}
+
+/// The definition's `addresses` are the instances (`host:port`).
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::{DiscoveryDefinition, RegistryType};
+/// use stagegate::backend::{Discovery, StaticDiscovery};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let d = DiscoveryDefinition { registry: RegistryType::Static, service_name: "users".into(),
+///     namespace: None, group: None, addresses: vec!["127.0.0.1:8081".into()], https: false };
+/// assert_eq!(StaticDiscovery.instances(&d).await.unwrap()[0].port, 8081);
+/// # });
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StaticDiscovery;
+
+impl Discovery for StaticDiscovery {
+    fn instances<'a>(
+        &'a self,
+        def: &'a DiscoveryDefinition,
+    ) -> BoxFuture<'a, Result<Vec<Instance>, DiscoveryError>> {
+        let port = if def.https { 443 } else { 80 };
+        let v = def
+            .addresses
+            .iter()
+            .filter_map(|a| parse_host_port(a, port))
+            .collect();
+        Box::pin(async move { Ok(v) })
+    }
+}
+
+/// A cache of instance lists with a TTL.
+#[derive(Debug, Default)]
+struct TtlCache {
+    entries: Mutex<HashMap<String, (Instant, Vec<Instance>)>>,
+}
+
+impl TtlCache {
+    fn fresh(&self, key: &str, ttl: Duration) -> Option<Vec<Instance>> {
+        let e = self.entries.lock();
+        let (at, v) = e.get(key)?;
+        (at.elapsed() < ttl).then(|| v.clone())
+    }
+    fn stale(&self, key: &str) -> Option<Vec<Instance>> {
+        self.entries.lock().get(key).map(|(_, v)| v.clone())
+    }
+    fn put(&self, key: String, v: Vec<Instance>) {
+        let mut e = self.entries.lock();
+        if e.len() > 4096 {
+            e.clear();
+        }
+        e.insert(key, (Instant::now(), v));
+    }
+}
+
+/// A and AAAA records of the service name (`host` or `host:port`; port 80, or 443 with
+/// `https`), through the system resolver, re-resolved after a TTL (default 30 s). When a
+/// re-resolution fails, the last answer is used.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use stagegate::{DiscoveryDefinition, RegistryType};
+/// use stagegate::backend::{Discovery, DnsDiscovery};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let dns = DnsDiscovery::new(Duration::from_secs(5));
+/// let d = DiscoveryDefinition { registry: RegistryType::Dns, service_name: "localhost:8080".into(),
+///     namespace: None, group: None, addresses: vec![], https: false };
+/// let found = dns.instances(&d).await.unwrap();
+/// assert!(found.iter().all(|i| i.port == 8080));
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct DnsDiscovery {
+    ttl: Duration,
+    cache: TtlCache,
+}
+
+impl Default for DnsDiscovery {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(30))
+    }
+}
+
+impl DnsDiscovery {
+    /// Re-resolves after `ttl`.
+    #[must_use]
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            cache: TtlCache::default(),
+        }
+    }
+}
+
+impl Discovery for DnsDiscovery {
+    fn instances<'a>(
+        &'a self,
+        def: &'a DiscoveryDefinition,
+    ) -> BoxFuture<'a, Result<Vec<Instance>, DiscoveryError>> {
+        Box::pin(async move {
+            let port = if def.https { 443 } else { 80 };
+            let target = parse_host_port(&def.service_name, port).ok_or_else(|| {
+                DiscoveryError::Registry(format!("`{}` is not a host name", def.service_name))
+            })?;
+            let key = target.address();
+            if let Some(v) = self.cache.fresh(&key, self.ttl) {
+                return Ok(v);
+            }
+            match tokio::net::lookup_host((target.host.as_str(), target.port)).await {
+                Ok(addrs) => {
+                    let mut v: Vec<Instance> = addrs
+                        .map(|a| Instance::new(a.ip().to_string(), a.port()))
+                        .collect();
+                    v.dedup();
+                    self.cache.put(key, v.clone());
+                    Ok(v)
+                }
+                Err(e) => self.cache.stale(&key).ok_or_else(|| {
+                    DiscoveryError::Registry(format!("`{}` did not resolve: {e}", target.host))
+                }),
+            }
+        })
+    }
+}
+
+/// A Nacos client for instance lists: `GET {server}/nacos/v1/ns/instance/list?serviceName=..&namespaceId=..&groupName=..&healthyOnly=true`
+/// on the definition's addresses (the first that answers), keeping the hosts that are healthy,
+/// enabled and weighted above zero. Lists are cached for a TTL (default 5 s); when a refresh
+/// fails, the last list is used.
+///
+/// Tested against a local stand-in serving Nacos's documented instance-list JSON.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use stagegate::backend::{Backends, NacosDiscovery, Registries};
+/// let registries = Registries::default().nacos(NacosDiscovery::new().ttl(Duration::from_secs(2)));
+/// let backends = Backends::new().discovery(registries);
+/// # let _ = backends;
+/// ```
+#[derive(Debug)]
+pub struct NacosDiscovery {
+    ttl: Duration,
+    timeout: Duration,
+    forwarder: HttpForwarder,
+    cache: TtlCache,
+}
+
+impl Default for NacosDiscovery {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NacosDiscovery {
+    /// A client with a 5 s TTL and 3 s request timeout.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            ttl: Duration::from_secs(5),
+            timeout: Duration::from_secs(3),
+            forwarder: HttpForwarder::new(),
+            cache: TtlCache::default(),
+        }
+    }
+
+    /// How long a list is used before it is asked again.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long one request to a server may take.
+    #[must_use]
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// The HTTP client.
+    #[must_use]
+    pub fn forwarder(mut self, f: HttpForwarder) -> Self {
+        self.forwarder = f;
+        self
+    }
+
+    async fn ask(&self, def: &DiscoveryDefinition) -> Result<Vec<Instance>, DiscoveryError> {
+        let query = {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            query.append_pair("serviceName", &def.service_name);
+            if let Some(ns) = &def.namespace {
+                query.append_pair("namespaceId", ns);
+            }
+            if let Some(g) = &def.group {
+                query.append_pair("groupName", g);
+            }
+            query.append_pair("healthyOnly", "true");
+            query.finish()
+        };
+        let mut last = String::from("no registry address");
+        for server in &def.addresses {
+            let base = if server.contains("://") {
+                server.trim_end_matches('/').to_owned()
+            } else {
+                format!("http://{server}")
+            };
+            let url = format!("{base}/nacos/v1/ns/instance/list?{query}");
+            match http_exchange(
+                &self.forwarder,
+                Method::GET,
+                &url,
+                None,
+                Bytes::new(),
+                self.timeout,
+                4 * 1024 * 1024,
+            )
+            .await
+            {
+                Ok((status, _, body)) if status.is_success() => return parse_nacos(&body),
+                Ok((status, _, _)) => last = format!("{server} answered {status}"),
+                Err(e) => last = format!("{server}: {e}"),
+            }
+        }
+        Err(DiscoveryError::Registry(last))
+    }
+}
+
+#[derive(Deserialize)]
+struct NacosList {
+    #[serde(default)]
+    hosts: Vec<NacosHost>,
+}
+
+#[derive(Deserialize)]
+struct NacosHost {
+    ip: String,
+    port: u16,
+    #[serde(default = "yes")]
+    healthy: bool,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default = "one")]
+    weight: f64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> f64 {
+    1.0
+}
+
+fn parse_nacos(body: &[u8]) -> Result<Vec<Instance>, DiscoveryError> {
+    let list: NacosList = serde_json::from_slice(body)
+        .map_err(|e| DiscoveryError::Registry(format!("invalid Nacos instance list: {e}")))?;
+    Ok(list
+        .hosts
+        .into_iter()
+        .filter(|h| h.healthy && h.enabled && h.weight > 0.0)
+        .map(|h| Instance::new(h.ip, h.port))
+        .collect())
+}
+
+impl Discovery for NacosDiscovery {
+    fn instances<'a>(
+        &'a self,
+        def: &'a DiscoveryDefinition,
+    ) -> BoxFuture<'a, Result<Vec<Instance>, DiscoveryError>> {
+        Box::pin(async move {
+            let key = format!(
+                "{}|{}|{}|{}",
+                def.addresses.join(","),
+                def.namespace.as_deref().unwrap_or(""),
+                def.group.as_deref().unwrap_or(""),
+                def.service_name
+            );
+            if let Some(v) = self.cache.fresh(&key, self.ttl) {
+                return Ok(v);
+            }
+            match self.ask(def).await {
+                Ok(v) => {
+                    self.cache.put(key, v.clone());
+                    Ok(v)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, service = %def.service_name, "nacos refresh failed");
+                    self.cache.stale(&key).ok_or(e)
+                }
+            }
+        })
+    }
+}
+
+/// The default [`Discovery`]: by the definition's registry type, [`StaticDiscovery`],
+/// [`DnsDiscovery`], [`NacosDiscovery`], and for ZooKeeper and EDAS the providers configured
+/// (none by default: `X501NI`).
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::backend::{Registries, StaticDiscovery};
+/// // a deployment whose ZooKeeper lookups go through its own provider
+/// let r = Registries::default().zookeeper(StaticDiscovery);
+/// # let _ = r;
+/// ```
+#[derive(Default)]
+pub struct Registries {
+    dns: DnsDiscovery,
+    nacos: NacosDiscovery,
+    zookeeper: Option<Box<dyn Discovery>>,
+    edas: Option<Box<dyn Discovery>>,
+}
+
+impl std::fmt::Debug for Registries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registries")
+            .field("dns", &self.dns)
+            .field("nacos", &self.nacos)
+            .field("zookeeper", &self.zookeeper.is_some())
+            .field("edas", &self.edas.is_some())
+            .finish()
+    }
+}
+
+impl Registries {
+    /// The DNS client.
+    #[must_use]
+    pub fn dns(mut self, d: DnsDiscovery) -> Self {
+        self.dns = d;
+        self
+    }
+
+    /// The Nacos client.
+    #[must_use]
+    pub fn nacos(mut self, n: NacosDiscovery) -> Self {
+        self.nacos = n;
+        self
+    }
+
+    /// The provider for `ZOOKEEPER` definitions.
+    #[must_use]
+    pub fn zookeeper(mut self, d: impl Discovery) -> Self {
+        self.zookeeper = Some(Box::new(d));
+        self
+    }
+
+    /// The provider for `EDAS` definitions.
+    #[must_use]
+    pub fn edas(mut self, d: impl Discovery) -> Self {
+        self.edas = Some(Box::new(d));
+        self
+    }
+}
+
+impl Discovery for Registries {
+    fn instances<'a>(
+        &'a self,
+        def: &'a DiscoveryDefinition,
+    ) -> BoxFuture<'a, Result<Vec<Instance>, DiscoveryError>> {
+        match def.registry {
+            RegistryType::Static => StaticDiscovery.instances(def),
+            RegistryType::Dns => self.dns.instances(def),
+            RegistryType::Nacos => self.nacos.instances(def),
+            RegistryType::Zookeeper => match &self.zookeeper {
+                Some(z) => z.instances(def),
+                None => {
+                    Box::pin(async { Err(DiscoveryError::Unsupported(RegistryType::Zookeeper)) })
+                }
+            },
+            RegistryType::Edas => match &self.edas {
+                Some(z) => z.instances(def),
+                None => Box::pin(async { Err(DiscoveryError::Unsupported(RegistryType::Edas)) }),
+            },
+        }
+    }
+}
+
+/// When an instance is ejected and retried.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use stagegate::backend::EjectionPolicy;
+/// let p = EjectionPolicy::default();
+/// assert_eq!((p.failures, p.cool_down), (3, Duration::from_secs(10)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EjectionPolicy {
+    /// Consecutive connect failures (`D504CO`) that eject an instance.
+    pub failures: u32,
+    /// How long an ejected instance is left out before it is tried again (one more failure
+    /// ejects it again).
+    pub cool_down: Duration,
+}
+
+impl EjectionPolicy {
+    /// A policy.
+    #[must_use]
+    pub fn new(failures: u32, cool_down: Duration) -> Self {
+        Self {
+            failures: failures.max(1),
+            cool_down,
+        }
+    }
+}
+
+impl Default for EjectionPolicy {
+    fn default() -> Self {
+        Self {
+            failures: 3,
+            cool_down: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Health {
+    failures: u32,
+    ejected_until: Option<Instant>,
+}
+
+/// Round-robin counters per service and health per instance address.
+#[derive(Debug)]
+pub(crate) struct Balancer {
+    policy: EjectionPolicy,
+    counters: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+    health: Mutex<HashMap<String, Health>>,
+}
+
+impl Balancer {
+    pub(crate) fn new(policy: EjectionPolicy) -> Self {
+        Self {
+            policy,
+            counters: Mutex::default(),
+            health: Mutex::default(),
+        }
+    }
+
+    fn pick(&self, service: &str, instances: Vec<Instance>) -> Option<Instance> {
+        let now = Instant::now();
+        let mut usable: Vec<Instance> = {
+            let health = self.health.lock();
+            instances
+                .into_iter()
+                .filter(|i| {
+                    health
+                        .get(&i.address())
+                        .and_then(|h| h.ejected_until)
+                        .is_none_or(|until| until <= now)
+                })
+                .collect()
+        };
+        if usable.is_empty() {
+            return None;
+        }
+        let counter = {
+            let mut c = self.counters.lock();
+            if c.len() > 4096 {
+                c.clear();
+            }
+            Arc::clone(c.entry(service.to_owned()).or_default())
+        };
+        let n = counter.fetch_add(1, Ordering::Relaxed) % usable.len();
+        Some(usable.swap_remove(n))
+    }
+
+    fn record(&self, instance: &Instance, connect_failed: bool) {
+        let mut health = self.health.lock();
+        let key = instance.address();
+        if connect_failed {
+            let h = health.entry(key).or_default();
+            h.failures = h.failures.saturating_add(1);
+            if h.failures >= self.policy.failures {
+                h.ejected_until = Some(Instant::now() + self.policy.cool_down);
+                tracing::warn!(instance = %instance.address(), failures = h.failures, "instance ejected");
+            }
+        } else {
+            health.remove(&key);
+        }
+    }
+}
+
+pub(super) async fn dispatch(
+    discovery: &dyn Discovery,
+    balancer: &Balancer,
+    def: &DiscoveryDefinition,
+    call: BackendCall<'_>,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    let instances = discovery.instances(def).await?;
+    let service = format!(
+        "{:?}|{}|{}|{}|{}",
+        def.registry,
+        def.addresses.join(","),
+        def.namespace.as_deref().unwrap_or(""),
+        def.group.as_deref().unwrap_or(""),
+        def.service_name
+    );
+    let instance = balancer
+        .pick(&service, instances)
+        .ok_or_else(|| DiscoveryError::NoHealthyInstance(def.service_name.clone()))?;
+    let scheme = if def.https { "https" } else { "http" };
+    let upstream = UpstreamTarget::parse(&format!("{scheme}://{}", instance.address()))
+        .map_err(|e| DiscoveryError::Registry(format!("invalid instance address: {e}")))?;
+    let res = forward_http(call, &upstream, None).await;
+    balancer.record(&instance, matches!(res, Err(ProxyError::Connect { .. })));
+    res.map_err(GatewayError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse() {
+        assert_eq!(parse_host_port("h:81", 80), Some(Instance::new("h", 81)));
+        assert_eq!(
+            parse_host_port("http://h:81/", 80),
+            Some(Instance::new("h", 81))
+        );
+        assert_eq!(parse_host_port("h", 443), Some(Instance::new("h", 443)));
+        assert_eq!(
+            parse_host_port("[::1]:9", 80),
+            Some(Instance::new("::1", 9))
+        );
+        assert_eq!(parse_host_port("h:x", 80), None);
+    }
+
+    #[test]
+    fn nacos_lists_keep_healthy_enabled_weighted_hosts() {
+        let body = br#"{"hosts":[
+            {"ip":"10.0.0.1","port":1,"healthy":true,"enabled":true,"weight":1.0},
+            {"ip":"10.0.0.2","port":2,"healthy":false,"enabled":true,"weight":1.0},
+            {"ip":"10.0.0.3","port":3,"healthy":true,"enabled":false,"weight":1.0},
+            {"ip":"10.0.0.4","port":4,"healthy":true,"enabled":true,"weight":0.0}]}"#;
+        assert_eq!(
+            parse_nacos(body).unwrap(),
+            vec![Instance::new("10.0.0.1", 1)]
+        );
+        assert!(parse_nacos(b"nope").is_err());
+    }
+
+    #[test]
+    fn ejected_instances_are_skipped_until_the_cool_down_ends() {
+        let b = Balancer::new(EjectionPolicy::new(2, Duration::from_millis(50)));
+        let dead = Instance::new("127.0.0.1", 1);
+        b.record(&dead, true);
+        assert!(b.pick("s", vec![dead.clone()]).is_some());
+        b.record(&dead, true);
+        assert!(b.pick("s", vec![dead.clone()]).is_none());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(b.pick("s", vec![dead.clone()]).is_some());
+        b.record(&dead, false);
+        assert!(b.pick("s", vec![dead]).is_some());
+    }
+}
