@@ -6,7 +6,8 @@
 //! one shared database can follow one another.
 //!
 //! The trait is object-safe (`Arc<dyn Store>`): its methods return boxed futures, which is the
-//! documented erasure. Adapter authors check their implementation with the conformance suite
+//! documented erasure. With the `redb` feature, `RedbStore` keeps everything durably in one local
+//! file. Adapter authors check their implementation with the conformance suite
 //! (`stagegate::store::conformance`, behind the `conformance` feature).
 //!
 //! # Examples
@@ -29,12 +30,16 @@
 pub mod conformance;
 mod entity;
 mod memory;
+#[cfg(feature = "redb")]
+mod redb;
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub use entity::{Deployment, Entity, EntityKind, Key, Publication};
 pub use memory::MemoryStore;
+#[cfg(feature = "redb")]
+pub use redb::RedbStore;
 
 /// A boxed, `Send` future, as the [`Store`] methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -1,0 +1,574 @@
+//! [`RedbStore`]: the embedded, durable store, one file on local disk (feature `redb`).
+//!
+//! This is the default store of the bundled example gateway. It is built on
+//! [redb](https://docs.rs/redb), chosen over SQLite because it is pure Rust (no C toolchain or
+//! `cc` build on a 2-core CI machine) and still gives what a control plane needs: ACID
+//! transactions, commits that are `fsync`ed before they return, and crash-safe copy-on-write
+//! B-trees whose pages carry checksums.
+//!
+//! # Layout
+//!
+//! Three tables in one database file:
+//!
+//! - `records`: the key `kind/id` (see [`Key`]'s `Display`) → JSON of [`Versioned<Entity>`];
+//! - `log`: `(revision, sequence)` → JSON of [`Change`], the change feed;
+//! - `meta`: `schema_version`, `revision` (the last commit) and `log_floor` (the oldest revision
+//!   [`Store::changes_since`] still answers, see [`RedbStore::compact_log_before`]).
+//!
+//! # Durability and damage
+//!
+//! Every [`Store::commit`] is one redb write transaction, committed with
+//! [`Durability::Immediate`] and two-phase commit: when `commit` returns, the data is on disk,
+//! and the active commit slot is only switched once the pages it points to are. Opening a file
+//! verifies the checksum of every page reachable from the last commit (redb's integrity check on
+//! open), so a damaged file fails to open with [`StoreError::Corrupt`] instead of quietly rolling
+//! back to an older commit or panicking later. The cost is a read of the whole file at open, which
+//! is small for a gateway's configuration.
+//!
+//! # Blocking
+//!
+//! redb is synchronous and commits wait for `fsync` (milliseconds or more), so every trait method
+//! runs its redb calls on tokio's blocking pool ([`tokio::task::spawn_blocking`]): the store must
+//! be used from within a tokio runtime (current-thread or multi-thread). [`RedbStore::open`] is
+//! synchronous; it reads the whole file, so call it at startup or from `spawn_blocking`.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ::redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    TableHandle, WriteTransaction,
+};
+
+use super::memory::check_writes;
+use super::{
+    BoxFuture, Change, Entity, Key, Loaded, Revision, Store, StoreError, Version, Versioned, Write,
+};
+
+/// The layout version this build writes and reads.
+const SCHEMA_VERSION: u64 = 1;
+
+const RECORDS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("records");
+const LOG: TableDefinition<'static, (u64, u32), &[u8]> = TableDefinition::new("log");
+const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta");
+
+const META_SCHEMA: &str = "schema_version";
+const META_REVISION: &str = "revision";
+const META_LOG_FLOOR: &str = "log_floor";
+
+/// redb's page cache; a gateway's configuration is far smaller.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A [`Store`] in one redb database file: durable, crash-safe, for a single gateway process.
+///
+/// The file is locked while open: a second `open` of the same file, in this process or another,
+/// fails with [`StoreError::Backend`] until the first store is dropped.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::Group;
+/// use stagegate::store::{Entity, Expect, Key, RedbStore, Store, Write};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let path = std::env::temp_dir().join(format!("stagegate-doc-store-{}.redb", std::process::id()));
+/// # let _ = std::fs::remove_file(&path);
+/// let store = RedbStore::open(&path).unwrap();
+/// let group = Group::new("shop_api").unwrap();
+/// let rev = store.commit(vec![Write::put(Entity::Group(group.clone()), Expect::Absent)]).await.unwrap();
+/// assert_eq!(rev, 1);
+/// drop(store);
+///
+/// // Everything is still there after a reopen.
+/// let store = RedbStore::open(&path).unwrap();
+/// assert_eq!(store.get(&Key::group(&group.id)).await.unwrap().unwrap().version, 1);
+/// assert_eq!(store.revision().await.unwrap(), 1);
+/// # drop(store);
+/// std::fs::remove_file(&path).unwrap();
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct RedbStore {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl RedbStore {
+    /// Opens the database at `path`, creating it (and only the file, not its directory) if it
+    /// does not exist.
+    ///
+    /// The whole file is verified before it is used: a file that is not a redb database, a
+    /// truncated one, or one whose committed pages fail their checksums is refused, as is a redb
+    /// database that another program made (tables, but no stagegate `meta`) or one written by a
+    /// newer stagegate with an unknown schema version. A file left by a crash is recovered to its
+    /// last completed commit.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] for a damaged, foreign or newer file (the `key` names the file),
+    /// [`StoreError::Backend`] when the file cannot be opened or locked (for example because it
+    /// is already open).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::store::{RedbStore, StoreError};
+    /// let path = std::env::temp_dir().join(format!("stagegate-doc-open-{}.redb", std::process::id()));
+    /// std::fs::write(&path, b"certainly not a database").unwrap();
+    /// assert!(matches!(RedbStore::open(&path), Err(StoreError::Corrupt { .. })));
+    /// std::fs::remove_file(&path).unwrap();
+    /// ```
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let opened = catch_unwind(AssertUnwindSafe(|| {
+            let db = Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .set_check_integrity_on_open(true)
+                .create(&path)
+                .map_err(|e| map_err(&path, e))?;
+            init(&path, &db)?;
+            Ok(db)
+        }));
+        match opened {
+            Ok(Ok(db)) => Ok(Self {
+                db: Arc::new(db),
+                path,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(panic) => Err(StoreError::Corrupt {
+                key: path.display().to_string(),
+                reason: format!("redb panicked opening the file: {}", panic_message(&*panic)),
+            }),
+        }
+    }
+
+    /// The file this store keeps its data in.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::store::RedbStore;
+    /// let path = std::env::temp_dir().join(format!("stagegate-doc-path-{}.redb", std::process::id()));
+    /// let store = RedbStore::open(&path).unwrap();
+    /// assert_eq!(store.path(), path);
+    /// # drop(store);
+    /// std::fs::remove_file(&path).unwrap();
+    /// ```
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Drops the change-feed entries of commits before revision `before`, and returns how many
+    /// entries were removed.
+    ///
+    /// Records are untouched. Afterwards [`Store::changes_since`] answers for `revision >=
+    /// before - 1` as before, and fails with [`StoreError::Compacted`] for older revisions (a
+    /// follower that far behind reloads everything with [`Store::load`] instead). `before` is
+    /// capped at the next revision, so the feed of future commits is never cut; compacting to an
+    /// older point than a previous compaction does nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] or [`StoreError::Corrupt`] when the database fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::Group;
+    /// use stagegate::store::{Entity, Expect, RedbStore, Store, StoreError, Write};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let path = std::env::temp_dir().join(format!("stagegate-doc-compact-{}.redb", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// let store = RedbStore::open(&path).unwrap();
+    /// for name in ["group_a", "group_b", "group_c"] {
+    ///     let g = Group::new(name).unwrap();
+    ///     store.commit(vec![Write::put(Entity::Group(g), Expect::Absent)]).await.unwrap();
+    /// }
+    /// assert_eq!(store.compact_log_before(3).await.unwrap(), 2);
+    /// assert_eq!(store.changes_since(2, 10).await.unwrap().len(), 1);
+    /// assert!(matches!(store.changes_since(1, 10).await, Err(StoreError::Compacted(1))));
+    /// # drop(store);
+    /// std::fs::remove_file(&path).unwrap();
+    /// # });
+    /// ```
+    pub async fn compact_log_before(&self, before: Revision) -> Result<u64, StoreError> {
+        self.blocking(move |path, db| {
+            let txn = begin_write(path, db)?;
+            let removed = {
+                let mut meta = txn.open_table(META).map_err(|e| map_err(path, e))?;
+                let revision = read_meta(path, &meta, META_REVISION)?;
+                let floor = read_meta(path, &meta, META_LOG_FLOOR)?;
+                let new_floor = before.saturating_sub(1).min(revision);
+                if new_floor <= floor {
+                    0
+                } else {
+                    let mut log = txn.open_table(LOG).map_err(|e| map_err(path, e))?;
+                    let mut removed = 0u64;
+                    // Entries of commits up to `new_floor` (inclusive) go.
+                    log.retain_in((0u64, 0u32)..(new_floor + 1, 0u32), |_, _| {
+                        removed += 1;
+                        false
+                    })
+                    .map_err(|e| map_err(path, e))?;
+                    meta.insert(META_LOG_FLOOR, new_floor)
+                        .map_err(|e| map_err(path, e))?;
+                    removed
+                }
+            };
+            txn.commit().map_err(|e| map_err(path, e))?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    /// Runs `f` with the database on tokio's blocking pool.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Path, &Database) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        let path = self.path.clone();
+        match tokio::task::spawn_blocking(move || f(&path, &db)).await {
+            Ok(r) => r,
+            Err(e) => Err(StoreError::Backend(Box::new(e))),
+        }
+    }
+}
+
+/// Creates the tables of a new database, or checks that an existing one is ours and readable.
+fn init(path: &Path, db: &Database) -> Result<(), StoreError> {
+    let txn = begin_write(path, db)?;
+    let names: Vec<String> = txn
+        .list_tables()
+        .map_err(|e| map_err(path, e))?
+        .map(|t| t.name().to_owned())
+        .collect();
+    let fresh = names.is_empty();
+    if !fresh && !names.iter().any(|n| n == META.name()) {
+        return Err(StoreError::Corrupt {
+            key: path.display().to_string(),
+            reason: format!(
+                "a redb database, but not a stagegate store (tables: {})",
+                names.join(", ")
+            ),
+        });
+    }
+    {
+        let mut meta = txn.open_table(META).map_err(|e| map_err(path, e))?;
+        if fresh {
+            for (k, v) in [
+                (META_SCHEMA, SCHEMA_VERSION),
+                (META_REVISION, 0),
+                (META_LOG_FLOOR, 0),
+            ] {
+                meta.insert(k, v).map_err(|e| map_err(path, e))?;
+            }
+        } else {
+            let version = read_meta(path, &meta, META_SCHEMA)?;
+            if version != SCHEMA_VERSION {
+                return Err(StoreError::Corrupt {
+                    key: format!("{}: meta/{META_SCHEMA}", path.display()),
+                    reason: format!(
+                        "schema version {version} is not supported (this build reads version \
+                         {SCHEMA_VERSION})"
+                    ),
+                });
+            }
+            let revision = read_meta(path, &meta, META_REVISION)?;
+            let floor = read_meta(path, &meta, META_LOG_FLOOR)?;
+            if floor > revision {
+                return Err(StoreError::Corrupt {
+                    key: format!("{}: meta/{META_LOG_FLOOR}", path.display()),
+                    reason: format!("log floor {floor} is past the revision {revision}"),
+                });
+            }
+        }
+        // Opening them creates them in a new file, and checks their types in an old one.
+        let records = txn.open_table(RECORDS).map_err(|e| map_err(path, e))?;
+        let log = txn.open_table(LOG).map_err(|e| map_err(path, e))?;
+        if !fresh {
+            let revision = read_meta(path, &meta, META_REVISION)?;
+            let last = log.last().map_err(|e| map_err(path, e))?;
+            if let Some((k, _)) = last
+                && k.value().0 > revision
+            {
+                return Err(StoreError::Corrupt {
+                    key: format!("{}: log", path.display()),
+                    reason: format!(
+                        "the log holds revision {} past the stored revision {revision}",
+                        k.value().0
+                    ),
+                });
+            }
+        }
+        drop(records);
+    }
+    if fresh {
+        txn.commit().map_err(|e| map_err(path, e))?;
+    } else {
+        txn.abort().map_err(|e| map_err(path, e))?;
+    }
+    Ok(())
+}
+
+/// A write transaction that commits durably, in two phases (see the module docs).
+fn begin_write(path: &Path, db: &Database) -> Result<WriteTransaction, StoreError> {
+    let mut txn = db.begin_write().map_err(|e| map_err(path, e))?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| map_err(path, e))?;
+    txn.set_two_phase_commit(true);
+    Ok(txn)
+}
+
+fn begin_read(path: &Path, db: &Database) -> Result<ReadTransaction, StoreError> {
+    db.begin_read().map_err(|e| map_err(path, e))
+}
+
+fn read_meta(
+    path: &Path,
+    meta: &impl ReadableTable<&'static str, u64>,
+    name: &str,
+) -> Result<u64, StoreError> {
+    match meta.get(name).map_err(|e| map_err(path, e))? {
+        Some(v) => Ok(v.value()),
+        None => Err(StoreError::Corrupt {
+            key: format!("{}: meta/{name}", path.display()),
+            reason: "missing".into(),
+        }),
+    }
+}
+
+/// Maps a redb error: damage becomes [`StoreError::Corrupt`] naming the file, the rest
+/// [`StoreError::Backend`].
+fn map_err(path: &Path, e: impl Into<::redb::Error>) -> StoreError {
+    let e: ::redb::Error = e.into();
+    match e {
+        ::redb::Error::Corrupted(reason) => StoreError::Corrupt {
+            key: path.display().to_string(),
+            reason: format!("damaged database file: {reason}"),
+        },
+        ::redb::Error::UpgradeRequired(v) => StoreError::Corrupt {
+            key: path.display().to_string(),
+            reason: format!("redb file format {v} is not supported"),
+        },
+        ::redb::Error::TableTypeMismatch { .. } => StoreError::Corrupt {
+            key: path.display().to_string(),
+            reason: format!("not a stagegate store: {e}"),
+        },
+        ::redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            StoreError::Corrupt {
+                key: path.display().to_string(),
+                reason: format!("not a redb database: {io}"),
+            }
+        }
+        // The file ends where redb's own layout says there is more: cut short.
+        ::redb::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            StoreError::Corrupt {
+                key: path.display().to_string(),
+                reason: format!("truncated database file: {io}"),
+            }
+        }
+        other => StoreError::Backend(Box::new(other)),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
+
+fn decode_record(key: &str, bytes: &[u8]) -> Result<Versioned<Entity>, StoreError> {
+    let v: Versioned<Entity> = serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_owned(),
+        reason: format!("undecodable record: {e}"),
+    })?;
+    let actual = v.value.key().to_string();
+    if actual != key {
+        return Err(StoreError::Corrupt {
+            key: key.to_owned(),
+            reason: format!("the record stored under this key is {actual}"),
+        });
+    }
+    Ok(v)
+}
+
+fn encode<T: serde::Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value)
+        .map_err(|e| StoreError::Backend(format!("encoding {key}: {e}").into()))
+}
+
+fn load(path: &Path, db: &Database) -> Result<Loaded, StoreError> {
+    let txn = begin_read(path, db)?;
+    let meta = txn.open_table(META).map_err(|e| map_err(path, e))?;
+    let revision = read_meta(path, &meta, META_REVISION)?;
+    let table = txn.open_table(RECORDS).map_err(|e| map_err(path, e))?;
+    let mut records = Vec::new();
+    for entry in table.iter().map_err(|e| map_err(path, e))? {
+        let (k, v) = entry.map_err(|e| map_err(path, e))?;
+        records.push(decode_record(k.value(), v.value())?);
+    }
+    Ok(Loaded { revision, records })
+}
+
+fn get(path: &Path, db: &Database, key: &Key) -> Result<Option<Versioned<Entity>>, StoreError> {
+    let txn = begin_read(path, db)?;
+    let table = txn.open_table(RECORDS).map_err(|e| map_err(path, e))?;
+    let k = key.to_string();
+    match table.get(k.as_str()).map_err(|e| map_err(path, e))? {
+        Some(v) => decode_record(&k, v.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn commit(path: &Path, db: &Database, writes: Vec<Write>) -> Result<Revision, StoreError> {
+    if writes.is_empty() {
+        return revision(path, db);
+    }
+    let txn = begin_write(path, db)?;
+    let revision = {
+        let mut meta = txn.open_table(META).map_err(|e| map_err(path, e))?;
+        let current = read_meta(path, &meta, META_REVISION)?;
+        let mut records = txn.open_table(RECORDS).map_err(|e| map_err(path, e))?;
+        let mut log = txn.open_table(LOG).map_err(|e| map_err(path, e))?;
+        // The versions the preconditions are checked against, read inside this transaction: redb
+        // runs one write transaction at a time, so nothing changes them before the commit.
+        let mut found: HashMap<Key, Version> = HashMap::with_capacity(writes.len());
+        for w in &writes {
+            let key = w.key();
+            let k = key.to_string();
+            if let Some(v) = records.get(k.as_str()).map_err(|e| map_err(path, e))? {
+                found.insert(key, decode_record(&k, v.value())?.version);
+            }
+        }
+        check_writes(&writes, |k| found.get(k).copied())?;
+        let revision = current + 1;
+        let mut seq = 0u32;
+        for w in writes {
+            let change = match w {
+                Write::Put { entity, .. } => {
+                    let key = entity.key();
+                    let version = found.get(&key).map_or(1, |v| v + 1);
+                    let value = Versioned {
+                        value: entity,
+                        version,
+                    };
+                    let k = key.to_string();
+                    records
+                        .insert(k.as_str(), encode(&k, &value)?.as_slice())
+                        .map_err(|e| map_err(path, e))?;
+                    Change {
+                        revision,
+                        key,
+                        value: Some(value),
+                    }
+                }
+                Write::Delete { key, .. } => {
+                    if !found.contains_key(&key) {
+                        // Deleting what is not there (Expect::Any) changes nothing, as in MemoryStore.
+                        continue;
+                    }
+                    records
+                        .remove(key.to_string().as_str())
+                        .map_err(|e| map_err(path, e))?;
+                    Change {
+                        revision,
+                        key,
+                        value: None,
+                    }
+                }
+            };
+            let bytes = encode(&change.key.to_string(), &change)?;
+            log.insert((revision, seq), bytes.as_slice())
+                .map_err(|e| map_err(path, e))?;
+            seq += 1;
+        }
+        meta.insert(META_REVISION, revision)
+            .map_err(|e| map_err(path, e))?;
+        revision
+    };
+    txn.commit().map_err(|e| map_err(path, e))?;
+    Ok(revision)
+}
+
+fn changes_since(
+    path: &Path,
+    db: &Database,
+    revision: Revision,
+    limit: usize,
+) -> Result<Vec<Change>, StoreError> {
+    let txn = begin_read(path, db)?;
+    let meta = txn.open_table(META).map_err(|e| map_err(path, e))?;
+    if revision < read_meta(path, &meta, META_LOG_FLOOR)? {
+        return Err(StoreError::Compacted(revision));
+    }
+    let log = txn.open_table(LOG).map_err(|e| map_err(path, e))?;
+    let mut out: Vec<Change> = Vec::new();
+    let Some(start) = revision.checked_add(1) else {
+        return Ok(out);
+    };
+    for entry in log.range((start, 0u32)..).map_err(|e| map_err(path, e))? {
+        let (k, v) = entry.map_err(|e| map_err(path, e))?;
+        let (rev, seq) = k.value();
+        if out.len() >= limit && out.last().is_some_and(|l| l.revision != rev) {
+            break;
+        }
+        let name = format!("log/{rev}/{seq}");
+        let change: Change =
+            serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
+                key: name.clone(),
+                reason: format!("undecodable change: {e}"),
+            })?;
+        if change.revision != rev {
+            return Err(StoreError::Corrupt {
+                key: name,
+                reason: format!("the entry is of revision {}", change.revision),
+            });
+        }
+        out.push(change);
+    }
+    Ok(out)
+}
+
+fn revision(path: &Path, db: &Database) -> Result<Revision, StoreError> {
+    let txn = begin_read(path, db)?;
+    let meta = txn.open_table(META).map_err(|e| map_err(path, e))?;
+    read_meta(path, &meta, META_REVISION)
+}
+
+impl Store for RedbStore {
+    fn load(&self) -> BoxFuture<'_, Result<Loaded, StoreError>> {
+        Box::pin(self.blocking(load))
+    }
+
+    fn get<'a>(
+        &'a self,
+        key: &'a Key,
+    ) -> BoxFuture<'a, Result<Option<Versioned<Entity>>, StoreError>> {
+        let key = key.clone();
+        Box::pin(self.blocking(move |path, db| get(path, db, &key)))
+    }
+
+    fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<Revision, StoreError>> {
+        Box::pin(self.blocking(move |path, db| commit(path, db, writes)))
+    }
+
+    fn changes_since(
+        &self,
+        revision: Revision,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Change>, StoreError>> {
+        Box::pin(self.blocking(move |path, db| changes_since(path, db, revision, limit)))
+    }
+
+    fn revision(&self) -> BoxFuture<'_, Result<Revision, StoreError>> {
+        Box::pin(self.blocking(revision))
+    }
+}
