@@ -1,5 +1,7 @@
 //! stagegate: an embeddable API gateway for axum and hyper.
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod auth;
 pub mod backend;
 pub mod control;
