@@ -19,8 +19,8 @@ pub use auth::{
     check_signature, is_form, sign, string_to_sign, verify, verify_signature,
 };
 pub use control::{
-    ApiReport, AppPatch, BackendPatch, ControlError, ControlPlane, DefinitionChange,
-    DeploymentInfo, NewApp, NewBackend, NewGroup, ReportResult,
+    ApiReport, AppPatch, BackendPatch, ConfigExport, ControlError, ControlPlane, DefinitionChange,
+    DeploymentInfo, EXPORT_FORMAT, ImportSummary, NewApp, NewBackend, NewGroup, ReportResult,
 };
 pub use layer::{
     AppAuthenticator, AuthMethod, AuthRequest, Authenticator, Caller, ClientAddr, Gateway,

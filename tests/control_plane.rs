@@ -924,3 +924,101 @@ async fn change_feed_replays_to_the_same_state_and_followers_catch_up() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn export_then_import_reproduces_the_configuration_all_or_nothing() {
+    let s = setup().await;
+    s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:9001"))
+        .await
+        .unwrap();
+    let a = api(&s, "exported", "/exp/[id]").await;
+    s.cp.publish(&a.id, Stage::TEST, Some("v1".into()))
+        .await
+        .unwrap();
+    let app =
+        s.cp.create_app(NewApp {
+            name: "export_app".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    s.cp.authorize(&app.id, &a.id, Stage::TEST, None)
+        .await
+        .unwrap();
+    let doc = s.cp.export().await;
+    let json = serde_json::to_string(&doc).unwrap();
+
+    let fresh = cp().await;
+    let summary = fresh
+        .import(serde_json::from_str(&json).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(summary.records, s.cp.records().await.len());
+    let strip = |v: Vec<stagegate::store::Versioned<stagegate::store::Entity>>| {
+        v.into_iter().map(|r| r.value).collect::<Vec<_>>()
+    };
+    assert_eq!(strip(fresh.records().await), strip(s.cp.records().await));
+    assert_eq!(
+        live_url(&fresh, &Stage::TEST, "/exp/1").as_deref(),
+        Some("http://127.0.0.1:9001")
+    );
+    assert!(
+        fresh
+            .snapshot()
+            .credentials()
+            .by_key(&app.keys[0].app_key)
+            .is_some()
+    );
+
+    // a broken document changes nothing
+    let before = fresh.records().await;
+    let mut bad = doc.clone();
+    bad.groups.clear();
+    assert!(matches!(
+        fresh.import(bad).await,
+        Err(ControlError::Validation(_))
+    ));
+    let mut bad = doc.clone();
+    bad.format = 99;
+    assert!(fresh.import(bad).await.is_err());
+    let mut bad = doc.clone();
+    let mut twin = bad.apis[0].clone();
+    twin.id = stagegate::ApiId::generate();
+    twin.name = "twinApi".into();
+    let mut dep = bad.deployments[0].clone();
+    dep.api_id = twin.id.clone();
+    dep.snapshot = twin.clone();
+    bad.publications.push(stagegate::store::Publication {
+        api_id: twin.id.clone(),
+        stage: Stage::TEST,
+        version: dep.version.clone(),
+    });
+    bad.apis.push(twin);
+    bad.deployments.push(dep);
+    let err = fresh.import(bad).await.unwrap_err();
+    assert!(err.to_string().contains("conflict"), "{err}");
+    let mut bad = doc.clone();
+    bad.backends[0].stages.clear();
+    assert!(
+        fresh.import(bad).await.is_err(),
+        "a publication without a definition is refused"
+    );
+    assert_eq!(fresh.records().await, before, "nothing changed");
+
+    // importing an empty document clears everything
+    let empty = stagegate::ConfigExport {
+        backends: vec![],
+        vpc_access: vec![],
+        groups: vec![],
+        apis: vec![],
+        deployments: vec![],
+        publications: vec![],
+        apps: vec![],
+        authorizations: vec![],
+        ..doc
+    };
+    let summary = fresh.import(empty).await.unwrap();
+    assert_eq!(summary.removed, before.len());
+    assert!(fresh.records().await.is_empty());
+    assert!(live_url(&fresh, &Stage::TEST, "/exp/1").is_none());
+}

@@ -22,6 +22,7 @@
 //! ```
 
 mod error;
+mod export;
 mod live;
 mod report;
 mod state;
@@ -34,6 +35,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 pub use error::ControlError;
+pub use export::{ConfigExport, EXPORT_FORMAT, ImportSummary};
 pub use report::{ApiReport, ReportResult};
 pub(crate) use state::{Affected, State};
 

@@ -1,0 +1,362 @@
+//! The whole configuration as one document: export, and all-or-nothing import.
+
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::state::State;
+use super::{ControlError, ControlPlane};
+use crate::model::{
+    ApiDefinition, App, Authorization, BackendService, Group, StageDefinition, ValidationError,
+    VpcAccess,
+};
+use crate::routing::Snapshot;
+use crate::store::{Deployment, Entity, Expect, Key, Loaded, Publication, Versioned, Write};
+
+/// The export format version this build reads and writes.
+pub const EXPORT_FORMAT: u32 = 1;
+
+/// Every record of a gateway's configuration, grouped by kind: for declarative set-up,
+/// backups and review in version control.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::{ConfigExport, ControlPlane, store::MemoryStore};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
+/// let doc: ConfigExport = cp.export().await;
+/// let json = serde_json::to_string_pretty(&doc).unwrap();
+/// let fresh = ControlPlane::open(MemoryStore::new()).await.unwrap();
+/// fresh.import(serde_json::from_str(&json).unwrap()).await.unwrap();
+/// # });
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigExport {
+    /// The format version ([`EXPORT_FORMAT`]).
+    pub format: u32,
+    /// When it was exported.
+    pub exported_at: Timestamp,
+    /// Backend services with their stage definitions.
+    #[serde(default)]
+    pub backends: Vec<BackendService>,
+    /// VPC access authorizations.
+    #[serde(default)]
+    pub vpc_access: Vec<VpcAccess>,
+    /// Groups.
+    #[serde(default)]
+    pub groups: Vec<Group>,
+    /// API drafts.
+    #[serde(default)]
+    pub apis: Vec<ApiDefinition>,
+    /// Deployment history.
+    #[serde(default)]
+    pub deployments: Vec<Deployment>,
+    /// What is live where.
+    #[serde(default)]
+    pub publications: Vec<Publication>,
+    /// Apps with their credentials.
+    #[serde(default)]
+    pub apps: Vec<App>,
+    /// Grants.
+    #[serde(default)]
+    pub authorizations: Vec<Authorization>,
+}
+
+/// How many records an import wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportSummary {
+    /// Records in the imported document.
+    pub records: usize,
+    /// Records of the previous configuration that were removed.
+    pub removed: usize,
+}
+
+impl ConfigExport {
+    fn into_entities(self) -> Vec<Entity> {
+        let mut v: Vec<Entity> = Vec::new();
+        v.extend(self.backends.into_iter().map(Entity::Backend));
+        v.extend(self.vpc_access.into_iter().map(Entity::VpcAccess));
+        v.extend(self.groups.into_iter().map(Entity::Group));
+        v.extend(self.apis.into_iter().map(Entity::Api));
+        v.extend(self.deployments.into_iter().map(Entity::Deployment));
+        v.extend(self.publications.into_iter().map(Entity::Publication));
+        v.extend(self.apps.into_iter().map(Entity::App));
+        v.extend(self.authorizations.into_iter().map(Entity::Authorization));
+        v
+    }
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> ControlError {
+    ValidationError::InvalidField {
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+    .into()
+}
+
+/// Checks a whole configuration: every record valid, every reference resolvable, names unique,
+/// every publication servable and no two published routes in conflict.
+fn check(entities: &[Entity]) -> Result<State, ControlError> {
+    let mut seen = std::collections::HashSet::new();
+    for e in entities {
+        if !seen.insert(e.key()) {
+            return Err(invalid("import", format!("{} appears twice", e.key())));
+        }
+        match e {
+            Entity::Backend(b) => b.validate()?,
+            Entity::VpcAccess(v) => v.validate()?,
+            Entity::Group(g) => g.validate()?,
+            Entity::Api(a) => a.validate()?,
+            Entity::Deployment(d) => d.snapshot.validate()?,
+            Entity::App(a) => a.validate()?,
+            Entity::Publication(_) | Entity::Authorization(_) => {}
+        }
+    }
+    let loaded = Loaded {
+        revision: 0,
+        records: entities
+            .iter()
+            .cloned()
+            .map(|value| Versioned { value, version: 1 })
+            .collect(),
+    };
+    let state = State::from_loaded(loaded);
+    let unique = |what: &str, names: Vec<String>| -> Result<(), ControlError> {
+        let mut sorted = names;
+        sorted.sort();
+        match sorted.windows(2).find(|w| w[0] == w[1]) {
+            Some(w) => Err(invalid(
+                "import",
+                format!("{what} `{}` appears twice", w[0]),
+            )),
+            None => Ok(()),
+        }
+    };
+    unique(
+        "backend name",
+        state
+            .backends
+            .values()
+            .map(|b| b.value.name.clone())
+            .collect(),
+    )?;
+    unique(
+        "group name",
+        state
+            .groups
+            .values()
+            .map(|b| b.value.name.clone())
+            .collect(),
+    )?;
+    unique(
+        "app name",
+        state.apps.values().map(|b| b.value.name.clone()).collect(),
+    )?;
+    unique(
+        "app key",
+        state
+            .apps
+            .values()
+            .flat_map(|a| a.value.keys.iter().map(|k| k.app_key.clone()))
+            .collect(),
+    )?;
+    unique(
+        "api name",
+        state
+            .apis
+            .values()
+            .map(|a| format!("{}/{}", a.value.group_id, a.value.name))
+            .collect(),
+    )?;
+    for b in state.backends.values() {
+        for (stage, def) in &b.value.stages {
+            if let StageDefinition::Vpc(v) = def {
+                if !state.vpc_access.contains_key(&v.vpc_access_id) {
+                    return Err(invalid(
+                        "import",
+                        format!(
+                            "backend `{}` ({stage}) names unknown vpc access `{}`",
+                            b.value.name, v.vpc_access_id
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    for a in state.apis.values() {
+        if !state.groups.contains_key(&a.value.group_id) {
+            return Err(invalid(
+                "import",
+                format!(
+                    "api `{}` is in unknown group `{}`",
+                    a.value.name, a.value.group_id
+                ),
+            ));
+        }
+        if !state.backends.contains_key(&a.value.backend.backend_id) {
+            return Err(invalid(
+                "import",
+                format!(
+                    "api `{}` uses unknown backend `{}`",
+                    a.value.name, a.value.backend.backend_id
+                ),
+            ));
+        }
+    }
+    for ((api, stage), m) in &state.deployments {
+        if !state.apis.contains_key(api) {
+            return Err(invalid(
+                "import",
+                format!("deployment of unknown api `{api}`"),
+            ));
+        }
+        if m.values()
+            .any(|d| &d.value.api_id != api || &d.value.stage != stage)
+        {
+            return Err(invalid("import", "deployment key mismatch"));
+        }
+    }
+    for e in entities {
+        if let Entity::Publication(p) = e {
+            if !state
+                .publications
+                .contains_key(&(p.api_id.clone(), p.stage.clone()))
+            {
+                return Err(invalid(
+                    "import",
+                    format!(
+                        "publication of `{}` in {} has no deployment {}",
+                        p.api_id, p.stage, p.version
+                    ),
+                ));
+            }
+        }
+        if let Entity::Authorization(a) = e {
+            if !state.apps.contains_key(&a.app_id) || !state.apis.contains_key(&a.api_id) {
+                return Err(invalid(
+                    "import",
+                    format!(
+                        "authorization of app `{}` for api `{}` names an unknown app or api",
+                        a.app_id, a.api_id
+                    ),
+                ));
+            }
+        }
+    }
+    let empty = Snapshot::default();
+    let tables: Vec<_> = state.published_in.keys().cloned().collect();
+    for (group, stage) in tables {
+        for api in state
+            .published_in
+            .get(&(group.clone(), stage.clone()))
+            .into_iter()
+            .flatten()
+        {
+            let live = &state.publications[&(api.clone(), stage.clone())];
+            state
+                .compile_route(&live.deployment, &stage, None, None)
+                .map_err(|e| {
+                    invalid(
+                        "import",
+                        format!(
+                            "api `{}` cannot be published in {stage}: {e}",
+                            live.deployment.snapshot.name
+                        ),
+                    )
+                })?;
+        }
+        state
+            .build_table(&empty, &group, &stage, None)
+            .map_err(|e| {
+                invalid(
+                    "import",
+                    format!("published routes of group `{group}` in {stage} conflict: {e:?}"),
+                )
+            })?;
+    }
+    Ok(state)
+}
+
+impl ControlPlane {
+    /// The whole configuration as one document.
+    pub async fn export(&self) -> ConfigExport {
+        let state = self.state.lock().await;
+        let mut doc = ConfigExport {
+            format: EXPORT_FORMAT,
+            exported_at: Timestamp::now(),
+            backends: vec![],
+            vpc_access: vec![],
+            groups: vec![],
+            apis: vec![],
+            deployments: vec![],
+            publications: vec![],
+            apps: vec![],
+            authorizations: vec![],
+        };
+        for r in state.records() {
+            match r.value {
+                Entity::Backend(x) => doc.backends.push(x),
+                Entity::VpcAccess(x) => doc.vpc_access.push(x),
+                Entity::Group(x) => doc.groups.push(x),
+                Entity::Api(x) => doc.apis.push(x),
+                Entity::Deployment(x) => doc.deployments.push(x),
+                Entity::Publication(x) => doc.publications.push(x),
+                Entity::App(x) => doc.apps.push(x),
+                Entity::Authorization(x) => doc.authorizations.push(x),
+            }
+        }
+        doc
+    }
+
+    /// Replaces the whole configuration with `doc`, all or nothing: the document is checked as
+    /// a whole (every record valid, references resolvable, names unique, publications servable,
+    /// no route conflicts) and written in one atomic commit.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::Validation`] describing the first problem (nothing changes), or
+    /// [`ControlError::Store`].
+    pub async fn import(&self, doc: ConfigExport) -> Result<ImportSummary, ControlError> {
+        if doc.format != EXPORT_FORMAT {
+            return Err(invalid(
+                "format",
+                format!(
+                    "unsupported export format {} (expected {EXPORT_FORMAT})",
+                    doc.format
+                ),
+            ));
+        }
+        let entities = doc.into_entities();
+        check(&entities)?;
+        let mut state = self.state.lock().await;
+        let current: HashMap<Key, u64> = state
+            .records()
+            .into_iter()
+            .map(|r| (r.value.key(), r.version))
+            .collect();
+        let incoming: BTreeMap<Key, Entity> = entities.into_iter().map(|e| (e.key(), e)).collect();
+        let mut writes = Vec::new();
+        let mut removed = 0;
+        for (key, version) in &current {
+            if !incoming.contains_key(key) {
+                writes.push(Write::delete(key.clone(), Expect::Version(*version)));
+                removed += 1;
+            }
+        }
+        let records = incoming.len();
+        for (key, e) in incoming {
+            let expect = current
+                .get(&key)
+                .map_or(Expect::Absent, |v| Expect::Version(*v));
+            writes.push(Write::put(e, expect));
+        }
+        if !writes.is_empty() {
+            self.store.commit(writes).await?;
+        }
+        self.resync(&mut state).await?;
+        Ok(ImportSummary { records, removed })
+    }
+}
