@@ -573,3 +573,48 @@ async fn admin_calls_without_the_right_token_are_refused_and_change_nothing() {
     gw.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ----- export / import -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_then_import_into_a_fresh_data_dir_reproduces_the_behaviour() {
+    let (dir_a, dir_b) = (scratch("export-a"), scratch("export-b"));
+    let http = Http::new();
+    let a = Gateway::start(&dir_a, Some(TOKEN));
+    let (_api, code) = set_up(&http, &a, "same answer").await;
+    let doc = http.admin(&a, "GET", "/export", None).await;
+    assert_eq!(doc.status, 200);
+
+    let b = Gateway::start(&dir_b, Some(TOKEN));
+    let imported = http
+        .send(
+            "POST",
+            &format!("{}/import", b.admin),
+            &[("authorization", &format!("Bearer {TOKEN}"))],
+            Some(&doc.text()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(imported.status, 200, "{}", imported.text());
+    // Survives a restart of the importing gateway too.
+    b.stop();
+    let b = Gateway::start(&dir_b, Some(TOKEN));
+
+    let (ra, rb) = (call_api(&http, &a, &code).await, call_api(&http, &b, &code).await);
+    assert_eq!(ra.status, 200);
+    assert_eq!((ra.status, ra.text()), (rb.status, rb.text()));
+    let wrong = "0".repeat(32);
+    let (ra, rb) = (call_api(&http, &a, &wrong).await, call_api(&http, &b, &wrong).await);
+    assert_eq!((ra.status, ra.header("x-ca-error-code").map(str::to_owned)), (rb.status, rb.header("x-ca-error-code").map(str::to_owned)));
+    for path in ["/backends", "/groups", "/apis", "/apps"] {
+        assert_eq!(
+            http.admin(&a, "GET", path, None).await.json(),
+            http.admin(&b, "GET", path, None).await.json(),
+            "{path}"
+        );
+    }
+    a.stop();
+    b.stop();
+    let _ = std::fs::remove_dir_all(&dir_a);
+    let _ = std::fs::remove_dir_all(&dir_b);
+}

@@ -168,8 +168,7 @@ impl AdminApi {
     }
 }
 
-async fn fallback(method: Method, uri: http::Uri) -> AdminError {
-    let _ = method;
+async fn fallback(uri: http::Uri) -> AdminError {
     AdminError::NoRoute(crate::model::id::truncate(uri.path()))
 }
 
@@ -246,7 +245,7 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminEr
     serde_json::from_slice(bytes).map_err(|e| AdminError::InvalidJson(e.to_string()))
 }
 
-impl<T: DeserializeOwned> FromRequest<AdminState> for Json<T> {
+impl<T: DeserializeOwned + Send> FromRequest<AdminState> for Json<T> {
     type Rejection = AdminError;
 
     async fn from_request(req: Request, state: &AdminState) -> Result<Self, AdminError> {

@@ -185,8 +185,15 @@ pub fn openapi_document(group: &Group, stage: &Stage, published: &[Deployment]) 
                 .find(|p| p.location == ParamLocation::Path && &p.name == n);
             params.push(match declared {
                 Some(p) => parameter(p, "path"),
-                None => json!({"name": n, "in": "path", "required": true, "schema": {"type": "string"},
-                    "description": if n == "subpath" && api.request.path.match_all() { "any sub-path" } else { "" }}),
+                None => {
+                    let desc = if n == "subpath" && api.request.path.match_all() {
+                        "any sub-path"
+                    } else {
+                        "a path segment"
+                    };
+                    json!({"name": n, "in": "path", "required": true,
+                        "schema": {"type": "string"}, "description": desc})
+                }
             });
         }
 

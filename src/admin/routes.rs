@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{AdminError, AdminState, Json, query_pairs, reply};
-use crate::control::{AppPatch, BackendPatch, NewApp, NewBackend, NewGroup};
+use crate::control::{AppPatch, BackendPatch, ConfigExport, NewApp, NewBackend, NewGroup};
 use crate::model::{
     ApiDefinition, ApiId, AppId, AppKeyPair, BackendId, GroupId, Secret, Stage, StageDefinition,
     VpcAccess, VpcAccessId,
@@ -643,11 +643,10 @@ async fn app_authorizations(State(s): State<AdminState>, P(id): P<String>) -> Re
 // ----- export / import -----
 
 async fn export(State(s): State<AdminState>) -> Result {
-    let _ = &s;
-    Err(AdminError::InvalidParameter("export is not available yet".into()))
+    Ok(reply(StatusCode::OK, &s.control.export().await))
 }
 
-async fn import(State(s): State<AdminState>, Json(v): Json<Value>) -> Result {
-    let _ = (&s, v);
-    Err(AdminError::InvalidParameter("import is not available yet".into()))
+async fn import(State(s): State<AdminState>, Json(doc): Json<ConfigExport>) -> Result {
+    let summary = s.control.import(doc).await?;
+    Ok(reply(StatusCode::OK, &summary))
 }
