@@ -44,7 +44,8 @@ struct Config {
     admin_token: Option<String>,
 }
 
-const USAGE: &str = "usage: gateway [--listen ADDR] [--admin-listen ADDR] [--data-dir DIR] [--admin-token TOKEN]
+const USAGE: &str =
+    "usage: gateway [--listen ADDR] [--admin-listen ADDR] [--data-dir DIR] [--admin-token TOKEN]
 
   --listen        data plane address   (env STAGEGATE_LISTEN, default 127.0.0.1:8080)
   --admin-listen  admin API address    (env STAGEGATE_ADMIN_LISTEN, default 127.0.0.1:9080)

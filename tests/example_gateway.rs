@@ -139,7 +139,10 @@ impl Gateway {
                 assert!(status.success(), "the gateway exited with {status}");
                 return;
             }
-            assert!(Instant::now() < deadline, "the gateway did not stop on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "the gateway did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -193,7 +196,13 @@ impl Http {
     }
 
     /// An admin call with the test token; panics on transport errors.
-    async fn admin(&self, gw: &Gateway, method: &str, path: &str, body: Option<Value>) -> common::Got {
+    async fn admin(
+        &self,
+        gw: &Gateway,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> common::Got {
         let body = body.map(|b| b.to_string());
         self.send(
             method,
@@ -210,14 +219,22 @@ impl Http {
 }
 
 fn id(g: &common::Got) -> String {
-    g.json()["id"].as_str().unwrap_or_else(|| panic!("no id in {}", g.text())).to_owned()
+    g.json()["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {}", g.text()))
+        .to_owned()
 }
 
 /// Sets up a MOCK backend, a group, an AppCode API published in TEST and an authorized app.
 /// Returns (api id, app code).
 async fn set_up(http: &Http, gw: &Gateway, body: &str) -> (String, String) {
     let b = http
-        .admin(gw, "POST", "/backends", Some(json!({"name": "e2e_mock", "type": "MOCK"})))
+        .admin(
+            gw,
+            "POST",
+            "/backends",
+            Some(json!({"name": "e2e_mock", "type": "MOCK"})),
+        )
         .await;
     assert_eq!(b.status, 201, "{}", b.text());
     let backend = id(&b);
@@ -250,7 +267,12 @@ async fn set_up(http: &Http, gw: &Gateway, body: &str) -> (String, String) {
     assert_eq!(a.status, 201, "{}", a.text());
     let api = id(&a);
     let p = http
-        .admin(gw, "POST", &format!("/apis/{api}/publish"), Some(json!({"stage": "TEST"})))
+        .admin(
+            gw,
+            "POST",
+            &format!("/apis/{api}/publish"),
+            Some(json!({"stage": "TEST"})),
+        )
         .await;
     assert_eq!(p.status, 201, "{}", p.text());
     let app = http
@@ -290,8 +312,9 @@ async fn call_api(http: &Http, gw: &Gateway, code: &str) -> common::Got {
 /// The `sh` blocks of `docs/walkthrough.md`, each with the `text` block that follows it (the
 /// expected output: every line must appear in that block's output, `...` standing for anything).
 fn walkthrough_blocks() -> Vec<(String, Option<String>)> {
-    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/walkthrough.md"))
-        .expect("docs/walkthrough.md");
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/walkthrough.md"))
+            .expect("docs/walkthrough.md");
     let mut blocks: Vec<(String, Option<String>)> = Vec::new();
     let mut lines = doc.lines();
     let mut last_was_sh = false;
@@ -395,7 +418,10 @@ async fn readme_walkthrough_runs_against_the_example_gateway() {
     }
     // The secret never shows in a debug answer.
     let token = std::fs::read_to_string(data.join("admin-token")).unwrap();
-    assert!(!stdout.contains(token.trim()), "the admin token leaked into the output");
+    assert!(
+        !stdout.contains(token.trim()),
+        "the admin token leaked into the output"
+    );
     gw.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -407,7 +433,10 @@ async fn state_and_routes_survive_a_restart_and_the_token_is_generated_once() {
     let dir = scratch("restart");
     let gw = Gateway::start(&dir, None);
     let token_file = dir.join("admin-token");
-    let token = std::fs::read_to_string(&token_file).unwrap().trim().to_owned();
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
     assert!(
         gw.stdout_lines.iter().any(|l| l.contains(&token)),
         "a generated token is printed at first start"
@@ -427,7 +456,12 @@ async fn state_and_routes_survive_a_restart_and_the_token_is_generated_once() {
     );
     let http = Http::new();
     let no = http
-        .send("GET", &format!("{}/groups", gw.admin), &[("authorization", &format!("Bearer {token}"))], None)
+        .send(
+            "GET",
+            &format!("{}/groups", gw.admin),
+            &[("authorization", &format!("Bearer {token}"))],
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(no.status, 200, "the stored token still works");
@@ -445,8 +479,13 @@ async fn state_and_routes_survive_a_restart_and_the_token_is_generated_once() {
     let after = call_api(&http, &gw, &code).await;
     assert_eq!(after.status, 200, "{}", after.text());
     assert_eq!(after.text(), "persisted");
-    assert_eq!(http.admin(&gw, "GET", "/apis", None).await.json(), apis_before);
-    let deps = http.admin(&gw, "GET", &format!("/apis/{api}/deployments"), None).await;
+    assert_eq!(
+        http.admin(&gw, "GET", "/apis", None).await.json(),
+        apis_before
+    );
+    let deps = http
+        .admin(&gw, "GET", &format!("/apis/{api}/deployments"), None)
+        .await;
     assert_eq!(deps.json()[0]["live"], true);
     gw.stop();
     let _ = std::fs::remove_dir_all(&dir);
@@ -469,7 +508,10 @@ async fn sigkill_while_writing_loses_no_acknowledged_change() {
             .filter_map(|g| g["name"].as_str())
             .collect();
         for a in &acknowledged {
-            assert!(names.contains(&a.as_str()), "round {round}: acknowledged group {a} lost");
+            assert!(
+                names.contains(&a.as_str()),
+                "round {round}: acknowledged group {a} lost"
+            );
         }
         // Write until killed at a random moment.
         let kill_after = Duration::from_millis(50 + u64::from(fastrand::u32(..250)));
@@ -517,7 +559,11 @@ async fn sigkill_while_writing_loses_no_acknowledged_change() {
     for a in &acknowledged {
         assert!(names.contains(&a.as_str()), "acknowledged group {a} lost");
     }
-    assert!(acknowledged.len() >= 10, "the writer barely wrote: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() >= 10,
+        "the writer barely wrote: {}",
+        acknowledged.len()
+    );
     gw.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -537,7 +583,10 @@ async fn a_damaged_data_file_stops_the_start_with_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot open the data file"), "{stderr}");
     // The file is left alone for the operator to inspect.
-    assert_eq!(std::fs::read(dir.join("stagegate.redb")).unwrap().len(), 64 * 1024);
+    assert_eq!(
+        std::fs::read(dir.join("stagegate.redb")).unwrap().len(),
+        64 * 1024
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -548,7 +597,10 @@ async fn admin_calls_without_the_right_token_are_refused_and_change_nothing() {
     let dir = scratch("auth");
     let gw = Gateway::start(&dir, Some(TOKEN));
     let http = Http::new();
-    let health = http.send("GET", &format!("{}/health", gw.admin), &[], None).await.unwrap();
+    let health = http
+        .send("GET", &format!("{}/health", gw.admin), &[], None)
+        .await
+        .unwrap();
     assert_eq!(health.status, 200);
     let body = json!({"name": "sneaky_group"}).to_string();
     for headers in [
@@ -558,9 +610,19 @@ async fn admin_calls_without_the_right_token_are_refused_and_change_nothing() {
         vec![("authorization", "Bearer ")],
         vec![("authorization", "test-admin-token-0123456789")],
     ] {
-        for (method, path) in [("POST", "/groups"), ("GET", "/groups"), ("GET", "/export"), ("DELETE", "/backends/x")] {
+        for (method, path) in [
+            ("POST", "/groups"),
+            ("GET", "/groups"),
+            ("GET", "/export"),
+            ("DELETE", "/backends/x"),
+        ] {
             let got = http
-                .send(method, &format!("{}{path}", gw.admin), &headers, Some(&body))
+                .send(
+                    method,
+                    &format!("{}{path}", gw.admin),
+                    &headers,
+                    Some(&body),
+                )
                 .await
                 .unwrap();
             assert_eq!(got.status, 401, "{method} {path} with {headers:?}");
@@ -600,12 +662,21 @@ async fn export_then_import_into_a_fresh_data_dir_reproduces_the_behaviour() {
     b.stop();
     let b = Gateway::start(&dir_b, Some(TOKEN));
 
-    let (ra, rb) = (call_api(&http, &a, &code).await, call_api(&http, &b, &code).await);
+    let (ra, rb) = (
+        call_api(&http, &a, &code).await,
+        call_api(&http, &b, &code).await,
+    );
     assert_eq!(ra.status, 200);
     assert_eq!((ra.status, ra.text()), (rb.status, rb.text()));
     let wrong = "0".repeat(32);
-    let (ra, rb) = (call_api(&http, &a, &wrong).await, call_api(&http, &b, &wrong).await);
-    assert_eq!((ra.status, ra.header("x-ca-error-code").map(str::to_owned)), (rb.status, rb.header("x-ca-error-code").map(str::to_owned)));
+    let (ra, rb) = (
+        call_api(&http, &a, &wrong).await,
+        call_api(&http, &b, &wrong).await,
+    );
+    assert_eq!(
+        (ra.status, ra.header("x-ca-error-code").map(str::to_owned)),
+        (rb.status, rb.header("x-ca-error-code").map(str::to_owned))
+    );
     for path in ["/backends", "/groups", "/apis", "/apps"] {
         assert_eq!(
             http.admin(&a, "GET", path, None).await.json(),

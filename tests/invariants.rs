@@ -7,23 +7,46 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use stagegate::store::{Change, Expect, MemoryStore, Store, Write};
 use stagegate::{
-    ApiDefinition, ApiId, BackendId, BackendKind, ControlPlane, HttpDefinition, NewBackend, NewGroup, PathTemplate, ReportResult,
-    Stage, StageDefinition,
+    ApiDefinition, ApiId, BackendId, BackendKind, ControlPlane, HttpDefinition, NewBackend,
+    NewGroup, PathTemplate, ReportResult, Stage, StageDefinition,
 };
 
 #[derive(Debug, Clone)]
 enum Op {
-    SetDef { backend: usize, stage: usize, port: u16 },
-    DelDef { backend: usize, stage: usize },
-    Publish { api: usize, stage: usize },
-    Unpublish { api: usize, stage: usize },
-    EditPath { api: usize, path: usize },
-    Rebind { api: usize, backend: usize },
+    SetDef {
+        backend: usize,
+        stage: usize,
+        port: u16,
+    },
+    DelDef {
+        backend: usize,
+        stage: usize,
+    },
+    Publish {
+        api: usize,
+        stage: usize,
+    },
+    Unpublish {
+        api: usize,
+        stage: usize,
+    },
+    EditPath {
+        api: usize,
+        path: usize,
+    },
+    Rebind {
+        api: usize,
+        backend: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..2usize, 0..3usize, 1..4u16).prop_map(|(backend, stage, port)| Op::SetDef { backend, stage, port }),
+        (0..2usize, 0..3usize, 1..4u16).prop_map(|(backend, stage, port)| Op::SetDef {
+            backend,
+            stage,
+            port
+        }),
         (0..2usize, 0..3usize).prop_map(|(backend, stage)| Op::DelDef { backend, stage }),
         (0..4usize, 0..3usize).prop_map(|(api, stage)| Op::Publish { api, stage }),
         (0..4usize, 0..3usize).prop_map(|(api, stage)| Op::Unpublish { api, stage }),
@@ -35,7 +58,12 @@ fn op() -> impl Strategy<Value = Op> {
 const PATHS: [&str; 4] = ["/a", "/b/[id]", "/b/[name]", "/c/*"];
 
 async fn published_using(cp: &ControlPlane, b: &BackendId, s: &Stage) -> BTreeSet<ApiId> {
-    cp.apis_using_backend(b, Some(s)).await.unwrap().into_iter().map(|a| a.id).collect()
+    cp.apis_using_backend(b, Some(s))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect()
 }
 
 async fn check_invariants(cp: &ControlPlane, apis: &[ApiId], group: &stagegate::GroupId) {
@@ -46,11 +74,17 @@ async fn check_invariants(cp: &ControlPlane, apis: &[ApiId], group: &stagegate::
             if let Some(d) = cp.published(id, &stage).await {
                 published += 1;
                 let backend = cp.backend(&d.snapshot.backend.backend_id).await.unwrap();
-                assert!(backend.stages.contains_key(&stage), "published API {id} in {stage} points at a stage without a definition");
+                assert!(
+                    backend.stages.contains_key(&stage),
+                    "published API {id} in {stage} points at a stage without a definition"
+                );
             }
         }
         let routes = snap.table(group, &stage).map_or(0, |t| t.routes().len());
-        assert_eq!(routes, published, "the live routes of {stage} are exactly its publications");
+        assert_eq!(
+            routes, published,
+            "the live routes of {stage} are exactly its publications"
+        );
     }
 }
 
@@ -58,27 +92,61 @@ async fn run(ops: Vec<Op>) {
     let store = Arc::new(MemoryStore::new());
     let cp = ControlPlane::open_shared(store.clone()).await.unwrap();
     let backends = [
-        cp.create_backend(NewBackend::new("backendOne", BackendKind::Http)).await.unwrap().id,
-        cp.create_backend(NewBackend::new("backendTwo", BackendKind::Http)).await.unwrap().id,
+        cp.create_backend(NewBackend::new("backendOne", BackendKind::Http))
+            .await
+            .unwrap()
+            .id,
+        cp.create_backend(NewBackend::new("backendTwo", BackendKind::Http))
+            .await
+            .unwrap()
+            .id,
     ];
-    let group = cp.create_group(NewGroup { name: "prop_group".into(), ..Default::default() }).await.unwrap().id;
+    let group = cp
+        .create_group(NewGroup {
+            name: "prop_group".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id;
     let mut apis = Vec::new();
     for (i, p) in ["/a", "/x1", "/x2", "/x3"].into_iter().enumerate() {
-        let a = ApiDefinition::builder(group.clone(), &format!("api{i}xx"), "GET", p, backends[i % 2].clone()).unwrap();
+        let a = ApiDefinition::builder(
+            group.clone(),
+            &format!("api{i}xx"),
+            "GET",
+            p,
+            backends[i % 2].clone(),
+        )
+        .unwrap();
         apis.push(cp.create_api(a).await.unwrap().id);
     }
     for op in ops {
         let before = cp.records().await;
         let ok = match op.clone() {
-            Op::SetDef { backend, stage, port } => {
+            Op::SetDef {
+                backend,
+                stage,
+                port,
+            } => {
                 let (b, s) = (&backends[backend], Stage::BUILT_IN[stage].clone());
                 let expected = published_using(&cp, b, &s).await;
-                let def = StageDefinition::Http(HttpDefinition::new(format!("http://127.0.0.1:{port}")));
+                let def =
+                    StageDefinition::Http(HttpDefinition::new(format!("http://127.0.0.1:{port}")));
                 let r = cp.set_stage_definition(b, s.clone(), def).await;
                 if let Ok(change) = &r {
-                    let got: BTreeSet<ApiId> = change.report.iter().map(|r| r.api_id.clone()).collect();
-                    assert_eq!(got, expected, "a definition change reports exactly the APIs published there");
-                    assert!(change.report.iter().all(|r| r.result == ReportResult::Republished));
+                    let got: BTreeSet<ApiId> =
+                        change.report.iter().map(|r| r.api_id.clone()).collect();
+                    assert_eq!(
+                        got, expected,
+                        "a definition change reports exactly the APIs published there"
+                    );
+                    assert!(
+                        change
+                            .report
+                            .iter()
+                            .all(|r| r.result == ReportResult::Republished)
+                    );
                 }
                 r.is_ok()
             }
@@ -96,7 +164,10 @@ async fn run(ops: Vec<Op>) {
                 let r = cp.delete_stage_definition(b, &s).await;
                 if let Ok(report) = &r {
                     let got: BTreeSet<ApiId> = report.iter().map(|r| r.api_id.clone()).collect();
-                    assert_eq!(got, expected, "deleting a definition unpublishes exactly the APIs published there");
+                    assert_eq!(
+                        got, expected,
+                        "deleting a definition unpublishes exactly the APIs published there"
+                    );
                     for id in &expected {
                         assert!(cp.published(id, &s).await.is_none());
                     }
@@ -112,8 +183,14 @@ async fn run(ops: Vec<Op>) {
                 }
                 r.is_ok()
             }
-            Op::Publish { api, stage } => cp.publish(&apis[api], Stage::BUILT_IN[stage].clone(), None).await.is_ok(),
-            Op::Unpublish { api, stage } => cp.unpublish(&apis[api], &Stage::BUILT_IN[stage]).await.is_ok(),
+            Op::Publish { api, stage } => cp
+                .publish(&apis[api], Stage::BUILT_IN[stage].clone(), None)
+                .await
+                .is_ok(),
+            Op::Unpublish { api, stage } => cp
+                .unpublish(&apis[api], &Stage::BUILT_IN[stage])
+                .await
+                .is_ok(),
             Op::EditPath { api, path } => {
                 let mut a = cp.api(&apis[api]).await.unwrap();
                 a.request.path = PathTemplate::parse(PATHS[path]).unwrap();
@@ -129,7 +206,11 @@ async fn run(ops: Vec<Op>) {
             eprintln!("{op:?} -> {ok}");
         }
         if !ok {
-            assert_eq!(cp.records().await, before, "a refused {op:?} changed the state");
+            assert_eq!(
+                cp.records().await,
+                before,
+                "a refused {op:?} changed the state"
+            );
         }
         check_invariants(&cp, &apis, &group).await;
     }
@@ -151,7 +232,11 @@ async fn run(ops: Vec<Op>) {
         replica.commit(writes).await.unwrap();
     }
     let replayed = ControlPlane::open_shared(replica).await.unwrap();
-    assert_eq!(replayed.records().await, cp.records().await, "the feed replays to the same records and versions");
+    assert_eq!(
+        replayed.records().await,
+        cp.records().await,
+        "the feed replays to the same records and versions"
+    );
     check_invariants(&replayed, &apis, &group).await;
 }
 

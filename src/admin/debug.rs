@@ -148,8 +148,12 @@ pub(crate) async fn debug(
         (None, "ANY") => "GET".to_owned(),
         (None, m) => m.to_owned(),
     };
-    let method = Method::from_bytes(method.as_bytes())
-        .map_err(|_| bad(format!("invalid method `{}`", crate::model::id::truncate(&method))))?;
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| {
+        bad(format!(
+            "invalid method `{}`",
+            crate::model::id::truncate(&method)
+        ))
+    })?;
 
     // Path: the literal one given, else the template with its parameters filled in.
     let path = match &d.path {
@@ -187,7 +191,11 @@ pub(crate) async fn debug(
             if out.is_empty() {
                 out.push('/');
             }
-            let base = group.base_path.as_deref().unwrap_or("").trim_end_matches('/');
+            let base = group
+                .base_path
+                .as_deref()
+                .unwrap_or("")
+                .trim_end_matches('/');
             format!("{base}{out}")
         }
     };
@@ -232,7 +240,10 @@ pub(crate) async fn debug(
         let h = req.headers_mut();
         for (k, v) in &d.headers {
             let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
-                bad(format!("invalid header name `{}`", crate::model::id::truncate(k)))
+                bad(format!(
+                    "invalid header name `{}`",
+                    crate::model::id::truncate(k)
+                ))
             })?;
             let value = HeaderValue::from_str(v)
                 .map_err(|_| bad(format!("invalid value for header `{name}`")))?;
@@ -255,10 +266,7 @@ pub(crate) async fn debug(
             };
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
         }
-        h.insert(
-            "x-ca-request-mode",
-            HeaderValue::from_static("debug"),
-        );
+        h.insert("x-ca-request-mode", HeaderValue::from_static("debug"));
         if let Ok(v) = HeaderValue::from_str(d.stage.as_str()) {
             h.insert("x-ca-stage", v);
         }
@@ -322,7 +330,10 @@ pub(crate) async fn debug(
     // What was sent, secrets hidden.
     let mut sent_headers = req.headers().clone();
     if shown_appcode {
-        sent_headers.insert(header::AUTHORIZATION, HeaderValue::from_static("APPCODE ****"));
+        sent_headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("APPCODE ****"),
+        );
     }
     let (sent_body, sent_enc) = body_json(&body);
     let mut request_json = json!({

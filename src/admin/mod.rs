@@ -182,9 +182,7 @@ async fn authenticate(State(s): State<AdminState>, req: Request, next: Next) -> 
             .and_then(|v| v.to_str().ok())
             .and_then(|v| {
                 let (scheme, token) = v.trim().split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then(|| token.trim())
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
             .is_some_and(|t| s.token.ct_eq_str(t));
         if !ok {

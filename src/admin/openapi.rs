@@ -135,7 +135,11 @@ pub fn openapi_document(group: &Group, stage: &Stage, published: &[Deployment]) 
     for d in published {
         let api = &d.snapshot;
         // The path in OpenAPI syntax, base path included.
-        let base = group.base_path.as_deref().unwrap_or("").trim_end_matches('/');
+        let base = group
+            .base_path
+            .as_deref()
+            .unwrap_or("")
+            .trim_end_matches('/');
         let mut path = base.to_owned();
         let mut template_params: Vec<String> = Vec::new();
         for seg in api.request.path.segments() {
@@ -212,7 +216,9 @@ pub fn openapi_document(group: &Group, stage: &Stage, published: &[Deployment]) 
         if let Some(e) = &api.response.error_example {
             err_content["example"] = example(e);
         }
-        let mut err_desc = "Error; the gateway's own errors carry X-Ca-Error-Code and X-Ca-Error-Message".to_owned();
+        let mut err_desc =
+            "Error; the gateway's own errors carry X-Ca-Error-Code and X-Ca-Error-Message"
+                .to_owned();
         for c in &api.response.error_codes {
             err_desc.push_str(&format!("\n- `{}` {}", c.code, c.message));
             if let Some(d) = &c.description {

@@ -197,10 +197,7 @@ async fn put_definition(
     Ok(reply(StatusCode::OK, &change))
 }
 
-async fn get_definition(
-    State(s): State<AdminState>,
-    P((id, st)): P<(String, String)>,
-) -> Result {
+async fn get_definition(State(s): State<AdminState>, P((id, st)): P<(String, String)>) -> Result {
     let id = backend_id(&id)?;
     let st = stage(&st)?;
     match s.control.stage_definition(&id, &st).await? {
@@ -257,11 +254,7 @@ async fn get_vpc(State(s): State<AdminState>, P(id): P<String>) -> Result {
     Ok(reply(StatusCode::OK, &v))
 }
 
-async fn put_vpc(
-    State(s): State<AdminState>,
-    P(id): P<String>,
-    Json(v): Json<NewVpc>,
-) -> Result {
+async fn put_vpc(State(s): State<AdminState>, P(id): P<String>, Json(v): Json<NewVpc>) -> Result {
     let old = s.control.vpc_access(&vpc_id(&id)?).await?;
     let v = VpcAccess {
         name: v.name,
@@ -556,11 +549,7 @@ struct KeyBody {
     app_secret: Option<Secret>,
 }
 
-async fn add_key(
-    State(s): State<AdminState>,
-    P(id): P<String>,
-    Json(b): Json<KeyBody>,
-) -> Result {
+async fn add_key(State(s): State<AdminState>, P(id): P<String>, Json(b): Json<KeyBody>) -> Result {
     let id = app_id(&id)?;
     let pair = match (b.app_key, b.app_secret) {
         (None, None) => None,
