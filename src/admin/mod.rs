@@ -151,7 +151,6 @@ impl AdminApi {
     }
 
     /// The routes as an axum [`Router`], token check included, ready to serve or to `nest`.
-    #[must_use]
     pub fn router(&self) -> Router {
         routes::router(Arc::clone(&self.inner))
             .fallback(fallback)
@@ -162,7 +161,6 @@ impl AdminApi {
     }
 
     /// The admin API as a tower `Service<http::Request<B>>` (an axum [`Router`] is one).
-    #[must_use]
     pub fn into_service(self) -> Router {
         self.router()
     }
@@ -193,13 +191,12 @@ async fn authenticate(State(s): State<AdminState>, req: Request, next: Next) -> 
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && len > s.body_limit as u64
     {
-        if len > s.body_limit as u64 {
-            return AdminError::PayloadTooLarge {
-                limit: s.body_limit,
-            }
-            .into_response();
+        return AdminError::PayloadTooLarge {
+            limit: s.body_limit,
         }
+        .into_response();
     }
     let mut res = next.run(req).await;
     if res.status() == StatusCode::METHOD_NOT_ALLOWED

@@ -173,16 +173,16 @@ fn check(entities: &[Entity]) -> Result<State, ControlError> {
     )?;
     for b in state.backends.values() {
         for (stage, def) in &b.value.stages {
-            if let StageDefinition::Vpc(v) = def {
-                if !state.vpc_access.contains_key(&v.vpc_access_id) {
-                    return Err(invalid(
-                        "import",
-                        format!(
-                            "backend `{}` ({stage}) names unknown vpc access `{}`",
-                            b.value.name, v.vpc_access_id
-                        ),
-                    ));
-                }
+            if let StageDefinition::Vpc(v) = def
+                && !state.vpc_access.contains_key(&v.vpc_access_id)
+            {
+                return Err(invalid(
+                    "import",
+                    format!(
+                        "backend `{}` ({stage}) names unknown vpc access `{}`",
+                        b.value.name, v.vpc_access_id
+                    ),
+                ));
             }
         }
     }
@@ -220,30 +220,29 @@ fn check(entities: &[Entity]) -> Result<State, ControlError> {
         }
     }
     for e in entities {
-        if let Entity::Publication(p) = e {
-            if !state
+        if let Entity::Publication(p) = e
+            && !state
                 .publications
                 .contains_key(&(p.api_id.clone(), p.stage.clone()))
-            {
-                return Err(invalid(
-                    "import",
-                    format!(
-                        "publication of `{}` in {} has no deployment {}",
-                        p.api_id, p.stage, p.version
-                    ),
-                ));
-            }
+        {
+            return Err(invalid(
+                "import",
+                format!(
+                    "publication of `{}` in {} has no deployment {}",
+                    p.api_id, p.stage, p.version
+                ),
+            ));
         }
-        if let Entity::Authorization(a) = e {
-            if !state.apps.contains_key(&a.app_id) || !state.apis.contains_key(&a.api_id) {
-                return Err(invalid(
-                    "import",
-                    format!(
-                        "authorization of app `{}` for api `{}` names an unknown app or api",
-                        a.app_id, a.api_id
-                    ),
-                ));
-            }
+        if let Entity::Authorization(a) = e
+            && (!state.apps.contains_key(&a.app_id) || !state.apis.contains_key(&a.api_id))
+        {
+            return Err(invalid(
+                "import",
+                format!(
+                    "authorization of app `{}` for api `{}` names an unknown app or api",
+                    a.app_id, a.api_id
+                ),
+            ));
         }
     }
     let empty = Snapshot::default();

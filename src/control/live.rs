@@ -47,15 +47,14 @@ impl State {
             .path
             .with_base(group.value.base_path.as_deref())
             .map_err(|e| e.to_string())?;
-        if let Some(p) = prev {
-            if Arc::ptr_eq(&p.deployment, deployment)
-                && *p.definition == *definition
-                && p.template == template
-                && p.backend_name == backend.value.name
-                && !matches!(definition, StageDefinition::Vpc(_))
-            {
-                return Ok(Arc::clone(p));
-            }
+        if let Some(p) = prev
+            && Arc::ptr_eq(&p.deployment, deployment)
+            && *p.definition == *definition
+            && p.template == template
+            && p.backend_name == backend.value.name
+            && !matches!(definition, StageDefinition::Vpc(_))
+        {
+            return Ok(Arc::clone(p));
         }
         let target = crate::routing::BackendTarget::compile(definition, |id| {
             self.vpc_access.get(id).map(|v| v.value.clone())

@@ -495,13 +495,13 @@ impl ControlPlane {
             }
             .into());
         }
-        if let StageDefinition::Vpc(v) = &definition {
-            if !state.vpc_access.contains_key(&v.vpc_access_id) {
-                return Err(ControlError::not_found(
-                    "vpc access authorization",
-                    &v.vpc_access_id,
-                ));
-            }
+        if let StageDefinition::Vpc(v) = &definition
+            && !state.vpc_access.contains_key(&v.vpc_access_id)
+        {
+            return Err(ControlError::not_found(
+                "vpc access authorization",
+                &v.vpc_access_id,
+            ));
         }
         let mut writes = Vec::new();
         let mut report = Vec::new();

@@ -32,13 +32,16 @@ pub(crate) struct Live {
     pub(crate) deployment: Arc<Deployment>,
 }
 
+/// One API's deployments in one stage, by version.
+pub(crate) type DeploymentHistory = BTreeMap<String, Versioned<Arc<Deployment>>>;
+
 #[derive(Debug, Default, Clone)]
 pub(crate) struct State {
     pub(crate) revision: Revision,
     pub(crate) backends: HashMap<BackendId, Versioned<BackendService>>,
     pub(crate) groups: HashMap<GroupId, Versioned<Group>>,
     pub(crate) apis: HashMap<ApiId, Versioned<ApiDefinition>>,
-    pub(crate) deployments: HashMap<(ApiId, Stage), BTreeMap<String, Versioned<Arc<Deployment>>>>,
+    pub(crate) deployments: HashMap<(ApiId, Stage), DeploymentHistory>,
     pub(crate) publications: HashMap<(ApiId, Stage), Live>,
     pub(crate) apps: HashMap<AppId, Versioned<App>>,
     pub(crate) authorizations: HashMap<(AppId, ApiId, Stage), Versioned<Authorization>>,
@@ -157,7 +160,7 @@ impl State {
                 .values()
                 .map(|b| v(Entity::VpcAccess(b.value.clone()), b.version)),
         );
-        out.sort_by(|a, b| a.value.key().cmp(&b.value.key()));
+        out.sort_by_key(|a| a.value.key());
         out
     }
 

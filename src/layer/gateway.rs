@@ -405,10 +405,9 @@ where
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && len > shared.body_limit as u64
     {
-        if len > shared.body_limit as u64 {
-            return Err(GatewayError::body_too_large());
-        }
+        return Err(GatewayError::body_too_large());
     }
     let client = client_addr(&req);
     let (parts, body) = req.into_parts();

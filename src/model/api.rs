@@ -320,21 +320,21 @@ impl RequestParameter {
         if let Some(b) = &self.backend_name {
             validate_param_name("parameter backend_name", b)?;
         }
-        if let (Some(a), Some(b)) = (self.min_length, self.max_length) {
-            if a > b {
-                return Err(ValidationError::field(
-                    &self.name,
-                    "min_length exceeds max_length",
-                ));
-            }
+        if let (Some(a), Some(b)) = (self.min_length, self.max_length)
+            && a > b
+        {
+            return Err(ValidationError::field(
+                &self.name,
+                "min_length exceeds max_length",
+            ));
         }
-        if let (Some(a), Some(b)) = (self.min_value, self.max_value) {
-            if a > b || a.is_nan() || b.is_nan() {
-                return Err(ValidationError::field(
-                    &self.name,
-                    "min_value exceeds max_value",
-                ));
-            }
+        if let (Some(a), Some(b)) = (self.min_value, self.max_value)
+            && (a > b || a.is_nan() || b.is_nan())
+        {
+            return Err(ValidationError::field(
+                &self.name,
+                "min_value exceeds max_value",
+            ));
         }
         if self.enum_values.len() > 256 {
             return Err(ValidationError::field(
@@ -622,13 +622,13 @@ impl BackendBinding {
             })?;
             validate_header("content-type", v)?;
         }
-        if let Some(o) = &self.oss {
-            if o.key.is_empty() || o.key.len() > 1024 {
-                return Err(ValidationError::field(
-                    "backend.oss.key",
-                    "must be 1 to 1024 bytes",
-                ));
-            }
+        if let Some(o) = &self.oss
+            && (o.key.is_empty() || o.key.len() > 1024)
+        {
+            return Err(ValidationError::field(
+                "backend.oss.key",
+                "must be 1 to 1024 bytes",
+            ));
         }
         Ok(())
     }

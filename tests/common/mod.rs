@@ -37,12 +37,12 @@ pub async fn upstream(tag: &'static str) -> SocketAddr {
                         let mut len = 0usize;
                         let mut text = Vec::new();
                         while let Some(frame) = body.frame().await {
-                            if let Ok(data) = frame.map(|f| f.into_data()) {
-                                if let Ok(d) = data {
-                                    len += d.len();
-                                    if text.len() < 4096 {
-                                        text.extend_from_slice(&d[..d.len().min(4096)]);
-                                    }
+                            if let Ok(data) = frame.map(|f| f.into_data())
+                                && let Ok(d) = data
+                            {
+                                len += d.len();
+                                if text.len() < 4096 {
+                                    text.extend_from_slice(&d[..d.len().min(4096)]);
                                 }
                             }
                         }
