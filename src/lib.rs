@@ -1,4 +1,15 @@
 //! stagegate: an embeddable API gateway for axum and hyper.
+//!
+//! # Feature flags
+//!
+//! - `admin` (default): the admin REST API (`stagegate::admin`), built on axum's router with
+//!   no server and no extra axum features.
+//! - `redb` (default): `stagegate::store::RedbStore`, the embedded durable store.
+//! - `conformance`: the store conformance suite for adapter authors.
+//!
+//! Both defaults are there so that `cargo run --example gateway` works with no flags. An
+//! application that embeds only the data plane can depend on stagegate with
+//! `default-features = false` and keep axum and redb out of its dependency tree.
 
 #[cfg(feature = "admin")]
 pub mod admin;
