@@ -303,10 +303,13 @@ async fn flipped_bytes_are_refused_or_harmless() {
 #[tokio::test]
 async fn header_damage_is_refused_or_harmless() {
     let (_db, bytes, expected) = reference_db("header").await;
-    // The super-header: magic, god byte, layout and the two commit slots. Byte 9 (the god byte)
-    // is left out: flipping its primary bit selects the previous commit, which is intact and
-    // checksummed, so it cannot be told from a real one (see the report in the module docs).
-    for offset in (0..320).filter(|&o| o != 9) {
+    // The super-header: magic, god byte (9), layout and the two commit slots. Flipping the god
+    // byte's primary bit selects the other commit slot; here (a closed file) that slot's layout
+    // no longer fits the file and the open is refused. In general it could name the previous
+    // commit, intact and checksummed: the one flip that redb cannot tell from a real state.
+    // Every byte of the first 64 (magic, god byte, layout), then a stride through the slots: each
+    // open verifies and commits (two fsyncs), so all 320 would take many seconds.
+    for offset in (0..64).chain((64..320).step_by(5)) {
         let mut damaged = bytes.clone();
         damaged[offset] ^= 0xFF;
         refused_or_intact(&damaged, &expected, &format!("header flip at {offset}")).await;

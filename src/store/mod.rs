@@ -74,6 +74,7 @@ pub enum Expect {
 // Writes live only for the duration of a commit; boxing the entity would change the public API.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[allow(clippy::large_enum_variant)] // as `Entity` itself: writes are few and short-lived
 pub enum Write {
     /// Insert or replace a record.
     Put {
