@@ -1,15 +1,56 @@
-//! stagegate: an embeddable API gateway for axum and hyper.
+//! An embeddable API gateway for axum and hyper.
+//!
+//! stagegate manages typed **backend services** with one definition per **stage** (`TEST`,
+//! `PRE`, `RELEASE`), **APIs** that are published as snapshots into stages, and **apps** that
+//! call them with AppCodes or HMAC signatures — the model and wire protocol of Alibaba Cloud API
+//! Gateway — and serves them from a tower [`Layer`](tower_layer::Layer) you mount in your own
+//! server.
+//!
+//! - [`ControlPlane`] performs every console operation on a [`Store`](store::Store), with the
+//!   cascades of the model: changing a backend's definition in a stage re-points every API
+//!   published there; deleting it unpublishes them.
+//! - [`GatewayLayer`] / [`Gateway`] is the data plane. It reads one immutable [`Snapshot`] per
+//!   request through a lock-free [`SnapshotHandle`]; every change is visible to the next request.
+//!
+//! # A plain hyper server
+//!
+//! ```no_run
+//! use hyper_util::rt::{TokioExecutor, TokioIo};
+//! use hyper_util::service::TowerToHyperService;
+//! use stagegate::{ClientAddr, ControlPlane, GatewayLayer, store::MemoryStore};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let control = ControlPlane::open(MemoryStore::new()).await?;
+//! let gateway = GatewayLayer::new(control.snapshot_handle()).standalone();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! loop {
+//!     let (stream, peer) = listener.accept().await?;
+//!     let svc = tower::ServiceExt::map_request(gateway.clone(), move |mut req: http::Request<_>| {
+//!         req.extensions_mut().insert(ClientAddr(peer));
+//!         req
+//!     });
+//!     tokio::spawn(async move {
+//!         let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+//!             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+//!             .await;
+//!     });
+//! }
+//! # }
+//! ```
 //!
 //! # Feature flags
 //!
-//! - `admin` (default): the admin REST API (`stagegate::admin`), built on axum's router with
-//!   no server and no extra axum features.
-//! - `redb` (default): `stagegate::store::RedbStore`, the embedded durable store.
-//! - `conformance`: the store conformance suite for adapter authors.
+//! | feature | what it adds |
+//! |---|---|
+//! | `admin` (default) | `stagegate::admin`: the admin REST API as a tower `Service` (an axum `Router`, no server, no extra axum features) |
+//! | `redb` (default) | `stagegate::store::RedbStore`: the embedded, durable store |
+//! | `conformance` | [`store::conformance`] and [`store_conformance!`], for `Store` adapter authors |
 //!
-//! Both defaults are there so that `cargo run --example gateway` works with no flags. An
-//! application that embeds only the data plane can depend on stagegate with
+//! `admin` and `redb` are on by default so that `cargo run --example gateway` works with no
+//! flags. An application that embeds only the data plane can depend on stagegate with
 //! `default-features = false` and keep axum and redb out of its dependency tree.
+//!
+//! [`Snapshot`]: routing::Snapshot
 
 #[cfg(feature = "admin")]
 pub mod admin;
@@ -37,6 +78,10 @@ pub use layer::{
     AppAuthenticator, AuthMethod, AuthRequest, Authenticator, Caller, ClientAddr, Gateway,
     GatewayError, GatewayLayer, GatewayService, NotFound,
 };
+pub use mapping::{
+    BodyAction, FORM_CONTENT_TYPE, MAPPING_HEADER_ALLOWLIST, MAPPING_HEADER_PREFIXES,
+    MappedRequest, MappingError, MappingInput, SystemValues, map_request, needs_form_body,
+};
 pub use model::*;
 pub use proxy::{
     BodyError, BoxError, ForwardContext, GatewayBody, HttpForwarder, HttpForwarderBuilder,
@@ -44,3 +89,7 @@ pub use proxy::{
     strip_hop_by_hop,
 };
 pub use routing::{LiveRoute, RouteMatch, RouteTable, Snapshot, SnapshotHandle};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

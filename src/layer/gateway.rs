@@ -486,6 +486,7 @@ where
         query: parts.uri.query(),
         headers: &parts.headers,
         path_params: &found.params,
+        rest: found.rest.as_deref(),
         form_body: buffered.as_deref(),
     };
     let mapped = crate::mapping::map_request(api, &route.compiled, &input, &sys)

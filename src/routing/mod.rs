@@ -19,6 +19,8 @@ pub struct Compiled {
     /// Compiled regular expressions of the declared parameters, by index (none where a
     /// parameter has no rule).
     pub regexes: Vec<Option<regex::Regex>>,
+    /// The backend path template (`backend.path`), parsed once; none when the API has none.
+    pub backend_path: Option<crate::model::PathTemplate>,
 }
 
 impl Compiled {
@@ -43,6 +45,16 @@ impl Compiled {
                     .transpose()
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { regexes })
+        let backend_path = api
+            .backend
+            .path
+            .as_deref()
+            .map(crate::model::PathTemplate::parse)
+            .transpose()
+            .map_err(|e| format!("backend path: {e}"))?;
+        Ok(Self {
+            regexes,
+            backend_path,
+        })
     }
 }
