@@ -42,10 +42,20 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `conformance` | [`store::conformance`] and [`store_conformance!`], for `Store` adapter authors |
+//! | `admin` | `stagegate::admin`: the admin REST API as a tower `Service` (an axum `Router`, no server, no extra axum features) |
+//! | `redb` | `stagegate::store::RedbStore`: the embedded, durable store (needs Rust 1.90) |
+//! | `conformance` | `store::conformance` and `store_conformance!`, for `Store` adapter authors |
+//! | `oss-s3` | S3-compatible object stores for OSS backends (`object_store`'s `aws` support) |
+//!
+//! No feature is on by default: an application that embeds only the data plane gets neither
+//! axum nor redb. The crate's own tests, examples and benches turn `admin`, `redb` and
+//! `conformance` on (through a dev-dependency on itself), so `cargo test` and
+//! `cargo run --example gateway` need no flags.
 //!
 //! [`Snapshot`]: routing::Snapshot
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod auth;
 pub mod backend;
 pub mod control;
