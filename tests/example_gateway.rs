@@ -343,12 +343,16 @@ async fn call_api(http: &Http, gw: &Gateway, code: &str) -> common::Got {
 
 // ----- the walkthrough -----
 
-/// The `sh` blocks of `docs/walkthrough.md`, each with the `text` block that follows it (the
-/// expected output: every line must appear in that block's output, `...` standing for anything).
+/// The `sh` blocks of the README's walkthrough section, each with the `text` block that follows
+/// it (the expected output: every line must appear in that block's output, `...` standing for
+/// anything).
 fn walkthrough_blocks() -> Vec<(String, Option<String>)> {
-    let doc =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/walkthrough.md"))
-            .expect("docs/walkthrough.md");
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let start = readme.find("\n## Walkthrough").expect("the README's walkthrough section");
+    let section = &readme[start + 1..];
+    let end = section[1..].find("\n## ").map_or(section.len(), |i| i + 1);
+    let doc = &section[..end];
     let mut blocks: Vec<(String, Option<String>)> = Vec::new();
     let mut lines = doc.lines();
     let mut last_was_sh = false;
