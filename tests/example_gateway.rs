@@ -349,7 +349,9 @@ async fn call_api(http: &Http, gw: &Gateway, code: &str) -> common::Got {
 fn walkthrough_blocks() -> Vec<(String, Option<String>)> {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .expect("README.md");
-    let start = readme.find("\n## Walkthrough").expect("the README's walkthrough section");
+    let start = readme
+        .find("\n## Walkthrough")
+        .expect("the README's walkthrough section");
     let section = &readme[start + 1..];
     let end = section[1..].find("\n## ").map_or(section.len(), |i| i + 1);
     let doc = &section[..end];

@@ -193,6 +193,17 @@ fn delete(state: &State, key: Key) -> Write {
     Write::delete(key, expect)
 }
 
+/// A clone of the record under `id`, or [`ControlError::NotFound`].
+fn cloned<K, V>(map: &HashMap<K, Versioned<V>>, id: &K, what: &'static str) -> Result<V>
+where
+    K: std::hash::Hash + Eq + fmt::Display,
+    V: Clone,
+{
+    map.get(id)
+        .map(|v| v.value.clone())
+        .ok_or_else(|| ControlError::not_found(what, id))
+}
+
 fn next_version(prev: Option<&str>) -> String {
     let now = Deployment::format_version(Timestamp::now());
     match prev {
@@ -299,6 +310,10 @@ impl ControlPlane {
         Ok(())
     }
 
+    async fn commit_one(&self, state: &mut State, write: Write) -> Result<()> {
+        self.commit(state, vec![write], HashMap::new()).await
+    }
+
     async fn resync(&self, state: &mut State) -> Result<()> {
         let fresh = State::from_loaded(self.store.load().await?);
         let generation = self.live.load().generation();
@@ -359,7 +374,7 @@ impl ControlPlane {
             });
         }
         let w = put(&state, Entity::Backend(b.clone()));
-        self.commit(&mut state, vec![w], HashMap::new()).await?;
+        self.commit_one(&mut state, w).await?;
         Ok(b)
     }
 
@@ -399,7 +414,7 @@ impl ControlPlane {
         b.modified_at = Timestamp::now();
         b.validate()?;
         let w = put(&state, Entity::Backend(b.clone()));
-        self.commit(&mut state, vec![w], HashMap::new()).await?;
+        self.commit_one(&mut state, w).await?;
         Ok(b)
     }
 
@@ -437,7 +452,7 @@ impl ControlPlane {
             });
         }
         let w = delete(&state, Key::backend(id));
-        self.commit(&mut state, vec![w], HashMap::new()).await
+        self.commit_one(&mut state, w).await
     }
 
     /// One backend service.
@@ -447,11 +462,7 @@ impl ControlPlane {
     /// [`ControlError::NotFound`].
     pub async fn backend(&self, id: &BackendId) -> Result<BackendService> {
         let state = self.state.lock().await;
-        state
-            .backends
-            .get(id)
-            .map(|b| b.value.clone())
-            .ok_or_else(|| ControlError::not_found("backend service", id))
+        cloned(&state.backends, id, "backend service")
     }
 
     /// Every backend service, by name.
@@ -643,7 +654,7 @@ impl ControlPlane {
             });
         }
         let w = put(&state, Entity::VpcAccess(v.clone()));
-        self.commit(&mut state, vec![w], HashMap::new()).await?;
+        self.commit_one(&mut state, w).await?;
         Ok(v)
     }
 
@@ -659,7 +670,7 @@ impl ControlPlane {
             return Err(ControlError::not_found("vpc access authorization", &v.id));
         }
         let w = put(&state, Entity::VpcAccess(v.clone()));
-        self.commit(&mut state, vec![w], HashMap::new()).await?;
+        self.commit_one(&mut state, w).await?;
         Ok(v)
     }
 
@@ -693,7 +704,7 @@ impl ControlPlane {
             });
         }
         let w = delete(&state, Key::vpc_access(id));
-        self.commit(&mut state, vec![w], HashMap::new()).await
+        self.commit_one(&mut state, w).await
     }
 
     /// Every VPC access authorization.
@@ -711,11 +722,7 @@ impl ControlPlane {
     /// [`ControlError::NotFound`].
     pub async fn vpc_access(&self, id: &VpcAccessId) -> Result<VpcAccess> {
         let state = self.state.lock().await;
-        state
-            .vpc_access
-            .get(id)
-            .map(|v| v.value.clone())
-            .ok_or_else(|| ControlError::not_found("vpc access authorization", id))
+        cloned(&state.vpc_access, id, "vpc access authorization")
     }
 
     // ----- groups -----
@@ -739,7 +746,7 @@ impl ControlPlane {
             });
         }
         let w = put(&state, Entity::Group(g.clone()));
-        self.commit(&mut state, vec![w], HashMap::new()).await?;
+        self.commit_one(&mut state, w).await?;
         Ok(g)
     }
 
@@ -777,7 +784,7 @@ impl ControlPlane {
             });
         }
         let w = put(&state, Entity::Group(g.clone()));
-        self.commit(&mut state, vec![w], HashMap::new()).await?;
+        self.commit_one(&mut state, w).await?;
         Ok(g)
     }
 
@@ -809,7 +816,7 @@ impl ControlPlane {
             });
         }
         let w = delete(&state, Key::group(id));
-        self.commit(&mut state, vec![w], HashMap::new()).await
+        self.commit_one(&mut state, w).await
     }
 
     /// One group.
@@ -819,11 +826,7 @@ impl ControlPlane {
     /// [`ControlError::NotFound`].
     pub async fn group(&self, id: &GroupId) -> Result<Group> {
         let state = self.state.lock().await;
-        state
-            .groups
-            .get(id)
-            .map(|g| g.value.clone())
-            .ok_or_else(|| ControlError::not_found("group", id))
+        cloned(&state.groups, id, "group")
     }
 
     /// Every group, by name.
@@ -879,7 +882,7 @@ impl ControlPlane {
         }
         Self::check_api(&state, &api)?;
         let w = put(&state, Entity::Api(api.clone()));
-        self.commit(&mut state, vec![w], HashMap::new()).await?;
+        self.commit_one(&mut state, w).await?;
         Ok(api)
     }
 
@@ -895,7 +898,7 @@ impl ControlPlane {
         }
         Self::check_api(&state, &api)?;
         let w = put(&state, Entity::Api(api.clone()));
-        self.commit(&mut state, vec![w], HashMap::new()).await?;
+        self.commit_one(&mut state, w).await?;
         Ok(api)
     }
 
@@ -950,11 +953,7 @@ impl ControlPlane {
     /// [`ControlError::NotFound`].
     pub async fn api(&self, id: &ApiId) -> Result<ApiDefinition> {
         let state = self.state.lock().await;
-        state
-            .apis
-            .get(id)
-            .map(|a| a.value.clone())
-            .ok_or_else(|| ControlError::not_found("api", id))
+        cloned(&state.apis, id, "api")
     }
 
     /// Every API draft, optionally of one group, by name.
@@ -1090,7 +1089,7 @@ impl ControlPlane {
             });
         }
         let w = delete(&state, Key::publication(id, stage));
-        self.commit(&mut state, vec![w], HashMap::new()).await
+        self.commit_one(&mut state, w).await
     }
 
     /// The deployment live in a stage, if any.
@@ -1206,7 +1205,7 @@ impl ControlPlane {
         app.validate()?;
         Self::check_credentials_unique(state, &app)?;
         let w = put(state, Entity::App(app.clone()));
-        self.commit(state, vec![w], HashMap::new()).await?;
+        self.commit_one(state, w).await?;
         Ok(app)
     }
 
@@ -1296,11 +1295,7 @@ impl ControlPlane {
     /// [`ControlError::NotFound`].
     pub async fn app(&self, id: &AppId) -> Result<App> {
         let state = self.state.lock().await;
-        state
-            .apps
-            .get(id)
-            .map(|a| a.value.clone())
-            .ok_or_else(|| ControlError::not_found("app", id))
+        cloned(&state.apps, id, "app")
     }
 
     /// Apps whose name contains `text` (case-insensitive), or all, by name.
@@ -1455,7 +1450,7 @@ impl ControlPlane {
             created_at: now,
         };
         let w = put(&state, Entity::Authorization(a.clone()));
-        self.commit(&mut state, vec![w], HashMap::new()).await?;
+        self.commit_one(&mut state, w).await?;
         Ok(a)
     }
 
@@ -1476,7 +1471,7 @@ impl ControlPlane {
             ));
         }
         let w = delete(&state, Key::authorization(app, api, stage));
-        self.commit(&mut state, vec![w], HashMap::new()).await
+        self.commit_one(&mut state, w).await
     }
 
     /// The grants of an API, or of an app, or all.

@@ -219,8 +219,14 @@ pub type ResponseFuture<E> = Pin<Box<dyn Future<Output = Result<Response<Gateway
 
 fn header_bytes<B>(req: &Request<B>) -> usize {
     let uri = req.uri();
-    let uri_len = uri.path_and_query().map_or(0, |p| p.as_str().len()) + uri.authority().map_or(0, |a| a.as_str().len());
-    uri_len + req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
+    let uri_len = uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len());
+    uri_len
+        + req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>()
 }
 
 impl<S, B, ResBody> Service<Request<B>> for Gateway<S>
