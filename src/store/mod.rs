@@ -75,7 +75,6 @@ pub enum Expect {
 // allocation to every commit.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[allow(clippy::large_enum_variant)] // as `Entity` itself: writes are few and short-lived
 pub enum Write {
     /// Insert or replace a record.
     Put {
