@@ -1022,3 +1022,34 @@ async fn export_then_import_reproduces_the_configuration_all_or_nothing() {
     assert!(fresh.records().await.is_empty());
     assert!(live_url(&fresh, &Stage::TEST, "/exp/1").is_none());
 }
+
+#[tokio::test]
+async fn at_equal_length_segments_decide_and_longer_templates_win() {
+    let s = setup().await;
+    s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:9001"))
+        .await
+        .unwrap();
+    let prefix = api(&s, "pathAll", "/path/*").await;
+    let params = api(&s, "twoParams", "/[id]/[name]").await;
+    let three = api(&s, "threeParams", "/[a]/[b]/[c]").await;
+    for a in [&prefix, &params, &three] {
+        s.cp.publish(&a.id, Stage::TEST, None).await.unwrap();
+    }
+    let snap = s.cp.snapshot();
+    let hit = |p: &str| {
+        snap.resolve(None, &Stage::TEST, &Method::GET, p)
+            .map(|m| m.route.api().name.clone())
+    };
+    assert_eq!(
+        hit("/path/x").as_deref(),
+        Some("pathAll"),
+        "equal length: an exact first segment wins"
+    );
+    assert_eq!(hit("/other/x").as_deref(), Some("twoParams"));
+    assert_eq!(
+        hit("/path/x/y").as_deref(),
+        Some("threeParams"),
+        "the longer template wins"
+    );
+    assert_eq!(hit("/path/x/y/z").as_deref(), Some("pathAll"));
+}

@@ -69,6 +69,9 @@ const CATCH_ALL: &str = "__sg_rest";
 struct MethodRouters {
     full: Option<matchit::Router<usize>>,
     prefix: Option<matchit::Router<usize>>,
+    /// The longest rank (segments plus the `*`) of the match-all routes: a match-all route can
+    /// only beat an exact-length match of at most this many segments.
+    prefix_max_len: usize,
 }
 
 /// The compiled, immutable routes of one (group, stage).
@@ -179,6 +182,10 @@ impl RouteTable {
             };
             let (path, prefix) = to_matchit(&r.template);
             let routers = &mut table.methods[pos].1;
+            if prefix {
+                routers.prefix_max_len =
+                    routers.prefix_max_len.max(r.template.segments().len() + 1);
+            }
             let router = if prefix {
                 &mut routers.prefix
             } else {
@@ -250,7 +257,15 @@ impl RouteTable {
 
     fn lookup_in(&self, routers: &MethodRouters, path: &str) -> Option<RouteMatch> {
         let full = routers.full.as_ref().and_then(|r| r.at(path).ok());
-        let prefix = routers.prefix.as_ref().and_then(|r| r.at(path).ok());
+        // A match-all route can only win against a full match of the same length or shorter.
+        let prefix_may_win = full.as_ref().is_none_or(|f| {
+            self.routes[*f.value].template.segments().len() <= routers.prefix_max_len
+        });
+        let prefix = if prefix_may_win {
+            routers.prefix.as_ref().and_then(|r| r.at(path).ok())
+        } else {
+            None
+        };
         let (m, is_prefix) = match (full, prefix) {
             (Some(f), Some(p)) => {
                 let rf = rank(&self.routes[*f.value].template);
