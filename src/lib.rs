@@ -46,6 +46,8 @@
 //!
 //! [`Snapshot`]: routing::Snapshot
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod auth;
 pub mod backend;
 pub mod control;

@@ -32,14 +32,16 @@ pub(crate) struct Live {
     pub(crate) deployment: Arc<Deployment>,
 }
 
+/// One API's deployments in one stage, by version.
+pub(crate) type DeploymentHistory = BTreeMap<String, Versioned<Arc<Deployment>>>;
+
 #[derive(Debug, Default, Clone)]
 pub(crate) struct State {
     pub(crate) revision: Revision,
     pub(crate) backends: HashMap<BackendId, Versioned<BackendService>>,
     pub(crate) groups: HashMap<GroupId, Versioned<Group>>,
     pub(crate) apis: HashMap<ApiId, Versioned<ApiDefinition>>,
-    #[allow(clippy::type_complexity)] // (api, stage) → version → deployment, read in one place
-    pub(crate) deployments: HashMap<(ApiId, Stage), BTreeMap<String, Versioned<Arc<Deployment>>>>,
+    pub(crate) deployments: HashMap<(ApiId, Stage), DeploymentHistory>,
     pub(crate) publications: HashMap<(ApiId, Stage), Live>,
     pub(crate) apps: HashMap<AppId, Versioned<App>>,
     pub(crate) authorizations: HashMap<(AppId, ApiId, Stage), Versioned<Authorization>>,

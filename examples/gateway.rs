@@ -1,0 +1,271 @@
+//! The bundled example gateway: the data plane, the admin API and the embedded durable store in
+//! one process.
+//!
+//! ```text
+//! cargo run --example gateway -- [--listen 127.0.0.1:8080] [--admin-listen 127.0.0.1:9080]
+//!                                [--data-dir ./stagegate-data] [--admin-token TOKEN]
+//! ```
+//!
+//! Each flag can also come from the environment (`STAGEGATE_LISTEN`, `STAGEGATE_ADMIN_LISTEN`,
+//! `STAGEGATE_DATA_DIR`, `STAGEGATE_ADMIN_TOKEN`); a flag wins over the environment. Without a
+//! token, one is generated at first start, stored as `admin-token` (mode 0600) in the data
+//! directory and printed once. Logs go to stderr (`RUST_LOG` filters them; default `info`,
+//! with one `stagegate::access` line per request). Ctrl-C or SIGTERM stops accepting and lets
+//! in-flight requests finish (at most 30 s).
+//!
+//! Arguments are parsed by hand: four `--name value` flags do not justify a CLI crate in the
+//! dependency tree of everyone who runs `cargo test`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use stagegate::admin::AdminApi;
+use stagegate::store::RedbStore;
+use stagegate::{ClientAddr, ControlPlane, GatewayLayer, Secret};
+use tokio::net::TcpListener;
+use tower::ServiceExt as _;
+
+/// The file the store keeps its data in, inside the data directory.
+const DB_FILE: &str = "stagegate.redb";
+/// The file a generated admin token is kept in, inside the data directory.
+const TOKEN_FILE: &str = "admin-token";
+
+struct Config {
+    listen: String,
+    admin_listen: String,
+    data_dir: PathBuf,
+    admin_token: Option<String>,
+}
+
+const USAGE: &str =
+    "usage: gateway [--listen ADDR] [--admin-listen ADDR] [--data-dir DIR] [--admin-token TOKEN]
+
+  --listen        data plane address   (env STAGEGATE_LISTEN, default 127.0.0.1:8080)
+  --admin-listen  admin API address    (env STAGEGATE_ADMIN_LISTEN, default 127.0.0.1:9080)
+  --data-dir      state directory      (env STAGEGATE_DATA_DIR, default ./stagegate-data)
+  --admin-token   admin bearer token   (env STAGEGATE_ADMIN_TOKEN, default: generated once)";
+
+fn parse_args() -> Result<Config, String> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut cfg = Config {
+        listen: env("STAGEGATE_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into()),
+        admin_listen: env("STAGEGATE_ADMIN_LISTEN").unwrap_or_else(|| "127.0.0.1:9080".into()),
+        data_dir: env("STAGEGATE_DATA_DIR").map_or_else(|| "stagegate-data".into(), PathBuf::from),
+        admin_token: env("STAGEGATE_ADMIN_TOKEN"),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "-h" || arg == "--help" {
+            return Err(String::new());
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
+            None => (arg.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match name.as_str() {
+            "--listen" => cfg.listen = value()?,
+            "--admin-listen" => cfg.admin_listen = value()?,
+            "--data-dir" => cfg.data_dir = PathBuf::from(value()?),
+            "--admin-token" => cfg.admin_token = Some(value()?),
+            _ => return Err(format!("unknown argument `{arg}`")),
+        }
+    }
+    Ok(cfg)
+}
+
+/// The admin token: given, else the stored one, else a new one stored with mode 0600.
+fn admin_token(cfg: &Config) -> Result<(Secret, Option<PathBuf>), String> {
+    if let Some(t) = &cfg.admin_token {
+        return Ok((Secret::new(t.clone()), None));
+    }
+    let path = cfg.data_dir.join(TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok((Secret::new(t.trim()), None)),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    }
+    let token = Secret::generate();
+    write_private(&path, token.expose())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok((token, Some(path)))
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(content.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+    }
+    s
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cfg = match parse_args() {
+        Ok(c) => c,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cfg).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cfg: Config) -> Result<(), String> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", cfg.data_dir.display()))?;
+    let db = cfg.data_dir.join(DB_FILE);
+    let store = RedbStore::open(&db).map_err(|e| {
+        format!(
+            "cannot open the data file {}: {} (the gateway refuses to start rather than lose data; restore a backup or move the file away)",
+            db.display(),
+            error_chain(&e)
+        )
+    })?;
+    let control = Arc::new(
+        ControlPlane::open(store)
+            .await
+            .map_err(|e| format!("cannot load {}: {}", db.display(), error_chain(&e)))?,
+    );
+    let (token, generated) = admin_token(&cfg)?;
+
+    let gateway = GatewayLayer::new(control.snapshot_handle()).standalone();
+    let admin = AdminApi::new(Arc::clone(&control), token.clone(), gateway.clone()).router();
+
+    let data_listener = TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let admin_listener = TcpListener::bind(&cfg.admin_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.admin_listen))?;
+    let data_addr = data_listener.local_addr().map_err(|e| e.to_string())?;
+    let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
+
+    if let Some(path) = generated {
+        println!(
+            "admin token (generated, stored in {}): {}",
+            path.display(),
+            token.expose()
+        );
+    }
+    println!("stagegate data plane listening on http://{data_addr}");
+    println!("stagegate admin API listening on http://{admin_addr}");
+    println!("stagegate data in {}", db.display());
+    tracing::info!(%data_addr, %admin_addr, data = %db.display(), "stagegate started");
+
+    let graceful = GracefulShutdown::new();
+    let builder = Builder::new(TokioExecutor::new());
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = data_listener.accept() => {
+                let Ok((stream, peer)) = accepted else { continue };
+                let gw = gateway.clone();
+                let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                    req.extensions_mut().insert(ClientAddr(peer));
+                    gw.clone().oneshot(req)
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "data plane connection ended with an error");
+                    }
+                });
+            }
+            accepted = admin_listener.accept() => {
+                let Ok((stream, _peer)) = accepted else { continue };
+                let svc = TowerToHyperService::new(admin.clone());
+                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "admin connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    drop(data_listener);
+    drop(admin_listener);
+    tracing::info!("shutting down: letting in-flight requests finish");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(Duration::from_secs(30)) => {
+            tracing::warn!("in-flight requests did not finish within 30 s");
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,296 @@
+//! The admin REST API: every console operation as JSON over HTTP, plus the debug (test-invoke)
+//! endpoint and OpenAPI documents, as a tower `Service` that also mounts in axum.
+//!
+//! Every call needs `Authorization: Bearer <token>` (compared in constant time) except
+//! `GET /health`. Bodies are JSON objects with no unknown fields, at most 1 MiB by default.
+//! Refusals answer `{"code","message"}`: 400 for bad input, 401 for a missing or wrong token,
+//! 404 for unknown ids, 409 for refused operations, 413 for oversized bodies. A refused call
+//! changes nothing.
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /health` | 200 `{"status":"ok"}`, no token needed |
+//! | `POST /backends`, `GET /backends`, `GET`/`PATCH`/`DELETE /backends/{id}` | backend services |
+//! | `PUT`/`GET`/`DELETE /backends/{id}/stages/{stage}` | a backend's definition in a stage, with per-API reports |
+//! | `GET /backends/{id}/apis?stage=` | the APIs using a backend |
+//! | `POST`/`GET /vpc-access`, `GET`/`PUT`/`DELETE /vpc-access/{id}` | VPC access authorizations |
+//! | `POST`/`GET /groups`, `GET`/`PUT`/`DELETE /groups/{id}`, `GET /groups/{id}/openapi?stage=` | groups and their API documentation |
+//! | `POST /apis`, `GET /apis?group_id=`, `GET`/`PUT`/`DELETE /apis/{id}` | API drafts |
+//! | `POST /apis/{id}/publish`, `/unpublish`, `/rollback`, `GET /apis/{id}/deployments` | publishing |
+//! | `POST`/`GET /apis/{id}/authorizations`, `DELETE /apis/{id}/authorizations/{app_id}?stage=` | grants |
+//! | `POST /apis/{id}/debug` | sign as an app and call the API through the real data plane |
+//! | `POST /apps`, `GET /apps?name=`, `GET`/`PATCH`/`DELETE /apps/{id}` | apps |
+//! | `POST /apps/{id}/keys`, `DELETE /apps/{id}/keys/{key}`, `POST /apps/{id}/keys/{key}/rotate` | key pairs |
+//! | `POST`/`DELETE /apps/{id}/codes`, `GET /apps/{id}/authorizations` | AppCodes, an app's grants |
+//! | `GET /export`, `POST /import` | the whole configuration as one JSON document |
+//!
+//! # Examples
+//!
+//! ```
+//! use std::sync::Arc;
+//! use stagegate::{ControlPlane, GatewayLayer, Secret, admin::AdminApi, store::MemoryStore};
+//! use tower::ServiceExt;
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let control = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
+//! let gateway = GatewayLayer::new(control.snapshot_handle()).standalone();
+//! let admin = AdminApi::new(control, Secret::new("s3cret-token"), gateway);
+//! let res = admin
+//!     .router()
+//!     .oneshot(http::Request::get("/backends").body(axum::body::Body::empty()).unwrap())
+//!     .await
+//!     .unwrap();
+//! assert_eq!(res.status(), http::StatusCode::UNAUTHORIZED);
+//! # });
+//! ```
+
+mod debug;
+mod error;
+mod openapi;
+mod routes;
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequest, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode, header};
+use http_body_util::BodyExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use debug::{DebugAuth, DebugRequest};
+pub use error::AdminError;
+pub use openapi::openapi_document;
+
+use crate::control::ControlPlane;
+use crate::layer::GatewayService;
+use crate::model::Secret;
+
+/// The default largest admin request body: 1 MiB.
+pub const DEFAULT_ADMIN_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The admin REST API over a [`ControlPlane`], with the data plane it debugs through.
+///
+/// Cloning is a reference-count bump.
+///
+/// # Examples
+///
+/// Mounted next to other routes in an axum app:
+///
+/// ```
+/// use std::sync::Arc;
+/// use stagegate::{ControlPlane, GatewayLayer, Secret, admin::AdminApi, store::MemoryStore};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let control = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
+/// let gateway = GatewayLayer::new(control.snapshot_handle()).standalone();
+/// let admin = AdminApi::new(control, Secret::generate(), gateway).body_limit(64 * 1024);
+/// let app: axum::Router = axum::Router::new().nest("/admin", admin.router());
+/// # let _ = app;
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct AdminApi {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) control: Arc<ControlPlane>,
+    pub(crate) token: Secret,
+    pub(crate) gateway: GatewayService,
+    pub(crate) body_limit: usize,
+}
+
+pub(crate) type AdminState = Arc<Inner>;
+
+impl fmt::Debug for AdminApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminApi")
+            .field("control", &self.inner.control)
+            .field("body_limit", &self.inner.body_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminApi {
+    /// The admin API of `control`, guarded by `token`, debugging through `gateway` (the same
+    /// data-plane service that serves clients, e.g. `GatewayLayer::new(..).standalone()`).
+    #[must_use]
+    pub fn new(control: Arc<ControlPlane>, token: Secret, gateway: GatewayService) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                control,
+                token,
+                gateway,
+                body_limit: DEFAULT_ADMIN_BODY_LIMIT,
+            }),
+        }
+    }
+
+    /// The largest request body accepted (413 beyond); default [`DEFAULT_ADMIN_BODY_LIMIT`].
+    #[must_use]
+    pub fn body_limit(self, bytes: usize) -> Self {
+        let i = &self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                control: Arc::clone(&i.control),
+                token: i.token.clone(),
+                gateway: i.gateway.clone(),
+                body_limit: bytes,
+            }),
+        }
+    }
+
+    /// The control plane.
+    #[must_use]
+    pub fn control(&self) -> &Arc<ControlPlane> {
+        &self.inner.control
+    }
+
+    /// The routes as an axum [`Router`], token check included, ready to serve or to `nest`.
+    pub fn router(&self) -> Router {
+        routes::router(Arc::clone(&self.inner))
+            .fallback(fallback)
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&self.inner),
+                authenticate,
+            ))
+    }
+
+    /// The admin API as a tower `Service<http::Request<B>>` (an axum [`Router`] is one).
+    pub fn into_service(self) -> Router {
+        self.router()
+    }
+}
+
+async fn fallback(uri: http::Uri) -> AdminError {
+    AdminError::NoRoute(crate::model::id::truncate(uri.path()))
+}
+
+/// Checks the bearer token on every call but `GET /health`; refuses oversized bodies early.
+async fn authenticate(State(s): State<AdminState>, req: Request, next: Next) -> Response {
+    let health = req.method() == Method::GET && req.uri().path() == "/health";
+    if !health {
+        let ok = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .is_some_and(|t| s.token.ct_eq_str(t));
+        if !ok {
+            return AdminError::Unauthorized.into_response();
+        }
+    }
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && len > s.body_limit as u64
+    {
+        return AdminError::PayloadTooLarge {
+            limit: s.body_limit,
+        }
+        .into_response();
+    }
+    let mut res = next.run(req).await;
+    if res.status() == StatusCode::METHOD_NOT_ALLOWED
+        && !res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
+    {
+        let allow = res.headers().get(header::ALLOW).cloned();
+        res = AdminError::MethodNotAllowed.into_response();
+        if let Some(a) = allow {
+            res.headers_mut().insert(header::ALLOW, a);
+        }
+    }
+    res
+}
+
+/// A JSON body: at most the configured limit, an object of exactly the expected shape. An
+/// empty body reads as `{}`.
+pub(crate) struct Json<T>(pub(crate) T);
+
+/// Reads the whole body, refusing more than `limit` bytes.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, AdminError> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(AdminError::PayloadTooLarge { limit })
+        }
+        Err(e) => Err(AdminError::InvalidJson(format!(
+            "the body could not be read: {e}"
+        ))),
+    }
+}
+
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(bytes).map_err(|e| AdminError::InvalidJson(e.to_string()))
+}
+
+impl<T: DeserializeOwned + Send> FromRequest<AdminState> for Json<T> {
+    type Rejection = AdminError;
+
+    async fn from_request(req: Request, state: &AdminState) -> Result<Self, AdminError> {
+        let bytes = read_body(req.into_body(), state.body_limit).await?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// A JSON response.
+pub(crate) fn reply<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut res = (status, body).into_response();
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            res
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "admin: response could not be serialized");
+            let mut res = (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"code":"InternalError","message":"the response could not be serialized"}"#,
+            )
+                .into_response();
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            res
+        }
+    }
+}
+
+/// The query string as pairs, refusing names outside `allowed`.
+pub(crate) fn query_pairs(
+    query: Option<&str>,
+    allowed: &[&str],
+) -> Result<Vec<(String, String)>, AdminError> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    for (k, _) in &pairs {
+        if !allowed.contains(&k.as_str()) {
+            return Err(AdminError::InvalidParameter(format!(
+                "unknown query parameter `{}`",
+                crate::model::id::truncate(k)
+            )));
+        }
+    }
+    Ok(pairs)
+}

@@ -1,0 +1,691 @@
+//! End to end over real TCP against `examples/gateway.rs` running as a separate process: the
+//! documented walkthrough, restart persistence, SIGKILL while writing, admin auth, a damaged
+//! data file, and export → import into a fresh data directory.
+//!
+//! The example binary is the one `cargo test` builds next to the test binaries
+//! (`target/<profile>/examples/gateway`); when it is missing (e.g. `cargo test --test
+//! example_gateway`), it is built once with `cargo build --example gateway`.
+#![cfg(all(feature = "admin", feature = "redb", unix))]
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "test-admin-token-0123456789";
+
+fn target_dir() -> PathBuf {
+    // target/<profile>/deps/<test binary>
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary inside target/<profile>/deps")
+        .to_path_buf()
+}
+
+fn gateway_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("STAGEGATE_GATEWAY_BIN") {
+            return PathBuf::from(p);
+        }
+        let bin = target_dir().join("examples").join("gateway");
+        if !bin.exists() {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--example", "gateway"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build --example gateway");
+            assert!(status.success(), "cargo build --example gateway failed");
+        }
+        assert!(bin.exists(), "{} not found", bin.display());
+        bin
+    })
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "stagegate-e2e-{name}-{}-{}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A running example gateway.
+struct Gateway {
+    child: Child,
+    admin: String,
+    data: String,
+    stdout_lines: Vec<String>,
+}
+
+impl Gateway {
+    /// Starts the example on free ports with `data_dir`; `token: None` lets it generate one.
+    fn start(data_dir: &Path, token: Option<&str>) -> Self {
+        let log = data_dir.with_extension("log");
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut cmd = Command::new(gateway_bin());
+        cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env_remove("STAGEGATE_ADMIN_TOKEN")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        if let Some(t) = token {
+            cmd.args(["--admin-token", t]);
+        }
+        let mut child = cmd.spawn().expect("spawn the example gateway");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (mut admin, mut data, mut lines) = (None, None, Vec::new());
+        while admin.is_none() || data.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = rx.recv_timeout(left) else {
+                let _ = child.kill();
+                panic!(
+                    "the gateway did not start; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            };
+            if let Some(a) = line.strip_prefix("stagegate admin API listening on ") {
+                admin = Some(a.trim().to_owned());
+            }
+            if let Some(a) = line.strip_prefix("stagegate data plane listening on ") {
+                data = Some(a.trim().to_owned());
+            }
+            lines.push(line);
+        }
+        Self {
+            child,
+            admin: admin.unwrap_or_default(),
+            data: data.unwrap_or_default(),
+            stdout_lines: lines,
+        }
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "the gateway exited with {status}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the gateway did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL.
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A small HTTP client over real TCP.
+#[derive(Clone)]
+struct Http {
+    client: common::HttpClient,
+}
+
+impl Http {
+    fn new() -> Self {
+        Self {
+            client: common::client(),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Result<common::Got, String> {
+        let mut b = Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b
+            .body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))
+            .map_err(|e| e.to_string())?;
+        let res = tokio::time::timeout(Duration::from_secs(20), self.client.request(req))
+            .await
+            .map_err(|_| "timeout".to_owned())?
+            .map_err(|e| e.to_string())?;
+        Ok(common::collect(res).await)
+    }
+
+    /// An admin call with the test token; panics on transport errors.
+    async fn admin(
+        &self,
+        gw: &Gateway,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> common::Got {
+        let body = body.map(|b| b.to_string());
+        self.send(
+            method,
+            &format!("{}{path}", gw.admin),
+            &[
+                ("authorization", &format!("Bearer {TOKEN}")),
+                ("content-type", "application/json"),
+            ],
+            body.as_deref(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+}
+
+fn id(g: &common::Got) -> String {
+    g.json()["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {}", g.text()))
+        .to_owned()
+}
+
+/// Sets up a MOCK backend, a group, an AppCode API published in TEST and an authorized app.
+/// Returns (api id, app code).
+async fn set_up(http: &Http, gw: &Gateway, body: &str) -> (String, String) {
+    let b = http
+        .admin(
+            gw,
+            "POST",
+            "/backends",
+            Some(json!({"name": "e2e_mock", "type": "MOCK"})),
+        )
+        .await;
+    assert_eq!(b.status, 201, "{}", b.text());
+    let backend = id(&b);
+    let r = http
+        .admin(
+            gw,
+            "PUT",
+            &format!("/backends/{backend}/stages/TEST"),
+            Some(json!({"status": 200, "body": body})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let g = http
+        .admin(gw, "POST", "/groups", Some(json!({"name": "e2e_group"})))
+        .await;
+    assert_eq!(g.status, 201, "{}", g.text());
+    let group = id(&g);
+    let a = http
+        .admin(
+            gw,
+            "POST",
+            "/apis",
+            Some(json!({
+                "group_id": group, "name": "e2e_api", "auth": "APP", "appcode_auth": "HEADER",
+                "request": {"method": "GET", "path": "/e2e/[x]", "mode": "PASSTHROUGH"},
+                "backend": {"backend_id": backend}
+            })),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text());
+    let api = id(&a);
+    let p = http
+        .admin(
+            gw,
+            "POST",
+            &format!("/apis/{api}/publish"),
+            Some(json!({"stage": "TEST"})),
+        )
+        .await;
+    assert_eq!(p.status, 201, "{}", p.text());
+    let app = http
+        .admin(gw, "POST", "/apps", Some(json!({"name": "e2e_app"})))
+        .await;
+    assert_eq!(app.status, 201, "{}", app.text());
+    let code = app.json()["app_code"].as_str().unwrap().to_owned();
+    let app = id(&app);
+    let grant = http
+        .admin(
+            gw,
+            "POST",
+            &format!("/apis/{api}/authorizations"),
+            Some(json!({"app_id": app, "stage": "TEST"})),
+        )
+        .await;
+    assert_eq!(grant.status, 201, "{}", grant.text());
+    (api, code)
+}
+
+async fn call_api(http: &Http, gw: &Gateway, code: &str) -> common::Got {
+    http.send(
+        "GET",
+        &format!("{}/e2e/1", gw.data),
+        &[
+            ("authorization", &format!("APPCODE {code}")),
+            ("x-ca-stage", "TEST"),
+        ],
+        None,
+    )
+    .await
+    .unwrap()
+}
+
+// ----- the walkthrough -----
+
+/// The `sh` blocks of `docs/walkthrough.md`, each with the `text` block that follows it (the
+/// expected output: every line must appear in that block's output, `...` standing for anything).
+fn walkthrough_blocks() -> Vec<(String, Option<String>)> {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/walkthrough.md"))
+            .expect("docs/walkthrough.md");
+    let mut blocks: Vec<(String, Option<String>)> = Vec::new();
+    let mut lines = doc.lines();
+    let mut last_was_sh = false;
+    while let Some(line) = lines.next() {
+        let fence = line.trim_end();
+        if let Some(lang) = fence.strip_prefix("```") {
+            let mut body = String::new();
+            for l in lines.by_ref() {
+                if l.trim_end() == "```" {
+                    break;
+                }
+                body.push_str(l);
+                body.push('\n');
+            }
+            match lang {
+                "sh" => {
+                    blocks.push((body, None));
+                    last_was_sh = true;
+                }
+                "text" if last_was_sh => {
+                    if let Some(b) = blocks.last_mut() {
+                        b.1 = Some(body);
+                    }
+                    last_was_sh = false;
+                }
+                _ => last_was_sh = false,
+            }
+        } else if !line.trim().is_empty() {
+            last_was_sh = false;
+        }
+    }
+    blocks
+}
+
+fn expect_in(output: &str, expected: &str, block: &str) {
+    for want in expected.lines().filter(|l| !l.trim().is_empty()) {
+        let mut rest = output;
+        let mut ok = true;
+        for piece in want.trim().split("...") {
+            match rest.find(piece) {
+                Some(i) => rest = &rest[i + piece.len()..],
+                None => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        assert!(
+            ok,
+            "walkthrough step\n{block}\nexpected `{want}` in its output:\n{output}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_walkthrough_runs_against_the_example_gateway() {
+    let dir = scratch("walkthrough");
+    let data = dir.join("stagegate-data");
+    std::fs::create_dir_all(&data).unwrap();
+    // No --admin-token: the walkthrough reads the generated one from stagegate-data/admin-token.
+    let gw = Gateway::start(&data, None);
+    let blocks = walkthrough_blocks();
+    assert!(blocks.len() >= 8, "the walkthrough lost its steps");
+    let mut script = String::from("set -eu\n");
+    for (i, (code, _)) in blocks.iter().enumerate() {
+        script.push_str(&format!("echo '@@block {i}@@'\n{code}"));
+    }
+    let out = tokio::task::spawn_blocking({
+        let (admin, data_url, dir) = (gw.admin.clone(), gw.data.clone(), dir.clone());
+        move || {
+            Command::new("bash")
+                .arg("-c")
+                .arg(&script)
+                .current_dir(&dir)
+                .env("ADMIN", admin)
+                .env("GW", data_url)
+                .env_remove("TOKEN")
+                .output()
+                .expect("run bash")
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "the walkthrough failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for (i, (code, expected)) in blocks.iter().enumerate() {
+        let start = stdout
+            .find(&format!("@@block {i}@@"))
+            .unwrap_or_else(|| panic!("block {i} did not run:\n{stdout}"));
+        let tail = &stdout[start..];
+        let end = tail
+            .find(&format!("@@block {}@@", i + 1))
+            .unwrap_or(tail.len());
+        if let Some(e) = expected {
+            expect_in(&tail[..end], e, code);
+        }
+    }
+    // The secret never shows in a debug answer.
+    let token = std::fs::read_to_string(data.join("admin-token")).unwrap();
+    assert!(
+        !stdout.contains(token.trim()),
+        "the admin token leaked into the output"
+    );
+    gw.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ----- persistence -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_and_routes_survive_a_restart_and_the_token_is_generated_once() {
+    let dir = scratch("restart");
+    let gw = Gateway::start(&dir, None);
+    let token_file = dir.join("admin-token");
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(
+        gw.stdout_lines.iter().any(|l| l.contains(&token)),
+        "a generated token is printed at first start"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the token file is private");
+    }
+    gw.stop();
+
+    // From now on the stored token; use it through --admin-token for the helpers.
+    let gw = Gateway::start(&dir, None);
+    assert!(
+        !gw.stdout_lines.iter().any(|l| l.contains(&token)),
+        "the token is printed only once"
+    );
+    let http = Http::new();
+    let no = http
+        .send(
+            "GET",
+            &format!("{}/groups", gw.admin),
+            &[("authorization", &format!("Bearer {token}"))],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(no.status, 200, "the stored token still works");
+    gw.stop();
+
+    let gw = Gateway::start(&dir, Some(TOKEN));
+    let (api, code) = set_up(&http, &gw, "persisted").await;
+    let before = call_api(&http, &gw, &code).await;
+    assert_eq!(before.status, 200, "{}", before.text());
+    assert_eq!(before.text(), "persisted");
+    let apis_before = http.admin(&gw, "GET", "/apis", None).await.json();
+    gw.stop();
+
+    let gw = Gateway::start(&dir, Some(TOKEN));
+    let after = call_api(&http, &gw, &code).await;
+    assert_eq!(after.status, 200, "{}", after.text());
+    assert_eq!(after.text(), "persisted");
+    assert_eq!(
+        http.admin(&gw, "GET", "/apis", None).await.json(),
+        apis_before
+    );
+    let deps = http
+        .admin(&gw, "GET", &format!("/apis/{api}/deployments"), None)
+        .await;
+    assert_eq!(deps.json()[0]["live"], true);
+    gw.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_writing_loses_no_acknowledged_change() {
+    let dir = scratch("sigkill");
+    let http = Http::new();
+    let mut acknowledged: Vec<String> = Vec::new();
+    let mut n = 0u32;
+    for round in 0..10 {
+        let gw = Gateway::start(&dir, Some(TOKEN));
+        // Everything acknowledged before the last kill is there.
+        let listed = http.admin(&gw, "GET", "/groups", None).await.json();
+        let names: Vec<&str> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|g| g["name"].as_str())
+            .collect();
+        for a in &acknowledged {
+            assert!(
+                names.contains(&a.as_str()),
+                "round {round}: acknowledged group {a} lost"
+            );
+        }
+        // Write until killed at a random moment.
+        let kill_after = Duration::from_millis(50 + u64::from(fastrand::u32(..250)));
+        let writer = {
+            let http = http.clone();
+            let url = format!("{}/groups", gw.admin);
+            let start = n;
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut i = start;
+                loop {
+                    let name = format!("sk_group_{i}");
+                    i += 1;
+                    let body = json!({"name": name}).to_string();
+                    match http
+                        .send(
+                            "POST",
+                            &url,
+                            &[("authorization", &format!("Bearer {TOKEN}"))],
+                            Some(&body),
+                        )
+                        .await
+                    {
+                        Ok(g) if g.status == 201 => acked.push(name),
+                        Ok(g) => panic!("unexpected answer {}: {}", g.status, g.text()),
+                        Err(_) => return (acked, i),
+                    }
+                }
+            })
+        };
+        tokio::time::sleep(kill_after).await;
+        gw.kill9();
+        let (acked, next) = writer.await.unwrap();
+        n = next;
+        acknowledged.extend(acked);
+    }
+    let gw = Gateway::start(&dir, Some(TOKEN));
+    let listed = http.admin(&gw, "GET", "/groups", None).await.json();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    for a in &acknowledged {
+        assert!(names.contains(&a.as_str()), "acknowledged group {a} lost");
+    }
+    assert!(
+        acknowledged.len() >= 10,
+        "the writer barely wrote: {}",
+        acknowledged.len()
+    );
+    gw.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_data_file_stops_the_start_with_a_clear_error() {
+    let dir = scratch("damaged");
+    std::fs::write(dir.join("stagegate.redb"), vec![0x5a; 64 * 1024]).unwrap();
+    let out = Command::new(gateway_bin())
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--admin-token", TOKEN])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot open the data file"), "{stderr}");
+    // The file is left alone for the operator to inspect.
+    assert_eq!(
+        std::fs::read(dir.join("stagegate.redb")).unwrap().len(),
+        64 * 1024
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ----- admin auth -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_calls_without_the_right_token_are_refused_and_change_nothing() {
+    let dir = scratch("auth");
+    let gw = Gateway::start(&dir, Some(TOKEN));
+    let http = Http::new();
+    let health = http
+        .send("GET", &format!("{}/health", gw.admin), &[], None)
+        .await
+        .unwrap();
+    assert_eq!(health.status, 200);
+    let body = json!({"name": "sneaky_group"}).to_string();
+    for headers in [
+        vec![],
+        vec![("authorization", "Bearer wrong-token")],
+        vec![("authorization", "Basic dGVzdDp0ZXN0")],
+        vec![("authorization", "Bearer ")],
+        vec![("authorization", "test-admin-token-0123456789")],
+    ] {
+        for (method, path) in [
+            ("POST", "/groups"),
+            ("GET", "/groups"),
+            ("GET", "/export"),
+            ("DELETE", "/backends/x"),
+        ] {
+            let got = http
+                .send(
+                    method,
+                    &format!("{}{path}", gw.admin),
+                    &headers,
+                    Some(&body),
+                )
+                .await
+                .unwrap();
+            assert_eq!(got.status, 401, "{method} {path} with {headers:?}");
+            assert_eq!(got.json()["code"], "Unauthorized");
+            assert!(got.json()["message"].is_string());
+        }
+    }
+    let groups = http.admin(&gw, "GET", "/groups", None).await;
+    assert_eq!(groups.json(), json!([]), "nothing changed");
+    gw.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ----- export / import -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_then_import_into_a_fresh_data_dir_reproduces_the_behaviour() {
+    let (dir_a, dir_b) = (scratch("export-a"), scratch("export-b"));
+    let http = Http::new();
+    let a = Gateway::start(&dir_a, Some(TOKEN));
+    let (_api, code) = set_up(&http, &a, "same answer").await;
+    let doc = http.admin(&a, "GET", "/export", None).await;
+    assert_eq!(doc.status, 200);
+
+    let b = Gateway::start(&dir_b, Some(TOKEN));
+    let imported = http
+        .send(
+            "POST",
+            &format!("{}/import", b.admin),
+            &[("authorization", &format!("Bearer {TOKEN}"))],
+            Some(&doc.text()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(imported.status, 200, "{}", imported.text());
+    // Survives a restart of the importing gateway too.
+    b.stop();
+    let b = Gateway::start(&dir_b, Some(TOKEN));
+
+    let (ra, rb) = (
+        call_api(&http, &a, &code).await,
+        call_api(&http, &b, &code).await,
+    );
+    assert_eq!(ra.status, 200);
+    assert_eq!((ra.status, ra.text()), (rb.status, rb.text()));
+    let wrong = "0".repeat(32);
+    let (ra, rb) = (
+        call_api(&http, &a, &wrong).await,
+        call_api(&http, &b, &wrong).await,
+    );
+    assert_eq!(
+        (ra.status, ra.header("x-ca-error-code").map(str::to_owned)),
+        (rb.status, rb.header("x-ca-error-code").map(str::to_owned))
+    );
+    for path in ["/backends", "/groups", "/apis", "/apps"] {
+        assert_eq!(
+            http.admin(&a, "GET", path, None).await.json(),
+            http.admin(&b, "GET", path, None).await.json(),
+            "{path}"
+        );
+    }
+    a.stop();
+    b.stop();
+    let _ = std::fs::remove_dir_all(&dir_a);
+    let _ = std::fs::remove_dir_all(&dir_b);
+}
