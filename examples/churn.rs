@@ -96,6 +96,15 @@ fn generate(args: &[String]) {
         .find(|p| p["api_id"] == api_id.as_str() && p["stage"] == "RELEASE")
         .expect("anon published in RELEASE")
         .clone();
+    // Copies use the backend named `static` when there is one, so that switching the load's
+    // backend re-points only the APIs under load, not every copy.
+    let backend = doc["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .find(|b| b["name"] == "static")
+        .and_then(|b| b["id"].as_str())
+        .map(str::to_owned);
     let group_ids: Vec<String> = (0..groups).map(|g| format!("bench-group-{g}")).collect();
     {
         let out = doc["groups"].as_array_mut().expect("groups");
@@ -112,10 +121,13 @@ fn generate(args: &[String]) {
         a["name"] = json!(name);
         a["group_id"] = json!(group_id);
         a["request"]["path"] = json!(path);
+        if let Some(b) = &backend {
+            a["backend"]["backend_id"] = json!(b);
+        }
         let mut d = deployment.clone();
-        replace_api(&mut d, &api_id, &id, group_id, &path, &name);
+        replace_api(&mut d, &api_id, &id, group_id, &path, &name, backend.as_deref());
         let mut p = publication.clone();
-        replace_api(&mut p, &api_id, &id, group_id, &path, &name);
+        replace_api(&mut p, &api_id, &id, group_id, &path, &name, backend.as_deref());
         doc["apis"].as_array_mut().expect("apis").push(a);
         doc["deployments"].as_array_mut().expect("d").push(d);
         doc["publications"].as_array_mut().expect("p").push(p);
@@ -132,7 +144,15 @@ fn generate(args: &[String]) {
 }
 
 /// Rewrites a deployment or publication record of `anon` into one of the copy.
-fn replace_api(v: &mut Value, from: &str, to: &str, group: &str, path: &str, name: &str) {
+fn replace_api(
+    v: &mut Value,
+    from: &str,
+    to: &str,
+    group: &str,
+    path: &str,
+    name: &str,
+    backend: Option<&str>,
+) {
     match v {
         Value::Object(m) => {
             for (k, x) in m.iter_mut() {
@@ -141,11 +161,14 @@ fn replace_api(v: &mut Value, from: &str, to: &str, group: &str, path: &str, nam
                     ("group_id", Value::String(_)) => *x = json!(group),
                     ("path", Value::String(s)) if s == "/anon" => *x = json!(path),
                     ("name", Value::String(s)) if s == "anon" => *x = json!(name),
-                    _ => replace_api(x, from, to, group, path, name),
+                    ("backend_id", Value::String(_)) if backend.is_some() => *x = json!(backend),
+                    _ => replace_api(x, from, to, group, path, name, backend),
                 }
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(|x| replace_api(x, from, to, group, path, name)),
+        Value::Array(a) => a
+            .iter_mut()
+            .for_each(|x| replace_api(x, from, to, group, path, name, backend)),
         _ => {}
     }
 }
@@ -259,6 +282,7 @@ async fn call(
 struct Kind {
     ack: Vec<Duration>,
     live: Vec<Duration>,
+    after_ack: Vec<Duration>,
     timeouts: usize,
     admin_errors: usize,
 }
@@ -404,7 +428,10 @@ async fn run(args: &[String]) {
             let e = &mut kinds[k].1;
             e.ack.push(ack);
             match live {
-                Some(d) => e.live.push(d),
+                Some(d) => {
+                    e.live.push(d);
+                    e.after_ack.push(d.saturating_sub(ack));
+                }
                 None => e.timeouts += 1,
             }
         }
@@ -430,7 +457,7 @@ async fn run(args: &[String]) {
             continue;
         }
         println!(
-            "kind={name} n={} admin_errors={} timeouts={} ack_p50_ms={:.2} ack_p99_ms={:.2} live_p50_ms={:.2} live_p99_ms={:.2} live_max_ms={:.2}",
+            "kind={name} n={} admin_errors={} timeouts={} ack_p50_ms={:.2} ack_p99_ms={:.2} live_p50_ms={:.2} live_p99_ms={:.2} live_max_ms={:.2} after_ack_p50_ms={:.2} after_ack_p99_ms={:.2}",
             k.ack.len(),
             k.admin_errors,
             k.timeouts,
@@ -439,6 +466,8 @@ async fn run(args: &[String]) {
             pct(&mut k.live, 0.50),
             pct(&mut k.live, 0.99),
             pct(&mut k.live, 1.0),
+            pct(&mut k.after_ack, 0.50),
+            pct(&mut k.after_ack, 0.99),
         );
     }
 }

@@ -151,6 +151,11 @@ setup_apis() {
     for stage in TEST RELEASE; do
         admin PUT "/backends/$BACKEND/stages/$stage" "{\"url\":\"http://$ORIGIN_A\"}" >/dev/null
     done
+    # The backend of the generated APIs (churn.sh, scale.sh), never switched.
+    STATIC=$(admin POST /backends '{"name":"static","type":"HTTP"}' | field id)
+    for stage in TEST RELEASE; do
+        admin PUT "/backends/$STATIC/stages/$stage" "{\"url\":\"http://$ORIGIN_A\"}" >/dev/null
+    done
     GROUP=$(admin POST /groups '{"name":"bench"}' | field id)
     ANON=$(admin POST /apis '{"group_id":"'"$GROUP"'","name":"anon","auth":"ANONYMOUS",
         "request":{"method":"GET","path":"/anon","mode":"PASSTHROUGH"},
@@ -203,7 +208,7 @@ wrk_run() {
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "${args[@]}" "$url" >/dev/null
     out=$(taskset -c "$CLIENT_CPU" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${args[@]}" "$url")
     echo "$out" >"$OUT/wrk-$name.txt"
-    parse_wrk "$name" <<<"$out" >>"$OUT/results.tsv"
+    parse_wrk "$name" <<<"$out" >>"${RESULTS:-$OUT/results.tsv}"
 }
 
 # parse_wrk NAME < wrk output: one TSV row (latencies in ms).
