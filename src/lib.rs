@@ -42,7 +42,13 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
+//! | `admin` (default) | `stagegate::admin`: the admin REST API as a tower `Service` (an axum `Router`, no server, no extra axum features) |
+//! | `redb` (default) | `stagegate::store::RedbStore`: the embedded, durable store |
 //! | `conformance` | [`store::conformance`] and [`store_conformance!`], for `Store` adapter authors |
+//!
+//! `admin` and `redb` are on by default so that `cargo run --example gateway` works with no
+//! flags. An application that embeds only the data plane can depend on stagegate with
+//! `default-features = false` and keep axum and redb out of its dependency tree.
 //!
 //! [`Snapshot`]: routing::Snapshot
 

@@ -3,8 +3,10 @@
 //! data file, and export → import into a fresh data directory.
 //!
 //! The example binary is the one `cargo test` builds next to the test binaries
-//! (`target/<profile>/examples/gateway`); when it is missing (e.g. `cargo test --test
-//! example_gateway`), it is built once with `cargo build --example gateway`.
+//! (`target/<profile>/examples/gateway`, so `CARGO_TARGET_DIR` is honoured); when it is missing
+//! or older than the sources (e.g. only this test target was built), it is rebuilt once with
+//! `cargo build --example gateway` and this test's features.
+//! `STAGEGATE_GATEWAY_BIN` points the tests at another binary.
 #![cfg(all(feature = "admin", feature = "redb", unix))]
 
 mod common;
@@ -38,10 +40,29 @@ fn gateway_bin() -> &'static Path {
             return PathBuf::from(p);
         }
         let bin = target_dir().join("examples").join("gateway");
-        if !bin.exists() {
+        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let newest_source = ["src", "examples", "Cargo.toml", "Cargo.lock"]
+            .iter()
+            .filter_map(|p| newest_mtime(&root.join(p)))
+            .max();
+        if built.is_none() || newest_source > built {
+            // Missing or stale (e.g. only this test target was built): build it with exactly
+            // this test's features.
+            let mut features = vec!["admin", "redb"];
+            if cfg!(feature = "conformance") {
+                features.push("conformance");
+            }
             let status = Command::new(env!("CARGO"))
-                .args(["build", "--example", "gateway"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .args([
+                    "build",
+                    "--example",
+                    "gateway",
+                    "--no-default-features",
+                    "--features",
+                ])
+                .arg(features.join(","))
+                .current_dir(root)
                 .status()
                 .expect("run cargo build --example gateway");
             assert!(status.success(), "cargo build --example gateway failed");
@@ -49,6 +70,19 @@ fn gateway_bin() -> &'static Path {
         assert!(bin.exists(), "{} not found", bin.display());
         bin
     })
+}
+
+/// The latest modification time of a file or of anything under a directory.
+fn newest_mtime(p: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(p).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(p)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| newest_mtime(&e.path()))
+        .max()
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -73,7 +107,7 @@ struct Gateway {
 impl Gateway {
     /// Starts the example on free ports with `data_dir`; `token: None` lets it generate one.
     fn start(data_dir: &Path, token: Option<&str>) -> Self {
-        let log = data_dir.with_extension("log");
+        let log = data_dir.join("gateway.log");
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -688,4 +722,97 @@ async fn export_then_import_into_a_fresh_data_dir_reproduces_the_behaviour() {
     b.stop();
     let _ = std::fs::remove_dir_all(&dir_a);
     let _ = std::fs::remove_dir_all(&dir_b);
+}
+
+// ----- graceful shutdown and the access log -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish_and_requests_are_logged() {
+    let dir = scratch("graceful");
+    let upstream = common::upstream("slow").await;
+    let gw = Gateway::start(&dir, Some(TOKEN));
+    let http = Http::new();
+    let b = http
+        .admin(
+            &gw,
+            "POST",
+            "/backends",
+            Some(json!({"name": "slow_http", "type": "HTTP"})),
+        )
+        .await;
+    let backend = id(&b);
+    let r = http
+        .admin(
+            &gw,
+            "PUT",
+            &format!("/backends/{backend}/stages/TEST"),
+            Some(json!({"url": format!("http://{upstream}")})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let g = http
+        .admin(&gw, "POST", "/groups", Some(json!({"name": "slow_group"})))
+        .await;
+    let a = http
+        .admin(
+            &gw,
+            "POST",
+            "/apis",
+            Some(json!({
+                "group_id": id(&g), "name": "slow", "auth": "ANONYMOUS",
+                "request": {"method": "GET", "path": "/sleep/[ms]"},
+                "backend": {"backend_id": backend}
+            })),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text());
+    let p = http
+        .admin(
+            &gw,
+            "POST",
+            &format!("/apis/{}/publish", id(&a)),
+            Some(json!({"stage": "TEST"})),
+        )
+        .await;
+    assert_eq!(p.status, 201, "{}", p.text());
+
+    let in_flight = {
+        let http = http.clone();
+        let url = format!("{}/sleep/1500", gw.data);
+        tokio::spawn(async move {
+            http.send("GET", &url, &[("x-ca-stage", "TEST")], None)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let started = Instant::now();
+    gw.stop(); // SIGTERM, then waits for a successful exit
+    let got = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request completes");
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.header("x-upstream"), Some("slow"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "the gateway waited for it"
+    );
+
+    let log = std::fs::read_to_string(dir.join("gateway.log")).unwrap();
+    let access = log
+        .lines()
+        .find(|l| l.contains("stagegate::access"))
+        .unwrap_or_else(|| panic!("an access log line:\n{log}"));
+    for field in [
+        "request_id=",
+        "group=",
+        "api=slow",
+        "stage=TEST",
+        "app=",
+        "status=200",
+        "latency_us=",
+    ] {
+        assert!(access.contains(field), "{field} in {access}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -71,8 +71,6 @@ pub enum Expect {
 }
 
 /// One write of an atomic [`Store::commit`].
-// Writes live only for the duration of a commit; boxing the entity would change the public API.
-#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[allow(clippy::large_enum_variant)] // as `Entity` itself: writes are few and short-lived
 pub enum Write {
