@@ -125,20 +125,46 @@ fn generate(args: &[String]) {
             a["backend"]["backend_id"] = json!(b);
         }
         let mut d = deployment.clone();
-        replace_api(&mut d, &api_id, &id, group_id, &path, &name, backend.as_deref());
+        replace_api(
+            &mut d,
+            &api_id,
+            &id,
+            group_id,
+            &path,
+            &name,
+            backend.as_deref(),
+        );
         let mut p = publication.clone();
-        replace_api(&mut p, &api_id, &id, group_id, &path, &name, backend.as_deref());
+        replace_api(
+            &mut p,
+            &api_id,
+            &id,
+            group_id,
+            &path,
+            &name,
+            backend.as_deref(),
+        );
         doc["apis"].as_array_mut().expect("apis").push(a);
         doc["deployments"].as_array_mut().expect("d").push(d);
         doc["publications"].as_array_mut().expect("p").push(p);
     };
     for i in 0..apis {
         let g = &group_ids[i % groups];
-        add(format!("bench-api-{i}"), format!("bench_api_{i}"), format!("/g{}/a{i}", i % groups), g);
+        add(
+            format!("bench-api-{i}"),
+            format!("bench_api_{i}"),
+            format!("/g{}/a{i}", i % groups),
+            g,
+        );
     }
     let g0 = group["id"].as_str().expect("group id").to_owned();
     for k in 0..toggles {
-        add(format!("bench-toggle-{k}"), format!("bench_toggle_{k}"), format!("/toggle/{k}"), &g0);
+        add(
+            format!("bench-toggle-{k}"),
+            format!("bench_toggle_{k}"),
+            format!("/toggle/{k}"),
+            &g0,
+        );
     }
     serde_json::to_writer(std::io::stdout().lock(), &doc).expect("write");
 }
@@ -217,7 +243,10 @@ fn opts(args: &[String]) -> Opts {
     };
     let mut it = args.iter();
     while let Some(k) = it.next() {
-        let v = it.next().unwrap_or_else(|| panic!("{k} needs a value")).clone();
+        let v = it
+            .next()
+            .unwrap_or_else(|| panic!("{k} needs a value"))
+            .clone();
         match k.as_str() {
             "--admin" => o.admin = v,
             "--gw" => o.gw = v,
@@ -387,7 +416,11 @@ async fn run(args: &[String]) {
                 if let Some(s) = v["app_secret"].as_str() {
                     secret = s.to_owned();
                 }
-                (3, s / 100 == 2, Check::Signed(format!("{}{}", o.gw, o.signed)))
+                (
+                    3,
+                    s / 100 == 2,
+                    Check::Signed(format!("{}{}", o.gw, o.signed)),
+                )
             }
         };
         let ack = t0.elapsed();

@@ -92,8 +92,10 @@ fn parse_args() -> Result<Config, String> {
             "--admin-token" => cfg.admin_token = Some(value()?),
             "--admin-body-limit" => {
                 let v = value()?;
-                cfg.admin_body_limit =
-                    Some(v.parse().map_err(|_| format!("--admin-body-limit `{v}` is not a number"))?);
+                cfg.admin_body_limit = Some(
+                    v.parse()
+                        .map_err(|_| format!("--admin-body-limit `{v}` is not a number"))?,
+                );
             }
             _ => return Err(format!("unknown argument `{arg}`")),
         }

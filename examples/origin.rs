@@ -28,7 +28,10 @@ fn main() {
         .expect("runtime");
     rt.block_on(async move {
         let listener = TcpListener::bind(&addr).await.expect("bind");
-        println!("origin listening on http://{}", listener.local_addr().expect("addr"));
+        println!(
+            "origin listening on http://{}",
+            listener.local_addr().expect("addr")
+        );
         let shutdown = tokio::signal::ctrl_c();
         tokio::pin!(shutdown);
         loop {
