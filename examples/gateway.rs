@@ -42,6 +42,7 @@ struct Config {
     admin_listen: String,
     data_dir: PathBuf,
     admin_token: Option<String>,
+    admin_body_limit: Option<usize>,
 }
 
 const USAGE: &str =
@@ -50,7 +51,9 @@ const USAGE: &str =
   --listen        data plane address   (env STAGEGATE_LISTEN, default 127.0.0.1:8080)
   --admin-listen  admin API address    (env STAGEGATE_ADMIN_LISTEN, default 127.0.0.1:9080)
   --data-dir      state directory      (env STAGEGATE_DATA_DIR, default ./stagegate-data)
-  --admin-token   admin bearer token   (env STAGEGATE_ADMIN_TOKEN, default: generated once)";
+  --admin-token   admin bearer token   (env STAGEGATE_ADMIN_TOKEN, default: generated once)
+  --admin-body-limit BYTES  largest admin request body, e.g. for a big POST /import
+                  (env STAGEGATE_ADMIN_BODY_LIMIT, default 1 MiB)";
 
 fn parse_args() -> Result<Config, String> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -59,7 +62,14 @@ fn parse_args() -> Result<Config, String> {
         admin_listen: env("STAGEGATE_ADMIN_LISTEN").unwrap_or_else(|| "127.0.0.1:9080".into()),
         data_dir: env("STAGEGATE_DATA_DIR").map_or_else(|| "stagegate-data".into(), PathBuf::from),
         admin_token: env("STAGEGATE_ADMIN_TOKEN"),
+        admin_body_limit: None,
     };
+    if let Some(v) = env("STAGEGATE_ADMIN_BODY_LIMIT") {
+        cfg.admin_body_limit = Some(
+            v.parse()
+                .map_err(|_| format!("STAGEGATE_ADMIN_BODY_LIMIT `{v}` is not a number"))?,
+        );
+    }
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
@@ -80,6 +90,13 @@ fn parse_args() -> Result<Config, String> {
             "--admin-listen" => cfg.admin_listen = value()?,
             "--data-dir" => cfg.data_dir = PathBuf::from(value()?),
             "--admin-token" => cfg.admin_token = Some(value()?),
+            "--admin-body-limit" => {
+                let v = value()?;
+                cfg.admin_body_limit = Some(
+                    v.parse()
+                        .map_err(|_| format!("--admin-body-limit `{v}` is not a number"))?,
+                );
+            }
             _ => return Err(format!("unknown argument `{arg}`")),
         }
     }
@@ -179,7 +196,11 @@ async fn run(cfg: Config) -> Result<(), String> {
     let (token, generated) = admin_token(&cfg)?;
 
     let gateway = GatewayLayer::new(control.snapshot_handle()).standalone();
-    let admin = AdminApi::new(Arc::clone(&control), token.clone(), gateway.clone()).router();
+    let mut admin = AdminApi::new(Arc::clone(&control), token.clone(), gateway.clone());
+    if let Some(limit) = cfg.admin_body_limit {
+        admin = admin.body_limit(limit);
+    }
+    let admin = admin.router();
 
     let data_listener = TcpListener::bind(&cfg.listen)
         .await
