@@ -364,6 +364,20 @@ where
     res
 }
 
+/// The body to send to the backend: the mapped replacement, else the buffered body, else the
+/// client's stream.
+fn backend_body(
+    action: crate::mapping::BodyAction,
+    buffered: Option<Bytes>,
+    stream: Option<GatewayBody>,
+) -> GatewayBody {
+    match (action, buffered, stream) {
+        (crate::mapping::BodyAction::Replace(b), _, _) | (_, Some(b), _) => GatewayBody::full(b),
+        (_, None, Some(s)) => s,
+        (_, None, None) => GatewayBody::empty(),
+    }
+}
+
 fn client_addr<B>(req: &Request<B>) -> Option<SocketAddr> {
     req.extensions()
         .get::<ClientAddr>()
@@ -524,12 +538,7 @@ where
                 Some(p) => format!("{p}{}", mapped.path_and_query),
                 None => mapped.path_and_query,
             };
-            let body = match (mapped.body, buffered, stream) {
-                (crate::mapping::BodyAction::Replace(b), _, _) => GatewayBody::full(b),
-                (_, Some(b), _) => GatewayBody::full(b),
-                (_, None, Some(s)) => s,
-                (_, None, None) => GatewayBody::empty(),
-            };
+            let body = backend_body(mapped.body, buffered, stream);
             let mut builder = Request::builder().method(method).uri(path);
             if let Some(h) = builder.headers_mut() {
                 *h = mapped.headers;
@@ -565,12 +574,7 @@ where
         BackendTarget::Plugged => {
             let mut mapped = mapped;
             let action = std::mem::replace(&mut mapped.body, crate::mapping::BodyAction::Keep);
-            let body = match (action, buffered, stream) {
-                (crate::mapping::BodyAction::Replace(b), _, _) => GatewayBody::full(b),
-                (_, Some(b), _) => GatewayBody::full(b),
-                (_, None, Some(s)) => s,
-                (_, None, None) => GatewayBody::empty(),
-            };
+            let body = backend_body(action, buffered, stream);
             let call = crate::backend::BackendCall {
                 route,
                 stage,
