@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::cell::OnceCell;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,10 +22,13 @@ fn lookup(c: &mut Criterion) {
     let mut group = c.benchmark_group("route_lookup");
     group.throughput(Throughput::Elements(1));
     for n in [100usize, 10_000, 100_000] {
-        let fleet = rt.block_on(support::fleet(n, 100));
-        let handle = fleet.cp.snapshot_handle();
+        // Built on first use, so a filtered run (`-- random_hit/100000`) only builds its own.
+        let fleet: OnceCell<Arc<support::Fleet>> = OnceCell::new();
+        let fleet = || fleet.get_or_init(|| Arc::new(rt.block_on(support::fleet(n, 100))));
         let mut i = 0usize;
         group.bench_with_input(BenchmarkId::new("random_hit", n), &n, |b, _| {
+            let fleet = fleet();
+            let handle = fleet.cp.snapshot_handle();
             b.iter(|| {
                 i = (i + 1) & 1023;
                 let snap = handle.peek();
@@ -39,6 +43,8 @@ fn lookup(c: &mut Criterion) {
             });
         });
         group.bench_with_input(BenchmarkId::new("miss", n), &n, |b, _| {
+            let fleet = fleet();
+            let handle = fleet.cp.snapshot_handle();
             b.iter(|| {
                 i = (i + 1) & 1023;
                 let snap = handle.peek();
@@ -52,61 +58,70 @@ fn lookup(c: &mut Criterion) {
                 black_box(m)
             });
         });
-        if n == 10_000 {
-            let lock = parking_lot::RwLock::new(handle.load());
-            group.bench_with_input(BenchmarkId::new("rwlock_baseline_hit", n), &n, |b, _| {
-                b.iter(|| {
-                    i = (i + 1) & 1023;
-                    let snap = lock.read();
-                    black_box(snap.resolve(
-                        None,
-                        &Stage::RELEASE,
-                        &Method::GET,
-                        black_box(&fleet.hits[i]),
-                    ))
-                });
+        if n != 10_000 {
+            continue;
+        }
+        group.bench_with_input(BenchmarkId::new("rwlock_baseline_hit", n), &n, |b, _| {
+            let fleet = fleet();
+            let lock = parking_lot::RwLock::new(fleet.cp.snapshot_handle().load());
+            b.iter(|| {
+                i = (i + 1) & 1023;
+                let snap = lock.read();
+                black_box(snap.resolve(
+                    None,
+                    &Stage::RELEASE,
+                    &Method::GET,
+                    black_box(&fleet.hits[i]),
+                ))
             });
-            // a writer thread publishing continuously into another group
-            let stop = Arc::new(AtomicBool::new(false));
-            let cp = Arc::new(fleet.cp);
-            let writer = {
-                let (stop, cp, g, backend) = (
-                    stop.clone(),
-                    cp.clone(),
-                    fleet.groups[0].clone(),
-                    fleet.backend.clone(),
-                );
+        });
+        // a writer thread publishing continuously into another group, started on first use
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer: OnceCell<std::thread::JoinHandle<u64>> = OnceCell::new();
+        group.bench_with_input(BenchmarkId::new("contended_hit", n), &n, |b, _| {
+            let fleet = fleet();
+            writer.get_or_init(|| {
+                let (stop, fleet) = (stop.clone(), Arc::clone(fleet));
                 std::thread::spawn(move || {
-                    let rt = support::runtime();
-                    rt.block_on(async move {
-                        let api =
-                            ApiDefinition::builder(g, "churn_api", "GET", "/churn/[x]", backend)
-                                .unwrap()
-                                .anonymous();
-                        let api = cp.create_api(api).await.unwrap();
+                    support::runtime().block_on(async move {
+                        let api = ApiDefinition::builder(
+                            fleet.groups[0].clone(),
+                            "churn_api",
+                            "GET",
+                            "/churn/[x]",
+                            fleet.backend.clone(),
+                        )
+                        .unwrap()
+                        .anonymous();
+                        let api = fleet.cp.create_api(api).await.unwrap();
                         let mut published = 0u64;
                         while !stop.load(Ordering::Relaxed) {
-                            cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
-                            cp.unpublish(&api.id, &Stage::RELEASE).await.unwrap();
+                            fleet
+                                .cp
+                                .publish(&api.id, Stage::RELEASE, None)
+                                .await
+                                .unwrap();
+                            fleet.cp.unpublish(&api.id, &Stage::RELEASE).await.unwrap();
                             published += 1;
                         }
                         published
                     })
                 })
-            };
-            group.bench_with_input(BenchmarkId::new("contended_hit", n), &n, |b, _| {
-                b.iter(|| {
-                    i = (i + 1) & 1023;
-                    let snap = handle.peek();
-                    black_box(snap.resolve(
-                        None,
-                        &Stage::RELEASE,
-                        &Method::GET,
-                        black_box(&fleet.hits[i]),
-                    ))
-                });
             });
-            stop.store(true, Ordering::Relaxed);
+            let handle = fleet.cp.snapshot_handle();
+            b.iter(|| {
+                i = (i + 1) & 1023;
+                let snap = handle.peek();
+                black_box(snap.resolve(
+                    None,
+                    &Stage::RELEASE,
+                    &Method::GET,
+                    black_box(&fleet.hits[i]),
+                ))
+            });
+        });
+        stop.store(true, Ordering::Relaxed);
+        if let Some(writer) = writer.into_inner() {
             let changes = writer.join().unwrap();
             eprintln!("contended_hit: the writer made {changes} publish/unpublish pairs meanwhile");
         }

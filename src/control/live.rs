@@ -142,7 +142,7 @@ impl State {
             generation: prev.generation + 1,
             hosts,
             tables: prev.tables.clone(),
-            first_index: prev.first_index.clone(),
+            stages: prev.stages.clone(),
             credentials: if affected.credentials {
                 Arc::new(Credentials::build(self.apps.values().map(|a| &a.value)))
             } else {
@@ -179,7 +179,9 @@ impl State {
             }
         }
         if affected.groups {
+            // hosts moved: every stage's index names tables by host
             stages.extend(Stage::BUILT_IN);
+            stages.extend(next.stages.iter().map(|(s, _)| s.clone()));
         }
         for s in stages {
             next.reindex_stage(&s);

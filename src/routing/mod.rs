@@ -7,6 +7,7 @@
 mod snapshot;
 mod table;
 mod target;
+mod trie;
 
 pub(crate) use snapshot::HostIndex;
 pub use snapshot::{Credentials, GrantStatus, Grants, Snapshot, SnapshotHandle};

@@ -28,7 +28,7 @@ impl HostIndex {
             } else {
                 for d in &g.domains {
                     idx.by_host
-                        .entry(normalize_host(d).to_owned())
+                        .entry(normalize_host(d).into_owned())
                         .or_default()
                         .push(g.id.clone());
                 }
@@ -46,7 +46,7 @@ impl HostIndex {
     }
 }
 
-fn normalize_host(h: &str) -> String {
+fn normalize_host(h: &str) -> std::borrow::Cow<'_, str> {
     let h = h.trim();
     // strip a port, but not from a bare IPv6 literal
     let h = if let Some(stripped) = h.strip_prefix('[') {
@@ -56,15 +56,24 @@ fn normalize_host(h: &str) -> String {
             .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
             .map_or(h, |(h, _)| h)
     };
-    h.to_ascii_lowercase()
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(h)
+    }
 }
 
-/// For groups without domains in one stage: which groups have routes starting with a literal
-/// segment, so a request asks one or two tables instead of all of them.
+/// A map for the hot path: keys only the operator defines, looked up with a fast hash.
+type FastMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+
+/// The route tables of one stage as a request finds them: by host for groups bound to domains,
+/// by first path segment for groups without domains (so a request asks one or two tables
+/// instead of all of them), each list in group order.
 #[derive(Debug, Default)]
-pub(crate) struct FirstSegmentIndex {
-    by_first: HashMap<String, Vec<GroupId>>,
-    wild: Vec<GroupId>,
+pub(crate) struct StageIndex {
+    by_host: FastMap<Box<str>, Vec<Arc<RouteTable>>>,
+    by_first: FastMap<Box<str>, Vec<Arc<RouteTable>>>,
+    wild: Vec<Arc<RouteTable>>,
 }
 
 /// Signing keys and AppCodes of every app.
@@ -176,7 +185,8 @@ pub struct Snapshot {
     pub(crate) generation: u64,
     pub(crate) hosts: Arc<HostIndex>,
     pub(crate) tables: HashMap<(GroupId, Stage), Arc<RouteTable>>,
-    pub(crate) first_index: HashMap<Stage, Arc<FirstSegmentIndex>>,
+    /// Per stage, the tables as a request finds them.
+    pub(crate) stages: Vec<(Stage, Arc<StageIndex>)>,
     pub(crate) credentials: Arc<Credentials>,
     pub(crate) grants: Arc<Grants>,
 }
@@ -216,45 +226,28 @@ impl Snapshot {
         method: &Method,
         path: &str,
     ) -> Option<RouteMatch> {
-        if let Some(host) = host.filter(|_| !self.hosts.by_host.is_empty()) {
+        let idx = &self.stages.iter().find(|(s, _)| s == stage)?.1;
+        let segs = super::trie::split_path(path)?;
+        if let Some(host) = host.filter(|_| !idx.by_host.is_empty()) {
             let host = normalize_host(host);
-            for g in self.hosts.by_host.get(&host).into_iter().flatten() {
-                if let Some(m) = self.lookup_group(g, stage, method, path) {
+            for t in idx.by_host.get(&*host).into_iter().flatten() {
+                if let Some(m) = t.lookup_split(method, path, &segs) {
                     return Some(m);
                 }
             }
         }
-        let idx = self.first_index.get(stage)?;
-        let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-        for g in idx
-            .by_first
+        let first = segs.first().copied().unwrap_or("");
+        idx.by_first
             .get(first)
             .into_iter()
             .flatten()
             .chain(idx.wild.iter())
-        {
-            if let Some(m) = self.lookup_group(g, stage, method, path) {
-                return Some(m);
-            }
-        }
-        None
+            .find_map(|t| t.lookup_split(method, path, &segs))
     }
 
-    fn lookup_group(
-        &self,
-        g: &GroupId,
-        stage: &Stage,
-        method: &Method,
-        path: &str,
-    ) -> Option<RouteMatch> {
-        self.tables
-            .get(&(g.clone(), stage.clone()))?
-            .lookup(method, path)
-    }
-
-    /// Rebuilds the first-segment index of `stage` from the tables of groups without domains.
+    /// Rebuilds the index of `stage` from its tables.
     pub(crate) fn reindex_stage(&mut self, stage: &Stage) {
-        let mut idx = FirstSegmentIndex::default();
+        let mut idx = StageIndex::default();
         let mut groups: Vec<(&GroupId, &Arc<RouteTable>)> = self
             .tables
             .iter()
@@ -262,15 +255,35 @@ impl Snapshot {
             .map(|((g, _), t)| (g, t))
             .collect();
         groups.sort_by(|a, b| a.0.cmp(b.0));
-        for (g, t) in groups {
+        for (_, t) in groups {
             for f in &t.first_segments {
-                idx.by_first.entry(f.clone()).or_default().push(g.clone());
+                match idx.by_first.get_mut(f.as_str()) {
+                    Some(v) => v.push(Arc::clone(t)),
+                    None => {
+                        idx.by_first.insert(f.as_str().into(), vec![Arc::clone(t)]);
+                    }
+                }
             }
             if t.wild_first {
-                idx.wild.push(g.clone());
+                idx.wild.push(Arc::clone(t));
             }
         }
-        self.first_index.insert(stage.clone(), Arc::new(idx));
+        for (host, groups) in &self.hosts.by_host {
+            let tables: Vec<Arc<RouteTable>> = groups
+                .iter()
+                .filter_map(|g| self.tables.get(&(g.clone(), stage.clone())))
+                .filter(|t| !t.is_empty())
+                .cloned()
+                .collect();
+            if !tables.is_empty() {
+                idx.by_host.insert(host.as_str().into(), tables);
+            }
+        }
+        let idx = Arc::new(idx);
+        match self.stages.iter_mut().find(|(s, _)| s == stage) {
+            Some(slot) => slot.1 = idx,
+            None => self.stages.push((stage.clone(), idx)),
+        }
     }
 }
 

@@ -9,6 +9,8 @@ use crate::model::{
 };
 use crate::store::Deployment;
 
+use super::trie::{PathTrie, TrieMatch, split_path};
+
 /// A published API as the data plane serves it: the deployed snapshot, bound to its backend's
 /// current definition in the stage.
 #[derive(Debug)]
@@ -63,23 +65,12 @@ pub struct TableConflict {
     pub existing: ApiId,
 }
 
-const CATCH_ALL: &str = "__sg_rest";
-
-#[derive(Debug, Default)]
-struct MethodRouters {
-    full: Option<matchit::Router<usize>>,
-    prefix: Option<matchit::Router<usize>>,
-    /// The longest rank (segments plus the `*`) of the match-all routes: a match-all route can
-    /// only beat an exact-length match of at most this many segments.
-    prefix_max_len: usize,
-}
-
 /// The compiled, immutable routes of one (group, stage).
 #[derive(Debug, Default)]
 pub struct RouteTable {
     routes: Vec<Arc<LiveRoute>>,
-    // index by method; `ANY` last
-    methods: Vec<(Option<Method>, MethodRouters)>,
+    // one trie per method; `ANY` last
+    methods: Vec<(Option<Method>, PathTrie)>,
     /// First literal path segments of the routes, for the stage-wide index.
     pub(crate) first_segments: Vec<String>,
     /// Whether some route starts with a parameter or matches `/*`.
@@ -95,48 +86,6 @@ pub struct RouteMatch {
     pub params: Vec<(String, String)>,
     /// For match-all routes: the sub-path after the prefix.
     pub rest: Option<String>,
-}
-
-fn to_matchit(t: &PathTemplate) -> (String, bool) {
-    let mut s = String::new();
-    for seg in t.segments() {
-        s.push('/');
-        match seg {
-            Segment::Literal(l) => s.push_str(l),
-            Segment::Param(p) => {
-                s.push('{');
-                s.push_str(p);
-                s.push('}');
-            }
-        }
-    }
-    if t.match_all() {
-        s.push_str("/{*");
-        s.push_str(CATCH_ALL);
-        s.push('}');
-    } else if s.is_empty() {
-        s.push('/');
-    }
-    (s, t.match_all())
-}
-
-/// Per segment: 2 exact, 1 parameter, 0 match-all; longer first.
-fn rank(t: &PathTemplate) -> Vec<u8> {
-    let mut r: Vec<u8> = t
-        .segments()
-        .iter()
-        .map(|s| {
-            if matches!(s, Segment::Literal(_)) {
-                2
-            } else {
-                1
-            }
-        })
-        .collect();
-    if t.match_all() {
-        r.push(0);
-    }
-    r
 }
 
 impl RouteTable {
@@ -176,36 +125,14 @@ impl RouteTable {
             let pos = match table.methods.iter().position(|(m, _)| *m == method) {
                 Some(p) => p,
                 None => {
-                    table.methods.push((method, MethodRouters::default()));
+                    table.methods.push((method, PathTrie::default()));
                     table.methods.len() - 1
                 }
             };
-            let (path, prefix) = to_matchit(&r.template);
-            let routers = &mut table.methods[pos].1;
-            if prefix {
-                routers.prefix_max_len =
-                    routers.prefix_max_len.max(r.template.segments().len() + 1);
-            }
-            let router = if prefix {
-                &mut routers.prefix
-            } else {
-                &mut routers.full
-            };
-            if let Err(e) = router
-                .get_or_insert_with(matchit::Router::new)
-                .insert(path, i)
-            {
-                let existing = match e {
-                    matchit::InsertError::Conflict { with } => table
-                        .routes
-                        .iter()
-                        .find(|o| to_matchit(&o.template).0 == with)
-                        .map_or_else(|| r.api_id().clone(), |o| o.api_id().clone()),
-                    _ => r.api_id().clone(),
-                };
+            if let Err(occupied) = table.methods[pos].1.insert(&r.template, i) {
                 return Err(TableConflict {
                     api: r.api_id().clone(),
-                    existing,
+                    existing: table.routes[occupied.existing].api_id().clone(),
                 });
             }
             match r.template.segments().first() {
@@ -236,64 +163,49 @@ impl RouteTable {
     /// beat parameters, which beat match-all; a longer template beats a shorter one.
     #[must_use]
     pub fn lookup(&self, method: &Method, path: &str) -> Option<RouteMatch> {
-        for (m, routers) in &self.methods {
-            if m.as_ref().is_some_and(|m| m != method) {
-                continue;
-            }
-            if let Some(found) = self.lookup_in(routers, path) {
-                return Some(found);
-            }
-        }
-        None
+        let segs = split_path(path)?;
+        self.lookup_split(method, path, &segs)
+    }
+
+    pub(crate) fn lookup_split(
+        &self,
+        method: &Method,
+        path: &str,
+        segs: &[&str],
+    ) -> Option<RouteMatch> {
+        self.methods
+            .iter()
+            .filter(|(m, _)| m.as_ref().is_none_or(|m| m == method))
+            .find_map(|(_, trie)| trie.lookup(path, segs))
+            .map(|m| self.to_match(m, path, segs))
     }
 
     /// Whether any route matches the path with some other method.
     #[must_use]
     pub fn path_matches_other_method(&self, path: &str) -> bool {
-        self.methods
-            .iter()
-            .any(|(_, r)| self.lookup_in(r, path).is_some())
+        split_path(path).is_some_and(|segs| {
+            self.methods
+                .iter()
+                .any(|(_, t)| t.lookup(path, &segs).is_some())
+        })
     }
 
-    fn lookup_in(&self, routers: &MethodRouters, path: &str) -> Option<RouteMatch> {
-        let full = routers.full.as_ref().and_then(|r| r.at(path).ok());
-        // A match-all route can only win against a full match of the same length or shorter.
-        let prefix_may_win = full.as_ref().is_none_or(|f| {
-            self.routes[*f.value].template.segments().len() <= routers.prefix_max_len
-        });
-        let prefix = if prefix_may_win {
-            routers.prefix.as_ref().and_then(|r| r.at(path).ok())
-        } else {
-            None
-        };
-        let (m, is_prefix) = match (full, prefix) {
-            (Some(f), Some(p)) => {
-                let rf = rank(&self.routes[*f.value].template);
-                let rp = rank(&self.routes[*p.value].template);
-                // Longer wins; at equal length, segment by segment (exact > param > match-all).
-                if rp.len() > rf.len() || (rp.len() == rf.len() && rp > rf) {
-                    (p, true)
-                } else {
-                    (f, false)
-                }
-            }
-            (Some(f), None) => (f, false),
-            (None, Some(p)) => (p, true),
-            (None, None) => return None,
-        };
-        let mut params = Vec::with_capacity(m.params.len());
-        let mut rest = None;
-        for (k, v) in m.params.iter() {
-            if is_prefix && k == CATCH_ALL {
-                rest = Some(v.to_owned());
-            } else {
-                params.push((k.to_owned(), v.to_owned()));
-            }
-        }
-        Some(RouteMatch {
-            route: Arc::clone(&self.routes[*m.value]),
+    fn to_match(&self, m: TrieMatch, path: &str, segs: &[&str]) -> RouteMatch {
+        let route = &self.routes[m.index];
+        let params = route
+            .template
+            .segments()
+            .iter()
+            .zip(segs)
+            .filter_map(|(t, v)| match t {
+                Segment::Param(name) => Some((name.clone(), (*v).to_owned())),
+                Segment::Literal(_) => None,
+            })
+            .collect();
+        RouteMatch {
+            route: Arc::clone(route),
             params,
-            rest,
-        })
+            rest: m.rest_at.map(|at| path[at..].to_owned()),
+        }
     }
 }
