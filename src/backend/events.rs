@@ -347,7 +347,7 @@ pub(super) async fn dispatch(
             .iter()
             .map(|(k, v)| {
                 (
-                    k.clone(),
+                    (*k).to_owned(),
                     percent_encoding::percent_decode_str(v)
                         .decode_utf8_lossy()
                         .into_owned(),

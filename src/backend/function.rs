@@ -509,7 +509,7 @@ fn build_event(call: &BackendCall<'_>, body: &[u8]) -> ApiGatewayEvent {
         .iter()
         .map(|(k, v)| {
             (
-                k.clone(),
+                (*k).to_owned(),
                 percent_encoding::percent_decode_str(v)
                     .decode_utf8_lossy()
                     .into_owned(),

@@ -85,7 +85,7 @@ pub struct BackendCall<'a> {
     /// The client's request line and headers, as received.
     pub parts: &'a Parts,
     /// Path parameters of the match (raw).
-    pub path_params: &'a [(String, String)],
+    pub path_params: &'a [(&'a str, &'a str)],
     /// The backend request the mapping step produced (path, query, headers, body action).
     pub mapped: MappedRequest,
     /// The request body (buffered or streaming).

@@ -309,8 +309,8 @@ fn object_key(template: &str, call: &BackendCall<'_>) -> Result<ObjectPath, OssE
         let raw = call
             .path_params
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
             .or_else(|| {
                 form_urlencoded::parse(call.parts.uri.query().unwrap_or("").as_bytes())
                     .find(|(k, _)| k == name)

@@ -498,13 +498,14 @@ where
         scheme: if https { "https" } else { "http" },
         handle_time_ms: now_ms,
     };
+    let path_params: smallvec::SmallVec<[(&str, &str); 4]> = found.params().collect();
     let input = crate::mapping::MappingInput {
         method: &parts.method,
         request_path: parts.uri.path(),
         query: parts.uri.query(),
         headers: &parts.headers,
-        path_params: &found.params,
-        rest: found.rest.as_deref(),
+        path_params: &path_params,
+        rest: found.rest(),
         form_body: buffered.as_deref(),
     };
     let mapped = crate::mapping::map_request(api, &route.compiled, &input, &sys)
@@ -579,7 +580,7 @@ where
                 route,
                 stage,
                 parts: &parts,
-                path_params: &found.params,
+                path_params: &path_params,
                 mapped,
                 body,
                 request_id,

@@ -58,7 +58,7 @@
 //! let compiled = Compiled::compile(&api).unwrap();
 //!
 //! let headers = HeaderMap::new();
-//! let path_params = [("id".to_owned(), "42".to_owned())];
+//! let path_params = [("id", "42")];
 //! let input = MappingInput {
 //!     path_params: &path_params,
 //!     ..MappingInput::new(&Method::GET, "/users/42", Some("debug=1"), &headers)
@@ -253,7 +253,7 @@ pub struct MappingInput<'a> {
     /// The client's headers.
     pub headers: &'a HeaderMap,
     /// The matched path parameters, raw (percent-encoded), as the router returns them.
-    pub path_params: &'a [(String, String)],
+    pub path_params: &'a [(&'a str, &'a str)],
     /// For match-all routes, the raw sub-path after the prefix; it replaces a trailing `/*`
     /// of the backend path.
     pub rest: Option<&'a str>,
@@ -428,7 +428,7 @@ impl<'v> Outputs<'v> {
 /// let compiled = Compiled::compile(&api).unwrap();
 /// let mut headers = HeaderMap::new();
 /// headers.insert("cookie", "a=b".parse().unwrap());
-/// let params = [("name".to_owned(), "a%20b".to_owned())];
+/// let params = [("name", "a%20b")];
 /// let input = MappingInput {
 ///     path_params: &params,
 ///     ..MappingInput::new(&Method::GET, "/files/a%20b", Some("v=1"), &headers)
@@ -748,7 +748,7 @@ fn push_path(
                         });
                     }
                     encode::push_segment(out, o.value.as_bytes());
-                } else if let Some((_, raw)) = input.path_params.iter().find(|(k, _)| k == name) {
+                } else if let Some((_, raw)) = input.path_params.iter().find(|(k, _)| *k == name) {
                     encode::push_raw_segment(out, raw);
                 } else {
                     return Err(MappingError::Config {

@@ -78,16 +78,21 @@ impl Req {
         self.header("content-type", "application/x-www-form-urlencoded")
             .header("content-length", &body.len().to_string())
     }
-    fn input(&self) -> MappingInput<'_> {
-        MappingInput {
+    fn with_input<T>(&self, f: impl FnOnce(&MappingInput<'_>) -> T) -> T {
+        let path_params: Vec<(&str, &str)> = self
+            .path_params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        f(&MappingInput {
             method: &self.method,
             request_path: &self.path,
             query: self.query.as_deref(),
             headers: &self.headers,
-            path_params: &self.path_params,
+            path_params: &path_params,
             rest: self.rest.as_deref(),
             form_body: self.body.as_deref(),
-        }
+        })
     }
 }
 
@@ -106,7 +111,7 @@ fn sys() -> SystemValues<'static> {
 
 fn run(a: &ApiDefinition, r: &Req) -> Result<MappedRequest, MappingError> {
     let compiled = Compiled::compile(a).unwrap();
-    map_request(a, &compiled, &r.input(), &sys())
+    r.with_input(|i| map_request(a, &compiled, i, &sys()))
 }
 
 fn ok(a: &ApiDefinition, r: &Req) -> MappedRequest {
@@ -227,13 +232,9 @@ fn all_system_params() {
     // anonymous call without address: empty values
     let compiled = Compiled::compile(&a).unwrap();
     let r = Req::new("/x", None);
-    let m = map_request(
-        &a,
-        &compiled,
-        &r.input(),
-        &SystemValues::new("r", &Stage::PRE, "n"),
-    )
-    .unwrap();
+    let m = r
+        .with_input(|i| map_request(&a, &compiled, i, &SystemValues::new("r", &Stage::PRE, "n")))
+        .unwrap();
     assert_eq!(m.headers["s0"], "");
     assert_eq!(m.headers["s2"], "PRE");
     assert!(m.path_and_query.contains("s5="));
@@ -530,7 +531,9 @@ fn missing_compiled_regex_is_a_config_error() {
         ..param("v", ParamLocation::Query)
     }];
     let r = Req::new("/x", Some("v=1"));
-    let e = map_request(&a, &Compiled::default(), &r.input(), &sys()).unwrap_err();
+    let e = r
+        .with_input(|i| map_request(&a, &Compiled::default(), i, &sys()))
+        .unwrap_err();
     assert_eq!(e.code(), "X500ER");
 }
 
@@ -790,7 +793,9 @@ fn backend_path_without_compiled_template_is_parsed_on_the_fly() {
     let mut a = api("GET", "/x/[id]", RequestMode::Passthrough);
     a.backend.path = Some("/y/[id]".into());
     let r = Req::new("/x/1", None).path_param("id", "1");
-    let m = map_request(&a, &Compiled::default(), &r.input(), &sys()).unwrap();
+    let m = r
+        .with_input(|i| map_request(&a, &Compiled::default(), i, &sys()))
+        .unwrap();
     assert_eq!(m.path_and_query, "/y/1");
 }
 

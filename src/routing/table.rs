@@ -77,15 +77,73 @@ pub struct RouteTable {
     pub(crate) wild_first: bool,
 }
 
-/// A successful lookup.
+/// A successful lookup: the route, and what its `[param]`s and `/*` matched.
+///
+/// Values are raw (percent-encoded as received). They are kept in one buffer, so a match
+/// costs at most one allocation, and none for a path without parameters.
+///
+/// # Examples
+///
+/// ```
+/// # async fn demo() {
+/// use stagegate::store::MemoryStore;
+/// use stagegate::*;
+/// use http::Method;
+/// let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
+/// let backend = cp.create_backend(NewBackend::new("mock", BackendKind::Mock)).await.unwrap();
+/// let def = StageDefinition::Mock(MockDefinition { status: 200, headers: Default::default(), body: "ok".into() });
+/// cp.set_stage_definition(&backend.id, Stage::TEST, def).await.unwrap();
+/// let group = cp.create_group(NewGroup { name: "shop".into(), ..Default::default() }).await.unwrap();
+/// let api = ApiDefinition::builder(group.id, "files", "GET", "/users/[id]/files/*", backend.id).unwrap().anonymous();
+/// let api = cp.create_api(api).await.unwrap();
+/// cp.publish(&api.id, Stage::TEST, None).await.unwrap();
+///
+/// let m = cp.snapshot().resolve(None, &Stage::TEST, &Method::GET, "/users/42/files/a/b%20c").unwrap();
+/// assert_eq!(m.param("id"), Some("42"));
+/// assert_eq!(m.params().collect::<Vec<_>>(), [("id", "42")]);
+/// assert_eq!(m.rest(), Some("a/b%20c"));
+/// # }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo());
+/// ```
 #[derive(Debug, Clone)]
 pub struct RouteMatch {
     /// The route.
     pub route: Arc<LiveRoute>,
-    /// Path parameters, raw (percent-encoded as received).
-    pub params: Vec<(String, String)>,
-    /// For match-all routes: the sub-path after the prefix.
-    pub rest: Option<String>,
+    /// The parameter values, then the sub-path, back to back.
+    values: String,
+    /// Per parameter: its segment in the template, and its value's end in `values`.
+    params: smallvec::SmallVec<[(u16, u32); 4]>,
+    /// Whether the tail of `values` (after the last parameter) is a match-all sub-path.
+    has_rest: bool,
+}
+
+impl RouteMatch {
+    /// The path parameters in template order: `(name, raw value)`.
+    pub fn params(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        let segments = self.route.template.segments();
+        let mut start = 0usize;
+        self.params.iter().map(move |&(seg, end)| {
+            let name = match &segments[usize::from(seg)] {
+                Segment::Param(n) | Segment::Literal(n) => n.as_str(),
+            };
+            let value = &self.values[start..end as usize];
+            start = end as usize;
+            (name, value)
+        })
+    }
+
+    /// The raw value of one path parameter.
+    #[must_use]
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// For match-all routes: the raw sub-path after the prefix.
+    #[must_use]
+    pub fn rest(&self) -> Option<&str> {
+        let start = self.params.last().map_or(0, |&(_, end)| end as usize);
+        self.has_rest.then(|| &self.values[start..])
+    }
 }
 
 impl RouteTable {
@@ -142,6 +200,9 @@ impl RouteTable {
         }
         // `ANY` is consulted after the exact method.
         table.methods.sort_by_key(|(m, _)| m.is_none());
+        for (_, trie) in &mut table.methods {
+            trie.shrink();
+        }
         table.first_segments.sort();
         table.first_segments.dedup();
         Ok(table)
@@ -192,20 +253,30 @@ impl RouteTable {
 
     fn to_match(&self, m: TrieMatch, path: &str, segs: &[&str]) -> RouteMatch {
         let route = &self.routes[m.index];
-        let params = route
-            .template
-            .segments()
-            .iter()
-            .zip(segs)
-            .filter_map(|(t, v)| match t {
-                Segment::Param(name) => Some((name.clone(), (*v).to_owned())),
-                Segment::Literal(_) => None,
-            })
-            .collect();
+        let rest = m.rest_at.map(|at| &path[at..]);
+        let mut values = String::new();
+        let mut params = smallvec::SmallVec::new();
+        for (i, (t, v)) in route.template.segments().iter().zip(segs).enumerate() {
+            if matches!(t, Segment::Param(_)) {
+                if values.capacity() == 0 {
+                    values.reserve(path.len());
+                }
+                values.push_str(v);
+                // templates are at most 1 024 bytes and the request line far below 4 GiB
+                params.push((
+                    u16::try_from(i).unwrap_or(u16::MAX),
+                    u32::try_from(values.len()).unwrap_or(u32::MAX),
+                ));
+            }
+        }
+        if let Some(rest) = rest {
+            values.push_str(rest);
+        }
         RouteMatch {
             route: Arc::clone(route),
+            values,
             params,
-            rest: m.rest_at.map(|at| path[at..].to_owned()),
+            has_rest: rest.is_some(),
         }
     }
 }

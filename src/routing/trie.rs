@@ -40,11 +40,13 @@ impl Node {
     };
 }
 
-#[derive(Debug)]
+/// A literal edge; its segment text lives in the trie's arena.
+#[derive(Debug, Clone, Copy)]
 struct Edge {
     parent: u32,
     child: u32,
-    segment: Box<str>,
+    start: u32,
+    end: u32,
 }
 
 /// Two templates end at the same place of the trie.
@@ -82,6 +84,8 @@ pub(crate) fn split_path(path: &str) -> Option<smallvec::SmallVec<[&str; 16]>> {
 pub(crate) struct PathTrie {
     nodes: Vec<Node>,
     edges: HashTable<Edge>,
+    /// The literal segments, back to back, so comparing one stays within a few cache lines.
+    arena: String,
     /// Rank (segment count plus the `*`) of every route, by index, for priority decisions.
     ranks: Vec<(u32, Box<[u8]>)>,
     /// The longest rank among match-all routes (0: none).
@@ -93,6 +97,7 @@ impl Default for PathTrie {
         Self {
             nodes: vec![Node::EMPTY],
             edges: HashTable::new(),
+            arena: String::new(),
             ranks: Vec::new(),
             prefix_max_len: 0,
         }
@@ -120,7 +125,9 @@ impl PathTrie {
     fn child(&self, parent: u32, segment: &str) -> Option<u32> {
         let h = self.hash(parent, segment);
         self.edges
-            .find(h, |e| e.parent == parent && *e.segment == *segment)
+            .find(h, |e| {
+                e.parent == parent && self.arena[e.start as usize..e.end as usize] == *segment
+            })
             .map(|e| e.child)
     }
 
@@ -139,13 +146,19 @@ impl PathTrie {
                     None => {
                         let child = self.push_node();
                         let h = self.hash(node, l);
+                        let offset = |n: usize| u32::try_from(n).expect("route table under 4 GiB");
+                        let start = offset(self.arena.len());
+                        self.arena.push_str(l);
                         let edge = Edge {
                             parent: node,
                             child,
-                            segment: l.as_str().into(),
+                            start,
+                            end: offset(self.arena.len()),
                         };
+                        let arena = &self.arena;
                         self.edges.insert_unique(h, edge, |e| {
-                            FxBuildHasher.hash_one((e.parent, &*e.segment))
+                            FxBuildHasher
+                                .hash_one((e.parent, &arena[e.start as usize..e.end as usize]))
                         });
                         child
                     }
@@ -180,6 +193,17 @@ impl PathTrie {
         }
         self.ranks[index] = (u32::try_from(r.len()).unwrap_or(u32::MAX), r);
         Ok(())
+    }
+
+    /// Gives back the spare capacity of the build (tables are immutable afterwards).
+    pub(crate) fn shrink(&mut self) {
+        self.nodes.shrink_to_fit();
+        self.arena.shrink_to_fit();
+        self.ranks.shrink_to_fit();
+        let arena = &self.arena;
+        self.edges.shrink_to_fit(|e| {
+            FxBuildHasher.hash_one((e.parent, &arena[e.start as usize..e.end as usize]))
+        });
     }
 
     fn push_node(&mut self) -> u32 {
