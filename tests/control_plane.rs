@@ -30,7 +30,7 @@ async fn cp() -> ControlPlane {
 fn live_url(cp: &ControlPlane, stage: &Stage, path: &str) -> Option<String> {
     let snap = cp.snapshot();
     let m = snap.resolve(None, stage, &Method::GET, path)?;
-    match &*m.route.definition {
+    match &*m.route().definition {
         StageDefinition::Http(h) => Some(h.url.clone()),
         other => Some(format!("{other:?}")),
     }
@@ -405,7 +405,7 @@ async fn matching_priorities() {
     let snap = s.cp.snapshot();
     let hit = |p: &str| {
         snap.resolve(None, &Stage::TEST, &Method::GET, p)
-            .map(|m| m.route.api().name.clone())
+            .map(|m| m.route().api().name.clone())
     };
     assert_eq!(hit("/files/readme").as_deref(), Some("exactPath"));
     assert_eq!(hit("/files/other").as_deref(), Some("paramPath"));
@@ -418,7 +418,7 @@ async fn matching_priorities() {
     assert_eq!(hit("/files"), None, "match-all needs a sub-path");
     assert_eq!(
         snap.resolve(None, &Stage::TEST, &Method::POST, "/files/readme")
-            .map(|m| m.route.api().name.clone()),
+            .map(|m| m.route().api().name.clone()),
         None
     );
 }
@@ -536,7 +536,7 @@ async fn groups_base_path_and_domains_route() {
     let snap = cp.snapshot();
     let hit = |host: Option<&str>, p: &str| {
         snap.resolve(host, &Stage::RELEASE, &Method::GET, p)
-            .map(|m| m.route.api().name.clone())
+            .map(|m| m.route().api().name.clone())
     };
     assert_eq!(
         hit(Some("API.example.com:8080"), "/ping").as_deref(),
@@ -1038,7 +1038,7 @@ async fn at_equal_length_segments_decide_and_longer_templates_win() {
     let snap = s.cp.snapshot();
     let hit = |p: &str| {
         snap.resolve(None, &Stage::TEST, &Method::GET, p)
-            .map(|m| m.route.api().name.clone())
+            .map(|m| m.route().api().name.clone())
     };
     assert_eq!(
         hit("/path/x").as_deref(),

@@ -325,7 +325,7 @@ where
         Ok(r) => r,
         Err(e) => e.into_response(&request_id),
     };
-    let route = &found.route;
+    let route = &found.route();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         res.headers_mut().insert(X_CA_REQUEST_ID, v);
     }
@@ -398,7 +398,7 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let route = &found.route;
+    let route = &found.route();
     let api = route.api();
     if header_bytes(&req) > shared.header_limit {
         return Err(GatewayError::url_too_large());

@@ -107,8 +107,10 @@ pub struct RouteTable {
 /// ```
 #[derive(Debug, Clone)]
 pub struct RouteMatch {
-    /// The route.
-    pub route: Arc<LiveRoute>,
+    /// The table holding the route (its reference count sits beside what the lookup already
+    /// read; the route's own would be one more cache miss per request).
+    table: Arc<RouteTable>,
+    index: usize,
     /// The parameter values, then the sub-path, back to back.
     values: String,
     /// Per parameter: its segment in the template, and its value's end in `values`.
@@ -118,9 +120,15 @@ pub struct RouteMatch {
 }
 
 impl RouteMatch {
+    /// The matched route.
+    #[must_use]
+    pub fn route(&self) -> &Arc<LiveRoute> {
+        &self.table.routes[self.index]
+    }
+
     /// The path parameters in template order: `(name, raw value)`.
     pub fn params(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
-        let segments = self.route.template.segments();
+        let segments = self.route().template.segments();
         let mut start = 0usize;
         self.params.iter().map(move |&(seg, end)| {
             let name = match &segments[usize::from(seg)] {
@@ -223,13 +231,13 @@ impl RouteTable {
     /// Finds the route for `method` and `path`: the exact method before `ANY`; exact segments
     /// beat parameters, which beat match-all; a longer template beats a shorter one.
     #[must_use]
-    pub fn lookup(&self, method: &Method, path: &str) -> Option<RouteMatch> {
+    pub fn lookup(self: &Arc<Self>, method: &Method, path: &str) -> Option<RouteMatch> {
         let segs = split_path(path)?;
         self.lookup_split(method, path, &segs)
     }
 
     pub(crate) fn lookup_split(
-        &self,
+        self: &Arc<Self>,
         method: &Method,
         path: &str,
         segs: &[&str],
@@ -251,29 +259,24 @@ impl RouteTable {
         })
     }
 
-    fn to_match(&self, m: TrieMatch, path: &str, segs: &[&str]) -> RouteMatch {
-        let route = &self.routes[m.index];
+    fn to_match(self: &Arc<Self>, m: TrieMatch, path: &str, segs: &[&str]) -> RouteMatch {
         let rest = m.rest_at.map(|at| &path[at..]);
         let mut values = String::new();
         let mut params = smallvec::SmallVec::new();
-        for (i, (t, v)) in route.template.segments().iter().zip(segs).enumerate() {
-            if matches!(t, Segment::Param(_)) {
-                if values.capacity() == 0 {
-                    values.reserve(path.len());
-                }
-                values.push_str(v);
-                // templates are at most 1 024 bytes and the request line far below 4 GiB
-                params.push((
-                    u16::try_from(i).unwrap_or(u16::MAX),
-                    u32::try_from(values.len()).unwrap_or(u32::MAX),
-                ));
-            }
+        if !m.params.is_empty() || rest.is_some() {
+            values.reserve(path.len());
+        }
+        for &depth in &m.params {
+            values.push_str(segs[usize::from(depth)]);
+            // the request line is far below 4 GiB
+            params.push((depth, u32::try_from(values.len()).unwrap_or(u32::MAX)));
         }
         if let Some(rest) = rest {
             values.push_str(rest);
         }
         RouteMatch {
-            route: Arc::clone(route),
+            table: Arc::clone(self),
+            index: m.index,
             values,
             params,
             has_rest: rest.is_some(),

@@ -56,10 +56,17 @@ pub(crate) struct Occupied {
     pub(crate) existing: usize,
 }
 
-/// A lookup result: the route index, and for a match-all route the byte offset of the sub-path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Segment positions of the `[param]`s a match went through.
+pub(crate) type ParamDepths = smallvec::SmallVec<[u16; 8]>;
+
+/// A lookup result: the route index, where its parameters are, and for a match-all route the
+/// byte offset of the sub-path.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TrieMatch {
     pub(crate) index: usize,
+    /// The path segments that matched `[param]`s, in order (so the caller need not read the
+    /// route's template, which at scale is a cache miss away).
+    pub(crate) params: ParamDepths,
     /// For a match-all route: where the sub-path after the prefix starts in the request path.
     pub(crate) rest_at: Option<usize>,
 }
@@ -68,14 +75,20 @@ pub(crate) struct TrieMatch {
 pub(crate) fn split_path(path: &str) -> Option<smallvec::SmallVec<[&str; 16]>> {
     let body = path.strip_prefix('/')?;
     let mut segs = smallvec::SmallVec::new();
-    if !body.is_empty() {
-        for s in body.split('/') {
+    if body.is_empty() {
+        return Some(segs);
+    }
+    let mut start = 0;
+    for (i, b) in body.bytes().enumerate() {
+        if b == b'/' {
+            segs.push(&body[start..i]);
+            start = i + 1;
             if segs.len() == MAX_DEPTH {
                 return None;
             }
-            segs.push(s);
         }
     }
+    segs.push(&body[start..]);
     Some(segs)
 }
 
@@ -88,8 +101,6 @@ pub(crate) struct PathTrie {
     arena: String,
     /// Rank (segment count plus the `*`) of every route, by index, for priority decisions.
     ranks: Vec<(u32, Box<[u8]>)>,
-    /// The longest rank among match-all routes (0: none).
-    prefix_max_len: usize,
 }
 
 impl Default for PathTrie {
@@ -99,7 +110,6 @@ impl Default for PathTrie {
             edges: HashTable::new(),
             arena: String::new(),
             ranks: Vec::new(),
-            prefix_max_len: 0,
         }
     }
 }
@@ -185,9 +195,6 @@ impl PathTrie {
         }
         *slot = idx;
         let r = rank(template);
-        if template.match_all() {
-            self.prefix_max_len = self.prefix_max_len.max(r.len());
-        }
         if self.ranks.len() <= index {
             self.ranks.resize_with(index + 1, || (0, Box::default()));
         }
@@ -214,78 +221,85 @@ impl PathTrie {
 
     /// The best template for a request path already split by [`split_path`].
     pub(crate) fn lookup(&self, path: &str, segs: &[&str]) -> Option<TrieMatch> {
-        let full = self.find_full(0, segs);
-        // A match-all template only competes with a full match of at most its own length.
-        let prefix =
-            if self.prefix_max_len > 0 && (full == NONE || segs.len() <= self.prefix_max_len) {
-                let mut best = (0usize, NONE);
-                self.find_prefix(0, 0, segs, &mut best);
-                best
-            } else {
-                (0, NONE)
-            };
-        let winner = match (full, prefix.1) {
+        let mut w = Walk {
+            full: NONE,
+            prefix: NONE,
+            prefix_depth: 0,
+            params: ParamDepths::new(),
+            prefix_params: ParamDepths::new(),
+        };
+        self.walk(0, 0, segs, &mut w);
+        let prefix_wins = match (w.full, w.prefix) {
             (NONE, NONE) => return None,
-            (f, NONE) => (f, None),
-            (NONE, p) => (p, Some(prefix.0)),
+            (_, NONE) => false,
+            (NONE, _) => true,
             (f, p) => {
                 let (lf, rf) = &self.ranks[f as usize];
                 let (lp, rp) = &self.ranks[p as usize];
-                if lp > lf || (lp == lf && rp > rf) {
-                    (p, Some(prefix.0))
-                } else {
-                    (f, None)
-                }
+                lp > lf || (lp == lf && rp > rf)
             }
         };
-        let rest_at = winner.1.map(|depth| {
-            // the sub-path starts at segment `depth`
-            segs[depth].as_ptr() as usize - path.as_ptr() as usize
-        });
-        Some(TrieMatch {
-            index: winner.0 as usize,
-            rest_at,
+        Some(if prefix_wins {
+            TrieMatch {
+                index: w.prefix as usize,
+                params: w.prefix_params,
+                // the sub-path starts at segment `prefix_depth`
+                rest_at: Some(segs[w.prefix_depth].as_ptr() as usize - path.as_ptr() as usize),
+            }
+        } else {
+            TrieMatch {
+                index: w.full as usize,
+                params: w.params,
+                rest_at: None,
+            }
         })
     }
 
-    /// The first full match in priority order: literal before parameter, segment by segment.
-    fn find_full(&self, node: u32, segs: &[&str]) -> u32 {
-        let Some((seg, rest)) = segs.split_first() else {
-            return self.nodes[node as usize].full;
-        };
-        if let Some(c) = self.child(node, seg) {
-            let r = self.find_full(c, rest);
-            if r != NONE {
-                return r;
-            }
-        }
-        match self.nodes[node as usize].param {
-            NONE => NONE,
-            _ if seg.is_empty() => NONE,
-            p => self.find_full(p, rest),
-        }
-    }
-
-    /// The deepest match-all template on the path; at equal depth the first in priority order.
-    fn find_prefix(&self, node: u32, depth: usize, segs: &[&str], best: &mut (usize, u32)) {
+    /// One depth-first walk in priority order (literal before parameter, segment by segment)
+    /// that finds the first full match and, on the way, the deepest match-all template (the
+    /// first in priority order at that depth). It stops at the first full match: a match-all
+    /// template met after it can neither be longer nor rank higher.
+    fn walk(&self, node: u32, depth: usize, segs: &[&str], w: &mut Walk) -> bool {
         let n = self.nodes[node as usize];
+        let Some(&seg) = segs.get(depth) else {
+            w.full = n.full;
+            return n.full != NONE;
+        };
         // a match-all needs a non-empty sub-path
-        let has_rest = depth + 1 < segs.len() || segs.get(depth).is_some_and(|s| !s.is_empty());
-        if n.catch_all != NONE && has_rest && (best.1 == NONE || depth > best.0) {
-            *best = (depth, n.catch_all);
+        if n.catch_all != NONE
+            && (w.prefix == NONE || depth > w.prefix_depth)
+            && (depth + 1 < segs.len() || !seg.is_empty())
+        {
+            w.prefix = n.catch_all;
+            w.prefix_depth = depth;
+            w.prefix_params.clone_from(&w.params);
         }
-        // deeper nodes need a segment beyond the next one to beat what we have
-        if depth + 1 >= segs.len() {
-            return;
+        if let Some(c) = self.child(node, seg)
+            && self.walk(c, depth + 1, segs, w)
+        {
+            return true;
         }
-        let seg = segs[depth];
-        if let Some(c) = self.child(node, seg) {
-            self.find_prefix(c, depth + 1, segs, best);
+        if n.param == NONE || seg.is_empty() {
+            return false;
         }
-        if n.param != NONE && !seg.is_empty() {
-            self.find_prefix(n.param, depth + 1, segs, best);
+        // depth < MAX_DEPTH (512) fits
+        w.params.push(u16::try_from(depth).unwrap_or(u16::MAX));
+        if self.walk(n.param, depth + 1, segs, w) {
+            return true;
         }
+        w.params.pop();
+        false
     }
+}
+
+/// What [`PathTrie::walk`] found so far.
+struct Walk {
+    full: u32,
+    prefix: u32,
+    prefix_depth: usize,
+    /// Parameter positions on the way to the current node.
+    params: ParamDepths,
+    prefix_params: ParamDepths,
 }
 
 #[cfg(test)]
@@ -340,6 +354,20 @@ mod tests {
         assert_eq!(hit(&ts, &t, "/a/"), Some(("/a/", None)));
         assert_eq!(hit(&ts, &t, "/a"), None);
         assert_eq!(hit(&ts, &t, "no-slash"), None);
+    }
+
+    #[test]
+    fn parameter_positions_follow_the_winning_branch() {
+        let ts = ["/[a]/x/[b]", "/[a]/[c]/*", "/k/[d]"];
+        let t = trie(&ts);
+        let at = |path: &str| {
+            let segs = split_path(path).unwrap();
+            t.lookup(path, &segs).map(|m| (m.index, m.params.to_vec()))
+        };
+        assert_eq!(at("/1/x/2"), Some((0, vec![0, 2])));
+        // the literal `x` branch fails deeper: its parameter must not leak into the match-all's
+        assert_eq!(at("/1/x/2/3"), Some((1, vec![0, 1])));
+        assert_eq!(at("/k/v"), Some((2, vec![1])));
     }
 
     #[test]
