@@ -855,9 +855,7 @@ impl ControlPlane {
             }
             .into());
         }
-        if state.apis.values().any(|o| {
-            o.value.group_id == api.group_id && o.value.name == api.name && o.value.id != api.id
-        }) {
+        if state.api_name_taken(&api.group_id, &api.name, &api.id) {
             return Err(ControlError::AlreadyExists {
                 what: "api",
                 name: api.name.clone(),

@@ -50,6 +50,10 @@ pub(crate) struct State {
     pub(crate) published_in: HashMap<(GroupId, Stage), BTreeSet<ApiId>>,
     /// Published APIs by (backend, stage).
     pub(crate) published_by_backend: HashMap<(BackendId, Stage), BTreeSet<ApiId>>,
+    /// API drafts by (group, name): the uniqueness check of a create or rename without a scan
+    /// of every API. A set, so that a store written elsewhere with a duplicate still indexes
+    /// both.
+    pub(crate) api_names: HashMap<(GroupId, String), BTreeSet<ApiId>>,
 }
 
 impl State {
@@ -206,8 +210,16 @@ impl State {
                 self.groups.insert(id, Versioned { value: g, version });
             }
             Entity::Api(a) => {
-                self.apis
-                    .insert(a.id.clone(), Versioned { value: a, version });
+                self.index_api_name(&a.group_id, &a.name, &a.id);
+                if let Some(old) = self
+                    .apis
+                    .insert(a.id.clone(), Versioned { value: a, version })
+                {
+                    let new = &self.apis[&old.value.id].value;
+                    if old.value.group_id != new.group_id || old.value.name != new.name {
+                        self.unindex_api_name(&old.value);
+                    }
+                }
             }
             Entity::Deployment(d) => {
                 self.deployments
@@ -298,8 +310,10 @@ impl State {
                 }
             }
             EntityKind::Api => {
-                if let Ok(aid) = ApiId::parse(id) {
-                    self.apis.remove(&aid);
+                if let Ok(aid) = ApiId::parse(id)
+                    && let Some(old) = self.apis.remove(&aid)
+                {
+                    self.unindex_api_name(&old.value);
                 }
             }
             EntityKind::Deployment => {
@@ -343,6 +357,31 @@ impl State {
                 }
             }
         }
+    }
+
+    fn index_api_name(&mut self, group: &GroupId, name: &str, id: &ApiId) {
+        self.api_names
+            .entry((group.clone(), name.to_owned()))
+            .or_default()
+            .insert(id.clone());
+    }
+
+    fn unindex_api_name(&mut self, api: &ApiDefinition) {
+        let key = (api.group_id.clone(), api.name.clone());
+        if let Some(ids) = self.api_names.get_mut(&key) {
+            ids.remove(&api.id);
+            if ids.is_empty() {
+                self.api_names.remove(&key);
+            }
+        }
+    }
+
+    /// Whether an API draft other than `id` is named `name` in `group`.
+    pub(crate) fn api_name_taken(&self, group: &GroupId, name: &str, id: &ApiId) -> bool {
+        // The key is built once per check; the map is keyed by owned values.
+        self.api_names
+            .get(&(group.clone(), name.to_owned()))
+            .is_some_and(|ids| ids.iter().any(|o| o != id))
     }
 
     /// Removes a publication from the indexes (it stays in `publications` until replaced).
