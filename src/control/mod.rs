@@ -295,7 +295,7 @@ impl ControlPlane {
                 Versioned { value, version }
             });
             state.apply(
-                &Change {
+                Change {
                     revision,
                     key,
                     value,
@@ -345,7 +345,7 @@ impl ControlPlane {
             }
             total += changes.len();
             let mut affected = Affected::default();
-            for c in &changes {
+            for c in changes {
                 state.apply(c, &mut affected);
             }
             let prev = self.live.load();

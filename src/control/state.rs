@@ -59,20 +59,19 @@ pub(crate) struct State {
 impl State {
     pub(crate) fn from_loaded(loaded: Loaded) -> Self {
         let mut state = Self::default();
-        // Deployments must be in place before the publications that point at them.
-        let mut records = loaded.records;
-        records.sort_by_key(|r| r.value.key().kind != EntityKind::Deployment);
+        // Deployments must be in place before the publications (and drafts) that point at them.
+        // The records are moved into the state, not cloned: deployments at once, the rest after.
         let mut affected = Affected::default();
-        for r in records {
-            let key = r.value.key();
-            state.apply(
-                &Change {
-                    revision: loaded.revision,
-                    key,
-                    value: Some(r),
-                },
-                &mut affected,
-            );
+        let mut rest = Vec::with_capacity(loaded.records.len());
+        for r in loaded.records {
+            if matches!(r.value, Entity::Deployment(_)) {
+                state.put(r.value, r.version, &mut affected);
+            } else {
+                rest.push(r);
+            }
+        }
+        for r in rest {
+            state.put(r.value, r.version, &mut affected);
         }
         state.revision = loaded.revision;
         state
@@ -169,10 +168,10 @@ impl State {
     }
 
     /// Applies one change (from a local commit or the store's feed) and notes what it touched.
-    pub(crate) fn apply(&mut self, change: &Change, affected: &mut Affected) {
+    pub(crate) fn apply(&mut self, change: Change, affected: &mut Affected) {
         self.revision = self.revision.max(change.revision);
-        match &change.value {
-            Some(Versioned { value, version }) => self.put(value.clone(), *version, affected),
+        match change.value {
+            Some(Versioned { value, version }) => self.put(value, version, affected),
             None => self.delete(&change.key, affected),
         }
     }

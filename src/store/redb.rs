@@ -53,8 +53,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ::redb::{
-    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
-    TableHandle, WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, TableHandle, WriteTransaction,
 };
 
 use super::memory::check_writes;
@@ -425,7 +425,10 @@ fn load(path: &Path, db: &Database) -> Result<Loaded, StoreError> {
     let meta = txn.open_table(META).map_err(|e| map_err(path, e))?;
     let revision = read_meta(path, &meta, META_REVISION)?;
     let table = txn.open_table(RECORDS).map_err(|e| map_err(path, e))?;
-    let mut records = Vec::new();
+    // Sized once: a record is several hundred bytes inline, and growing the vector by doubling
+    // would copy (and transiently hold twice) all of them.
+    let len = table.len().map_err(|e| map_err(path, e))?;
+    let mut records = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     for entry in table.iter().map_err(|e| map_err(path, e))? {
         let (k, v) = entry.map_err(|e| map_err(path, e))?;
         records.push(decode_record(k.value(), v.value())?);
