@@ -1,6 +1,6 @@
 //! The control plane's in-memory view of the store, with the indexes cascades need.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::model::{
@@ -32,15 +32,86 @@ pub(crate) struct Live {
     pub(crate) deployment: Arc<Deployment>,
 }
 
-/// The deployments of one (API, stage), by version.
-pub(crate) type DeploymentHistory = BTreeMap<String, Versioned<Arc<Deployment>>>;
+/// An API draft as the state holds it: its own value, or, when it is equal to the snapshot of
+/// one of its latest deployments (an API published and not edited since, the common case), that
+/// deployment, so that the draft and the published snapshot are held once.
+#[derive(Debug, Clone)]
+pub(crate) enum Draft {
+    Own(Arc<ApiDefinition>),
+    Deployed(Arc<Deployment>),
+}
+
+impl std::ops::Deref for Draft {
+    type Target = ApiDefinition;
+
+    fn deref(&self) -> &ApiDefinition {
+        match self {
+            Self::Own(a) => a,
+            Self::Deployed(d) => &d.snapshot,
+        }
+    }
+}
+
+impl Draft {
+    /// An owned copy of the definition.
+    pub(crate) fn to_definition(&self) -> ApiDefinition {
+        ApiDefinition::clone(self)
+    }
+}
+
+/// The deployments of one (API, stage), by version: a sorted vector rather than a `BTreeMap`,
+/// whose first node alone takes about 450 bytes while nearly every history holds one or two
+/// deployments.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct DeploymentHistory(Vec<Versioned<Arc<Deployment>>>);
+
+impl DeploymentHistory {
+    fn position(&self, version: &str) -> Result<usize, usize> {
+        self.0
+            .binary_search_by(|d| d.value.version.as_str().cmp(version))
+    }
+
+    /// The deployment of `version`.
+    pub(crate) fn get(&self, version: &str) -> Option<&Versioned<Arc<Deployment>>> {
+        self.position(version).ok().map(|i| &self.0[i])
+    }
+
+    /// Adds a deployment, or replaces the one of the same version.
+    pub(crate) fn insert(&mut self, d: Versioned<Arc<Deployment>>) {
+        match self.position(&d.value.version) {
+            Ok(i) => self.0[i] = d,
+            Err(i) => self.0.insert(i, d),
+        }
+    }
+
+    /// Removes the deployment of `version`.
+    pub(crate) fn remove(&mut self, version: &str) {
+        if let Ok(i) = self.position(version) {
+            self.0.remove(i);
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The versions, oldest first.
+    pub(crate) fn keys(&self) -> impl DoubleEndedIterator<Item = &String> {
+        self.0.iter().map(|d| &d.value.version)
+    }
+
+    /// The deployments, oldest first.
+    pub(crate) fn values(&self) -> impl DoubleEndedIterator<Item = &Versioned<Arc<Deployment>>> {
+        self.0.iter()
+    }
+}
 
 #[derive(Debug, Default, Clone)]
 pub(crate) struct State {
     pub(crate) revision: Revision,
     pub(crate) backends: HashMap<BackendId, Versioned<BackendService>>,
     pub(crate) groups: HashMap<GroupId, Versioned<Group>>,
-    pub(crate) apis: HashMap<ApiId, Versioned<ApiDefinition>>,
+    pub(crate) apis: HashMap<ApiId, Versioned<Draft>>,
     pub(crate) deployments: HashMap<(ApiId, Stage), DeploymentHistory>,
     pub(crate) publications: HashMap<(ApiId, Stage), Live>,
     pub(crate) apps: HashMap<AppId, Versioned<App>>,
@@ -135,7 +206,7 @@ impl State {
         out.extend(
             self.apis
                 .values()
-                .map(|b| v(Entity::Api(b.value.clone()), b.version)),
+                .map(|b| v(Entity::Api(b.value.to_definition()), b.version)),
         );
         out.extend(
             self.deployments
@@ -210,9 +281,10 @@ impl State {
             }
             Entity::Api(a) => {
                 self.index_api_name(&a.group_id, &a.name, &a.id);
+                let value = self.draft(a);
                 if let Some(old) = self
                     .apis
-                    .insert(a.id.clone(), Versioned { value: a, version })
+                    .insert(value.id.clone(), Versioned { value, version })
                 {
                     let new = &self.apis[&old.value.id].value;
                     if old.value.group_id != new.group_id || old.value.name != new.name {
@@ -221,16 +293,18 @@ impl State {
                 }
             }
             Entity::Deployment(d) => {
+                let d = Arc::new(d);
+                // A deployment of the current draft (a publish): the draft shares its snapshot.
+                if let Some(draft) = self.apis.get_mut(&d.api_id)
+                    && matches!(draft.value, Draft::Own(_))
+                    && *draft.value == d.snapshot
+                {
+                    draft.value = Draft::Deployed(Arc::clone(&d));
+                }
                 self.deployments
                     .entry((d.api_id.clone(), d.stage.clone()))
                     .or_default()
-                    .insert(
-                        d.version.clone(),
-                        Versioned {
-                            value: Arc::new(d),
-                            version,
-                        },
-                    );
+                    .insert(Versioned { value: d, version });
             }
             Entity::Publication(p) => {
                 let key = (p.api_id.clone(), p.stage.clone());
@@ -356,6 +430,22 @@ impl State {
                 }
             }
         }
+    }
+
+    /// How to hold a new draft: as the snapshot of its latest deployment in some stage when it
+    /// is equal to it, else on its own.
+    fn draft(&self, api: ApiDefinition) -> Draft {
+        for stage in Stage::BUILT_IN {
+            if let Some(d) = self
+                .deployments
+                .get(&(api.id.clone(), stage))
+                .and_then(|m| m.values().next_back())
+                && d.value.snapshot == api
+            {
+                return Draft::Deployed(Arc::clone(&d.value));
+            }
+        }
+        Draft::Own(Arc::new(api))
     }
 
     fn index_api_name(&mut self, group: &GroupId, name: &str, id: &ApiId) {
