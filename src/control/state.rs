@@ -535,3 +535,91 @@ fn split3(id: &str) -> Option<(ApiId, Stage, &str)> {
     let stage = Stage::parse(it.next()?).ok()?;
     Some((api, stage, it.next()?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(api: &ApiDefinition, version: &str) -> Deployment {
+        Deployment {
+            api_id: api.id.clone(),
+            stage: Stage::RELEASE,
+            version: version.to_owned(),
+            description: None,
+            deployed_at: jiff::Timestamp::UNIX_EPOCH,
+            snapshot: api.clone(),
+        }
+    }
+
+    fn shared(state: &State, id: &ApiId) -> bool {
+        matches!(state.apis[id].value, Draft::Deployed(_))
+    }
+
+    /// A draft is held as its deployed snapshot while the two are equal, and on its own once
+    /// edited; either way it reads back as the draft.
+    #[test]
+    fn a_draft_shares_its_deployed_snapshot_until_edited() {
+        let mut state = State::default();
+        let mut affected = Affected::default();
+        let api = ApiDefinition::builder(
+            GroupId::generate(),
+            "getUser",
+            "GET",
+            "/users",
+            BackendId::generate(),
+        )
+        .unwrap();
+        state.put(Entity::Api(api.clone()), 1, &mut affected);
+        assert!(!shared(&state, &api.id));
+        // publish: the deployment's snapshot is the draft
+        state.put(
+            Entity::Deployment(deployment(&api, "20260101000000000")),
+            1,
+            &mut affected,
+        );
+        assert!(shared(&state, &api.id));
+        assert_eq!(*state.apis[&api.id].value, api);
+        // edit: the draft is its own again, and reads back edited
+        let mut edited = api.clone();
+        edited.description = Some("edited".into());
+        state.put(Entity::Api(edited.clone()), 2, &mut affected);
+        assert!(!shared(&state, &api.id));
+        assert_eq!(*state.apis[&api.id].value, edited);
+        assert_eq!(state.records().len(), 2);
+        // an edit back to what is deployed shares again (loading does the same)
+        state.put(Entity::Api(api.clone()), 3, &mut affected);
+        assert!(shared(&state, &api.id));
+        assert_eq!(state.version_of(&Key::api(&api.id)), Some(3));
+    }
+
+    /// The history keeps deployments in version order whatever order they arrive in.
+    #[test]
+    fn deployment_history_is_ordered_by_version() {
+        let api = ApiDefinition::builder(
+            GroupId::generate(),
+            "getUser",
+            "GET",
+            "/users",
+            BackendId::generate(),
+        )
+        .unwrap();
+        let mut h = DeploymentHistory::default();
+        for v in ["20260102", "20260101", "20260103", "20260102"] {
+            h.insert(Versioned {
+                value: Arc::new(deployment(&api, v)),
+                version: 1,
+            });
+        }
+        let keys: Vec<&str> = h.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["20260101", "20260102", "20260103"]);
+        assert_eq!(h.values().next_back().unwrap().value.version, "20260103");
+        assert!(h.get("20260102").is_some() && h.get("20260104").is_none());
+        h.remove("20260102");
+        h.remove("20260109");
+        let keys: Vec<&str> = h.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["20260101", "20260103"]);
+        h.remove("20260101");
+        h.remove("20260103");
+        assert!(h.is_empty());
+    }
+}
