@@ -116,14 +116,6 @@ fn generate(args: &[String]) {
         }
     }
     let mut add = |id: String, name: String, path: String, group_id: &str| {
-        let mut a = api.clone();
-        a["id"] = json!(id);
-        a["name"] = json!(name);
-        a["group_id"] = json!(group_id);
-        a["request"]["path"] = json!(path);
-        if let Some(b) = &backend {
-            a["backend"]["backend_id"] = json!(b);
-        }
         let mut d = deployment.clone();
         replace_api(
             &mut d,
@@ -134,6 +126,10 @@ fn generate(args: &[String]) {
             &name,
             backend.as_deref(),
         );
+        // The draft is what was published, as after a real publish: the deployment's snapshot
+        // (patching a copy of the draft separately left its backend path at `/anon`, so every
+        // generated draft differed from its own deployment).
+        let a = d["snapshot"].clone();
         let mut p = publication.clone();
         replace_api(
             &mut p,

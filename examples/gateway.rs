@@ -27,7 +27,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use stagegate::admin::AdminApi;
-use stagegate::store::RedbStore;
+use stagegate::store::{CommitSync, RedbStore};
 use stagegate::{ClientAddr, ControlPlane, GatewayLayer, Secret};
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
@@ -43,6 +43,7 @@ struct Config {
     data_dir: PathBuf,
     admin_token: Option<String>,
     admin_body_limit: Option<usize>,
+    commit_sync: CommitSync,
 }
 
 const USAGE: &str =
@@ -53,7 +54,10 @@ const USAGE: &str =
   --data-dir      state directory      (env STAGEGATE_DATA_DIR, default ./stagegate-data)
   --admin-token   admin bearer token   (env STAGEGATE_ADMIN_TOKEN, default: generated once)
   --admin-body-limit BYTES  largest admin request body, e.g. for a big POST /import
-                  (env STAGEGATE_ADMIN_BODY_LIMIT, default 1 MiB)";
+                  (env STAGEGATE_ADMIN_BODY_LIMIT, default 1 MiB)
+  --commit-sync two-phase|one-phase  fsyncs per store commit: two (default; damage to the last
+                  commit is refused at start) or one (faster changes on a slow disk; a damaged
+                  last commit is rolled back instead) (env STAGEGATE_COMMIT_SYNC)";
 
 fn parse_args() -> Result<Config, String> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -63,7 +67,11 @@ fn parse_args() -> Result<Config, String> {
         data_dir: env("STAGEGATE_DATA_DIR").map_or_else(|| "stagegate-data".into(), PathBuf::from),
         admin_token: env("STAGEGATE_ADMIN_TOKEN"),
         admin_body_limit: None,
+        commit_sync: CommitSync::default(),
     };
+    if let Some(v) = env("STAGEGATE_COMMIT_SYNC") {
+        cfg.commit_sync = parse_commit_sync(&v)?;
+    }
     if let Some(v) = env("STAGEGATE_ADMIN_BODY_LIMIT") {
         cfg.admin_body_limit = Some(
             v.parse()
@@ -97,10 +105,21 @@ fn parse_args() -> Result<Config, String> {
                         .map_err(|_| format!("--admin-body-limit `{v}` is not a number"))?,
                 );
             }
+            "--commit-sync" => cfg.commit_sync = parse_commit_sync(&value()?)?,
             _ => return Err(format!("unknown argument `{arg}`")),
         }
     }
     Ok(cfg)
+}
+
+fn parse_commit_sync(v: &str) -> Result<CommitSync, String> {
+    match v {
+        "two-phase" => Ok(CommitSync::TwoPhase),
+        "one-phase" => Ok(CommitSync::OnePhase),
+        _ => Err(format!(
+            "commit sync `{v}` is neither `two-phase` nor `one-phase`"
+        )),
+    }
 }
 
 /// The admin token: given, else the stored one, else a new one stored with mode 0600.
@@ -181,13 +200,15 @@ async fn run(cfg: Config) -> Result<(), String> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", cfg.data_dir.display()))?;
     let db = cfg.data_dir.join(DB_FILE);
-    let store = RedbStore::open(&db).map_err(|e| {
-        format!(
-            "cannot open the data file {}: {} (the gateway refuses to start rather than lose data; restore a backup or move the file away)",
-            db.display(),
-            error_chain(&e)
-        )
-    })?;
+    let store = RedbStore::open(&db)
+        .map_err(|e| {
+            format!(
+                "cannot open the data file {}: {} (the gateway refuses to start rather than lose data; restore a backup or move the file away)",
+                db.display(),
+                error_chain(&e)
+            )
+        })?
+        .with_commit_sync(cfg.commit_sync);
     let control = Arc::new(
         ControlPlane::open(store)
             .await

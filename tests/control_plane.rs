@@ -1053,3 +1053,123 @@ async fn at_equal_length_segments_decide_and_longer_templates_win() {
     );
     assert_eq!(hit("/path/x/y/z").as_deref(), Some("pathAll"));
 }
+
+/// API names are unique within a group (the control plane keeps an index of them instead of
+/// scanning every API): a duplicate is refused on create, on rename and on a move to another
+/// group, and a name is free again once its API is renamed or deleted, also after a reload from
+/// the store.
+#[tokio::test]
+async fn api_names_stay_unique_in_a_group_through_rename_move_and_delete() {
+    let s = setup().await;
+    let other =
+        s.cp.create_group(NewGroup {
+            name: "other_group".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let taken = |r: Result<ApiDefinition, ControlError>| {
+        matches!(r, Err(ControlError::AlreadyExists { what: "api", .. }))
+    };
+    let a = api(&s, "getUser", "/a").await;
+    let b = api(&s, "getOrder", "/b").await;
+    // create with a taken name
+    let dup = ApiDefinition::builder(
+        s.group.id.clone(),
+        "getUser",
+        "GET",
+        "/c",
+        s.backend.id.clone(),
+    )
+    .unwrap();
+    assert!(taken(s.cp.create_api(dup.clone()).await));
+    // the same name in another group is fine
+    let mut elsewhere = dup.clone();
+    elsewhere.group_id = other.id.clone();
+    let elsewhere = s.cp.create_api(elsewhere).await.unwrap();
+    // rename onto a taken name
+    let mut renamed = b.clone();
+    renamed.name = "getUser".into();
+    assert!(taken(s.cp.update_api(renamed).await));
+    // an update that keeps its own name is not a duplicate of itself
+    let mut same = a.clone();
+    same.description = Some("still getUser".into());
+    s.cp.update_api(same).await.unwrap();
+    // move into a group where the name is taken
+    let mut moved = elsewhere.clone();
+    moved.group_id = s.group.id.clone();
+    assert!(taken(s.cp.update_api(moved).await));
+    // renaming frees the old name, and takes the new one
+    let mut a2 = a.clone();
+    a2.name = "getUserV2".into();
+    s.cp.update_api(a2).await.unwrap();
+    let again = ApiDefinition::builder(
+        s.group.id.clone(),
+        "getUser",
+        "GET",
+        "/c2",
+        s.backend.id.clone(),
+    )
+    .unwrap();
+    let again = s.cp.create_api(again).await.unwrap();
+    let mut onto = b.clone();
+    onto.name = "getUserV2".into();
+    assert!(taken(s.cp.update_api(onto).await));
+    // deleting frees the name
+    s.cp.delete_api(&b.id).await.unwrap();
+    let reuse = ApiDefinition::builder(
+        s.group.id.clone(),
+        "getOrder",
+        "GET",
+        "/d",
+        s.backend.id.clone(),
+    )
+    .unwrap();
+    s.cp.create_api(reuse).await.unwrap();
+    // moving out of a group frees the name there
+    let mut out = again.clone();
+    out.group_id = other.id.clone();
+    out.name = "getUserMoved".into();
+    s.cp.update_api(out).await.unwrap();
+    let again = ApiDefinition::builder(
+        s.group.id.clone(),
+        "getUser",
+        "GET",
+        "/e",
+        s.backend.id.clone(),
+    )
+    .unwrap();
+    s.cp.create_api(again).await.unwrap();
+
+    // The index is rebuilt from the store: the same refusals after a reload.
+    let store = MemoryStore::new();
+    let records = s.cp.records().await;
+    store
+        .commit(
+            records
+                .into_iter()
+                .map(|r| stagegate::store::Write::put(r.value, stagegate::store::Expect::Any))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let reloaded = ControlPlane::open(store).await.unwrap();
+    let dup2 = ApiDefinition::builder(
+        s.group.id.clone(),
+        "getUserV2",
+        "GET",
+        "/f",
+        s.backend.id.clone(),
+    )
+    .unwrap();
+    assert!(taken(reloaded.create_api(dup2).await));
+    let free = ApiDefinition::builder(
+        s.group.id.clone(),
+        "getUserV3",
+        "GET",
+        "/f",
+        s.backend.id.clone(),
+    )
+    .unwrap();
+    reloaded.create_api(free).await.unwrap();
+}

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use stagegate::store::{
-    Change, Deployment, Entity, EntityKind, Expect, Key, Loaded, RedbStore, Store, StoreError,
-    Write,
+    Change, CommitSync, Deployment, Entity, EntityKind, Expect, Key, Loaded, RedbStore, Store,
+    StoreError, Write,
 };
 use stagegate::{ApiDefinition, BackendId, Group, GroupId, Stage};
 
@@ -49,6 +49,18 @@ fn fresh_store() -> RedbStore {
 }
 
 stagegate::store_conformance!(redb_store_conforms, async { fresh_store() });
+
+/// The same, committing in one phase (one `fsync` per commit).
+fn fresh_one_phase_store() -> RedbStore {
+    let db = TempDb::new("conformance-one-phase");
+    RedbStore::open(db.path())
+        .expect("open a new store")
+        .with_commit_sync(CommitSync::OnePhase)
+}
+
+stagegate::store_conformance!(redb_store_conforms_committing_in_one_phase, async {
+    fresh_one_phase_store()
+});
 
 fn group(name: &str) -> Group {
     Group::new(name).expect("valid group name")
@@ -153,6 +165,27 @@ async fn everything_survives_a_reopen() {
             .version,
         1
     );
+}
+
+/// One-phase commits are as durable across a reopen; the choice belongs to the handle, not to
+/// the file.
+#[tokio::test]
+async fn one_phase_commits_survive_a_reopen() {
+    let db = TempDb::new("one-phase");
+    let s = RedbStore::open(db.path())
+        .unwrap()
+        .with_commit_sync(CommitSync::OnePhase);
+    assert_eq!(s.commit_sync(), CommitSync::OnePhase);
+    let gs = populate(&s).await;
+    let before = snapshot(&s).await;
+    assert_eq!(before.0.revision, 6);
+    drop(s);
+
+    let s = RedbStore::open(db.path()).unwrap();
+    assert_eq!(s.commit_sync(), CommitSync::TwoPhase);
+    assert_eq!(snapshot(&s).await, before, "records, revision and feed");
+    let got = s.get(&Key::group(&gs[0].id)).await.unwrap().unwrap();
+    assert_eq!(got.value, Entity::Group(gs[0].clone()));
 }
 
 #[tokio::test]

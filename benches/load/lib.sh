@@ -117,12 +117,14 @@ EOF
 }
 
 # start_gateway DATA_DIR: the example gateway on SERVER_CPU, without the per-request access log
-# (nginx runs with access_log off). Sets GW_PID.
+# (nginx runs with access_log off). COMMIT_SYNC (unset: the gateway's default, two-phase) is
+# passed as --commit-sync. Sets GW_PID.
 start_gateway() {
     mkdir -p "$1"
     RUST_LOG=${GATEWAY_LOG:-warn} taskset -c "$SERVER_CPU" "$BIN/gateway" \
         --listen "$GW" --admin-listen "$ADMIN" --data-dir "$1" --admin-token "$TOKEN" \
-        --admin-body-limit 1073741824 >"$OUT/gateway.out" 2>>"$OUT/gateway.err" &
+        --admin-body-limit 1073741824 ${COMMIT_SYNC:+--commit-sync "$COMMIT_SYNC"} \
+        >"$OUT/gateway.out" 2>>"$OUT/gateway.err" &
     GW_PID=$!
     PIDS+=($GW_PID)
     wait_port "$ADMIN" 1000

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::live::Targets;
 use super::state::State;
 use super::{ControlError, ControlPlane};
 use crate::model::{
@@ -246,6 +247,7 @@ fn check(entities: &[Entity]) -> Result<State, ControlError> {
         }
     }
     let empty = Snapshot::default();
+    let mut targets = Targets::default();
     let tables: Vec<_> = state.published_in.keys().cloned().collect();
     for (group, stage) in tables {
         for api in state
@@ -256,7 +258,7 @@ fn check(entities: &[Entity]) -> Result<State, ControlError> {
         {
             let live = &state.publications[&(api.clone(), stage.clone())];
             state
-                .compile_route(&live.deployment, &stage, None, None)
+                .compile_route(&live.deployment, &stage, None, None, &mut targets)
                 .map_err(|e| {
                     invalid(
                         "import",
@@ -268,7 +270,7 @@ fn check(entities: &[Entity]) -> Result<State, ControlError> {
                 })?;
         }
         state
-            .build_table(&empty, &group, &stage, None)
+            .build_table(&empty, &group, &stage, None, &mut targets)
             .map_err(|e| {
                 invalid(
                     "import",

@@ -4,21 +4,32 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::state::{Affected, State};
-use crate::model::{ApiId, GroupId, Stage, StageDefinition};
+use crate::model::{ApiId, BackendId, GroupId, Stage, StageDefinition};
 use crate::routing::{
-    Compiled, Credentials, Grants, HostIndex, LiveRoute, RouteTable, Snapshot, TableConflict,
+    BackendTarget, Compiled, Credentials, Grants, HostIndex, LiveRoute, RouteTable, Snapshot,
+    TableConflict,
 };
 use crate::store::Deployment;
 
+/// Backend definitions compiled once per snapshot build and shared by every route on the same
+/// backend in the same stage: one `Arc<StageDefinition>` and one compiled target for a thousand
+/// APIs on one backend instead of a copy of each per route.
+#[derive(Default)]
+pub(crate) struct Targets(HashMap<(BackendId, Stage), (Arc<StageDefinition>, BackendTarget)>);
+
 impl State {
     /// Compiles one published API into a live route, reusing `prev` where nothing changed.
+    /// `definition` replaces the backend's definition in the stage (a check before a change);
+    /// otherwise the compiled definition comes from (or goes into) `targets`.
     pub(crate) fn compile_route(
         &self,
         deployment: &Arc<Deployment>,
         stage: &Stage,
         definition: Option<&StageDefinition>,
         prev: Option<&Arc<LiveRoute>>,
+        targets: &mut Targets,
     ) -> Result<Arc<LiveRoute>, String> {
+        let explicit = definition.is_some();
         let api = &deployment.snapshot;
         let group = self
             .groups
@@ -56,9 +67,20 @@ impl State {
         {
             return Ok(Arc::clone(p));
         }
-        let target = crate::routing::BackendTarget::compile(definition, |id| {
-            self.vpc_access.get(id).map(|v| v.value.clone())
-        })?;
+        let key = (api.backend.backend_id.clone(), stage.clone());
+        let (shared, target) = match targets.0.get(&key).filter(|_| !explicit) {
+            Some((d, t)) => (Arc::clone(d), t.clone()),
+            None => {
+                let target = BackendTarget::compile(definition, |id| {
+                    self.vpc_access.get(id).map(|v| v.value.clone())
+                })?;
+                let shared = Arc::new(definition.clone());
+                if !explicit {
+                    targets.0.insert(key, (Arc::clone(&shared), target.clone()));
+                }
+                (shared, target)
+            }
+        };
         let vpc_access = match definition {
             StageDefinition::Vpc(v) => self
                 .vpc_access
@@ -76,7 +98,7 @@ impl State {
             template,
             backend_name: backend.value.name.clone(),
             backend_kind: backend.value.kind,
-            definition: Arc::new(definition.clone()),
+            definition: shared,
             target,
             vpc_access,
             compiled,
@@ -91,6 +113,7 @@ impl State {
         group: &GroupId,
         stage: &Stage,
         candidate: Option<(&ApiId, &Arc<Deployment>)>,
+        targets: &mut Targets,
     ) -> Result<RouteTable, TableBuildError> {
         let old: HashMap<&ApiId, &Arc<LiveRoute>> = prev
             .table(group, stage)
@@ -109,7 +132,13 @@ impl State {
             let Some(live) = self.publications.get(&(api.clone(), stage.clone())) else {
                 continue;
             };
-            match self.compile_route(&live.deployment, stage, None, old.get(api).copied()) {
+            match self.compile_route(
+                &live.deployment,
+                stage,
+                None,
+                old.get(api).copied(),
+                targets,
+            ) {
                 Ok(r) => routes.push(r),
                 Err(e) => {
                     tracing::warn!(api = %api, stage = %stage, error = %e, "published API left out of the route table")
@@ -118,7 +147,7 @@ impl State {
         }
         if let Some((_, deployment)) = candidate {
             let r = self
-                .compile_route(deployment, stage, None, None)
+                .compile_route(deployment, stage, None, None, targets)
                 .map_err(TableBuildError::Compile)?;
             // the candidate goes last so that a conflict names the route already published
             routes.push(r);
@@ -157,12 +186,13 @@ impl State {
             },
         };
         let mut stages: std::collections::HashSet<Stage> = std::collections::HashSet::new();
+        let mut targets = Targets::default();
         for (group, stage) in &affected.tables {
             stages.insert(stage.clone());
             let key = (group.clone(), stage.clone());
             let table = match prebuilt.remove(&key) {
                 Some(t) => Ok(t),
-                None => self.build_table(prev, group, stage, None),
+                None => self.build_table(prev, group, stage, None, &mut targets),
             };
             match table {
                 Ok(t) if !t.is_empty() && self.groups.contains_key(group) => {

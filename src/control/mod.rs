@@ -295,7 +295,7 @@ impl ControlPlane {
                 Versioned { value, version }
             });
             state.apply(
-                &Change {
+                Change {
                     revision,
                     key,
                     value,
@@ -345,7 +345,7 @@ impl ControlPlane {
             }
             total += changes.len();
             let mut affected = Affected::default();
-            for c in &changes {
+            for c in changes {
                 state.apply(c, &mut affected);
             }
             let prev = self.live.load();
@@ -518,14 +518,19 @@ impl ControlPlane {
         let mut report = Vec::new();
         for live in state.published_using(id, &stage) {
             let api = &live.deployment.snapshot;
-            let (result, error) =
-                match state.compile_route(&live.deployment, &stage, Some(&definition), None) {
-                    Ok(_) => (ReportResult::Republished, None),
-                    Err(e) => {
-                        writes.push(delete(&state, Key::publication(&api.id, &stage)));
-                        (ReportResult::Failed, Some(e))
-                    }
-                };
+            let (result, error) = match state.compile_route(
+                &live.deployment,
+                &stage,
+                Some(&definition),
+                None,
+                &mut live::Targets::default(),
+            ) {
+                Ok(_) => (ReportResult::Republished, None),
+                Err(e) => {
+                    writes.push(delete(&state, Key::publication(&api.id, &stage)));
+                    (ReportResult::Failed, Some(e))
+                }
+            };
             report.push(ApiReport {
                 api_id: api.id.clone(),
                 api_name: api.name.clone(),
@@ -621,7 +626,7 @@ impl ControlPlane {
                 .apis
                 .values()
                 .filter(|a| &a.value.backend.backend_id == id)
-                .map(|a| a.value.clone())
+                .map(|a| a.value.to_definition())
                 .collect(),
             Some(s) => state
                 .published_using(id, s)
@@ -855,9 +860,7 @@ impl ControlPlane {
             }
             .into());
         }
-        if state.apis.values().any(|o| {
-            o.value.group_id == api.group_id && o.value.name == api.name && o.value.id != api.id
-        }) {
+        if state.api_name_taken(&api.group_id, &api.name, &api.id) {
             return Err(ControlError::AlreadyExists {
                 what: "api",
                 name: api.name.clone(),
@@ -953,7 +956,11 @@ impl ControlPlane {
     /// [`ControlError::NotFound`].
     pub async fn api(&self, id: &ApiId) -> Result<ApiDefinition> {
         let state = self.state.lock().await;
-        cloned(&state.apis, id, "api")
+        state
+            .apis
+            .get(id)
+            .map(|a| a.value.to_definition())
+            .ok_or_else(|| ControlError::not_found("api", id))
     }
 
     /// Every API draft, optionally of one group, by name.
@@ -963,7 +970,7 @@ impl ControlPlane {
             .apis
             .values()
             .filter(|a| group.is_none_or(|g| &a.value.group_id == g))
-            .map(|a| a.value.clone())
+            .map(|a| a.value.to_definition())
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
@@ -994,7 +1001,7 @@ impl ControlPlane {
             .get(id)
             .ok_or_else(|| ControlError::not_found("api", id))?
             .value
-            .clone();
+            .to_definition();
         let prev = state
             .deployments
             .get(&(id.clone(), stage.clone()))
@@ -1049,7 +1056,13 @@ impl ControlPlane {
         let snapshot = self.live.load();
         let arc = Arc::new(deployment.clone());
         let table = state
-            .build_table(&snapshot, &api.group_id, stage, Some((&api.id, &arc)))
+            .build_table(
+                &snapshot,
+                &api.group_id,
+                stage,
+                Some((&api.id, &arc)),
+                &mut live::Targets::default(),
+            )
             .map_err(|e| match e {
                 TableBuildError::Compile(m) => ControlError::Refused(m),
                 TableBuildError::Conflict(c) => {
@@ -1117,12 +1130,13 @@ impl ControlPlane {
                 .publications
                 .get(&(id.clone(), stage.clone()))
                 .map(|l| l.publication.version.clone());
-            for (v, d) in state
+            for d in state
                 .deployments
                 .get(&(id.clone(), stage.clone()))
                 .into_iter()
-                .flatten()
+                .flat_map(|m| m.values())
             {
+                let v = &d.value.version;
                 out.push(DeploymentInfo {
                     stage: stage.clone(),
                     version: v.clone(),

@@ -1,6 +1,6 @@
 //! The control plane's in-memory view of the store, with the indexes cascades need.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::model::{
@@ -32,15 +32,86 @@ pub(crate) struct Live {
     pub(crate) deployment: Arc<Deployment>,
 }
 
-/// The deployments of one (API, stage), by version.
-pub(crate) type DeploymentHistory = BTreeMap<String, Versioned<Arc<Deployment>>>;
+/// An API draft as the state holds it: its own value, or, when it is equal to the snapshot of
+/// one of its latest deployments (an API published and not edited since, the common case), that
+/// deployment, so that the draft and the published snapshot are held once.
+#[derive(Debug, Clone)]
+pub(crate) enum Draft {
+    Own(Arc<ApiDefinition>),
+    Deployed(Arc<Deployment>),
+}
+
+impl std::ops::Deref for Draft {
+    type Target = ApiDefinition;
+
+    fn deref(&self) -> &ApiDefinition {
+        match self {
+            Self::Own(a) => a,
+            Self::Deployed(d) => &d.snapshot,
+        }
+    }
+}
+
+impl Draft {
+    /// An owned copy of the definition.
+    pub(crate) fn to_definition(&self) -> ApiDefinition {
+        ApiDefinition::clone(self)
+    }
+}
+
+/// The deployments of one (API, stage), by version: a sorted vector rather than a `BTreeMap`,
+/// whose first node alone takes about 450 bytes while nearly every history holds one or two
+/// deployments.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct DeploymentHistory(Vec<Versioned<Arc<Deployment>>>);
+
+impl DeploymentHistory {
+    fn position(&self, version: &str) -> Result<usize, usize> {
+        self.0
+            .binary_search_by(|d| d.value.version.as_str().cmp(version))
+    }
+
+    /// The deployment of `version`.
+    pub(crate) fn get(&self, version: &str) -> Option<&Versioned<Arc<Deployment>>> {
+        self.position(version).ok().map(|i| &self.0[i])
+    }
+
+    /// Adds a deployment, or replaces the one of the same version.
+    pub(crate) fn insert(&mut self, d: Versioned<Arc<Deployment>>) {
+        match self.position(&d.value.version) {
+            Ok(i) => self.0[i] = d,
+            Err(i) => self.0.insert(i, d),
+        }
+    }
+
+    /// Removes the deployment of `version`.
+    pub(crate) fn remove(&mut self, version: &str) {
+        if let Ok(i) = self.position(version) {
+            self.0.remove(i);
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The versions, oldest first.
+    pub(crate) fn keys(&self) -> impl DoubleEndedIterator<Item = &String> {
+        self.0.iter().map(|d| &d.value.version)
+    }
+
+    /// The deployments, oldest first.
+    pub(crate) fn values(&self) -> impl DoubleEndedIterator<Item = &Versioned<Arc<Deployment>>> {
+        self.0.iter()
+    }
+}
 
 #[derive(Debug, Default, Clone)]
 pub(crate) struct State {
     pub(crate) revision: Revision,
     pub(crate) backends: HashMap<BackendId, Versioned<BackendService>>,
     pub(crate) groups: HashMap<GroupId, Versioned<Group>>,
-    pub(crate) apis: HashMap<ApiId, Versioned<ApiDefinition>>,
+    pub(crate) apis: HashMap<ApiId, Versioned<Draft>>,
     pub(crate) deployments: HashMap<(ApiId, Stage), DeploymentHistory>,
     pub(crate) publications: HashMap<(ApiId, Stage), Live>,
     pub(crate) apps: HashMap<AppId, Versioned<App>>,
@@ -50,25 +121,28 @@ pub(crate) struct State {
     pub(crate) published_in: HashMap<(GroupId, Stage), BTreeSet<ApiId>>,
     /// Published APIs by (backend, stage).
     pub(crate) published_by_backend: HashMap<(BackendId, Stage), BTreeSet<ApiId>>,
+    /// API drafts by (group, name): the uniqueness check of a create or rename without a scan
+    /// of every API. A set, so that a store written elsewhere with a duplicate still indexes
+    /// both.
+    pub(crate) api_names: HashMap<(GroupId, String), BTreeSet<ApiId>>,
 }
 
 impl State {
     pub(crate) fn from_loaded(loaded: Loaded) -> Self {
         let mut state = Self::default();
-        // Deployments must be in place before the publications that point at them.
-        let mut records = loaded.records;
-        records.sort_by_key(|r| r.value.key().kind != EntityKind::Deployment);
+        // Deployments must be in place before the publications (and drafts) that point at them.
+        // The records are moved into the state, not cloned: deployments at once, the rest after.
         let mut affected = Affected::default();
-        for r in records {
-            let key = r.value.key();
-            state.apply(
-                &Change {
-                    revision: loaded.revision,
-                    key,
-                    value: Some(r),
-                },
-                &mut affected,
-            );
+        let mut rest = Vec::with_capacity(loaded.records.len());
+        for r in loaded.records {
+            if matches!(r.value, Entity::Deployment(_)) {
+                state.put(r.value, r.version, &mut affected);
+            } else {
+                rest.push(r);
+            }
+        }
+        for r in rest {
+            state.put(r.value, r.version, &mut affected);
         }
         state.revision = loaded.revision;
         state
@@ -132,7 +206,7 @@ impl State {
         out.extend(
             self.apis
                 .values()
-                .map(|b| v(Entity::Api(b.value.clone()), b.version)),
+                .map(|b| v(Entity::Api(b.value.to_definition()), b.version)),
         );
         out.extend(
             self.deployments
@@ -165,10 +239,10 @@ impl State {
     }
 
     /// Applies one change (from a local commit or the store's feed) and notes what it touched.
-    pub(crate) fn apply(&mut self, change: &Change, affected: &mut Affected) {
+    pub(crate) fn apply(&mut self, change: Change, affected: &mut Affected) {
         self.revision = self.revision.max(change.revision);
-        match &change.value {
-            Some(Versioned { value, version }) => self.put(value.clone(), *version, affected),
+        match change.value {
+            Some(Versioned { value, version }) => self.put(value, version, affected),
             None => self.delete(&change.key, affected),
         }
     }
@@ -206,20 +280,31 @@ impl State {
                 self.groups.insert(id, Versioned { value: g, version });
             }
             Entity::Api(a) => {
-                self.apis
-                    .insert(a.id.clone(), Versioned { value: a, version });
+                self.index_api_name(&a.group_id, &a.name, &a.id);
+                let value = self.draft(a);
+                if let Some(old) = self
+                    .apis
+                    .insert(value.id.clone(), Versioned { value, version })
+                {
+                    let new = &self.apis[&old.value.id].value;
+                    if old.value.group_id != new.group_id || old.value.name != new.name {
+                        self.unindex_api_name(&old.value);
+                    }
+                }
             }
             Entity::Deployment(d) => {
+                let d = Arc::new(d);
+                // A deployment of the current draft (a publish): the draft shares its snapshot.
+                if let Some(draft) = self.apis.get_mut(&d.api_id)
+                    && matches!(draft.value, Draft::Own(_))
+                    && *draft.value == d.snapshot
+                {
+                    draft.value = Draft::Deployed(Arc::clone(&d));
+                }
                 self.deployments
                     .entry((d.api_id.clone(), d.stage.clone()))
                     .or_default()
-                    .insert(
-                        d.version.clone(),
-                        Versioned {
-                            value: Arc::new(d),
-                            version,
-                        },
-                    );
+                    .insert(Versioned { value: d, version });
             }
             Entity::Publication(p) => {
                 let key = (p.api_id.clone(), p.stage.clone());
@@ -298,8 +383,10 @@ impl State {
                 }
             }
             EntityKind::Api => {
-                if let Ok(aid) = ApiId::parse(id) {
-                    self.apis.remove(&aid);
+                if let Ok(aid) = ApiId::parse(id)
+                    && let Some(old) = self.apis.remove(&aid)
+                {
+                    self.unindex_api_name(&old.value);
                 }
             }
             EntityKind::Deployment => {
@@ -343,6 +430,47 @@ impl State {
                 }
             }
         }
+    }
+
+    /// How to hold a new draft: as the snapshot of its latest deployment in some stage when it
+    /// is equal to it, else on its own.
+    fn draft(&self, api: ApiDefinition) -> Draft {
+        for stage in Stage::BUILT_IN {
+            if let Some(d) = self
+                .deployments
+                .get(&(api.id.clone(), stage))
+                .and_then(|m| m.values().next_back())
+                && d.value.snapshot == api
+            {
+                return Draft::Deployed(Arc::clone(&d.value));
+            }
+        }
+        Draft::Own(Arc::new(api))
+    }
+
+    fn index_api_name(&mut self, group: &GroupId, name: &str, id: &ApiId) {
+        self.api_names
+            .entry((group.clone(), name.to_owned()))
+            .or_default()
+            .insert(id.clone());
+    }
+
+    fn unindex_api_name(&mut self, api: &ApiDefinition) {
+        let key = (api.group_id.clone(), api.name.clone());
+        if let Some(ids) = self.api_names.get_mut(&key) {
+            ids.remove(&api.id);
+            if ids.is_empty() {
+                self.api_names.remove(&key);
+            }
+        }
+    }
+
+    /// Whether an API draft other than `id` is named `name` in `group`.
+    pub(crate) fn api_name_taken(&self, group: &GroupId, name: &str, id: &ApiId) -> bool {
+        // The key is built once per check; the map is keyed by owned values.
+        self.api_names
+            .get(&(group.clone(), name.to_owned()))
+            .is_some_and(|ids| ids.iter().any(|o| o != id))
     }
 
     /// Removes a publication from the indexes (it stays in `publications` until replaced).
@@ -406,4 +534,92 @@ fn split3(id: &str) -> Option<(ApiId, Stage, &str)> {
     let api = ApiId::parse(it.next()?).ok()?;
     let stage = Stage::parse(it.next()?).ok()?;
     Some((api, stage, it.next()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(api: &ApiDefinition, version: &str) -> Deployment {
+        Deployment {
+            api_id: api.id.clone(),
+            stage: Stage::RELEASE,
+            version: version.to_owned(),
+            description: None,
+            deployed_at: jiff::Timestamp::UNIX_EPOCH,
+            snapshot: api.clone(),
+        }
+    }
+
+    fn shared(state: &State, id: &ApiId) -> bool {
+        matches!(state.apis[id].value, Draft::Deployed(_))
+    }
+
+    /// A draft is held as its deployed snapshot while the two are equal, and on its own once
+    /// edited; either way it reads back as the draft.
+    #[test]
+    fn a_draft_shares_its_deployed_snapshot_until_edited() {
+        let mut state = State::default();
+        let mut affected = Affected::default();
+        let api = ApiDefinition::builder(
+            GroupId::generate(),
+            "getUser",
+            "GET",
+            "/users",
+            BackendId::generate(),
+        )
+        .unwrap();
+        state.put(Entity::Api(api.clone()), 1, &mut affected);
+        assert!(!shared(&state, &api.id));
+        // publish: the deployment's snapshot is the draft
+        state.put(
+            Entity::Deployment(deployment(&api, "20260101000000000")),
+            1,
+            &mut affected,
+        );
+        assert!(shared(&state, &api.id));
+        assert_eq!(*state.apis[&api.id].value, api);
+        // edit: the draft is its own again, and reads back edited
+        let mut edited = api.clone();
+        edited.description = Some("edited".into());
+        state.put(Entity::Api(edited.clone()), 2, &mut affected);
+        assert!(!shared(&state, &api.id));
+        assert_eq!(*state.apis[&api.id].value, edited);
+        assert_eq!(state.records().len(), 2);
+        // an edit back to what is deployed shares again (loading does the same)
+        state.put(Entity::Api(api.clone()), 3, &mut affected);
+        assert!(shared(&state, &api.id));
+        assert_eq!(state.version_of(&Key::api(&api.id)), Some(3));
+    }
+
+    /// The history keeps deployments in version order whatever order they arrive in.
+    #[test]
+    fn deployment_history_is_ordered_by_version() {
+        let api = ApiDefinition::builder(
+            GroupId::generate(),
+            "getUser",
+            "GET",
+            "/users",
+            BackendId::generate(),
+        )
+        .unwrap();
+        let mut h = DeploymentHistory::default();
+        for v in ["20260102", "20260101", "20260103", "20260102"] {
+            h.insert(Versioned {
+                value: Arc::new(deployment(&api, v)),
+                version: 1,
+            });
+        }
+        let keys: Vec<&str> = h.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["20260101", "20260102", "20260103"]);
+        assert_eq!(h.values().next_back().unwrap().value.version, "20260103");
+        assert!(h.get("20260102").is_some() && h.get("20260104").is_none());
+        h.remove("20260102");
+        h.remove("20260109");
+        let keys: Vec<&str> = h.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["20260101", "20260103"]);
+        h.remove("20260101");
+        h.remove("20260103");
+        assert!(h.is_empty());
+    }
 }

@@ -123,6 +123,9 @@ impl PathTemplate {
                 segments.push(Segment::Param(name.to_owned()));
             }
         }
+        // Templates live as long as their API (draft, deployments, live routes): no spare room
+        // from the pushes above.
+        segments.shrink_to_fit();
         Ok(Self {
             raw: raw.to_owned(),
             segments,

@@ -39,7 +39,7 @@ use std::pin::Pin;
 pub use entity::{Deployment, Entity, EntityKind, Key, Publication};
 pub use memory::MemoryStore;
 #[cfg(feature = "redb")]
-pub use redb::RedbStore;
+pub use redb::{CommitSync, RedbStore};
 
 /// A boxed, `Send` future, as the [`Store`] methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -18,8 +18,9 @@
 //! # Durability and damage
 //!
 //! Every [`Store::commit`] is one redb write transaction, committed with
-//! [`Durability::Immediate`] and two-phase commit: when `commit` returns, the data is on disk,
-//! and the active commit slot is only switched once the pages it points to are. Opening a file
+//! [`Durability::Immediate`] and (by default, see [`CommitSync`]) two-phase commit: when
+//! `commit` returns, the data is on disk, and the active commit slot is only switched once the
+//! pages it points to are. Opening a file
 //! verifies the checksum of every page reachable from the last commit (redb's integrity check on
 //! open), so a damaged file fails to open with [`StoreError::Corrupt`] instead of quietly rolling
 //! back to an older commit or panicking later. The cost is a read of the whole file at open, which
@@ -39,8 +40,9 @@
 //!
 //! # Blocking
 //!
-//! redb is synchronous and a commit waits for two `fsync`s (about 18 ms a commit on the 2-core
-//! test machine), far too long to hold an async worker, so every trait method runs its redb calls
+//! redb is synchronous and a commit waits for two `fsync`s (one with [`CommitSync::OnePhase`];
+//! from well under a millisecond to 10 ms each on the 2-core test machine, depending on what
+//! else writes to its disk), far too long to hold an async worker, so every trait method runs its redb calls
 //! on tokio's blocking pool ([`tokio::task::spawn_blocking`]). Reads are fast (a `get` is well
 //! under a millisecond) but go the same way, since a cold read still touches the disk and a
 //! `load` reads every record. The
@@ -53,8 +55,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ::redb::{
-    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
-    TableHandle, WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, TableHandle, WriteTransaction,
 };
 
 use super::memory::check_writes;
@@ -73,8 +75,13 @@ const META_SCHEMA: &str = "schema_version";
 const META_REVISION: &str = "revision";
 const META_LOG_FLOOR: &str = "log_floor";
 
-/// redb's page cache; a gateway's configuration is far smaller.
-const CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// redb's page cache (read cache and write buffer together). Every record is read once at
+/// start-up and then lives decoded in the control plane, so the cache only needs to hold the
+/// pages a commit walks; a bigger one filled up with the start-up scan and stayed resident
+/// (64 MiB of the gateway's memory at 100 000 APIs) without making anything faster. A large
+/// import spills dirty pages to the file early, which costs nothing extra: they are written
+/// before the commit returns anyway.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// A [`Store`] in one redb database file: durable, crash-safe, for a single gateway process.
 ///
@@ -107,6 +114,34 @@ const CACHE_BYTES: usize = 64 * 1024 * 1024;
 pub struct RedbStore {
     db: Arc<Database>,
     path: PathBuf,
+    sync: CommitSync,
+}
+
+/// How [`RedbStore`] makes a commit durable (see [`RedbStore::with_commit_sync`]).
+///
+/// Either way a commit is on disk when [`Store::commit`] returns: the choice is between one and
+/// two `fsync`s per commit, against how damage to the last commit is handled at open.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::store::CommitSync;
+/// assert_eq!(CommitSync::default(), CommitSync::TwoPhase);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommitSync {
+    /// redb's two-phase commit, two `fsync`s per commit: the new commit slot is only switched
+    /// to once the pages it points to are on disk, so damage to the last commit found at open is
+    /// refused ([`StoreError::Corrupt`]). The default.
+    #[default]
+    TwoPhase,
+    /// redb's one-phase commit with checksums, one `fsync` per commit: as durable when `commit`
+    /// returns, and a crash during a commit still recovers to the last completed one; but should
+    /// the pages of the last commit be damaged later (a flipped bit on disk), opening the file
+    /// falls back to the previous commit without an error, losing that commit. Halves the disk
+    /// waits of every admin change; for disks where an `fsync` is slow.
+    OnePhase,
 }
 
 impl RedbStore {
@@ -149,6 +184,7 @@ impl RedbStore {
             Ok(Ok(db)) => Ok(Self {
                 db: Arc::new(db),
                 path,
+                sync: CommitSync::default(),
             }),
             Ok(Err(e)) => Err(e),
             Err(panic) => Err(StoreError::Corrupt {
@@ -156,6 +192,30 @@ impl RedbStore {
                 reason: format!("redb panicked opening the file: {}", panic_message(&*panic)),
             }),
         }
+    }
+
+    /// Commits from now on with `sync` (the default is [`CommitSync::TwoPhase`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::store::{CommitSync, RedbStore};
+    /// let path = std::env::temp_dir().join(format!("stagegate-doc-sync-{}.redb", std::process::id()));
+    /// let store = RedbStore::open(&path).unwrap().with_commit_sync(CommitSync::OnePhase);
+    /// assert_eq!(store.commit_sync(), CommitSync::OnePhase);
+    /// # drop(store);
+    /// std::fs::remove_file(&path).unwrap();
+    /// ```
+    #[must_use]
+    pub fn with_commit_sync(mut self, sync: CommitSync) -> Self {
+        self.sync = sync;
+        self
+    }
+
+    /// How commits are made durable.
+    #[must_use]
+    pub fn commit_sync(&self) -> CommitSync {
+        self.sync
     }
 
     /// The file this store keeps its data in.
@@ -210,7 +270,7 @@ impl RedbStore {
     /// ```
     pub async fn compact_log_before(&self, before: Revision) -> Result<u64, StoreError> {
         self.blocking(move |path, db| {
-            let txn = begin_write(path, db)?;
+            let txn = begin_write(path, db, CommitSync::TwoPhase)?;
             let removed = {
                 let mut meta = txn.open_table(META).map_err(|e| map_err(path, e))?;
                 let revision = read_meta(path, &meta, META_REVISION)?;
@@ -255,7 +315,7 @@ impl RedbStore {
 
 /// Creates the tables of a new database, or checks that an existing one is ours and readable.
 fn init(path: &Path, db: &Database) -> Result<(), StoreError> {
-    let txn = begin_write(path, db)?;
+    let txn = begin_write(path, db, CommitSync::TwoPhase)?;
     let names: Vec<String> = txn
         .list_tables()
         .map_err(|e| map_err(path, e))?
@@ -329,12 +389,17 @@ fn init(path: &Path, db: &Database) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A write transaction that commits durably, in two phases (see the module docs).
-fn begin_write(path: &Path, db: &Database) -> Result<WriteTransaction, StoreError> {
+/// A write transaction that commits durably, in two phases unless `sync` says one (see the
+/// module docs).
+fn begin_write(
+    path: &Path,
+    db: &Database,
+    sync: CommitSync,
+) -> Result<WriteTransaction, StoreError> {
     let mut txn = db.begin_write().map_err(|e| map_err(path, e))?;
     txn.set_durability(Durability::Immediate)
         .map_err(|e| map_err(path, e))?;
-    txn.set_two_phase_commit(true);
+    txn.set_two_phase_commit(sync == CommitSync::TwoPhase);
     Ok(txn)
 }
 
@@ -425,7 +490,10 @@ fn load(path: &Path, db: &Database) -> Result<Loaded, StoreError> {
     let meta = txn.open_table(META).map_err(|e| map_err(path, e))?;
     let revision = read_meta(path, &meta, META_REVISION)?;
     let table = txn.open_table(RECORDS).map_err(|e| map_err(path, e))?;
-    let mut records = Vec::new();
+    // Sized once: a record is several hundred bytes inline, and growing the vector by doubling
+    // would copy (and transiently hold twice) all of them.
+    let len = table.len().map_err(|e| map_err(path, e))?;
+    let mut records = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     for entry in table.iter().map_err(|e| map_err(path, e))? {
         let (k, v) = entry.map_err(|e| map_err(path, e))?;
         records.push(decode_record(k.value(), v.value())?);
@@ -443,11 +511,16 @@ fn get(path: &Path, db: &Database, key: &Key) -> Result<Option<Versioned<Entity>
     }
 }
 
-fn commit(path: &Path, db: &Database, writes: Vec<Write>) -> Result<Revision, StoreError> {
+fn commit(
+    path: &Path,
+    db: &Database,
+    sync: CommitSync,
+    writes: Vec<Write>,
+) -> Result<Revision, StoreError> {
     if writes.is_empty() {
         return revision(path, db);
     }
-    let txn = begin_write(path, db)?;
+    let txn = begin_write(path, db, sync)?;
     let revision = {
         let mut meta = txn.open_table(META).map_err(|e| map_err(path, e))?;
         let current = read_meta(path, &meta, META_REVISION)?;
@@ -572,7 +645,8 @@ impl Store for RedbStore {
     }
 
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<Revision, StoreError>> {
-        Box::pin(self.blocking(move |path, db| commit(path, db, writes)))
+        let sync = self.sync;
+        Box::pin(self.blocking(move |path, db| commit(path, db, sync, writes)))
     }
 
     fn changes_since(
