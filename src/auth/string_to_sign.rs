@@ -201,7 +201,7 @@ pub(crate) fn string_to_sign_with_headers(
     let pair_count: usize = sources
         .iter()
         .filter_map(|(s, _)| *s)
-        .map(|s| s.iter().filter(|&&b| b == b'&').count() + 1)
+        .map(|s| s.iter().fold(1, |n, &b| n + usize::from(b == b'&')))
         .sum();
     let mut params: Vec<Param<'_>> = Vec::with_capacity(pair_count);
     for (source, rank) in sources {
@@ -322,30 +322,26 @@ fn decode_into(out: &mut Vec<u8>, input: &[u8]) {
             _ => None,
         }
     }
-    out.reserve(input.len());
-    let mut i = 0;
+    // Decoding never lengthens: write into a zeroed tail of the input's length, then cut
+    // it to what was written (indexing a slice instead of a push per byte).
+    let start = out.len();
+    out.resize(start + input.len(), 0);
+    let dst = &mut out[start..];
+    let (mut i, mut w) = (0, 0);
     while let Some(&b) = input.get(i) {
-        match b {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
+        let (byte, step) = match b {
+            b'+' => (b' ', 1),
             b'%' => match (hex(input.get(i + 1)), hex(input.get(i + 2))) {
-                (Some(hi), Some(lo)) => {
-                    out.push((hi << 4) | lo);
-                    i += 3;
-                }
-                _ => {
-                    out.push(b'%');
-                    i += 1;
-                }
+                (Some(hi), Some(lo)) => ((hi << 4) | lo, 3),
+                _ => (b'%', 1),
             },
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
+            _ => (b, 1),
+        };
+        dst[w] = byte;
+        w += 1;
+        i += step;
     }
+    out.truncate(start + w);
 }
 
 #[cfg(test)]
