@@ -1,6 +1,7 @@
 //! Nonce stores: replay protection for `X-Ca-Nonce`.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -160,10 +161,14 @@ impl Default for MemoryReplayGuard {
 }
 
 /// An unambiguous `(app key, nonce)` key: the key's length, `:`, key, nonce.
+///
+/// Built with its exact capacity (no temporary for the length, no shrinking copy).
 fn scoped_key(app_key: &str, nonce: &str) -> Box<str> {
-    let mut s = String::with_capacity(app_key.len() + nonce.len() + 8);
-    s.push_str(&app_key.len().to_string());
-    s.push(':');
+    let len = app_key.len();
+    let digits = len.checked_ilog10().unwrap_or(0) as usize + 1;
+    let mut s = String::with_capacity(digits + 1 + len + nonce.len());
+    // Writing to a String cannot fail.
+    let _ = write!(s, "{len}:");
     s.push_str(app_key);
     s.push_str(nonce);
     s.into_boxed_str()
@@ -219,6 +224,13 @@ mod tests {
     use std::sync::Arc;
 
     const MIN: u64 = 60 * 1000;
+
+    #[test]
+    fn scoped_key_is_length_prefixed() {
+        assert_eq!(&*scoped_key("abc", "n-1"), "3:abcn-1");
+        assert_eq!(&*scoped_key("", "n"), "0:n");
+        assert_eq!(&*scoped_key("0123456789", ""), "10:0123456789");
+    }
 
     #[test]
     fn remembered_for_the_window_then_forgotten() {

@@ -7,13 +7,37 @@ use subtle::ConstantTimeEq;
 
 use crate::SignatureMethod;
 
-fn mac<M: Mac + hmac::digest::KeyInit>(secret: &[u8], msg: &[u8]) -> Vec<u8> {
+/// The longest Base64 signature: 44 characters for the 32 bytes of HMAC-SHA256.
+const MAX_B64: usize = 44;
+
+/// `Base64(HMAC(secret, msg))` written into `buf`; returns the used prefix. No heap.
+fn mac_b64<'b, M: Mac + hmac::digest::KeyInit>(
+    secret: &[u8],
+    msg: &[u8],
+    buf: &'b mut [u8; MAX_B64],
+) -> &'b [u8] {
     // HMAC accepts keys of any length; the error arm cannot be reached.
     let Ok(mut m) = <M as hmac::digest::KeyInit>::new_from_slice(secret) else {
-        return Vec::new();
+        return &[];
     };
     m.update(msg);
-    m.finalize().into_bytes().to_vec()
+    let tag = m.finalize().into_bytes();
+    // 32 bytes encode to 44 characters, 20 to 28: the buffer always fits.
+    let len = STANDARD.encode_slice(tag, &mut buf[..]).unwrap_or(0);
+    &buf[..len]
+}
+
+/// The Base64 signature of `msg`, written into `buf`.
+fn sign_into<'b>(
+    method: SignatureMethod,
+    secret: &[u8],
+    msg: &[u8],
+    buf: &'b mut [u8; MAX_B64],
+) -> &'b [u8] {
+    match method {
+        SignatureMethod::HmacSha256 => mac_b64::<Hmac<sha2::Sha256>>(secret, msg, buf),
+        SignatureMethod::HmacSha1 => mac_b64::<Hmac<sha1::Sha1>>(secret, msg, buf),
+    }
 }
 
 /// Computes `Base64(HMAC(secret, string_to_sign))` with the given algorithm.
@@ -27,11 +51,15 @@ fn mac<M: Mac + hmac::digest::KeyInit>(secret: &[u8], msg: &[u8]) -> Vec<u8> {
 /// ```
 #[must_use]
 pub fn sign(method: SignatureMethod, secret: &[u8], string_to_sign: &str) -> String {
-    let raw = match method {
-        SignatureMethod::HmacSha256 => mac::<Hmac<sha2::Sha256>>(secret, string_to_sign.as_bytes()),
-        SignatureMethod::HmacSha1 => mac::<Hmac<sha1::Sha1>>(secret, string_to_sign.as_bytes()),
-    };
-    STANDARD.encode(raw)
+    let mut buf = [0; MAX_B64];
+    // Base64 output is ASCII.
+    String::from_utf8_lossy(sign_into(
+        method,
+        secret,
+        string_to_sign.as_bytes(),
+        &mut buf,
+    ))
+    .into_owned()
 }
 
 /// Checks a Base64 signature against the one computed from `secret`, in constant time.
@@ -54,8 +82,9 @@ pub fn verify(
     string_to_sign: &str,
     signature: &str,
 ) -> bool {
-    let expected = sign(method, secret, string_to_sign);
-    bool::from(expected.as_bytes().ct_eq(signature.as_bytes()))
+    let mut buf = [0; MAX_B64];
+    let expected = sign_into(method, secret, string_to_sign.as_bytes(), &mut buf);
+    bool::from(expected.ct_eq(signature.as_bytes()))
 }
 
 #[cfg(test)]

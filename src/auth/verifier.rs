@@ -5,13 +5,17 @@ use std::borrow::{Borrow, Cow};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::request::Parts;
+use http::{HeaderMap, HeaderValue};
 use md5::{Digest as _, Md5};
 use subtle::ConstantTimeEq;
 
 use super::error::AuthError;
 use super::replay::ReplayGuard;
 use super::signature;
-use super::string_to_sign::{is_form, signed_header_names, string_to_sign_with_names};
+use super::string_to_sign::{
+    SIGNATURE_HEADERS, SignedHeaders, is_form_type, signed_header_names,
+    string_to_sign_with_headers,
+};
 use crate::SignatureMethod;
 use crate::model::Secret;
 
@@ -217,8 +221,44 @@ impl<A> SignatureChecked<'_, A> {
     }
 }
 
-fn header<'p>(parts: &'p Parts, name: &str) -> Option<&'p http::HeaderValue> {
-    parts.headers.get(name)
+/// The request headers verification reads, found in one pass over the header map
+/// (cheaper than hashing a name per lookup); each holds its first value, as
+/// `HeaderMap::get` would return.
+#[derive(Default)]
+struct Found<'p> {
+    key: Option<&'p HeaderValue>,
+    signature: Option<&'p HeaderValue>,
+    method: Option<&'p HeaderValue>,
+    timestamp: Option<&'p HeaderValue>,
+    nonce: Option<&'p HeaderValue>,
+    signed_list: Option<&'p HeaderValue>,
+    /// `Accept`, `Content-MD5`, `Content-Type`, `Date`: the fixed lines.
+    fixed: [Option<&'p HeaderValue>; 4],
+}
+
+impl<'p> Found<'p> {
+    fn scan(headers: &'p HeaderMap) -> Self {
+        let mut f = Found::default();
+        for (name, value) in headers {
+            let slot = match name.as_str() {
+                "x-ca-key" => &mut f.key,
+                "x-ca-signature" => &mut f.signature,
+                "x-ca-signature-method" => &mut f.method,
+                "x-ca-timestamp" => &mut f.timestamp,
+                "x-ca-nonce" => &mut f.nonce,
+                SIGNATURE_HEADERS => &mut f.signed_list,
+                "accept" => &mut f.fixed[0],
+                "content-md5" => &mut f.fixed[1],
+                "content-type" => &mut f.fixed[2],
+                "date" => &mut f.fixed[3],
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(value);
+            }
+        }
+        f
+    }
 }
 
 /// Checks everything about a signed request except the nonce's freshness, in the
@@ -246,8 +286,9 @@ where
     S: Borrow<Secret>,
     F: FnOnce(&str) -> Option<(A, S)>,
 {
+    let found = Found::scan(&parts.headers);
     // 1. X-Ca-Key. A foreign scheme (e.g. `Authorization: SDK-HMAC-SHA256 ...`) has none.
-    let app_key = match header(parts, "x-ca-key") {
+    let app_key = match found.key {
         None => return Err(AuthError::MissingCredentials),
         Some(v) if v.is_empty() => return Err(AuthError::MissingCredentials),
         Some(v) => v.to_str().map_err(|_| AuthError::InvalidAppKey)?,
@@ -255,7 +296,7 @@ where
     // 2. Known key.
     let (app, secret) = lookup(app_key).ok_or(AuthError::InvalidAppKey)?;
     // 3. Signature present.
-    let presented = match header(parts, "x-ca-signature") {
+    let presented = match found.signature {
         Some(v) if !v.is_empty() => v.as_bytes(),
         _ => {
             return Err(AuthError::MissingHeader {
@@ -264,7 +305,7 @@ where
         }
     };
     // 4. Method.
-    let method = match header(parts, "x-ca-signature-method") {
+    let method = match found.method {
         None => SignatureMethod::HmacSha256,
         Some(v) => {
             let text = String::from_utf8_lossy(v.as_bytes());
@@ -284,7 +325,7 @@ where
         });
     }
     // 5. Timestamp (optional: Date-only clients exist).
-    if let Some(v) = header(parts, "x-ca-timestamp") {
+    if let Some(v) = found.timestamp {
         let ts = std::str::from_utf8(v.as_bytes())
             .ok()
             .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
@@ -295,7 +336,7 @@ where
         }
     }
     // 6. Nonce presence.
-    let nonce = match header(parts, "x-ca-nonce") {
+    let nonce = match found.nonce {
         None if policy.force_nonce => {
             return Err(AuthError::MissingHeader { name: "X-Ca-Nonce" });
         }
@@ -318,25 +359,37 @@ where
         }
     };
     // 7. Content-MD5 against the body.
-    if let Some(v) = header(parts, "content-md5") {
+    if let Some(v) = found.fixed[1] {
         let body = body
             .filter(|b| !b.is_empty())
             .ok_or(AuthError::InvalidContentMd5)?;
-        let digest = STANDARD.encode(Md5::digest(body));
-        if !bool::from(digest.as_bytes().ct_eq(v.as_bytes())) {
+        // 16 bytes encode to 24 Base64 characters: no heap.
+        let mut buf = [0u8; 24];
+        let len = STANDARD
+            .encode_slice(Md5::digest(body), &mut buf)
+            .unwrap_or(0);
+        if !bool::from(buf[..len].ct_eq(v.as_bytes())) {
             return Err(AuthError::InvalidContentMd5);
         }
     }
     // 8. Signature.
-    let names = signed_header_names(&parts.headers);
-    if names.len() > MAX_SIGNED_HEADERS {
+    let mut signed = SignedHeaders {
+        fixed: found.fixed,
+        signed: signed_header_names(found.signed_list),
+    };
+    if signed.signed.len() > MAX_SIGNED_HEADERS {
         return Err(AuthError::InvalidHeader {
             name: "X-Ca-Signature-Headers",
             reason: "lists too many headers",
         });
     }
-    let form = if is_form(&parts.headers) { body } else { None };
-    let sts = string_to_sign_with_names(&parts.method, &parts.uri, &parts.headers, form, &names);
+    signed.resolve(&parts.headers);
+    let form = if found.fixed[2].is_some_and(is_form_type) {
+        body
+    } else {
+        None
+    };
+    let sts = string_to_sign_with_headers(&parts.method, &parts.uri, &signed, form);
     let presented = std::str::from_utf8(presented).unwrap_or("");
     if !signature::verify(method, secret.borrow().expose().as_bytes(), &sts, presented) {
         return Err(AuthError::InvalidSignature {

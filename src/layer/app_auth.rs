@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use http::HeaderName;
 use http::request::Parts;
 
 use super::GatewayError;
@@ -14,6 +15,10 @@ use crate::auth::{
 };
 use crate::routing::{GrantStatus, LiveRoute};
 use crate::store::BoxFuture;
+
+/// Parsed once: a lookup by a `&str` re-validates and lower-cases the name every time.
+static X_CA_SIGNATURE: HeaderName = HeaderName::from_static("x-ca-signature");
+static CONTENT_MD5: HeaderName = HeaderName::from_static("content-md5");
 
 impl From<AuthError> for GatewayError {
     fn from(e: AuthError) -> Self {
@@ -119,8 +124,8 @@ impl AppAuthenticator {
 impl Authenticator for AppAuthenticator {
     fn needs_body(&self, parts: &Parts, _route: &LiveRoute) -> bool {
         // Signed form parameters and Content-MD5 need the body; AppCode calls never do.
-        parts.headers.contains_key("x-ca-signature")
-            && (is_form(&parts.headers) || parts.headers.contains_key("content-md5"))
+        parts.headers.contains_key(&X_CA_SIGNATURE)
+            && (is_form(&parts.headers) || parts.headers.contains_key(&CONTENT_MD5))
     }
 
     fn authenticate<'a>(
