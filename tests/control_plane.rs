@@ -357,14 +357,14 @@ async fn conflicting_routes_are_refused_at_publish() {
     assert_eq!(
         snap.resolve(None, &Stage::TEST, &Method::GET, "/users/me")
             .unwrap()
-            .route
+            .route()
             .api_id(),
         &c.id
     );
     assert_eq!(
         snap.resolve(None, &Stage::TEST, &Method::GET, "/users/7")
             .unwrap()
-            .route
+            .route()
             .api_id(),
         &a.id
     );
@@ -1052,6 +1052,35 @@ async fn at_equal_length_segments_decide_and_longer_templates_win() {
         "the longer template wins"
     );
     assert_eq!(hit("/path/x/y/z").as_deref(), Some("pathAll"));
+}
+
+#[tokio::test]
+async fn a_longer_match_all_beats_a_shorter_one_with_an_exact_first_segment() {
+    // The vendor's rule is longest first; only at equal length does exact beat a parameter.
+    let s = setup().await;
+    s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:9001"))
+        .await
+        .unwrap();
+    let short = api(&s, "shortAll", "/b/*").await;
+    let long = api(&s, "longAll", "/[a]/x/*").await;
+    let root = api(&s, "rootAll", "/*").await;
+    let param_all = api(&s, "paramAll", "/[a]/*").await;
+    for a in [&short, &long, &root, &param_all] {
+        s.cp.publish(&a.id, Stage::TEST, None).await.unwrap();
+    }
+    let snap = s.cp.snapshot();
+    let hit = |p: &str| {
+        snap.resolve(None, &Stage::TEST, &Method::GET, p)
+            .map(|m| (m.route().api().name.clone(), m.rest().map(str::to_owned)))
+    };
+    assert_eq!(hit("/b/x/y"), Some(("longAll".into(), Some("y".into()))));
+    assert_eq!(hit("/b/z/y"), Some(("shortAll".into(), Some("z/y".into()))));
+    assert_eq!(hit("/c/z/y"), Some(("paramAll".into(), Some("z/y".into()))));
+    assert_eq!(hit("/c"), Some(("rootAll".into(), Some("c".into()))));
+    let m = snap
+        .resolve(None, &Stage::TEST, &Method::GET, "/q%20r/x/tail")
+        .unwrap();
+    assert_eq!(m.param("a"), Some("q%20r"), "raw, as received");
 }
 
 /// API names are unique within a group (the control plane keeps an index of them instead of
