@@ -15,7 +15,13 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http::Method;
-use stagegate::{ApiDefinition, Stage};
+use stagegate::{ApiDefinition, RouteMatch, Snapshot, Stage};
+
+/// Resolves the next of the 1 024 prepared paths (a GET in RELEASE, no host).
+fn resolve_next(snap: &Snapshot, paths: &[String], i: &mut usize) -> Option<RouteMatch> {
+    *i = (*i + 1) & 1023;
+    snap.resolve(None, &Stage::RELEASE, &Method::GET, black_box(&paths[*i]))
+}
 
 fn lookup(c: &mut Criterion) {
     let rt = support::runtime();
@@ -30,14 +36,7 @@ fn lookup(c: &mut Criterion) {
             let fleet = fleet();
             let handle = fleet.cp.snapshot_handle();
             b.iter(|| {
-                i = (i + 1) & 1023;
-                let snap = handle.peek();
-                let m = snap.resolve(
-                    None,
-                    &Stage::RELEASE,
-                    &Method::GET,
-                    black_box(&fleet.hits[i]),
-                );
+                let m = resolve_next(&handle.peek(), &fleet.hits, &mut i);
                 assert!(m.is_some());
                 black_box(m)
             });
@@ -46,14 +45,7 @@ fn lookup(c: &mut Criterion) {
             let fleet = fleet();
             let handle = fleet.cp.snapshot_handle();
             b.iter(|| {
-                i = (i + 1) & 1023;
-                let snap = handle.peek();
-                let m = snap.resolve(
-                    None,
-                    &Stage::RELEASE,
-                    &Method::GET,
-                    black_box(&fleet.misses[i]),
-                );
+                let m = resolve_next(&handle.peek(), &fleet.misses, &mut i);
                 assert!(m.is_none());
                 black_box(m)
             });
@@ -64,16 +56,7 @@ fn lookup(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("rwlock_baseline_hit", n), &n, |b, _| {
             let fleet = fleet();
             let lock = parking_lot::RwLock::new(fleet.cp.snapshot_handle().load());
-            b.iter(|| {
-                i = (i + 1) & 1023;
-                let snap = lock.read();
-                black_box(snap.resolve(
-                    None,
-                    &Stage::RELEASE,
-                    &Method::GET,
-                    black_box(&fleet.hits[i]),
-                ))
-            });
+            b.iter(|| black_box(resolve_next(&lock.read(), &fleet.hits, &mut i)));
         });
         // a writer thread publishing continuously into another group, started on first use
         let stop = Arc::new(AtomicBool::new(false));
@@ -109,16 +92,7 @@ fn lookup(c: &mut Criterion) {
                 })
             });
             let handle = fleet.cp.snapshot_handle();
-            b.iter(|| {
-                i = (i + 1) & 1023;
-                let snap = handle.peek();
-                black_box(snap.resolve(
-                    None,
-                    &Stage::RELEASE,
-                    &Method::GET,
-                    black_box(&fleet.hits[i]),
-                ))
-            });
+            b.iter(|| black_box(resolve_next(&handle.peek(), &fleet.hits, &mut i)));
         });
         stop.store(true, Ordering::Relaxed);
         if let Some(writer) = writer.into_inner() {

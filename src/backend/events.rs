@@ -342,18 +342,7 @@ pub(super) async fn dispatch(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     if body.is_empty() {
-        let path: BTreeMap<String, String> = call
-            .path_params
-            .iter()
-            .map(|(k, v)| {
-                (
-                    (*k).to_owned(),
-                    percent_encoding::percent_decode_str(v)
-                        .decode_utf8_lossy()
-                        .into_owned(),
-                )
-            })
-            .collect();
+        let path = call.decoded_path_params();
         let query: BTreeMap<String, String> =
             form_urlencoded::parse(call.parts.uri.query().unwrap_or("").as_bytes())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))

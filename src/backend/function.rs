@@ -504,18 +504,7 @@ fn build_event(call: &BackendCall<'_>, body: &[u8]) -> ApiGatewayEvent {
     let query_parameters = form_urlencoded::parse(query.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    let path_parameters = call
-        .path_params
-        .iter()
-        .map(|(k, v)| {
-            (
-                (*k).to_owned(),
-                percent_encoding::percent_decode_str(v)
-                    .decode_utf8_lossy()
-                    .into_owned(),
-            )
-        })
-        .collect();
+    let path_parameters = call.decoded_path_params();
     let (body, is_base64_encoded) = match std::str::from_utf8(body) {
         Ok(s) => (s.to_owned(), false),
         Err(_) => (B64.encode(body), true),

@@ -102,6 +102,19 @@ pub struct BackendCall<'a> {
     pub forwarder: &'a HttpForwarder,
 }
 
+impl BackendCall<'_> {
+    /// The path parameters percent-decoded (lossily), by name: what event payloads carry.
+    pub(crate) fn decoded_path_params(&self) -> std::collections::BTreeMap<String, String> {
+        self.path_params
+            .iter()
+            .map(|(k, v)| {
+                let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+                ((*k).to_owned(), v.into_owned())
+            })
+            .collect()
+    }
+}
+
 /// Serves requests for backend kinds other than HTTP/HTTPS and MOCK.
 ///
 /// # Examples

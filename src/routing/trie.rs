@@ -100,7 +100,7 @@ pub(crate) struct PathTrie {
     /// The literal segments, back to back, so comparing one stays within a few cache lines.
     arena: String,
     /// Rank (segment count plus the `*`) of every route, by index, for priority decisions.
-    ranks: Vec<(u32, Box<[u8]>)>,
+    ranks: Vec<Box<[u8]>>,
 }
 
 impl Default for PathTrie {
@@ -127,16 +127,21 @@ fn rank(t: &PathTemplate) -> Box<[u8]> {
     r.into_boxed_slice()
 }
 
-impl PathTrie {
-    fn hash(&self, parent: u32, segment: &str) -> u64 {
-        FxBuildHasher.hash_one((parent, segment))
+impl Edge {
+    fn segment<'a>(&self, arena: &'a str) -> &'a str {
+        &arena[self.start as usize..self.end as usize]
     }
+}
 
+fn edge_hash(parent: u32, segment: &str) -> u64 {
+    FxBuildHasher.hash_one((parent, segment))
+}
+
+impl PathTrie {
     fn child(&self, parent: u32, segment: &str) -> Option<u32> {
-        let h = self.hash(parent, segment);
         self.edges
-            .find(h, |e| {
-                e.parent == parent && self.arena[e.start as usize..e.end as usize] == *segment
+            .find(edge_hash(parent, segment), |e| {
+                e.parent == parent && e.segment(&self.arena) == segment
             })
             .map(|e| e.child)
     }
@@ -155,7 +160,6 @@ impl PathTrie {
                     Some(c) => c,
                     None => {
                         let child = self.push_node();
-                        let h = self.hash(node, l);
                         let offset = |n: usize| u32::try_from(n).expect("route table under 4 GiB");
                         let start = offset(self.arena.len());
                         self.arena.push_str(l);
@@ -166,9 +170,8 @@ impl PathTrie {
                             end: offset(self.arena.len()),
                         };
                         let arena = &self.arena;
-                        self.edges.insert_unique(h, edge, |e| {
-                            FxBuildHasher
-                                .hash_one((e.parent, &arena[e.start as usize..e.end as usize]))
+                        self.edges.insert_unique(edge_hash(node, l), edge, |e| {
+                            edge_hash(e.parent, e.segment(arena))
                         });
                         child
                     }
@@ -196,9 +199,9 @@ impl PathTrie {
         *slot = idx;
         let r = rank(template);
         if self.ranks.len() <= index {
-            self.ranks.resize_with(index + 1, || (0, Box::default()));
+            self.ranks.resize_with(index + 1, Box::default);
         }
-        self.ranks[index] = (u32::try_from(r.len()).unwrap_or(u32::MAX), r);
+        self.ranks[index] = r;
         Ok(())
     }
 
@@ -208,9 +211,8 @@ impl PathTrie {
         self.arena.shrink_to_fit();
         self.ranks.shrink_to_fit();
         let arena = &self.arena;
-        self.edges.shrink_to_fit(|e| {
-            FxBuildHasher.hash_one((e.parent, &arena[e.start as usize..e.end as usize]))
-        });
+        self.edges
+            .shrink_to_fit(|e| edge_hash(e.parent, e.segment(arena)));
     }
 
     fn push_node(&mut self) -> u32 {
@@ -234,9 +236,9 @@ impl PathTrie {
             (_, NONE) => false,
             (NONE, _) => true,
             (f, p) => {
-                let (lf, rf) = &self.ranks[f as usize];
-                let (lp, rp) = &self.ranks[p as usize];
-                lp > lf || (lp == lf && rp > rf)
+                // longer first, then segment by segment
+                let (rf, rp) = (&self.ranks[f as usize], &self.ranks[p as usize]);
+                (rp.len(), rp) > (rf.len(), rf)
             }
         };
         Some(if prefix_wins {
