@@ -1083,6 +1083,48 @@ async fn a_longer_match_all_beats_a_shorter_one_with_an_exact_first_segment() {
     assert_eq!(m.param("a"), Some("q%20r"), "raw, as received");
 }
 
+#[tokio::test]
+async fn a_match_gives_every_parameter_and_the_sub_path_raw() {
+    let s = setup().await;
+    s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:9001"))
+        .await
+        .unwrap();
+    let items = api(&s, "items", "/shops/[shop]/items/[item]/details").await;
+    let files = api(&s, "files", "/users/[user]/[bucket]/files/*").await;
+    let fixed = api(&s, "fixed", "/shops/all/items").await;
+    for a in [&items, &files, &fixed] {
+        s.cp.publish(&a.id, Stage::TEST, None).await.unwrap();
+    }
+    let snap = s.cp.snapshot();
+    let get = |p: &str| snap.resolve(None, &Stage::TEST, &Method::GET, p).unwrap();
+
+    let m = get("/shops/s1/items/%E6%97%A5%E6%9C%AC/details");
+    assert_eq!(
+        m.params().collect::<Vec<_>>(),
+        [("shop", "s1"), ("item", "%E6%97%A5%E6%9C%AC")]
+    );
+    assert_eq!(m.rest(), None);
+
+    // values longer than a match keeps inline, and unicode as sent
+    let long = "x".repeat(300);
+    let m = get(&format!("/shops/{long}/items/日本/details"));
+    assert_eq!(m.param("shop"), Some(long.as_str()));
+    assert_eq!(m.param("item"), Some("日本"));
+    assert_eq!(m.param("nope"), None);
+
+    let m = get("/users/u-7/b/files/a/b%20c/");
+    assert_eq!(
+        m.params().collect::<Vec<_>>(),
+        [("user", "u-7"), ("bucket", "b")]
+    );
+    assert_eq!(m.rest(), Some("a/b%20c/"));
+
+    let m = get("/shops/all/items");
+    assert_eq!(m.route().api().name, "fixed");
+    assert_eq!(m.params().count(), 0);
+    assert_eq!(m.rest(), None);
+}
+
 /// API names are unique within a group (the control plane keeps an index of them instead of
 /// scanning every API): a duplicate is refused on create, on rename and on a move to another
 /// group, and a name is free again once its API is renamed or deleted, also after a reload from

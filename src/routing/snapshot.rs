@@ -71,10 +71,13 @@ type FastMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 /// instead of all of them), each list in group order.
 #[derive(Debug, Default)]
 pub(crate) struct StageIndex {
-    by_host: FastMap<Box<str>, Vec<Arc<RouteTable>>>,
-    by_first: FastMap<Box<str>, Vec<Arc<RouteTable>>>,
+    by_host: FastMap<Box<str>, Tables>,
+    by_first: FastMap<Box<str>, Tables>,
     wild: Vec<Arc<RouteTable>>,
 }
+
+/// The tables one key reaches: usually one, kept inline.
+type Tables = smallvec::SmallVec<[Arc<RouteTable>; 1]>;
 
 /// Signing keys and AppCodes of every app.
 #[derive(Default)]
@@ -227,22 +230,23 @@ impl Snapshot {
         path: &str,
     ) -> Option<RouteMatch> {
         let idx = &self.stages.iter().find(|(s, _)| s == stage)?.1;
-        let segs = super::trie::split_path(path)?;
+        let first = super::trie::first_segment(path)?;
         if let Some(host) = host.filter(|_| !idx.by_host.is_empty()) {
             let host = normalize_host(host);
             for t in idx.by_host.get(&*host).into_iter().flatten() {
-                if let Some(m) = t.lookup_split(method, path, &segs) {
+                if let Some(m) = t.lookup(method, path) {
                     return Some(m);
                 }
             }
         }
-        let first = segs.first().copied().unwrap_or("");
-        idx.by_first
-            .get(first)
-            .into_iter()
-            .flatten()
-            .chain(idx.wild.iter())
-            .find_map(|t| t.lookup_split(method, path, &segs))
+        if let Some(tables) = idx.by_first.get(first) {
+            for t in tables {
+                if let Some(m) = t.lookup(method, path) {
+                    return Some(m);
+                }
+            }
+        }
+        idx.wild.iter().find_map(|t| t.lookup(method, path))
     }
 
     /// Rebuilds the index of `stage` from its tables.
@@ -260,7 +264,8 @@ impl Snapshot {
                 match idx.by_first.get_mut(f.as_str()) {
                     Some(v) => v.push(Arc::clone(t)),
                     None => {
-                        idx.by_first.insert(f.as_str().into(), vec![Arc::clone(t)]);
+                        idx.by_first
+                            .insert(f.as_str().into(), smallvec::smallvec![Arc::clone(t)]);
                     }
                 }
             }
@@ -269,7 +274,7 @@ impl Snapshot {
             }
         }
         for (host, groups) in &self.hosts.by_host {
-            let tables: Vec<Arc<RouteTable>> = groups
+            let tables: Tables = groups
                 .iter()
                 .filter_map(|g| self.tables.get(&(g.clone(), stage.clone())))
                 .filter(|t| !t.is_empty())

@@ -9,7 +9,7 @@ use crate::model::{
 };
 use crate::store::Deployment;
 
-use super::trie::{PathTrie, TrieMatch, split_path};
+use super::trie::{PathTrie, TrieMatch};
 
 /// A published API as the data plane serves it: the deployed snapshot, bound to its backend's
 /// current definition in the stage.
@@ -69,8 +69,8 @@ pub struct TableConflict {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     routes: Vec<Arc<LiveRoute>>,
-    // one trie per method; `ANY` last
-    methods: Vec<(Option<Method>, PathTrie)>,
+    // one trie per method, `ANY` last; the first inline, as most tables have one method
+    methods: smallvec::SmallVec<[(Option<Method>, PathTrie); 1]>,
     /// First literal path segments of the routes, for the stage-wide index.
     pub(crate) first_segments: Vec<String>,
     /// Whether some route starts with a parameter or matches `/*`.
@@ -79,8 +79,9 @@ pub struct RouteTable {
 
 /// A successful lookup: the route, and what its `[param]`s and `/*` matched.
 ///
-/// Values are raw (percent-encoded as received). They are kept in one buffer, so a match
-/// costs at most one allocation, and none for a path without parameters.
+/// Values are raw (percent-encoded as received). A match keeps the part of the path they are
+/// in, inline up to 32 bytes, so it allocates only for longer ones; the route's template says
+/// where each parameter is.
 ///
 /// # Examples
 ///
@@ -111,12 +112,13 @@ pub struct RouteMatch {
     /// read; the route's own would be one more cache miss per request).
     table: Arc<RouteTable>,
     index: usize,
-    /// The parameter values, then the sub-path, back to back.
-    values: String,
-    /// Per parameter: its segment in the template, and its value's end in `values`.
-    params: smallvec::SmallVec<[(u16, u32); 4]>,
-    /// Whether the tail of `values` (after the last parameter) is a match-all sub-path.
-    has_rest: bool,
+    /// The path from the first parameter on (or from the sub-path, for a match-all route
+    /// without parameters): whole UTF-8 text cut from the path after a `/`.
+    tail: smallvec::SmallVec<[u8; 32]>,
+    /// The template segment number `tail` starts at.
+    tail_depth: u16,
+    /// For match-all routes: where the sub-path starts in `tail`.
+    rest_at: Option<u32>,
 }
 
 impl RouteMatch {
@@ -126,18 +128,25 @@ impl RouteMatch {
         &self.table.routes[self.index]
     }
 
+    fn tail(&self) -> &str {
+        // cut from a `&str` right after a `/`
+        std::str::from_utf8(&self.tail).unwrap_or_default()
+    }
+
     /// The path parameters in template order: `(name, raw value)`.
     pub fn params(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        // without parameters, `tail_depth` is past the template
         let segments = self.route().template.segments();
-        let mut start = 0usize;
-        self.params.iter().map(move |&(seg, end)| {
-            let name = match &segments[usize::from(seg)] {
-                Segment::Param(n) | Segment::Literal(n) => n.as_str(),
-            };
-            let value = &self.values[start..end as usize];
-            start = end as usize;
-            (name, value)
-        })
+        let segments = segments
+            .get(usize::from(self.tail_depth)..)
+            .unwrap_or_default();
+        segments
+            .iter()
+            .zip(self.tail().split('/'))
+            .filter_map(|(s, v)| match s {
+                Segment::Param(name) => Some((name.as_str(), v)),
+                Segment::Literal(_) => None,
+            })
     }
 
     /// The raw value of one path parameter.
@@ -149,8 +158,7 @@ impl RouteMatch {
     /// For match-all routes: the raw sub-path after the prefix.
     #[must_use]
     pub fn rest(&self) -> Option<&str> {
-        let start = self.params.last().map_or(0, |&(_, end)| end as usize);
-        self.has_rest.then(|| &self.values[start..])
+        self.rest_at.map(|at| &self.tail()[at as usize..])
     }
 }
 
@@ -232,54 +240,38 @@ impl RouteTable {
     /// beat parameters, which beat match-all; a longer template beats a shorter one.
     #[must_use]
     pub fn lookup(self: &Arc<Self>, method: &Method, path: &str) -> Option<RouteMatch> {
-        let segs = split_path(path)?;
-        self.lookup_split(method, path, &segs)
-    }
-
-    pub(crate) fn lookup_split(
-        self: &Arc<Self>,
-        method: &Method,
-        path: &str,
-        segs: &[&str],
-    ) -> Option<RouteMatch> {
-        self.methods
-            .iter()
-            .filter(|(m, _)| m.as_ref().is_none_or(|m| m == method))
-            .find_map(|(_, trie)| trie.lookup(path, segs))
-            .map(|m| self.to_match(m, path, segs))
+        for (m, trie) in &self.methods {
+            if m.as_ref().is_none_or(|m| m == method)
+                && let Some(found) = trie.lookup(path)
+            {
+                return Some(self.to_match(found, path));
+            }
+        }
+        None
     }
 
     /// Whether any route matches the path with some other method.
     #[must_use]
     pub fn path_matches_other_method(&self, path: &str) -> bool {
-        split_path(path).is_some_and(|segs| {
-            self.methods
-                .iter()
-                .any(|(_, t)| t.lookup(path, &segs).is_some())
-        })
+        self.methods.iter().any(|(_, t)| t.lookup(path).is_some())
     }
 
-    fn to_match(self: &Arc<Self>, m: TrieMatch, path: &str, segs: &[&str]) -> RouteMatch {
-        let rest = m.rest_at.map(|at| &path[at..]);
-        let mut values = String::new();
-        let mut params = smallvec::SmallVec::new();
-        if !m.params.is_empty() || rest.is_some() {
-            values.reserve(path.len());
-        }
-        for &depth in &m.params {
-            values.push_str(segs[usize::from(depth)]);
-            // the request line is far below 4 GiB
-            params.push((depth, u32::try_from(values.len()).unwrap_or(u32::MAX)));
-        }
-        if let Some(rest) = rest {
-            values.push_str(rest);
-        }
+    fn to_match(self: &Arc<Self>, m: TrieMatch, path: &str) -> RouteMatch {
+        let (tail_at, tail_depth) = match (m.first_param, m.rest_at) {
+            (Some(p), _) => (p.at as usize, p.depth),
+            // depth is unused without parameters
+            (None, Some(at)) => (at, u16::MAX),
+            (None, None) => (path.len(), u16::MAX),
+        };
         RouteMatch {
             table: Arc::clone(self),
             index: m.index,
-            values,
-            params,
-            has_rest: rest.is_some(),
+            tail: smallvec::SmallVec::from_slice(&path.as_bytes()[tail_at..]),
+            tail_depth,
+            // the path is under 4 GiB (the trie checked)
+            rest_at: m
+                .rest_at
+                .map(|at| u32::try_from(at - tail_at).unwrap_or(u32::MAX)),
         }
     }
 }
