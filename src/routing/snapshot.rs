@@ -10,6 +10,7 @@ use http::Method;
 use jiff::Timestamp;
 
 use super::table::{RouteMatch, RouteTable};
+use super::trie::SegmentMap;
 use crate::model::{ApiId, App, AppId, Authorization, Group, GroupId, Secret, Stage};
 
 /// Which groups a request's host can reach.
@@ -72,7 +73,7 @@ type FastMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 #[derive(Debug, Default)]
 pub(crate) struct StageIndex {
     by_host: FastMap<Box<str>, Tables>,
-    by_first: FastMap<Box<str>, Tables>,
+    by_first: SegmentMap<Tables>,
     wild: Vec<Arc<RouteTable>>,
 }
 
@@ -261,13 +262,7 @@ impl Snapshot {
         groups.sort_by(|a, b| a.0.cmp(b.0));
         for (_, t) in groups {
             for f in &t.first_segments {
-                match idx.by_first.get_mut(f.as_str()) {
-                    Some(v) => v.push(Arc::clone(t)),
-                    None => {
-                        idx.by_first
-                            .insert(f.as_str().into(), smallvec::smallvec![Arc::clone(t)]);
-                    }
-                }
+                idx.by_first.entry(f, Tables::new).push(Arc::clone(t));
             }
             if t.wild_first {
                 idx.wild.push(Arc::clone(t));

@@ -79,11 +79,135 @@ pub(crate) fn first_segment(path: &str) -> Option<&str> {
     Some(slash(body.as_bytes()).map_or(body, |i| &body[..i]))
 }
 
+/// The literal edges of a trie in one open-addressed array (linear probing; at most half
+/// full while building, at most 70 % once built). A probe reads one slot, where a SwissTable reads a control group and then a bucket:
+/// at 100 000 routes that is one cache miss less per path segment. Built once, then only read.
+#[derive(Debug)]
+struct EdgeTable {
+    /// Empty slots have `parent == NONE`.
+    slots: Vec<Edge>,
+    len: usize,
+}
+
+impl Default for EdgeTable {
+    fn default() -> Self {
+        Self {
+            slots: vec![Edge::EMPTY; 4],
+            len: 0,
+        }
+    }
+}
+
+impl EdgeTable {
+    #[inline(always)]
+    fn position(&self, hash: u64, eq: impl Fn(&Edge) -> bool) -> Result<usize, usize> {
+        let mask = self.slots.len() - 1;
+        // the low bits of the hash pick the slot (truncation intended)
+        #[allow(clippy::cast_possible_truncation)]
+        let mut i = hash as usize & mask;
+        loop {
+            let e = &self.slots[i];
+            if e.parent == NONE {
+                return Err(i);
+            }
+            if eq(e) {
+                return Ok(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn find(&self, hash: u64, eq: impl Fn(&Edge) -> bool) -> Option<&Edge> {
+        self.position(hash, eq).ok().map(|i| &self.slots[i])
+    }
+
+    fn find_mut(&mut self, hash: u64, eq: impl Fn(&Edge) -> bool) -> Option<&mut Edge> {
+        self.position(hash, eq).ok().map(|i| &mut self.slots[i])
+    }
+
+    /// Adds an edge known to be absent.
+    fn insert(&mut self, hash: u64, edge: Edge, rehash: impl Fn(&Edge) -> u64) {
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.resize(self.slots.len() * 2, &rehash);
+        }
+        if let Err(i) = self.position(hash, |_| false) {
+            self.slots[i] = edge;
+            self.len += 1;
+        }
+    }
+
+    /// Down to the smallest size that keeps the table at most 70 % full (a miss then probes
+    /// a few neighbouring slots, mostly in the same cache line).
+    fn shrink_to_fit(&mut self, rehash: impl Fn(&Edge) -> u64) {
+        let fit = (self.len * 10).div_ceil(7).next_power_of_two().max(4);
+        if fit < self.slots.len() {
+            self.resize(fit, &rehash);
+        }
+    }
+
+    fn resize(&mut self, size: usize, rehash: &impl Fn(&Edge) -> u64) {
+        let old = std::mem::replace(&mut self.slots, vec![Edge::EMPTY; size]);
+        for e in old.into_iter().filter(|e| e.parent != NONE) {
+            if let Err(i) = self.position(rehash(&e), |_| false) {
+                self.slots[i] = e;
+            }
+        }
+    }
+}
+
+/// A map from one path segment to `V`, compared as the trie's edges are: the first eight bytes
+/// inline, so a short key costs no read of its text.
+#[derive(Debug)]
+pub(crate) struct SegmentMap<V> {
+    table: HashTable<SegmentEntry<V>>,
+}
+
+/// A key's head, the key, and its value.
+type SegmentEntry<V> = (u64, Box<str>, V);
+
+impl<V> Default for SegmentMap<V> {
+    fn default() -> Self {
+        Self {
+            table: HashTable::new(),
+        }
+    }
+}
+
+impl<V> SegmentMap<V> {
+    fn find(segment: &[u8]) -> (u64, u64, impl Fn(&SegmentEntry<V>) -> bool + '_) {
+        let h = head(segment);
+        let eq = move |(eh, key, _): &SegmentEntry<V>| {
+            *eh == h
+                && key.len() == segment.len()
+                && (segment.len() <= 8 || key.as_bytes() == segment)
+        };
+        (edge_hash(0, segment, h), h, eq)
+    }
+
+    pub(crate) fn get(&self, segment: &str) -> Option<&V> {
+        let (hash, _, eq) = Self::find(segment.as_bytes());
+        self.table.find(hash, eq).map(|(_, _, v)| v)
+    }
+
+    /// The value of `segment`, inserted with `make` if absent.
+    pub(crate) fn entry(&mut self, segment: &str, make: impl FnOnce() -> V) -> &mut V {
+        let (hash, h, eq) = Self::find(segment.as_bytes());
+        let rehash = |(eh, key, _): &SegmentEntry<V>| edge_hash(0, key.as_bytes(), *eh);
+        let entry = self
+            .table
+            .entry(hash, eq, rehash)
+            .or_insert_with(|| (h, segment.into(), make()));
+        &mut entry.into_mut().2
+    }
+}
+
 /// A segment trie of route templates, each carrying a `usize` index.
 #[derive(Debug)]
 pub(crate) struct PathTrie {
+    /// A copy of the root's slots (`nodes[0]`), beside the table's other hot fields.
+    root: Node,
     nodes: Vec<Node>,
-    edges: HashTable<Edge>,
+    edges: EdgeTable,
     /// The literal segments, back to back (a lookup reads past the first eight bytes only).
     arena: String,
     /// Rank (segment count plus the `*`) of every route, by index, for priority decisions.
@@ -93,8 +217,9 @@ pub(crate) struct PathTrie {
 impl Default for PathTrie {
     fn default() -> Self {
         Self {
+            root: Node::EMPTY,
             nodes: vec![Node::EMPTY],
-            edges: HashTable::new(),
+            edges: EdgeTable::default(),
             arena: String::new(),
             ranks: Vec::new(),
         }
@@ -116,11 +241,11 @@ fn rank(t: &PathTemplate) -> Box<[u8]> {
 
 /// The first eight bytes of a segment, zero-padded, as one word.
 fn head(segment: &[u8]) -> u64 {
-    let mut word = [0u8; 8];
-    for (w, b) in word.iter_mut().zip(segment) {
-        *w = *b;
-    }
-    u64::from_le_bytes(word)
+    segment
+        .iter()
+        .take(8)
+        .enumerate()
+        .fold(0, |word, (i, &b)| word | u64::from(b) << (8 * i))
 }
 
 /// The hash of an edge: of its head alone when that is the whole segment (two multiplies).
@@ -152,6 +277,15 @@ fn scan(rest: &[u8]) -> (usize, u64) {
 }
 
 impl Edge {
+    const EMPTY: Self = Self {
+        parent: NONE,
+        child: NONE,
+        start: 0,
+        len: 0,
+        head: 0,
+        to: Node::EMPTY,
+    };
+
     /// The edge's hash (for rehashing while building).
     fn hash(&self, arena: &str) -> u64 {
         let segment = &arena[self.start as usize..self.start as usize + self.len as usize];
@@ -173,6 +307,7 @@ impl PathTrie {
         self.edge_with_head(parent, segment.as_bytes(), head(segment.as_bytes()))
     }
 
+    #[inline(always)]
     fn edge_with_head(&self, parent: u32, segment: &[u8], head: u64) -> Option<&Edge> {
         self.edges.find(edge_hash(parent, segment, head), |e| {
             e.matches(&self.arena, parent, segment, head)
@@ -183,6 +318,9 @@ impl PathTrie {
     /// and segment, for a node reached by a literal).
     fn set_node(&mut self, node: u32, via: Option<(u32, &str)>, f: impl FnOnce(&mut Node)) {
         f(&mut self.nodes[node as usize]);
+        if node == 0 {
+            self.root = self.nodes[0];
+        }
         if let Some((parent, segment)) = via {
             let to = self.nodes[node as usize];
             let bytes = segment.as_bytes();
@@ -225,11 +363,10 @@ impl PathTrie {
                             to: Node::EMPTY,
                         };
                         let arena = &self.arena;
-                        self.edges.insert_unique(
-                            edge_hash(node, l.as_bytes(), edge.head),
-                            edge,
-                            |e| e.hash(arena),
-                        );
+                        self.edges
+                            .insert(edge_hash(node, l.as_bytes(), edge.head), edge, |e| {
+                                e.hash(arena)
+                            });
                         child
                     }
                 },
@@ -309,7 +446,7 @@ impl PathTrie {
         };
         // `/` has no segments; otherwise the first starts after the slash
         let at = if path.len() == 1 { END } else { 1 };
-        self.walk(0, self.nodes[0], 0, at, &mut w);
+        self.walk(0, self.root, 0, at, &mut w);
         let prefix_wins = match (w.full, w.prefix) {
             (NONE, NONE) => return None,
             (_, NONE) => false,
@@ -498,6 +635,25 @@ mod tests {
             "/abcdefgh\0",
         ] {
             assert!(t.lookup(miss).is_none(), "{miss}");
+        }
+    }
+
+    #[test]
+    fn segment_maps_compare_whole_keys() {
+        let mut m = SegmentMap::default();
+        for (i, k) in ["", "g1", "abcdefgh", "abcdefghi", "日本語のパス"]
+            .iter()
+            .enumerate()
+        {
+            *m.entry(k, || 0) += i + 1;
+        }
+        *m.entry("g1", || 0) += 10;
+        assert_eq!(m.get(""), Some(&1));
+        assert_eq!(m.get("g1"), Some(&12));
+        assert_eq!(m.get("abcdefghi"), Some(&4));
+        assert_eq!(m.get("日本語のパス"), Some(&5));
+        for miss in ["g", "g10", "abcdefghj", "abcdefg", "日本語のパ"] {
+            assert_eq!(m.get(miss), None, "{miss}");
         }
     }
 
