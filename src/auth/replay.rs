@@ -88,8 +88,11 @@ struct Inner {
     seen: HashTable<Seen>,
     /// (bucket number, (hash, key) of the nonces first seen in it), oldest first; bucket
     /// numbers never decrease. A key is allocated once and shared with `seen`.
-    buckets: VecDeque<(u64, Vec<(u64, Arc<[u8]>)>)>,
+    buckets: Buckets,
 }
+
+/// Expiry buckets: (bucket number, (hash, key) of the nonces first seen in it).
+type Buckets = VecDeque<(u64, Vec<(u64, Arc<[u8]>)>)>;
 
 /// A remembered nonce.
 #[derive(Debug)]
@@ -223,11 +226,7 @@ fn scoped_key(app_key: &str, nonce: &str) -> Box<str> {
     String::from_utf8_lossy(&key).into()
 }
 
-fn push_bucket(
-    buckets: &mut VecDeque<(u64, Vec<(u64, Arc<[u8]>)>)>,
-    now_ms: u64,
-    key: (u64, Arc<[u8]>),
-) {
+fn push_bucket(buckets: &mut Buckets, now_ms: u64, key: (u64, Arc<[u8]>)) {
     let bucket = now_ms / BUCKET_MS;
     match buckets.back_mut() {
         // Clock went backwards or same minute: keep bucket numbers monotonic.
