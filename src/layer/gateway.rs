@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -217,6 +217,11 @@ impl<B> Service<Request<B>> for NotFound {
 /// The future of [`Gateway::call`].
 pub type ResponseFuture<E> = Pin<Box<dyn Future<Output = Result<Response<GatewayBody>, E>> + Send>>;
 
+/// Parsed once: a lookup or insertion by a `&str` parses and validates the name every time.
+static X_CA_STAGE: HeaderName = HeaderName::from_static("x-ca-stage");
+static X_CA_REQUEST_MODE: HeaderName = HeaderName::from_static("x-ca-request-mode");
+static X_CA_REQUEST_ID_NAME: HeaderName = HeaderName::from_static(X_CA_REQUEST_ID);
+
 fn header_bytes<B>(req: &Request<B>) -> usize {
     let uri = req.uri();
     let uri_len = uri.path_and_query().map_or(0, |p| p.as_str().len())
@@ -251,7 +256,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let start = Instant::now();
-        let stage = match req.headers().get("x-ca-stage") {
+        let stage = match req.headers().get(&X_CA_STAGE) {
             None => Stage::RELEASE,
             Some(v) => match v.to_str().ok().map(Stage::parse) {
                 Some(Ok(s)) => s,
@@ -308,7 +313,7 @@ where
     let request_id = new_request_id();
     let debug = req
         .headers()
-        .get("x-ca-request-mode")
+        .get(&X_CA_REQUEST_MODE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"debug"));
     let mut trace = Trace::default();
     let result = pipeline(
@@ -327,7 +332,7 @@ where
     };
     let route = &found.route();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        res.headers_mut().insert(X_CA_REQUEST_ID, v);
+        res.headers_mut().insert(X_CA_REQUEST_ID_NAME.clone(), v);
     }
     let total = start.elapsed();
     if debug {
