@@ -1,9 +1,13 @@
 //! Nonce stores: replay protection for `X-Ca-Nonce`.
 
-use std::collections::{HashMap, VecDeque};
-use std::fmt::Write as _;
+use std::collections::VecDeque;
 use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
 use std::pin::Pin;
+use std::sync::Arc;
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
 use parking_lot::Mutex;
 
@@ -71,15 +75,33 @@ pub trait ReplayGuard: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct MemoryReplayGuard {
     inner: Mutex<Inner>,
+    /// Nonces are chosen by clients: std's randomly keyed SipHash against hash flooding.
+    hasher: RandomState,
     max_entries: usize,
     ttl_ms: u64,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    seen: HashMap<Box<str>, u64>,
-    /// (bucket number, keys first seen in it), oldest first; bucket numbers never decrease.
-    buckets: VecDeque<(u64, Vec<Box<str>>)>,
+    /// The remembered nonces, each with the hash of its scoped key, kept so that growing
+    /// the table moves entries without hashing them again.
+    seen: HashTable<Seen>,
+    /// (bucket number, (hash, key) of the nonces first seen in it), oldest first; bucket
+    /// numbers never decrease. A key is allocated once and shared with `seen`.
+    buckets: Buckets,
+}
+
+/// Expiry buckets: (bucket number, (hash, key) of the nonces first seen in it).
+type Buckets = VecDeque<(u64, Vec<(u64, Arc<[u8]>)>)>;
+
+/// A remembered nonce.
+#[derive(Debug)]
+struct Seen {
+    hash: u64,
+    /// The scoped key ([`scoped_key_into`]).
+    key: Arc<[u8]>,
+    /// When it was last seen (epoch milliseconds).
+    at: u64,
 }
 
 const BUCKET_MS: u64 = 60 * 1000;
@@ -93,6 +115,7 @@ impl MemoryReplayGuard {
     pub fn new() -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
+            hasher: RandomState::new(),
             max_entries: Self::DEFAULT_MAX_ENTRIES,
             ttl_ms: DEFAULT_NONCE_TTL_MS,
         }
@@ -131,25 +154,41 @@ impl MemoryReplayGuard {
     ///
     /// [`ReplayError::Full`] when the nonce is new and the store is full.
     pub fn remember(&self, app_key: &str, nonce: &str, now_ms: u64) -> Result<bool, ReplayError> {
-        let key = scoped_key(app_key, nonce);
+        // Built on the stack; allocated (once) only when it is remembered.
+        let mut key = smallvec::SmallVec::<[u8; 128]>::new();
+        scoped_key_into(&mut key, app_key, nonce);
+        // One hash of the key (outside the lock) for the lookup and the insertion.
+        let hash = self.hasher.hash_one(&key[..]);
         let mut inner = self.inner.lock();
         inner.purge(now_ms, self.ttl_ms);
-        if let Some(&seen_at) = inner.seen.get(&key) {
-            if now_ms.saturating_sub(seen_at) < self.ttl_ms {
-                return Ok(false);
+        let Inner { seen, buckets } = &mut *inner;
+        let full = seen.len() >= self.max_entries;
+        let shared = match seen.entry(hash, |s| *s.key == key[..], |s| s.hash) {
+            Entry::Occupied(mut e) => {
+                let s = e.get_mut();
+                if now_ms.saturating_sub(s.at) < self.ttl_ms {
+                    return Ok(false);
+                }
+                // Expired but not yet purged (its bucket is still partly live): renew it.
+                s.at = now_ms;
+                Arc::clone(&s.key)
             }
-            // Expired but not yet purged (its bucket is still partly live): renew it.
-            inner.seen.insert(key.clone(), now_ms);
-            inner.push_bucket(now_ms, key);
-            return Ok(true);
-        }
-        if inner.seen.len() >= self.max_entries {
-            return Err(ReplayError::Full {
-                capacity: self.max_entries,
-            });
-        }
-        inner.seen.insert(key.clone(), now_ms);
-        inner.push_bucket(now_ms, key);
+            Entry::Vacant(e) => {
+                if full {
+                    return Err(ReplayError::Full {
+                        capacity: self.max_entries,
+                    });
+                }
+                let shared: Arc<[u8]> = Arc::from(&key[..]);
+                e.insert(Seen {
+                    hash,
+                    key: Arc::clone(&shared),
+                    at: now_ms,
+                });
+                shared
+            }
+        };
+        push_bucket(buckets, now_ms, (hash, shared));
         Ok(true)
     }
 }
@@ -160,30 +199,43 @@ impl Default for MemoryReplayGuard {
     }
 }
 
-/// An unambiguous `(app key, nonce)` key: the key's length, `:`, key, nonce.
-///
-/// Built with its exact capacity (no temporary for the length, no shrinking copy).
-fn scoped_key(app_key: &str, nonce: &str) -> Box<str> {
+/// Writes the unambiguous `(app key, nonce)` key into `out`: the key's length, `:`, key,
+/// nonce.
+fn scoped_key_into(out: &mut smallvec::SmallVec<[u8; 128]>, app_key: &str, nonce: &str) {
     let len = app_key.len();
     let digits = len.checked_ilog10().unwrap_or(0) as usize + 1;
-    let mut s = String::with_capacity(digits + 1 + len + nonce.len());
-    // Writing to a String cannot fail.
-    let _ = write!(s, "{len}:");
-    s.push_str(app_key);
-    s.push_str(nonce);
-    s.into_boxed_str()
+    out.reserve(digits + 1 + len + nonce.len());
+    let mut rest = len;
+    let mut digit_bytes = [0u8; 20];
+    for d in digit_bytes[..digits].iter_mut().rev() {
+        // A decimal digit: always fits in a u8.
+        *d = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out.extend_from_slice(&digit_bytes[..digits]);
+    out.push(b':');
+    out.extend_from_slice(app_key.as_bytes());
+    out.extend_from_slice(nonce.as_bytes());
+}
+
+/// The scoped key as text (for tests).
+#[cfg(test)]
+fn scoped_key(app_key: &str, nonce: &str) -> Box<str> {
+    let mut key = smallvec::SmallVec::new();
+    scoped_key_into(&mut key, app_key, nonce);
+    String::from_utf8_lossy(&key).into()
+}
+
+fn push_bucket(buckets: &mut Buckets, now_ms: u64, key: (u64, Arc<[u8]>)) {
+    let bucket = now_ms / BUCKET_MS;
+    match buckets.back_mut() {
+        // Clock went backwards or same minute: keep bucket numbers monotonic.
+        Some((last, keys)) if *last >= bucket => keys.push(key),
+        _ => buckets.push_back((bucket, vec![key])),
+    }
 }
 
 impl Inner {
-    fn push_bucket(&mut self, now_ms: u64, key: Box<str>) {
-        let bucket = now_ms / BUCKET_MS;
-        match self.buckets.back_mut() {
-            // Clock went backwards or same minute: keep bucket numbers monotonic.
-            Some((last, keys)) if *last >= bucket => keys.push(key),
-            _ => self.buckets.push_back((bucket, vec![key])),
-        }
-    }
-
     /// Drops every bucket whose newest possible entry is older than the TTL.
     fn purge(&mut self, now_ms: u64, ttl_ms: u64) {
         while let Some((bucket, _)) = self.buckets.front() {
@@ -192,14 +244,12 @@ impl Inner {
                 break;
             }
             if let Some((_, keys)) = self.buckets.pop_front() {
-                for key in keys {
+                for (hash, key) in keys {
                     // A renewed key lives on in a later bucket: keep it.
-                    if self
-                        .seen
-                        .get(&key)
-                        .is_some_and(|&t| t.saturating_add(ttl_ms) <= now_ms)
+                    if let Ok(e) = self.seen.find_entry(hash, |s| s.key == key)
+                        && e.get().at.saturating_add(ttl_ms) <= now_ms
                     {
-                        self.seen.remove(&key);
+                        e.remove();
                     }
                 }
             }

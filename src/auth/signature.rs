@@ -6,6 +6,7 @@ use hmac::{Hmac, Mac};
 use subtle::ConstantTimeEq;
 
 use crate::SignatureMethod;
+use crate::model::Secret;
 
 /// The longest Base64 signature: 44 characters for the 32 bytes of HMAC-SHA256.
 const MAX_B64: usize = 44;
@@ -17,7 +18,15 @@ fn mac_b64<'b, M: Mac + hmac::digest::KeyInit>(
     buf: &'b mut [u8; MAX_B64],
 ) -> &'b [u8] {
     // HMAC accepts keys of any length; the error arm cannot be reached.
-    let Ok(mut m) = <M as hmac::digest::KeyInit>::new_from_slice(secret) else {
+    let Ok(m) = <M as hmac::digest::KeyInit>::new_from_slice(secret) else {
+        return &[];
+    };
+    keyed_mac_b64(Some(m), msg, buf)
+}
+
+/// `Base64(MAC(msg))` with an already keyed MAC, written into `buf` (empty for `None`).
+fn keyed_mac_b64<'b, M: Mac>(mac: Option<M>, msg: &[u8], buf: &'b mut [u8; MAX_B64]) -> &'b [u8] {
+    let Some(mut m) = mac else {
         return &[];
     };
     m.update(msg);
@@ -87,6 +96,23 @@ pub fn verify(
     bool::from(expected.ct_eq(signature.as_bytes()))
 }
 
+/// [`verify`] with the HMAC state the secret keeps already keyed (no per-call keying).
+pub(crate) fn verify_secret(
+    method: SignatureMethod,
+    secret: &Secret,
+    string_to_sign: &[u8],
+    signature: &[u8],
+) -> bool {
+    let mut buf = [0; MAX_B64];
+    let expected = match method {
+        SignatureMethod::HmacSha256 => {
+            keyed_mac_b64(secret.hmac_sha256(), string_to_sign, &mut buf)
+        }
+        SignatureMethod::HmacSha1 => keyed_mac_b64(secret.hmac_sha1(), string_to_sign, &mut buf),
+    };
+    bool::from(expected.ct_eq(signature))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +145,28 @@ mod tests {
         ));
         assert!(!verify(SignatureMethod::HmacSha256, b"s", "x", ""));
         assert!(!verify(SignatureMethod::HmacSha256, b"t", "x", &sig));
+    }
+
+    #[test]
+    fn keyed_secret_matches_per_call_keying() {
+        // Short, block-sized and longer-than-a-block keys (the last are hashed first).
+        for key in ["s", &"k".repeat(64), &"long".repeat(40)] {
+            let secret = Secret::new(key);
+            for method in [SignatureMethod::HmacSha256, SignatureMethod::HmacSha1] {
+                for msg in ["", "GET\n\n\n\n\n/p", &"m".repeat(300)] {
+                    let sig = sign(method, key.as_bytes(), msg);
+                    // Twice: keyed on first use, then the kept state is cloned.
+                    for _ in 0..2 {
+                        assert!(verify_secret(
+                            method,
+                            &secret,
+                            msg.as_bytes(),
+                            sig.as_bytes()
+                        ));
+                    }
+                    assert!(!verify_secret(method, &secret, msg.as_bytes(), b""));
+                }
+            }
+        }
     }
 }

@@ -93,7 +93,11 @@ impl<'h> SignedHeaders<'h> {
         }
         for (name, value) in headers {
             for (listed, found) in &mut self.signed {
-                if found.is_none() && listed.eq_ignore_ascii_case(name.as_str()) {
+                // Lengths first: most pairs differ in length, and this stays inline.
+                if found.is_none()
+                    && listed.len() == name.as_str().len()
+                    && listed.eq_ignore_ascii_case(name.as_str())
+                {
                     *found = Some(value);
                     missing -= 1;
                 }
@@ -178,10 +182,43 @@ pub fn string_to_sign(
 /// A query or form parameter: the decoded key (it decides the order and which duplicate
 /// wins) and the raw value, decoded only when it is written out.
 struct Param<'a> {
-    key: Cow<'a, str>,
+    /// The key's first 8 bytes, big-endian and zero-padded: unequal prefixes order two keys
+    /// as their bytes do, so most comparisons of a sort touch no slice.
+    prefix: u64,
+    /// The decoded key: UTF-8 (invalid sequences replaced), kept as bytes.
+    key: Cow<'a, [u8]>,
     value: &'a [u8],
     /// 0 for the form body, 1 for the query: a form value wins over a query value.
     rank: u8,
+}
+
+impl<'a> Param<'a> {
+    fn new(raw_key: &'a [u8], value: &'a [u8], rank: u8) -> Self {
+        let key = decode_key(raw_key);
+        let mut prefix = 0u64;
+        for (i, &b) in key.iter().take(8).enumerate() {
+            prefix |= u64::from(b) << (56 - 8 * i);
+        }
+        Self {
+            prefix,
+            key,
+            value,
+            rank,
+        }
+    }
+}
+
+/// [`decode`] of a parameter key as bytes, borrowing plain ASCII keys without a UTF-8 check.
+fn decode_key(input: &[u8]) -> Cow<'_, [u8]> {
+    if !input.iter().fold(false, |special, &b| {
+        special | (b == b'+') | (b == b'%') | !b.is_ascii()
+    }) {
+        return Cow::Borrowed(input);
+    }
+    match decode(input) {
+        Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+        Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+    }
 }
 
 /// [`string_to_sign`] with the header values already looked up (and resolved).
@@ -201,20 +238,21 @@ pub(crate) fn string_to_sign_with_headers(
     let pair_count: usize = sources
         .iter()
         .filter_map(|(s, _)| *s)
-        .map(|s| s.iter().fold(1, |n, &b| n + usize::from(b == b'&')))
+        .map(|s| memchr::memchr_iter(b'&', s).count() + 1)
         .sum();
     let mut params: Vec<Param<'_>> = Vec::with_capacity(pair_count);
     for (source, rank) in sources {
         if let Some(source) = source {
-            params.extend(raw_pairs(source).map(|(k, value)| Param {
-                key: decode(k),
-                value,
-                rank,
-            }));
+            params.extend(raw_pairs(source).map(|(k, value)| Param::new(k, value, rank)));
         }
     }
     // Stable: equal (key, rank) keep arrival order, so the first of equal keys wins.
-    params.sort_by(|a, b| a.key.cmp(&b.key).then(a.rank.cmp(&b.rank)));
+    params.sort_by(|a, b| {
+        a.prefix
+            .cmp(&b.prefix)
+            .then_with(|| a.key.cmp(&b.key))
+            .then(a.rank.cmp(&b.rank))
+    });
 
     let path = uri.path();
     let m = method.as_str();
@@ -255,14 +293,14 @@ pub(crate) fn string_to_sign_with_headers(
         out.push(b'\n');
     }
     out.extend_from_slice(path.as_bytes());
-    let mut previous: Option<&str> = None;
+    let mut previous: Option<&Param<'_>> = None;
     for p in &params {
-        if previous == Some(p.key.as_ref()) {
+        if previous.is_some_and(|q| q.prefix == p.prefix && q.key == p.key) {
             continue;
         }
         out.push(if previous.is_none() { b'?' } else { b'&' });
-        previous = Some(p.key.as_ref());
-        out.extend_from_slice(p.key.as_bytes());
+        previous = Some(p);
+        out.extend_from_slice(&p.key);
         // Decoding never empties a non-empty value.
         if !p.value.is_empty() {
             out.push(b'=');
@@ -278,13 +316,28 @@ pub(crate) fn string_to_sign_with_headers(
 /// The raw `(key, value)` byte slices of an `application/x-www-form-urlencoded` input,
 /// split exactly as `form_urlencoded::parse` splits it.
 fn raw_pairs(input: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    input
-        .split(|&b| b == b'&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| match pair.iter().position(|&b| b == b'=') {
-            Some(i) => (&pair[..i], &pair[i + 1..]),
-            None => (pair, &[][..]),
-        })
+    let mut rest = Some(input);
+    std::iter::from_fn(move || {
+        loop {
+            let r = rest?;
+            let pair = match memchr::memchr(b'&', r) {
+                Some(i) => {
+                    rest = Some(&r[i + 1..]);
+                    &r[..i]
+                }
+                None => {
+                    rest = None;
+                    r
+                }
+            };
+            if !pair.is_empty() {
+                return Some(match memchr::memchr(b'=', pair) {
+                    Some(i) => (&pair[..i], &pair[i + 1..]),
+                    None => (pair, &[][..]),
+                });
+            }
+        }
+    })
 }
 
 /// `application/x-www-form-urlencoded` pairs, exactly as `form_urlencoded::parse` yields
@@ -313,6 +366,11 @@ fn decode(input: &[u8]) -> Cow<'_, str> {
 
 /// Appends the URL-decoded bytes of `input` to `out` (`+` is a space; a malformed `%`
 /// escape stays literal). No UTF-8 check: the caller converts.
+///
+/// The input is copied whole, its `+` turned into spaces in one branch-free pass (which the
+/// compiler vectorizes; a per-byte `match` mispredicts on every `+`), then, only if it has a
+/// `%`, escapes are decoded in place from the first one on: decoding never lengthens, and a
+/// decoded byte is never rewritten (an escaped `+` stays a `+`).
 fn decode_into(out: &mut Vec<u8>, input: &[u8]) {
     fn hex(b: Option<&u8>) -> Option<u8> {
         match *b? {
@@ -322,24 +380,38 @@ fn decode_into(out: &mut Vec<u8>, input: &[u8]) {
             _ => None,
         }
     }
-    // Decoding never lengthens: write into a zeroed tail of the input's length, then cut
-    // it to what was written (indexing a slice instead of a push per byte).
     let start = out.len();
-    out.resize(start + input.len(), 0);
-    let dst = &mut out[start..];
-    let (mut i, mut w) = (0, 0);
-    while let Some(&b) = input.get(i) {
-        let (byte, step) = match b {
-            b'+' => (b' ', 1),
-            b'%' => match (hex(input.get(i + 1)), hex(input.get(i + 2))) {
-                (Some(hi), Some(lo)) => ((hi << 4) | lo, 3),
-                _ => (b'%', 1),
-            },
-            _ => (b, 1),
-        };
-        dst[w] = byte;
+    out.extend_from_slice(input);
+    let buf = &mut out[start..];
+    let mut escapes = false;
+    for b in buf.iter_mut() {
+        escapes |= *b == b'%';
+        *b = if *b == b'+' { b' ' } else { *b };
+    }
+    if !escapes {
+        return;
+    }
+    let len = buf.len();
+    let mut r = memchr::memchr(b'%', buf).unwrap_or(len);
+    let mut w = r;
+    while r < len {
+        // `buf[r]` is a `%`.
+        match (hex(buf.get(r + 1)), hex(buf.get(r + 2))) {
+            (Some(hi), Some(lo)) => {
+                buf[w] = (hi << 4) | lo;
+                r += 3;
+            }
+            _ => {
+                buf[w] = b'%';
+                r += 1;
+            }
+        }
         w += 1;
-        i += step;
+        // The plain run up to the next `%`, moved down over the bytes escapes freed.
+        let next = memchr::memchr(b'%', &buf[r..]).map_or(len, |i| r + i);
+        buf.copy_within(r..next, w);
+        w += next - r;
+        r = next;
     }
     out.truncate(start + w);
 }

@@ -390,8 +390,8 @@ where
         None
     };
     let sts = string_to_sign_with_headers(&parts.method, &parts.uri, &signed, form);
-    let presented = std::str::from_utf8(presented).unwrap_or("");
-    if !signature::verify(method, secret.borrow().expose().as_bytes(), &sts, presented) {
+    // Base64 is ASCII: presented bytes that are not UTF-8 can never match.
+    if !signature::verify_secret(method, secret.borrow(), sts.as_bytes(), presented) {
         return Err(AuthError::InvalidSignature {
             string_to_sign: sts,
         });

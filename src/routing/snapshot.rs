@@ -140,7 +140,19 @@ impl Credentials {
 /// Which app may call which API in which stage, until when.
 #[derive(Debug, Default)]
 pub struct Grants {
-    map: HashMap<(AppId, ApiId, Stage), Option<Timestamp>>,
+    /// Keyed by ids only the operator defines (the app comes from its credentials).
+    map: hashbrown::HashMap<(AppId, ApiId, Stage), Option<Timestamp>, rustc_hash::FxBuildHasher>,
+}
+
+/// A grant's key, borrowed: hashes exactly as the owned tuple does (field by field, in
+/// order), so a request looks its grant up without cloning the three ids.
+#[derive(Hash)]
+struct GrantKeyRef<'a>(&'a AppId, &'a ApiId, &'a Stage);
+
+impl hashbrown::Equivalent<(AppId, ApiId, Stage)> for GrantKeyRef<'_> {
+    fn equivalent(&self, key: &(AppId, ApiId, Stage)) -> bool {
+        *self.0 == key.0 && *self.1 == key.1 && *self.2 == key.2
+    }
 }
 
 /// The answer of [`Grants::check`].
@@ -171,7 +183,7 @@ impl Grants {
     /// Whether `app` may call `api` in `stage` at `now`.
     #[must_use]
     pub fn check(&self, app: &AppId, api: &ApiId, stage: &Stage, now: Timestamp) -> GrantStatus {
-        match self.map.get(&(app.clone(), api.clone(), stage.clone())) {
+        match self.map.get(&GrantKeyRef(app, api, stage)) {
             None => GrantStatus::Missing,
             Some(Some(exp)) if now >= *exp => GrantStatus::Expired,
             Some(_) => GrantStatus::Granted,
