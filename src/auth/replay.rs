@@ -72,7 +72,6 @@ pub trait ReplayGuard: Send + Sync + 'static {
 /// assert!(guard.remember("app", "b", 0).is_err()); // full: refuse, do not forget
 /// assert_eq!(guard.remember("app", "b", 17 * 60 * 1000), Ok(true)); // old ones expired
 /// ```
-#[derive(Debug)]
 pub struct MemoryReplayGuard {
     inner: Mutex<Inner>,
     /// Nonces are chosen by clients: std's randomly keyed SipHash against hash flooding.
@@ -105,6 +104,18 @@ struct Seen {
 }
 
 const BUCKET_MS: u64 = 60 * 1000;
+
+/// Counts only: a million remembered nonces make no useful `Debug` output.
+impl std::fmt::Debug for MemoryReplayGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let remembered = self.inner.lock().seen.len();
+        f.debug_struct("MemoryReplayGuard")
+            .field("remembered", &remembered)
+            .field("max_entries", &self.max_entries)
+            .field("ttl_ms", &self.ttl_ms)
+            .finish()
+    }
+}
 
 impl MemoryReplayGuard {
     /// The default maximum number of remembered nonces.
@@ -272,6 +283,15 @@ impl ReplayGuard for MemoryReplayGuard {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn debug_output_shows_counts_not_nonces() {
+        let guard = MemoryReplayGuard::new();
+        guard.remember("key-1", "nonce-1f2e", 0).unwrap();
+        let out = format!("{guard:?}");
+        assert!(out.contains("remembered: 1"), "{out}");
+        assert!(!out.contains("nonce-1f2e") && !out.contains("key-1"), "{out}");
+    }
 
     const MIN: u64 = 60 * 1000;
 
