@@ -24,13 +24,28 @@ pub(crate) struct Affected {
     pub(crate) grants: bool,
 }
 
-/// A live publication: the deployment that is live, shared.
+/// A live publication: the deployment that is live, shared. The publication record itself is
+/// not kept: its API and stage are the key it is filed under and its version the deployment's.
 #[derive(Debug, Clone)]
 pub(crate) struct Live {
     pub(crate) version: Version,
-    pub(crate) publication: Publication,
     pub(crate) deployment: Arc<Deployment>,
 }
+
+impl Live {
+    /// The publication record.
+    pub(crate) fn publication(&self) -> Publication {
+        Publication {
+            api_id: self.deployment.api_id.clone(),
+            stage: self.deployment.stage.clone(),
+            version: self.deployment.version.clone(),
+        }
+    }
+}
+
+/// The control plane's maps: keyed by ids and names only the operator defines, so a fast
+/// non-keyed hash (SipHash was a tenth of the start-up at 100 000 APIs).
+pub(crate) type FxMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 /// An API draft as the state holds it: its own value, or, when it is equal to the snapshot of
 /// one of its latest deployments (an API published and not edited since, the common case), that
@@ -113,22 +128,22 @@ impl DeploymentHistory {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct State {
     pub(crate) revision: Revision,
-    pub(crate) backends: HashMap<BackendId, Versioned<BackendService>>,
-    pub(crate) groups: HashMap<GroupId, Versioned<Group>>,
-    pub(crate) apis: HashMap<ApiId, Versioned<Draft>>,
-    pub(crate) deployments: HashMap<(ApiId, Stage), DeploymentHistory>,
-    pub(crate) publications: HashMap<(ApiId, Stage), Live>,
-    pub(crate) apps: HashMap<AppId, Versioned<App>>,
-    pub(crate) authorizations: HashMap<(AppId, ApiId, Stage), Versioned<Authorization>>,
-    pub(crate) vpc_access: HashMap<VpcAccessId, Versioned<VpcAccess>>,
+    pub(crate) backends: FxMap<BackendId, Versioned<BackendService>>,
+    pub(crate) groups: FxMap<GroupId, Versioned<Group>>,
+    pub(crate) apis: FxMap<ApiId, Versioned<Draft>>,
+    pub(crate) deployments: FxMap<(ApiId, Stage), DeploymentHistory>,
+    pub(crate) publications: FxMap<(ApiId, Stage), Live>,
+    pub(crate) apps: FxMap<AppId, Versioned<App>>,
+    pub(crate) authorizations: FxMap<(AppId, ApiId, Stage), Versioned<Authorization>>,
+    pub(crate) vpc_access: FxMap<VpcAccessId, Versioned<VpcAccess>>,
     /// Published APIs by (group, stage).
-    pub(crate) published_in: HashMap<(GroupId, Stage), BTreeSet<ApiId>>,
+    pub(crate) published_in: FxMap<(GroupId, Stage), BTreeSet<ApiId>>,
     /// Published APIs by (backend, stage).
-    pub(crate) published_by_backend: HashMap<(BackendId, Stage), BTreeSet<ApiId>>,
+    pub(crate) published_by_backend: FxMap<(BackendId, Stage), BTreeSet<ApiId>>,
     /// API drafts by (group, name): the uniqueness check of a create or rename without a scan
     /// of every API. A set, so that a store written elsewhere with a duplicate still indexes
     /// both.
-    pub(crate) api_names: HashMap<(GroupId, String), IdSet>,
+    pub(crate) api_names: FxMap<(GroupId, String), IdSet>,
 }
 
 /// A small set of API ids, sorted: nearly always one id (names are unique in a group), for which
@@ -300,7 +315,7 @@ impl State {
         out.extend(
             self.publications
                 .values()
-                .map(|l| v(Entity::Publication(l.publication.clone()), l.version)),
+                .map(|l| v(Entity::Publication(l.publication()), l.version)),
         );
         out.extend(
             self.apps
@@ -392,7 +407,7 @@ impl State {
                     .or_default()
                     .insert(Versioned { value: d, version });
             }
-            Entity::Publication(mut p) => {
+            Entity::Publication(p) => {
                 let mut key = (p.api_id.clone(), p.stage.clone());
                 self.unindex(&key, affected);
                 let Some(deployment) = self
@@ -407,24 +422,22 @@ impl State {
                     return;
                 };
                 // The id is the deployment's, not a copy of it.
-                p.api_id = deployment.api_id.clone();
-                key.0 = p.api_id.clone();
+                key.0 = deployment.api_id.clone();
                 let group = deployment.snapshot.group_id.clone();
                 let backend = deployment.snapshot.backend.backend_id.clone();
                 self.published_in
                     .entry((group.clone(), p.stage.clone()))
                     .or_default()
-                    .insert(p.api_id.clone());
+                    .insert(key.0.clone());
                 self.published_by_backend
                     .entry((backend, p.stage.clone()))
                     .or_default()
-                    .insert(p.api_id.clone());
+                    .insert(key.0.clone());
                 affected.tables.insert((group, p.stage.clone()));
                 self.publications.insert(
                     key,
                     Live {
                         version,
-                        publication: p,
                         deployment,
                     },
                 );
