@@ -14,30 +14,8 @@ use crate::store::Deployment;
 /// Backend definitions compiled once per snapshot build and shared by every route on the same
 /// backend in the same stage: one `Arc<StageDefinition>` and one compiled target for a thousand
 /// APIs on one backend instead of a copy of each per route.
-///
-/// The same for what the data plane precompiles per API ([`Compiled`]) when an API has no
-/// parameter rules: that depends on the backend path and the number of parameters alone, so a
-/// thousand copies of one API share it.
 #[derive(Default)]
-pub(crate) struct Targets {
-    backends: HashMap<(BackendId, Stage), (Arc<StageDefinition>, BackendTarget)>,
-    compiled: HashMap<(usize, Option<String>), Arc<Compiled>>,
-}
-
-impl Targets {
-    fn compiled(&mut self, api: &crate::model::ApiDefinition) -> Result<Arc<Compiled>, String> {
-        if api.parameters.iter().any(|p| p.regex.is_some()) {
-            return Ok(Arc::new(Compiled::compile(api)?));
-        }
-        let key = (api.parameters.len(), api.backend.path.clone());
-        if let Some(c) = self.compiled.get(&key) {
-            return Ok(Arc::clone(c));
-        }
-        let c = Arc::new(Compiled::compile(api)?);
-        self.compiled.insert(key, Arc::clone(&c));
-        Ok(c)
-    }
-}
+pub(crate) struct Targets(HashMap<(BackendId, Stage), (Arc<StageDefinition>, BackendTarget)>);
 
 impl State {
     /// Compiles one published API into a live route, reusing `prev` where nothing changed.
@@ -90,7 +68,7 @@ impl State {
             return Ok(Arc::clone(p));
         }
         let key = (api.backend.backend_id.clone(), stage.clone());
-        let (shared, target) = match targets.backends.get(&key).filter(|_| !explicit) {
+        let (shared, target) = match targets.0.get(&key).filter(|_| !explicit) {
             Some((d, t)) => (Arc::clone(d), t.clone()),
             None => {
                 let target = BackendTarget::compile(definition, |id| {
@@ -98,7 +76,7 @@ impl State {
                 })?;
                 let shared = Arc::new(definition.clone());
                 if !explicit {
-                    targets.backends.insert(key, (Arc::clone(&shared), target.clone()));
+                    targets.0.insert(key, (Arc::clone(&shared), target.clone()));
                 }
                 (shared, target)
             }
@@ -112,7 +90,7 @@ impl State {
         };
         let compiled = match prev {
             Some(p) if Arc::ptr_eq(&p.deployment, deployment) => Arc::clone(&p.compiled),
-            _ => targets.compiled(api)?,
+            _ => Arc::new(Compiled::compile(api)?),
         };
         Ok(Arc::new(LiveRoute {
             deployment: Arc::clone(deployment),
