@@ -378,8 +378,10 @@ impl State {
                 self.groups.insert(id, Versioned { value: g, version });
             }
             Entity::Api(a) => {
-                self.index_api_name(&a.group_id, &a.name, &a.id);
+                // Indexed by the draft's ids: when it is held as its deployment, those are the
+                // shared ones, not the record's copies.
                 let value = self.draft(a);
+                self.index_api_name(&value.group_id, &value.name, &value.id);
                 if let Some(old) = self
                     .apis
                     .insert(value.id.clone(), Versioned { value, version })
