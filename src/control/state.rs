@@ -435,7 +435,7 @@ impl State {
                     .entry((backend, p.stage.clone()))
                     .or_default()
                     .insert(key.0.clone());
-                affected.tables.insert((group, p.stage.clone()));
+                affected.tables.insert((group, p.stage));
                 self.publications.insert(
                     key,
                     Live {
