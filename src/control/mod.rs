@@ -194,9 +194,10 @@ fn delete(state: &State, key: Key) -> Write {
 }
 
 /// A clone of the record under `id`, or [`ControlError::NotFound`].
-fn cloned<K, V>(map: &HashMap<K, Versioned<V>>, id: &K, what: &'static str) -> Result<V>
+fn cloned<K, V, S>(map: &HashMap<K, Versioned<V>, S>, id: &K, what: &'static str) -> Result<V>
 where
     K: std::hash::Hash + Eq + fmt::Display,
+    S: std::hash::BuildHasher,
     V: Clone,
 {
     map.get(id)
@@ -1129,7 +1130,7 @@ impl ControlPlane {
             let live = state
                 .publications
                 .get(&(id.clone(), stage.clone()))
-                .map(|l| l.publication.version.clone());
+                .map(|l| l.deployment.version.clone());
             for d in state
                 .deployments
                 .get(&(id.clone(), stage.clone()))

@@ -24,13 +24,28 @@ pub(crate) struct Affected {
     pub(crate) grants: bool,
 }
 
-/// A live publication: the deployment that is live, shared.
+/// A live publication: the deployment that is live, shared. The publication record itself is
+/// not kept: its API and stage are the key it is filed under and its version the deployment's.
 #[derive(Debug, Clone)]
 pub(crate) struct Live {
     pub(crate) version: Version,
-    pub(crate) publication: Publication,
     pub(crate) deployment: Arc<Deployment>,
 }
+
+impl Live {
+    /// The publication record.
+    pub(crate) fn publication(&self) -> Publication {
+        Publication {
+            api_id: self.deployment.api_id.clone(),
+            stage: self.deployment.stage.clone(),
+            version: self.deployment.version.clone(),
+        }
+    }
+}
+
+/// The control plane's maps: keyed by ids and names only the operator defines, so a fast
+/// non-keyed hash (SipHash was a tenth of the start-up at 100 000 APIs).
+pub(crate) type FxMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 /// An API draft as the state holds it: its own value, or, when it is equal to the snapshot of
 /// one of its latest deployments (an API published and not edited since, the common case), that
@@ -80,7 +95,11 @@ impl DeploymentHistory {
     pub(crate) fn insert(&mut self, d: Versioned<Arc<Deployment>>) {
         match self.position(&d.value.version) {
             Ok(i) => self.0[i] = d,
-            Err(i) => self.0.insert(i, d),
+            Err(i) => {
+                // Nearly every history holds one or two deployments: no spare room.
+                self.0.reserve_exact(1);
+                self.0.insert(i, d);
+            }
         }
     }
 
@@ -109,40 +128,119 @@ impl DeploymentHistory {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct State {
     pub(crate) revision: Revision,
-    pub(crate) backends: HashMap<BackendId, Versioned<BackendService>>,
-    pub(crate) groups: HashMap<GroupId, Versioned<Group>>,
-    pub(crate) apis: HashMap<ApiId, Versioned<Draft>>,
-    pub(crate) deployments: HashMap<(ApiId, Stage), DeploymentHistory>,
-    pub(crate) publications: HashMap<(ApiId, Stage), Live>,
-    pub(crate) apps: HashMap<AppId, Versioned<App>>,
-    pub(crate) authorizations: HashMap<(AppId, ApiId, Stage), Versioned<Authorization>>,
-    pub(crate) vpc_access: HashMap<VpcAccessId, Versioned<VpcAccess>>,
+    pub(crate) backends: FxMap<BackendId, Versioned<BackendService>>,
+    pub(crate) groups: FxMap<GroupId, Versioned<Group>>,
+    pub(crate) apis: FxMap<ApiId, Versioned<Draft>>,
+    pub(crate) deployments: FxMap<(ApiId, Stage), DeploymentHistory>,
+    pub(crate) publications: FxMap<(ApiId, Stage), Live>,
+    pub(crate) apps: FxMap<AppId, Versioned<App>>,
+    pub(crate) authorizations: FxMap<(AppId, ApiId, Stage), Versioned<Authorization>>,
+    pub(crate) vpc_access: FxMap<VpcAccessId, Versioned<VpcAccess>>,
     /// Published APIs by (group, stage).
-    pub(crate) published_in: HashMap<(GroupId, Stage), BTreeSet<ApiId>>,
+    pub(crate) published_in: FxMap<(GroupId, Stage), BTreeSet<ApiId>>,
     /// Published APIs by (backend, stage).
-    pub(crate) published_by_backend: HashMap<(BackendId, Stage), BTreeSet<ApiId>>,
+    pub(crate) published_by_backend: FxMap<(BackendId, Stage), BTreeSet<ApiId>>,
     /// API drafts by (group, name): the uniqueness check of a create or rename without a scan
     /// of every API. A set, so that a store written elsewhere with a duplicate still indexes
     /// both.
-    pub(crate) api_names: HashMap<(GroupId, String), BTreeSet<ApiId>>,
+    pub(crate) api_names: FxMap<(GroupId, String), IdSet>,
+}
+
+/// A small set of API ids, sorted: nearly always one id (names are unique in a group), for which
+/// a `BTreeSet` would allocate a whole node of about 200 bytes and this one 16.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct IdSet(Vec<ApiId>);
+
+impl IdSet {
+    fn insert(&mut self, id: &ApiId) {
+        if let Err(i) = self.0.binary_search(id) {
+            self.0.reserve_exact(1);
+            self.0.insert(i, id.clone());
+        }
+    }
+
+    fn remove(&mut self, id: &ApiId) {
+        if let Ok(i) = self.0.binary_search(id) {
+            self.0.remove(i);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, ApiId> {
+        self.0.iter()
+    }
+}
+
+/// While a state is loaded: one shared copy of each group, backend and API id, however many
+/// records repeat it (every deployment names its group and backend, every publication its API).
+#[derive(Debug, Default)]
+struct Ids {
+    groups: HashSet<GroupId>,
+    backends: HashSet<BackendId>,
+}
+
+impl Ids {
+    fn group(&mut self, id: &mut GroupId) {
+        match self.groups.get(id) {
+            Some(shared) => *id = shared.clone(),
+            None => {
+                self.groups.insert(id.clone());
+            }
+        }
+    }
+
+    fn backend(&mut self, id: &mut BackendId) {
+        match self.backends.get(id) {
+            Some(shared) => *id = shared.clone(),
+            None => {
+                self.backends.insert(id.clone());
+            }
+        }
+    }
 }
 
 impl State {
     pub(crate) fn from_loaded(loaded: Loaded) -> Self {
         let mut state = Self::default();
-        // Deployments must be in place before the publications (and drafts) that point at them.
-        // The records are moved into the state, not cloned: deployments at once, the rest after.
+        // Deployments must be in place before the publications (and drafts) that point at them,
+        // and groups and backends before the deployments, whose ids then share theirs. The
+        // records are moved into the state, not cloned, in three passes over the one vector the
+        // store returned (`Option` adds no size: the vector is reused in place), rather than
+        // moved into a second vector of everything but the deployments.
         let mut affected = Affected::default();
-        let mut rest = Vec::with_capacity(loaded.records.len());
-        for r in loaded.records {
-            if matches!(r.value, Entity::Deployment(_)) {
-                state.put(r.value, r.version, &mut affected);
-            } else {
-                rest.push(r);
+        let mut ids = Ids::default();
+        let mut records: Vec<Option<Versioned<Entity>>> =
+            loaded.records.into_iter().map(Some).collect();
+        let passes: [fn(&Entity) -> bool; 3] = [
+            |e| matches!(e, Entity::Group(_) | Entity::Backend(_)),
+            |e| matches!(e, Entity::Deployment(_)),
+            |_| true,
+        ];
+        for pass in passes {
+            for slot in &mut records {
+                if let Some(r) = slot.take_if(|r| pass(&r.value)) {
+                    let value = match r.value {
+                        Entity::Group(mut g) => {
+                            ids.group(&mut g.id);
+                            Entity::Group(g)
+                        }
+                        Entity::Backend(mut b) => {
+                            ids.backend(&mut b.id);
+                            Entity::Backend(b)
+                        }
+                        Entity::Deployment(mut d) => {
+                            ids.group(&mut d.snapshot.group_id);
+                            ids.backend(&mut d.snapshot.backend.backend_id);
+                            Entity::Deployment(d)
+                        }
+                        other => other,
+                    };
+                    state.put(value, r.version, &mut affected);
+                }
             }
-        }
-        for r in rest {
-            state.put(r.value, r.version, &mut affected);
         }
         state.revision = loaded.revision;
         state
@@ -217,7 +315,7 @@ impl State {
         out.extend(
             self.publications
                 .values()
-                .map(|l| v(Entity::Publication(l.publication.clone()), l.version)),
+                .map(|l| v(Entity::Publication(l.publication()), l.version)),
         );
         out.extend(
             self.apps
@@ -280,8 +378,10 @@ impl State {
                 self.groups.insert(id, Versioned { value: g, version });
             }
             Entity::Api(a) => {
-                self.index_api_name(&a.group_id, &a.name, &a.id);
+                // Indexed by the draft's ids: when it is held as its deployment, those are the
+                // shared ones, not the record's copies.
                 let value = self.draft(a);
+                self.index_api_name(&value.group_id, &value.name, &value.id);
                 if let Some(old) = self
                     .apis
                     .insert(value.id.clone(), Versioned { value, version })
@@ -292,7 +392,10 @@ impl State {
                     }
                 }
             }
-            Entity::Deployment(d) => {
+            Entity::Deployment(mut d) => {
+                if d.api_id == d.snapshot.id {
+                    d.api_id = d.snapshot.id.clone();
+                }
                 let d = Arc::new(d);
                 // A deployment of the current draft (a publish): the draft shares its snapshot.
                 if let Some(draft) = self.apis.get_mut(&d.api_id)
@@ -307,7 +410,7 @@ impl State {
                     .insert(Versioned { value: d, version });
             }
             Entity::Publication(p) => {
-                let key = (p.api_id.clone(), p.stage.clone());
+                let mut key = (p.api_id.clone(), p.stage.clone());
                 self.unindex(&key, affected);
                 let Some(deployment) = self
                     .deployments
@@ -320,22 +423,23 @@ impl State {
                     tracing::warn!(api = %p.api_id, stage = %p.stage, version = %p.version, "publication without deployment ignored");
                     return;
                 };
+                // The id is the deployment's, not a copy of it.
+                key.0 = deployment.api_id.clone();
                 let group = deployment.snapshot.group_id.clone();
                 let backend = deployment.snapshot.backend.backend_id.clone();
                 self.published_in
                     .entry((group.clone(), p.stage.clone()))
                     .or_default()
-                    .insert(p.api_id.clone());
+                    .insert(key.0.clone());
                 self.published_by_backend
                     .entry((backend, p.stage.clone()))
                     .or_default()
-                    .insert(p.api_id.clone());
-                affected.tables.insert((group, p.stage.clone()));
+                    .insert(key.0.clone());
+                affected.tables.insert((group, p.stage));
                 self.publications.insert(
                     key,
                     Live {
                         version,
-                        publication: p,
                         deployment,
                     },
                 );
@@ -452,7 +556,7 @@ impl State {
         self.api_names
             .entry((group.clone(), name.to_owned()))
             .or_default()
-            .insert(id.clone());
+            .insert(id);
     }
 
     fn unindex_api_name(&mut self, api: &ApiDefinition) {

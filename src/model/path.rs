@@ -1,6 +1,7 @@
 //! Request path templates: `/users/[id]`, and the match-all-subpaths form `/files/*`.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -29,7 +30,12 @@ pub enum Segment {
 /// assert!(PathTemplate::parse("/users/[id").is_err());
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct PathTemplate {
+pub struct PathTemplate(Arc<Parsed>);
+
+/// A parsed template, shared by its clones: a live route holds its API's template (the same
+/// value when the group has no base path) without a copy of every segment.
+#[derive(PartialEq, Eq, Hash)]
+struct Parsed {
     raw: String,
     segments: Vec<Segment>,
     match_all: bool,
@@ -126,34 +132,34 @@ impl PathTemplate {
         // Templates live as long as their API (draft, deployments, live routes): no spare room
         // from the pushes above.
         segments.shrink_to_fit();
-        Ok(Self {
+        Ok(Self(Arc::new(Parsed {
             raw: raw.to_owned(),
             segments,
             match_all,
-        })
+        })))
     }
 
     /// The template as written.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        &self.raw
+        &self.0.raw
     }
 
     /// The segments, without a trailing `*`.
     #[must_use]
     pub fn segments(&self) -> &[Segment] {
-        &self.segments
+        &self.0.segments
     }
 
     /// Whether the template ends in `/*` and matches every sub-path.
     #[must_use]
     pub fn match_all(&self) -> bool {
-        self.match_all
+        self.0.match_all
     }
 
     /// The parameter names, in order.
     pub fn params(&self) -> impl Iterator<Item = &str> {
-        self.segments.iter().filter_map(|s| match s {
+        self.0.segments.iter().filter_map(|s| match s {
             Segment::Param(p) => Some(p.as_str()),
             Segment::Literal(_) => None,
         })
@@ -164,14 +170,14 @@ impl PathTemplate {
     #[must_use]
     pub fn shape(&self) -> String {
         let mut s = String::new();
-        for seg in &self.segments {
+        for seg in &self.0.segments {
             s.push('/');
             match seg {
                 Segment::Literal(l) => s.push_str(l),
                 Segment::Param(_) => s.push_str("[]"),
             }
         }
-        if self.match_all {
+        if self.0.match_all {
             s.push_str("/*");
         }
         if s.is_empty() {
@@ -190,10 +196,10 @@ impl PathTemplate {
             None | Some("" | "/") => Ok(self.clone()),
             Some(b) => {
                 let b = b.trim_end_matches('/');
-                if self.raw == "/" {
+                if self.0.raw == "/" {
                     Self::parse(b)
                 } else {
-                    Self::parse(&format!("{b}{}", self.raw))
+                    Self::parse(&format!("{b}{}", self.0.raw))
                 }
             }
         }
@@ -202,19 +208,19 @@ impl PathTemplate {
 
 impl fmt::Display for PathTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.raw)
+        f.write_str(&self.0.raw)
     }
 }
 
 impl fmt::Debug for PathTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PathTemplate({})", self.raw)
+        write!(f, "PathTemplate({})", self.0.raw)
     }
 }
 
 impl Serialize for PathTemplate {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.raw)
+        s.serialize_str(&self.0.raw)
     }
 }
 

@@ -50,7 +50,15 @@ impl Compiled {
             .backend
             .path
             .as_deref()
-            .map(crate::model::PathTemplate::parse)
+            .map(|p| {
+                // The same text as the request path (a passthrough of the path, the common
+                // case) parses to the same template: share it instead of a parse per route.
+                if p == api.request.path.as_str() {
+                    Ok(api.request.path.clone())
+                } else {
+                    crate::model::PathTemplate::parse(p)
+                }
+            })
             .transpose()
             .map_err(|e| format!("backend path: {e}"))?;
         Ok(Self {

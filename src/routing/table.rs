@@ -221,6 +221,7 @@ impl RouteTable {
         }
         table.first_segments.sort();
         table.first_segments.dedup();
+        table.first_segments.shrink_to_fit();
         Ok(table)
     }
 
