@@ -290,7 +290,10 @@ mod tests {
         guard.remember("key-1", "nonce-1f2e", 0).unwrap();
         let out = format!("{guard:?}");
         assert!(out.contains("remembered: 1"), "{out}");
-        assert!(!out.contains("nonce-1f2e") && !out.contains("key-1"), "{out}");
+        assert!(
+            !out.contains("nonce-1f2e") && !out.contains("key-1"),
+            "{out}"
+        );
     }
 
     const MIN: u64 = 60 * 1000;
