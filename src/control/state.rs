@@ -655,6 +655,11 @@ mod tests {
         }
     }
 
+    fn get_user() -> ApiDefinition {
+        let (group, backend) = (GroupId::generate(), BackendId::generate());
+        ApiDefinition::builder(group, "getUser", "GET", "/users", backend).unwrap()
+    }
+
     fn shared(state: &State, id: &ApiId) -> bool {
         matches!(state.apis[id].value, Draft::Deployed(_))
     }
@@ -665,14 +670,7 @@ mod tests {
     fn a_draft_shares_its_deployed_snapshot_until_edited() {
         let mut state = State::default();
         let mut affected = Affected::default();
-        let api = ApiDefinition::builder(
-            GroupId::generate(),
-            "getUser",
-            "GET",
-            "/users",
-            BackendId::generate(),
-        )
-        .unwrap();
+        let api = get_user();
         state.put(Entity::Api(api.clone()), 1, &mut affected);
         assert!(!shared(&state, &api.id));
         // publish: the deployment's snapshot is the draft
@@ -699,14 +697,7 @@ mod tests {
     /// The history keeps deployments in version order whatever order they arrive in.
     #[test]
     fn deployment_history_is_ordered_by_version() {
-        let api = ApiDefinition::builder(
-            GroupId::generate(),
-            "getUser",
-            "GET",
-            "/users",
-            BackendId::generate(),
-        )
-        .unwrap();
+        let api = get_user();
         let mut h = DeploymentHistory::default();
         for v in ["20260102", "20260101", "20260103", "20260102"] {
             h.insert(Versioned {

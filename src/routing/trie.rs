@@ -239,13 +239,10 @@ fn rank(t: &PathTemplate) -> Box<[u8]> {
     r.into_boxed_slice()
 }
 
-/// The first eight bytes of a segment, zero-padded, as one word.
+/// The first eight bytes of a segment (which holds no `/`), zero-padded, as one word: what
+/// [`scan`] computes for a request path, so building and lookup agree by construction.
 fn head(segment: &[u8]) -> u64 {
-    segment
-        .iter()
-        .take(8)
-        .enumerate()
-        .fold(0, |word, (i, &b)| word | u64::from(b) << (8 * i))
+    scan(segment).1
 }
 
 /// The hash of an edge: of its head alone when that is the whole segment (two multiplies).
