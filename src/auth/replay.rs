@@ -4,8 +4,6 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::pin::Pin;
-use std::sync::Arc;
-
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
@@ -58,6 +56,10 @@ pub trait ReplayGuard: Send + Sync + 'static {
 /// [`ReplayError::Full`] rather than forgetting an unexpired nonce (which would re-open a
 /// replay); the gateway then answers `X503BZ`.
 ///
+/// A nonce is remembered as a 128-bit keyed fingerprint of `(AppKey, nonce)` plus a time,
+/// never as text: 40 bytes each (24 in the table, 16 in its expiry list) plus the table's
+/// spare capacity, with no allocation per nonce, however long the nonces are.
+///
 /// A request whose `X-Ca-Timestamp` lies ahead of the gateway clock stays valid until
 /// `timestamp + skew`; to refuse its replay for that whole time, set the TTL to twice the
 /// allowed skew with [`with_ttl_ms`](Self::with_ttl_ms).
@@ -74,31 +76,39 @@ pub trait ReplayGuard: Send + Sync + 'static {
 /// ```
 pub struct MemoryReplayGuard {
     inner: Mutex<Inner>,
-    /// Nonces are chosen by clients: std's randomly keyed SipHash against hash flooding.
-    hasher: RandomState,
+    /// Nonces are chosen by clients: two independently, randomly keyed SipHash instances
+    /// (std's `RandomState`) give each `(AppKey, nonce)` pair a 128-bit fingerprint that
+    /// clients can neither predict nor steer.
+    hashers: [RandomState; 2],
     max_entries: usize,
     ttl_ms: u64,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// The remembered nonces, each with the hash of its scoped key, kept so that growing
-    /// the table moves entries without hashing them again.
+    /// The remembered nonces, by fingerprint.
     seen: HashTable<Seen>,
-    /// (bucket number, (hash, key) of the nonces first seen in it), oldest first; bucket
-    /// numbers never decrease. A key is allocated once and shared with `seen`.
+    /// (bucket number, fingerprints of the nonces first seen in it), oldest first; bucket
+    /// numbers never decrease.
     buckets: Buckets,
 }
 
-/// Expiry buckets: (bucket number, (hash, key) of the nonces first seen in it).
-type Buckets = VecDeque<(u64, Vec<(u64, Arc<[u8]>)>)>;
+/// A 128-bit keyed fingerprint of a scoped `(AppKey, nonce)` key. Its first half is also
+/// the table hash.
+///
+/// Storing the fingerprint instead of the key keeps every entry at a fixed 24 bytes with no
+/// allocation of its own. Two different pairs share a fingerprint with probability 2^-128
+/// (the keys are secret, so no client can search for a collision); the only effect of one
+/// would be a fresh nonce refused as used.
+type Fingerprint = (u64, u64);
+
+/// Expiry buckets: (bucket number, fingerprints of the nonces first seen in it).
+type Buckets = VecDeque<(u64, Vec<Fingerprint>)>;
 
 /// A remembered nonce.
 #[derive(Debug)]
 struct Seen {
-    hash: u64,
-    /// The scoped key ([`scoped_key_into`]).
-    key: Arc<[u8]>,
+    fingerprint: Fingerprint,
     /// When it was last seen (epoch milliseconds).
     at: u64,
 }
@@ -126,7 +136,7 @@ impl MemoryReplayGuard {
     pub fn new() -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
-            hasher: RandomState::new(),
+            hashers: [RandomState::new(), RandomState::new()],
             max_entries: Self::DEFAULT_MAX_ENTRIES,
             ttl_ms: DEFAULT_NONCE_TTL_MS,
         }
@@ -165,16 +175,22 @@ impl MemoryReplayGuard {
     ///
     /// [`ReplayError::Full`] when the nonce is new and the store is full.
     pub fn remember(&self, app_key: &str, nonce: &str, now_ms: u64) -> Result<bool, ReplayError> {
-        // Built on the stack; allocated (once) only when it is remembered.
+        // Built on the stack and hashed outside the lock; never stored.
         let mut key = smallvec::SmallVec::<[u8; 128]>::new();
         scoped_key_into(&mut key, app_key, nonce);
-        // One hash of the key (outside the lock) for the lookup and the insertion.
-        let hash = self.hasher.hash_one(&key[..]);
+        let fingerprint = (
+            self.hashers[0].hash_one(&key[..]),
+            self.hashers[1].hash_one(&key[..]),
+        );
         let mut inner = self.inner.lock();
         inner.purge(now_ms, self.ttl_ms);
         let Inner { seen, buckets } = &mut *inner;
         let full = seen.len() >= self.max_entries;
-        let shared = match seen.entry(hash, |s| *s.key == key[..], |s| s.hash) {
+        match seen.entry(
+            fingerprint.0,
+            |s| s.fingerprint == fingerprint,
+            |s| s.fingerprint.0,
+        ) {
             Entry::Occupied(mut e) => {
                 let s = e.get_mut();
                 if now_ms.saturating_sub(s.at) < self.ttl_ms {
@@ -182,7 +198,6 @@ impl MemoryReplayGuard {
                 }
                 // Expired but not yet purged (its bucket is still partly live): renew it.
                 s.at = now_ms;
-                Arc::clone(&s.key)
             }
             Entry::Vacant(e) => {
                 if full {
@@ -190,16 +205,13 @@ impl MemoryReplayGuard {
                         capacity: self.max_entries,
                     });
                 }
-                let shared: Arc<[u8]> = Arc::from(&key[..]);
                 e.insert(Seen {
-                    hash,
-                    key: Arc::clone(&shared),
+                    fingerprint,
                     at: now_ms,
                 });
-                shared
             }
-        };
-        push_bucket(buckets, now_ms, (hash, shared));
+        }
+        push_bucket(buckets, now_ms, fingerprint);
         Ok(true)
     }
 }
@@ -237,7 +249,7 @@ fn scoped_key(app_key: &str, nonce: &str) -> Box<str> {
     String::from_utf8_lossy(&key).into()
 }
 
-fn push_bucket(buckets: &mut Buckets, now_ms: u64, key: (u64, Arc<[u8]>)) {
+fn push_bucket(buckets: &mut Buckets, now_ms: u64, key: Fingerprint) {
     let bucket = now_ms / BUCKET_MS;
     match buckets.back_mut() {
         // Clock went backwards or same minute: keep bucket numbers monotonic.
@@ -255,9 +267,9 @@ impl Inner {
                 break;
             }
             if let Some((_, keys)) = self.buckets.pop_front() {
-                for (hash, key) in keys {
+                for key in keys {
                     // A renewed key lives on in a later bucket: keep it.
-                    if let Ok(e) = self.seen.find_entry(hash, |s| s.key == key)
+                    if let Ok(e) = self.seen.find_entry(key.0, |s| s.fingerprint == key)
                         && e.get().at.saturating_add(ttl_ms) <= now_ms
                     {
                         e.remove();
