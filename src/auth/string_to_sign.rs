@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use smallvec::SmallVec;
 
 /// Header names that never enter the signed-headers block (compared case-insensitively):
 /// the signature headers themselves and the four fixed lines.
@@ -67,8 +68,12 @@ pub(crate) struct SignedHeaders<'h> {
     pub(crate) fixed: [Option<&'h HeaderValue>; 4],
     /// The names listed in `X-Ca-Signature-Headers` ([`signed_header_names`]) and, once
     /// [`resolve`](Self::resolve)d, their first values.
-    pub(crate) signed: Vec<(Cow<'h, str>, Option<&'h HeaderValue>)>,
+    pub(crate) signed: SignedNames<'h>,
 }
+
+/// The names listed in `X-Ca-Signature-Headers` with their values once resolved; real
+/// clients sign a handful, kept inline.
+pub(crate) type SignedNames<'h> = SmallVec<[(Cow<'h, str>, Option<&'h HeaderValue>); 8]>;
 
 impl<'h> SignedHeaders<'h> {
     /// Everything looked up in `headers` (the client-side path).
@@ -93,10 +98,13 @@ impl<'h> SignedHeaders<'h> {
         }
         for (name, value) in headers {
             for (listed, found) in &mut self.signed {
-                // Lengths first: most pairs differ in length, and this stays inline.
+                // Lengths first: most pairs differ in length, and this stays inline. Then
+                // the bytes as they are (clients mostly list lower-case names, and `memcmp`
+                // is cheap), and only then ignoring case.
+                let name = name.as_str();
                 if found.is_none()
-                    && listed.len() == name.as_str().len()
-                    && listed.eq_ignore_ascii_case(name.as_str())
+                    && listed.len() == name.len()
+                    && (listed.as_bytes() == name.as_bytes() || listed.eq_ignore_ascii_case(name))
                 {
                     *found = Some(value);
                     missing -= 1;
@@ -111,33 +119,49 @@ impl<'h> SignedHeaders<'h> {
 
 /// The header names listed in `X-Ca-Signature-Headers` (`list`), spelled as the client
 /// listed them, minus the excluded names, sorted bytewise and deduplicated; no values yet.
-pub(crate) fn signed_header_names(
-    list: Option<&HeaderValue>,
-) -> Vec<(Cow<'_, str>, Option<&HeaderValue>)> {
+pub(crate) fn signed_header_names(list: Option<&HeaderValue>) -> SignedNames<'_> {
     let Some(list) = list else {
-        return Vec::new();
+        return SignedNames::new();
     };
     let list = match std::str::from_utf8(list.as_bytes()) {
         Ok(s) => Cow::Borrowed(s),
         Err(_) => String::from_utf8_lossy(list.as_bytes()),
     };
-    let mut names: Vec<(Cow<'_, str>, Option<&HeaderValue>)> = match list {
-        Cow::Borrowed(list) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|n| is_signable(n))
-            .map(|n| (Cow::Borrowed(n), None))
-            .collect(),
-        Cow::Owned(list) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|n| is_signable(n))
-            .map(|n| (Cow::Owned(n.to_owned()), None))
-            .collect(),
-    };
+    // A header value holds no ASCII whitespace but space and tab, so for an ASCII list
+    // (every real client's) `trim_ascii` is exactly `str::trim`, without decoding chars.
+    let ascii = list.is_ascii();
+    let mut names = SignedNames::new();
+    match list {
+        Cow::Borrowed(list) => {
+            for_each_listed(list, ascii, |n| names.push((Cow::Borrowed(n), None)));
+        }
+        // Rare (a list that is not UTF-8): the names must outlive the converted list.
+        Cow::Owned(list) => {
+            for_each_listed(&list, ascii, |n| {
+                names.push((Cow::Owned(n.to_owned()), None));
+            });
+        }
+    }
     names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     names.dedup_by(|a, b| a.0 == b.0);
     names
+}
+
+/// Calls `f` with each trimmed, signable name of a comma-separated list (`ascii`: the
+/// list is ASCII, where trimming needs no char decoding).
+fn for_each_listed<'l>(list: &'l str, ascii: bool, mut f: impl FnMut(&'l str)) {
+    let mut start = 0;
+    // A plain byte loop: `,` is ASCII, so every cut is on a char boundary.
+    for (i, &b) in list.as_bytes().iter().chain(std::iter::once(&b',')).enumerate() {
+        if b == b',' {
+            let piece = &list[start..i];
+            let name = if ascii { piece.trim_ascii() } else { piece.trim() };
+            if is_signable(name) {
+                f(name);
+            }
+            start = i + 1;
+        }
+    }
 }
 
 fn is_signable(name: &str) -> bool {
@@ -176,7 +200,20 @@ pub fn string_to_sign(
     headers: &HeaderMap,
     form_body: Option<&[u8]>,
 ) -> String {
-    string_to_sign_with_headers(method, uri, &SignedHeaders::of(headers), form_body)
+    into_text(string_to_sign_with_headers(
+        method,
+        uri,
+        &SignedHeaders::of(headers),
+        form_body,
+    ))
+}
+
+/// A string-to-sign built as bytes, as text (invalid UTF-8 replaced).
+pub(crate) fn into_text(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
 }
 
 /// A query or form parameter: the decoded key (it decides the order and which duplicate
@@ -221,18 +258,20 @@ fn decode_key(input: &[u8]) -> Cow<'_, [u8]> {
     }
 }
 
-/// [`string_to_sign`] with the header values already looked up (and resolved).
+/// [`string_to_sign`] with the header values already looked up (and resolved), as bytes.
 ///
-/// The text is assembled as bytes and converted to UTF-8 once at the end. Every piece
-/// (header value, decoded parameter value) is followed by an ASCII separator or the end,
-/// and an ASCII byte always ends an invalid UTF-8 sequence, so converting the whole with
-/// replacement characters gives exactly the same text as converting each piece.
+/// The text is assembled as bytes; the signature is computed over them and they are
+/// converted to UTF-8 ([`into_text`]) only when text is needed (the signer, or a mismatch's
+/// error message). Every piece (header value, decoded parameter value) is followed by an
+/// ASCII separator or the end, and an ASCII byte always ends an invalid UTF-8 sequence, so
+/// converting the whole with replacement characters gives exactly the same text as
+/// converting each piece; and for valid UTF-8 the bytes are the text.
 pub(crate) fn string_to_sign_with_headers(
     method: &Method,
     uri: &Uri,
     headers: &SignedHeaders<'_>,
     form_body: Option<&[u8]>,
-) -> String {
+) -> Vec<u8> {
     let query = uri.query().map(str::as_bytes);
     let sources = [(form_body, 0), (query, 1)];
     let pair_count: usize = sources
@@ -240,7 +279,7 @@ pub(crate) fn string_to_sign_with_headers(
         .filter_map(|(s, _)| *s)
         .map(|s| memchr::memchr_iter(b'&', s).count() + 1)
         .sum();
-    let mut params: Vec<Param<'_>> = Vec::with_capacity(pair_count);
+    let mut params: SmallVec<[Param<'_>; 16]> = SmallVec::with_capacity(pair_count);
     for (source, rank) in sources {
         if let Some(source) = source {
             params.extend(raw_pairs(source).map(|(k, value)| Param::new(k, value, rank)));
@@ -275,7 +314,8 @@ pub(crate) fn string_to_sign_with_headers(
             + form_body.map_or(0, <[u8]>::len)
             + 2,
     );
-    out.extend(m.bytes().map(|b| b.to_ascii_uppercase()));
+    out.extend_from_slice(m.as_bytes());
+    out[..m.len()].make_ascii_uppercase();
     out.push(b'\n');
     for value in &headers.fixed {
         if let Some(v) = value {
@@ -307,10 +347,7 @@ pub(crate) fn string_to_sign_with_headers(
             decode_into(&mut out, p.value);
         }
     }
-    match String::from_utf8(out) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    }
+    out
 }
 
 /// The raw `(key, value)` byte slices of an `application/x-www-form-urlencoded` input,
@@ -616,5 +653,26 @@ mod tests {
         )])));
         assert!(!is_form(&headers(&[("content-type", "application/json")])));
         assert!(!is_form(&headers(&[("content-type", "app")])));
+    }
+
+    #[test]
+    fn signed_names_are_trimmed_sorted_deduplicated_and_spelled_as_listed() {
+        let names = |list: &[u8]| -> Vec<String> {
+            let v = HeaderValue::from_bytes(list).unwrap();
+            signed_header_names(Some(&v))
+                .iter()
+                .map(|(n, _)| n.to_string())
+                .collect()
+        };
+        assert_eq!(
+            names(b" X-Ca-Key ,\tx-ca-nonce,,x-ca-key, X-Ca-Key,Content-Type,x-ca-signature"),
+            ["X-Ca-Key", "x-ca-key", "x-ca-nonce"]
+        );
+        // Not ASCII: Unicode whitespace (a no-break space) is trimmed as `str::trim` does.
+        assert_eq!(
+            names("\u{a0}x-a\u{a0}, x-\u{e9} ".as_bytes()),
+            ["x-a", "x-\u{e9}"]
+        );
+        assert!(names(b" , ,").is_empty());
     }
 }

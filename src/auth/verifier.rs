@@ -14,7 +14,7 @@ use super::replay::ReplayGuard;
 use super::signature;
 use super::string_to_sign::{
     SIGNATURE_HEADERS, SignedHeaders, is_form_type, signed_header_names,
-    string_to_sign_with_headers,
+    into_text, string_to_sign_with_headers,
 };
 use crate::SignatureMethod;
 use crate::model::Secret;
@@ -391,9 +391,9 @@ where
     };
     let sts = string_to_sign_with_headers(&parts.method, &parts.uri, &signed, form);
     // Base64 is ASCII: presented bytes that are not UTF-8 can never match.
-    if !signature::verify_secret(method, secret.borrow(), sts.as_bytes(), presented) {
+    if !signature::verify_secret(method, secret.borrow(), &sts, presented) {
         return Err(AuthError::InvalidSignature {
-            string_to_sign: sts,
+            string_to_sign: into_text(sts),
         });
     }
     Ok(SignatureChecked {
