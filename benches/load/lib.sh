@@ -24,7 +24,8 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 ORIGIN_A=${ORIGIN_A:-127.0.0.1:18081}   # upstream of nginx and the gateway (body origin-a)
 ORIGIN_B=${ORIGIN_B:-127.0.0.1:18084}   # the second upstream the churn switches to (body origin-b)
 ORIGIN_DIRECT=${ORIGIN_DIRECT:-127.0.0.1:18083} # an origin on SERVER_CPU, for the direct-to-origin row
-NGINX=${NGINX:-127.0.0.1:18082}
+# (not NGINX itself: nginx reads an exported NGINX as inherited sockets)
+NGINX=${NGINX_ADDR:-127.0.0.1:18082}
 GW=${GW:-127.0.0.1:18080}
 ADMIN=${ADMIN:-127.0.0.1:19080}
 TOKEN=bench-token
