@@ -253,6 +253,9 @@ async fn run(cfg: Config) -> Result<(), String> {
             () = &mut shutdown => break,
             accepted = data_listener.accept() => {
                 let Ok((stream, peer)) = accepted else { continue };
+                // Like nginx's `tcp_nodelay on`: a response written in pieces (a streamed body)
+                // must not wait for the client's delayed ACK. Upstream sockets have it too.
+                let _ = stream.set_nodelay(true);
                 let gw = gateway.clone();
                 let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                     req.extensions_mut().insert(ClientAddr(peer));
@@ -268,6 +271,7 @@ async fn run(cfg: Config) -> Result<(), String> {
             }
             accepted = admin_listener.accept() => {
                 let Ok((stream, _peer)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
                 let svc = TowerToHyperService::new(admin.clone());
                 let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                 let conn = graceful.watch(conn);

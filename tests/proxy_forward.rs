@@ -612,3 +612,107 @@ async fn request_body_over_a_limit_is_i413rl() {
     assert_eq!(err.code(), "I413RL", "{err:?}");
     assert_eq!(err.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+/// A backend that answers one request per connection and then closes it, without announcing
+/// it (`Connection: close`): every pooled connection goes stale.
+#[tokio::test]
+async fn connections_the_backend_closed_while_idle_are_not_fatal() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let listener = TcpListener::bind((LOCALHOST, 0)).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                // Closed right after the response, keep-alive notwithstanding.
+            });
+        }
+    });
+    let target = UpstreamTarget::parse(&format!("http://{addr}")).expect("target");
+    let forwarder = HttpForwarder::new();
+    for i in 0..5 {
+        let req = Request::get(format!("/{i}"))
+            .body(GatewayBody::empty())
+            .expect("request");
+        let res = forwarder
+            .forward(req, &target, &ctx())
+            .await
+            .unwrap_or_else(|e| panic!("request {i}: {e:?}"));
+        let body = res.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(&body[..], b"ok");
+        // Let the close reach the client half the time, so both the stale-at-checkout and the
+        // refused-request paths are taken.
+        if i % 2 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn pool_max_idle_zero_opens_a_connection_per_request() {
+    let upstream = spawn_upstream(None, echo).await;
+    let forwarder = HttpForwarder::builder().pool_max_idle_per_host(0).build();
+    let target = upstream.target("http");
+    for _ in 0..3 {
+        let req = Request::get("/")
+            .body(GatewayBody::empty())
+            .expect("request");
+        let res = forwarder
+            .forward(req, &target, &ctx())
+            .await
+            .expect("forward");
+        res.into_body().collect().await.expect("body");
+    }
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_one_http2_connection_after_the_first() {
+    let (acceptor, forwarder) = tls_pair(&[b"h2", b"http/1.1"]);
+    let upstream = spawn_upstream(Some(acceptor), echo).await;
+    let target = upstream.target("https");
+    let first = Request::get("/first")
+        .body(GatewayBody::empty())
+        .expect("request");
+    forwarder
+        .forward(first, &target, &ctx())
+        .await
+        .expect("first");
+    let requests = (0..8).map(|i| {
+        let forwarder = forwarder.clone();
+        let target = target.clone();
+        async move {
+            let req = Request::get(format!("/c/{i}"))
+                .body(GatewayBody::empty())
+                .expect("request");
+            let res = forwarder
+                .forward(req, &target, &ctx())
+                .await
+                .expect("forward");
+            assert_eq!(res.headers()["x-echo-version"], "HTTP/2.0");
+            // The h2 request carries `:authority`, not a `Host` header of ours.
+            let seen = seen_headers(res).await;
+            assert!(
+                seen.get("host")
+                    .is_none_or(|h| h == upstream.addr.to_string().as_str())
+            );
+        }
+    });
+    futures_util::future::join_all(requests).await;
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
+}

@@ -6,6 +6,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT=${OUT:-$ROOT/target/load}
 BIN=$ROOT/target/release/examples
+# The gateway binary under test: the freshly built example unless GATEWAY_BIN names another one
+# (e.g. a copy of an older build, for paired old/new runs with SKIP_BUILD=1).
+GATEWAY_BIN=${GATEWAY_BIN:-$BIN/gateway}
 
 # Load: the same for every target.
 DURATION=${DURATION:-10s}
@@ -17,12 +20,14 @@ THREADS=${THREADS:-1}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 
-ORIGIN_A=127.0.0.1:18081   # upstream of nginx and the gateway (body origin-a)
-ORIGIN_B=127.0.0.1:18084   # the second upstream the churn switches to (body origin-b)
-ORIGIN_DIRECT=127.0.0.1:18083 # an origin on SERVER_CPU, for the direct-to-origin row
-NGINX=127.0.0.1:18082
-GW=127.0.0.1:18080
-ADMIN=127.0.0.1:19080
+# Addresses; each can be overridden from the environment (e.g. to run next to another copy).
+ORIGIN_A=${ORIGIN_A:-127.0.0.1:18081}   # upstream of nginx and the gateway (body origin-a)
+ORIGIN_B=${ORIGIN_B:-127.0.0.1:18084}   # the second upstream the churn switches to (body origin-b)
+ORIGIN_DIRECT=${ORIGIN_DIRECT:-127.0.0.1:18083} # an origin on SERVER_CPU, for the direct-to-origin row
+# (not NGINX itself: nginx reads an exported NGINX as inherited sockets)
+NGINX=${NGINX_ADDR:-127.0.0.1:18082}
+GW=${GW:-127.0.0.1:18080}
+ADMIN=${ADMIN:-127.0.0.1:19080}
 TOKEN=bench-token
 
 PIDS=()
@@ -121,7 +126,7 @@ EOF
 # passed as --commit-sync. Sets GW_PID.
 start_gateway() {
     mkdir -p "$1"
-    RUST_LOG=${GATEWAY_LOG:-warn} taskset -c "$SERVER_CPU" "$BIN/gateway" \
+    RUST_LOG=${GATEWAY_LOG:-warn} taskset -c "$SERVER_CPU" "$GATEWAY_BIN" \
         --listen "$GW" --admin-listen "$ADMIN" --data-dir "$1" --admin-token "$TOKEN" \
         --admin-body-limit 1073741824 ${COMMIT_SYNC:+--commit-sync "$COMMIT_SYNC"} \
         >"$OUT/gateway.out" 2>>"$OUT/gateway.err" &

@@ -159,43 +159,40 @@ impl ProxyError {
         }
     }
 
-    /// Classifies an error from the legacy hyper-util client.
-    pub(crate) fn from_client_error(
-        err: hyper_util::client::legacy::Error,
-        target: &UpstreamTarget,
-    ) -> Self {
-        if err.is_connect() {
-            let reason = connect_reason(&err, target);
-            return Self::Connect {
-                reason,
-                source: Box::new(err),
-            };
+    /// Classifies a failure to establish the backend connection (TCP connect, DNS, TLS).
+    pub(crate) fn from_connect_error(err: BoxError, target: &UpstreamTarget) -> Self {
+        let reason = connect_reason(&*err, target);
+        Self::Connect {
+            reason,
+            source: err,
         }
-        let hyper_err = chain(&err).find_map(|e| e.downcast_ref::<hyper::Error>());
+    }
+
+    /// Classifies a failure of the exchange on an established connection (the HTTP handshake,
+    /// sending the request, reading the response head).
+    pub(crate) fn from_exchange_error(err: BoxError) -> Self {
+        let hyper_err = chain(&*err).find_map(|e| e.downcast_ref::<hyper::Error>());
         if let Some(h) = hyper_err {
             if h.is_user() && h.source().is_some() {
-                let too_large = chain(&err).any(|e| {
+                let too_large = chain(&*err).any(|e| {
                     e.is::<LengthLimitError>()
                         || e.downcast_ref::<BodyError>()
                             .is_some_and(|b| matches!(b, BodyError::TooLarge { .. }))
                 });
-                let source = Box::new(err);
                 return if too_large {
-                    Self::RequestBodyTooLarge { source }
+                    Self::RequestBodyTooLarge { source: err }
                 } else {
-                    Self::RequestBody { source }
+                    Self::RequestBody { source: err }
                 };
             }
             if h.is_parse() || h.is_parse_status() {
-                return Self::BadResponse {
-                    source: Box::new(err),
-                };
+                return Self::BadResponse { source: err };
             }
         }
-        let reason = exchange_reason(&err);
+        let reason = exchange_reason(&*err);
         Self::Upstream {
             reason,
-            source: Box::new(err),
+            source: err,
         }
     }
 }

@@ -1,20 +1,24 @@
 //! [`HttpForwarder`]: the pooled HTTP/1.1 + HTTP/2 client that streams requests to backends.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
-use http::{Request, Response, Version};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connection as _, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower_service::Service as _;
 
 use super::body::{DeadlineBody, GatewayBody};
 use super::error::ProxyError;
 use super::headers::{append_forwarded_headers, strip_hop_by_hop};
+use super::pool::{Checkin, Conn, Pool, PoolKey, PooledBody};
 use super::target::UpstreamTarget;
 
 /// Default connect timeout of [`HttpForwarder::new`].
@@ -247,14 +251,18 @@ impl HttpForwarderBuilder {
             .enable_http2()
             .wrap_connector(http);
 
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(self.pool_idle_timeout)
-            .pool_max_idle_per_host(self.pool_max_idle_per_host)
-            .build(connector);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new());
         HttpForwarder {
-            client: Arc::new(client),
+            inner: Arc::new(Inner {
+                connector,
+                pool: Arc::new(Pool::new(
+                    self.pool_idle_timeout,
+                    self.pool_max_idle_per_host,
+                )),
+                h1: http1::Builder::new(),
+                h2,
+            }),
         }
     }
 }
@@ -280,7 +288,22 @@ fn default_tls_config() -> rustls::ClientConfig {
         .with_no_client_auth()
 }
 
-type HttpsClient = Client<HttpsConnector<HttpConnector>, GatewayBody>;
+/// What the clones of one [`HttpForwarder`] share: the connector, the pool, the handshake
+/// settings.
+struct Inner {
+    connector: HttpsConnector<HttpConnector>,
+    pool: Arc<Pool>,
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpForwarder")
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Forwards requests to HTTP(S) backends over pooled keep-alive connections, streaming bodies
 /// both ways.
@@ -315,7 +338,7 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, GatewayBody>;
 /// ```
 #[derive(Clone, Debug)]
 pub struct HttpForwarder {
-    client: Arc<HttpsClient>,
+    inner: Arc<Inner>,
 }
 
 impl HttpForwarder {
@@ -393,9 +416,6 @@ impl HttpForwarder {
                     .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
             });
 
-        parts.uri = target
-            .uri_for(path_and_query)
-            .map_err(ProxyError::InvalidRequest)?;
         // The backend connection has its own version (ALPN decides for https).
         parts.version = Version::HTTP_11;
         // Extensions belong to the incoming connection / host app, not to the backend request.
@@ -405,7 +425,7 @@ impl HttpForwarder {
         if let Some(host) = target.host_override() {
             parts.headers.insert(header::HOST, host.clone());
         }
-        // Without an override, hyper sets `Host` (HTTP/1.1) or `:authority` (HTTP/2) from the URI.
+        // Without an override, `Host` (HTTP/1.1) or `:authority` (HTTP/2) comes from the target.
         append_forwarded_headers(
             &mut parts.headers,
             ctx.client_addr,
@@ -414,7 +434,8 @@ impl HttpForwarder {
         );
 
         let request = Request::from_parts(parts, body);
-        let response = match tokio::time::timeout_at(deadline, self.client.request(request)).await {
+        let exchange = self.exchange(request, path_and_query, target);
+        let (response, checkin) = match tokio::time::timeout_at(deadline, exchange).await {
             Err(_elapsed) => {
                 tracing::debug!(%target, timeout = ?ctx.timeout, "backend request timed out");
                 return Err(ProxyError::Timeout {
@@ -422,11 +443,10 @@ impl HttpForwarder {
                 });
             }
             Ok(Err(err)) => {
-                let err = ProxyError::from_client_error(err, target);
                 tracing::debug!(%target, error = %err, code = err.code(), "backend request failed");
                 return Err(err);
             }
-            Ok(Ok(response)) => response,
+            Ok(Ok(exchanged)) => exchanged,
         };
 
         let (mut parts, body) = response.into_parts();
@@ -434,8 +454,140 @@ impl HttpForwarder {
         parts.version = Version::HTTP_11;
         Ok(Response::from_parts(
             parts,
-            GatewayBody::new(DeadlineBody::new(body, deadline)),
+            GatewayBody::new(DeadlineBody::new(PooledBody::new(body, checkin), deadline)),
         ))
+    }
+
+    /// Sends `req` on a pooled or new connection and returns the response with, for an HTTP/1.1
+    /// connection whose response body is still to come, what checks the connection back in.
+    ///
+    /// A request refused by a pooled connection before any of it was written (the backend closed
+    /// the idle connection meanwhile) is retried on another connection.
+    async fn exchange(
+        &self,
+        mut req: Request<GatewayBody>,
+        path_and_query: PathAndQuery,
+        target: &UpstreamTarget,
+    ) -> Result<(Response<Incoming>, Option<Checkin>), ProxyError> {
+        let key = PoolKey::of(target);
+        let has_host = req.headers().contains_key(header::HOST);
+        loop {
+            let (conn, reused) = match self.inner.pool.checkout(&key) {
+                Some(conn) => (conn, true),
+                // Boxed: connecting (TLS, handshakes) is a large future that most requests,
+                // served from the pool, should not carry inline.
+                None => (Box::pin(self.connect(target, &key)).await?, false),
+            };
+            match conn {
+                Conn::H1(mut tx) => {
+                    // Origin-form, as HTTP/1.1 wants it, and a `Host`.
+                    *req.uri_mut() = Uri::from(path_and_query.clone());
+                    if !has_host {
+                        req.headers_mut()
+                            .insert(header::HOST, target.default_host().clone());
+                    }
+                    match tx.try_send_request(req).await {
+                        Ok(res) => {
+                            let checkin = Checkin {
+                                pool: Arc::clone(&self.inner.pool),
+                                key,
+                                tx,
+                            };
+                            // A response whose body is already complete leaves the connection
+                            // ready: back to the pool now, not when the body is dropped.
+                            if checkin.tx.is_ready() {
+                                checkin.pool.checkin(checkin.key, checkin.tx);
+                                return Ok((res, None));
+                            }
+                            return Ok((res, Some(checkin)));
+                        }
+                        Err(mut err) => match err.take_message() {
+                            Some(unsent) if reused => {
+                                tracing::trace!(%target, error = %err.error(), "pooled connection refused the request, retrying");
+                                req = unsent;
+                            }
+                            _ => {
+                                return Err(ProxyError::from_exchange_error(Box::new(
+                                    err.into_error(),
+                                )));
+                            }
+                        },
+                    }
+                }
+                Conn::H2(mut tx) => {
+                    // Absolute-form: hyper sends `:scheme` and `:authority` from it.
+                    *req.uri_mut() = target
+                        .uri_for(path_and_query.clone())
+                        .map_err(ProxyError::InvalidRequest)?;
+                    if !has_host {
+                        req.headers_mut().remove(header::HOST);
+                    }
+                    match tx.try_send_request(req).await {
+                        Ok(res) => return Ok((res, None)),
+                        Err(mut err) => match err.take_message() {
+                            Some(unsent) if reused => {
+                                tracing::trace!(%target, error = %err.error(), "shared connection refused the request, retrying");
+                                req = unsent;
+                            }
+                            _ => {
+                                return Err(ProxyError::from_exchange_error(Box::new(
+                                    err.into_error(),
+                                )));
+                            }
+                        },
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens a connection to `target` (TCP, then TLS for https with ALPN), runs its HTTP/1.1 or
+    /// HTTP/2 handshake and spawns the task that drives it. An HTTP/2 connection is shared in
+    /// the pool at once; an HTTP/1.1 one belongs to the request until checked in.
+    async fn connect(&self, target: &UpstreamTarget, key: &PoolKey) -> Result<Conn, ProxyError> {
+        let dst = Uri::builder()
+            .scheme(target.scheme().clone())
+            .authority(target.authority().clone())
+            .path_and_query("/")
+            .build()
+            .map_err(ProxyError::InvalidRequest)?;
+        let mut connector = self.inner.connector.clone();
+        std::future::poll_fn(|cx| connector.poll_ready(cx))
+            .await
+            .map_err(|e| ProxyError::from_connect_error(e, target))?;
+        let io = connector
+            .call(dst)
+            .await
+            .map_err(|e| ProxyError::from_connect_error(e, target))?;
+        let exchange_err = |e: hyper::Error| ProxyError::from_exchange_error(Box::new(e));
+
+        if io.connected().is_negotiated_h2() {
+            let (mut tx, conn) = self.inner.h2.handshake(io).await.map_err(exchange_err)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "backend connection ended with an error");
+                }
+            });
+            tx.ready().await.map_err(exchange_err)?;
+            self.inner.pool.share_h2(key.clone(), &tx);
+            return Ok(Conn::H2(tx));
+        }
+
+        let (mut tx, conn) = self.inner.h1.handshake(io).await.map_err(exchange_err)?;
+        // The connection's own error, if it ends before it is ever ready, says more than the
+        // sender's `closed`.
+        let (err_tx, err_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "backend connection ended with an error");
+                let _ = err_tx.send(e);
+            }
+        });
+        match tx.ready().await {
+            Ok(()) => Ok(Conn::H1(tx)),
+            Err(e) if e.is_closed() => Err(exchange_err(err_rx.await.unwrap_or(e))),
+            Err(e) => Err(exchange_err(e)),
+        }
     }
 }
 

@@ -65,6 +65,11 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// assert!(headers.is_empty());
 /// ```
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names instead of a lookup per listed name.
+    // (`Connection` is listed, so without any listed name there is nothing it could name.)
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -75,6 +80,22 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
     }
+}
+
+/// Whether `name` is one of [`HOP_BY_HOP`].
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
 }
 
 /// Adds the `X-Forwarded-*` headers for a request on its way to the backend.
@@ -109,29 +130,79 @@ pub fn append_forwarded_headers(
     host: Option<&HeaderValue>,
 ) {
     if let Some(client) = client {
-        let mut list = String::new();
-        for value in headers.get_all(&X_FORWARDED_FOR) {
-            // Non-UTF-8 values cannot be part of a sane address list: drop them.
-            if let Ok(value) = value.to_str() {
-                let value = value.trim();
-                if !value.is_empty() {
-                    list.push_str(value);
-                    list.push_str(", ");
+        let value = if headers.contains_key(&X_FORWARDED_FOR) {
+            let mut list = String::new();
+            for value in headers.get_all(&X_FORWARDED_FOR) {
+                // Non-UTF-8 values cannot be part of a sane address list: drop them.
+                if let Ok(value) = value.to_str() {
+                    let value = value.trim();
+                    if !value.is_empty() {
+                        list.push_str(value);
+                        list.push_str(", ");
+                    }
                 }
             }
-        }
-        list.push_str(&client.to_string());
-        if let Ok(value) = HeaderValue::from_str(&list) {
+            list.push_str(&client.to_string());
+            HeaderValue::from_str(&list).ok()
+        } else {
+            // The common case, once per request: the address alone, formatted on the stack.
+            let mut buf = [0u8; 48];
+            HeaderValue::from_bytes(format_ip(client, &mut buf)).ok()
+        };
+        if let Some(value) = value {
             headers.insert(X_FORWARDED_FOR, value);
         }
     }
-    if let Some(proto) = proto
-        && let Ok(value) = HeaderValue::from_str(proto.as_str())
-    {
-        headers.insert(X_FORWARDED_PROTO, value);
+    if let Some(proto) = proto {
+        // The two schemes a gateway sees are static values; anything else is copied.
+        let value = if *proto == Scheme::HTTP {
+            Some(HeaderValue::from_static("http"))
+        } else if *proto == Scheme::HTTPS {
+            Some(HeaderValue::from_static("https"))
+        } else {
+            HeaderValue::from_str(proto.as_str()).ok()
+        };
+        if let Some(value) = value {
+            headers.insert(X_FORWARDED_PROTO, value);
+        }
     }
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST, host.clone());
+    }
+}
+
+/// `ip` in its usual text form, written into `buf` (large enough for any IPv6 address).
+fn format_ip(ip: IpAddr, buf: &mut [u8; 48]) -> &[u8] {
+    match ip {
+        IpAddr::V4(v4) => {
+            // Dotted decimal by hand: `Display` goes through the formatting machinery.
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if octet >= 100 {
+                    buf[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    buf[n] = b'0' + octet / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + octet % 10;
+                n += 1;
+            }
+            &buf[..n]
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write as _;
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            // 45 bytes at most ("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255").
+            let _ = write!(cursor, "{v6}");
+            let n = usize::try_from(cursor.position()).unwrap_or(0);
+            &buf[..n]
+        }
     }
 }
 
@@ -176,6 +247,51 @@ mod tests {
         assert_eq!(headers.get_all(&X_FORWARDED_FOR).iter().count(), 1);
         assert_eq!(headers[&X_FORWARDED_FOR], "1.1.1.1, 2.2.2.2, 3.3.3.3, ::1");
         assert!(!headers.contains_key(&X_FORWARDED_PROTO));
+    }
+
+    #[test]
+    fn addresses_format_like_display() {
+        let mut buf = [0u8; 48];
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "192.168.1.255",
+            "255.255.255.255",
+            "1.100.10.9",
+            "::1",
+            "::ffff:192.0.2.1",
+            "2001:db8::8a2e:370:7334",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert_eq!(format_ip(parsed, &mut buf), parsed.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_message_without_hop_by_hop_headers_is_left_as_is() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("a"));
+        headers.append("x-a", HeaderValue::from_static("1"));
+        headers.append("x-a", HeaderValue::from_static("2"));
+        let before = headers.clone();
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers, before);
+        for name in HOP_BY_HOP.iter() {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        assert!(!is_hop_by_hop(&header::HOST));
+    }
+
+    #[test]
+    fn forwarded_proto_of_any_scheme() {
+        let mut headers = HeaderMap::new();
+        let other: Scheme = "wss".parse().unwrap();
+        append_forwarded_headers(&mut headers, None, Some(&other), None);
+        assert_eq!(headers[&X_FORWARDED_PROTO], "wss");
+        append_forwarded_headers(&mut headers, None, Some(&Scheme::HTTP), None);
+        assert_eq!(headers[&X_FORWARDED_PROTO], "http");
     }
 
     #[test]

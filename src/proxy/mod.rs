@@ -27,6 +27,7 @@ mod body;
 mod error;
 mod forwarder;
 mod headers;
+mod pool;
 mod target;
 
 pub use body::{BodyError, BoxError, GatewayBody, collect_limited};

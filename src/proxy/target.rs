@@ -73,6 +73,9 @@ pub struct UpstreamTarget {
     scheme: Scheme,
     authority: Authority,
     host_override: Option<HeaderValue>,
+    /// The HTTP/1.1 `Host` without an override: the authority without a default port,
+    /// computed once instead of per request.
+    host_header: HeaderValue,
 }
 
 impl UpstreamTarget {
@@ -135,10 +138,12 @@ impl UpstreamTarget {
         if authority.host().is_empty() {
             return Err(TargetError::MissingHost);
         }
+        let host_header = default_host_header(&scheme, &authority);
         Ok(Self {
             scheme,
             authority,
             host_override: None,
+            host_header,
         })
     }
 
@@ -229,6 +234,12 @@ impl UpstreamTarget {
         self.host_override.as_ref()
     }
 
+    /// The `Host` an HTTP/1.1 backend request carries when the target has no override: the
+    /// authority, without the port when it is the scheme's default.
+    pub(crate) fn default_host(&self) -> &HeaderValue {
+        &self.host_header
+    }
+
     /// `host:port` with the effective port, as used in connect error reasons.
     pub(crate) fn socket_label(&self) -> String {
         format!("{}:{}", self.authority.host(), self.port())
@@ -242,6 +253,17 @@ impl UpstreamTarget {
             .path_and_query(path_and_query)
             .build()
     }
+}
+
+/// `host[:port]`, the port left out when it is the scheme's default (as HTTP clients send it).
+fn default_host_header(scheme: &Scheme, authority: &Authority) -> HeaderValue {
+    let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+    let value = match authority.port_u16() {
+        Some(port) if port == default_port => HeaderValue::from_str(authority.host()),
+        _ => HeaderValue::from_str(authority.as_str()),
+    };
+    // An authority is always a valid header value; fall back to the host alone regardless.
+    value.unwrap_or_else(|_| HeaderValue::from_static("localhost"))
 }
 
 impl FromStr for UpstreamTarget {
@@ -279,6 +301,23 @@ mod tests {
                 UpstreamTarget::parse(bad).is_err(),
                 "{bad:?} should be rejected"
             );
+        }
+    }
+
+    #[test]
+    fn default_host_drops_only_the_default_port() {
+        for (target, host) in [
+            ("http://example.com", "example.com"),
+            ("http://example.com:80", "example.com"),
+            ("http://example.com:443", "example.com:443"),
+            ("https://example.com:443", "example.com"),
+            ("https://example.com:8443", "example.com:8443"),
+            ("http://127.0.0.1:9000", "127.0.0.1:9000"),
+            ("http://[::1]:80", "[::1]"),
+            ("https://[::1]:8443", "[::1]:8443"),
+        ] {
+            let t = UpstreamTarget::parse(target).unwrap();
+            assert_eq!(t.default_host(), host, "{target}");
         }
     }
 
