@@ -4,9 +4,9 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::pin::Pin;
+
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
-
 use parking_lot::Mutex;
 
 use super::error::ReplayError;

@@ -152,10 +152,19 @@ pub(crate) fn signed_header_names(list: Option<&HeaderValue>) -> SignedNames<'_>
 fn for_each_listed<'l>(list: &'l str, ascii: bool, mut f: impl FnMut(&'l str)) {
     let mut start = 0;
     // A plain byte loop: `,` is ASCII, so every cut is on a char boundary.
-    for (i, &b) in list.as_bytes().iter().chain(std::iter::once(&b',')).enumerate() {
+    for (i, &b) in list
+        .as_bytes()
+        .iter()
+        .chain(std::iter::once(&b','))
+        .enumerate()
+    {
         if b == b',' {
             let piece = &list[start..i];
-            let name = if ascii { piece.trim_ascii() } else { piece.trim() };
+            let name = if ascii {
+                piece.trim_ascii()
+            } else {
+                piece.trim()
+            };
             if is_signable(name) {
                 f(name);
             }

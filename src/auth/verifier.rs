@@ -13,8 +13,8 @@ use super::error::AuthError;
 use super::replay::ReplayGuard;
 use super::signature;
 use super::string_to_sign::{
-    SIGNATURE_HEADERS, SignedHeaders, is_form_type, signed_header_names,
-    into_text, string_to_sign_with_headers,
+    SIGNATURE_HEADERS, SignedHeaders, into_text, is_form_type, signed_header_names,
+    string_to_sign_with_headers,
 };
 use crate::SignatureMethod;
 use crate::model::Secret;
