@@ -76,7 +76,7 @@ pub trait ReplayGuard: Send + Sync + 'static {
 /// ```
 pub struct MemoryReplayGuard {
     inner: Mutex<Inner>,
-    /// Nonces are chosen by clients: two independently, randomly keyed SipHash instances
+    /// Nonces are chosen by clients: two randomly keyed SipHash instances
     /// (std's `RandomState`) give each `(AppKey, nonce)` pair a 128-bit fingerprint that
     /// clients can neither predict nor steer.
     hashers: [RandomState; 2],
