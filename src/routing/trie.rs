@@ -260,7 +260,28 @@ fn slash(s: &[u8]) -> Option<usize> {
 }
 
 /// The length of the segment `rest` starts with, and its [`head`], in one pass.
+///
+/// With eight bytes or more left, the first eight are read as one word and searched for `/`
+/// all at once (the classic zero-byte test on `word ^ "////////"`: borrows only run upwards,
+/// so the lowest flagged byte is exact); only a segment longer than that is searched on
+/// byte by byte.
 fn scan(rest: &[u8]) -> (usize, u64) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const SLASHES: u64 = ONES * b'/' as u64;
+    if let Some(first) = rest.first_chunk::<8>() {
+        let word = u64::from_le_bytes(*first);
+        let x = word ^ SLASHES;
+        let slashes = x.wrapping_sub(ONES) & !x & HIGHS;
+        if slashes != 0 {
+            let len = (slashes.trailing_zeros() / 8) as usize;
+            // the bytes before the slash, zero-padded (`len` is 0 to 7)
+            let head = word & ((1u64 << (8 * len)) - 1);
+            return (len, head);
+        }
+        let len = 8 + slash(&rest[8..]).unwrap_or(rest.len() - 8);
+        return (len, word);
+    }
     let mut word = 0u64;
     for (i, &b) in rest.iter().enumerate() {
         if b == b'/' {
@@ -555,6 +576,36 @@ mod tests {
                 m.rest_at.map(|at| path[at..].to_owned()),
             )
         })
+    }
+
+    #[test]
+    fn scan_matches_a_byte_by_byte_reference() {
+        fn reference(rest: &[u8]) -> (usize, u64) {
+            let len = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+            let mut head = 0u64;
+            for (i, &b) in rest[..len].iter().take(8).enumerate() {
+                head |= u64::from(b) << (8 * i);
+            }
+            (len, head)
+        }
+        // Every string of up to 11 bytes over an alphabet with the slash, a byte just below
+        // and above it, a NUL, a high byte and a letter, in every position.
+        let alphabet = [b'/', b'.', b'0', 0, 0xff, b'a'];
+        let mut buf = Vec::new();
+        for len in 0..=11u32 {
+            let count = 6usize.pow(len.min(7));
+            for n in 0..count {
+                buf.clear();
+                let mut k = n;
+                for i in 0..len {
+                    // beyond 7 positions, vary only by position so the count stays small
+                    let d = if i < 7 { k % 6 } else { (n + i as usize) % 6 };
+                    k /= 6;
+                    buf.push(alphabet[d]);
+                }
+                assert_eq!(scan(&buf), reference(&buf), "{buf:?}");
+            }
+        }
     }
 
     #[test]
