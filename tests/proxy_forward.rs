@@ -117,6 +117,21 @@ fn ctx() -> ForwardContext {
     ForwardContext::new(Duration::from_secs(10))
 }
 
+/// `GET path` through `forwarder` to `target`, which must answer.
+async fn get(
+    forwarder: &HttpForwarder,
+    target: &UpstreamTarget,
+    path: &str,
+) -> Response<GatewayBody> {
+    let req = Request::get(path)
+        .body(GatewayBody::empty())
+        .expect("request");
+    forwarder
+        .forward(req, target, &ctx())
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e:?}"))
+}
+
 #[tokio::test]
 async fn get_and_post_pass_through_with_headers_and_status() {
     let upstream = spawn_upstream(None, |req: Request<Incoming>| async move {
@@ -645,13 +660,7 @@ async fn connections_the_backend_closed_while_idle_are_not_fatal() {
     let target = UpstreamTarget::parse(&format!("http://{addr}")).expect("target");
     let forwarder = HttpForwarder::new();
     for i in 0..5 {
-        let req = Request::get(format!("/{i}"))
-            .body(GatewayBody::empty())
-            .expect("request");
-        let res = forwarder
-            .forward(req, &target, &ctx())
-            .await
-            .unwrap_or_else(|e| panic!("request {i}: {e:?}"));
+        let res = get(&forwarder, &target, &format!("/{i}")).await;
         let body = res.into_body().collect().await.expect("body").to_bytes();
         assert_eq!(&body[..], b"ok");
         // Let the close reach the client half the time, so both the stale-at-checkout and the
@@ -669,13 +678,7 @@ async fn pool_max_idle_zero_opens_a_connection_per_request() {
     let forwarder = HttpForwarder::builder().pool_max_idle_per_host(0).build();
     let target = upstream.target("http");
     for _ in 0..3 {
-        let req = Request::get("/")
-            .body(GatewayBody::empty())
-            .expect("request");
-        let res = forwarder
-            .forward(req, &target, &ctx())
-            .await
-            .expect("forward");
+        let res = get(&forwarder, &target, "/").await;
         res.into_body().collect().await.expect("body");
     }
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 3);
@@ -686,24 +689,12 @@ async fn concurrent_requests_share_one_http2_connection_after_the_first() {
     let (acceptor, forwarder) = tls_pair(&[b"h2", b"http/1.1"]);
     let upstream = spawn_upstream(Some(acceptor), echo).await;
     let target = upstream.target("https");
-    let first = Request::get("/first")
-        .body(GatewayBody::empty())
-        .expect("request");
-    forwarder
-        .forward(first, &target, &ctx())
-        .await
-        .expect("first");
+    get(&forwarder, &target, "/first").await;
     let requests = (0..8).map(|i| {
         let forwarder = forwarder.clone();
         let target = target.clone();
         async move {
-            let req = Request::get(format!("/c/{i}"))
-                .body(GatewayBody::empty())
-                .expect("request");
-            let res = forwarder
-                .forward(req, &target, &ctx())
-                .await
-                .expect("forward");
+            let res = get(&forwarder, &target, &format!("/c/{i}")).await;
             assert_eq!(res.headers()["x-echo-version"], "HTTP/2.0");
             // The h2 request carries `:authority`, not a `Host` header of ours.
             let seen = seen_headers(res).await;

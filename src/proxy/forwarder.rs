@@ -478,7 +478,7 @@ impl HttpForwarder {
                 // served from the pool, should not carry inline.
                 None => (Box::pin(self.connect(target, &key)).await?, false),
             };
-            match conn {
+            let mut refused = match conn {
                 Conn::H1(mut tx) => {
                     // Origin-form, as HTTP/1.1 wants it, and a `Host`.
                     *req.uri_mut() = Uri::from(path_and_query.clone());
@@ -501,17 +501,7 @@ impl HttpForwarder {
                             }
                             return Ok((res, Some(checkin)));
                         }
-                        Err(mut err) => match err.take_message() {
-                            Some(unsent) if reused => {
-                                tracing::trace!(%target, error = %err.error(), "pooled connection refused the request, retrying");
-                                req = unsent;
-                            }
-                            _ => {
-                                return Err(ProxyError::from_exchange_error(Box::new(
-                                    err.into_error(),
-                                )));
-                            }
-                        },
+                        Err(err) => err,
                     }
                 }
                 Conn::H2(mut tx) => {
@@ -524,18 +514,21 @@ impl HttpForwarder {
                     }
                     match tx.try_send_request(req).await {
                         Ok(res) => return Ok((res, None)),
-                        Err(mut err) => match err.take_message() {
-                            Some(unsent) if reused => {
-                                tracing::trace!(%target, error = %err.error(), "shared connection refused the request, retrying");
-                                req = unsent;
-                            }
-                            _ => {
-                                return Err(ProxyError::from_exchange_error(Box::new(
-                                    err.into_error(),
-                                )));
-                            }
-                        },
+                        Err(err) => err,
                     }
+                }
+            };
+            // Either protocol: a reused connection that refused the request unsent gives it
+            // back for another try; anything else is the exchange's error.
+            match refused.take_message() {
+                Some(unsent) if reused => {
+                    tracing::trace!(%target, error = %refused.error(), "pooled connection refused the request, retrying");
+                    req = unsent;
+                }
+                _ => {
+                    return Err(ProxyError::from_exchange_error(Box::new(
+                        refused.into_error(),
+                    )));
                 }
             }
         }

@@ -325,13 +325,18 @@ mod tests {
 
     /// A loopback HTTP/1.1 server answering `ok`; returns its address.
     async fn server() -> std::net::SocketAddr {
+        server_with(|| GatewayBody::full("ok")).await
+    }
+
+    /// A loopback HTTP/1.1 server answering every request with `body()`.
+    async fn server_with(body: fn() -> GatewayBody) -> std::net::SocketAddr {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(|_req| async {
-                        Ok::<_, Infallible>(http::Response::new(GatewayBody::full("ok")))
+                    let svc = hyper::service::service_fn(move |_req| async move {
+                        Ok::<_, Infallible>(http::Response::new(body()))
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
@@ -437,25 +442,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_dropped_before_its_end_does_not_pool_the_connection() {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(|_req| async {
-                        // A body that never ends.
-                        let frames =
-                            futures_util::stream::pending::<Result<Frame<Bytes>, Infallible>>();
-                        Ok::<_, Infallible>(http::Response::new(GatewayBody::new(
-                            http_body_util::StreamBody::new(frames),
-                        )))
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        // A body that never ends.
+        let addr = server_with(|| {
+            let frames = futures_util::stream::pending::<Result<Frame<Bytes>, Infallible>>();
+            GatewayBody::new(http_body_util::StreamBody::new(frames))
+        })
+        .await;
         let pool = Arc::new(Pool::new(None, 4));
         let mut tx = connect(addr).await;
         let res = tx.send_request(get()).await.unwrap();
