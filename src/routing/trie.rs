@@ -294,6 +294,35 @@ fn scan(rest: &[u8]) -> (usize, u64) {
     (rest.len(), word)
 }
 
+/// [`scan`] of `path[at..]`. A segment at the end of a path of eight bytes or more is read as
+/// the path's last eight bytes, shifted down past the ones before `at` (so zero-padded), and
+/// tested in one step as well.
+#[inline(always)]
+fn scan_at(path: &[u8], at: usize) -> (usize, u64) {
+    let rest = &path[at..];
+    if rest.len() < 8
+        && let Some(last) = path.last_chunk::<8>()
+    {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGHS: u64 = 0x8080_8080_8080_8080;
+        const SLASHES: u64 = ONES * b'/' as u64;
+        // an empty rest (after a trailing `/`) would shift by 64
+        if rest.is_empty() {
+            return (0, 0);
+        }
+        let word = u64::from_le_bytes(*last) >> (8 * (8 - rest.len()));
+        let x = word ^ SLASHES;
+        // the padding is zero, never a slash
+        let slashes = x.wrapping_sub(ONES) & !x & HIGHS;
+        if slashes == 0 {
+            return (rest.len(), word);
+        }
+        let len = (slashes.trailing_zeros() / 8) as usize;
+        return (len, word & ((1u64 << (8 * len)) - 1));
+    }
+    scan(rest)
+}
+
 impl Edge {
     const EMPTY: Self = Self {
         parent: NONE,
@@ -448,24 +477,78 @@ impl PathTrie {
     ///
     /// The path is split as the walk goes, so only the segments the trie can use are read; a
     /// path of any depth costs at most the trie's depth in steps.
+    ///
+    /// The walk is depth-first in priority order (literal before parameter, segment by
+    /// segment): it finds the first full match and, on the way, the deepest match-all template
+    /// (the first in priority order at that depth). It stops at the first full match: a
+    /// match-all template met after it can neither be longer nor rank higher. It runs as a
+    /// loop: where a node has both a literal edge for the segment and a `[param]` child, the
+    /// parameter branch is put aside and taken up only if the literal branch finds nothing.
     pub(crate) fn lookup(&self, path: &str) -> Option<TrieMatch> {
-        if !path.starts_with('/') || u32::try_from(path.len()).is_err() {
+        let bytes = path.as_bytes();
+        if bytes.first() != Some(&b'/') || u32::try_from(bytes.len()).is_err() {
             return None;
         }
-        let mut w = Walk {
-            path,
-            full: NONE,
-            prefix: NONE,
-            prefix_depth: 0,
-            prefix_at: 0,
-            params: 0,
-            first: FirstParam { depth: 0, at: 0 },
-            prefix_first: None,
+        // Where the walk stands: the node and its slots, its segment number, and where that
+        // segment starts in the path (`END` past the last one; `/` has no segments).
+        let (mut node, mut n, mut depth) = (0u32, self.root, 0u32);
+        let mut at = if bytes.len() == 1 { END } else { 1 };
+        // How many parameters are on the way to the node, and the first of them.
+        let mut params = 0u32;
+        let mut first = FirstParam { depth: 0, at: 0 };
+        let mut prefix = Prefix::NONE;
+        let mut aside: smallvec::SmallVec<[Aside; 8]> = smallvec::SmallVec::new();
+        let full = loop {
+            if at == END {
+                if n.full != NONE {
+                    break n.full;
+                }
+            } else {
+                let rest = &bytes[at..];
+                let (len, head) = scan_at(bytes, at);
+                let seg = &rest[..len];
+                let next = if len < rest.len() { at + len + 1 } else { END };
+                // a match-all needs a non-empty sub-path
+                if n.catch_all != NONE
+                    && (prefix.index == NONE || depth > prefix.depth)
+                    && !rest.is_empty()
+                {
+                    prefix = Prefix {
+                        index: n.catch_all,
+                        depth,
+                        at,
+                        first: (params > 0).then_some(first),
+                    };
+                }
+                let param = Aside {
+                    node: n.param,
+                    depth,
+                    // the path is under 4 GiB (checked above)
+                    at: at as u32,
+                    next,
+                    params,
+                };
+                if let Some(e) = self.edge_with_head(node, seg, head) {
+                    if n.param != NONE && len > 0 {
+                        aside.push(param);
+                    }
+                    (node, n, depth, at) = (e.child, e.to, depth + 1, next);
+                    continue;
+                }
+                if n.param != NONE && len > 0 {
+                    (first, params) = param.enter(first);
+                    (node, n, depth, at) = (n.param, self.nodes[n.param as usize], depth + 1, next);
+                    continue;
+                }
+            }
+            // This branch is done: take up the last parameter branch put aside.
+            let Some(a) = aside.pop() else {
+                break NONE;
+            };
+            (first, params) = a.enter(first);
+            (node, n, depth, at) = (a.node, self.nodes[a.node as usize], a.depth + 1, a.next);
         };
-        // `/` has no segments; otherwise the first starts after the slash
-        let at = if path.len() == 1 { END } else { 1 };
-        self.walk(0, self.root, 0, at, &mut w);
-        let prefix_wins = match (w.full, w.prefix) {
+        let prefix_wins = match (full, prefix.index) {
             (NONE, NONE) => return None,
             (_, NONE) => false,
             (NONE, _) => true,
@@ -477,80 +560,66 @@ impl PathTrie {
         };
         Some(if prefix_wins {
             TrieMatch {
-                index: w.prefix as usize,
-                first_param: w.prefix_first,
-                rest_at: Some(w.prefix_at),
+                index: prefix.index as usize,
+                first_param: prefix.first,
+                rest_at: Some(prefix.at),
             }
         } else {
             TrieMatch {
-                index: w.full as usize,
-                // a full match returns at once, so the parameters are those of its branch
-                first_param: (w.params > 0).then_some(w.first),
+                index: full as usize,
+                // a full match ends the walk, so the parameters are those of its branch
+                first_param: (params > 0).then_some(first),
                 rest_at: None,
             }
         })
-    }
-
-    /// One depth-first walk in priority order (literal before parameter, segment by segment)
-    /// that finds the first full match and, on the way, the deepest match-all template (the
-    /// first in priority order at that depth). It stops at the first full match: a match-all
-    /// template met after it can neither be longer nor rank higher.
-    ///
-    /// `n` is the slots of `node`; `at` is where segment number `depth` starts in the path, or
-    /// [`END`] past the last one.
-    fn walk(&self, node: u32, n: Node, depth: usize, at: usize, w: &mut Walk<'_>) -> bool {
-        let Some(rest) = w.path.get(at..) else {
-            w.full = n.full;
-            return n.full != NONE;
-        };
-        let (len, head) = scan(rest.as_bytes());
-        let seg = &rest.as_bytes()[..len];
-        let next = if len < rest.len() { at + len + 1 } else { END };
-        // a match-all needs a non-empty sub-path
-        if n.catch_all != NONE && (w.prefix == NONE || depth > w.prefix_depth) && !rest.is_empty() {
-            w.prefix = n.catch_all;
-            w.prefix_depth = depth;
-            w.prefix_at = at;
-            w.prefix_first = (w.params > 0).then_some(w.first);
-        }
-        if let Some(e) = self.edge_with_head(node, seg, head)
-            && self.walk(e.child, e.to, depth + 1, next, w)
-        {
-            return true;
-        }
-        if n.param == NONE || seg.is_empty() {
-            return false;
-        }
-        // the trie is at most 512 deep, and the path under 4 GiB (checked in `lookup`)
-        if w.params == 0 {
-            w.first = FirstParam {
-                depth: u16::try_from(depth).unwrap_or(u16::MAX),
-                at: u32::try_from(at).unwrap_or(u32::MAX),
-            };
-        }
-        w.params += 1;
-        if self.walk(n.param, self.nodes[n.param as usize], depth + 1, next, w) {
-            return true;
-        }
-        w.params -= 1;
-        false
     }
 }
 
 /// Where a walk stands once the path has no segment left.
 const END: usize = usize::MAX;
 
-/// What [`PathTrie::walk`] found so far.
-struct Walk<'p> {
-    path: &'p str,
-    full: u32,
-    prefix: u32,
-    prefix_depth: usize,
-    prefix_at: usize,
-    /// How many parameters are on the way to the current node, and the first of them.
+/// The best match-all template a walk has met so far.
+struct Prefix {
+    index: u32,
+    depth: u32,
+    /// Where its sub-path starts in the path.
+    at: usize,
+    first: Option<FirstParam>,
+}
+
+impl Prefix {
+    const NONE: Self = Self {
+        index: NONE,
+        depth: 0,
+        at: 0,
+        first: None,
+    };
+}
+
+/// A `[param]` branch a walk put aside: the parameter node, the segment number and start of
+/// the segment it takes, where the next segment starts, and the parameters before it.
+struct Aside {
+    node: u32,
+    depth: u32,
+    at: u32,
+    next: usize,
     params: u32,
-    first: FirstParam,
-    prefix_first: Option<FirstParam>,
+}
+
+impl Aside {
+    /// The walk's first parameter and parameter count once it takes this branch.
+    fn enter(&self, first: FirstParam) -> (FirstParam, u32) {
+        let first = if self.params == 0 {
+            FirstParam {
+                // the trie is at most 512 deep
+                depth: u16::try_from(self.depth).unwrap_or(u16::MAX),
+                at: self.at,
+            }
+        } else {
+            first
+        };
+        (first, self.params + 1)
+    }
 }
 
 #[cfg(test)]
@@ -604,6 +673,26 @@ mod tests {
                     buf.push(alphabet[d]);
                 }
                 assert_eq!(scan(&buf), reference(&buf), "{buf:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn scan_at_matches_scan_at_every_offset() {
+        let alphabet = [b'/', b'.', b'0', 0, 0xff, b'a'];
+        let mut buf = Vec::new();
+        for len in 0..=10u32 {
+            for n in 0..6usize.pow(len.min(6)) {
+                buf.clear();
+                let mut k = n;
+                for i in 0..len {
+                    let d = if i < 6 { k % 6 } else { (n + i as usize) % 6 };
+                    k /= 6;
+                    buf.push(alphabet[d]);
+                }
+                for at in 0..=buf.len() {
+                    assert_eq!(scan_at(&buf, at), scan(&buf[at..]), "{buf:?} at {at}");
+                }
             }
         }
     }
