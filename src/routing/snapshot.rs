@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use http::Method;
 use jiff::Timestamp;
 
-use super::table::{RouteMatch, RouteTable};
+use super::table::{RouteMatch, RouteTable, Starts};
 use super::trie::SegmentMap;
 use crate::model::{ApiId, App, AppId, Authorization, Group, GroupId, Secret, Stage};
 
@@ -73,12 +73,16 @@ type FastMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 #[derive(Debug, Default)]
 pub(crate) struct StageIndex {
     by_host: FastMap<Box<str>, Tables>,
-    by_first: SegmentMap<Tables>,
+    by_first: SegmentMap<FirstTables>,
     wild: Vec<Arc<RouteTable>>,
 }
 
 /// The tables one key reaches: usually one, kept inline.
 type Tables = smallvec::SmallVec<[Arc<RouteTable>; 1]>;
+
+/// The tables a first segment reaches, each with where its tries go on after that segment
+/// (so a lookup does not match the segment a second time).
+type FirstTables = smallvec::SmallVec<[(Arc<RouteTable>, Starts); 1]>;
 
 /// Signing keys and AppCodes of every app.
 #[derive(Default)]
@@ -243,7 +247,7 @@ impl Snapshot {
         path: &str,
     ) -> Option<RouteMatch> {
         let idx = &self.stages.iter().find(|(s, _)| s == stage)?.1;
-        let first = super::trie::first_segment(path)?;
+        let first = super::trie::first_segment(path);
         if let Some(host) = host.filter(|_| !idx.by_host.is_empty()) {
             let host = normalize_host(host);
             for t in idx.by_host.get(&*host).into_iter().flatten() {
@@ -252,9 +256,11 @@ impl Snapshot {
                 }
             }
         }
-        if let Some(tables) = idx.by_first.get(first) {
-            for t in tables {
-                if let Some(m) = t.lookup(method, path) {
+        if let Some(first) = &first
+            && let Some(tables) = idx.by_first.get_first(first)
+        {
+            for (t, starts) in tables {
+                if let Some(m) = t.lookup_from(method, path, first, starts) {
                     return Some(m);
                 }
             }
@@ -274,7 +280,9 @@ impl Snapshot {
         groups.sort_by(|a, b| a.0.cmp(b.0));
         for (_, t) in groups {
             for f in &t.first_segments {
-                idx.by_first.entry(f, Tables::new).push(Arc::clone(t));
+                idx.by_first
+                    .entry(f, FirstTables::new)
+                    .push((Arc::clone(t), t.starts(f)));
             }
             if t.wild_first {
                 idx.wild.push(Arc::clone(t));

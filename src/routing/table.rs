@@ -9,7 +9,10 @@ use crate::model::{
 };
 use crate::store::Deployment;
 
-use super::trie::{PathTrie, TrieMatch};
+use super::trie::{FirstSegment, PathTrie, Start, TrieMatch};
+
+/// Where each method's trie of a table starts for one first segment, in the table's order.
+pub(crate) type Starts = smallvec::SmallVec<[Start; 1]>;
 
 /// A published API as the data plane serves it: the deployed snapshot, bound to its backend's
 /// current definition in the stage.
@@ -244,6 +247,31 @@ impl RouteTable {
         for (m, trie) in &self.methods {
             if m.as_ref().is_none_or(|m| m == method)
                 && let Some(found) = trie.lookup(path)
+            {
+                return Some(self.to_match(found, path));
+            }
+        }
+        None
+    }
+
+    /// Where each method's trie starts for paths whose first segment is `first` (for
+    /// [`lookup_from`](Self::lookup_from)).
+    pub(crate) fn starts(&self, first: &str) -> Starts {
+        self.methods.iter().map(|(_, t)| t.start(first)).collect()
+    }
+
+    /// [`lookup`](Self::lookup) of a path whose first segment is `first`, from the `starts`
+    /// the table gave for that segment.
+    pub(crate) fn lookup_from(
+        self: &Arc<Self>,
+        method: &Method,
+        path: &str,
+        first: &FirstSegment<'_>,
+        starts: &Starts,
+    ) -> Option<RouteMatch> {
+        for ((m, trie), start) in self.methods.iter().zip(starts) {
+            if m.as_ref().is_none_or(|m| m == method)
+                && let Some(found) = trie.lookup_from(*start, path, first)
             {
                 return Some(self.to_match(found, path));
             }

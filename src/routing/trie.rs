@@ -19,7 +19,7 @@ use crate::model::{PathTemplate, Segment};
 const NONE: u32 = u32::MAX;
 
 #[derive(Debug, Clone, Copy)]
-struct Node {
+pub(crate) struct Node {
     /// The route whose template ends here.
     full: u32,
     /// The route whose template ends here with `/*`.
@@ -73,10 +73,39 @@ pub(crate) struct TrieMatch {
     pub(crate) rest_at: Option<usize>,
 }
 
-/// The first path segment: `/` has none (an empty one), `/a/b` has `a`.
-pub(crate) fn first_segment(path: &str) -> Option<&str> {
-    let body = path.strip_prefix('/')?;
-    Some(slash(body.as_bytes()).map_or(body, |i| &body[..i]))
+/// A request path's first segment, scanned once for the stage index and the walk after it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FirstSegment<'p> {
+    segment: &'p [u8],
+    head: u64,
+    /// Where the second segment starts, or [`END`].
+    next: usize,
+}
+
+/// The first segment of a path with one: `/a/b` has `a`; `/` has none, and neither has a
+/// path that does not start with `/` (or is 4 GiB or longer).
+pub(crate) fn first_segment(path: &str) -> Option<FirstSegment<'_>> {
+    let bytes = path.as_bytes();
+    if bytes.len() < 2 || bytes[0] != b'/' || u32::try_from(bytes.len()).is_err() {
+        return None;
+    }
+    let (len, head) = scan_at(bytes, 1);
+    Some(FirstSegment {
+        segment: &bytes[1..=len],
+        head,
+        next: if 1 + len < bytes.len() { len + 2 } else { END },
+    })
+}
+
+/// Where a lookup in one trie starts once the request's first segment is known.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Start {
+    /// At the root, which has a `[param]` or match-all slot the first segment may take.
+    Root,
+    /// Past the first segment's literal edge, at the node it leads to (and its slots).
+    After(u32, Node),
+    /// Nowhere: no template of the trie can match a path with that first segment.
+    Nothing,
 }
 
 /// The literal edges of a trie in one open-addressed array (linear probing; at most half
@@ -174,8 +203,7 @@ impl<V> Default for SegmentMap<V> {
 }
 
 impl<V> SegmentMap<V> {
-    fn find(segment: &[u8]) -> (u64, u64, impl Fn(&SegmentEntry<V>) -> bool + '_) {
-        let h = head(segment);
+    fn find(segment: &[u8], h: u64) -> (u64, u64, impl Fn(&SegmentEntry<V>) -> bool + '_) {
         let eq = move |(eh, key, _): &SegmentEntry<V>| {
             *eh == h
                 && key.len() == segment.len()
@@ -184,14 +212,21 @@ impl<V> SegmentMap<V> {
         (edge_hash(0, segment, h), h, eq)
     }
 
+    #[cfg(test)]
     pub(crate) fn get(&self, segment: &str) -> Option<&V> {
-        let (hash, _, eq) = Self::find(segment.as_bytes());
+        let (hash, _, eq) = Self::find(segment.as_bytes(), head(segment.as_bytes()));
+        self.table.find(hash, eq).map(|(_, _, v)| v)
+    }
+
+    /// The value of a request's first segment.
+    pub(crate) fn get_first(&self, first: &FirstSegment<'_>) -> Option<&V> {
+        let (hash, _, eq) = Self::find(first.segment, first.head);
         self.table.find(hash, eq).map(|(_, _, v)| v)
     }
 
     /// The value of `segment`, inserted with `make` if absent.
     pub(crate) fn entry(&mut self, segment: &str, make: impl FnOnce() -> V) -> &mut V {
-        let (hash, h, eq) = Self::find(segment.as_bytes());
+        let (hash, h, eq) = Self::find(segment.as_bytes(), head(segment.as_bytes()));
         let rehash = |(eh, key, _): &SegmentEntry<V>| edge_hash(0, key.as_bytes(), *eh);
         let entry = self
             .table
@@ -477,6 +512,49 @@ impl PathTrie {
     ///
     /// The path is split as the walk goes, so only the segments the trie can use are read; a
     /// path of any depth costs at most the trie's depth in steps.
+    pub(crate) fn lookup(&self, path: &str) -> Option<TrieMatch> {
+        let bytes = path.as_bytes();
+        if bytes.first() != Some(&b'/') || u32::try_from(bytes.len()).is_err() {
+            return None;
+        }
+        // `/` has no segments; otherwise the first starts after the slash
+        self.walk(
+            bytes,
+            0,
+            self.root,
+            0,
+            if bytes.len() == 1 { END } else { 1 },
+        )
+    }
+
+    /// Where a lookup of a path whose first segment is `first` starts (see [`Start`]).
+    pub(crate) fn start(&self, first: &str) -> Start {
+        if self.root.param != NONE || self.root.catch_all != NONE {
+            return Start::Root;
+        }
+        self.edge(0, first)
+            .map_or(Start::Nothing, |e| Start::After(e.child, e.to))
+    }
+
+    /// [`lookup`](Self::lookup) of `path`, whose first segment is `first`, from `start`
+    /// (which [`start`](Self::start) gave for that segment): the same answer, without
+    /// matching the first segment again.
+    pub(crate) fn lookup_from(
+        &self,
+        start: Start,
+        path: &str,
+        first: &FirstSegment<'_>,
+    ) -> Option<TrieMatch> {
+        match start {
+            Start::Root => self.lookup(path),
+            Start::After(node, n) => self.walk(path.as_bytes(), node, n, 1, first.next),
+            Start::Nothing => None,
+        }
+    }
+
+    /// The walk from `node` (with slots `n`), at segment number `depth`, which starts at byte
+    /// `at` of the path (`END` past the last one). The path starts with `/` and is under
+    /// 4 GiB.
     ///
     /// The walk is depth-first in priority order (literal before parameter, segment by
     /// segment): it finds the first full match and, on the way, the deepest match-all template
@@ -484,15 +562,10 @@ impl PathTrie {
     /// match-all template met after it can neither be longer nor rank higher. It runs as a
     /// loop: where a node has both a literal edge for the segment and a `[param]` child, the
     /// parameter branch is put aside and taken up only if the literal branch finds nothing.
-    pub(crate) fn lookup(&self, path: &str) -> Option<TrieMatch> {
-        let bytes = path.as_bytes();
-        if bytes.first() != Some(&b'/') || u32::try_from(bytes.len()).is_err() {
-            return None;
-        }
+    fn walk(&self, bytes: &[u8], node: u32, n: Node, depth: u32, at: usize) -> Option<TrieMatch> {
         // Where the walk stands: the node and its slots, its segment number, and where that
-        // segment starts in the path (`END` past the last one; `/` has no segments).
-        let (mut node, mut n, mut depth) = (0u32, self.root, 0u32);
-        let mut at = if bytes.len() == 1 { END } else { 1 };
+        // segment starts in the path.
+        let (mut node, mut n, mut depth, mut at) = (node, n, depth, at);
         // How many parameters are on the way to the node, and the first of them.
         let mut params = 0u32;
         let mut first = FirstParam { depth: 0, at: 0 };
@@ -913,8 +986,14 @@ mod tests {
                 }
             }
             let mut t = PathTrie::default();
+            // the same templates but those a first segment cannot reach past a literal edge,
+            // so `lookup_from` starts after it
+            let mut literal_first = PathTrie::default();
             for (i, tpl) in templates.iter().enumerate() {
                 t.insert(tpl, i).unwrap();
+                if let Some(Segment::Literal(_)) = tpl.segments().first() {
+                    literal_first.insert(tpl, i).unwrap();
+                }
             }
             for _ in 0..200 {
                 let mut path = String::new();
@@ -924,6 +1003,16 @@ mod tests {
                 }
                 if path.is_empty() {
                     path.push('/');
+                }
+                if let Some(first) = first_segment(&path) {
+                    let segment = std::str::from_utf8(first.segment).unwrap();
+                    for trie in [&t, &literal_first] {
+                        assert_eq!(
+                            trie.lookup_from(trie.start(segment), &path, &first),
+                            trie.lookup(&path),
+                            "{path:?}"
+                        );
+                    }
                 }
                 let want = reference(&templates, &path);
                 let got = t
