@@ -246,7 +246,9 @@ async fn reference_db(name: &str) -> (TempDb, Vec<u8>, (Loaded, Vec<Change>)) {
 
 /// How a damaged file is opened: plainly (each record verified as it is read) or with redb's
 /// whole-file integrity check first.
-const OPENS: [(&str, fn(&Path) -> Result<RedbStore, StoreError>); 2] = [
+type Open = fn(&Path) -> Result<RedbStore, StoreError>;
+
+const OPENS: [(&str, Open); 2] = [
     ("open", |p| RedbStore::open(p)),
     ("open_verified", |p| RedbStore::open_verified(p)),
 ];
@@ -263,7 +265,7 @@ async fn refused_or_intact(bytes: &[u8], expected: &(Loaded, Vec<Change>), what:
 }
 
 async fn refused_or_intact_by(
-    open: fn(&Path) -> Result<RedbStore, StoreError>,
+    open: Open,
     bytes: &[u8],
     expected: &(Loaded, Vec<Change>),
     what: &str,

@@ -172,7 +172,7 @@ mod tests {
             }),
             Entity::Authorization(Authorization {
                 app_id: app.id.clone(),
-                api_id: api.id.clone(),
+                api_id: api.id,
                 stage: Stage::TEST,
                 expires_at: Some(jiff::Timestamp::from_second(1_900_000_000).unwrap()),
                 created_at: jiff::Timestamp::UNIX_EPOCH,
