@@ -44,6 +44,7 @@ struct Config {
     admin_token: Option<String>,
     admin_body_limit: Option<usize>,
     commit_sync: CommitSync,
+    verify_on_open: bool,
 }
 
 const USAGE: &str =
@@ -57,7 +58,10 @@ const USAGE: &str =
                   (env STAGEGATE_ADMIN_BODY_LIMIT, default 1 MiB)
   --commit-sync two-phase|one-phase  fsyncs per store commit: two (default; damage to the last
                   commit is refused at start) or one (faster changes on a slow disk; a damaged
-                  last commit is rolled back instead) (env STAGEGATE_COMMIT_SYNC)";
+                  last commit is rolled back instead) (env STAGEGATE_COMMIT_SYNC)
+  --verify-on-open  verify every page of the data file before starting (redb's integrity check:
+                  a read of the whole file; without it every record is still verified as it is
+                  loaded) (env STAGEGATE_VERIFY_ON_OPEN=1)";
 
 fn parse_args() -> Result<Config, String> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -68,6 +72,7 @@ fn parse_args() -> Result<Config, String> {
         admin_token: env("STAGEGATE_ADMIN_TOKEN"),
         admin_body_limit: None,
         commit_sync: CommitSync::default(),
+        verify_on_open: env("STAGEGATE_VERIFY_ON_OPEN").is_some_and(|v| v != "0"),
     };
     if let Some(v) = env("STAGEGATE_COMMIT_SYNC") {
         cfg.commit_sync = parse_commit_sync(&v)?;
@@ -106,6 +111,7 @@ fn parse_args() -> Result<Config, String> {
                 );
             }
             "--commit-sync" => cfg.commit_sync = parse_commit_sync(&value()?)?,
+            "--verify-on-open" if inline.is_none() => cfg.verify_on_open = true,
             _ => return Err(format!("unknown argument `{arg}`")),
         }
     }
@@ -200,7 +206,12 @@ async fn run(cfg: Config) -> Result<(), String> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", cfg.data_dir.display()))?;
     let db = cfg.data_dir.join(DB_FILE);
-    let store = RedbStore::open(&db)
+    let open = if cfg.verify_on_open {
+        RedbStore::open_verified
+    } else {
+        RedbStore::open
+    };
+    let store = open(&db)
         .map_err(|e| {
             format!(
                 "cannot open the data file {}: {} (the gateway refuses to start rather than lose data; restore a backup or move the file away)",

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use stagegate::store::{
     Change, CommitSync, Deployment, Entity, EntityKind, Expect, Key, Loaded, RedbStore, Store,
-    StoreError, Write,
+    StoreError, Versioned, Write,
 };
 use stagegate::{ApiDefinition, BackendId, Group, GroupId, Stage};
 
@@ -244,12 +244,35 @@ async fn reference_db(name: &str) -> (TempDb, Vec<u8>, (Loaded, Vec<Change>)) {
     (db, bytes, contents)
 }
 
-/// Opens `bytes` as a database: either it is refused, or it reads back exactly `expected`.
-/// Returns whether it was refused.
+/// How a damaged file is opened: plainly (each record verified as it is read) or with redb's
+/// whole-file integrity check first.
+type Open = fn(&Path) -> Result<RedbStore, StoreError>;
+
+const OPENS: [(&str, Open); 2] = [
+    ("open", |p| RedbStore::open(p)),
+    ("open_verified", |p| RedbStore::open_verified(p)),
+];
+
+/// Opens `bytes` as a database both ways: either it is refused (at open or when read), or it
+/// reads back exactly `expected`. Returns whether it was refused; both ways must agree on that
+/// when the data itself is damaged, and `open_verified` may refuse more (redb's own pages).
 async fn refused_or_intact(bytes: &[u8], expected: &(Loaded, Vec<Change>), what: &str) -> bool {
+    let mut refused = false;
+    for (how, open) in OPENS {
+        refused |= refused_or_intact_by(open, bytes, expected, &format!("{what} ({how})")).await;
+    }
+    refused
+}
+
+async fn refused_or_intact_by(
+    open: Open,
+    bytes: &[u8],
+    expected: &(Loaded, Vec<Change>),
+    what: &str,
+) -> bool {
     let db = TempDb::new("damaged");
     std::fs::write(db.path(), bytes).unwrap();
-    match RedbStore::open(db.path()) {
+    match open(db.path()) {
         Err(StoreError::Corrupt { .. }) => true,
         Err(e) => panic!("{what}: refused, but not as Corrupt: {e:?}"),
         Ok(s) => {
@@ -327,10 +350,13 @@ async fn flipped_bytes_are_refused_or_harmless() {
     for &i in &hits {
         damaged[i + 3] ^= 0x01;
     }
-    assert!(
-        refused_or_intact(&damaged, &expected, "flip in the record").await,
-        "a flipped byte in a live record was not noticed"
-    );
+    // Each way on its own: the plain open by the record's checksum, the verified one by redb's.
+    for (how, open) in OPENS {
+        assert!(
+            refused_or_intact_by(open, &damaged, &expected, "flip in the record").await,
+            "a flipped byte in a live record was not noticed ({how})"
+        );
+    }
 }
 
 #[tokio::test]
@@ -367,6 +393,7 @@ async fn a_foreign_redb_database_is_refused() {
 
 const META: redb::TableDefinition<'static, &str, u64> = redb::TableDefinition::new("meta");
 const RECORDS: redb::TableDefinition<'static, &str, &[u8]> = redb::TableDefinition::new("records");
+const LOG: redb::TableDefinition<'static, (u64, u32), &[u8]> = redb::TableDefinition::new("log");
 
 /// Changes the file behind the store's back, through redb.
 fn tamper(path: &Path, f: impl FnOnce(&redb::WriteTransaction)) {
@@ -383,13 +410,13 @@ fn an_unknown_schema_version_is_refused() {
     tamper(db.path(), |t| {
         t.open_table(META)
             .unwrap()
-            .insert("schema_version", 2)
+            .insert("schema_version", 3)
             .unwrap();
     });
     match RedbStore::open(db.path()) {
         Err(StoreError::Corrupt { key, reason }) => {
             assert!(key.ends_with("meta/schema_version"), "{key}");
-            assert!(reason.contains("schema version 2"), "{reason}");
+            assert!(reason.contains("schema version 3"), "{reason}");
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
@@ -449,6 +476,80 @@ async fn an_undecodable_record_is_corrupt_and_names_its_key() {
     });
     let s = RedbStore::open(db.path()).unwrap();
     assert!(matches!(s.get(&key).await, Err(StoreError::Corrupt { key: k, .. }) if k == name));
+}
+
+/// A file of schema version 1 (records and change feed in JSON, as stagegate wrote them before
+/// the binary format) opens, reads back, takes new writes, and is marked version 2.
+#[tokio::test]
+async fn a_json_file_of_schema_version_1_still_works() {
+    let db = TempDb::new("json-v1");
+    drop(RedbStore::open(db.path()).unwrap());
+    let (a, b) = (group("group_json_a"), group("group_json_b"));
+    let records: Vec<Versioned<Entity>> = [(&a, 1), (&b, 2)]
+        .into_iter()
+        .map(|(g, version)| Versioned {
+            value: Entity::Group(g.clone()),
+            version,
+        })
+        .collect();
+    let feed: Vec<Change> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Change {
+            revision: i as u64 + 1,
+            key: r.value.key(),
+            value: Some(r.clone()),
+        })
+        .collect();
+    tamper(db.path(), |t| {
+        let mut meta = t.open_table(META).unwrap();
+        meta.insert("schema_version", 1).unwrap();
+        meta.insert("revision", 2).unwrap();
+        let mut table = t.open_table(RECORDS).unwrap();
+        for r in &records {
+            let json = serde_json::to_vec(r).unwrap();
+            table
+                .insert(r.value.key().to_string().as_str(), json.as_slice())
+                .unwrap();
+        }
+        let mut log = t.open_table(LOG).unwrap();
+        for c in &feed {
+            log.insert((c.revision, 0), serde_json::to_vec(c).unwrap().as_slice())
+                .unwrap();
+        }
+    });
+    let s = RedbStore::open(db.path()).expect("a version 1 file opens");
+    let (loaded, changes) = snapshot(&s).await;
+    let mut expected = records.clone();
+    expected.sort_by_key(|r| r.value.key());
+    assert_eq!(loaded.records, expected);
+    assert_eq!(loaded.revision, 2);
+    assert_eq!(changes, feed);
+    // A JSON record is updated in place (its version read from the JSON), and reads back.
+    let mut renamed = b.clone();
+    renamed.description = Some("now binary".into());
+    s.commit(vec![Write::put(
+        Entity::Group(renamed.clone()),
+        Expect::Version(2),
+    )])
+    .await
+    .expect("update a JSON record");
+    let got = s.get(&Key::group(&b.id)).await.unwrap().unwrap();
+    assert_eq!((got.value, got.version), (Entity::Group(renamed), 3));
+    assert_eq!(s.changes_since(2, 10).await.unwrap().len(), 1);
+    drop(s);
+    // The file now says version 2; it reopens either way.
+    let d = redb::Database::open(db.path()).unwrap();
+    let version = {
+        use redb::ReadableDatabase as _;
+        let t = d.begin_read().unwrap();
+        let meta = t.open_table(META).unwrap();
+        meta.get("schema_version").unwrap().unwrap().value()
+    };
+    assert_eq!(version, 2);
+    drop(d);
+    let s = RedbStore::open_verified(db.path()).unwrap();
+    assert_eq!(s.load().await.unwrap().records.len(), 2);
 }
 
 fn deployment(version: &str) -> Deployment {

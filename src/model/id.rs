@@ -101,11 +101,38 @@ macro_rules! hex_id {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                Self::parse(&s).map_err(serde::de::Error::custom)
+                deserialize_parsed(d, concat!("a ", stringify!($name)), Self::parse)
             }
         }
     };
+}
+
+/// Deserializes a value kept as a string with `parse`, straight from the `&str` the format
+/// hands over: unlike going through a `String` or a `Cow<str>` (serde always makes that one owned),
+/// nothing is allocated before `parse` builds the value. Records repeat ids and stages many times,
+/// so this is a large share of decoding them at start-up.
+pub(crate) fn deserialize_parsed<'de, D, T>(
+    d: D,
+    expecting: &'static str,
+    parse: fn(&str) -> Result<T, ValidationError>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct Parsed<T> {
+        expecting: &'static str,
+        parse: fn(&str) -> Result<T, ValidationError>,
+    }
+    impl<T> serde::de::Visitor<'_> for Parsed<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+            (self.parse)(v).map_err(E::custom)
+        }
+    }
+    d.deserialize_str(Parsed { expecting, parse })
 }
 
 /// Shortens user input quoted in error messages.

@@ -226,8 +226,7 @@ impl Serialize for PathTemplate {
 
 impl<'de> Deserialize<'de> for PathTemplate {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Self::parse(&s).map_err(serde::de::Error::custom)
+        super::id::deserialize_parsed(d, "a path template", Self::parse)
     }
 }
 

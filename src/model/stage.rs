@@ -121,8 +121,7 @@ impl Serialize for Stage {
 
 impl<'de> Deserialize<'de> for Stage {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Self::parse(&s).map_err(serde::de::Error::custom)
+        super::id::deserialize_parsed(d, "a stage name", Self::parse)
     }
 }
 

@@ -233,4 +233,97 @@ impl Entity {
             Self::VpcAccess(v) => Key::vpc_access(&v.id),
         }
     }
+
+    /// Whether `key`, a [`Key`] as displayed (`kind/id`), is this record's key: what
+    /// `self.key().to_string() == key` says, without building either (a store checks this for
+    /// every record it reads).
+    pub(crate) fn has_key(&self, key: &str) -> bool {
+        let mut matcher = KeyMatcher { rest: key };
+        self.write_key(&mut matcher).is_ok() && matcher.rest.is_empty()
+    }
+
+    /// Writes the record's key as [`Key`]'s `Display` does.
+    fn write_key(&self, w: &mut impl fmt::Write) -> fmt::Result {
+        let kind = match self {
+            Self::Backend(_) => EntityKind::Backend,
+            Self::Group(_) => EntityKind::Group,
+            Self::Api(_) => EntityKind::Api,
+            Self::Deployment(_) => EntityKind::Deployment,
+            Self::Publication(_) => EntityKind::Publication,
+            Self::App(_) => EntityKind::App,
+            Self::Authorization(_) => EntityKind::Authorization,
+            Self::VpcAccess(_) => EntityKind::VpcAccess,
+        };
+        w.write_str(kind.as_str())?;
+        w.write_char('/')?;
+        match self {
+            Self::Backend(b) => write!(w, "{}", b.id),
+            Self::Group(g) => write!(w, "{}", g.id),
+            Self::Api(a) => write!(w, "{}", a.id),
+            Self::Deployment(d) => write!(w, "{}:{}:{}", d.api_id, d.stage, d.version),
+            Self::Publication(p) => write!(w, "{}:{}", p.api_id, p.stage),
+            Self::App(a) => write!(w, "{}", a.id),
+            Self::Authorization(a) => write!(w, "{}:{}:{}", a.app_id, a.api_id, a.stage),
+            Self::VpcAccess(v) => write!(w, "{}", v.id),
+        }
+    }
+}
+
+/// A `fmt::Write` that consumes an expected string and fails at the first difference.
+struct KeyMatcher<'a> {
+    rest: &'a str,
+}
+
+impl fmt::Write for KeyMatcher<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.rest = self.rest.strip_prefix(s).ok_or(fmt::Error)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn has_key_agrees_with_key() {
+        let group = Group::new("shop_api").unwrap();
+        let api = ApiDefinition::builder(
+            group.id.clone(),
+            "getUser",
+            "GET",
+            "/users",
+            BackendId::generate(),
+        )
+        .unwrap();
+        let entities = [
+            Entity::Group(group),
+            Entity::Deployment(Deployment {
+                api_id: api.id.clone(),
+                stage: Stage::PRE,
+                version: "20260101000000000".into(),
+                description: None,
+                deployed_at: Timestamp::UNIX_EPOCH,
+                snapshot: api.clone(),
+            }),
+            Entity::Publication(Publication {
+                api_id: api.id.clone(),
+                stage: Stage::TEST,
+                version: "20260101000000000".into(),
+            }),
+            Entity::Api(api),
+        ];
+        for e in &entities {
+            let key = e.key().to_string();
+            assert!(e.has_key(&key), "{key}");
+            assert!(!e.has_key(&key[..key.len() - 1]), "{key} shortened");
+            assert!(!e.has_key(&format!("{key}0")), "{key} lengthened");
+            for other in &entities {
+                if other != e {
+                    assert!(!other.has_key(&key), "{key}");
+                }
+            }
+        }
+        assert!(!entities[0].has_key(""));
+    }
 }

@@ -26,6 +26,8 @@
 //! # });
 //! ```
 
+#[cfg(feature = "redb")]
+mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod entity;
