@@ -237,8 +237,8 @@ async fn run(cfg: Config) -> Result<(), String> {
     let data_listener = TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
-    let admin_listener = TcpListener::bind(&cfg.admin_listen)
-        .await
+    let admin_listener = std::net::TcpListener::bind(&cfg.admin_listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.admin_listen))?;
     let data_addr = data_listener.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
@@ -255,6 +255,13 @@ async fn run(cfg: Config) -> Result<(), String> {
     println!("stagegate admin API listening on http://{admin_addr}");
     println!("stagegate data in {}", db.display());
     tracing::info!(%data_addr, %admin_addr, data = %db.display(), "stagegate started");
+
+    // The admin API runs on a thread and runtime of its own: a console change (and the snapshot
+    // rebuild and durable commit it makes) is answered promptly while the data plane runs flat
+    // out, and never holds up a data-plane worker.
+    let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
+    let admin_thread = spawn_admin(admin_listener, admin, admin_stopped)
+        .map_err(|e| format!("cannot start the admin API: {e}"))?;
 
     let graceful = GracefulShutdown::new();
     let builder = Builder::new(TokioExecutor::new());
@@ -280,30 +287,71 @@ async fn run(cfg: Config) -> Result<(), String> {
                     }
                 });
             }
-            accepted = admin_listener.accept() => {
-                let Ok((stream, _peer)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
-                let svc = TowerToHyperService::new(admin.clone());
-                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "admin connection ended with an error");
-                    }
-                });
-            }
         }
     }
     drop(data_listener);
-    drop(admin_listener);
+    let _ = stop_admin.send(true);
     tracing::info!("shutting down: letting in-flight requests finish");
+    drain(graceful).await;
+    // the admin thread drains its own connections within the same 30 s
+    let _ = tokio::task::spawn_blocking(move || admin_thread.join()).await;
+    Ok(())
+}
+
+/// Waits up to 30 s for the watched connections to finish.
+async fn drain(graceful: GracefulShutdown) {
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(Duration::from_secs(30)) => {
             tracing::warn!("in-flight requests did not finish within 30 s");
         }
     }
-    Ok(())
+}
+
+/// Serves the admin API on its own thread with a single-threaded runtime, until `stop` turns
+/// true; then lets its connections finish.
+fn spawn_admin(
+    listener: std::net::TcpListener,
+    admin: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("stagegate-admin".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the admin API cannot listen");
+                        return;
+                    }
+                };
+                let graceful = GracefulShutdown::new();
+                let builder = Builder::new(TokioExecutor::new());
+                loop {
+                    tokio::select! {
+                        _ = stop.wait_for(|stop| *stop) => break,
+                        accepted = listener.accept() => {
+                            let Ok((stream, _peer)) = accepted else { continue };
+                            let _ = stream.set_nodelay(true);
+                            let svc = TowerToHyperService::new(admin.clone());
+                            let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                            let conn = graceful.watch(conn);
+                            tokio::spawn(async move {
+                                if let Err(e) = conn.await {
+                                    tracing::debug!(error = %e, "admin connection ended with an error");
+                                }
+                            });
+                        }
+                    }
+                }
+                drop(listener);
+                drain(graceful).await;
+            });
+        })
 }
 
 /// Resolves on Ctrl-C or SIGTERM. The handlers are installed before this returns, so a signal
