@@ -295,7 +295,11 @@ impl RouteTable {
         RouteMatch {
             table: Arc::clone(self),
             index: m.index,
-            tail: smallvec::SmallVec::from_slice(&path.as_bytes()[tail_at..]),
+            // a static route keeps nothing: no copy at all
+            tail: match &path.as_bytes()[tail_at..] {
+                [] => smallvec::SmallVec::new(),
+                tail => smallvec::SmallVec::from_slice(tail),
+            },
             tail_depth,
             // the path is under 4 GiB (the trie checked)
             rest_at: m
