@@ -280,12 +280,7 @@ async fn run(cfg: Config) -> Result<(), String> {
                     gw.clone().oneshot(req)
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "data plane connection ended with an error");
-                    }
-                });
+                spawn_connection(graceful.watch(conn), "data plane");
             }
         }
     }
@@ -296,6 +291,18 @@ async fn run(cfg: Config) -> Result<(), String> {
     // the admin thread drains its own connections within the same 30 s
     let _ = tokio::task::spawn_blocking(move || admin_thread.join()).await;
     Ok(())
+}
+
+/// Runs one served connection as a task of its own; how it ended is logged at debug level.
+fn spawn_connection<E: std::fmt::Display>(
+    conn: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
+    what: &'static str,
+) {
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "{what} connection ended with an error");
+        }
+    });
 }
 
 /// Waits up to 30 s for the watched connections to finish.
@@ -339,12 +346,7 @@ fn spawn_admin(
                             let _ = stream.set_nodelay(true);
                             let svc = TowerToHyperService::new(admin.clone());
                             let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                            let conn = graceful.watch(conn);
-                            tokio::spawn(async move {
-                                if let Err(e) = conn.await {
-                                    tracing::debug!(error = %e, "admin connection ended with an error");
-                                }
-                            });
+                            spawn_connection(graceful.watch(conn), "admin");
                         }
                     }
                 }

@@ -730,44 +730,43 @@ mod tests {
             }
             (len, head)
         }
-        // Every string of up to 11 bytes over an alphabet with the slash, a byte just below
-        // and above it, a NUL, a high byte and a letter, in every position.
+        each_string(11, 7, |buf| {
+            assert_eq!(scan(buf), reference(buf), "{buf:?}")
+        });
+    }
+
+    /// Calls `f` with every string of up to `max_len` bytes over an alphabet with the slash, a
+    /// byte just below and above it, a NUL, a high byte and a letter: every combination in the
+    /// first `full` positions, and beyond them varied only by position, so the count stays
+    /// small.
+    fn each_string(max_len: u32, full: u32, mut f: impl FnMut(&[u8])) {
         let alphabet = [b'/', b'.', b'0', 0, 0xff, b'a'];
         let mut buf = Vec::new();
-        for len in 0..=11u32 {
-            let count = 6usize.pow(len.min(7));
-            for n in 0..count {
+        for len in 0..=max_len {
+            for n in 0..6usize.pow(len.min(full)) {
                 buf.clear();
                 let mut k = n;
                 for i in 0..len {
-                    // beyond 7 positions, vary only by position so the count stays small
-                    let d = if i < 7 { k % 6 } else { (n + i as usize) % 6 };
+                    let d = if i < full {
+                        k % 6
+                    } else {
+                        (n + i as usize) % 6
+                    };
                     k /= 6;
                     buf.push(alphabet[d]);
                 }
-                assert_eq!(scan(&buf), reference(&buf), "{buf:?}");
+                f(&buf);
             }
         }
     }
 
     #[test]
     fn scan_at_matches_scan_at_every_offset() {
-        let alphabet = [b'/', b'.', b'0', 0, 0xff, b'a'];
-        let mut buf = Vec::new();
-        for len in 0..=10u32 {
-            for n in 0..6usize.pow(len.min(6)) {
-                buf.clear();
-                let mut k = n;
-                for i in 0..len {
-                    let d = if i < 6 { k % 6 } else { (n + i as usize) % 6 };
-                    k /= 6;
-                    buf.push(alphabet[d]);
-                }
-                for at in 0..=buf.len() {
-                    assert_eq!(scan_at(&buf, at), scan(&buf[at..]), "{buf:?} at {at}");
-                }
+        each_string(10, 6, |buf| {
+            for at in 0..=buf.len() {
+                assert_eq!(scan_at(buf, at), scan(&buf[at..]), "{buf:?} at {at}");
             }
-        }
+        });
     }
 
     #[test]
