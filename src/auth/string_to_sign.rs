@@ -366,7 +366,7 @@ fn raw_pairs(input: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     std::iter::from_fn(move || {
         loop {
             let r = rest?;
-            let pair = match memchr::memchr(b'&', r) {
+            let pair = match find_byte(b'&', r) {
                 Some(i) => {
                     rest = Some(&r[i + 1..]);
                     &r[..i]
@@ -377,13 +377,42 @@ fn raw_pairs(input: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
                 }
             };
             if !pair.is_empty() {
-                return Some(match memchr::memchr(b'=', pair) {
+                return Some(match find_byte(b'=', pair) {
                     Some(i) => (&pair[..i], &pair[i + 1..]),
                     None => (pair, &[][..]),
                 });
             }
         }
     })
+}
+
+/// The first `needle` in `hay`. Keys and values are short, so the first 32 bytes are searched
+/// eight at a time in registers (the zero-byte test on `word ^ needle * 0x01..01`: borrows run
+/// only upwards, so the lowest flagged byte is exact), without a call; only the rest of a longer
+/// input goes to `memchr`.
+#[inline]
+fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let pattern = ONES * u64::from(needle);
+    let mut at = 0;
+    while at < 32
+        && let Some(chunk) = hay[at..].first_chunk::<8>()
+    {
+        let x = u64::from_le_bytes(*chunk) ^ pattern;
+        let found = x.wrapping_sub(ONES) & !x & HIGHS;
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let rest = &hay[at..];
+    if rest.len() < 8 {
+        rest.iter().position(|&b| b == needle)
+    } else {
+        memchr::memchr(needle, rest)
+    }
+    .map(|i| at + i)
 }
 
 /// `application/x-www-form-urlencoded` pairs, exactly as `form_urlencoded::parse` yields
@@ -438,7 +467,7 @@ fn decode_into(out: &mut Vec<u8>, input: &[u8]) {
         return;
     }
     let len = buf.len();
-    let mut r = memchr::memchr(b'%', buf).unwrap_or(len);
+    let mut r = find_byte(b'%', buf).unwrap_or(len);
     let mut w = r;
     while r < len {
         // `buf[r]` is a `%`.
@@ -454,7 +483,7 @@ fn decode_into(out: &mut Vec<u8>, input: &[u8]) {
         }
         w += 1;
         // The plain run up to the next `%`, moved down over the bytes escapes freed.
-        let next = memchr::memchr(b'%', &buf[r..]).map_or(len, |i| r + i);
+        let next = find_byte(b'%', &buf[r..]).map_or(len, |i| r + i);
         buf.copy_within(r..next, w);
         w += next - r;
         r = next;
@@ -473,6 +502,27 @@ mod tests {
             h.append(*k, HeaderValue::from_static(v));
         }
         h
+    }
+
+    #[test]
+    fn find_byte_finds_the_first() {
+        // every length across the word and memchr boundaries, the needle at every position,
+        // with bytes just below and above it and a high byte around
+        for len in 0..80 {
+            for at in 0..=len {
+                let mut hay: Vec<u8> = (0..len)
+                    .map(|i| [b'%' - 1, b'%' + 1, 0x80 | b'%', 0][i % 4])
+                    .collect();
+                if at < len {
+                    hay[at] = b'%';
+                    if at + 3 < len {
+                        hay[at + 3] = b'%';
+                    }
+                }
+                let want = hay.iter().position(|&b| b == b'%');
+                assert_eq!(find_byte(b'%', &hay), want, "len {len} at {at}");
+            }
+        }
     }
 
     proptest::proptest! {
