@@ -581,7 +581,7 @@ async fn the_client_address_comes_from_the_service_unless_the_request_carries_on
     f.cp.set_stage_definition(&f.backend.id, Stage::RELEASE, http(up))
         .await
         .unwrap();
-    let a = f.api("who", "GET", "/who", |_| {}).await;
+    let a = f.api("whoAmI", "GET", "/who", |_| {}).await;
     f.cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();
     let per_connection = f
         .layer()

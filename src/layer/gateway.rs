@@ -435,6 +435,10 @@ fn client_addr<B>(req: &Request<B>) -> Option<SocketAddr> {
         .or_else(|| req.extensions().get::<SocketAddr>().copied())
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's facts, passed as they are: a struct for them would only be unpacked here"
+)]
 async fn pipeline<B>(
     shared: &Shared,
     snapshot: &Snapshot,
