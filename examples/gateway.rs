@@ -28,7 +28,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use stagegate::admin::AdminApi;
 use stagegate::store::{CommitSync, RedbStore};
-use stagegate::{ClientAddr, ControlPlane, GatewayLayer, Secret};
+use stagegate::{ControlPlane, GatewayLayer, Secret};
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
@@ -274,9 +274,9 @@ async fn run(cfg: Config) -> Result<(), String> {
                 // Like nginx's `tcp_nodelay on`: a response written in pieces (a streamed body)
                 // must not wait for the client's delayed ACK. Upstream sockets have it too.
                 let _ = stream.set_nodelay(true);
-                let gw = gateway.clone();
-                let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                    req.extensions_mut().insert(ClientAddr(peer));
+                // The peer is set once per connection, not as an extension of each request.
+                let gw = gateway.clone().with_client_addr(peer);
+                let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                     gw.clone().oneshot(req)
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();

@@ -573,3 +573,29 @@ async fn hot_swaps_under_load_never_fail_a_request() {
         "both upstreams served"
     );
 }
+
+#[tokio::test]
+async fn the_client_address_comes_from_the_service_unless_the_request_carries_one() {
+    let up = upstream("a").await;
+    let f = fixture(BackendKind::Http).await;
+    f.cp.set_stage_definition(&f.backend.id, Stage::RELEASE, http(up))
+        .await
+        .unwrap();
+    let a = f.api("whoAmI", "GET", "/who", |_| {}).await;
+    f.cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();
+    let per_connection = f
+        .layer()
+        .standalone()
+        .with_client_addr(([203, 0, 113, 9], 40000).into());
+
+    let got = oneshot(per_connection.clone(), get_req("/who")).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert!(got.header("x-ca-request-id").is_some());
+    assert_eq!(got.json()["headers"]["x-forwarded-for"], "203.0.113.9");
+
+    let mut req = get_req("/who");
+    req.extensions_mut()
+        .insert(stagegate::ClientAddr(([198, 51, 100, 7], 5000).into()));
+    let got = oneshot(per_connection, req).await;
+    assert_eq!(got.json()["headers"]["x-forwarded-for"], "198.51.100.7");
+}

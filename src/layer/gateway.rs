@@ -18,7 +18,8 @@ use tower_service::Service;
 use super::auth::{AuthRequest, Authenticator, Caller};
 use super::error::{GatewayError, X_CA_REQUEST_ID};
 use super::new_request_id;
-use crate::model::{AuthType, Protocol, Stage};
+use super::request_id::RequestId;
+use crate::model::{AuthType, Protocol, RequestMode, Stage};
 use crate::proxy::{
     BodyError, BoxError, ForwardContext, GatewayBody, HttpForwarder, collect_limited,
 };
@@ -160,6 +161,7 @@ impl<S> Layer<S> for GatewayLayer {
         Gateway {
             inner,
             shared: Arc::clone(&self.shared),
+            client: None,
         }
     }
 }
@@ -169,9 +171,30 @@ impl<S> Layer<S> for GatewayLayer {
 pub struct Gateway<S> {
     inner: S,
     shared: Arc<Shared>,
+    client: Option<SocketAddr>,
 }
 
 impl<S> Gateway<S> {
+    /// Sets the client's address for every request this service serves that carries no
+    /// [`ClientAddr`] (or [`SocketAddr`]) extension: a host server that makes one service per
+    /// connection can set the peer once here instead of inserting an extension into every
+    /// request (which allocates each time).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::{GatewayLayer, SnapshotHandle};
+    /// let gateway = GatewayLayer::new(SnapshotHandle::default()).standalone();
+    /// // per accepted connection:
+    /// let per_connection = gateway.clone().with_client_addr(([203, 0, 113, 9], 40000).into());
+    /// # let _ = per_connection;
+    /// ```
+    #[must_use]
+    pub fn with_client_addr(mut self, addr: SocketAddr) -> Self {
+        self.client = Some(addr);
+        self
+    }
+
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -286,7 +309,10 @@ where
             });
         };
         let shared = Arc::clone(&self.shared);
-        Box::pin(async move { Ok(serve(shared, snapshot, found, stage, req, start).await) })
+        let client = client_addr(&req).or(self.client);
+        // `serve` boxed as it is, not inside another async block: that would hold a second copy
+        // of the arguments and make the per-request allocation (and its copy) larger.
+        Box::pin(serve(shared, snapshot, found, stage, req, client, start))
     }
 }
 
@@ -298,14 +324,15 @@ struct Trace {
     service_latency: Option<Duration>,
 }
 
-async fn serve<B>(
+async fn serve<B, E>(
     shared: Arc<Shared>,
     snapshot: Arc<Snapshot>,
     found: RouteMatch,
     stage: Stage,
     req: Request<B>,
+    client: Option<SocketAddr>,
     start: Instant,
-) -> Response<GatewayBody>
+) -> Result<Response<GatewayBody>, E>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -322,6 +349,7 @@ where
         &found,
         &stage,
         req,
+        client,
         &request_id,
         &mut trace,
     )
@@ -331,9 +359,8 @@ where
         Err(e) => e.into_response(&request_id),
     };
     let route = &found.route();
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        res.headers_mut().insert(X_CA_REQUEST_ID_NAME.clone(), v);
-    }
+    res.headers_mut()
+        .insert(X_CA_REQUEST_ID_NAME.clone(), request_id.to_header_value());
     let total = start.elapsed();
     if debug {
         let info = serde_json::json!({
@@ -366,7 +393,7 @@ where
         latency_us = total.as_micros() as u64,
         "request"
     );
-    res
+    Ok(res)
 }
 
 /// The body to send to the backend: the mapped replacement, else the buffered body, else the
@@ -383,6 +410,24 @@ fn backend_body(
     }
 }
 
+/// Inserts every header of `added` into `headers`, as [`HeaderMap::insert`] per name (replacing
+/// what `headers` had under it), keeping `added`'s repeated values.
+fn insert_all(headers: &mut http::HeaderMap, added: http::HeaderMap) {
+    let mut last: Option<HeaderName> = None;
+    for (name, value) in added {
+        match (name, &last) {
+            (Some(name), _) => {
+                headers.insert(name.clone(), value);
+                last = Some(name);
+            }
+            (None, Some(name)) => {
+                headers.append(name, value);
+            }
+            (None, None) => {}
+        }
+    }
+}
+
 fn client_addr<B>(req: &Request<B>) -> Option<SocketAddr> {
     req.extensions()
         .get::<ClientAddr>()
@@ -390,13 +435,18 @@ fn client_addr<B>(req: &Request<B>) -> Option<SocketAddr> {
         .or_else(|| req.extensions().get::<SocketAddr>().copied())
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's facts, passed as they are: a struct for them would only be unpacked here"
+)]
 async fn pipeline<B>(
     shared: &Shared,
     snapshot: &Snapshot,
     found: &RouteMatch,
     stage: &Stage,
     req: Request<B>,
-    request_id: &str,
+    client: Option<SocketAddr>,
+    request_id: &RequestId,
     trace: &mut Trace,
 ) -> Result<Response<GatewayBody>, GatewayError>
 where
@@ -432,8 +482,7 @@ where
     {
         return Err(GatewayError::body_too_large());
     }
-    let client = client_addr(&req);
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
 
     // Buffer the body only where a later step needs it.
     let needs_auth = api.auth == AuthType::App;
@@ -451,6 +500,9 @@ where
                 ));
             }
         }
+    } else if body.is_end_stream() {
+        // Nothing to stream (most GETs): an empty body, without boxing the client's.
+        (None, Some(GatewayBody::empty()))
     } else {
         (
             None,
@@ -514,11 +566,30 @@ where
         form_body: buffered.as_deref(),
     };
     // A mock answers from its own definition and never sees the mapped request: map it for
-    // the checks (their errors still answer) without copying the client's headers.
+    // the checks (their errors still answer) without copying the client's headers. An HTTP
+    // backend behind PASSTHROUGH gets the client's headers as they are: they are moved into
+    // the backend request below instead of copied here.
     let client_headers = !matches!(route.target, BackendTarget::Mock { .. });
-    let mapped =
+    let move_headers = matches!(route.target, BackendTarget::Http { .. })
+        && api.request.mode == RequestMode::Passthrough;
+    let map = |client_headers| {
         crate::mapping::map_request_with(api, &route.compiled, &input, &sys, client_headers)
-            .map_err(|e| GatewayError::new(e.code(), e.status(), e.wire_message()))?;
+            .map_err(|e| GatewayError::new(e.code(), e.status(), e.wire_message()))
+    };
+    let mut mapped = map(client_headers && !move_headers)?;
+    let original_host = parts.headers.get(header::HOST).cloned();
+    if move_headers {
+        if matches!(mapped.body, crate::mapping::BodyAction::Keep) {
+            // Only insertions were made (parameters, Content-Type): the same on the client's
+            // own map, taken rather than copied.
+            let added = std::mem::take(&mut mapped.headers);
+            mapped.headers = std::mem::take(&mut parts.headers);
+            insert_all(&mut mapped.headers, added);
+        } else {
+            // A replaced body also removes headers: map again with a copy (rare).
+            mapped = map(true)?;
+        }
+    }
 
     // Step 6: dispatch.
     let service_start = Instant::now();
@@ -538,29 +609,33 @@ where
             path_prefix,
             timeout_ms,
         } => {
-            let method = match api.backend.method.as_deref() {
-                None | Some("ANY") => parts.method.clone(),
-                Some(m) => {
-                    Method::from_bytes(m.as_bytes()).unwrap_or_else(|_| parts.method.clone())
+            // In a block of its own: the builder and its parts are not kept in the future's
+            // state across the forwarding await.
+            let backend_req = {
+                let method = match api.backend.method.as_deref() {
+                    None | Some("ANY") => parts.method.clone(),
+                    Some(m) => {
+                        Method::from_bytes(m.as_bytes()).unwrap_or_else(|_| parts.method.clone())
+                    }
+                };
+                let path = match path_prefix {
+                    Some(p) => format!("{p}{}", mapped.path_and_query),
+                    None => mapped.path_and_query,
+                };
+                let body = backend_body(mapped.body, buffered, stream);
+                let mut builder = Request::builder().method(method).uri(path);
+                if let Some(h) = builder.headers_mut() {
+                    *h = mapped.headers;
                 }
+                builder.body(body).map_err(|e| {
+                    tracing::warn!(error = %e, "backend request could not be built");
+                    GatewayError::new(
+                        "I400RU",
+                        StatusCode::BAD_REQUEST,
+                        "Invalid Request Uri `backend path`",
+                    )
+                })?
             };
-            let path = match path_prefix {
-                Some(p) => format!("{p}{}", mapped.path_and_query),
-                None => mapped.path_and_query,
-            };
-            let body = backend_body(mapped.body, buffered, stream);
-            let mut builder = Request::builder().method(method).uri(path);
-            if let Some(h) = builder.headers_mut() {
-                *h = mapped.headers;
-            }
-            let backend_req = builder.body(body).map_err(|e| {
-                tracing::warn!(error = %e, "backend request could not be built");
-                GatewayError::new(
-                    "I400RU",
-                    StatusCode::BAD_REQUEST,
-                    "Invalid Request Uri `backend path`",
-                )
-            })?;
             let timeout = Duration::from_millis(u64::from(
                 api.backend.timeout_ms.or(*timeout_ms).unwrap_or(10_000),
             ));
@@ -572,8 +647,8 @@ where
             if let Some(c) = client {
                 ctx = ctx.with_client_addr(c.ip());
             }
-            if let Some(h) = parts.headers.get(header::HOST) {
-                ctx = ctx.with_original_host(h.clone());
+            if let Some(h) = original_host {
+                ctx = ctx.with_original_host(h);
             }
             // Boxed: the forwarding future is large, and inline it would make every request's
             // future (mocks and plugged backends too) a large allocation.
@@ -603,4 +678,33 @@ where
     };
     trace.service_latency = Some(service_start.elapsed());
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn insert_all_replaces_per_name_and_keeps_repeated_values() {
+        let mut client = HeaderMap::new();
+        client.insert("host", HeaderValue::from_static("a.example.com"));
+        client.append("x-lang", HeaderValue::from_static("de"));
+        client.append("x-lang", HeaderValue::from_static("fr"));
+        client.insert("accept", HeaderValue::from_static("*/*"));
+        let mut added = HeaderMap::new();
+        added.insert("x-lang", HeaderValue::from_static("en"));
+        added.append("x-multi", HeaderValue::from_static("1"));
+        added.append("x-multi", HeaderValue::from_static("2"));
+
+        // What mapping onto a copy of the client's headers gives: an insert per name.
+        let mut expected = client.clone();
+        expected.insert("x-lang", HeaderValue::from_static("en"));
+        expected.insert("x-multi", HeaderValue::from_static("1"));
+        expected.append("x-multi", HeaderValue::from_static("2"));
+
+        super::insert_all(&mut client, added);
+        assert_eq!(client, expected);
+        let order: Vec<_> = client.keys().map(|k| k.as_str()).collect();
+        assert_eq!(order, ["host", "x-lang", "accept", "x-multi"]);
+    }
 }
