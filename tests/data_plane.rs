@@ -75,6 +75,20 @@ impl Fixture {
         f(&mut a);
         self.cp.create_api(a).await.unwrap()
     }
+    /// Defines the backend in `stage`.
+    async fn define(&self, stage: Stage, def: StageDefinition) {
+        self.cp
+            .set_stage_definition(&self.backend.id, stage, def)
+            .await
+            .unwrap();
+    }
+    /// Publishes `api` in RELEASE.
+    async fn release(&self, api: &ApiDefinition) {
+        self.cp
+            .publish(&api.id, Stage::RELEASE, None)
+            .await
+            .unwrap();
+    }
     fn layer(&self) -> GatewayLayer {
         GatewayLayer::new(self.cp.snapshot_handle())
     }
@@ -87,11 +101,10 @@ fn get_req(path: &str) -> Request<Full<Bytes>> {
 #[tokio::test]
 async fn misses_fall_through_to_the_inner_axum_app_in_both_mounting_styles() {
     let f = fixture(BackendKind::Mock).await;
-    f.cp.set_stage_definition(&f.backend.id, Stage::RELEASE, mock(200, "from the gateway"))
-        .await
-        .unwrap();
+    f.define(Stage::RELEASE, mock(200, "from the gateway"))
+        .await;
     let a = f.api("gatewayApi", "GET", "/api/hello", |_| {}).await;
-    f.cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();
+    f.release(&a).await;
 
     // style 1: Router::layer
     let app = Router::new()
@@ -152,11 +165,9 @@ async fn misses_fall_through_to_the_inner_axum_app_in_both_mounting_styles() {
 #[tokio::test]
 async fn standalone_on_a_plain_hyper_server_answers_misses_with_i404nf() {
     let f = fixture(BackendKind::Mock).await;
-    f.cp.set_stage_definition(&f.backend.id, Stage::RELEASE, mock(201, "made"))
-        .await
-        .unwrap();
+    f.define(Stage::RELEASE, mock(201, "made")).await;
     let a = f.api("mockApi", "POST", "/things", |_| {}).await;
-    f.cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();
+    f.release(&a).await;
     let addr = serve(f.layer().standalone()).await;
     let c = client();
     let res = c
@@ -245,17 +256,15 @@ async fn stage_is_chosen_by_x_ca_stage() {
 async fn http_backend_passthrough_get_and_post() {
     let up = upstream("a").await;
     let f = fixture(BackendKind::Http).await;
-    f.cp.set_stage_definition(&f.backend.id, Stage::RELEASE, http(up))
-        .await
-        .unwrap();
+    f.define(Stage::RELEASE, http(up)).await;
     let a = f
         .api("getUser", "GET", "/users/[id]", |a| {
             a.backend.path = Some("/internal/users/[id]".into())
         })
         .await;
     let p = f.api("postAny", "POST", "/upload/*", |_| {}).await;
-    f.cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();
-    f.cp.publish(&p.id, Stage::RELEASE, None).await.unwrap();
+    f.release(&a).await;
+    f.release(&p).await;
     let addr = serve(f.layer().standalone()).await;
     let c = client();
     let req = Request::get(format!("http://{addr}/users/42?x=1&y=%20z"))
@@ -303,11 +312,9 @@ async fn http_backend_passthrough_get_and_post() {
 async fn a_large_streamed_body_passes_when_the_limit_allows() {
     let up = upstream("big").await;
     let f = fixture(BackendKind::Http).await;
-    f.cp.set_stage_definition(&f.backend.id, Stage::RELEASE, http(up))
-        .await
-        .unwrap();
+    f.define(Stage::RELEASE, http(up)).await;
     let p = f.api("bigUpload", "PUT", "/big", |_| {}).await;
-    f.cp.publish(&p.id, Stage::RELEASE, None).await.unwrap();
+    f.release(&p).await;
     let addr = serve(f.layer().body_limit(200 * 1024 * 1024).standalone()).await;
     // a chunked 100 MiB body, generated on the fly
     let chunks = futures_util::stream::iter((0..100).map(|_| {
@@ -333,17 +340,15 @@ async fn a_large_streamed_body_passes_when_the_limit_allows() {
 async fn limits_timeouts_and_refused_connections_are_gateway_errors() {
     let up = upstream("slow").await;
     let f = fixture(BackendKind::Http).await;
-    f.cp.set_stage_definition(&f.backend.id, Stage::RELEASE, http(up))
-        .await
-        .unwrap();
+    f.define(Stage::RELEASE, http(up)).await;
     let slow = f
         .api("slowApi", "GET", "/sleep/[ms]", |a| {
             a.backend.timeout_ms = Some(200)
         })
         .await;
     let body = f.api("bodyApi", "POST", "/body", |_| {}).await;
-    f.cp.publish(&slow.id, Stage::RELEASE, None).await.unwrap();
-    f.cp.publish(&body.id, Stage::RELEASE, None).await.unwrap();
+    f.release(&slow).await;
+    f.release(&body).await;
     let svc = f.layer().body_limit(1024).header_limit(2048).standalone();
     let got = oneshot(svc.clone(), get_req("/sleep/2000")).await;
     assert_eq!(
@@ -380,9 +385,7 @@ async fn limits_timeouts_and_refused_connections_are_gateway_errors() {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead = l.local_addr().unwrap();
     drop(l);
-    f.cp.set_stage_definition(&f.backend.id, Stage::RELEASE, http(dead))
-        .await
-        .unwrap();
+    f.define(Stage::RELEASE, http(dead)).await;
     let got = oneshot(svc, get_req("/sleep/0")).await;
     assert_eq!(
         (got.status, got.header("x-ca-error-code")),
@@ -398,9 +401,7 @@ async fn limits_timeouts_and_refused_connections_are_gateway_errors() {
 #[tokio::test]
 async fn app_apis_need_credentials_and_debug_mode_reports_the_exchange() {
     let f = fixture(BackendKind::Mock).await;
-    f.cp.set_stage_definition(&f.backend.id, Stage::RELEASE, mock(200, "secret data"))
-        .await
-        .unwrap();
+    f.define(Stage::RELEASE, mock(200, "secret data")).await;
     let mut a = ApiDefinition::builder(
         f.group.id.clone(),
         "privateApi",
@@ -411,7 +412,7 @@ async fn app_apis_need_credentials_and_debug_mode_reports_the_exchange() {
     .unwrap();
     a.appcode_auth = stagegate::AppCodeMode::Header;
     let a = f.cp.create_api(a).await.unwrap();
-    f.cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();
+    f.release(&a).await;
     let svc = f.layer().standalone();
     let got = oneshot(svc.clone(), get_req("/private")).await;
     assert_eq!(
@@ -462,9 +463,7 @@ async fn app_apis_need_credentials_and_debug_mode_reports_the_exchange() {
 async fn a_definition_change_reaches_the_next_request() {
     let (a_up, b_up) = (upstream("a").await, upstream("b").await);
     let f = fixture(BackendKind::Http).await;
-    f.cp.set_stage_definition(&f.backend.id, Stage::TEST, http(a_up))
-        .await
-        .unwrap();
+    f.define(Stage::TEST, http(a_up)).await;
     let one = f.api("apiOne", "GET", "/one", |_| {}).await;
     let two = f.api("apiTwo", "GET", "/two", |_| {}).await;
     f.cp.publish(&one.id, Stage::TEST, None).await.unwrap();
@@ -477,9 +476,7 @@ async fn a_definition_change_reaches_the_next_request() {
             .unwrap()
     };
     assert_eq!(oneshot(svc.clone(), call("/one")).await.json()["tag"], "a");
-    f.cp.set_stage_definition(&f.backend.id, Stage::TEST, http(b_up))
-        .await
-        .unwrap();
+    f.define(Stage::TEST, http(b_up)).await;
     assert_eq!(oneshot(svc.clone(), call("/one")).await.json()["tag"], "b");
     assert_eq!(oneshot(svc.clone(), call("/two")).await.json()["tag"], "b");
     f.cp.delete_stage_definition(&f.backend.id, &Stage::TEST)
@@ -497,11 +494,9 @@ async fn a_definition_change_reaches_the_next_request() {
 async fn hot_swaps_under_load_never_fail_a_request() {
     let (a_up, b_up) = (upstream("a").await, upstream("b").await);
     let f = fixture(BackendKind::Http).await;
-    f.cp.set_stage_definition(&f.backend.id, Stage::RELEASE, http(a_up))
-        .await
-        .unwrap();
+    f.define(Stage::RELEASE, http(a_up)).await;
     let hot = f.api("hotApi", "GET", "/hot/[id]", |_| {}).await;
-    f.cp.publish(&hot.id, Stage::RELEASE, None).await.unwrap();
+    f.release(&hot).await;
     let mut others = Vec::new();
     for i in 0..20 {
         others.push(
@@ -553,12 +548,10 @@ async fn hot_swaps_under_load_never_fail_a_request() {
         if f.cp.published(&o.id, &Stage::RELEASE).await.is_some() {
             f.cp.unpublish(&o.id, &Stage::RELEASE).await.unwrap();
         } else {
-            f.cp.publish(&o.id, Stage::RELEASE, None).await.unwrap();
+            f.release(o).await;
         }
         let to = if changes % 2 == 0 { b_up } else { a_up };
-        f.cp.set_stage_definition(&f.backend.id, Stage::RELEASE, http(to))
-            .await
-            .unwrap();
+        f.define(Stage::RELEASE, http(to)).await;
         changes += 1;
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -578,11 +571,9 @@ async fn hot_swaps_under_load_never_fail_a_request() {
 async fn the_client_address_comes_from_the_service_unless_the_request_carries_one() {
     let up = upstream("a").await;
     let f = fixture(BackendKind::Http).await;
-    f.cp.set_stage_definition(&f.backend.id, Stage::RELEASE, http(up))
-        .await
-        .unwrap();
+    f.define(Stage::RELEASE, http(up)).await;
     let a = f.api("whoAmI", "GET", "/who", |_| {}).await;
-    f.cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();
+    f.release(&a).await;
     let per_connection = f
         .layer()
         .standalone()
