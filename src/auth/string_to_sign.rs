@@ -239,7 +239,32 @@ struct Param<'a> {
 }
 
 impl<'a> Param<'a> {
-    fn new(raw_key: &'a [u8], value: &'a [u8], rank: u8) -> Self {
+    /// `raw_key` (its `+` already spaces) decoded, with `word`: the eight bytes the input
+    /// holds from the key on, when it holds eight, as a little-endian word.
+    fn new(raw_key: &'a [u8], word: Option<u64>, value: &'a [u8], rank: u8) -> Self {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGHS: u64 = 0x8080_8080_8080_8080;
+        const PERCENTS: u64 = ONES * b'%' as u64;
+        // A key of up to eight bytes is checked and ordered from one word: its bytes, the
+        // rest zeroed (a zero is neither a `%` nor a high byte).
+        if let Some(word) = word
+            && raw_key.len() <= 8
+        {
+            // at most 64 (an empty key keeps nothing)
+            #[allow(clippy::cast_possible_truncation)]
+            let drop = 8 * (8 - raw_key.len()) as u32;
+            let head = word & u64::MAX.checked_shr(drop).unwrap_or(0);
+            let x = head ^ PERCENTS;
+            let percents = x.wrapping_sub(ONES) & !x & HIGHS;
+            if percents == 0 && head & HIGHS == 0 {
+                return Self {
+                    prefix: head.swap_bytes(),
+                    key: Cow::Borrowed(raw_key),
+                    value,
+                    rank,
+                };
+            }
+        }
         let key = decode_key(raw_key);
         let mut prefix = 0u64;
         for (i, &b) in key.iter().take(8).enumerate() {
@@ -254,11 +279,10 @@ impl<'a> Param<'a> {
     }
 }
 
-/// [`decode`] of a parameter key as bytes, borrowing plain ASCII keys without a UTF-8 check.
+/// [`decode`] of a parameter key whose `+` are already spaces, as bytes, borrowing plain
+/// ASCII keys without a UTF-8 check.
 fn decode_key(input: &[u8]) -> Cow<'_, [u8]> {
-    if !input.iter().fold(false, |special, &b| {
-        special | (b == b'+') | (b == b'%') | !b.is_ascii()
-    }) {
+    if input.is_ascii() && find_byte(b'%', input).is_none() {
         return Cow::Borrowed(input);
     }
     match decode(input) {
@@ -282,25 +306,54 @@ pub(crate) fn string_to_sign_with_headers(
     form_body: Option<&[u8]>,
 ) -> Vec<u8> {
     let query = uri.query().map(str::as_bytes);
-    let sources = [(form_body, 0), (query, 1)];
+    // The form body and the query with every `+` already a space, in one pass over each
+    // (vectorized): values are then only unescaped as they are written out. Splitting on `&`
+    // and `=` is unchanged by it, and so is each key's and value's decoding (`+` is turned
+    // into a space before escapes are decoded, so an escaped `+` stays a `+`).
+    let plus_to_space = |&b: &u8| if b == b'+' { b' ' } else { b };
+    let mut spaced: Vec<u8> =
+        Vec::with_capacity(form_body.map_or(0, <[u8]>::len) + query.map_or(0, <[u8]>::len));
+    spaced.extend(form_body.unwrap_or_default().iter().map(plus_to_space));
+    let form_len = spaced.len();
+    spaced.extend(query.unwrap_or_default().iter().map(plus_to_space));
+    let (form_spaced, query_spaced) = spaced.split_at(form_len);
+    let sources = [
+        (form_body.map(|_| form_spaced), 0),
+        (query.map(|_| query_spaced), 1),
+    ];
     let pair_count: usize = sources
         .iter()
         .filter_map(|(s, _)| *s)
         .map(|s| memchr::memchr_iter(b'&', s).count() + 1)
         .sum();
-    let mut params: SmallVec<[Param<'_>; 16]> = SmallVec::with_capacity(pair_count);
+    let mut params: SmallVec<[Param<'_>; 32]> = SmallVec::with_capacity(pair_count);
     for (source, rank) in sources {
         if let Some(source) = source {
-            params.extend(raw_pairs(source).map(|(k, value)| Param::new(k, value, rank)));
+            params
+                .extend(raw_pairs(source).map(|(k, value, word)| Param::new(k, word, value, rank)));
         }
     }
-    // Stable: equal (key, rank) keep arrival order, so the first of equal keys wins.
-    params.sort_by(|a, b| {
-        a.prefix
-            .cmp(&b.prefix)
-            .then_with(|| a.key.cmp(&b.key))
-            .then(a.rank.cmp(&b.rank))
-    });
+    // The order sorted as (key prefix, arrival) pairs, which move cheaply; equal keys are
+    // ordered by rank, then arrival, so the first of equal keys wins.
+    let mut order: SmallVec<[(u64, u32); 32]> = params
+        .iter()
+        .zip(0u32..)
+        .map(|(p, i)| (p.prefix, i))
+        .collect();
+    order.sort_unstable();
+    // Keys sharing their first eight bytes (rare) are put in order within their run.
+    let mut run = 0;
+    while run < order.len() {
+        let prefix = order[run].0;
+        let end = run + order[run..].iter().take_while(|o| o.0 == prefix).count();
+        if end - run > 1 {
+            order[run..end].sort_unstable_by(|&(_, a), &(_, b)| {
+                let (p, q) = (&params[a as usize], &params[b as usize]);
+                p.key.cmp(&q.key).then(p.rank.cmp(&q.rank)).then(a.cmp(&b))
+            });
+        }
+        run = end;
+    }
 
     let path = uri.path();
     let m = method.as_str();
@@ -343,7 +396,7 @@ pub(crate) fn string_to_sign_with_headers(
     }
     out.extend_from_slice(path.as_bytes());
     let mut previous: Option<&Param<'_>> = None;
-    for p in &params {
+    for p in order.iter().map(|&(_, i)| &params[i as usize]) {
         if previous.is_some_and(|q| q.prefix == p.prefix && q.key == p.key) {
             continue;
         }
@@ -353,7 +406,7 @@ pub(crate) fn string_to_sign_with_headers(
         // Decoding never empties a non-empty value.
         if !p.value.is_empty() {
             out.push(b'=');
-            decode_into(&mut out, p.value);
+            unescape_into(&mut out, p.value);
         }
     }
     out
@@ -361,7 +414,10 @@ pub(crate) fn string_to_sign_with_headers(
 
 /// The raw `(key, value)` byte slices of an `application/x-www-form-urlencoded` input,
 /// split exactly as `form_urlencoded::parse` splits it.
-fn raw_pairs(input: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+///
+/// Each pair comes with the eight bytes the input holds from its key on, when it holds
+/// eight, as a little-endian word (for [`Param::new`]).
+fn raw_pairs(input: &[u8]) -> impl Iterator<Item = (&[u8], &[u8], Option<u64>)> {
     let mut rest = Some(input);
     std::iter::from_fn(move || {
         loop {
@@ -377,26 +433,27 @@ fn raw_pairs(input: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
                 }
             };
             if !pair.is_empty() {
+                let word = r.first_chunk::<8>().map(|w| u64::from_le_bytes(*w));
                 return Some(match find_byte(b'=', pair) {
-                    Some(i) => (&pair[..i], &pair[i + 1..]),
-                    None => (pair, &[][..]),
+                    Some(i) => (&pair[..i], &pair[i + 1..], word),
+                    None => (pair, &[][..], word),
                 });
             }
         }
     })
 }
 
-/// The first `needle` in `hay`. Keys and values are short, so the first 32 bytes are searched
+/// The first `needle` in `hay`. Keys and values are short, so the first 64 bytes are searched
 /// eight at a time in registers (the zero-byte test on `word ^ needle * 0x01..01`: borrows run
 /// only upwards, so the lowest flagged byte is exact), without a call; only the rest of a longer
 /// input goes to `memchr`.
-#[inline]
+#[inline(always)]
 fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let pattern = ONES * u64::from(needle);
     let mut at = 0;
-    while at < 32
+    while at < 64
         && let Some(chunk) = hay[at..].first_chunk::<8>()
     {
         let x = u64::from_le_bytes(*chunk) ^ pattern;
@@ -419,7 +476,7 @@ fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
 /// them, but borrowing every key and value that needs no decoding (the common case).
 #[cfg(test)]
 pub(crate) fn parse_pairs(input: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
-    raw_pairs(input).map(|(k, v)| (decode(k), decode(v)))
+    raw_pairs(input).map(|(k, v, _)| (decode(k), decode(v)))
 }
 
 /// URL-decodes (`+` is a space; a malformed `%` escape stays literal), then UTF-8 with
@@ -442,32 +499,69 @@ fn decode(input: &[u8]) -> Cow<'_, str> {
 /// Appends the URL-decoded bytes of `input` to `out` (`+` is a space; a malformed `%`
 /// escape stays literal). No UTF-8 check: the caller converts.
 ///
-/// The input is copied whole, its `+` turned into spaces in one branch-free pass (which the
-/// compiler vectorizes; a per-byte `match` mispredicts on every `+`), then, only if it has a
-/// `%`, escapes are decoded in place from the first one on: decoding never lengthens, and a
-/// decoded byte is never rewritten (an escaped `+` stays a `+`).
+/// The input is copied whole with its `+` turned into spaces in one branch-free pass (which
+/// the compiler vectorizes; a per-byte `match` mispredicts on every `+`), then its escapes
+/// are decoded ([`unescape_into`]'s second half).
 fn decode_into(out: &mut Vec<u8>, input: &[u8]) {
-    fn hex(b: Option<&u8>) -> Option<u8> {
-        match *b? {
-            d @ b'0'..=b'9' => Some(d - b'0'),
-            d @ b'a'..=b'f' => Some(d - b'a' + 10),
-            d @ b'A'..=b'F' => Some(d - b'A' + 10),
-            _ => None,
-        }
-    }
     let start = out.len();
-    out.extend_from_slice(input);
+    out.extend(input.iter().map(|&b| if b == b'+' { b' ' } else { b }));
+    unescape_tail(out, start);
+}
+
+/// Appends `input`, whose `+` are already spaces, with its `%` escapes decoded (a malformed
+/// one stays literal).
+fn unescape_into(out: &mut Vec<u8>, input: &[u8]) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const PERCENTS: u64 = ONES * b'%' as u64;
+    out.reserve(input.len());
+    let mut r = 0;
+    loop {
+        // Eight bytes at a time: each word is appended whole (a fixed-size copy, no call)
+        // and cut back to the bytes before its first `%`, if it has one.
+        let at = loop {
+            let Some(chunk) = input[r..].first_chunk::<8>() else {
+                // fewer than eight left
+                let rest = &input[r..];
+                let Some(i) = rest.iter().position(|&b| b == b'%') else {
+                    out.extend_from_slice(rest);
+                    return;
+                };
+                out.extend_from_slice(&rest[..i]);
+                break r + i;
+            };
+            let x = u64::from_le_bytes(*chunk) ^ PERCENTS;
+            let found = x.wrapping_sub(ONES) & !x & HIGHS;
+            out.extend_from_slice(chunk);
+            if found != 0 {
+                let plain = (found.trailing_zeros() / 8) as usize;
+                out.truncate(out.len() - 8 + plain);
+                break r + plain;
+            }
+            r += 8;
+        };
+        // `input[at]` is a `%`.
+        r = match (hex(input.get(at + 1)), hex(input.get(at + 2))) {
+            (Some(hi), Some(lo)) => {
+                out.push((hi << 4) | lo);
+                at + 3
+            }
+            _ => {
+                out.push(b'%');
+                at + 1
+            }
+        };
+    }
+}
+
+/// Decodes the `%` escapes of `out[start..]` in place, from the first one on: decoding never
+/// lengthens, and a decoded byte is never rewritten (an escaped `+` stays a `+`).
+fn unescape_tail(out: &mut Vec<u8>, start: usize) {
     let buf = &mut out[start..];
-    let mut escapes = false;
-    for b in buf.iter_mut() {
-        escapes |= *b == b'%';
-        *b = if *b == b'+' { b' ' } else { *b };
-    }
-    if !escapes {
-        return;
-    }
     let len = buf.len();
-    let mut r = find_byte(b'%', buf).unwrap_or(len);
+    let Some(mut r) = find_byte(b'%', buf) else {
+        return;
+    };
     let mut w = r;
     while r < len {
         // `buf[r]` is a `%`.
@@ -491,6 +585,16 @@ fn decode_into(out: &mut Vec<u8>, input: &[u8]) {
     out.truncate(start + w);
 }
 
+/// The value of a hexadecimal digit.
+fn hex(b: Option<&u8>) -> Option<u8> {
+    match *b? {
+        d @ b'0'..=b'9' => Some(d - b'0'),
+        d @ b'a'..=b'f' => Some(d - b'a' + 10),
+        d @ b'A'..=b'F' => Some(d - b'A' + 10),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,7 +612,7 @@ mod tests {
     fn find_byte_finds_the_first() {
         // every length across the word and memchr boundaries, the needle at every position,
         // with bytes just below and above it and a high byte around
-        for len in 0..80 {
+        for len in 0..100 {
             for at in 0..=len {
                 let mut hay: Vec<u8> = (0..len)
                     .map(|i| [b'%' - 1, b'%' + 1, 0x80 | b'%', 0][i % 4])
@@ -670,6 +774,27 @@ mod tests {
         let uri: Uri = "/p".parse().unwrap();
         let sts = string_to_sign(&Method::GET, &uri, &h, None);
         assert_eq!(sts, "GET\n\n\n\n\nX-Ca-Key:k\nX-Missing:\nx-ca-nonce:n\n/p");
+    }
+
+    #[test]
+    fn unescape_into_matches_in_place_decoding() {
+        // every length across the word boundaries, escapes (whole, cut short, malformed) at
+        // every position, after a prefix already in the output
+        for len in 0..40 {
+            for at in 0..=len {
+                for escape in [&b"%26"[..], b"%2", b"%", b"%zz", b"%%41", b"%e6%9d"] {
+                    let mut input: Vec<u8> = (0..len).map(|i| b"ab %9"[i % 5]).collect();
+                    input.splice(at..at, escape.iter().copied());
+                    let mut want = b"pre".to_vec();
+                    let start = want.len();
+                    want.extend_from_slice(&input);
+                    unescape_tail(&mut want, start);
+                    let mut ours = b"pre".to_vec();
+                    unescape_into(&mut ours, &input);
+                    assert_eq!(ours, want, "{input:?}");
+                }
+            }
+        }
     }
 
     #[test]
