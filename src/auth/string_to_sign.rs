@@ -311,8 +311,9 @@ pub(crate) fn string_to_sign_with_headers(
     // and `=` is unchanged by it, and so is each key's and value's decoding (`+` is turned
     // into a space before escapes are decoded, so an escaped `+` stays a `+`).
     let plus_to_space = |&b: &u8| if b == b'+' { b' ' } else { b };
-    let mut spaced: Vec<u8> =
-        Vec::with_capacity(form_body.map_or(0, <[u8]>::len) + query.map_or(0, <[u8]>::len));
+    // on the stack for a query or a small form
+    let mut spaced: SmallVec<[u8; 256]> =
+        SmallVec::with_capacity(form_body.map_or(0, <[u8]>::len) + query.map_or(0, <[u8]>::len));
     spaced.extend(form_body.unwrap_or_default().iter().map(plus_to_space));
     let form_len = spaced.len();
     spaced.extend(query.unwrap_or_default().iter().map(plus_to_space));
