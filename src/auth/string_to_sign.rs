@@ -151,24 +151,21 @@ pub(crate) fn signed_header_names(list: Option<&HeaderValue>) -> SignedNames<'_>
 /// list is ASCII, where trimming needs no char decoding).
 fn for_each_listed<'l>(list: &'l str, ascii: bool, mut f: impl FnMut(&'l str)) {
     let mut start = 0;
-    // A plain byte loop: `,` is ASCII, so every cut is on a char boundary.
-    for (i, &b) in list
-        .as_bytes()
-        .iter()
-        .chain(std::iter::once(&b','))
-        .enumerate()
-    {
-        if b == b',' {
-            let piece = &list[start..i];
-            let name = if ascii {
-                piece.trim_ascii()
-            } else {
-                piece.trim()
-            };
-            if is_signable(name) {
-                f(name);
-            }
-            start = i + 1;
+    loop {
+        // `,` is ASCII, so every cut is on a char boundary.
+        let end = find_byte(b',', &list.as_bytes()[start..]).map(|i| start + i);
+        let piece = &list[start..end.unwrap_or(list.len())];
+        let name = if ascii {
+            piece.trim_ascii()
+        } else {
+            piece.trim()
+        };
+        if is_signable(name) {
+            f(name);
+        }
+        match end {
+            Some(end) => start = end + 1,
+            None => return,
         }
     }
 }
