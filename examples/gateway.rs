@@ -28,7 +28,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use stagegate::admin::AdminApi;
 use stagegate::store::{CommitSync, RedbStore};
-use stagegate::{ControlPlane, GatewayLayer, Secret};
+use stagegate::{AppAuthenticator, ControlPlane, GatewayLayer, MemoryReplayGuard, Secret};
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
@@ -45,6 +45,7 @@ struct Config {
     admin_body_limit: Option<usize>,
     commit_sync: CommitSync,
     verify_on_open: bool,
+    replay_capacity: usize,
 }
 
 const USAGE: &str =
@@ -61,7 +62,11 @@ const USAGE: &str =
                   last commit is rolled back instead) (env STAGEGATE_COMMIT_SYNC)
   --verify-on-open  verify every page of the data file before starting (redb's integrity check:
                   a read of the whole file; without it every record is still verified as it is
-                  loaded) (env STAGEGATE_VERIFY_ON_OPEN=1)";
+                  loaded) (env STAGEGATE_VERIFY_ON_OPEN=1)
+  --replay-capacity N  nonces the replay guard remembers (15 minutes each, 40 bytes each);
+                  when full, new signed requests are refused with X503BZ rather than a replay
+                  let through: size it for your signed requests per second times 900
+                  (env STAGEGATE_REPLAY_CAPACITY, default 1000000)";
 
 fn parse_args() -> Result<Config, String> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -73,7 +78,11 @@ fn parse_args() -> Result<Config, String> {
         admin_body_limit: None,
         commit_sync: CommitSync::default(),
         verify_on_open: env("STAGEGATE_VERIFY_ON_OPEN").is_some_and(|v| v != "0"),
+        replay_capacity: MemoryReplayGuard::DEFAULT_MAX_ENTRIES,
     };
+    if let Some(v) = env("STAGEGATE_REPLAY_CAPACITY") {
+        cfg.replay_capacity = parse_capacity("STAGEGATE_REPLAY_CAPACITY", &v)?;
+    }
     if let Some(v) = env("STAGEGATE_COMMIT_SYNC") {
         cfg.commit_sync = parse_commit_sync(&v)?;
     }
@@ -111,11 +120,24 @@ fn parse_args() -> Result<Config, String> {
                 );
             }
             "--commit-sync" => cfg.commit_sync = parse_commit_sync(&value()?)?,
+            "--replay-capacity" => {
+                cfg.replay_capacity = parse_capacity("--replay-capacity", &value()?)?;
+            }
             "--verify-on-open" if inline.is_none() => cfg.verify_on_open = true,
             _ => return Err(format!("unknown argument `{arg}`")),
         }
     }
     Ok(cfg)
+}
+
+/// A replay-guard capacity: a whole number of nonces, at least one.
+fn parse_capacity(name: &str, v: &str) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "{name} `{v}` is not a number of nonces (1 or more)"
+        )),
+    }
 }
 
 fn parse_commit_sync(v: &str) -> Result<CommitSync, String> {
@@ -227,7 +249,10 @@ async fn run(cfg: Config) -> Result<(), String> {
     );
     let (token, generated) = admin_token(&cfg)?;
 
-    let gateway = GatewayLayer::new(control.snapshot_handle()).standalone();
+    let replay = MemoryReplayGuard::new().with_max_entries(cfg.replay_capacity);
+    let gateway = GatewayLayer::new(control.snapshot_handle())
+        .authenticator(AppAuthenticator::new(replay))
+        .standalone();
     let mut admin = AdminApi::new(Arc::clone(&control), token.clone(), gateway.clone());
     if let Some(limit) = cfg.admin_body_limit {
         admin = admin.body_limit(limit);

@@ -107,6 +107,11 @@ struct Gateway {
 impl Gateway {
     /// Starts the example on free ports with `data_dir`; `token: None` lets it generate one.
     fn start(data_dir: &Path, token: Option<&str>) -> Self {
+        Self::start_with(data_dir, token, &[])
+    }
+
+    /// [`start`](Self::start) with more arguments.
+    fn start_with(data_dir: &Path, token: Option<&str>, args: &[&str]) -> Self {
         let log = data_dir.join("gateway.log");
         let stderr = std::fs::OpenOptions::new()
             .create(true)
@@ -125,6 +130,7 @@ impl Gateway {
         if let Some(t) = token {
             cmd.args(["--admin-token", t]);
         }
+        cmd.args(args);
         let mut child = cmd.spawn().expect("spawn the example gateway");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -262,6 +268,12 @@ fn id(g: &common::Got) -> String {
 /// Sets up a MOCK backend, a group, an AppCode API published in TEST and an authorized app.
 /// Returns (api id, app code).
 async fn set_up(http: &Http, gw: &Gateway, body: &str) -> (String, String) {
+    let (api, app) = set_up_app(http, gw, body).await;
+    (api, app["app_code"].as_str().unwrap().to_owned())
+}
+
+/// [`set_up`], returning the app as the admin API created it (with its AppKey and secret).
+async fn set_up_app(http: &Http, gw: &Gateway, body: &str) -> (String, Value) {
     let b = http
         .admin(
             gw,
@@ -313,7 +325,7 @@ async fn set_up(http: &Http, gw: &Gateway, body: &str) -> (String, String) {
         .admin(gw, "POST", "/apps", Some(json!({"name": "e2e_app"})))
         .await;
     assert_eq!(app.status, 201, "{}", app.text());
-    let code = app.json()["app_code"].as_str().unwrap().to_owned();
+    let app_json = app.json();
     let app = id(&app);
     let grant = http
         .admin(
@@ -324,7 +336,7 @@ async fn set_up(http: &Http, gw: &Gateway, body: &str) -> (String, String) {
         )
         .await;
     assert_eq!(grant.status, 201, "{}", grant.text());
-    (api, code)
+    (api, app_json)
 }
 
 async fn call_api(http: &Http, gw: &Gateway, code: &str) -> common::Got {
@@ -627,6 +639,79 @@ async fn a_damaged_data_file_stops_the_start_with_a_clear_error() {
         std::fs::read(dir.join("stagegate.redb")).unwrap().len(),
         64 * 1024
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_capacity_that_is_not_a_count_stops_the_start() {
+    let dir = scratch("bad-replay-capacity");
+    for (arg, env) in [
+        (Some("0"), None),
+        (Some("many"), None),
+        (Some("-5"), None),
+        (None, Some("1e9")),
+    ] {
+        let mut cmd = Command::new(gateway_bin());
+        cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--admin-token", TOKEN]);
+        if let Some(a) = arg {
+            cmd.args(["--replay-capacity", a]);
+        }
+        if let Some(e) = env {
+            cmd.env("STAGEGATE_REPLAY_CAPACITY", e);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success(), "{arg:?} {env:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("is not a number of nonces"),
+            "{arg:?} {env:?}: {stderr}"
+        );
+        // refused before the data file is created
+        assert!(!dir.join("stagegate.redb").exists());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_capacity_bounds_the_nonces_remembered() {
+    let dir = scratch("replay-capacity");
+    let gw = Gateway::start_with(&dir, Some(TOKEN), &["--replay-capacity", "2"]);
+    let http = Http::new();
+    let (_api, app) = set_up_app(&http, &gw, "signed").await;
+    let key = app["app_key"].as_str().unwrap();
+    let secret = stagegate::Secret::new(app["app_secret"].as_str().unwrap());
+    let signer = stagegate::Signer::new(key, secret)
+        .unwrap()
+        .with_stage("TEST")
+        .unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let mut req = Request::get(format!("{}/e2e/1", gw.data)).body(()).unwrap();
+        signer.sign(&mut req, b"");
+        let headers: Vec<(String, String)> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let got = http
+            .send("GET", &req.uri().to_string(), &headers, None)
+            .await
+            .unwrap();
+        statuses.push((got.status, got.header("x-ca-error-code").map(str::to_owned)));
+    }
+    // two fresh nonces fit; the third is refused rather than an unexpired nonce forgotten
+    assert_eq!(
+        statuses,
+        [(200, None), (200, None), (503, Some("X503BZ".to_owned()))]
+    );
+    gw.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
