@@ -65,6 +65,7 @@ pub mod model;
 pub mod proxy;
 pub mod routing;
 pub mod store;
+mod swar;
 
 pub use auth::{
     AuthError, DEFAULT_MAX_SKEW_MS, DEFAULT_NONCE_TTL_MS, MAX_NONCE_LEN, MAX_SIGNED_HEADERS,

@@ -5,6 +5,8 @@ use std::borrow::Cow;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use smallvec::SmallVec;
 
+use crate::swar::{any_high, first_flagged, flag_bytes};
+
 /// Header names that never enter the signed-headers block (compared case-insensitively):
 /// the signature headers themselves and the four fixed lines.
 const EXCLUDED_SIGNED_HEADERS: [&str; 6] = [
@@ -239,9 +241,6 @@ impl<'a> Param<'a> {
     /// `raw_key` (its `+` already spaces) decoded, with `word`: the eight bytes the input
     /// holds from the key on, when it holds eight, as a little-endian word.
     fn new(raw_key: &'a [u8], word: Option<u64>, value: &'a [u8], rank: u8) -> Self {
-        const ONES: u64 = 0x0101_0101_0101_0101;
-        const HIGHS: u64 = 0x8080_8080_8080_8080;
-        const PERCENTS: u64 = ONES * b'%' as u64;
         // A key of up to eight bytes is checked and ordered from one word: its bytes, the
         // rest zeroed (a zero is neither a `%` nor a high byte).
         if let Some(word) = word
@@ -251,9 +250,7 @@ impl<'a> Param<'a> {
             #[allow(clippy::cast_possible_truncation)]
             let drop = 8 * (8 - raw_key.len()) as u32;
             let head = word & u64::MAX.checked_shr(drop).unwrap_or(0);
-            let x = head ^ PERCENTS;
-            let percents = x.wrapping_sub(ONES) & !x & HIGHS;
-            if percents == 0 && head & HIGHS == 0 {
+            if flag_bytes(head, b'%') == 0 && !any_high(head) {
                 return Self {
                     prefix: head.swap_bytes(),
                     key: Cow::Borrowed(raw_key),
@@ -307,7 +304,6 @@ pub(crate) fn string_to_sign_with_headers(
     // (vectorized): values are then only unescaped as they are written out. Splitting on `&`
     // and `=` is unchanged by it, and so is each key's and value's decoding (`+` is turned
     // into a space before escapes are decoded, so an escaped `+` stays a `+`).
-    let plus_to_space = |&b: &u8| if b == b'+' { b' ' } else { b };
     // on the stack for a query or a small form
     let mut spaced: SmallVec<[u8; 256]> =
         SmallVec::with_capacity(form_body.map_or(0, <[u8]>::len) + query.map_or(0, <[u8]>::len));
@@ -442,22 +438,17 @@ fn raw_pairs(input: &[u8]) -> impl Iterator<Item = (&[u8], &[u8], Option<u64>)> 
 }
 
 /// The first `needle` in `hay`. Keys and values are short, so the first 64 bytes are searched
-/// eight at a time in registers (the zero-byte test on `word ^ needle * 0x01..01`: borrows run
-/// only upwards, so the lowest flagged byte is exact), without a call; only the rest of a longer
+/// eight at a time in registers ([`flag_bytes`]), without a call; only the rest of a longer
 /// input goes to `memchr`.
 #[inline(always)]
 fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let pattern = ONES * u64::from(needle);
     let mut at = 0;
     while at < 64
         && let Some(chunk) = hay[at..].first_chunk::<8>()
     {
-        let x = u64::from_le_bytes(*chunk) ^ pattern;
-        let found = x.wrapping_sub(ONES) & !x & HIGHS;
+        let found = flag_bytes(u64::from_le_bytes(*chunk), needle);
         if found != 0 {
-            return Some(at + (found.trailing_zeros() / 8) as usize);
+            return Some(at + first_flagged(found));
         }
         at += 8;
     }
@@ -497,21 +488,23 @@ fn decode(input: &[u8]) -> Cow<'_, str> {
 /// Appends the URL-decoded bytes of `input` to `out` (`+` is a space; a malformed `%`
 /// escape stays literal). No UTF-8 check: the caller converts.
 ///
-/// The input is copied whole with its `+` turned into spaces in one branch-free pass (which
-/// the compiler vectorizes; a per-byte `match` mispredicts on every `+`), then its escapes
-/// are decoded ([`unescape_into`]'s second half).
+/// The `+` are turned into spaces first (an escaped `+` then stays a `+`), in one branch-free
+/// pass the compiler vectorizes. Only keys that need decoding come here; the string-to-sign
+/// spaces whole inputs and calls [`unescape_into`] itself.
 fn decode_into(out: &mut Vec<u8>, input: &[u8]) {
-    let start = out.len();
-    out.extend(input.iter().map(|&b| if b == b'+' { b' ' } else { b }));
-    unescape_tail(out, start);
+    let spaced: SmallVec<[u8; 64]> = input.iter().map(plus_to_space).collect();
+    unescape_into(out, &spaced);
+}
+
+/// `+` as a space, every other byte as it is.
+fn plus_to_space(&b: &u8) -> u8 {
+    if b == b'+' { b' ' } else { b }
 }
 
 /// Appends `input`, whose `+` are already spaces, with its `%` escapes decoded (a malformed
-/// one stays literal).
+/// one stays literal). Inlined: the string-to-sign calls it once per value.
+#[inline(always)]
 fn unescape_into(out: &mut Vec<u8>, input: &[u8]) {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    const PERCENTS: u64 = ONES * b'%' as u64;
     out.reserve(input.len());
     let mut r = 0;
     loop {
@@ -528,11 +521,10 @@ fn unescape_into(out: &mut Vec<u8>, input: &[u8]) {
                 out.extend_from_slice(&rest[..i]);
                 break r + i;
             };
-            let x = u64::from_le_bytes(*chunk) ^ PERCENTS;
-            let found = x.wrapping_sub(ONES) & !x & HIGHS;
+            let found = flag_bytes(u64::from_le_bytes(*chunk), b'%');
             out.extend_from_slice(chunk);
             if found != 0 {
-                let plain = (found.trailing_zeros() / 8) as usize;
+                let plain = first_flagged(found);
                 out.truncate(out.len() - 8 + plain);
                 break r + plain;
             }
@@ -550,37 +542,6 @@ fn unescape_into(out: &mut Vec<u8>, input: &[u8]) {
             }
         };
     }
-}
-
-/// Decodes the `%` escapes of `out[start..]` in place, from the first one on: decoding never
-/// lengthens, and a decoded byte is never rewritten (an escaped `+` stays a `+`).
-fn unescape_tail(out: &mut Vec<u8>, start: usize) {
-    let buf = &mut out[start..];
-    let len = buf.len();
-    let Some(mut r) = find_byte(b'%', buf) else {
-        return;
-    };
-    let mut w = r;
-    while r < len {
-        // `buf[r]` is a `%`.
-        match (hex(buf.get(r + 1)), hex(buf.get(r + 2))) {
-            (Some(hi), Some(lo)) => {
-                buf[w] = (hi << 4) | lo;
-                r += 3;
-            }
-            _ => {
-                buf[w] = b'%';
-                r += 1;
-            }
-        }
-        w += 1;
-        // The plain run up to the next `%`, moved down over the bytes escapes freed.
-        let next = find_byte(b'%', &buf[r..]).map_or(len, |i| r + i);
-        buf.copy_within(r..next, w);
-        w += next - r;
-        r = next;
-    }
-    out.truncate(start + w);
 }
 
 /// The value of a hexadecimal digit.
@@ -775,7 +736,7 @@ mod tests {
     }
 
     #[test]
-    fn unescape_into_matches_in_place_decoding() {
+    fn unescape_into_matches_percent_decoding() {
         // every length across the word boundaries, escapes (whole, cut short, malformed) at
         // every position, after a prefix already in the output
         for len in 0..40 {
@@ -784,9 +745,7 @@ mod tests {
                     let mut input: Vec<u8> = (0..len).map(|i| b"ab %9"[i % 5]).collect();
                     input.splice(at..at, escape.iter().copied());
                     let mut want = b"pre".to_vec();
-                    let start = want.len();
-                    want.extend_from_slice(&input);
-                    unescape_tail(&mut want, start);
+                    want.extend(percent_encoding::percent_decode(&input));
                     let mut ours = b"pre".to_vec();
                     unescape_into(&mut ours, &input);
                     assert_eq!(ours, want, "{input:?}");

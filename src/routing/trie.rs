@@ -15,6 +15,7 @@ use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 
 use crate::model::{PathTemplate, Segment};
+use crate::swar::{first_flagged, flag_bytes};
 
 const NONE: u32 = u32::MAX;
 
@@ -301,15 +302,11 @@ fn slash(s: &[u8]) -> Option<usize> {
 /// so the lowest flagged byte is exact); only a segment longer than that is searched on
 /// byte by byte.
 fn scan(rest: &[u8]) -> (usize, u64) {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    const SLASHES: u64 = ONES * b'/' as u64;
     if let Some(first) = rest.first_chunk::<8>() {
         let word = u64::from_le_bytes(*first);
-        let x = word ^ SLASHES;
-        let slashes = x.wrapping_sub(ONES) & !x & HIGHS;
+        let slashes = flag_bytes(word, b'/');
         if slashes != 0 {
-            let len = (slashes.trailing_zeros() / 8) as usize;
+            let len = first_flagged(slashes);
             // the bytes before the slash, zero-padded (`len` is 0 to 7)
             let head = word & ((1u64 << (8 * len)) - 1);
             return (len, head);
@@ -338,21 +335,17 @@ fn scan_at(path: &[u8], at: usize) -> (usize, u64) {
     if rest.len() < 8
         && let Some(last) = path.last_chunk::<8>()
     {
-        const ONES: u64 = 0x0101_0101_0101_0101;
-        const HIGHS: u64 = 0x8080_8080_8080_8080;
-        const SLASHES: u64 = ONES * b'/' as u64;
         // an empty rest (after a trailing `/`) would shift by 64
         if rest.is_empty() {
             return (0, 0);
         }
         let word = u64::from_le_bytes(*last) >> (8 * (8 - rest.len()));
-        let x = word ^ SLASHES;
         // the padding is zero, never a slash
-        let slashes = x.wrapping_sub(ONES) & !x & HIGHS;
+        let slashes = flag_bytes(word, b'/');
         if slashes == 0 {
             return (rest.len(), word);
         }
-        let len = (slashes.trailing_zeros() / 8) as usize;
+        let len = first_flagged(slashes);
         return (len, word & ((1u64 << (8 * len)) - 1));
     }
     scan(rest)
