@@ -249,6 +249,41 @@ print_table() {
         }' "$1"
 }
 
+# print_summary ROUND-TSV...: one row per target over several rounds (files in order): the
+# median of its requests/s, p50 and p99, and the median of its ratios to the nginx row of the
+# same round, with the range of the throughput ratio. Errors are summed.
+print_summary() {
+    awk -F'\t' '
+        function median(list,    v, n, i, j, t) {
+            n = split(list, v, " ")
+            for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) {
+                t = v[j]; v[j] = v[j - 1]; v[j - 1] = t
+            }
+            return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+        }
+        function lo(list,    v, n, i, m) { n = split(list, v, " "); m = v[1]; for (i = 2; i <= n; i++) if (v[i] + 0 < m + 0) m = v[i]; return m }
+        function hi(list,    v, n, i, m) { n = split(list, v, " "); m = v[1]; for (i = 2; i <= n; i++) if (v[i] + 0 > m + 0) m = v[i]; return m }
+        FNR == 1 { r++ }
+        { row[r, $1] = $0; if (!($1 in seen)) { seen[$1] = 1; order[++k] = $1 } }
+        END {
+            print "| target | requests/s | × nginx (range) | p50 ms | × nginx | p99 ms | × nginx | errors |"
+            print "|---|---:|---:|---:|---:|---:|---:|---:|"
+            for (i = 1; i <= k; i++) {
+                name = order[i]; rps = p50 = p99 = xr = x50 = x99 = ""; bad = 0
+                for (j = 1; j <= r; j++) {
+                    if (!((j, name) in row) || !((j, "nginx") in row)) continue
+                    split(row[j, name], a, "\t"); split(row[j, "nginx"], b, "\t")
+                    rps = rps " " a[2]; p50 = p50 " " a[3]; p99 = p99 " " a[4]; bad += a[5] + a[6]
+                    xr = xr " " (b[2] ? a[2] / b[2] : 0)
+                    x50 = x50 " " (b[3] ? a[3] / b[3] : 0); x99 = x99 " " (b[4] ? a[4] / b[4] : 0)
+                }
+                if (rps == "") continue
+                printf "| %s | %.0f | %.2f (%.2f–%.2f) | %.3f | %.2f | %.3f | %.2f | %d |\n", name,
+                    median(rps), median(xr), lo(xr), hi(xr), median(p50), median(x50),
+                    median(p99), median(x99), bad
+            }
+        }' "$@"
+}
 machine_facts() {
     echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo)"
     echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at $(date -u +%FT%TZ)"
