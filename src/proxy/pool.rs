@@ -35,19 +35,35 @@ use super::target::UpstreamTarget;
 /// checkout).
 const MIN_SWEEP: Duration = Duration::from_millis(100);
 
-/// Which backend a connection belongs to.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct PoolKey {
-    scheme: Scheme,
-    authority: Authority,
-}
+/// Which backend a connection belongs to: `scheme://authority`, lowercased.
+///
+/// Built once per target ([`UpstreamTarget`] keeps it), so a request's checkout and check-in
+/// hash a short string and compare pointers first, where hashing and comparing an `Authority`
+/// folds case byte by byte (two map operations per request, about 2 % of a passthrough
+/// request's instructions before).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PoolKey(Arc<str>);
 
 impl PoolKey {
+    /// The key of `scheme` and `authority` (which compare without regard to case).
+    pub(crate) fn new(scheme: &Scheme, authority: &Authority) -> Self {
+        let (scheme, authority) = (scheme.as_str(), authority.as_str());
+        let mut key = String::with_capacity(scheme.len() + 3 + authority.len());
+        key.push_str(scheme);
+        key.push_str("://");
+        key.push_str(authority);
+        key.make_ascii_lowercase();
+        Self(key.into())
+    }
+
     pub(crate) fn of(target: &UpstreamTarget) -> Self {
-        Self {
-            scheme: target.scheme().clone(),
-            authority: target.authority().clone(),
-        }
+        target.pool_key().clone()
+    }
+}
+
+impl std::fmt::Debug for PoolKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -353,6 +369,28 @@ mod tests {
         tokio::spawn(conn);
         tx.ready().await.unwrap();
         tx
+    }
+
+    #[test]
+    fn keys_ignore_case_and_tell_scheme_host_and_port_apart() {
+        let key = |s: &str| PoolKey::of(&UpstreamTarget::parse(s).unwrap());
+        assert_eq!(
+            key("http://Backend.Internal:8080"),
+            key("HTTP://backend.internal:8080")
+        );
+        assert_ne!(
+            key("http://backend.internal:8080"),
+            key("https://backend.internal:8080")
+        );
+        assert_ne!(
+            key("http://backend.internal:8080"),
+            key("http://backend.internal:8081")
+        );
+        assert_ne!(
+            key("http://backend.internal:8080"),
+            key("http://backend.interna1:8080")
+        );
+        assert_eq!(format!("{:?}", key("http://A.b:1")), "http://a.b:1");
     }
 
     fn key(addr: std::net::SocketAddr) -> PoolKey {

@@ -76,6 +76,8 @@ pub struct UpstreamTarget {
     /// The HTTP/1.1 `Host` without an override: the authority without a default port,
     /// computed once instead of per request.
     host_header: HeaderValue,
+    /// What the forwarder's pool files this target's connections under, computed once.
+    pool_key: super::pool::PoolKey,
 }
 
 impl UpstreamTarget {
@@ -139,11 +141,13 @@ impl UpstreamTarget {
             return Err(TargetError::MissingHost);
         }
         let host_header = default_host_header(&scheme, &authority);
+        let pool_key = super::pool::PoolKey::new(&scheme, &authority);
         Ok(Self {
             scheme,
             authority,
             host_override: None,
             host_header,
+            pool_key,
         })
     }
 
@@ -188,6 +192,11 @@ impl UpstreamTarget {
     /// ```
     pub fn scheme_str(&self) -> &str {
         self.scheme.as_str()
+    }
+
+    /// The key of this target's connections in the forwarder's pool.
+    pub(crate) fn pool_key(&self) -> &super::pool::PoolKey {
+        &self.pool_key
     }
 
     /// The authority, `host[:port]`, as given.

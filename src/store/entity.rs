@@ -237,12 +237,14 @@ impl Entity {
     /// Whether `key`, a [`Key`] as displayed (`kind/id`), is this record's key: what
     /// `self.key().to_string() == key` says, without building either (a store checks this for
     /// every record it reads).
+    #[cfg(any(feature = "redb", test))]
     pub(crate) fn has_key(&self, key: &str) -> bool {
         let mut matcher = KeyMatcher { rest: key };
         self.write_key(&mut matcher).is_ok() && matcher.rest.is_empty()
     }
 
     /// Writes the record's key as [`Key`]'s `Display` does.
+    #[cfg(any(feature = "redb", test))]
     fn write_key(&self, w: &mut impl fmt::Write) -> fmt::Result {
         let kind = match self {
             Self::Backend(_) => EntityKind::Backend,
@@ -270,10 +272,12 @@ impl Entity {
 }
 
 /// A `fmt::Write` that consumes an expected string and fails at the first difference.
+#[cfg(any(feature = "redb", test))]
 struct KeyMatcher<'a> {
     rest: &'a str,
 }
 
+#[cfg(any(feature = "redb", test))]
 impl fmt::Write for KeyMatcher<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         self.rest = self.rest.strip_prefix(s).ok_or(fmt::Error)?;
