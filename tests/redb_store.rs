@@ -478,6 +478,72 @@ async fn an_undecodable_record_is_corrupt_and_names_its_key() {
     assert!(matches!(s.get(&key).await, Err(StoreError::Corrupt { key: k, .. }) if k == name));
 }
 
+/// `load` decodes on several threads once a file holds a few thousand records: the records come
+/// out exactly as one thread gives them, in the same order, and of two damaged records far apart
+/// the first in key order is the one reported, whatever the thread count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loading_on_several_threads_gives_what_one_thread_gives() {
+    let db = TempDb::new("threads");
+    let groups: Vec<Group> = (0..3000).map(|i| group(&format!("group_t{i}"))).collect();
+    {
+        let s = RedbStore::open(db.path()).unwrap();
+        for chunk in groups.chunks(500) {
+            s.commit(
+                chunk
+                    .iter()
+                    .map(|g| Write::put(Entity::Group(g.clone()), Expect::Absent))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let load = |threads: usize| {
+        let path = db.path().to_path_buf();
+        async move {
+            let s = RedbStore::open(&path)
+                .unwrap()
+                .with_load_threads(std::num::NonZeroUsize::new(threads).unwrap());
+            assert_eq!(s.load_threads(), threads);
+            s.load().await
+        }
+    };
+    let one = load(1).await.unwrap();
+    assert_eq!(one.records.len(), groups.len());
+    assert_eq!(one.revision, 6);
+    for threads in [2, 3, 8] {
+        let many = load(threads).await.unwrap();
+        assert_eq!(many.revision, one.revision);
+        assert_eq!(many.records, one.records, "{threads} threads");
+    }
+    // the records table is in key order: damage the 2 500th and then the 700th key
+    let keys: Vec<String> = one
+        .records
+        .iter()
+        .map(|r| r.value.key().to_string())
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "load gives the records in key order");
+    for at in [2500, 700] {
+        tamper(db.path(), |t| {
+            t.open_table(RECORDS)
+                .unwrap()
+                .insert(keys[at].as_str(), b"\x01garbage".as_slice())
+                .unwrap();
+        });
+    }
+    for threads in [1, 2, 8] {
+        match load(threads).await {
+            Err(StoreError::Corrupt { key, .. }) => assert_eq!(key, keys[700], "{threads} threads"),
+            other => panic!(
+                "{threads} threads: expected Corrupt naming {}, got {other:?}",
+                keys[700]
+            ),
+        }
+    }
+}
+
 /// A file of schema version 1 (records and change feed in JSON, as stagegate wrote them before
 /// the binary format) opens, reads back, takes new writes, and is marked version 2.
 #[tokio::test]

@@ -121,12 +121,12 @@ EOF
     wait_port "$NGINX"
 }
 
-# start_gateway DATA_DIR: the example gateway on SERVER_CPU, without the per-request access log
-# (nginx runs with access_log off). COMMIT_SYNC (unset: the gateway's default, two-phase) is
-# passed as --commit-sync. Sets GW_PID.
+# start_gateway DATA_DIR: the example gateway on SERVER_CPU (or GATEWAY_CPUS, a taskset list),
+# without the per-request access log (nginx runs with access_log off). COMMIT_SYNC (unset: the
+# gateway's default, two-phase) is passed as --commit-sync. Sets GW_PID.
 start_gateway() {
     mkdir -p "$1"
-    RUST_LOG=${GATEWAY_LOG:-warn} taskset -c "$SERVER_CPU" "$GATEWAY_BIN" \
+    RUST_LOG=${GATEWAY_LOG:-warn} taskset -c "${GATEWAY_CPUS:-$SERVER_CPU}" "$GATEWAY_BIN" \
         --listen "$GW" --admin-listen "$ADMIN" --data-dir "$1" --admin-token "$TOKEN" \
         --admin-body-limit 1073741824 ${COMMIT_SYNC:+--commit-sync "$COMMIT_SYNC"} \
         >"$OUT/gateway.out" 2>>"$OUT/gateway.err" &

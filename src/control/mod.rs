@@ -2,7 +2,7 @@
 //! spec's invariants and cascades.
 //!
 //! Each operation validates its input, takes the single writer lock, commits one atomic batch to
-//! the store and then swaps in the next live [`Snapshot`](crate::Snapshot), rebuilding only the
+//! the store and then swaps in the next live [`Snapshot`], rebuilding only the
 //! (group, stage) route tables it touched. A refused or failed operation changes nothing.
 //!
 //! # Examples

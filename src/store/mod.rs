@@ -30,6 +30,8 @@
 mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "redb")]
+mod decode_pool;
 mod entity;
 mod memory;
 #[cfg(feature = "redb")]
