@@ -27,20 +27,50 @@ pub(crate) struct Node {
     catch_all: u32,
     /// The child for a `[param]` segment.
     param: u32,
-    /// Whether literal edges leave this node: a walk probes the edge table only where it may
-    /// find one, so a segment under a node with only a `[param]` or `/*` after it (the last
-    /// segment of `/users/[id]`, the sub-path of `/files/*`) costs no hash and no probe, and
-    /// at 100 000 routes no cache miss. (It fits in the padding an edge already has.)
-    literal: bool,
+    /// What a walk needs to skip two reads, in the four bytes an edge has spare: whether
+    /// literal edges leave this node ([`LITERAL`]), and the route that ends at its `[param]`
+    /// child (the other bits, [`NO_ROUTE`] for none). So a segment under a node that only a
+    /// `[param]` or `/*` follows (the last segment of `/users/[id]`, the sub-path of
+    /// `/files/*`) costs no hash and no probe of the edge table, and a path that ends in a
+    /// parameter is matched without reading the parameter's node: at 100 000 routes, a cache
+    /// miss less each.
+    extra: u32,
 }
+
+/// [`Node::extra`]'s flag: literal edges leave the node.
+const LITERAL: u32 = 1 << 31;
+/// [`Node::extra`] without a route at the `[param]` child; also one more than the highest
+/// route index a table can hold.
+const NO_ROUTE: u32 = LITERAL - 1;
 
 impl Node {
     const EMPTY: Self = Self {
         full: NONE,
         catch_all: NONE,
         param: NONE,
-        literal: false,
+        extra: NO_ROUTE,
     };
+
+    fn literal(self) -> bool {
+        self.extra & LITERAL != 0
+    }
+
+    /// The route whose template ends at the `[param]` child, or [`NONE`].
+    fn param_full(self) -> u32 {
+        match self.extra & NO_ROUTE {
+            NO_ROUTE => NONE,
+            i => i,
+        }
+    }
+
+    /// The `[param]` child's slots as a walk needs them once the path has no segment left:
+    /// only its full route.
+    fn param_at_end(self) -> Self {
+        Self {
+            full: self.param_full(),
+            ..Self::EMPTY
+        }
+    }
 }
 
 /// A literal edge. Its first eight bytes are kept inline, so a segment of up to eight bytes
@@ -421,12 +451,17 @@ impl PathTrie {
     ///
     /// [`Occupied`] when a template of the same shape is already there.
     pub(crate) fn insert(&mut self, template: &PathTemplate, index: usize) -> Result<(), Occupied> {
-        let idx = u32::try_from(index).expect("fewer than 2^32 routes in one table");
+        let idx = u32::try_from(index)
+            .ok()
+            .filter(|&i| i < NO_ROUTE)
+            .expect("fewer than 2^31 - 1 routes in one table");
         let mut node = 0u32;
         // how the walk reached `node`, when by a literal
         let mut via: Option<(u32, &str)> = None;
+        // the node before `node`, and how the walk reached it
+        let (mut parent, mut parent_via) = (0u32, None);
         for seg in template.segments() {
-            let parent = node;
+            (parent, parent_via) = (node, via);
             node = match seg {
                 Segment::Literal(l) => match self.edge(node, l) {
                     Some(e) => e.child,
@@ -448,8 +483,8 @@ impl PathTrie {
                             .insert(edge_hash(node, l.as_bytes(), edge.head), edge, |e| {
                                 e.hash(arena)
                             });
-                        if !self.nodes[node as usize].literal {
-                            self.set_node(node, via, |n| n.literal = true);
+                        if !self.nodes[node as usize].literal() {
+                            self.set_node(node, via, |n| n.extra |= LITERAL);
                         }
                         child
                     }
@@ -487,6 +522,10 @@ impl PathTrie {
                 n.full = idx;
             }
         });
+        if !match_all && matches!(template.segments().last(), Some(Segment::Param(_))) {
+            // the parent keeps a copy for walks that end in this parameter
+            self.set_node(parent, parent_via, |n| n.extra = (n.extra & LITERAL) | idx);
+        }
         let r = rank(template);
         if self.ranks.len() <= index {
             self.ranks.resize_with(index + 1, Box::default);
@@ -603,7 +642,7 @@ impl PathTrie {
                     next,
                     params,
                 };
-                if n.literal
+                if n.literal()
                     && let Some(e) = self.edge_with_head(node, seg, head)
                 {
                     if n.param != NONE && len > 0 {
@@ -614,7 +653,12 @@ impl PathTrie {
                 }
                 if n.param != NONE && len > 0 {
                     (first, params) = param.enter(first);
-                    (node, n, depth, at) = (n.param, self.nodes[n.param as usize], depth + 1, next);
+                    let to = if next == END {
+                        n.param_at_end()
+                    } else {
+                        self.nodes[n.param as usize]
+                    };
+                    (node, n, depth, at) = (n.param, to, depth + 1, next);
                     continue;
                 }
             }
@@ -956,18 +1000,19 @@ mod tests {
         }
     }
 
-    /// The `literal` flag must not make edges bigger (every table holds one per literal
-    /// segment, in an array at most 70 % full): it lives in padding an edge already had.
+    /// `Node::extra` must not make edges bigger (every table holds one per literal segment,
+    /// in an array at most 70 % full): it lives in padding an edge already had.
     #[test]
     fn an_edge_stays_forty_bytes() {
         assert_eq!(std::mem::size_of::<Edge>(), 40);
     }
 
     /// A node's slots are copied into the edge that leads to it and, for the root, beside the
-    /// table's other fields; every copy must agree with the node, and `literal` must mark
-    /// exactly the nodes that literal edges leave (a walk skips the edge table elsewhere).
+    /// table's other fields; every copy must agree with the node, `literal` must mark exactly
+    /// the nodes that literal edges leave (a walk skips the edge table elsewhere), and each
+    /// node's copy of its parameter child's route must be that child's.
     #[test]
-    fn node_copies_agree_and_literal_marks_the_nodes_with_edges() {
+    fn node_copies_agree_with_the_nodes() {
         let parts = ["a", "b", "[p]", "long-segment-name", "*"];
         let mut rng = fastrand::Rng::with_seed(11);
         for _round in 0..200 {
@@ -1004,7 +1049,17 @@ mod tests {
             }
             for (i, n) in t.nodes.iter().enumerate() {
                 let i = u32::try_from(i).unwrap();
-                assert_eq!(n.literal, with_edges.contains(&i), "node {i}: {n:?}");
+                assert_eq!(n.literal(), with_edges.contains(&i), "node {i}: {n:?}");
+                if n.param != NONE {
+                    let full = t.nodes[n.param as usize].full;
+                    assert_eq!(
+                        n.param_full(),
+                        full,
+                        "node {i}'s copy of its parameter's route"
+                    );
+                } else {
+                    assert_eq!(n.param_full(), NONE);
+                }
             }
         }
     }
