@@ -715,6 +715,90 @@ async fn the_replay_capacity_bounds_the_nonces_remembered() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_count_that_is_not_1_to_1024_stops_the_start() {
+    let dir = scratch("bad-workers");
+    for (arg, env) in [
+        (Some("0"), None),
+        (Some("1025"), None),
+        (Some("two"), None),
+        (None, Some("-1")),
+    ] {
+        let mut cmd = Command::new(gateway_bin());
+        cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--admin-token", TOKEN]);
+        if let Some(a) = arg {
+            cmd.args(["--workers", a]);
+        }
+        if let Some(e) = env {
+            cmd.env("STAGEGATE_WORKERS", e);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success(), "{arg:?} {env:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("is not a number of workers (1 to 1024)"),
+            "{arg:?} {env:?}: {stderr}"
+        );
+        assert!(!dir.join("stagegate.redb").exists());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Each data-plane worker accepts on the same address; the replay guard is shared, so the same
+/// signed request sent on sixteen connections at once (which the kernel hands to whichever
+/// worker accepts first) is accepted exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_workers_serve_every_connection_and_share_one_replay_guard() {
+    let dir = scratch("workers");
+    let gw = Gateway::start_with(&dir, Some(TOKEN), &["--workers", "4"]);
+    let http = Http::new();
+    let (_api, app) = set_up_app(&http, &gw, "from a worker").await;
+    let signer = stagegate::Signer::new(
+        app["app_key"].as_str().unwrap(),
+        stagegate::Secret::new(app["app_secret"].as_str().unwrap()),
+    )
+    .unwrap()
+    .with_stage("TEST")
+    .unwrap();
+    let mut req = Request::get(format!("{}/e2e/1", gw.data)).body(()).unwrap();
+    signer.sign(&mut req, b"");
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+        .collect();
+    let url = req.uri().to_string();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (headers, url) = (headers.clone(), url.clone());
+            tokio::spawn(async move {
+                let headers: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                // a client of its own: a connection of its own
+                Http::new().send("GET", &url, &headers, None).await.unwrap()
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for t in tasks {
+        let got = t.await.unwrap();
+        if got.status == 200 {
+            assert_eq!(got.text(), "from a worker");
+            accepted += 1;
+        } else {
+            assert_eq!(got.header("x-ca-error-code"), Some("A400NU"), "{}", got.text());
+        }
+    }
+    assert_eq!(accepted, 1, "a replay is refused whichever worker sees it");
+    gw.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // ----- admin auth -----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
