@@ -153,7 +153,9 @@ fn parse_capacity(name: &str, v: &str) -> Result<usize, String> {
 fn parse_workers(name: &str, v: &str) -> Result<usize, String> {
     match v.parse::<usize>() {
         Ok(n) if (1..=1024).contains(&n) => Ok(n),
-        _ => Err(format!("{name} `{v}` is not a number of workers (1 to 1024)")),
+        _ => Err(format!(
+            "{name} `{v}` is not a number of workers (1 to 1024)"
+        )),
     }
 }
 
@@ -355,9 +357,9 @@ async fn run(cfg: Config) -> Result<(), String> {
 /// This is nginx's model (a worker per core, the kernel handing each new connection to
 /// whichever worker accepts it first) with a single-threaded tokio runtime per worker. A
 /// request then never leaves its thread: the upstream connection it takes from this worker's
-/// pool is driven by the same runtime, and no wake-up crosses threads. On one core this made
-/// 0.87x nginx's requests per second instead of 0.73x for the anonymous API, and 0.73x
-/// instead of 0.43x with signature auth and MAPPING, than one work-stealing runtime did
+/// pool is driven by the same runtime, and no wake-up crosses threads. In five paired load runs
+/// on one core, against one work-stealing runtime, the signed API went from 0.43-0.51x nginx's
+/// requests per second to 0.59-0.79x and the anonymous one from 0.70-0.95x to 0.72-0.90x
 /// (`benches/performance-log.md`). What it gives up is stealing: a worker whose connections
 /// are all busy does not hand requests to an idle one, which matters for few long-lived
 /// connections on many cores (run fewer workers then).

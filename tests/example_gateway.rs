@@ -791,7 +791,12 @@ async fn several_workers_serve_every_connection_and_share_one_replay_guard() {
             assert_eq!(got.text(), "from a worker");
             accepted += 1;
         } else {
-            assert_eq!(got.header("x-ca-error-code"), Some("A400NU"), "{}", got.text());
+            assert_eq!(
+                got.header("x-ca-error-code"),
+                Some("A400NU"),
+                "{}",
+                got.text()
+            );
         }
     }
     assert_eq!(accepted, 1, "a replay is refused whichever worker sees it");
