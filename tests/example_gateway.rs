@@ -258,6 +258,37 @@ impl Http {
     }
 }
 
+impl Http {
+    /// A GET with owned headers; panics on transport errors.
+    async fn get_with(&self, url: &str, headers: &[(String, String)]) -> common::Got {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.send("GET", url, &headers, None)
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+    }
+}
+
+/// The headers of a GET of `url` in TEST signed as `app` (as the admin API created it), with a
+/// fresh nonce each call.
+fn signed_headers(app: &Value, url: &str) -> Vec<(String, String)> {
+    let signer = stagegate::Signer::new(
+        app["app_key"].as_str().unwrap(),
+        stagegate::Secret::new(app["app_secret"].as_str().unwrap()),
+    )
+    .unwrap()
+    .with_stage("TEST")
+    .unwrap();
+    let mut req = Request::get(url).body(()).unwrap();
+    signer.sign(&mut req, b"");
+    req.headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+        .collect()
+}
+
 fn id(g: &common::Got) -> String {
     g.json()["id"]
         .as_str()
@@ -642,37 +673,63 @@ async fn a_damaged_data_file_stops_the_start_with_a_clear_error() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replay_capacity_that_is_not_a_count_stops_the_start() {
-    let dir = scratch("bad-replay-capacity");
-    for (arg, env) in [
-        (Some("0"), None),
-        (Some("many"), None),
-        (Some("-5"), None),
-        (None, Some("1e9")),
-    ] {
+/// Starts the gateway once per bad value, given as `--flag value` or in `env_var`, and checks
+/// that each start fails with `message` before the data file is created.
+fn assert_start_refused(
+    name: &str,
+    flag: &str,
+    env_var: &str,
+    bad: &[(Option<&str>, Option<&str>)],
+    message: &str,
+) {
+    let dir = scratch(name);
+    for (arg, env) in bad {
         let mut cmd = Command::new(gateway_bin());
         cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(&dir)
             .args(["--admin-token", TOKEN]);
         if let Some(a) = arg {
-            cmd.args(["--replay-capacity", a]);
+            cmd.args([flag, a]);
         }
         if let Some(e) = env {
-            cmd.env("STAGEGATE_REPLAY_CAPACITY", e);
+            cmd.env(env_var, e);
         }
         let out = cmd.output().unwrap();
         assert!(!out.status.success(), "{arg:?} {env:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains("is not a number of nonces"),
-            "{arg:?} {env:?}: {stderr}"
-        );
+        assert!(stderr.contains(message), "{arg:?} {env:?}: {stderr}");
         // refused before the data file is created
         assert!(!dir.join("stagegate.redb").exists());
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_replay_capacity_or_worker_count_out_of_range_stops_the_start() {
+    // (flag, environment variable, bad values as flag / variable, the error's words)
+    let cases: [(&str, &str, [&str; 3], &str, &str); 2] = [
+        (
+            "--replay-capacity",
+            "STAGEGATE_REPLAY_CAPACITY",
+            ["0", "many", "-5"],
+            "1e9",
+            "is not a number of nonces",
+        ),
+        (
+            "--workers",
+            "STAGEGATE_WORKERS",
+            ["0", "1025", "two"],
+            "-1",
+            "is not a number of workers (1 to 1024)",
+        ),
+    ];
+    for (flag, env_var, flags, env, message) in cases {
+        let mut bad: Vec<(Option<&str>, Option<&str>)> =
+            flags.iter().map(|f| (Some(*f), None)).collect();
+        bad.push((None, Some(env)));
+        assert_start_refused(&format!("bad{flag}"), flag, env_var, &bad, message);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -681,29 +738,10 @@ async fn the_replay_capacity_bounds_the_nonces_remembered() {
     let gw = Gateway::start_with(&dir, Some(TOKEN), &["--replay-capacity", "2"]);
     let http = Http::new();
     let (_api, app) = set_up_app(&http, &gw, "signed").await;
-    let key = app["app_key"].as_str().unwrap();
-    let secret = stagegate::Secret::new(app["app_secret"].as_str().unwrap());
-    let signer = stagegate::Signer::new(key, secret)
-        .unwrap()
-        .with_stage("TEST")
-        .unwrap();
+    let url = format!("{}/e2e/1", gw.data);
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        let mut req = Request::get(format!("{}/e2e/1", gw.data)).body(()).unwrap();
-        signer.sign(&mut req, b"");
-        let headers: Vec<(String, String)> = req
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
-            .collect();
-        let headers: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let got = http
-            .send("GET", &req.uri().to_string(), &headers, None)
-            .await
-            .unwrap();
+        let got = http.get_with(&url, &signed_headers(&app, &url)).await;
         statuses.push((got.status, got.header("x-ca-error-code").map(str::to_owned)));
     }
     // two fresh nonces fit; the third is refused rather than an unexpired nonce forgotten
@@ -712,38 +750,6 @@ async fn the_replay_capacity_bounds_the_nonces_remembered() {
         [(200, None), (200, None), (503, Some("X503BZ".to_owned()))]
     );
     gw.stop();
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_count_that_is_not_1_to_1024_stops_the_start() {
-    let dir = scratch("bad-workers");
-    for (arg, env) in [
-        (Some("0"), None),
-        (Some("1025"), None),
-        (Some("two"), None),
-        (None, Some("-1")),
-    ] {
-        let mut cmd = Command::new(gateway_bin());
-        cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(["--admin-token", TOKEN]);
-        if let Some(a) = arg {
-            cmd.args(["--workers", a]);
-        }
-        if let Some(e) = env {
-            cmd.env("STAGEGATE_WORKERS", e);
-        }
-        let out = cmd.output().unwrap();
-        assert!(!out.status.success(), "{arg:?} {env:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains("is not a number of workers (1 to 1024)"),
-            "{arg:?} {env:?}: {stderr}"
-        );
-        assert!(!dir.join("stagegate.redb").exists());
-    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -756,32 +762,13 @@ async fn several_workers_serve_every_connection_and_share_one_replay_guard() {
     let gw = Gateway::start_with(&dir, Some(TOKEN), &["--workers", "4"]);
     let http = Http::new();
     let (_api, app) = set_up_app(&http, &gw, "from a worker").await;
-    let signer = stagegate::Signer::new(
-        app["app_key"].as_str().unwrap(),
-        stagegate::Secret::new(app["app_secret"].as_str().unwrap()),
-    )
-    .unwrap()
-    .with_stage("TEST")
-    .unwrap();
-    let mut req = Request::get(format!("{}/e2e/1", gw.data)).body(()).unwrap();
-    signer.sign(&mut req, b"");
-    let headers: Vec<(String, String)> = req
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
-        .collect();
-    let url = req.uri().to_string();
+    let url = format!("{}/e2e/1", gw.data);
+    let headers = signed_headers(&app, &url);
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let (headers, url) = (headers.clone(), url.clone());
-            tokio::spawn(async move {
-                let headers: Vec<(&str, &str)> = headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                // a client of its own: a connection of its own
-                Http::new().send("GET", &url, &headers, None).await.unwrap()
-            })
+            // a client of its own: a connection of its own
+            tokio::spawn(async move { Http::new().get_with(&url, &headers).await })
         })
         .collect();
     let mut accepted = 0;
