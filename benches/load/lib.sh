@@ -26,6 +26,7 @@ ORIGIN_B=${ORIGIN_B:-127.0.0.1:18084}   # the second upstream the churn switches
 ORIGIN_DIRECT=${ORIGIN_DIRECT:-127.0.0.1:18083} # an origin on SERVER_CPU, for the direct-to-origin row
 # (not NGINX itself: nginx reads an exported NGINX as inherited sockets)
 NGINX=${NGINX_ADDR:-127.0.0.1:18082}
+HYPER_PROXY=${HYPER_PROXY:-127.0.0.1:18085} # examples/hyper_proxy.rs, the bare hyper floor
 GW=${GW:-127.0.0.1:18080}
 ADMIN=${ADMIN:-127.0.0.1:19080}
 TOKEN=bench-token
@@ -63,7 +64,7 @@ ensure_tools() {
 build() {
     log "building (release)"
     (cd "$ROOT" && cargo build --release --example gateway --example origin \
-        --example sign_requests --example churn)
+        --example sign_requests --example churn --example hyper_proxy)
 }
 
 # wait_port HOST:PORT [tries]: until something accepts connections there (bounded).
@@ -81,6 +82,12 @@ start_origin() { # ADDR BODY CPU
     taskset -c "$3" "$BIN/origin" "$1" "$2" >/dev/null &
     PIDS+=($!)
     wait_port "$1"
+}
+
+start_hyper_proxy() { # a bare hyper reverse proxy to ORIGIN_A, on the server core
+    taskset -c "$SERVER_CPU" "$BIN/hyper_proxy" "$HYPER_PROXY" "$ORIGIN_A" >/dev/null &
+    PIDS+=($!)
+    wait_port "$HYPER_PROXY"
 }
 
 start_nginx() {
@@ -129,6 +136,7 @@ start_gateway() {
     RUST_LOG=${GATEWAY_LOG:-warn} taskset -c "${GATEWAY_CPUS:-$SERVER_CPU}" "$GATEWAY_BIN" \
         --listen "$GW" --admin-listen "$ADMIN" --data-dir "$1" --admin-token "$TOKEN" \
         --admin-body-limit 1073741824 ${COMMIT_SYNC:+--commit-sync "$COMMIT_SYNC"} \
+        --replay-capacity "${REPLAY_CAPACITY:-4000000}" \
         >"$OUT/gateway.out" 2>>"$OUT/gateway.err" &
     GW_PID=$!
     PIDS+=($GW_PID)

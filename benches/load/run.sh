@@ -14,6 +14,7 @@ rm -rf "$OUT/run" && mkdir -p "$OUT/run"
 start_origin "$ORIGIN_A" origin-a "$CLIENT_CPU"
 start_origin "$ORIGIN_DIRECT" origin-a "$SERVER_CPU"
 start_nginx
+start_hyper_proxy
 start_gateway "$OUT/run/gw-data"
 setup_apis
 [ "$(curl -s "http://$NGINX/anon")" = origin-a ] || { log "nginx does not proxy"; exit 1; }
@@ -24,7 +25,7 @@ setup_apis
 # takes each round's ratios to that round's nginx run, then the median over the rounds.
 ROUNDS=${ROUNDS:-3}
 secs=$((${DURATION%s} + ${WARMUP%s}))
-targets=(direct nginx anonymous signed)
+targets=(direct nginx hyper anonymous signed)
 machine_facts | tee "$OUT/facts.txt"
 echo "rounds: $ROUNDS, each target once per round, order rotated" | tee -a "$OUT/facts.txt"
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -39,6 +40,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         case ${targets[(t + r - 1) % ${#targets[@]}]} in
         direct) log "round $r: direct"; wrk_run "direct to origin" "http://$ORIGIN_DIRECT/anon" ;;
         nginx) log "round $r: nginx"; wrk_run nginx "http://$NGINX/anon" ;;
+        hyper) log "round $r: hyper proxy"; wrk_run "hyper proxy" "http://$HYPER_PROXY/anon" ;;
         anonymous) log "round $r: anonymous"; wrk_run "stagegate anonymous" "http://$GW/anon" ;;
         signed) log "round $r: signed+mapping"
             wrk_run "stagegate signed+MAPPING" "http://$GW$SIGNED_PATH" "$ROOT/benches/load/signed.lua" ;;
