@@ -141,21 +141,24 @@ fn parse_args() -> Result<Config, String> {
 
 /// A replay-guard capacity: a whole number of nonces, at least one.
 fn parse_capacity(name: &str, v: &str) -> Result<usize, String> {
-    match v.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!(
-            "{name} `{v}` is not a number of nonces (1 or more)"
-        )),
-    }
+    parse_count(name, v, 1..=usize::MAX, "a number of nonces (1 or more)")
 }
 
 /// A number of data-plane workers: 1 to 1024.
 fn parse_workers(name: &str, v: &str) -> Result<usize, String> {
+    parse_count(name, v, 1..=1024, "a number of workers (1 to 1024)")
+}
+
+/// A whole number within `range`; else an error naming the flag or variable and `what`.
+fn parse_count(
+    name: &str,
+    v: &str,
+    range: std::ops::RangeInclusive<usize>,
+    what: &str,
+) -> Result<usize, String> {
     match v.parse::<usize>() {
-        Ok(n) if (1..=1024).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "{name} `{v}` is not a number of workers (1 to 1024)"
-        )),
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!("{name} `{v}` is not {what}")),
     }
 }
 

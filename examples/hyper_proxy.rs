@@ -21,6 +21,11 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:18085".into());
     let origin = args.next().unwrap_or_else(|| "127.0.0.1:18081".into());
+    // checked once here, so each request's URI below is well formed
+    if let Err(e) = Uri::try_from(format!("http://{origin}/")) {
+        eprintln!("error: the origin `{origin}` is not a host:port ({e})");
+        std::process::exit(2);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -43,7 +48,8 @@ fn main() {
             let (client, origin) = (client.clone(), origin.clone());
             let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-                *req.uri_mut() = Uri::try_from(format!("http://{origin}{path}")).expect("uri");
+                *req.uri_mut() = Uri::try_from(format!("http://{origin}{path}"))
+                    .expect("a checked origin and a parsed path make a URI");
                 client.request(req)
             });
             tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), svc));

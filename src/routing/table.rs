@@ -182,14 +182,11 @@ impl RouteTable {
     /// [`TableConflict`] when two routes with the same method (or `ANY`) would match the same
     /// requests.
     pub fn build(routes: Vec<Arc<LiveRoute>>) -> Result<Self, TableConflict> {
-        let mut table = Self {
-            routes,
-            ..Self::default()
-        };
+        let (mut first_segments, mut wild_first) = (Vec::new(), false);
         let mut methods: Vec<(Option<Method>, PathTrie)> = Vec::with_capacity(1);
         let mut shapes: std::collections::HashMap<String, Vec<(String, usize)>> =
             std::collections::HashMap::new();
-        for (i, r) in table.routes.iter().enumerate() {
+        for (i, r) in routes.iter().enumerate() {
             let method_name = r.api().request.method.as_str();
             let shape = r.template.shape();
             let seen = shapes.entry(shape).or_default();
@@ -199,7 +196,7 @@ impl RouteTable {
             {
                 return Err(TableConflict {
                     api: r.api_id().clone(),
-                    existing: table.routes[*j].api_id().clone(),
+                    existing: routes[*j].api_id().clone(),
                 });
             }
             seen.push((method_name.to_owned(), i));
@@ -219,12 +216,12 @@ impl RouteTable {
             if let Err(occupied) = methods[pos].1.insert(&r.template, i) {
                 return Err(TableConflict {
                     api: r.api_id().clone(),
-                    existing: table.routes[occupied.existing].api_id().clone(),
+                    existing: routes[occupied.existing].api_id().clone(),
                 });
             }
             match r.template.segments().first() {
-                Some(Segment::Literal(l)) => table.first_segments.push(l.clone()),
-                _ => table.wild_first = true,
+                Some(Segment::Literal(l)) => first_segments.push(l.clone()),
+                _ => wild_first = true,
             }
         }
         // `ANY` is consulted after the exact method.
@@ -232,15 +229,19 @@ impl RouteTable {
         for (_, trie) in &mut methods {
             trie.shrink();
         }
+        first_segments.sort();
+        first_segments.dedup();
+        first_segments.shrink_to_fit();
         let mut methods = methods.into_iter();
-        if let Some((method, trie)) = methods.next() {
-            (table.method, table.trie) = (method, trie);
-        }
-        table.more = methods.collect();
-        table.first_segments.sort();
-        table.first_segments.dedup();
-        table.first_segments.shrink_to_fit();
-        Ok(table)
+        let (method, trie) = methods.next().unwrap_or_default();
+        Ok(Self {
+            method,
+            trie,
+            routes,
+            more: methods.collect(),
+            first_segments,
+            wild_first,
+        })
     }
 
     /// The routes, in no particular order.
