@@ -573,7 +573,11 @@ where
     let move_headers = matches!(route.target, BackendTarget::Http { .. })
         && api.request.mode == RequestMode::Passthrough;
     let map = |client_headers| {
-        crate::mapping::map_request_with(api, &route.compiled, &input, &sys, client_headers)
+        let options = crate::mapping::MapOptions {
+            client_headers,
+            params: false,
+        };
+        crate::mapping::map_request_with(api, &route.compiled, &input, &sys, options)
             .map_err(|e| GatewayError::new(e.code(), e.status(), e.wire_message()))
     };
     let mut mapped = map(client_headers && !move_headers)?;

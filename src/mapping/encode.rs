@@ -104,11 +104,34 @@ pub(crate) fn append_pairs<'v>(
     out: &mut String,
     pairs: impl IntoIterator<Item = (&'v str, &'v str)>,
 ) {
-    let mut ser = form_urlencoded::Serializer::new(out);
     for (k, v) in pairs {
-        ser.append_pair(k, v);
+        if !out.is_empty() {
+            out.push('&');
+        }
+        push_pair(out, k, v);
     }
-    ser.finish();
+}
+
+/// Appends one urlencoded `name=value` pair (no separator), encoded exactly as
+/// `form_urlencoded` encodes it.
+pub(crate) fn push_pair(out: &mut String, name: &str, value: &str) {
+    push_form_component(out, name);
+    out.push('=');
+    push_form_component(out, value);
+}
+
+/// One urlencoded component. Most names and values (ids, numbers, language tags) hold only the
+/// bytes the encoding leaves alone and are copied as they are; others go through
+/// `form_urlencoded`.
+fn push_form_component(out: &mut String, s: &str) {
+    let plain = s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_'));
+    if plain {
+        out.push_str(s);
+    } else {
+        out.extend(form_urlencoded::byte_serialize(s.as_bytes()));
+    }
 }
 
 #[cfg(test)]
@@ -160,6 +183,29 @@ mod tests {
                 (b"c=", b"c", b"")
             ]
         );
+    }
+
+    #[test]
+    fn pairs_are_encoded_like_form_urlencoded() {
+        // Every ASCII byte, alone and in context, plus non-ASCII text: the fast path for plain
+        // components must not change what `form_urlencoded` would write.
+        let mut samples: Vec<String> = (0u8..128).map(|b| char::from(b).to_string()).collect();
+        samples.extend(
+            [
+                "", "userId", "12345", "en-US", "a.b_c*d", "a b", "x&y=z", "日本", "100%", "+",
+            ]
+            .map(str::to_owned),
+        );
+        for name in &samples {
+            for value in ["", "v", "a b", name.as_str()] {
+                let mut ours = String::new();
+                push_pair(&mut ours, name, value);
+                let theirs = form_urlencoded::Serializer::new(String::new())
+                    .append_pair(name, value)
+                    .finish();
+                assert_eq!(ours, theirs, "{name:?}={value:?}");
+            }
+        }
     }
 
     #[test]

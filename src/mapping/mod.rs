@@ -83,6 +83,7 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use http::Method;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use smallvec::SmallVec;
 
 pub use error::MappingError;
 
@@ -91,6 +92,10 @@ use crate::model::{
     RequestParameter, Segment, Stage, SystemParam,
 };
 use crate::routing::Compiled;
+
+/// How many headers the forwarder adds to a mapped request (`X-Forwarded-For`, `-Proto`,
+/// `-Host`): room is made for them up front.
+const FORWARDER_HEADERS: usize = 3;
 
 /// The Content-Type of a form body the gateway builds (and of [`ContentTypePolicy::Default`]).
 pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=UTF-8";
@@ -366,11 +371,16 @@ struct Output<'v> {
     value: Cow<'v, str>,
     /// The declared parameter it comes from (none for constants and system parameters).
     from: Option<&'v str>,
+    /// The header name, parsed when the route was compiled (headers only, where valid).
+    header: Option<&'v HeaderName>,
 }
+
+/// What one location receives: rarely more than a couple of values, so kept inline.
+type OutputList<'v> = SmallVec<[Output<'v>; 2]>;
 
 /// Adds an output; a later value for the same name replaces an earlier one (constants and
 /// system parameters beat client values).
-fn push_output<'v>(outs: &mut Vec<Output<'v>>, out: Output<'v>) {
+fn push_output<'v>(outs: &mut OutputList<'v>, out: Output<'v>) {
     if let Some(o) = outs.iter_mut().find(|o| o.name == out.name) {
         *o = out;
     } else {
@@ -381,10 +391,10 @@ fn push_output<'v>(outs: &mut Vec<Output<'v>>, out: Output<'v>) {
 /// The values to write at the backend, by location.
 #[derive(Default)]
 struct Outputs<'v> {
-    head: Vec<Output<'v>>,
-    query: Vec<Output<'v>>,
-    path: Vec<Output<'v>>,
-    form: Vec<Output<'v>>,
+    head: OutputList<'v>,
+    query: OutputList<'v>,
+    path: OutputList<'v>,
+    form: OutputList<'v>,
 }
 
 impl<'v> Outputs<'v> {
@@ -443,64 +453,97 @@ pub fn map_request(
     input: &MappingInput<'_>,
     sys: &SystemValues<'_>,
 ) -> Result<MappedRequest, MappingError> {
-    map_request_with(api, compiled, input, sys, true)
+    map_request_with(
+        api,
+        compiled,
+        input,
+        sys,
+        MapOptions {
+            client_headers: true,
+            params: true,
+        },
+    )
 }
 
-/// [`map_request`], optionally without the client's headers: with `client_headers` false
-/// the mapped headers hold only what the API adds (parameters, Content-Type). Every check,
-/// and so every error, is the same: none of them reads the copied headers. For a backend
-/// that never sees the mapped request (a mock), this spares copying every header.
+/// What [`map_request_with`] leaves out for a caller that does not need it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MapOptions {
+    /// With `false` the mapped headers hold only what the API adds (parameters,
+    /// Content-Type). Every check, and so every error, is the same: none of them reads the
+    /// copied headers. For a backend that never sees the mapped request (a mock), this spares
+    /// copying every header.
+    pub(crate) client_headers: bool,
+    /// With `false`, [`MappedRequest::params`] stays empty: the data plane never reads it, and
+    /// filling it costs an allocation per parameter.
+    pub(crate) params: bool,
+}
+
+/// [`map_request`], leaving out what `options` says the caller does not need.
 pub(crate) fn map_request_with(
     api: &ApiDefinition,
     compiled: &Compiled,
     input: &MappingInput<'_>,
     sys: &SystemValues<'_>,
-    client_headers: bool,
+    options: MapOptions,
 ) -> Result<MappedRequest, MappingError> {
     let mode = api.request.mode;
     let client_body = classify_body(input);
 
     // 1. Read, default and check the declared parameters.
     let resolved = if mode == RequestMode::Passthrough {
-        Vec::new()
+        Resolved::new()
     } else {
         resolve(api, compiled, input, &client_body)?
     };
 
     // 2. Sort what goes to the backend by location.
     let mut outs = Outputs::default();
-    for (p, value) in &resolved {
+    let mut header_names = compiled.header_names.iter();
+    let mut next_header = || header_names.next().and_then(Option::as_ref);
+    // Header names are listed for every declared parameter, resolved or not.
+    let mut declared = resolved.iter().peekable();
+    for p in &api.parameters {
+        let header = next_header();
+        let Some((_, value)) = declared.next_if(|(r, _)| std::ptr::eq(*r, p)) else {
+            continue;
+        };
         outs.push(
             p.backend_location(),
             Output {
                 name: p.backend_name(),
-                value: Cow::Borrowed(value.as_str()),
+                value: Cow::Borrowed(value),
                 from: Some(p.name.as_str()),
+                header,
             },
         );
     }
     for c in &api.constant_parameters {
+        let header = next_header();
         outs.push(
             c.location,
             Output {
                 name: &c.backend_name,
                 value: Cow::Borrowed(&c.value),
                 from: None,
+                header,
             },
         );
     }
     for s in &api.system_parameters {
+        let header = next_header();
         outs.push(
             s.location,
             Output {
                 name: &s.backend_name,
                 value: sys.value(s.name),
                 from: None,
+                header,
             },
         );
     }
 
     // 3. Headers.
+    let client_headers = options.client_headers;
     let mut headers = match mode {
         _ if !client_headers => HeaderMap::new(),
         RequestMode::Passthrough => input.headers.clone(),
@@ -514,7 +557,11 @@ pub(crate) fn map_request_with(
             h
         }
         RequestMode::Mapping => {
-            let mut h = HeaderMap::with_capacity(input.headers.keys_len().min(16));
+            // Room for the mapped headers and the forwarder's `X-Forwarded-*` too, so that
+            // neither grows the map.
+            let mut h = HeaderMap::with_capacity(
+                input.headers.keys_len().min(16) + outs.head.len() + FORWARDER_HEADERS,
+            );
             for (name, value) in input.headers {
                 if header_allowed(name) {
                     h.append(name.clone(), value.clone());
@@ -524,10 +571,14 @@ pub(crate) fn map_request_with(
         }
     };
     for out in &outs.head {
-        let name =
-            HeaderName::from_bytes(out.name.as_bytes()).map_err(|_| MappingError::Config {
-                reason: format!("`{}` is not a valid header name", out.name),
-            })?;
+        let name = match out.header {
+            Some(name) => name.clone(),
+            None => {
+                HeaderName::from_bytes(out.name.as_bytes()).map_err(|_| MappingError::Config {
+                    reason: format!("`{}` is not a valid header name", out.name),
+                })?
+            }
+        };
         let value = HeaderValue::from_str(&out.value).map_err(|_| match out.from {
             Some(client) => MappingError::InvalidParameter {
                 name: client.to_owned(),
@@ -552,10 +603,14 @@ pub(crate) fn map_request_with(
     let body = map_body(api, &client_body, &outs.form)?;
     apply_content_type(api, input, &body, &mut headers)?;
 
-    let params = resolved
-        .into_iter()
-        .map(|(p, v)| (p.name.clone(), v))
-        .collect();
+    let params = if options.params {
+        resolved
+            .iter()
+            .map(|(p, v)| (p.name.clone(), v.to_string()))
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(MappedRequest {
         path_and_query,
         headers,
@@ -639,26 +694,30 @@ fn invalid(p: &RequestParameter, rule: &str) -> MappingError {
     }
 }
 
+/// The declared parameters that have a value, in declaration order, with that value
+/// (borrowed from the request or the definition unless decoding changed it).
+type Resolved<'a> = SmallVec<[(&'a RequestParameter, Cow<'a, str>); 4]>;
+
 /// Reads, defaults and checks every declared parameter.
-fn resolve<'p>(
-    api: &'p ApiDefinition,
+fn resolve<'a>(
+    api: &'a ApiDefinition,
     compiled: &Compiled,
-    input: &MappingInput<'_>,
-    client_body: &ClientBody<'_>,
-) -> Result<Vec<(&'p RequestParameter, String)>, MappingError> {
+    input: &MappingInput<'a>,
+    client_body: &ClientBody<'a>,
+) -> Result<Resolved<'a>, MappingError> {
     let n = api.parameters.len();
-    let mut in_query: Vec<Option<&[u8]>> = vec![None; n];
+    let mut in_query: SmallVec<[Option<&[u8]>; 8]> = smallvec::smallvec![None; n];
     if let Some(q) = input.query {
         first_values(api, ParamLocation::Query, q.as_bytes(), &mut in_query);
     }
-    let mut in_body: Vec<Option<&[u8]>> = vec![None; n];
+    let mut in_body: SmallVec<[Option<&[u8]>; 8]> = smallvec::smallvec![None; n];
     if let ClientBody::Form(b) = client_body
         && body_capable(api)
     {
         first_values(api, ParamLocation::Body, b, &mut in_body);
     }
 
-    let mut resolved = Vec::with_capacity(n);
+    let mut resolved = Resolved::new();
     for (i, p) in api.parameters.iter().enumerate() {
         let raw: Option<Cow<'_, str>> = match p.location {
             ParamLocation::Head => match input.headers.get(p.name.as_str()) {
@@ -719,7 +778,7 @@ fn resolve<'p>(
             }
         };
         check::check_value(p, regex, &value)?;
-        resolved.push((p, value.into_owned()));
+        resolved.push((p, value));
     }
     Ok(resolved)
 }
@@ -805,7 +864,9 @@ fn push_query(
         }
         return;
     }
-    let mut query = String::new();
+    // Written straight after the path; the `?` is taken back if no pair follows.
+    let start = out.len();
+    out.push('?');
     if mode != RequestMode::Mapping
         && let Some(q) = input.query
     {
@@ -817,17 +878,21 @@ fn push_query(
                         p.location == ParamLocation::Query && encode::name_is(name, &p.name)
                     }));
             if !dropped {
-                if !query.is_empty() {
-                    query.push('&');
+                if out.len() > start + 1 {
+                    out.push('&');
                 }
-                query.push_str(pair);
+                out.push_str(pair);
             }
         }
     }
-    encode::append_pairs(&mut query, mapped.iter().map(|o| (o.name, &*o.value)));
-    if !query.is_empty() {
-        out.push('?');
-        out.push_str(&query);
+    for o in mapped {
+        if out.len() > start + 1 {
+            out.push('&');
+        }
+        encode::push_pair(out, o.name, &o.value);
+    }
+    if out.len() == start + 1 {
+        out.truncate(start);
     }
 }
 

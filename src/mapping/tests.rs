@@ -943,3 +943,114 @@ proptest! {
         prop_assert!(path != "/b/." && path != "/b/..");
     }
 }
+
+// ---- compiled header names ------------------------------------------------------------------
+
+#[test]
+fn header_names_compiled_or_not_map_the_same() {
+    let mut a = api("GET", "/x", RequestMode::Mapping);
+    a.parameters = vec![
+        moved(
+            "q",
+            ParamLocation::Query,
+            "X-From-Query",
+            ParamLocation::Head,
+        ),
+        // Not sent: an optional parameter without a value still has its slot in the list.
+        moved(
+            "absent",
+            ParamLocation::Query,
+            "X-Absent",
+            ParamLocation::Head,
+        ),
+        moved("h", ParamLocation::Head, "x-to-query", ParamLocation::Query),
+        moved("p", ParamLocation::Query, "X-Last", ParamLocation::Head),
+    ];
+    a.constant_parameters = vec![ConstantParameter {
+        backend_name: "X-Const".into(),
+        value: "c".into(),
+        location: ParamLocation::Head,
+        description: None,
+    }];
+    a.system_parameters = vec![SystemParameter {
+        name: SystemParam::CaStage,
+        backend_name: "X-Stage".into(),
+        location: ParamLocation::Head,
+    }];
+    let compiled = Compiled::compile(&a).unwrap();
+    let names: Vec<_> = compiled
+        .header_names
+        .iter()
+        .map(|h| h.as_ref().map(HeaderName::as_str))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            Some("x-from-query"),
+            Some("x-absent"),
+            None,
+            Some("x-last"),
+            Some("x-const"),
+            Some("x-stage")
+        ]
+    );
+    let r = Req::new("/x", Some("q=1&p=3")).header("h", "2");
+    let with = r
+        .with_input(|i| map_request(&a, &compiled, i, &sys()))
+        .unwrap();
+    let without = r
+        .with_input(|i| map_request(&a, &Compiled::default(), i, &sys()))
+        .unwrap();
+    assert_eq!(with.headers, without.headers);
+    assert_eq!(with.path_and_query, without.path_and_query);
+    assert_eq!(with.headers["x-from-query"], "1");
+    assert_eq!(with.headers["x-last"], "3");
+    assert_eq!(with.headers["x-const"], "c");
+    assert_eq!(with.headers["x-stage"], "TEST");
+    assert!(!with.headers.contains_key("x-absent"));
+    assert_eq!(with.path_and_query, "/x?x-to-query=2");
+    assert_eq!(
+        with.params,
+        [
+            ("q".to_owned(), "1".to_owned()),
+            ("h".to_owned(), "2".to_owned()),
+            ("p".to_owned(), "3".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn an_invalid_backend_header_name_is_a_config_error_compiled_or_not() {
+    let mut a = api("GET", "/x", RequestMode::Mapping);
+    a.constant_parameters = vec![ConstantParameter {
+        backend_name: "bad header".into(),
+        value: "c".into(),
+        location: ParamLocation::Head,
+        description: None,
+    }];
+    let compiled = Compiled::compile(&a).unwrap();
+    assert_eq!(compiled.header_names, [None]);
+    let r = Req::new("/x", None);
+    for c in [&compiled, &Compiled::default()] {
+        let e = r.with_input(|i| map_request(&a, c, i, &sys())).unwrap_err();
+        assert_eq!(e.code(), "X500ER");
+        assert!(e.to_string().contains("bad header"), "{e}");
+    }
+}
+
+#[test]
+fn the_data_plane_may_leave_params_out() {
+    let mut a = api("GET", "/x", RequestMode::Mapping);
+    a.parameters = vec![param("q", ParamLocation::Query)];
+    let compiled = Compiled::compile(&a).unwrap();
+    let r = Req::new("/x", Some("q=1"));
+    let options = MapOptions {
+        client_headers: true,
+        params: false,
+    };
+    let m = r
+        .with_input(|i| map_request_with(&a, &compiled, i, &sys(), options))
+        .unwrap();
+    assert!(m.params.is_empty());
+    assert_eq!(m.path_and_query, "/x?q=1");
+}

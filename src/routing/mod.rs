@@ -22,10 +22,35 @@ pub struct Compiled {
     pub regexes: Vec<Option<regex::Regex>>,
     /// The backend path template (`backend.path`), parsed once; none when the API has none.
     pub backend_path: Option<crate::model::PathTemplate>,
+    /// The backend header names written by the mapping, parsed once: one entry per declared
+    /// parameter, then per constant parameter, then per system parameter, in declaration
+    /// order; `None` where that parameter is not sent in a header or its name is not a valid
+    /// header name. Mapping parses a name itself where this holds none (and answers an
+    /// invalid one with its configuration error), so a shorter list is only slower.
+    pub header_names: Vec<Option<http::HeaderName>>,
 }
 
 impl Compiled {
     /// Compiles what the data plane needs for an API.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::{ApiDefinition, BackendId, GroupId, ParamLocation, RequestMode, RequestParameter};
+    /// use stagegate::routing::Compiled;
+    ///
+    /// let mut api = ApiDefinition::builder(GroupId::generate(), "getUser", "GET", "/users/[id]", BackendId::generate()).unwrap();
+    /// api.request.mode = RequestMode::Mapping;
+    /// api.parameters.push(RequestParameter {
+    ///     name: "lang".into(),
+    ///     location: ParamLocation::Query,
+    ///     backend_name: Some("X-Lang".into()),
+    ///     backend_location: Some(ParamLocation::Head),
+    ///     ..Default::default()
+    /// });
+    /// let compiled = Compiled::compile(&api).unwrap();
+    /// assert_eq!(compiled.header_names[0].as_ref().map(|h| h.as_str()), Some("x-lang"));
+    /// ```
     ///
     /// # Errors
     ///
@@ -61,9 +86,38 @@ impl Compiled {
             })
             .transpose()
             .map_err(|e| format!("backend path: {e}"))?;
+        let header_names = header_names(api);
         Ok(Self {
             regexes,
             backend_path,
+            header_names,
         })
     }
+}
+
+/// The backend header name of every parameter the mapping writes to a header (see
+/// [`Compiled::header_names`]).
+fn header_names(api: &crate::model::ApiDefinition) -> Vec<Option<http::HeaderName>> {
+    use crate::model::ParamLocation;
+    let declared = api
+        .parameters
+        .iter()
+        .map(|p| (p.backend_location(), p.backend_name()));
+    let constants = api
+        .constant_parameters
+        .iter()
+        .map(|c| (c.location, c.backend_name.as_str()));
+    let system = api
+        .system_parameters
+        .iter()
+        .map(|s| (s.location, s.backend_name.as_str()));
+    declared
+        .chain(constants)
+        .chain(system)
+        .map(|(location, name)| {
+            (location == ParamLocation::Head)
+                .then(|| http::HeaderName::from_bytes(name.as_bytes()).ok())
+                .flatten()
+        })
+        .collect()
 }
