@@ -571,13 +571,13 @@ pub(crate) fn map_request_with(
         }
     };
     for out in &outs.head {
+        // The compiled name, unless the `Compiled` was not made from this API (then its list
+        // does not line up, and the name is parsed as if there were none).
         let name = match out.header {
-            Some(name) => name.clone(),
-            None => {
-                HeaderName::from_bytes(out.name.as_bytes()).map_err(|_| MappingError::Config {
-                    reason: format!("`{}` is not a valid header name", out.name),
-                })?
-            }
+            Some(name) if name.as_str().eq_ignore_ascii_case(out.name) => name.clone(),
+            _ => HeaderName::from_bytes(out.name.as_bytes()).map_err(|_| MappingError::Config {
+                reason: format!("`{}` is not a valid header name", out.name),
+            })?,
         };
         let value = HeaderValue::from_str(&out.value).map_err(|_| match out.from {
             Some(client) => MappingError::InvalidParameter {

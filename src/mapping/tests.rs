@@ -1039,6 +1039,26 @@ fn an_invalid_backend_header_name_is_a_config_error_compiled_or_not() {
 }
 
 #[test]
+fn header_names_compiled_for_another_api_are_not_used() {
+    let mut a = api("GET", "/x", RequestMode::Mapping);
+    a.parameters = vec![moved(
+        "q",
+        ParamLocation::Query,
+        "X-Right",
+        ParamLocation::Head,
+    )];
+    let mut other = a.clone();
+    other.parameters[0].backend_name = Some("X-Wrong".into());
+    let wrong = Compiled::compile(&other).unwrap();
+    let r = Req::new("/x", Some("q=1"));
+    let m = r
+        .with_input(|i| map_request(&a, &wrong, i, &sys()))
+        .unwrap();
+    assert_eq!(m.headers["x-right"], "1");
+    assert!(!m.headers.contains_key("x-wrong"));
+}
+
+#[test]
 fn the_data_plane_may_leave_params_out() {
     let mut a = api("GET", "/x", RequestMode::Mapping);
     a.parameters = vec![param("q", ParamLocation::Query)];
