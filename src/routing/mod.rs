@@ -25,8 +25,9 @@ pub struct Compiled {
     /// The backend header names written by the mapping, parsed once: one entry per declared
     /// parameter, then per constant parameter, then per system parameter, in declaration
     /// order; `None` where that parameter is not sent in a header or its name is not a valid
-    /// header name. Mapping parses a name itself where this holds none (and answers an
-    /// invalid one with its configuration error), so a shorter list is only slower.
+    /// header name. Mapping parses a name itself where this holds none or a different name
+    /// (and answers an invalid one with its configuration error), so a shorter or stale list
+    /// is only slower, never wrong.
     pub header_names: Vec<Option<http::HeaderName>>,
 }
 
