@@ -654,9 +654,13 @@ where
             if let Some(h) = original_host {
                 ctx = ctx.with_original_host(h);
             }
-            // Boxed: the forwarding future is large, and inline it would make every request's
-            // future (mocks and plugged backends too) a large allocation.
-            Box::pin(shared.forwarder.forward(backend_req, upstream, &ctx))
+            // Inline, not boxed: the request's own future is over glibc's thread-cache limit
+            // anyway, so a box of its own here was a second slow allocation per forwarded
+            // request (callgrind: 650 instructions more for an anonymous request; a mock's
+            // request, whose future now carries this one's room, costs 160 more instead).
+            shared
+                .forwarder
+                .forward(backend_req, upstream, &ctx)
                 .await
                 .map_err(GatewayError::from)
         }
