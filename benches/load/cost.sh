@@ -30,11 +30,8 @@ tick_ns=$((1000000000 / $(getconf CLK_TCK)))
 measure() {
     local name=$1 pid=$2 url=$3 lua=${4:-} args=() u0 s0 u1 s1 n
     [ -n "$lua" ] && args=(-s "$lua")
-    if [ -n "$lua" ]; then
-        SIGNED_FILE=$SIGNED_FILE.warm taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d1s "${args[@]}" "$url" >/dev/null
-    else
-        taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d1s "$url" >/dev/null
-    fi
+    # The warm-up signs with the other file's nonces, so the run's own are all fresh.
+    SIGNED_FILE=${SIGNED_FILE:-}.warm taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d1s "${args[@]}" "$url" >/dev/null
     read -r u0 s0 < <(cpu_ticks "$pid")
     taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER}s" "${args[@]}" "$url" >"$OUT/cost/wrk.txt"
     read -r u1 s1 < <(cpu_ticks "$pid")

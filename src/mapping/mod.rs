@@ -93,10 +93,6 @@ use crate::model::{
 };
 use crate::routing::Compiled;
 
-/// How many headers the forwarder adds to a mapped request (`X-Forwarded-For`, `-Proto`,
-/// `-Host`): room is made for them up front.
-const FORWARDER_HEADERS: usize = 3;
-
 /// The Content-Type of a form body the gateway builds (and of [`ContentTypePolicy::Default`]).
 pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=UTF-8";
 
@@ -560,7 +556,9 @@ pub(crate) fn map_request_with(
             // Room for the mapped headers and the forwarder's `X-Forwarded-*` too, so that
             // neither grows the map.
             let mut h = HeaderMap::with_capacity(
-                input.headers.keys_len().min(16) + outs.head.len() + FORWARDER_HEADERS,
+                input.headers.keys_len().min(16)
+                    + outs.head.len()
+                    + crate::proxy::FORWARDED_HEADERS,
             );
             for (name, value) in input.headers {
                 if header_allowed(name) {

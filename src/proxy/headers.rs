@@ -34,6 +34,10 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 /// `X-Forwarded-Host`.
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// How many headers [`append_forwarded_headers`] may add (`X-Forwarded-For`, `-Proto`,
+/// `-Host`): whoever builds a backend request's header map can make room for them up front.
+pub(crate) const FORWARDED_HEADERS: usize = 3;
+
 /// The fixed hop-by-hop header names (those named in `Connection` come on top).
 const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
@@ -210,6 +214,18 @@ fn format_ip(ip: IpAddr, buf: &mut [u8; 48]) -> &[u8] {
 mod tests {
     use super::*;
     use std::net::Ipv6Addr;
+
+    #[test]
+    fn forwarded_headers_counts_what_is_added() {
+        let mut headers = HeaderMap::new();
+        append_forwarded_headers(
+            &mut headers,
+            Some(IpAddr::from(Ipv6Addr::LOCALHOST)),
+            Some(&Scheme::HTTPS),
+            Some(&HeaderValue::from_static("api.example.com")),
+        );
+        assert_eq!(headers.len(), FORWARDED_HEADERS);
+    }
 
     #[test]
     fn strips_every_listed_name_and_connection_tokens() {

@@ -33,5 +33,6 @@ mod target;
 pub use body::{BodyError, BoxError, GatewayBody, collect_limited};
 pub use error::ProxyError;
 pub use forwarder::{ForwardContext, HttpForwarder, HttpForwarderBuilder};
+pub(crate) use headers::FORWARDED_HEADERS;
 pub use headers::{append_forwarded_headers, strip_hop_by_hop};
 pub use target::{TargetError, UpstreamTarget};
