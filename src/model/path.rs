@@ -246,6 +246,27 @@ impl PathTemplate {
     }
 }
 
+impl PathTemplate {
+    /// Whether this template is what [`with_base`](Self::with_base) makes of `path` under
+    /// `base`, decided on the text alone: a template is determined by its text, so `true` means
+    /// `path.with_base(base)` equals `self`, without parsing or allocating. How a route table
+    /// rebuild recognises a route whose group and API are unchanged.
+    pub(crate) fn is_with_base(&self, path: &PathTemplate, base: Option<&str>) -> bool {
+        let (raw, path) = (self.0.raw.as_str(), path.0.raw.as_str());
+        match base {
+            None | Some("" | "/") => raw == path,
+            Some(b) => {
+                let b = b.trim_end_matches('/');
+                if path == "/" {
+                    raw == b
+                } else {
+                    raw.len() == b.len() + path.len() && raw.starts_with(b) && raw.ends_with(path)
+                }
+            }
+        }
+    }
+}
+
 impl fmt::Display for PathTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0.raw)
@@ -286,6 +307,42 @@ mod tests {
             "/a-b/c_d.json",
         ] {
             assert!(PathTemplate::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn is_with_base_agrees_with_with_base() {
+        let paths = ["/", "/ping", "/a/[b]/c", "/a/*", "/[x]/*", "/v1/items/"];
+        let bases = [
+            None,
+            Some(""),
+            Some("/"),
+            Some("/qqq"),
+            Some("/qqq/"),
+            Some("/qqq//"),
+            Some("/q"),
+            Some("/qqq/ping"),
+        ];
+        let mut made = Vec::new();
+        for p in paths {
+            for b in bases {
+                if let Ok(t) = PathTemplate::parse(p).unwrap().with_base(b) {
+                    made.push(t);
+                }
+            }
+        }
+        for t in &made {
+            for p in paths {
+                let path = PathTemplate::parse(p).unwrap();
+                for b in bases {
+                    let expected = path.with_base(b).is_ok_and(|w| w == *t);
+                    assert_eq!(
+                        t.is_with_base(&path, b),
+                        expected,
+                        "{t} from {p} under {b:?}"
+                    );
+                }
+            }
         }
     }
 
