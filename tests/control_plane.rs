@@ -6,9 +6,9 @@ use std::sync::Arc;
 use http::Method;
 use stagegate::store::{MemoryStore, Store};
 use stagegate::{
-    ApiDefinition, AppCodeMode, BackendKind, BackendPatch, ControlError, ControlPlane,
-    HttpDefinition, MockDefinition, NewApp, NewBackend, NewGroup, ReportResult, Stage,
-    StageDefinition,
+    ApiDefinition, AppCodeMode, BackendKind, BackendPatch, BackendService, ControlError,
+    ControlPlane, HttpDefinition, MockDefinition, NewApp, NewBackend, NewGroup, ReportResult,
+    Stage, StageDefinition,
 };
 
 fn http(url: &str) -> StageDefinition {
@@ -25,6 +25,19 @@ fn mock(body: &str) -> StageDefinition {
 
 async fn cp() -> ControlPlane {
     ControlPlane::open(MemoryStore::new()).await.unwrap()
+}
+
+/// A control plane with one MOCK backend service, defined in RELEASE.
+async fn cp_with_mock_backend() -> (ControlPlane, BackendService) {
+    let cp = cp().await;
+    let b = cp
+        .create_backend(NewBackend::new("mockBackend", BackendKind::Mock))
+        .await
+        .unwrap();
+    cp.set_stage_definition(&b.id, Stage::RELEASE, mock("x"))
+        .await
+        .unwrap();
+    (cp, b)
 }
 
 fn live_url(cp: &ControlPlane, stage: &Stage, path: &str) -> Option<String> {
@@ -500,14 +513,7 @@ async fn published_apis_cannot_be_deleted_and_groups_with_apis_neither() {
 
 #[tokio::test]
 async fn groups_base_path_and_domains_route() {
-    let cp = cp().await;
-    let b = cp
-        .create_backend(NewBackend::new("mockBackend", BackendKind::Mock))
-        .await
-        .unwrap();
-    cp.set_stage_definition(&b.id, Stage::RELEASE, mock("x"))
-        .await
-        .unwrap();
+    let (cp, b) = cp_with_mock_backend().await;
     let g1 = cp
         .create_group(NewGroup {
             name: "bound_group".into(),
@@ -556,14 +562,7 @@ async fn groups_base_path_and_domains_route() {
 
 #[tokio::test]
 async fn a_base_path_change_moves_published_routes_and_other_changes_keep_them() {
-    let cp = cp().await;
-    let b = cp
-        .create_backend(NewBackend::new("mockBackend", BackendKind::Mock))
-        .await
-        .unwrap();
-    cp.set_stage_definition(&b.id, Stage::RELEASE, mock("x"))
-        .await
-        .unwrap();
+    let (cp, b) = cp_with_mock_backend().await;
     let group = |base: Option<&str>| NewGroup {
         name: "moving_group".into(),
         base_path: base.map(Into::into),
