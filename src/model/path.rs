@@ -232,36 +232,35 @@ impl PathTemplate {
     ///
     /// When the result is not a valid template.
     pub fn with_base(&self, base: Option<&str>) -> Result<Self, ValidationError> {
+        match self.joined(base) {
+            None => Ok(self.clone()),
+            Some((b, "")) => Self::parse(b),
+            Some((b, path)) => Self::parse(&format!("{b}{path}")),
+        }
+    }
+
+    /// The text [`with_base`](Self::with_base) parses, as its two halves; `None` when there is
+    /// no base to join and the template stays as it is.
+    fn joined<'a>(&'a self, base: Option<&'a str>) -> Option<(&'a str, &'a str)> {
         match base {
-            None | Some("" | "/") => Ok(self.clone()),
+            None | Some("" | "/") => None,
             Some(b) => {
                 let b = b.trim_end_matches('/');
-                if self.0.raw == "/" {
-                    Self::parse(b)
-                } else {
-                    Self::parse(&format!("{b}{}", self.0.raw))
-                }
+                Some((b, if self.0.raw == "/" { "" } else { &self.0.raw }))
             }
         }
     }
-}
 
-impl PathTemplate {
     /// Whether this template is what [`with_base`](Self::with_base) makes of `path` under
     /// `base`, decided on the text alone: a template is determined by its text, so `true` means
     /// `path.with_base(base)` equals `self`, without parsing or allocating. How a route table
     /// rebuild recognises a route whose group and API are unchanged.
     pub(crate) fn is_with_base(&self, path: &PathTemplate, base: Option<&str>) -> bool {
-        let (raw, path) = (self.0.raw.as_str(), path.0.raw.as_str());
-        match base {
-            None | Some("" | "/") => raw == path,
-            Some(b) => {
-                let b = b.trim_end_matches('/');
-                if path == "/" {
-                    raw == b
-                } else {
-                    raw.len() == b.len() + path.len() && raw.starts_with(b) && raw.ends_with(path)
-                }
+        let raw = self.0.raw.as_str();
+        match path.joined(base) {
+            None => raw == path.0.raw,
+            Some((b, rest)) => {
+                raw.len() == b.len() + rest.len() && raw.starts_with(b) && raw.ends_with(rest)
             }
         }
     }
