@@ -792,3 +792,25 @@ impl BackendService {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{BackendKind, StageDefinition};
+
+    /// Issue 20 item 17: `{}` never makes a definition of any kind (a MOCK used to default to
+    /// an empty 200).
+    #[test]
+    fn an_empty_object_is_no_definition_of_any_kind() {
+        for kind in BackendKind::ALL {
+            let got = StageDefinition::from_json(kind, serde_json::json!({}));
+            assert!(got.is_err(), "{kind}: {got:?}");
+        }
+        assert!(
+            StageDefinition::from_json(
+                BackendKind::Mock,
+                serde_json::json!({"status": 204, "body": ""})
+            )
+            .is_ok()
+        );
+    }
+}
