@@ -1,6 +1,13 @@
 //! Service discovery backends: a [`Discovery`] finds the instances of a definition's service;
 //! the dispatcher balances round-robin over the healthy ones, ejects an instance after
-//! consecutive connect failures and retries it after a cool-down.
+//! consecutive connect failures and retries it after a cool-down. A request whose connection
+//! fails is sent to another instance (at most three in all) when that is safe: an idempotent
+//! method (GET, HEAD, OPTIONS, PUT, DELETE) and a body of at most 64 KiB, kept for the retry.
+//! Other requests are never sent twice.
+//!
+//! Registry answers are cached for a TTL. After a registry fails, it is not asked again
+//! before a backoff (0.5 s, doubling with each further failure up to 30 s). In the meantime
+//! the last good answer is used, or the last error is returned when there is none.
 //!
 //! Built in: [`StaticDiscovery`] (the definition's addresses), [`DnsDiscovery`] (A/AAAA records
 //! through the system resolver, re-resolved on a TTL) and [`NacosDiscovery`] (Nacos's open HTTP

@@ -214,7 +214,9 @@ pub trait ObjectStores: Send + Sync + 'static {
 /// (`D502OS`); an object key that goes through a symbolic link inside the bucket (a linked
 /// directory or file) is refused with `A403OP` for every action, so no call reads, writes or
 /// deletes outside the bucket. Keep the root out of directories other users can write (the
-/// example gateway uses `<data-dir>/oss`).
+/// example gateway uses `<data-dir>/oss`). The checks run before each call (one `lstat` per
+/// key segment) and catch links that exist at that moment. Because the directories are
+/// owner-only, no other user can plant a link between the check and the call.
 ///
 /// # Examples
 ///
