@@ -27,6 +27,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use stagegate::admin::AdminApi;
+use stagegate::backend::{Backends, LocalObjectStores};
 use stagegate::store::{CommitSync, RedbStore};
 use stagegate::{AppAuthenticator, ControlPlane, GatewayLayer, MemoryReplayGuard, Secret};
 use tokio::net::TcpListener;
@@ -34,6 +35,8 @@ use tower::ServiceExt as _;
 
 /// The file the store keeps its data in, inside the data directory.
 const DB_FILE: &str = "stagegate.redb";
+/// The directory OSS buckets are kept in (one directory per bucket), inside the data directory.
+const OSS_DIR: &str = "oss";
 /// The file a generated admin token is kept in, inside the data directory.
 const TOKEN_FILE: &str = "admin-token";
 
@@ -279,9 +282,13 @@ async fn run(cfg: Config) -> Result<(), String> {
         AppAuthenticator::new(MemoryReplayGuard::new().with_max_entries(cfg.replay_capacity));
     // A gateway per worker (and one for the admin API's debugging), each with its own upstream
     // connection pool, so a connection is only ever used by the runtime that drives it.
+    // OSS buckets live under the data directory (owner-only), never in the shared temp dir.
+    let backends =
+        Backends::new().object_stores(LocalObjectStores::new(cfg.data_dir.join(OSS_DIR)));
     let gateway = || {
         GatewayLayer::new(control.snapshot_handle())
             .authenticator(auth.clone())
+            .backends(backends.clone())
             .standalone()
     };
     let mut admin = AdminApi::new(Arc::clone(&control), token.clone(), gateway());

@@ -1124,3 +1124,116 @@ async fn export_then_import_into_a_fresh_gateway_gives_the_same_answers() {
     assert_eq!(got.status, 400, "{}", got.text());
     assert_eq!(b.state().await, before);
 }
+
+/// Issue 20 item 17: a repeated key is refused in every body, free-form ones included (a PATCH,
+/// a stage definition, nested maps), and a MOCK definition needs its fields.
+#[tokio::test]
+async fn repeated_keys_and_empty_mock_definitions_are_refused_and_change_nothing() {
+    let a = admin().await;
+    let w = world(&a).await;
+    let before = a.state().await;
+    let b = &w.backend;
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "PATCH",
+            format!("/backends/{b}"),
+            r#"{"name":"first_name","name":"second_name"}"#,
+        ),
+        (
+            "PATCH",
+            format!("/backends/{b}"),
+            r#"{"description":"a","description":"b"}"#,
+        ),
+        ("PUT", format!("/backends/{b}/stages/PRE"), "{}"),
+        ("PUT", format!("/backends/{b}/stages/PRE"), ""),
+        (
+            "PUT",
+            format!("/backends/{b}/stages/PRE"),
+            r#"{"type":"MOCK"}"#,
+        ),
+        (
+            "PUT",
+            format!("/backends/{b}/stages/PRE"),
+            r#"{"status":200}"#,
+        ),
+        (
+            "PUT",
+            format!("/backends/{b}/stages/PRE"),
+            r#"{"body":"x"}"#,
+        ),
+        (
+            "PUT",
+            format!("/backends/{b}/stages/TEST"),
+            r#"{"status":200,"body":"a","body":"b"}"#,
+        ),
+        (
+            "PUT",
+            format!("/backends/{b}/stages/TEST"),
+            r#"{"status":200,"body":"a","headers":{"x-a":"1","x-a":"2"}}"#,
+        ),
+        (
+            "POST",
+            "/groups".to_owned(),
+            r#"{"name":"group_one","name":"group_two"}"#,
+        ),
+    ];
+    for (method, path, body) in cases {
+        let got = a.raw(method, &path, body.to_owned()).await;
+        assert_eq!(got.status, 400, "{method} {path} {body}: {}", got.text());
+        if body.len() > 2 && !body.contains("MOCK") && body.matches(':').count() > 1 {
+            assert!(
+                got.text().contains("duplicate"),
+                "{method} {path} {body}: {}",
+                got.text()
+            );
+        }
+    }
+    assert_eq!(a.state().await, before);
+}
+
+/// Issue 20 item 12: a MOCK definition may not frame the response (framing or hop-by-hop
+/// headers, 1xx statuses); the refusal is a 400 and changes nothing.
+#[tokio::test]
+async fn mock_definitions_that_would_frame_the_response_are_refused() {
+    let a = admin().await;
+    let w = world(&a).await;
+    let before = a.state().await;
+    let path = format!("/backends/{}/stages/TEST", w.backend);
+    for name in [
+        "content-length",
+        "Content-Length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-authenticate",
+        "Proxy-Connection",
+    ] {
+        let got = a
+            .call(
+                "PUT",
+                &path,
+                Some(json!({"status": 200, "headers": {name: "0"}, "body": "HTTP/1.1 200 OK\r\n\r\n"})),
+            )
+            .await;
+        assert_eq!(got.status, 400, "{name}: {}", got.text());
+        assert!(got.text().contains("hop-by-hop"), "{name}: {}", got.text());
+    }
+    for status in [100, 101, 103, 199] {
+        let got = a
+            .call("PUT", &path, Some(json!({"status": status, "body": ""})))
+            .await;
+        assert_eq!(got.status, 400, "{status}: {}", got.text());
+    }
+    assert_eq!(a.state().await, before);
+    // What stays allowed: ordinary headers, 2xx–5xx, an explicit empty body.
+    a.ok(
+        "PUT",
+        &path,
+        json!({"status": 204, "headers": {"x-mock": "1", "content-type": "text/plain"}, "body": ""}),
+        200,
+    )
+    .await;
+}

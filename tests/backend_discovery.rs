@@ -61,11 +61,11 @@ async fn static_instances_are_balanced_round_robin_and_dead_ones_ejected() {
     for _ in 0..12 {
         tags.push(tag_of(svc.clone()).await);
     }
-    let failures = tags
-        .iter()
-        .filter(|t| t.2.as_deref() == Some("D504CO"))
-        .count();
-    assert_eq!(failures, 2, "ejected after two connect failures: {tags:?}");
+    let failures = tags.iter().filter(|t| t.0 != 200).count();
+    assert_eq!(
+        failures, 0,
+        "a refused connection is retried on another instance: {tags:?}"
+    );
     let last: Vec<&str> = tags[8..].iter().map(|t| t.1.as_str()).collect();
     assert!(last.iter().all(|t| *t == "a" || *t == "b"), "{tags:?}");
     assert!(
@@ -148,6 +148,12 @@ async fn nacos(
             let asked = Arc::clone(&asked);
             async move {
                 asked.fetch_add(1, Ordering::SeqCst);
+                if hosts.lock().is_null() {
+                    return (
+                        http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "registry down".to_owned(),
+                    );
+                }
                 let service = q.get("serviceName").cloned().unwrap_or_default();
                 if service != "users"
                     || q.get("namespaceId").map(String::as_str) != Some("public")
@@ -281,5 +287,115 @@ async fn unreachable_registries_and_missing_providers_are_clear_errors() {
     assert_eq!(
         got.header("x-ca-error-message"),
         Some("no Zookeeper registry provider is configured")
+    );
+}
+
+/// Issue 20 item 14: a dead static instance fails no request that a healthy one could serve:
+/// an idempotent request whose connection is refused goes to another instance (a small body
+/// is sent again), a non-idempotent one is not sent twice.
+#[tokio::test]
+async fn refused_connections_are_retried_on_another_instance_when_idempotent() {
+    let live = upstream("live").await;
+    let dead = dead_port().await;
+    let f = fx(BackendKind::ServiceDiscovery).await;
+    f.define(
+        Stage::RELEASE,
+        def(
+            RegistryType::Static,
+            "users",
+            vec![format!("127.0.0.1:{dead}"), live.to_string()],
+        ),
+    )
+    .await;
+    let get = f.api("users", "GET", "/users", |_| {}).await;
+    let put = f.api("putUser", "PUT", "/users", |_| {}).await;
+    let post = f.api("postUser", "POST", "/users", |_| {}).await;
+    for a in [&get, &put, &post] {
+        f.cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();
+    }
+    // Never ejected during the test: every request meets the dead instance in its turn.
+    let svc = f
+        .layer()
+        .backends(Backends::new().ejection(EjectionPolicy::new(1000, Duration::from_secs(60))))
+        .standalone();
+    for i in 0..6 {
+        let got = oneshot(svc.clone(), req("GET", "/users", "")).await;
+        assert_eq!(got.status, 200, "GET {i}: {}", got.text());
+        assert_eq!(got.json()["tag"], "live");
+    }
+    for i in 0..4 {
+        let got = oneshot(svc.clone(), req("PUT", "/users", "payload")).await;
+        assert_eq!(got.status, 200, "PUT {i}: {}", got.text());
+        assert_eq!(
+            got.json()["body"],
+            "payload",
+            "the body is sent again in full"
+        );
+    }
+    let mut failed = 0;
+    for _ in 0..4 {
+        let got = oneshot(svc.clone(), req("POST", "/users", "payload")).await;
+        if got.status != 200 {
+            assert_eq!(got.header("x-ca-error-code"), Some("D504CO"));
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 2, "a POST is never sent to a second instance");
+}
+
+/// Issue 20 item 14: a failing registry is not asked on every request; while it backs off, the
+/// last good answer serves (or, without one, the last error).
+#[tokio::test]
+async fn a_failing_registry_is_backed_off_and_the_last_answer_serves() {
+    let a = upstream("nacos-a").await;
+    let hosts = Arc::new(Mutex::new(serde_json::Value::Null));
+    let asked = Arc::new(AtomicUsize::new(0));
+    let server = nacos(Arc::clone(&hosts), Arc::clone(&asked)).await;
+    let f = fx(BackendKind::ServiceDiscovery).await;
+    f.define(
+        Stage::RELEASE,
+        def(
+            RegistryType::Nacos,
+            "users",
+            vec![format!("http://{server}")],
+        ),
+    )
+    .await;
+    let api = f.api("users", "GET", "/users", |_| {}).await;
+    f.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
+    let registries =
+        Registries::default().nacos(NacosDiscovery::new().ttl(Duration::from_millis(100)));
+    let svc = f
+        .layer()
+        .backends(Backends::new().discovery(registries))
+        .standalone();
+
+    // Down from the start: one question, then the error is answered without asking again.
+    for _ in 0..5 {
+        let (status, _, code) = tag_of(svc.clone()).await;
+        assert_eq!((status, code.as_deref()), (503, Some("D503RG")));
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "backing off");
+
+    // Up again: asked once the backoff (0.5 s) is over.
+    *hosts.lock() = serde_json::json!([host(a.port(), true)]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(tag_of(svc.clone()).await.1, "nacos-a");
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+
+    // Down again after the TTL: the last answer serves, and the registry is left alone.
+    *hosts.lock() = serde_json::Value::Null;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    for _ in 0..5 {
+        assert_eq!(
+            tag_of(svc.clone()).await.1,
+            "nacos-a",
+            "the last good answer"
+        );
+    }
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        3,
+        "one failed refresh, then backing off"
     );
 }

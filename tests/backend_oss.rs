@@ -269,3 +269,209 @@ async fn large_objects_stream_both_ways() {
     assert_eq!(got.header("content-type"), Some("application/octet-stream"));
     assert!(got.body.iter().all(|b| *b == 7));
 }
+
+fn named_bucket(name: &str) -> StageDefinition {
+    StageDefinition::Oss(OssDefinition {
+        bucket: name.into(),
+        endpoint: None,
+        region: None,
+        permissions: OssPermissions {
+            read: true,
+            write: true,
+        },
+    })
+}
+
+/// GET, PUT and DELETE on `/o/[name]` (key `[name]`) and on `/d/[name]` (key `dirlink/[name]`),
+/// published in RELEASE on a bucket named `bucket`.
+async fn object_routes(bucket: &str) -> common::Fx {
+    let f = fx(BackendKind::Oss).await;
+    f.define(Stage::RELEASE, named_bucket(bucket)).await;
+    let mut apis = Vec::new();
+    for (prefix, key) in [("/o", "[name]"), ("/d", "dirlink/[name]")] {
+        let tag = &prefix[1..];
+        let path = format!("{prefix}/[name]");
+        apis.push(
+            f.api(
+                &format!("get{tag}"),
+                "GET",
+                &path,
+                oss(OssAction::GetObject, key),
+            )
+            .await,
+        );
+        apis.push(
+            f.api(
+                &format!("put{tag}"),
+                "PUT",
+                &path,
+                oss(OssAction::PutObject, key),
+            )
+            .await,
+        );
+        apis.push(
+            f.api(
+                &format!("del{tag}"),
+                "DELETE",
+                &path,
+                oss(OssAction::DeleteObject, key),
+            )
+            .await,
+        );
+    }
+    for a in &apis {
+        f.cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();
+    }
+    f
+}
+
+/// Issue 20 item 4: a symbolic link, planted as a bucket or as a directory or file inside a real
+/// bucket, never lets a call read, write or delete outside the bucket.
+#[cfg(unix)]
+#[tokio::test]
+async fn symbolic_links_never_lead_out_of_the_bucket() {
+    use std::os::unix::fs::symlink;
+    let root = TempDir::new("links");
+    let outside = TempDir::new("links-outside");
+    std::fs::write(outside.0.join("secret.txt"), "outside secret").unwrap();
+    std::fs::write(outside.0.join("victim.txt"), "keep me").unwrap();
+    std::fs::create_dir_all(root.0.join("assets")).unwrap();
+    std::fs::write(root.0.join("assets/inside.txt"), "inside").unwrap();
+    symlink(&outside.0, root.0.join("assets/dirlink")).unwrap();
+    symlink(
+        outside.0.join("secret.txt"),
+        root.0.join("assets/secret.txt"),
+    )
+    .unwrap();
+    symlink(&outside.0, root.0.join("planted")).unwrap();
+    let stores = || Backends::new().object_stores(LocalObjectStores::new(&root.0));
+
+    let real = object_routes("assets").await;
+    let svc = real.layer().backends(stores()).standalone();
+    // The bucket itself still works.
+    let got = oneshot(svc.clone(), req("GET", "/o/inside.txt", "")).await;
+    assert_eq!((got.status, got.text()), (200, "inside".to_owned()));
+    // A linked file or directory inside the bucket is refused, whichever way the key is built.
+    let refused = [
+        ("GET", "/o/secret.txt"),
+        ("GET", "/o/dirlink%2Fsecret.txt"),
+        ("GET", "/d/secret.txt"),
+        ("PUT", "/o/dirlink%2Fwritten.txt"),
+        ("PUT", "/d/written.txt"),
+        ("PUT", "/o/secret.txt"),
+        ("DELETE", "/o/dirlink%2Fvictim.txt"),
+        ("DELETE", "/d/victim.txt"),
+        ("DELETE", "/o/secret.txt"),
+    ];
+    for (method, path) in refused {
+        let got = oneshot(svc.clone(), req(method, path, "written")).await;
+        assert!(
+            (400..500).contains(&got.status),
+            "{method} {path}: {} {}",
+            got.status,
+            got.text()
+        );
+        assert!(!got.text().contains("outside secret"), "{method} {path}");
+    }
+    // The plain key templates reach the confinement check itself (no encoded slash involved).
+    for (method, path) in [
+        ("GET", "/d/secret.txt"),
+        ("PUT", "/d/written.txt"),
+        ("GET", "/o/secret.txt"),
+    ] {
+        let got = oneshot(svc.clone(), req(method, path, "written")).await;
+        assert_eq!(got.status, 403, "{method} {path}");
+        assert_eq!(
+            got.header("x-ca-error-code"),
+            Some("A403OP"),
+            "{method} {path}"
+        );
+    }
+    assert!(
+        !outside.0.join("written.txt").exists(),
+        "a write went through the link"
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.0.join("victim.txt")).unwrap(),
+        "keep me",
+        "a delete went through the link"
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.0.join("secret.txt")).unwrap(),
+        "outside secret"
+    );
+    assert!(root.0.join("assets/secret.txt").symlink_metadata().is_ok());
+
+    // A link planted as a bucket is refused for every action.
+    let planted = object_routes("planted").await;
+    let svc = planted.layer().backends(stores()).standalone();
+    for (method, path) in [
+        ("GET", "/o/secret.txt"),
+        ("PUT", "/o/written.txt"),
+        ("DELETE", "/o/victim.txt"),
+    ] {
+        let got = oneshot(svc.clone(), req(method, path, "written")).await;
+        assert!(
+            got.status == 403 || got.status == 502,
+            "{method} {path}: {} {}",
+            got.status,
+            got.text()
+        );
+        assert!(!got.text().contains("outside secret"), "{method} {path}");
+    }
+    assert!(!outside.0.join("written.txt").exists());
+    assert!(outside.0.join("victim.txt").exists());
+}
+
+/// Buckets (and a root the provider creates) are owner-only; a bucket that other users may
+/// write is refused.
+#[cfg(unix)]
+#[tokio::test]
+async fn bucket_directories_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let parent = TempDir::new("modes");
+    let root = parent.0.join("oss");
+    let f = object_routes("assets").await;
+    let svc = f
+        .layer()
+        .backends(Backends::new().object_stores(LocalObjectStores::new(&root)))
+        .standalone();
+    let got = oneshot(svc.clone(), req("PUT", "/o/a.txt", "x")).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    for dir in [root.clone(), root.join("assets")] {
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+    }
+    // Another user able to write the bucket could plant links in it: refused.
+    std::fs::set_permissions(root.join("assets"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let got = oneshot(svc, req("GET", "/o/a.txt", "")).await;
+    assert_eq!(got.status, 502, "{}", got.text());
+    assert_eq!(got.header("x-ca-error-code"), Some("D502OS"));
+}
+
+/// Issue 20 item 16: an over-long key is the caller's error (400 `I400PA`), not the store's
+/// 502, both over OSS's 1023-byte key limit and for a segment the file system refuses.
+#[tokio::test]
+async fn over_long_keys_are_a_client_error() {
+    let root = TempDir::new("long");
+    let f = object_routes("assets").await;
+    let svc = f
+        .layer()
+        .backends(Backends::new().object_stores(LocalObjectStores::new(&root.0)))
+        .standalone();
+    let long = "k".repeat(5000);
+    let segment = "s".repeat(300);
+    for (method, path) in [
+        ("GET", format!("/o/{long}")),
+        ("PUT", format!("/o/{long}")),
+        ("DELETE", format!("/o/{long}")),
+        ("GET", format!("/o/{segment}")),
+        ("PUT", format!("/o/{segment}")),
+    ] {
+        let got = oneshot(svc.clone(), req(method, &path, "x")).await;
+        assert_eq!(got.status, 400, "{method} {}: {}", path.len(), got.text());
+        assert_eq!(got.header("x-ca-error-code"), Some("I400PA"));
+        let message = got.header("x-ca-error-message").unwrap_or_default();
+        assert!(!message.contains(&*root.0.to_string_lossy()), "{message}");
+    }
+}

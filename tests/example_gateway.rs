@@ -983,3 +983,87 @@ async fn sigterm_lets_in_flight_requests_finish_and_requests_are_logged() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 20 item 4: the example gateway keeps OSS buckets in `<data-dir>/oss`, owner-only, not
+/// in the shared temporary directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oss_buckets_live_owner_only_under_the_data_directory() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = scratch("oss");
+    let gw = Gateway::start(&dir, Some(TOKEN));
+    let http = Http::new();
+    let bucket = format!("e2e-{}", fastrand::u32(..));
+    let b = http
+        .admin(
+            &gw,
+            "POST",
+            "/backends",
+            Some(json!({"name": "e2e_oss", "type": "OSS"})),
+        )
+        .await;
+    assert_eq!(b.status, 201, "{}", b.text());
+    let backend = id(&b);
+    let r = http
+        .admin(
+            &gw,
+            "PUT",
+            &format!("/backends/{backend}/stages/TEST"),
+            Some(json!({"bucket": bucket, "permissions": {"read": true, "write": true}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let g = http
+        .admin(&gw, "POST", "/groups", Some(json!({"name": "oss_group"})))
+        .await;
+    let group = id(&g);
+    let a = http
+        .admin(
+            &gw,
+            "POST",
+            "/apis",
+            Some(json!({
+                "group_id": group, "name": "putObject", "auth": "ANONYMOUS",
+                "request": {"method": "PUT", "path": "/o/[name]", "mode": "PASSTHROUGH"},
+                "backend": {"backend_id": backend, "oss": {"action": "PutObject", "key": "[name]"}}
+            })),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text());
+    let p = http
+        .admin(
+            &gw,
+            "POST",
+            &format!("/apis/{}/publish", id(&a)),
+            Some(json!({"stage": "TEST"})),
+        )
+        .await;
+    assert_eq!(p.status, 201, "{}", p.text());
+    let put = http
+        .send(
+            "PUT",
+            &format!("{}/o/hello.txt", gw.data),
+            &[("x-ca-stage", "TEST")],
+            Some("stored"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(put.status, 200, "{}", put.text());
+    let root = dir.join("oss");
+    assert_eq!(
+        std::fs::read_to_string(root.join(&bucket).join("hello.txt")).unwrap(),
+        "stored"
+    );
+    for d in [root.clone(), root.join(&bucket)] {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+    }
+    assert!(
+        !std::env::temp_dir()
+            .join("stagegate-oss")
+            .join(&bucket)
+            .exists(),
+        "nothing in the shared temp dir"
+    );
+    gw.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,6 +1,13 @@
 //! Service discovery backends: a [`Discovery`] finds the instances of a definition's service;
 //! the dispatcher balances round-robin over the healthy ones, ejects an instance after
-//! consecutive connect failures and retries it after a cool-down.
+//! consecutive connect failures and retries it after a cool-down. A request whose connection
+//! fails is sent to another instance (at most three in all) when that is safe: an idempotent
+//! method (GET, HEAD, OPTIONS, PUT, DELETE) and a body of at most 64 KiB, kept for the retry.
+//! Other requests are never sent twice.
+//!
+//! Registry answers are cached for a TTL. After a registry fails, it is not asked again
+//! before a backoff (0.5 s, doubling with each further failure up to 30 s). In the meantime
+//! the last good answer is used, or the last error is returned when there is none.
 //!
 //! Built in: [`StaticDiscovery`] (the definition's addresses), [`DnsDiscovery`] (A/AAAA records
 //! through the system resolver, re-resolved on a TTL) and [`NacosDiscovery`] (Nacos's open HTTP
@@ -182,33 +189,96 @@ impl Discovery for StaticDiscovery {
     }
 }
 
-/// A cache of instance lists with a TTL.
+/// The first wait after a registry failure; each further failure doubles it.
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+/// The longest wait between two attempts at a failing registry.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// One service's entry: the last good answer, and the registry's failures since.
+#[derive(Debug, Default)]
+struct CacheEntry {
+    /// The last good answer and when it came.
+    answer: Option<(Instant, Vec<Instance>)>,
+    /// Consecutive failures of the registry.
+    failures: u32,
+    /// No new attempt before this.
+    retry_at: Option<Instant>,
+    /// What the last attempt failed with.
+    last_error: Option<DiscoveryError>,
+}
+
+/// A cache of instance lists with a TTL, and a backoff for failing registries: after a failure
+/// the registry is not asked again before a wait that doubles with each further failure (0.5 s
+/// up to 30 s); meanwhile the last good answer is served, if there is one, else the last error.
 #[derive(Debug, Default)]
 struct TtlCache {
-    entries: Mutex<HashMap<String, (Instant, Vec<Instance>)>>,
+    entries: Mutex<HashMap<String, CacheEntry>>,
 }
 
 impl TtlCache {
-    fn fresh(&self, key: &str, ttl: Duration) -> Option<Vec<Instance>> {
-        let e = self.entries.lock();
-        let (at, v) = e.get(key)?;
-        (at.elapsed() < ttl).then(|| v.clone())
-    }
-    fn stale(&self, key: &str) -> Option<Vec<Instance>> {
-        self.entries.lock().get(key).map(|(_, v)| v.clone())
-    }
-    fn put(&self, key: String, v: Vec<Instance>) {
-        let mut e = self.entries.lock();
-        if e.len() > 4096 {
-            e.clear();
+    /// The cached answer for `key` while it is fresh, else `fetch`'s (at most one attempt per
+    /// backoff period).
+    async fn get_or_fetch<F>(
+        &self,
+        key: String,
+        ttl: Duration,
+        fetch: F,
+    ) -> Result<Vec<Instance>, DiscoveryError>
+    where
+        F: Future<Output = Result<Vec<Instance>, DiscoveryError>>,
+    {
+        let now = Instant::now();
+        {
+            let entries = self.entries.lock();
+            if let Some(e) = entries.get(&key) {
+                if let Some((at, v)) = &e.answer
+                    && now.duration_since(*at) < ttl
+                {
+                    return Ok(v.clone());
+                }
+                if e.retry_at.is_some_and(|t| now < t) {
+                    return match (&e.answer, &e.last_error) {
+                        (Some((_, v)), _) => Ok(v.clone()),
+                        (None, Some(err)) => Err(err.clone()),
+                        (None, None) => Err(DiscoveryError::Registry("backing off".to_owned())),
+                    };
+                }
+            }
         }
-        e.insert(key, (Instant::now(), v));
+        let got = fetch.await;
+        let mut entries = self.entries.lock();
+        if entries.len() > 4096 && !entries.contains_key(&key) {
+            entries.clear();
+        }
+        let e = entries.entry(key).or_default();
+        match got {
+            Ok(v) => {
+                *e = CacheEntry {
+                    answer: Some((Instant::now(), v.clone())),
+                    ..CacheEntry::default()
+                };
+                Ok(v)
+            }
+            Err(err) => {
+                e.failures = e.failures.saturating_add(1);
+                let wait = BACKOFF_BASE
+                    .saturating_mul(1 << e.failures.saturating_sub(1).min(16))
+                    .min(BACKOFF_MAX);
+                e.retry_at = Some(Instant::now() + wait);
+                e.last_error = Some(err.clone());
+                match &e.answer {
+                    Some((_, v)) => Ok(v.clone()),
+                    None => Err(err),
+                }
+            }
+        }
     }
 }
 
 /// A and AAAA records of the service name (`host` or `host:port`; port 80, or 443 with
 /// `https`), through the system resolver, re-resolved after a TTL (default 30 s). When a
-/// re-resolution fails, the last answer is used.
+/// re-resolution fails, the last answer is used, and the resolver is not asked again before a
+/// backoff (0.5 s, doubling up to 30 s).
 ///
 /// # Examples
 ///
@@ -258,22 +328,22 @@ impl Discovery for DnsDiscovery {
                 DiscoveryError::Registry(format!("`{}` is not a host name", def.service_name))
             })?;
             let key = target.address();
-            if let Some(v) = self.cache.fresh(&key, self.ttl) {
-                return Ok(v);
-            }
-            match tokio::net::lookup_host((target.host.as_str(), target.port)).await {
-                Ok(addrs) => {
-                    let mut v: Vec<Instance> = addrs
-                        .map(|a| Instance::new(a.ip().to_string(), a.port()))
-                        .collect();
-                    v.dedup();
-                    self.cache.put(key, v.clone());
-                    Ok(v)
+            let resolve = async {
+                match tokio::net::lookup_host((target.host.as_str(), target.port)).await {
+                    Ok(addrs) => {
+                        let mut v: Vec<Instance> = addrs
+                            .map(|a| Instance::new(a.ip().to_string(), a.port()))
+                            .collect();
+                        v.dedup();
+                        Ok(v)
+                    }
+                    Err(e) => Err(DiscoveryError::Registry(format!(
+                        "`{}` did not resolve: {e}",
+                        target.host
+                    ))),
                 }
-                Err(e) => self.cache.stale(&key).ok_or_else(|| {
-                    DiscoveryError::Registry(format!("`{}` did not resolve: {e}", target.host))
-                }),
-            }
+            };
+            self.cache.get_or_fetch(key, self.ttl, resolve).await
         })
     }
 }
@@ -281,7 +351,9 @@ impl Discovery for DnsDiscovery {
 /// A Nacos client for instance lists: `GET {server}/nacos/v1/ns/instance/list?serviceName=..&namespaceId=..&groupName=..&healthyOnly=true`
 /// on the definition's addresses (the first that answers), keeping the hosts that are healthy,
 /// enabled and weighted above zero. Lists are cached for a TTL (default 5 s); when a refresh
-/// fails, the last list is used.
+/// fails, the last list is used, and the registry is not asked again before a backoff (0.5 s,
+/// doubling with each failure up to 30 s; the last error is answered meanwhile when there is no
+/// list yet).
 ///
 /// Tested against a local stand-in serving Nacos's documented instance-list JSON.
 ///
@@ -431,19 +503,12 @@ impl Discovery for NacosDiscovery {
                 def.group.as_deref().unwrap_or(""),
                 def.service_name
             );
-            if let Some(v) = self.cache.fresh(&key, self.ttl) {
-                return Ok(v);
-            }
-            match self.ask(def).await {
-                Ok(v) => {
-                    self.cache.put(key, v.clone());
-                    Ok(v)
-                }
-                Err(e) => {
+            let ask = async {
+                self.ask(def).await.inspect_err(|e| {
                     tracing::warn!(error = %e, service = %def.service_name, "nacos refresh failed");
-                    self.cache.stale(&key).ok_or(e)
-                }
-            }
+                })
+            };
+            self.cache.get_or_fetch(key, self.ttl, ask).await
         })
     }
 }
@@ -464,8 +529,49 @@ impl Discovery for NacosDiscovery {
 pub struct Registries {
     dns: DnsDiscovery,
     nacos: NacosDiscovery,
-    zookeeper: Option<Box<dyn Discovery>>,
-    edas: Option<Box<dyn Discovery>>,
+    zookeeper: Option<Cached>,
+    edas: Option<Cached>,
+}
+
+/// A plugged provider's answers, cached with a TTL and a backoff like Nacos's.
+struct Cached {
+    inner: Box<dyn Discovery>,
+    ttl: Duration,
+    cache: TtlCache,
+}
+
+impl Cached {
+    fn new(d: impl Discovery) -> Self {
+        Self {
+            inner: Box::new(d),
+            ttl: Duration::from_secs(5),
+            cache: TtlCache::default(),
+        }
+    }
+
+    fn instances<'a>(
+        &'a self,
+        def: &'a DiscoveryDefinition,
+    ) -> BoxFuture<'a, Result<Vec<Instance>, DiscoveryError>> {
+        Box::pin(async move {
+            let key = service_key(def);
+            self.cache
+                .get_or_fetch(key, self.ttl, self.inner.instances(def))
+                .await
+        })
+    }
+}
+
+/// What identifies a definition's service: registry, addresses, namespace, group and name.
+fn service_key(def: &DiscoveryDefinition) -> String {
+    format!(
+        "{:?}|{}|{}|{}|{}",
+        def.registry,
+        def.addresses.join(","),
+        def.namespace.as_deref().unwrap_or(""),
+        def.group.as_deref().unwrap_or(""),
+        def.service_name
+    )
 }
 
 impl std::fmt::Debug for Registries {
@@ -494,17 +600,18 @@ impl Registries {
         self
     }
 
-    /// The provider for `ZOOKEEPER` definitions.
+    /// The provider for `ZOOKEEPER` definitions. Its answers are cached for 5 s, and after a
+    /// failure it is not asked again before a backoff (the last answer serves meanwhile).
     #[must_use]
     pub fn zookeeper(mut self, d: impl Discovery) -> Self {
-        self.zookeeper = Some(Box::new(d));
+        self.zookeeper = Some(Cached::new(d));
         self
     }
 
-    /// The provider for `EDAS` definitions.
+    /// The provider for `EDAS` definitions, cached as [`zookeeper`](Self::zookeeper)'s.
     #[must_use]
     pub fn edas(mut self, d: impl Discovery) -> Self {
-        self.edas = Some(Box::new(d));
+        self.edas = Some(Cached::new(d));
         self
     }
 }
@@ -595,17 +702,19 @@ impl Balancer {
         }
     }
 
-    fn pick(&self, service: &str, instances: Vec<Instance>) -> Option<Instance> {
+    /// The next instance round-robin among those neither ejected nor in `skip`.
+    fn pick(&self, service: &str, instances: &[Instance], skip: &[Instance]) -> Option<Instance> {
         let now = Instant::now();
-        let mut usable: Vec<Instance> = {
+        let mut usable: Vec<&Instance> = {
             let health = self.health.lock();
             instances
-                .into_iter()
+                .iter()
                 .filter(|i| {
-                    health
-                        .get(&i.address())
-                        .and_then(|h| h.ejected_until)
-                        .is_none_or(|until| until <= now)
+                    !skip.contains(i)
+                        && health
+                            .get(&i.address())
+                            .and_then(|h| h.ejected_until)
+                            .is_none_or(|until| until <= now)
                 })
                 .collect()
         };
@@ -620,7 +729,7 @@ impl Balancer {
             Arc::clone(c.entry(service.to_owned()).or_default())
         };
         let n = counter.fetch_add(1, Ordering::Relaxed) % usable.len();
-        Some(usable.swap_remove(n))
+        Some(usable.swap_remove(n).clone())
     }
 
     fn record(&self, instance: &Instance, connect_failed: bool) {
@@ -639,30 +748,112 @@ impl Balancer {
     }
 }
 
+/// Instances tried at most for one request whose connection is refused.
+const MAX_ATTEMPTS: usize = 3;
+/// The largest request body kept to retry a refused connection on another instance.
+const RETRY_BODY_LIMIT: u64 = 64 * 1024;
+
+/// Whether a request may be sent again after a failed connection: its method is idempotent
+/// (RFC 9110 §9.2.2). The connection never opened, so the first instance saw nothing.
+fn retryable(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    )
+}
+
 pub(super) async fn dispatch(
     discovery: &dyn Discovery,
     balancer: &Balancer,
     def: &DiscoveryDefinition,
-    call: BackendCall<'_>,
+    mut call: BackendCall<'_>,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     let instances = discovery.instances(def).await?;
-    let service = format!(
-        "{:?}|{}|{}|{}|{}",
-        def.registry,
-        def.addresses.join(","),
-        def.namespace.as_deref().unwrap_or(""),
-        def.group.as_deref().unwrap_or(""),
-        def.service_name
-    );
-    let instance = balancer
-        .pick(&service, instances)
-        .ok_or_else(|| DiscoveryError::NoHealthyInstance(def.service_name.clone()))?;
+    let service = service_key(def);
+    let no_instance = || DiscoveryError::NoHealthyInstance(def.service_name.clone());
     let scheme = if def.https { "https" } else { "http" };
-    let upstream = UpstreamTarget::parse(&format!("{scheme}://{}", instance.address()))
-        .map_err(|e| DiscoveryError::Registry(format!("invalid instance address: {e}")))?;
+    let method = match call.route.api().backend.method.as_deref() {
+        None | Some("ANY") => call.parts.method.clone(),
+        Some(m) => Method::from_bytes(m.as_bytes()).unwrap_or_else(|_| call.parts.method.clone()),
+    };
+    // A refused connection is retried on another instance when the request can be sent again:
+    // an idempotent method and a body that is empty or small enough to keep.
+    let replay: Option<Bytes> = if instances.len() < 2 || !retryable(&method) {
+        None
+    } else if http_body::Body::is_end_stream(&call.body) {
+        Some(Bytes::new())
+    } else if http_body::Body::size_hint(&call.body)
+        .exact()
+        .is_some_and(|n| n <= RETRY_BODY_LIMIT)
+    {
+        let body = std::mem::take(&mut call.body);
+        let bytes = http_body_util::BodyExt::collect(body)
+            .await
+            .map_err(|e| super::body_error(&crate::proxy::BodyError::Stream(e)))?
+            .to_bytes();
+        Some(bytes)
+    } else {
+        None
+    };
+    let mut tried: Vec<Instance> = Vec::new();
+    let mut refused: Option<ProxyError> = None;
+    if let Some(body) = &replay {
+        // Every attempt but the last sends a copy; the last sends the call itself.
+        for _ in 1..MAX_ATTEMPTS {
+            let Some(instance) = balancer.pick(&service, &instances, &tried) else {
+                break;
+            };
+            let upstream = upstream_of(scheme, &instance)?;
+            match forward_http(copy_call(&call, body), &upstream, None).await {
+                Err(e @ ProxyError::Connect { .. }) => {
+                    balancer.record(&instance, true);
+                    tracing::debug!(instance = %instance.address(), "connection failed; trying another instance");
+                    tried.push(instance);
+                    refused = Some(e);
+                }
+                res => {
+                    balancer.record(&instance, false);
+                    return res.map_err(GatewayError::from);
+                }
+            }
+        }
+    }
+    let Some(instance) = balancer.pick(&service, &instances, &tried) else {
+        return Err(refused.map_or_else(|| no_instance().into(), GatewayError::from));
+    };
+    let upstream = upstream_of(scheme, &instance)?;
+    let call = match replay {
+        Some(body) => BackendCall {
+            body: GatewayBody::full(body),
+            ..call
+        },
+        None => call,
+    };
     let res = forward_http(call, &upstream, None).await;
     balancer.record(&instance, matches!(res, Err(ProxyError::Connect { .. })));
     res.map_err(GatewayError::from)
+}
+
+fn upstream_of(scheme: &str, instance: &Instance) -> Result<UpstreamTarget, GatewayError> {
+    UpstreamTarget::parse(&format!("{scheme}://{}", instance.address()))
+        .map_err(|e| DiscoveryError::Registry(format!("invalid instance address: {e}")).into())
+}
+
+/// A copy of `call` with `body`, for an attempt that may be repeated.
+fn copy_call<'a>(call: &BackendCall<'a>, body: &Bytes) -> BackendCall<'a> {
+    BackendCall {
+        route: call.route,
+        stage: call.stage,
+        parts: call.parts,
+        path_params: call.path_params,
+        mapped: call.mapped.clone(),
+        body: GatewayBody::full(body.clone()),
+        request_id: call.request_id,
+        caller: call.caller,
+        client_addr: call.client_addr,
+        timeout: call.timeout,
+        forwarder: call.forwarder,
+    }
 }
 
 #[cfg(test)]
@@ -702,13 +893,15 @@ mod tests {
     fn ejected_instances_are_skipped_until_the_cool_down_ends() {
         let b = Balancer::new(EjectionPolicy::new(2, Duration::from_millis(50)));
         let dead = Instance::new("127.0.0.1", 1);
+        let list = [dead.clone()];
         b.record(&dead, true);
-        assert!(b.pick("s", vec![dead.clone()]).is_some());
+        assert!(b.pick("s", &list, &[]).is_some());
         b.record(&dead, true);
-        assert!(b.pick("s", vec![dead.clone()]).is_none());
+        assert!(b.pick("s", &list, &[]).is_none());
         std::thread::sleep(Duration::from_millis(60));
-        assert!(b.pick("s", vec![dead.clone()]).is_some());
+        assert!(b.pick("s", &list, &[]).is_some());
+        assert!(b.pick("s", &list, &list).is_none(), "skipped");
         b.record(&dead, false);
-        assert!(b.pick("s", vec![dead]).is_some());
+        assert!(b.pick("s", &list, &[]).is_some());
     }
 }

@@ -180,7 +180,9 @@ fn not_served(what: &str) -> GatewayError {
 /// uses `Backends::default()`.
 ///
 /// Defaults: [`DefaultVpcResolver`], an empty [`LocalFunctions`], [`LocalObjectStores`] under
-/// the system temporary directory (`stagegate-oss/<bucket>`), an [`InProcessBus`] without buses,
+/// the system temporary directory (`stagegate-oss/<bucket>`: for trying things out; a deployment
+/// gives its own root with [`Backends::object_stores`], as the example gateway does with
+/// `<data-dir>/oss`), an [`InProcessBus`] without buses,
 /// [`Registries`] (static, DNS and Nacos) with the default [`EjectionPolicy`].
 ///
 /// # Examples

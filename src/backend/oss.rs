@@ -45,8 +45,11 @@ const PARTS_IN_FLIGHT: usize = 2;
 /// |---|---|---|
 /// | [`PermissionDenied`](Self::PermissionDenied) | `A403OP` | 403 |
 /// | [`InvalidKey`](Self::InvalidKey) | `I400PA` | 400 |
+/// | [`OutsideBucket`](Self::OutsideBucket) | `A403OP` | 403 |
 /// | [`NoStore`](Self::NoStore) | `D502OS` | 502 |
-/// | [`Store`](Self::Store) | `D502OS` | 502 |
+/// | [`Store`](Self::Store) | `D502OS` (`I400PA` for a name the file system refuses as too long) | 502 (400) |
+///
+/// Logs never show a local file system path: a store error is logged by its I/O cause.
 ///
 /// # Examples
 ///
@@ -68,9 +71,17 @@ pub enum OssError {
         /// The bucket.
         bucket: String,
     },
-    /// The object key is not acceptable (empty, `..`, a missing parameter).
+    /// The object key is not acceptable (empty, `..`, longer than 1023 bytes, a missing
+    /// parameter).
     #[error("invalid object key: {0}")]
     InvalidKey(String),
+    /// The object key leads through a symbolic link (or the bucket is one): the provider does
+    /// not follow links, so a call can never reach outside its bucket.
+    #[error("the object key leads out of bucket `{bucket}`")]
+    OutsideBucket {
+        /// The bucket.
+        bucket: String,
+    },
     /// The provider has no store for the definition.
     #[error("no object store for bucket `{bucket}`: {reason}")]
     NoStore {
@@ -97,9 +108,25 @@ impl From<OssError> for GatewayError {
                 StatusCode::BAD_REQUEST,
                 format!("Invalid Request Path `{reason}`"),
             ),
+            OssError::OutsideBucket { .. } => {
+                tracing::warn!(error = %e, "OSS call refused: a symbolic link in the bucket");
+                Self::new(
+                    "A403OP",
+                    StatusCode::FORBIDDEN,
+                    format!("OSS access denied: {e}"),
+                )
+            }
             OssError::NoStore { .. } => Self::new("D502OS", StatusCode::BAD_GATEWAY, e.to_string()),
             OssError::Store(source) => {
-                tracing::warn!(error = %source, "object store failed");
+                let (cause, io_kind) = redacted(source);
+                if io_kind == Some(std::io::ErrorKind::InvalidFilename) {
+                    return Self::new(
+                        "I400PA",
+                        StatusCode::BAD_REQUEST,
+                        "Invalid Request Path `the object key has a segment that is too long`",
+                    );
+                }
+                tracing::warn!(error = %cause, "object store failed");
                 Self::new(
                     "D502OS",
                     StatusCode::BAD_GATEWAY,
@@ -107,6 +134,28 @@ impl From<OssError> for GatewayError {
                 )
             }
         }
+    }
+}
+
+/// The longest object key accepted, in bytes (OSS's own limit).
+const MAX_KEY_BYTES: usize = 1023;
+
+/// A store error's description without any local file system path, and its I/O kind: the first
+/// I/O error in the chain (whose text is the OS's, without a path), else the error itself for
+/// remote stores, else only that the local store failed.
+fn redacted(e: &object_store::Error) -> (String, Option<std::io::ErrorKind>) {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return (format!("I/O error: {io}"), Some(io.kind()));
+        }
+        cur = err.source();
+    }
+    match e {
+        object_store::Error::Generic { store, .. } if *store != "LocalFileSystem" => {
+            (e.to_string(), None)
+        }
+        _ => ("the local object store failed".to_owned(), None),
     }
 }
 
@@ -143,10 +192,31 @@ pub trait ObjectStores: Send + Sync + 'static {
     fn keeps_content_type(&self) -> bool {
         false
     }
+
+    /// Checked before every call: that `key` stays inside the bucket (default: nothing to
+    /// check, as for remote stores). [`LocalObjectStores`] refuses a key that goes through a
+    /// symbolic link.
+    ///
+    /// # Errors
+    ///
+    /// [`OssError::OutsideBucket`] (or [`OssError::NoStore`]) to refuse the call.
+    fn confine(&self, def: &OssDefinition, key: &ObjectPath) -> Result<(), OssError> {
+        let _ = (def, key);
+        Ok(())
+    }
 }
 
 /// The default provider: one local directory per bucket under a root (created on first use).
 /// Definitions that name an `endpoint` are refused (enable the `oss-s3` feature for those).
+///
+/// Confinement: the root and the bucket directories are created owner-only (`0700` on Unix); a
+/// bucket directory that is a symbolic link, or that other users may write, is refused
+/// (`D502OS`); an object key that goes through a symbolic link inside the bucket (a linked
+/// directory or file) is refused with `A403OP` for every action, so no call reads, writes or
+/// deletes outside the bucket. Keep the root out of directories other users can write (the
+/// example gateway uses `<data-dir>/oss`). The checks run before each call (one `lstat` per
+/// key segment) and catch links that exist at that moment. Because the directories are
+/// owner-only, no other user can plant a link between the check and the call.
 ///
 /// # Examples
 ///
@@ -186,10 +256,11 @@ impl ObjectStores for LocalObjectStores {
         }
         // Bucket names are validated (lowercase letters, digits, `-`): safe as a directory name.
         let dir = self.root.join(&def.bucket);
-        std::fs::create_dir_all(&dir).map_err(|e| OssError::NoStore {
+        owner_only_dir(&dir).map_err(|e| OssError::NoStore {
             bucket: def.bucket.clone(),
             reason: format!("directory could not be created: {e}"),
         })?;
+        self.check_bucket_dir(&def.bucket)?;
         let store: Arc<dyn ObjectStore> = Arc::new(
             object_store::local::LocalFileSystem::new_with_prefix(&dir)?
                 .with_automatic_cleanup(true),
@@ -197,6 +268,60 @@ impl ObjectStores for LocalObjectStores {
         stores.insert(def.bucket.clone(), Arc::clone(&store));
         Ok(store)
     }
+
+    fn confine(&self, def: &OssDefinition, key: &ObjectPath) -> Result<(), OssError> {
+        // A link planted (or swapped in) after the store was made is caught here too.
+        let mut path = self.check_bucket_dir(&def.bucket)?;
+        for part in key.parts() {
+            path.push(part.as_ref());
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(OssError::OutsideBucket {
+                        bucket: def.bucket.clone(),
+                    });
+                }
+                Ok(_) => {}
+                // Nothing further exists: a PutObject creates real directories from here on.
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LocalObjectStores {
+    /// The bucket's directory, if it is a real directory that only its owner may write.
+    fn check_bucket_dir(&self, bucket: &str) -> Result<PathBuf, OssError> {
+        let dir = self.root.join(bucket);
+        let refuse = |reason: &str| OssError::NoStore {
+            bucket: bucket.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let meta = std::fs::symlink_metadata(&dir)
+            .map_err(|e| refuse(&format!("directory is not accessible: {e}")))?;
+        if meta.file_type().is_symlink() {
+            return Err(OssError::OutsideBucket {
+                bucket: bucket.to_owned(),
+            });
+        }
+        if !meta.is_dir() {
+            return Err(refuse("not a directory"));
+        }
+        #[cfg(unix)]
+        if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o022 != 0 {
+            return Err(refuse("the bucket directory is writable by other users"));
+        }
+        Ok(dir)
+    }
+}
+
+/// Creates `dir` and its missing parents owner-only (`0700` on Unix).
+fn owner_only_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
 }
 
 /// S3-compatible buckets (Alibaba OSS speaks the S3 protocol): one store per (endpoint, bucket),
@@ -334,6 +459,11 @@ fn object_key(template: &str, call: &BackendCall<'_>) -> Result<ObjectPath, OssE
     if key.is_empty() {
         return Err(OssError::InvalidKey("empty key".to_owned()));
     }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(OssError::InvalidKey(format!(
+            "longer than {MAX_KEY_BYTES} bytes"
+        )));
+    }
     if key
         .split(['/', '\\'])
         .any(|s| s == ".." || s == "." || s.is_empty())
@@ -448,6 +578,7 @@ pub(super) async fn dispatch(
     }
     let path = object_key(&binding.key, &call)?;
     let store = stores.store(def)?;
+    stores.confine(def, &path)?;
     let key = path.as_ref().to_owned();
     match action {
         OssAction::GetObject => match store.get(&path).await {
@@ -585,7 +716,34 @@ async fn next_chunk(body: &mut GatewayBody) -> Result<Option<Bytes>, GatewayErro
 
 #[cfg(test)]
 mod tests {
-    use super::guess_content_type;
+    use super::{OssError, guess_content_type, redacted};
+    use object_store::ObjectStoreExt as _;
+
+    /// Issue 20 item 16: what is logged for a local store's failure never holds the file
+    /// system path, and a name the file system refuses as too long is the caller's 400.
+    #[tokio::test]
+    async fn local_store_errors_are_logged_without_paths() {
+        let dir = std::env::temp_dir().join(format!("stagegate-oss-redact-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = object_store::local::LocalFileSystem::new_with_prefix(&dir).unwrap();
+        let long = object_store::path::Path::from("s".repeat(300));
+        let e = store
+            .put(&long, bytes::Bytes::from_static(b"x").into())
+            .await
+            .unwrap_err();
+        let root = dir.canonicalize().unwrap();
+        assert!(
+            e.to_string().contains(&*root.to_string_lossy()),
+            "the store's own message names the path: {e}"
+        );
+        let (logged, kind) = redacted(&e);
+        assert!(!logged.contains(&*root.to_string_lossy()), "{logged}");
+        assert!(!logged.contains("sss"), "{logged}");
+        assert_eq!(kind, Some(std::io::ErrorKind::InvalidFilename));
+        let g = crate::GatewayError::from(OssError::Store(e));
+        assert_eq!((g.code(), g.status().as_u16()), ("I400PA", 400));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn content_types_follow_the_extension() {

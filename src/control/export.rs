@@ -98,9 +98,32 @@ fn invalid(field: &str, reason: impl Into<String>) -> ControlError {
     .into()
 }
 
-/// Checks a whole configuration: every record valid, every reference resolvable, names unique,
-/// every publication servable and no two published routes in conflict.
+/// Checks a whole configuration against every invariant the individual operations enforce, so
+/// that import accepts only a state the operations could have built: every record valid, every
+/// reference resolvable, names and credentials unique, every deployment a snapshot of its own
+/// API, every publication servable, and the published routes free of conflicts.
+///
+/// The one place import validation lives: [`check_records`] (each record on its own),
+/// [`check_invariants`] (records against each other), then [`check_routes`] (the route tables
+/// the publications make). A new rule goes into one of them, never into `import` itself.
 fn check(entities: &[Entity]) -> Result<State, ControlError> {
+    check_records(entities)?;
+    let loaded = Loaded {
+        revision: 0,
+        records: entities
+            .iter()
+            .cloned()
+            .map(|value| Versioned { value, version: 1 })
+            .collect(),
+    };
+    let state = State::from_loaded(loaded);
+    check_invariants(&state, entities)?;
+    check_routes(&state)?;
+    Ok(state)
+}
+
+/// Each record on its own: valid, and its key not taken by another record of the document.
+fn check_records(entities: &[Entity]) -> Result<(), ControlError> {
     let mut seen = std::collections::HashSet::new();
     for e in entities {
         if !seen.insert(e.key()) {
@@ -116,15 +139,12 @@ fn check(entities: &[Entity]) -> Result<State, ControlError> {
             Entity::Publication(_) | Entity::Authorization(_) => {}
         }
     }
-    let loaded = Loaded {
-        revision: 0,
-        records: entities
-            .iter()
-            .cloned()
-            .map(|value| Versioned { value, version: 1 })
-            .collect(),
-    };
-    let state = State::from_loaded(loaded);
+    Ok(())
+}
+
+/// Records against each other: names and credentials unique (as `create_*` and `update_*`
+/// refuse a taken one), references resolvable, deployments and publications consistent.
+fn check_invariants(state: &State, entities: &[Entity]) -> Result<(), ControlError> {
     let unique = |what: &str, names: Vec<String>| -> Result<(), ControlError> {
         let mut sorted = names;
         sorted.sort();
@@ -164,6 +184,30 @@ fn check(entities: &[Entity]) -> Result<State, ControlError> {
             .flat_map(|a| a.value.keys.iter().map(|k| k.app_key.clone()))
             .collect(),
     )?;
+    // An AppCode identifies its app alone: one listed twice would authenticate as either app.
+    // The message never shows the code.
+    let mut codes: HashMap<&str, &str> = HashMap::new();
+    for a in state.apps.values() {
+        for c in &a.value.codes {
+            if let Some(other) = codes.insert(c.expose(), &a.value.name) {
+                return Err(invalid(
+                    "import",
+                    format!(
+                        "an AppCode is listed twice (apps `{other}` and `{}`)",
+                        a.value.name
+                    ),
+                ));
+            }
+        }
+    }
+    unique(
+        "vpc access authorization name",
+        state
+            .vpc_access
+            .values()
+            .map(|v| v.value.name.clone())
+            .collect(),
+    )?;
     unique(
         "api name",
         state
@@ -197,12 +241,21 @@ fn check(entities: &[Entity]) -> Result<State, ControlError> {
                 ),
             ));
         }
-        if !state.backends.contains_key(&a.value.backend.backend_id) {
+        let Some(backend) = state.backends.get(&a.value.backend.backend_id) else {
             return Err(invalid(
                 "import",
                 format!(
                     "api `{}` uses unknown backend `{}`",
                     a.value.name, a.value.backend.backend_id
+                ),
+            ));
+        };
+        if backend.value.kind == crate::model::BackendKind::Oss && a.value.backend.oss.is_none() {
+            return Err(invalid(
+                "import",
+                format!(
+                    "api `{}` is on an OSS backend without backend.oss (action and object key)",
+                    a.value.name
                 ),
             ));
         }
@@ -218,6 +271,17 @@ fn check(entities: &[Entity]) -> Result<State, ControlError> {
             .any(|d| &d.value.api_id != api || &d.value.stage != stage)
         {
             return Err(invalid("import", "deployment key mismatch"));
+        }
+        // Publishing snapshots the API itself: a deployment of `api` holding another API's
+        // definition would serve that one's routes and authentication under this one's name.
+        if let Some(d) = m.values().find(|d| &d.value.snapshot.id != api) {
+            return Err(invalid(
+                "import",
+                format!(
+                    "deployment {} of api `{api}` in {stage} is a snapshot of another api `{}`",
+                    d.value.version, d.value.snapshot.id
+                ),
+            ));
         }
     }
     for e in entities {
@@ -246,6 +310,12 @@ fn check(entities: &[Entity]) -> Result<State, ControlError> {
             ));
         }
     }
+    Ok(())
+}
+
+/// The route tables the publications make: every publication compiles, and no two routes of a
+/// table conflict. (Route-conflict rules across groups plug in here.)
+fn check_routes(state: &State) -> Result<(), ControlError> {
     let empty = Snapshot::default();
     let mut targets = Targets::default();
     let tables: Vec<_> = state.published_in.keys().cloned().collect();
@@ -278,7 +348,7 @@ fn check(entities: &[Entity]) -> Result<State, ControlError> {
                 )
             })?;
     }
-    Ok(state)
+    Ok(())
 }
 
 impl ControlPlane {

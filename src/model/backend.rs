@@ -6,8 +6,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::validate::{
-    validate_base_url, validate_description, validate_header, validate_host, validate_len,
-    validate_name,
+    is_framing_header, validate_base_url, validate_description, validate_header, validate_host,
+    validate_len, validate_name,
 };
 use super::{BackendId, Stage, ValidationError, VpcAccessId};
 
@@ -523,29 +523,36 @@ impl DiscoveryDefinition {
 
 /// A canned response.
 ///
+/// `status` and `body` are required (an empty body is written `""`); `headers` is optional.
+/// The gateway frames the response itself, so a definition may not set framing or hop-by-hop
+/// headers (`content-length`, `transfer-encoding`, `connection`, `keep-alive`, `te`, `trailer`,
+/// `upgrade`, `proxy-*`, `host`), nor an informational (1xx) status.
+///
 /// # Examples
 ///
 /// ```
 /// use stagegate::MockDefinition;
 /// let m: MockDefinition = serde_json::from_str(r#"{"status":200,"body":"hello"}"#).unwrap();
 /// assert!(m.validate().is_ok());
+/// // the fields are required
+/// assert!(serde_json::from_str::<MockDefinition>("{}").is_err());
+/// // framing headers and 1xx statuses are refused
+/// let m: MockDefinition =
+///     serde_json::from_str(r#"{"status":200,"headers":{"Content-Length":"0"},"body":""}"#).unwrap();
+/// assert!(m.validate().is_err());
+/// let m: MockDefinition = serde_json::from_str(r#"{"status":101,"body":""}"#).unwrap();
+/// assert!(m.validate().is_err());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MockDefinition {
-    /// The status code.
-    #[serde(default = "default_status")]
+    /// The status code (200–999; no 1xx).
     pub status: u16,
-    /// Response headers.
+    /// Response headers (no framing or hop-by-hop headers).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// The response body.
-    #[serde(default)]
     pub body: String,
-}
-
-fn default_status() -> u16 {
-    200
 }
 
 impl MockDefinition {
@@ -561,11 +568,26 @@ impl MockDefinition {
                 "must be an HTTP status code",
             ));
         }
+        if self.status < 200 {
+            return Err(ValidationError::field(
+                "status",
+                "an informational (1xx) status cannot be a canned response",
+            ));
+        }
         if self.headers.len() > 64 {
             return Err(ValidationError::field("headers", "at most 64"));
         }
         for (k, v) in &self.headers {
             validate_header(k, v)?;
+            if is_framing_header(k) {
+                return Err(ValidationError::field(
+                    "headers",
+                    format!(
+                        "`{}` is a framing or hop-by-hop header: the gateway sets it, a MOCK cannot",
+                        super::id::truncate(k)
+                    ),
+                ));
+            }
         }
         validate_len("mock body", &self.body, 1024 * 1024)
     }
@@ -768,5 +790,27 @@ impl BackendService {
             def.validate()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BackendKind, StageDefinition};
+
+    /// Issue 20 item 17: `{}` never makes a definition of any kind (a MOCK used to default to
+    /// an empty 200).
+    #[test]
+    fn an_empty_object_is_no_definition_of_any_kind() {
+        for kind in BackendKind::ALL {
+            let got = StageDefinition::from_json(kind, serde_json::json!({}));
+            assert!(got.is_err(), "{kind}: {got:?}");
+        }
+        assert!(
+            StageDefinition::from_json(
+                BackendKind::Mock,
+                serde_json::json!({"status": 204, "body": ""})
+            )
+            .is_ok()
+        );
     }
 }

@@ -27,5 +27,5 @@ pub use path::{MAX_PATH_LEN, PathTemplate, Segment};
 pub use secret::Secret;
 pub use security::{AppCodeMode, AuthType, SignatureMethod};
 pub use stage::Stage;
-pub(crate) use validate::validate_len;
 pub use validate::{ValidationError, validate_name};
+pub(crate) use validate::{is_framing_header, validate_len};

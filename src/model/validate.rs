@@ -203,6 +203,29 @@ pub(crate) fn validate_header(name: &str, value: &str) -> Result<(), ValidationE
     Ok(())
 }
 
+/// Whether a response header describes the connection or the message framing rather than the
+/// message: `content-length`, `transfer-encoding`, the hop-by-hop headers of RFC 9110 §7.6.1
+/// (`connection`, `keep-alive`, `te`, `trailer`, `upgrade`, `proxy-*`) and `host`. A canned
+/// (MOCK) response may not set them: the server frames the message, and a definition that could
+/// would inject or swallow responses on the client's connection. Case-insensitive.
+pub(crate) fn is_framing_header(name: &str) -> bool {
+    const NAMES: [&str; 8] = [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "host",
+    ];
+    let name = name.trim();
+    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+        || name
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case("proxy-"))
+}
+
 /// A host name (for Host overrides and domains): `host[:port]`.
 pub(crate) fn validate_host(what: &'static str, host: &str) -> Result<(), ValidationError> {
     let ok = !host.is_empty()

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use crate::model::{FunctionDefinition, StageDefinition, VpcAccess};
+use crate::model::{FunctionDefinition, StageDefinition, VpcAccess, is_framing_header};
 use crate::proxy::UpstreamTarget;
 
 /// A backend, compiled for calling.
@@ -94,8 +94,17 @@ impl BackendTarget {
                 }
             }
             StageDefinition::Mock(m) => {
+                // Defence in depth for documents stored before definitions were checked for
+                // these: the gateway frames the response, so a framing or hop-by-hop header is
+                // never emitted, and a 1xx status is never served as a final response.
+                if m.status < 200 {
+                    return Err(format!(
+                        "mock status {} is informational, not a response",
+                        m.status
+                    ));
+                }
                 let mut headers = HeaderMap::with_capacity(m.headers.len());
-                for (k, v) in &m.headers {
+                for (k, v) in m.headers.iter().filter(|(k, _)| !is_framing_header(k)) {
                     let name = HeaderName::from_bytes(k.as_bytes())
                         .map_err(|_| format!("invalid mock header `{k}`"))?;
                     let value = HeaderValue::from_str(v)
@@ -111,5 +120,46 @@ impl BackendTarget {
             }
             _ => Self::Plugged,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BackendTarget;
+    use crate::model::{MockDefinition, StageDefinition};
+
+    fn mock(status: u16, headers: &[(&str, &str)]) -> StageDefinition {
+        StageDefinition::Mock(MockDefinition {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            body: "hello".into(),
+        })
+    }
+
+    /// A stored document from before MOCK definitions were checked never frames the response.
+    #[test]
+    fn stored_mocks_never_emit_framing_headers_or_1xx() {
+        let def = mock(
+            200,
+            &[
+                ("Content-Length", "100"),
+                ("transfer-encoding", "chunked"),
+                ("connection", "close"),
+                ("Proxy-Authenticate", "Basic"),
+                ("upgrade", "h2c"),
+                ("x-kept", "yes"),
+            ],
+        );
+        let Ok(BackendTarget::Mock { headers, .. }) = BackendTarget::compile(&def, |_| None) else {
+            panic!("a MOCK compiles to a canned response");
+        };
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert_eq!(headers["x-kept"], "yes");
+        for status in [100, 101, 103] {
+            assert!(BackendTarget::compile(&mock(status, &[]), |_| None).is_err());
+        }
     }
 }
