@@ -45,6 +45,7 @@
 //! | `admin` | `stagegate::admin`: the admin REST API as a tower `Service` (an axum `Router`, no server, no extra axum features) |
 //! | `redb` | `stagegate::store::RedbStore`: the embedded, durable store (needs Rust 1.90) |
 //! | `conformance` | `store::conformance` and `store_conformance!`, for `Store` adapter authors |
+//! | `serve` | `stagegate::serve`: a hardened server loop (timeouts, connection cap, accept back-off, graceful shutdown) |
 //! | `oss-s3` | S3-compatible object stores for OSS backends (`object_store`'s `aws` support) |
 //!
 //! No feature is on by default: an application that embeds only the data plane gets neither
@@ -64,6 +65,8 @@ pub mod mapping;
 pub mod model;
 pub mod proxy;
 pub mod routing;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod store;
 mod swar;
 
