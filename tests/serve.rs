@@ -317,3 +317,55 @@ async fn every_request_carries_the_peer_address() {
     drop(s);
     server.shut_down(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_and_does_not_hold_up_shutdown() {
+    use http_body_util::BodyExt as _;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let server = start(
+        Server::new()
+            .header_read_timeout(Duration::from_secs(10))
+            .idle_timeout(Duration::from_millis(300)),
+    )
+    .await;
+    // prior-knowledge HTTP/2
+    let h2 = |addr| async move {
+        let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+        let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .unwrap();
+        (sender, tokio::spawn(conn))
+    };
+    let (mut sender, conn) = h2(server.addr).await;
+    let req = Request::get(format!("http://{}/", server.addr))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.starts_with(b"peer=127.0.0.1:"), "{body:?}");
+    // Idle: the server closes it.
+    let t = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("the idle HTTP/2 connection is closed")
+        .unwrap()
+        .ok();
+    assert!(
+        t.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
+
+    // A fresh idle HTTP/2 connection does not hold up the shutdown either.
+    let (_sender, conn) = h2(server.addr).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let took = server.shut_down(Duration::from_secs(5)).await;
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+    tokio::time::timeout(Duration::from_secs(2), conn)
+        .await
+        .expect("closed by the shutdown")
+        .unwrap()
+        .ok();
+}
