@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use stagegate::admin::AdminApi;
 use stagegate::serve::{ConnectionLimit, Server};
-use stagegate::store::{CommitSync, RedbStore};
+use stagegate::store::{CommitSync, RedbStore, StoreError};
 use stagegate::{AppAuthenticator, ControlPlane, GatewayLayer, MemoryReplayGuard, Secret};
 use tokio::net::TcpListener;
 
@@ -391,12 +391,16 @@ async fn run(cfg: Config) -> Result<(), String> {
         RedbStore::open
     };
     let store = open(&db)
-        .map_err(|e| {
-            format!(
+        .map_err(|e| match e {
+            // Not damage: another gateway (or this one, still stopping) holds the file.
+            StoreError::Locked { .. } | StoreError::Io { .. } => {
+                format!("cannot open the data file: {}", error_chain(&e))
+            }
+            _ => format!(
                 "cannot open the data file {}: {} (the gateway refuses to start rather than lose data; restore a backup or move the file away)",
                 db.display(),
                 error_chain(&e)
-            )
+            ),
         })?
         .with_commit_sync(cfg.commit_sync);
     let control = Arc::new(

@@ -1214,3 +1214,25 @@ fn the_soft_open_files_limit_is_raised_to_the_hard_limit_at_start() {
     assert_eq!(fields[3], fields[4], "{line}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_gateway_on_the_same_data_directory_is_told_the_file_is_held() {
+    let dir = scratch("held");
+    let first = Gateway::start(&dir, Some(TOKEN));
+    let out = Command::new(gateway_bin())
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--admin-token", TOKEN])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = dir.join("stagegate.redb").display().to_string();
+    assert!(
+        stderr.contains(&format!("{file} is already open")) && !stderr.contains("restore a backup"),
+        "{stderr}"
+    );
+    first.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
