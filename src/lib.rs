@@ -14,6 +14,10 @@
 //!
 //! # A plain hyper server
 //!
+//! The bare accept loop below has no timeouts, no connection cap and no graceful shutdown; for
+//! a server facing untrusted clients use `stagegate::serve::Server` (feature `serve`), which
+//! adds them.
+//!
 //! ```no_run
 //! use hyper_util::rt::{TokioExecutor, TokioIo};
 //! use hyper_util::service::TowerToHyperService;
