@@ -10,8 +10,15 @@
 //! `STAGEGATE_DATA_DIR`, `STAGEGATE_ADMIN_TOKEN`); a flag wins over the environment. Without a
 //! token, one is generated at first start, stored as `admin-token` (mode 0600) in the data
 //! directory and printed once. Logs go to stderr (`RUST_LOG` filters them; default `info`,
-//! with one `stagegate::access` line per request). Ctrl-C or SIGTERM stops accepting and lets
-//! in-flight requests finish (at most 30 s).
+//! with one `stagegate::access` line per request). Ctrl-C or SIGTERM stops accepting, closes
+//! idle connections at once and lets in-flight requests finish (at most 30 s).
+//!
+//! Both listeners are served by `stagegate::serve::Server`: a connection must send its request
+//! head within the header-read timeout (also the longest an HTTP/1 connection waits idle for its
+//! next request), one with nothing in flight is closed after the idle timeout, and each listener
+//! has a cap on open connections (one beyond it is closed at once). At start the soft limit on
+//! open files is raised to the hard limit, as nginx does, and the data plane's default cap is
+//! sized to fit under it.
 //!
 //! Arguments are parsed by hand: four `--name value` flags do not justify a CLI crate in the
 //! dependency tree of everyone who runs `cargo test`.
@@ -21,17 +28,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use stagegate::admin::AdminApi;
 use stagegate::backend::{Backends, LocalObjectStores};
-use stagegate::store::{CommitSync, RedbStore};
+use stagegate::serve::{ConnectionLimit, Server};
+use stagegate::store::{CommitSync, RedbStore, StoreError};
 use stagegate::{AppAuthenticator, ControlPlane, GatewayLayer, MemoryReplayGuard, Secret};
 use tokio::net::TcpListener;
-use tower::ServiceExt as _;
 
 /// The file the store keeps its data in, inside the data directory.
 const DB_FILE: &str = "stagegate.redb";
@@ -39,6 +41,13 @@ const DB_FILE: &str = "stagegate.redb";
 const OSS_DIR: &str = "oss";
 /// The file a generated admin token is kept in, inside the data directory.
 const TOKEN_FILE: &str = "admin-token";
+/// Open connections the admin API accepts at once.
+const ADMIN_MAX_CONNECTIONS: usize = 128;
+/// The data plane's cap on open connections when `--max-connections` is not given (lowered to
+/// fit the descriptor limit).
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// How long in-flight requests may take to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 struct Config {
     listen: String,
@@ -50,6 +59,9 @@ struct Config {
     verify_on_open: bool,
     replay_capacity: usize,
     workers: usize,
+    max_connections: Option<usize>,
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
 }
 
 const USAGE: &str =
@@ -73,7 +85,15 @@ const USAGE: &str =
                   (env STAGEGATE_REPLAY_CAPACITY, default 1000000)
   --workers N     data-plane threads, each with its own single-threaded runtime and upstream
                   connections, all accepting on the one address (env STAGEGATE_WORKERS,
-                  default: the CPUs this process may use)";
+                  default: the CPUs this process may use)
+  --max-connections N  open data-plane connections at once, all workers together; one beyond
+                  it is closed at once (env STAGEGATE_MAX_CONNECTIONS, default 10000, lowered
+                  to fit the open-files limit; the admin API takes at most 128)
+  --header-read-timeout SECONDS  a connection's request head must arrive within this; also the
+                  longest an HTTP/1 connection waits idle for its next request, on both
+                  listeners (env STAGEGATE_HEADER_READ_TIMEOUT, default 10)
+  --idle-timeout SECONDS  a connection with no request in flight and no byte moving is closed
+                  after this, on both listeners (env STAGEGATE_IDLE_TIMEOUT, default 60)";
 
 fn parse_args() -> Result<Config, String> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -87,7 +107,19 @@ fn parse_args() -> Result<Config, String> {
         verify_on_open: env("STAGEGATE_VERIFY_ON_OPEN").is_some_and(|v| v != "0"),
         replay_capacity: MemoryReplayGuard::DEFAULT_MAX_ENTRIES,
         workers: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        max_connections: None,
+        header_read_timeout: stagegate::serve::DEFAULT_HEADER_READ_TIMEOUT,
+        idle_timeout: stagegate::serve::DEFAULT_IDLE_TIMEOUT,
     };
+    if let Some(v) = env("STAGEGATE_MAX_CONNECTIONS") {
+        cfg.max_connections = Some(parse_max_connections("STAGEGATE_MAX_CONNECTIONS", &v)?);
+    }
+    if let Some(v) = env("STAGEGATE_HEADER_READ_TIMEOUT") {
+        cfg.header_read_timeout = parse_seconds("STAGEGATE_HEADER_READ_TIMEOUT", &v)?;
+    }
+    if let Some(v) = env("STAGEGATE_IDLE_TIMEOUT") {
+        cfg.idle_timeout = parse_seconds("STAGEGATE_IDLE_TIMEOUT", &v)?;
+    }
     if let Some(v) = env("STAGEGATE_WORKERS") {
         cfg.workers = parse_workers("STAGEGATE_WORKERS", &v)?;
     }
@@ -135,6 +167,13 @@ fn parse_args() -> Result<Config, String> {
                 cfg.replay_capacity = parse_capacity("--replay-capacity", &value()?)?;
             }
             "--workers" => cfg.workers = parse_workers("--workers", &value()?)?,
+            "--max-connections" => {
+                cfg.max_connections = Some(parse_max_connections("--max-connections", &value()?)?);
+            }
+            "--header-read-timeout" => {
+                cfg.header_read_timeout = parse_seconds("--header-read-timeout", &value()?)?;
+            }
+            "--idle-timeout" => cfg.idle_timeout = parse_seconds("--idle-timeout", &value()?)?,
             "--verify-on-open" if inline.is_none() => cfg.verify_on_open = true,
             _ => return Err(format!("unknown argument `{arg}`")),
         }
@@ -150,6 +189,60 @@ fn parse_capacity(name: &str, v: &str) -> Result<usize, String> {
 /// A number of data-plane workers: 1 to 1024.
 fn parse_workers(name: &str, v: &str) -> Result<usize, String> {
     parse_count(name, v, 1..=1024, "a number of workers (1 to 1024)")
+}
+
+/// A cap on open connections: 1 to 10 million.
+fn parse_max_connections(name: &str, v: &str) -> Result<usize, String> {
+    parse_count(
+        name,
+        v,
+        1..=10_000_000,
+        "a number of connections (1 to 10000000)",
+    )
+}
+
+/// A timeout in seconds (fractions allowed): more than 0, at most a day.
+fn parse_seconds(name: &str, v: &str) -> Result<Duration, String> {
+    match v.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 86_400.0 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!(
+            "{name} `{v}` is not a number of seconds (more than 0, at most 86400)"
+        )),
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit, as nginx does (the common soft limit
+/// of 1024 is what idle sockets exhausted), and returns the soft limit now in force.
+fn raise_open_files_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        match rlimit::increase_nofile_limit(u64::MAX) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot raise the open-files limit");
+                rlimit::getrlimit(rlimit::Resource::NOFILE)
+                    .ok()
+                    .map(|(soft, _)| soft)
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// The data plane's cap on open connections: as configured, else the default lowered so that
+/// every connection (and the upstream connection it may hold) fits under the open-files limit,
+/// with room for the admin API's connections and the process's own files.
+fn data_max_connections(configured: Option<usize>, open_files: Option<u64>) -> usize {
+    configured.unwrap_or_else(|| {
+        let fits = open_files.map_or(DEFAULT_MAX_CONNECTIONS, |n| {
+            let spare = n.saturating_sub(ADMIN_MAX_CONNECTIONS as u64 + 64) / 2;
+            usize::try_from(spare).unwrap_or(usize::MAX)
+        });
+        fits.clamp(1, DEFAULT_MAX_CONNECTIONS)
+    })
 }
 
 /// A whole number within `range`; else an error naming the flag or variable and `what`.
@@ -191,6 +284,46 @@ fn admin_token(cfg: &Config) -> Result<(Secret, Option<PathBuf>), String> {
     write_private(&path, token.expose())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok((token, Some(path)))
+}
+
+/// Creates the data directory owner-only (mode 0700) if it is missing, and refuses one that
+/// group or others may write to: whoever can write there can replace the data file (every app
+/// secret and AppCode) or the admin token.
+fn prepare_data_dir(dir: &Path) -> Result<(), String> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir)
+            .map_err(|e| format!("cannot read the data directory {}: {e}", dir.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o022 != 0 {
+            return Err(format!(
+                "the data directory {} can be written by {} (mode {:o}); whoever can write \
+                 there can replace the data file or the admin token: make it the gateway \
+                 user's alone (`chmod 700 {}`) or choose another --data-dir",
+                dir.display(),
+                if mode & 0o002 != 0 {
+                    "anyone"
+                } else {
+                    "its group"
+                },
+                mode & 0o7777,
+                dir.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
@@ -253,8 +386,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cfg: Config) -> Result<(), String> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", cfg.data_dir.display()))?;
+    prepare_data_dir(&cfg.data_dir)?;
     let db = cfg.data_dir.join(DB_FILE);
     let open = if cfg.verify_on_open {
         RedbStore::open_verified
@@ -262,12 +394,16 @@ async fn run(cfg: Config) -> Result<(), String> {
         RedbStore::open
     };
     let store = open(&db)
-        .map_err(|e| {
-            format!(
+        .map_err(|e| match e {
+            // Not damage: another gateway (or this one, still stopping) holds the file.
+            StoreError::Locked { .. } | StoreError::Io { .. } => {
+                format!("cannot open the data file: {}", error_chain(&e))
+            }
+            _ => format!(
                 "cannot open the data file {}: {} (the gateway refuses to start rather than lose data; restore a backup or move the file away)",
                 db.display(),
                 error_chain(&e)
-            )
+            ),
         })?
         .with_commit_sync(cfg.commit_sync);
     let control = Arc::new(
@@ -306,6 +442,17 @@ async fn run(cfg: Config) -> Result<(), String> {
     let data_addr = data_listener.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
 
+    let open_files = raise_open_files_limit();
+    let data_limit = ConnectionLimit::new(data_max_connections(cfg.max_connections, open_files));
+    let server = Server::new()
+        .header_read_timeout(cfg.header_read_timeout)
+        .idle_timeout(cfg.idle_timeout)
+        .shutdown_grace(SHUTDOWN_GRACE);
+    // One cap for all workers: they accept on one listener, and a full worker must not refuse
+    // a connection another one has room for.
+    let data_server = server.clone().connection_limit(data_limit.clone());
+    let admin_server = server.max_connections(ADMIN_MAX_CONNECTIONS);
+
     let shutdown = shutdown_signal()?;
     if let Some(path) = generated {
         println!(
@@ -317,13 +464,20 @@ async fn run(cfg: Config) -> Result<(), String> {
     println!("stagegate data plane listening on http://{data_addr}");
     println!("stagegate admin API listening on http://{admin_addr}");
     println!("stagegate data in {}", db.display());
-    tracing::info!(%data_addr, %admin_addr, data = %db.display(), "stagegate started");
+    tracing::info!(
+        %data_addr,
+        %admin_addr,
+        data = %db.display(),
+        max_connections = data_limit.max(),
+        open_files_limit = open_files,
+        "stagegate started"
+    );
 
     // The admin API runs on a thread and runtime of its own: a console change (and the snapshot
     // rebuild and durable commit it makes) is answered promptly while the data plane runs flat
     // out, and never holds up a data-plane worker.
     let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
-    let admin_thread = spawn_admin(admin_listener, admin, admin_stopped)
+    let admin_thread = spawn_admin(admin_listener, admin, admin_server, admin_stopped)
         .map_err(|e| format!("cannot start the admin API: {e}"))?;
 
     let (stop_data, data_stopped) = tokio::sync::watch::channel(false);
@@ -336,15 +490,20 @@ async fn run(cfg: Config) -> Result<(), String> {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start data-plane worker {i}: {e}"))?;
-        let (gateway, stopped) = (gateway(), data_stopped.clone());
+        let (gateway, stopped, server) = (gateway(), data_stopped.clone(), data_server.clone());
         workers.push(
             std::thread::Builder::new()
                 .name(format!("stagegate-worker-{i}"))
-                .spawn(move || rt.block_on(serve_data(listener, gateway, stopped)))
+                .spawn(move || rt.block_on(serve_data(listener, gateway, server, stopped)))
                 .map_err(|e| format!("cannot start data-plane worker {i}: {e}"))?,
         );
     }
-    let first = tokio::spawn(serve_data(data_listener, gateway(), data_stopped));
+    let first = tokio::spawn(serve_data(
+        data_listener,
+        gateway(),
+        data_server,
+        data_stopped,
+    ));
     shutdown.await;
     tracing::info!("shutting down: letting in-flight requests finish");
     let _ = stop_data.send(true);
@@ -376,7 +535,8 @@ async fn run(cfg: Config) -> Result<(), String> {
 async fn serve_data(
     listener: std::net::TcpListener,
     gateway: stagegate::GatewayService,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    server: Server,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -385,50 +545,19 @@ async fn serve_data(
             return;
         }
     };
-    let graceful = GracefulShutdown::new();
-    let builder = Builder::new(TokioExecutor::new());
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            accepted = listener.accept() => {
-                let Ok((stream, peer)) = accepted else { continue };
-                // Like nginx's `tcp_nodelay on`: a response written in pieces (a streamed body)
-                // must not wait for the client's delayed ACK. Upstream sockets have it too.
-                let _ = stream.set_nodelay(true);
-                // The peer is set once per connection, not as an extension of each request.
-                let gw = gateway.clone().with_client_addr(peer);
-                let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                    gw.clone().oneshot(req)
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                spawn_connection(graceful.watch(conn), "data plane");
-            }
-        }
-    }
-    drop(listener);
-    drain(graceful).await;
+    // The peer is set once per connection, not as an extension of each request.
+    server
+        .serve(
+            listener,
+            move |peer| gateway.clone().with_client_addr(peer),
+            stopped(stop),
+        )
+        .await;
 }
 
-/// Runs one served connection as a task of its own; how it ended is logged at debug level.
-fn spawn_connection<E: std::fmt::Display>(
-    conn: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
-    what: &'static str,
-) {
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "{what} connection ended with an error");
-        }
-    });
-}
-
-/// Waits up to 30 s for the watched connections to finish.
-async fn drain(graceful: GracefulShutdown) {
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(Duration::from_secs(30)) => {
-            tracing::warn!("in-flight requests did not finish within 30 s");
-        }
-    }
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// Serves the admin API on its own thread with a single-threaded runtime, until `stop` turns
@@ -436,7 +565,8 @@ async fn drain(graceful: GracefulShutdown) {
 fn spawn_admin(
     listener: std::net::TcpListener,
     admin: axum::Router,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    server: Server,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -452,22 +582,9 @@ fn spawn_admin(
                         return;
                     }
                 };
-                let graceful = GracefulShutdown::new();
-                let builder = Builder::new(TokioExecutor::new());
-                loop {
-                    tokio::select! {
-                        _ = stop.wait_for(|stop| *stop) => break,
-                        accepted = listener.accept() => {
-                            let Ok((stream, _peer)) = accepted else { continue };
-                            let _ = stream.set_nodelay(true);
-                            let svc = TowerToHyperService::new(admin.clone());
-                            let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                            spawn_connection(graceful.watch(conn), "admin");
-                        }
-                    }
-                }
-                drop(listener);
-                drain(graceful).await;
+                server
+                    .serve(listener, move |_peer| admin.clone(), stopped(stop))
+                    .await;
             });
         })
 }

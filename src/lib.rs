@@ -14,6 +14,10 @@
 //!
 //! # A plain hyper server
 //!
+//! The bare accept loop below has no timeouts, no connection cap and no graceful shutdown; for
+//! a server facing untrusted clients use `stagegate::serve::Server` (feature `serve`), which
+//! adds them.
+//!
 //! ```no_run
 //! use hyper_util::rt::{TokioExecutor, TokioIo};
 //! use hyper_util::service::TowerToHyperService;
@@ -45,6 +49,7 @@
 //! | `admin` | `stagegate::admin`: the admin REST API as a tower `Service` (an axum `Router`, no server, no extra axum features) |
 //! | `redb` | `stagegate::store::RedbStore`: the embedded, durable store (needs Rust 1.90) |
 //! | `conformance` | `store::conformance` and `store_conformance!`, for `Store` adapter authors |
+//! | `serve` | `stagegate::serve`: a hardened server loop (timeouts, connection cap, accept back-off, graceful shutdown) |
 //! | `oss-s3` | S3-compatible object stores for OSS backends (`object_store`'s `aws` support) |
 //!
 //! No feature is on by default: an application that embeds only the data plane gets neither
@@ -64,6 +69,8 @@ pub mod mapping;
 pub mod model;
 pub mod proxy;
 pub mod routing;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod store;
 mod swar;
 

@@ -49,7 +49,7 @@ fn gateway_bin() -> &'static Path {
         if built.is_none() || newest_source > built {
             // Missing or stale (e.g. only this test target was built): build it with exactly
             // this test's features.
-            let mut features = vec!["admin", "redb"];
+            let mut features = vec!["admin", "redb", "serve"];
             if cfg!(feature = "conformance") {
                 features.push("conformance");
             }
@@ -112,7 +112,12 @@ impl Gateway {
 
     /// [`start`](Self::start) with more arguments.
     fn start_with(data_dir: &Path, token: Option<&str>, args: &[&str]) -> Self {
-        let log = data_dir.join("gateway.log");
+        // Beside a data directory the gateway is to create, so that it creates it.
+        let log = if data_dir.exists() {
+            data_dir.join("gateway.log")
+        } else {
+            data_dir.with_extension("log")
+        };
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -706,9 +711,9 @@ fn assert_start_refused(
 }
 
 #[test]
-fn a_replay_capacity_or_worker_count_out_of_range_stops_the_start() {
+fn a_replay_capacity_worker_count_connection_cap_or_timeout_out_of_range_stops_the_start() {
     // (flag, environment variable, bad values as flag / variable, the error's words)
-    let cases: [(&str, &str, [&str; 3], &str, &str); 2] = [
+    let cases: [(&str, &str, [&str; 3], &str, &str); 5] = [
         (
             "--replay-capacity",
             "STAGEGATE_REPLAY_CAPACITY",
@@ -722,6 +727,27 @@ fn a_replay_capacity_or_worker_count_out_of_range_stops_the_start() {
             ["0", "1025", "two"],
             "-1",
             "is not a number of workers (1 to 1024)",
+        ),
+        (
+            "--max-connections",
+            "STAGEGATE_MAX_CONNECTIONS",
+            ["0", "lots", "-1"],
+            "10000001",
+            "is not a number of connections (1 to 10000000)",
+        ),
+        (
+            "--header-read-timeout",
+            "STAGEGATE_HEADER_READ_TIMEOUT",
+            ["0", "-1", "soon"],
+            "86401",
+            "is not a number of seconds",
+        ),
+        (
+            "--idle-timeout",
+            "STAGEGATE_IDLE_TIMEOUT",
+            ["0", "NaN", "inf"],
+            "-0.5",
+            "is not a number of seconds",
         ),
     ];
     for (flag, env_var, flags, env, message) in cases {
@@ -1065,5 +1091,232 @@ async fn oss_buckets_live_owner_only_under_the_data_directory() {
         "nothing in the shared temp dir"
     );
     gw.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `host:port` of a listener URL the gateway printed (`http://127.0.0.1:port`).
+fn host_port(url: &str) -> &str {
+    url.trim_start_matches("http://")
+}
+
+/// Reads until the gateway closes the connection; `None` if it is still open after `within`.
+async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut got = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.ok()?;
+    Some(got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_time_out_and_idle_connections_do_not_hold_up_shutdown() {
+    use tokio::io::AsyncWriteExt as _;
+    use tokio::net::TcpStream;
+    let dir = scratch("idle");
+    let gw = Gateway::start_with(&dir, Some(TOKEN), &["--header-read-timeout", "0.5"]);
+    let (data, admin) = (
+        host_port(&gw.data).to_owned(),
+        host_port(&gw.admin).to_owned(),
+    );
+
+    // A silent socket on either listener is closed after the header-read timeout.
+    for addr in [&data, &admin] {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closed_within(&mut s, Duration::from_secs(5))
+                .await
+                .is_some(),
+            "a silent connection to {addr} stays open"
+        );
+    }
+
+    // Kept alive after a request, half a request head, and nothing at all: none of them holds
+    // up a shutdown (the grace period for requests in flight is 30 s).
+    let http = Http::new();
+    let ok = http
+        .send("GET", &format!("{}/health", gw.admin), &[], None)
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200);
+    let mut kept_alive = TcpStream::connect(&admin).await.unwrap();
+    kept_alive
+        .write_all(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut partial = TcpStream::connect(&data).await.unwrap();
+    partial
+        .write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n")
+        .await
+        .unwrap();
+    let _silent = TcpStream::connect(&data).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    gw.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_plane_caps_open_connections_and_the_admin_api_still_answers() {
+    use tokio::net::TcpStream;
+    let dir = scratch("cap");
+    let gw = Gateway::start_with(
+        &dir,
+        Some(TOKEN),
+        &["--max-connections", "2", "--workers", "2"],
+    );
+    let data = host_port(&gw.data).to_owned();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(TcpStream::connect(&data).await.unwrap());
+    }
+    // let the workers accept them
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut third = TcpStream::connect(&data).await.unwrap();
+    let got = closed_within(&mut third, Duration::from_secs(3))
+        .await
+        .expect("the connection beyond the cap is closed at once");
+    assert!(got.is_empty());
+    // The admin listener has a cap of its own.
+    let http = Http::new();
+    let health = http
+        .send("GET", &format!("{}/health", gw.admin), &[], None)
+        .await
+        .unwrap();
+    assert_eq!(health.status, 200, "{}", health.text());
+    // Room again once one closes.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answered = http
+        .send("GET", &format!("{}/nothing-here", gw.data), &[], None)
+        .await
+        .expect("served again below the cap");
+    assert_eq!(answered.status, 404);
+    drop(held);
+    gw.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(unix)]
+#[test]
+fn the_data_directory_is_the_owners_alone_and_one_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+
+    // Created by the gateway: 0700, its files 0600.
+    let parent = scratch("perm");
+    let dir = parent.join("data");
+    let gw = Gateway::start(&dir, None);
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("stagegate.redb")), 0o600);
+    assert_eq!(mode(&dir.join("admin-token")), 0o600);
+    gw.stop();
+
+    // A data file left readable by others is restricted on the next start.
+    std::fs::set_permissions(
+        dir.join("stagegate.redb"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let gw = Gateway::start(&dir, Some(TOKEN));
+    assert_eq!(mode(&dir.join("stagegate.redb")), 0o600);
+    gw.stop();
+
+    // Writable by the group or by anyone: refused, and nothing in it is touched.
+    for (bits, who) in [(0o770, "its group"), (0o777, "anyone"), (0o1777, "anyone")] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(bits)).unwrap();
+        let before = std::fs::read(dir.join("stagegate.redb")).unwrap();
+        let out = Command::new(gateway_bin())
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--admin-token", TOKEN])
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "started on a {bits:o} data directory"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("can be written by {who}")) && stderr.contains("chmod 700"),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read(dir.join("stagegate.redb")).unwrap(), before);
+    }
+    let _ = std::fs::remove_dir_all(&parent);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_soft_open_files_limit_is_raised_to_the_hard_limit_at_start() {
+    let dir = scratch("nofile");
+    // Started with a soft limit of 256 (the hard limit is inherited).
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -S -n 256 && exec "$0" "$@""#)
+        .arg(gateway_bin())
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--admin-token", TOKEN])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        if line
+            .unwrap()
+            .starts_with("stagegate data plane listening on ")
+        {
+            break;
+        }
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    // "Max open files <soft> <hard> files"
+    assert_eq!(fields[3], fields[4], "{line}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_gateway_on_the_same_data_directory_is_told_the_file_is_held() {
+    let dir = scratch("held");
+    let first = Gateway::start(&dir, Some(TOKEN));
+    let out = Command::new(gateway_bin())
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--admin-token", TOKEN])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = dir.join("stagegate.redb").display().to_string();
+    assert!(
+        stderr.contains(&format!("{file} is already open")) && !stderr.contains("restore a backup"),
+        "{stderr}"
+    );
+    first.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

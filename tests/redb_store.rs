@@ -193,7 +193,15 @@ async fn a_second_open_of_the_same_file_is_refused_while_the_first_is_alive() {
     let db = TempDb::new("locked");
     let s = RedbStore::open(db.path()).unwrap();
     let r = RedbStore::open(db.path());
-    assert!(matches!(r, Err(StoreError::Backend(_))), "{r:?}");
+    let Err(e @ StoreError::Locked { .. }) = r else {
+        panic!("{r:?}");
+    };
+    // The error says which file, and that it is held.
+    let message = e.to_string();
+    assert!(
+        message.contains(&db.path().display().to_string()) && message.contains("already open"),
+        "{message}"
+    );
     drop(s);
     RedbStore::open(db.path()).expect("open once the first store is gone");
 }
@@ -921,5 +929,37 @@ async fn acknowledged_commits_survive_sigkill() {
     eprintln!(
         "{runs} writers killed, {acked_total} acknowledged commits checked in {:?}",
         started.elapsed()
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_file_is_its_owners_alone_whether_new_or_left_readable_by_others() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let db = TempDb::new("mode");
+    drop(RedbStore::open(db.path()).unwrap());
+    assert_eq!(mode(db.path()), 0o600);
+
+    // Left world-readable (by an older build, a copy): restricted on open, and intact.
+    std::fs::set_permissions(db.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let s = RedbStore::open(db.path()).unwrap();
+    assert_eq!(mode(db.path()), 0o600);
+    assert_eq!(s.revision().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_file_that_cannot_be_opened_is_named_with_the_cause() {
+    let missing = std::env::temp_dir()
+        .join(format!("stagegate-no-such-dir-{}", std::process::id()))
+        .join("stagegate.redb");
+    let r = RedbStore::open(&missing);
+    let Err(e @ StoreError::Io { .. }) = r else {
+        panic!("{r:?}");
+    };
+    let message = e.to_string();
+    assert!(
+        message.contains(&missing.display().to_string()) && message.contains("No such file"),
+        "{message}"
     );
 }

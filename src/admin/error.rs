@@ -5,9 +5,12 @@ use http::{HeaderValue, StatusCode, header};
 
 use crate::control::ControlError;
 use crate::model::ValidationError;
+use crate::store::StoreError;
 
 /// Why an admin call was refused. Every variant answers with a JSON body `{"code","message"}`
-/// and a 4xx status (5xx only for a failing store); a refused call changes nothing.
+/// and a 4xx status (5xx only for a failing store: 507 `InsufficientStorage` when its disk is
+/// full, 503 `StoreUnavailable` for another I/O error, which may pass, 500 `StoreError`
+/// otherwise); a refused call changes nothing.
 ///
 /// # Examples
 ///
@@ -18,6 +21,14 @@ use crate::model::ValidationError;
 /// assert_eq!(e.code(), "Unauthorized");
 /// let e = AdminError::from(stagegate::ControlError::Refused("no".into()));
 /// assert_eq!(e.status(), http::StatusCode::CONFLICT);
+/// let full = stagegate::store::StoreError::Io {
+///     file: "data/stagegate.redb".into(),
+///     error: std::io::ErrorKind::StorageFull.into(),
+/// };
+/// let e = AdminError::from(stagegate::ControlError::Store(full));
+/// assert_eq!(e.status(), http::StatusCode::INSUFFICIENT_STORAGE);
+/// assert_eq!(e.code(), "InsufficientStorage");
+/// assert!(e.to_string().contains("the disk is full"));
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -75,6 +86,10 @@ impl AdminError {
             Self::Control(c) => match c {
                 ControlError::Validation(_) => StatusCode::BAD_REQUEST,
                 ControlError::NotFound { .. } => StatusCode::NOT_FOUND,
+                ControlError::Store(e) if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
+                ControlError::Store(StoreError::Io { .. } | StoreError::Locked { .. }) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 ControlError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 _ => StatusCode::CONFLICT,
             },
@@ -99,6 +114,10 @@ impl AdminError {
                 ControlError::RouteConflict { .. } => "RouteConflict",
                 ControlError::InUse { .. } => "InUse",
                 ControlError::NotPublished { .. } => "NotPublished",
+                ControlError::Store(e) if e.is_disk_full() => "InsufficientStorage",
+                ControlError::Store(StoreError::Io { .. } | StoreError::Locked { .. }) => {
+                    "StoreUnavailable"
+                }
                 ControlError::Store(_) => "StoreError",
                 _ => "Refused",
             },

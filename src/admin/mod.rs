@@ -9,7 +9,7 @@
 //!
 //! | method and path | what |
 //! |---|---|
-//! | `GET /health` | 200 `{"status":"ok"}`, no token needed |
+//! | `GET /health` | 200 `{"status":"ok"}`; 503 `{"status":"failing","store":"disk full"}` (or `"I/O error"`) while the store's writes fail; no token needed |
 //! | `POST /backends`, `GET /backends`, `GET`/`PATCH`/`DELETE /backends/{id}` | backend services |
 //! | `PUT`/`GET`/`DELETE /backends/{id}/stages/{stage}` | a backend's definition in a stage, with per-API reports |
 //! | `GET /backends/{id}/apis?stage=` | the APIs using a backend |
@@ -355,4 +355,94 @@ pub(crate) fn query_pairs(
         }
     }
     Ok(pairs)
+}
+
+#[cfg(all(test, feature = "redb"))]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use http_body_util::BodyExt as _;
+    use serde_json::{Value, json};
+    use tower::ServiceExt as _;
+
+    use super::AdminApi;
+    use crate::store::RedbStore;
+    use crate::{ControlPlane, GatewayLayer, Secret};
+
+    async fn call(
+        app: &axum::Router,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", "Bearer test-token-0123456789")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(
+                body.map(|b| b.to_string()).unwrap_or_default(),
+            ))
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        let status = res.status().as_u16();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_answers_507_and_fails_health_until_a_write_succeeds_again() {
+        let path = std::env::temp_dir().join(format!(
+            "stagegate-admin-full-{}-{}.redb",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        let (store, full) = RedbStore::open_on_disk_that_fills(&path).unwrap();
+        let control = Arc::new(ControlPlane::open(store).await.unwrap());
+        let gateway = GatewayLayer::new(control.snapshot_handle()).standalone();
+        let app = AdminApi::new(
+            Arc::clone(&control),
+            Secret::new("test-token-0123456789"),
+            gateway,
+        )
+        .router();
+        assert_eq!(
+            call(&app, "GET", "/health", None).await,
+            (200, json!({"status": "ok"}))
+        );
+
+        full.store(true, Ordering::SeqCst);
+        let (status, body) =
+            call(&app, "POST", "/groups", Some(json!({"name": "group_one"}))).await;
+        assert_eq!(status, 507, "{body}");
+        assert_eq!(body["code"], "InsufficientStorage", "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains("the disk is full"), "{message}");
+        assert_eq!(
+            call(&app, "GET", "/health", None).await,
+            (503, json!({"status": "failing", "store": "disk full"}))
+        );
+
+        // Space again: the next write succeeds without a restart, and health recovers.
+        full.store(false, Ordering::SeqCst);
+        let (status, body) =
+            call(&app, "POST", "/groups", Some(json!({"name": "group_two"}))).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(
+            call(&app, "GET", "/health", None).await,
+            (200, json!({"status": "ok"}))
+        );
+        let (_, groups) = call(&app, "GET", "/groups", None).await;
+        let text = groups.to_string();
+        assert!(
+            text.contains("group_two") && !text.contains("group_one"),
+            "{text}"
+        );
+        drop((app, control));
+        let _ = std::fs::remove_file(&path);
+    }
 }

@@ -139,8 +139,26 @@ fn from_value<T: DeserializeOwned>(v: Value) -> Result<T> {
 
 // ----- health -----
 
-async fn health() -> Response {
-    reply(StatusCode::OK, &json!({"status": "ok"}))
+/// 200 `{"status":"ok"}`; 503 `{"status":"failing","store":..}` while the store's writes fail.
+/// No token is needed, so the store's failure is told as a word (`disk full`, `I/O error`),
+/// without the file or the error (those are in the log and in the failing calls' answers).
+async fn health(State(s): State<AdminState>) -> Response {
+    match s.control.store().health() {
+        Ok(()) => reply(StatusCode::OK, &json!({"status": "ok"})),
+        Err(e) => {
+            let what = if e.is_disk_full() {
+                "disk full"
+            } else if matches!(e, crate::store::StoreError::Io { .. }) {
+                "I/O error"
+            } else {
+                "failing"
+            };
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "failing", "store": what}),
+            )
+        }
+    }
 }
 
 // ----- backends -----

@@ -82,9 +82,19 @@ pub enum ControlError {
     /// An operation that cannot apply to this resource (e.g. changing a backend's type).
     #[error("{0}")]
     Refused(String),
-    /// The store failed; nothing was changed.
-    #[error("store failed")]
+    /// The store failed; nothing was changed. For a full disk or another I/O error the
+    /// message says so (and names the file).
+    #[error("store failed{}", store_detail(.0))]
     Store(#[from] StoreError),
+}
+
+/// What of a store failure a caller is told: the I/O failure and the file (the operator's to
+/// act on), never a record's content.
+fn store_detail(e: &StoreError) -> String {
+    match e {
+        StoreError::Io { .. } | StoreError::Locked { .. } => format!(": {e}"),
+        _ => String::new(),
+    }
 }
 
 impl ControlError {

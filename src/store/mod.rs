@@ -170,6 +170,58 @@ pub enum StoreError {
     /// The backend (database, file system, network) failed.
     #[error("storage backend failed")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Reading or writing the store's file failed: the disk is full
+    /// ([`is_disk_full`](Self::is_disk_full)) or another I/O error. Nothing of the operation was
+    /// applied, and the store retries once the cause is gone (`RedbStore` reopens its database
+    /// on the next call).
+    #[error("{}", io_message(file, error))]
+    Io {
+        /// The file.
+        file: String,
+        /// What the operating system said.
+        error: std::io::Error,
+    },
+    /// The store's file is already open, and locked, elsewhere.
+    #[error("{file} is already open (by another process, or another store in this one) and locked")]
+    Locked {
+        /// The file.
+        file: String,
+    },
+}
+
+impl StoreError {
+    /// Whether the store failed because its disk (or the user's quota on it) is full.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::store::StoreError;
+    /// let full = StoreError::Io {
+    ///     file: "data/stagegate.redb".into(),
+    ///     error: std::io::ErrorKind::StorageFull.into(),
+    /// };
+    /// assert!(full.is_disk_full());
+    /// assert!(full.to_string().starts_with("cannot write data/stagegate.redb: the disk is full"));
+    /// ```
+    #[must_use]
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, Self::Io { error, .. } if is_disk_full(error))
+    }
+}
+
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
+fn io_message(file: &str, error: &std::io::Error) -> String {
+    if is_disk_full(error) {
+        format!("cannot write {file}: the disk is full ({error})")
+    } else {
+        format!("I/O error on {file}: {error}")
+    }
 }
 
 /// Persistence for everything the control plane manages.
@@ -204,6 +256,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// The latest revision.
     fn revision(&self) -> BoxFuture<'_, Result<Revision, StoreError>>;
+
+    /// Whether the store can take writes, as far as it knows without trying one: `Err` with
+    /// the failure of the last write while writes fail (a full disk, an I/O error), until one
+    /// succeeds again. The default knows of no failure. Cheap: health checks call it.
+    ///
+    /// # Errors
+    ///
+    /// The last write's failure, while it lasts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::store::{MemoryStore, Store};
+    /// assert!(MemoryStore::new().health().is_ok());
+    /// ```
+    fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
@@ -228,5 +298,8 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn revision(&self) -> BoxFuture<'_, Result<Revision, StoreError>> {
         (**self).revision()
+    }
+    fn health(&self) -> Result<(), StoreError> {
+        (**self).health()
     }
 }

@@ -82,11 +82,15 @@ use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use ::redb::backends::FileBackend;
 use ::redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
     TableDefinition, TableHandle, WriteTransaction,
 };
+
+use parking_lot::{Mutex, RwLock};
 
 use super::codec::{self, DecodeError};
 use super::decode_pool;
@@ -124,7 +128,14 @@ const CACHE_BYTES: usize = 4 * 1024 * 1024;
 /// A [`Store`] in one redb database file: durable, crash-safe, for a single gateway process.
 ///
 /// The file is locked while open: a second `open` of the same file, in this process or another,
-/// fails with [`StoreError::Backend`] until the first store is dropped.
+/// fails with [`StoreError::Locked`] naming the file until the first store is dropped. A new
+/// file is created readable and writable by its owner only (mode 0600), and an existing one
+/// that others may read is made so on open: it holds every app secret and AppCode in clear.
+///
+/// After an I/O error (a full disk, a failing device) redb refuses every further operation on
+/// the open database; the store then reopens the file on its next call, which recovers it to
+/// its last completed commit, so it works again without a restart once the cause is gone. Until
+/// a write succeeds again, [`Store::health`] reports the failure.
 ///
 /// # Examples
 ///
@@ -150,7 +161,7 @@ const CACHE_BYTES: usize = 4 * 1024 * 1024;
 /// ```
 #[derive(Debug)]
 pub struct RedbStore {
-    db: Arc<Database>,
+    slot: Arc<Slot>,
     path: PathBuf,
     sync: CommitSync,
     /// Threads decoding records in [`Store::load`]; `None`: as many as the process may run on.
@@ -200,8 +211,8 @@ impl RedbStore {
     /// # Errors
     ///
     /// [`StoreError::Corrupt`] for a damaged, foreign or newer file (the `key` names the file),
-    /// [`StoreError::Backend`] when the file cannot be opened or locked (for example because it
-    /// is already open).
+    /// [`StoreError::Locked`] when it is already open, [`StoreError::Io`] when it cannot be
+    /// opened.
     ///
     /// # Examples
     ///
@@ -251,29 +262,33 @@ impl RedbStore {
     }
 
     fn open_with(path: &Path, verify: bool) -> Result<Self, StoreError> {
+        Self::open_by(
+            path,
+            Box::new(move |path| {
+                let file = open_private(path)?;
+                let backend = FileBackend::new(file).map_err(|e| map_err(path, e))?;
+                builder(verify)
+                    .create_with_backend(backend)
+                    .map_err(|e| map_err(path, e))
+            }),
+        )
+    }
+
+    /// Opens the database with `open` (which [`Slot::reopen`] calls again after an I/O error).
+    fn open_by(path: &Path, open: Opener) -> Result<Self, StoreError> {
         let path = path.to_path_buf();
-        let opened = catch_unwind(AssertUnwindSafe(|| {
-            let db = Database::builder()
-                .set_cache_size(CACHE_BYTES)
-                .set_check_integrity_on_open(verify)
-                .create(&path)
-                .map_err(|e| map_err(&path, e))?;
-            init(&path, &db)?;
-            Ok(db)
-        }));
-        match opened {
-            Ok(Ok(db)) => Ok(Self {
-                db: Arc::new(db),
-                path,
-                sync: CommitSync::default(),
-                load_threads: None,
+        let db = open_checked(&path, &open)?;
+        Ok(Self {
+            slot: Arc::new(Slot {
+                db: RwLock::new(Some(db)),
+                broken: AtomicBool::new(false),
+                failure: Mutex::new(None),
+                open,
             }),
-            Ok(Err(e)) => Err(e),
-            Err(panic) => Err(StoreError::Corrupt {
-                key: path.display().to_string(),
-                reason: format!("redb panicked opening the file: {}", panic_message(&*panic)),
-            }),
-        }
+            path,
+            sync: CommitSync::default(),
+            load_threads: None,
+        })
     }
 
     /// Commits from now on with `sync` (the default is [`CommitSync::TwoPhase`]).
@@ -397,7 +412,7 @@ impl RedbStore {
     /// # });
     /// ```
     pub async fn compact_log_before(&self, before: Revision) -> Result<u64, StoreError> {
-        self.blocking(move |path, db| {
+        self.blocking(true, move |path, db| {
             let txn = begin_write(path, db, CommitSync::TwoPhase)?;
             let removed = {
                 let mut meta = txn.open_table(META).map_err(|e| map_err(path, e))?;
@@ -426,17 +441,18 @@ impl RedbStore {
         .await
     }
 
-    /// Runs `f` with the database on tokio's blocking pool. A panic in redb (which it may do on
-    /// pages damaged outside it, see [`open_verified`](Self::open_verified)) is reported as
-    /// [`StoreError::Corrupt`] naming the file.
-    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs `f` with the database on tokio's blocking pool (see [`Slot::run`]; `write`: `f`
+    /// writes). A panic in redb (which it may do on pages damaged outside it, see
+    /// [`open_verified`](Self::open_verified)) is reported as [`StoreError::Corrupt`] naming the
+    /// file.
+    async fn blocking<T, F>(&self, write: bool, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Path, &Database) -> Result<T, StoreError> + Send + 'static,
     {
-        let db = Arc::clone(&self.db);
+        let slot = Arc::clone(&self.slot);
         let path = self.path.clone();
-        let run = move || match catch_unwind(AssertUnwindSafe(|| f(&path, &db))) {
+        let run = move || match catch_unwind(AssertUnwindSafe(|| slot.run(&path, write, f))) {
             Ok(r) => r,
             Err(panic) => Err(StoreError::Corrupt {
                 key: path.display().to_string(),
@@ -448,6 +464,179 @@ impl RedbStore {
             Err(e) => Err(StoreError::Backend(Box::new(e))),
         }
     }
+}
+
+/// Opens the database file, as [`RedbStore::open_by`] and [`Slot::reopen`] do.
+type Opener = Box<dyn Fn(&Path) -> Result<Database, StoreError> + Send + Sync>;
+
+/// The open database, and what it takes to reopen it after an I/O error.
+struct Slot {
+    /// The database; `None` while a reopen has failed (it is tried again on the next call).
+    /// Every operation holds the read lock for its whole run on the blocking pool, so a reopen
+    /// (the write lock) waits for the operations on the old handle to end, and none starts on
+    /// it after: no transaction can span the two handles.
+    db: RwLock<Option<Database>>,
+    /// An operation failed with an I/O error: redb answers every later operation on this handle
+    /// with `PreviousIo`, so the next call reopens the file first.
+    broken: AtomicBool,
+    /// The I/O failure of the last write, until a write succeeds: what `health` reports.
+    failure: Mutex<Option<(std::io::ErrorKind, String)>>,
+    open: Opener,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("broken", &self.broken.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Slot {
+    /// Runs `f` on the database, reopening it first if an earlier call left it broken, and
+    /// notes an I/O failure (and, for a write, its outcome for `health`).
+    fn run<T>(
+        &self,
+        path: &Path,
+        write: bool,
+        f: impl FnOnce(&Path, &Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if self.broken.load(Ordering::Acquire) {
+            self.reopen(path)?;
+        }
+        let result = {
+            let db = self.db.read();
+            match db.as_ref() {
+                Some(db) => f(path, db),
+                // a reopen failed since the check above; the next call tries again
+                None => Err(self.unavailable(path)),
+            }
+        };
+        match &result {
+            Err(StoreError::Io { error, .. }) => {
+                self.broken.store(true, Ordering::Release);
+                if write {
+                    *self.failure.lock() = Some((error.kind(), error.to_string()));
+                }
+            }
+            Ok(_) if write => *self.failure.lock() = None,
+            _ => {}
+        }
+        result
+    }
+
+    /// Drops the broken handle and opens the file again: redb recovers it to its last completed
+    /// commit (a commit that failed is either wholly there or not at all; the control plane
+    /// finds out which by its version checks, as after a write by another process).
+    fn reopen(&self, path: &Path) -> Result<(), StoreError> {
+        let mut db = self.db.write();
+        if !self.broken.load(Ordering::Acquire) {
+            return Ok(()); // another call reopened it meanwhile
+        }
+        // The old handle must be closed (its file lock released) before the file is opened
+        // again.
+        *db = None;
+        let reopened = catch_unwind(AssertUnwindSafe(|| open_checked(path, &self.open)))
+            .unwrap_or_else(|panic| {
+                Err(StoreError::Corrupt {
+                    key: path.display().to_string(),
+                    reason: format!(
+                        "redb panicked reopening the file: {}",
+                        panic_message(&*panic)
+                    ),
+                })
+            });
+        match reopened {
+            Ok(fresh) => {
+                *db = Some(fresh);
+                self.broken.store(false, Ordering::Release);
+                tracing::info!(file = %path.display(), "store reopened after an I/O error");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "store cannot be reopened yet");
+                Err(e)
+            }
+        }
+    }
+
+    /// The error of a call made while the database cannot be reopened: the last failure.
+    fn unavailable(&self, path: &Path) -> StoreError {
+        let (kind, message) = self.failure.lock().clone().unwrap_or((
+            std::io::ErrorKind::Other,
+            "the database could not be reopened after an I/O error".into(),
+        ));
+        StoreError::Io {
+            file: path.display().to_string(),
+            error: std::io::Error::new(kind, message),
+        }
+    }
+
+    fn health(&self, path: &Path) -> Result<(), StoreError> {
+        if self.failure.lock().is_some() {
+            Err(self.unavailable(path))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// redb's settings for this store.
+fn builder(verify: bool) -> ::redb::Builder {
+    let mut b = Database::builder();
+    b.set_cache_size(CACHE_BYTES)
+        .set_check_integrity_on_open(verify);
+    b
+}
+
+/// Opens `open`'s database and checks it is a stagegate store; a panic in redb is reported as
+/// [`StoreError::Corrupt`] naming the file.
+fn open_checked(path: &Path, open: &Opener) -> Result<Database, StoreError> {
+    let opened = catch_unwind(AssertUnwindSafe(|| {
+        let db = open(path)?;
+        init(path, &db)?;
+        Ok(db)
+    }));
+    match opened {
+        Ok(r) => r,
+        Err(panic) => Err(StoreError::Corrupt {
+            key: path.display().to_string(),
+            reason: format!("redb panicked opening the file: {}", panic_message(&*panic)),
+        }),
+    }
+}
+
+/// Opens (or creates) the database file, readable and writable by its owner only: it holds
+/// every app secret and AppCode in clear. An existing file that group or others may read or
+/// write is restricted to its owner.
+fn open_private(path: &Path) -> Result<std::fs::File, StoreError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let io = |error| StoreError::Io {
+        file: path.display().to_string(),
+        error,
+    };
+    let file = opts.open(path).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = file.metadata().map_err(io)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(io)?;
+            tracing::warn!(
+                file = %path.display(),
+                was = format_args!("{:o}", mode & 0o7777),
+                "the store's file was readable by others; it is now its owner's alone (0600)"
+            );
+        }
+    }
+    Ok(file)
 }
 
 /// Creates the tables of a new database, or checks that an existing one is ours and readable.
@@ -563,7 +752,8 @@ fn read_meta(
     }
 }
 
-/// Maps a redb error: damage becomes [`StoreError::Corrupt`] naming the file, the rest
+/// Maps a redb error: damage becomes [`StoreError::Corrupt`], I/O errors [`StoreError::Io`] and
+/// a lock held elsewhere [`StoreError::Locked`], each naming the file; the rest
 /// [`StoreError::Backend`].
 fn map_err(path: &Path, e: impl Into<::redb::Error>) -> StoreError {
     let e: ::redb::Error = e.into();
@@ -593,6 +783,18 @@ fn map_err(path: &Path, e: impl Into<::redb::Error>) -> StoreError {
                 reason: format!("truncated database file: {io}"),
             }
         }
+        ::redb::Error::Io(error) => StoreError::Io {
+            file: path.display().to_string(),
+            error,
+        },
+        // Only after an I/O error on this handle (reported as `Io` then); the store reopens.
+        ::redb::Error::PreviousIo => StoreError::Io {
+            file: path.display().to_string(),
+            error: std::io::Error::other("an earlier I/O error left the database unusable"),
+        },
+        ::redb::Error::DatabaseAlreadyOpen => StoreError::Locked {
+            file: path.display().to_string(),
+        },
         other => StoreError::Backend(Box::new(other)),
     }
 }
@@ -797,7 +999,7 @@ fn revision(path: &Path, db: &Database) -> Result<Revision, StoreError> {
 impl Store for RedbStore {
     fn load(&self) -> BoxFuture<'_, Result<Loaded, StoreError>> {
         let threads = self.load_threads();
-        Box::pin(self.blocking(move |path, db| load(path, db, threads)))
+        Box::pin(self.blocking(false, move |path, db| load(path, db, threads)))
     }
 
     fn get<'a>(
@@ -805,12 +1007,12 @@ impl Store for RedbStore {
         key: &'a Key,
     ) -> BoxFuture<'a, Result<Option<Versioned<Entity>>, StoreError>> {
         let key = key.clone();
-        Box::pin(self.blocking(move |path, db| get(path, db, &key)))
+        Box::pin(self.blocking(false, move |path, db| get(path, db, &key)))
     }
 
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<Revision, StoreError>> {
         let sync = self.sync;
-        Box::pin(self.blocking(move |path, db| commit(path, db, sync, writes)))
+        Box::pin(self.blocking(true, move |path, db| commit(path, db, sync, writes)))
     }
 
     fn changes_since(
@@ -818,10 +1020,226 @@ impl Store for RedbStore {
         revision: Revision,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<Change>, StoreError>> {
-        Box::pin(self.blocking(move |path, db| changes_since(path, db, revision, limit)))
+        Box::pin(self.blocking(false, move |path, db| {
+            changes_since(path, db, revision, limit)
+        }))
     }
 
     fn revision(&self) -> BoxFuture<'_, Result<Revision, StoreError>> {
-        Box::pin(self.blocking(revision))
+        Box::pin(self.blocking(false, revision))
+    }
+
+    fn health(&self) -> Result<(), StoreError> {
+        self.slot.health(&self.path)
+    }
+}
+
+/// A disk that fills on demand, for the recovery tests here and in the admin API's.
+#[cfg(test)]
+pub(crate) mod fault {
+    use std::ops::Bound;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use ::redb::backends::FileBackend;
+    use ::redb::{BackendError, StorageBackend};
+
+    use super::{RedbStore, builder, map_err, open_private};
+    use crate::store::StoreError;
+
+    /// The store's file, failing every write and every growth with `ENOSPC` while `full` is set.
+    #[derive(Debug)]
+    struct FullDisk {
+        inner: FileBackend,
+        full: Arc<AtomicBool>,
+    }
+
+    impl FullDisk {
+        fn check(&self) -> std::io::Result<()> {
+            if self.full.load(Ordering::SeqCst) {
+                #[cfg(unix)]
+                return Err(std::io::Error::from_raw_os_error(28)); // ENOSPC
+                #[cfg(not(unix))]
+                return Err(std::io::ErrorKind::StorageFull.into());
+            }
+            Ok(())
+        }
+    }
+
+    impl StorageBackend for FullDisk {
+        fn len(&self) -> std::io::Result<u64> {
+            self.inner.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            self.inner.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            if len > self.inner.len()? {
+                self.check()?;
+            }
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.inner.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.write(offset, data)
+        }
+        fn close(&self) -> std::io::Result<()> {
+            self.inner.close()
+        }
+        fn try_lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<bool, BackendError> {
+            self.inner.try_lock_range(s, e)
+        }
+        fn try_lock_shared_range(
+            &self,
+            s: Bound<u64>,
+            e: Bound<u64>,
+        ) -> Result<bool, BackendError> {
+            self.inner.try_lock_shared_range(s, e)
+        }
+        fn lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), BackendError> {
+            self.inner.lock_range(s, e)
+        }
+        fn lock_shared_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), BackendError> {
+            self.inner.lock_shared_range(s, e)
+        }
+        fn unlock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), BackendError> {
+            self.inner.unlock_range(s, e)
+        }
+        fn query_lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<bool, BackendError> {
+            self.inner.query_lock_range(s, e)
+        }
+    }
+
+    impl RedbStore {
+        /// A store on a disk that is full while the returned flag is set (as long as the store
+        /// lives, reopens included).
+        pub(crate) fn open_on_disk_that_fills(
+            path: &Path,
+        ) -> Result<(Self, Arc<AtomicBool>), StoreError> {
+            let full = Arc::new(AtomicBool::new(false));
+            let flag = Arc::clone(&full);
+            let store = Self::open_by(
+                path,
+                Box::new(move |path| {
+                    let file = open_private(path)?;
+                    let inner = FileBackend::new(file).map_err(|e| map_err(path, e))?;
+                    let disk = FullDisk {
+                        inner,
+                        full: Arc::clone(&flag),
+                    };
+                    builder(false)
+                        .create_with_backend(disk)
+                        .map_err(|e| map_err(path, e))
+                }),
+            )?;
+            Ok((store, full))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::model::Group;
+    use crate::store::Expect;
+
+    fn group(name: &str) -> Write {
+        Write::put(Entity::Group(Group::new(name).unwrap()), Expect::Absent)
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!(
+            "stagegate-unit-{name}-{}-{}.redb",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn enospc_is_a_full_disk() {
+        let e = StoreError::Io {
+            file: "f".into(),
+            error: std::io::Error::from_raw_os_error(28),
+        };
+        assert!(e.is_disk_full());
+        let e = StoreError::Io {
+            file: "f".into(),
+            error: std::io::Error::from_raw_os_error(5), // EIO
+        };
+        assert!(!e.is_disk_full());
+        assert_eq!(
+            e.to_string(),
+            "I/O error on f: Input/output error (os error 5)"
+        );
+    }
+
+    #[tokio::test]
+    async fn after_the_disk_fills_writes_fail_clearly_and_work_again_without_a_restart() {
+        let path = scratch("disk-full");
+        let (store, full) = RedbStore::open_on_disk_that_fills(&path).unwrap();
+        assert_eq!(store.commit(vec![group("group_a")]).await.unwrap(), 1);
+        assert!(store.health().is_ok());
+
+        full.store(true, Ordering::SeqCst);
+        let e = store.commit(vec![group("group_b")]).await.unwrap_err();
+        assert!(e.is_disk_full(), "{e:?}");
+        let message = e.to_string();
+        assert!(
+            message.contains(&path.display().to_string()) && message.contains("the disk is full"),
+            "{message}"
+        );
+        let unhealthy = store.health().unwrap_err();
+        assert!(unhealthy.is_disk_full(), "{unhealthy:?}");
+        // Still full: the reopen (or the write) fails the same way, and nothing changes.
+        let e = store.commit(vec![group("group_c")]).await.unwrap_err();
+        assert!(e.is_disk_full(), "{e:?}");
+        assert!(store.health().is_err());
+
+        // Space again: the next write works, with no restart, and the store is healthy.
+        full.store(false, Ordering::SeqCst);
+        assert_eq!(store.commit(vec![group("group_c")]).await.unwrap(), 2);
+        assert!(store.health().is_ok());
+        assert_eq!(store.revision().await.unwrap(), 2);
+        let names: Vec<String> = store
+            .load()
+            .await
+            .unwrap()
+            .records
+            .iter()
+            .map(|r| r.value.key().to_string())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names.iter().all(|n| !n.contains("group_b")), "{names:?}");
+        drop(store);
+
+        // And the file is sound for a plain open afterwards.
+        let again = RedbStore::open_verified(&path).unwrap();
+        assert_eq!(again.load().await.unwrap().records.len(), 2);
+        drop(again);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn a_store_that_was_never_broken_is_not_reopened() {
+        let path = scratch("not-broken");
+        let store = RedbStore::open(&path).unwrap();
+        let write = group("group_a");
+        store.commit(vec![write.clone()]).await.unwrap();
+        // A failed precondition is no I/O error: the handle stays, health stays ok.
+        let e = store.commit(vec![write]).await.unwrap_err();
+        assert!(matches!(e, StoreError::Conflict { .. }), "{e:?}");
+        assert!(!store.slot.broken.load(Ordering::SeqCst));
+        assert!(store.health().is_ok());
+        drop(store);
+        let _ = std::fs::remove_file(&path);
     }
 }
