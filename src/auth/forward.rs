@@ -1,0 +1,212 @@
+//! What of an authenticated request may reach the backend: only what was signed, and no
+//! AppCode.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use http::header::AUTHORIZATION;
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Uri};
+
+/// The `Authorization` scheme of an AppCode.
+const APPCODE_PREFIX: &[u8] = b"APPCODE ";
+
+/// Above this many query pairs, keys already seen are looked up in a hash set rather than
+/// a list.
+const LINEAR_KEYS: usize = 16;
+
+/// What [`prepare_for_backend`] removes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct BackendView {
+    /// The request was authenticated by a signature: of a repeated query key, only the
+    /// first (signed) value is kept.
+    pub(crate) signed_query_only: bool,
+    /// Remove `Authorization: APPCODE …`.
+    pub(crate) strip_appcode_header: bool,
+    /// Remove the `AppCode` query parameter.
+    pub(crate) strip_appcode_query: bool,
+}
+
+/// Rewrites `parts` as `view` says. Nothing is copied unless something is removed.
+pub(crate) fn prepare_for_backend(parts: &mut Parts, view: BackendView) {
+    if view.strip_appcode_header {
+        strip_appcode_header(&mut parts.headers);
+    }
+    if (view.signed_query_only || view.strip_appcode_query)
+        && let Some(query) = parts.uri.query()
+        && let Some(kept) = filter_query(query, view.signed_query_only, view.strip_appcode_query)
+    {
+        let path = parts.uri.path();
+        let pq = if kept.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{kept}")
+        };
+        if let Ok(pq) = PathAndQuery::try_from(pq) {
+            let mut uri = std::mem::take(&mut parts.uri).into_parts();
+            uri.path_and_query = Some(pq);
+            if let Ok(uri) = Uri::from_parts(uri) {
+                parts.uri = uri;
+            }
+        }
+    }
+}
+
+/// Removes every `Authorization` value of the `APPCODE` scheme, keeping the others.
+fn strip_appcode_header(headers: &mut http::HeaderMap) {
+    let is_code = |v: &HeaderValue| v.as_bytes().starts_with(APPCODE_PREFIX);
+    if !headers.get_all(AUTHORIZATION).iter().any(is_code) {
+        return;
+    }
+    let others: Vec<HeaderValue> = headers
+        .get_all(AUTHORIZATION)
+        .iter()
+        .filter(|v| !is_code(v))
+        .cloned()
+        .collect();
+    headers.remove(AUTHORIZATION);
+    for v in others {
+        headers.append(AUTHORIZATION, v);
+    }
+}
+
+/// The query without the later values of repeated keys (`dedup`) and without `AppCode`
+/// (`strip_code`), keys compared decoded (as the string-to-sign reads them); `None` when
+/// nothing is removed. Kept pairs are left as the client encoded them.
+fn filter_query(query: &str, dedup: bool, strip_code: bool) -> Option<String> {
+    let pairs = query.split('&').filter(|p| !p.is_empty());
+    let mut list: Vec<Cow<'_, str>> = Vec::new();
+    let mut set: HashSet<Cow<'_, str>> = HashSet::new();
+    let mut kept = String::new();
+    let mut removed = false;
+    for pair in pairs {
+        let raw_key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        let key = decode_key(raw_key);
+        let drop = (strip_code && key == "AppCode")
+            || (dedup && {
+                let seen = if set.is_empty() && list.len() < LINEAR_KEYS {
+                    list.contains(&key)
+                } else {
+                    if set.is_empty() {
+                        set.extend(list.drain(..));
+                    }
+                    set.contains(&key)
+                };
+                if !seen {
+                    if set.is_empty() {
+                        list.push(key);
+                    } else {
+                        set.insert(key);
+                    }
+                }
+                seen
+            });
+        if drop {
+            removed = true;
+        } else {
+            if !kept.is_empty() {
+                kept.push('&');
+            }
+            kept.push_str(pair);
+        }
+    }
+    removed.then_some(kept)
+}
+
+/// A query key decoded as `application/x-www-form-urlencoded` (`+` is a space).
+fn decode_key(raw: &str) -> Cow<'_, str> {
+    if !raw.bytes().any(|b| b == b'%' || b == b'+') {
+        return Cow::Borrowed(raw);
+    }
+    form_urlencoded::parse(format!("{raw}=").as_bytes())
+        .next()
+        .map_or(Cow::Borrowed(raw), |(k, _)| Cow::Owned(k.into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str, auth: &[&str]) -> Parts {
+        let mut b = http::Request::get(uri);
+        for a in auth {
+            b = b.header(AUTHORIZATION, *a);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn a_repeated_key_keeps_its_first_value_only() {
+        let mut p = parts("http://h/p?a=1&b=x&a=2&%61=3&c&c=&b+=y", &[]);
+        prepare_for_backend(
+            &mut p,
+            BackendView {
+                signed_query_only: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(p.uri.to_string(), "http://h/p?a=1&b=x&c&b+=y");
+    }
+
+    #[test]
+    fn many_keys_use_the_set_and_agree_with_the_list() {
+        let q: Vec<String> = (0..40).map(|i| format!("k{}={i}", i % 25)).collect();
+        let mut p = parts(&format!("/p?{}", q.join("&")), &[]);
+        prepare_for_backend(
+            &mut p,
+            BackendView {
+                signed_query_only: true,
+                ..Default::default()
+            },
+        );
+        let want: Vec<String> = (0..25).map(|i| format!("k{i}={i}")).collect();
+        assert_eq!(p.uri.query(), Some(want.join("&").as_str()));
+    }
+
+    #[test]
+    fn nothing_removed_leaves_the_uri_alone() {
+        let mut p = parts("/p?a=1&b=2", &["Basic abc"]);
+        let before = p.clone();
+        prepare_for_backend(
+            &mut p,
+            BackendView {
+                signed_query_only: true,
+                strip_appcode_header: true,
+                strip_appcode_query: true,
+            },
+        );
+        assert_eq!(p.uri, before.uri);
+        assert_eq!(p.headers, before.headers);
+    }
+
+    #[test]
+    fn appcodes_are_stripped_other_credentials_kept() {
+        let mut p = parts(
+            "/p?AppCode=abc&x=1&AppCode=def",
+            &["APPCODE abc", "Bearer t"],
+        );
+        prepare_for_backend(
+            &mut p,
+            BackendView {
+                strip_appcode_header: true,
+                strip_appcode_query: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(p.uri, "/p?x=1");
+        let auth: Vec<_> = p.headers.get_all(AUTHORIZATION).iter().collect();
+        assert_eq!(auth, ["Bearer t"]);
+        let mut p = parts("/p?AppCode=abc", &["APPCODE abc"]);
+        prepare_for_backend(
+            &mut p,
+            BackendView {
+                strip_appcode_header: true,
+                strip_appcode_query: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(p.uri, "/p");
+        assert!(!p.headers.contains_key(AUTHORIZATION));
+    }
+}
