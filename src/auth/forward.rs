@@ -8,6 +8,7 @@ use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Uri};
+use smallvec::SmallVec;
 
 /// The `Authorization` scheme of an AppCode.
 const APPCODE_PREFIX: &[u8] = b"APPCODE ";
@@ -73,45 +74,40 @@ fn strip_appcode_header(headers: &mut http::HeaderMap) {
 
 /// The query without the later values of repeated keys (`dedup`) and without `AppCode`
 /// (`strip_code`), keys compared decoded (as the string-to-sign reads them); `None` when
-/// nothing is removed. Kept pairs are left as the client encoded them.
+/// nothing is removed. Kept pairs are left as the client encoded them. A query of a few
+/// plain keys with nothing to remove allocates nothing.
 fn filter_query(query: &str, dedup: bool, strip_code: bool) -> Option<String> {
-    let pairs = query.split('&').filter(|p| !p.is_empty());
-    let mut list: Vec<Cow<'_, str>> = Vec::new();
+    let mut seen: SmallVec<[Cow<'_, str>; LINEAR_KEYS]> = SmallVec::new();
     let mut set: HashSet<Cow<'_, str>> = HashSet::new();
-    let mut kept = String::new();
+    let mut kept: SmallVec<[&str; LINEAR_KEYS]> = SmallVec::new();
     let mut removed = false;
-    for pair in pairs {
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
         let raw_key = pair.split_once('=').map_or(pair, |(k, _)| k);
         let key = decode_key(raw_key);
-        let drop = (strip_code && key == "AppCode")
-            || (dedup && {
-                let seen = if set.is_empty() && list.len() < LINEAR_KEYS {
-                    list.contains(&key)
-                } else {
-                    if set.is_empty() {
-                        set.extend(list.drain(..));
-                    }
-                    set.contains(&key)
-                };
-                if !seen {
-                    if set.is_empty() {
-                        list.push(key);
-                    } else {
-                        set.insert(key);
-                    }
-                }
-                seen
-            });
+        let drop = if strip_code && key == "AppCode" {
+            true
+        } else if !dedup {
+            false
+        } else if seen.len() < LINEAR_KEYS {
+            let repeated = seen.contains(&key);
+            if !repeated {
+                seen.push(key);
+            }
+            repeated
+        } else {
+            // Many keys: a hash set from here on (keys hashed with a random key).
+            if set.is_empty() {
+                set.extend(seen.iter().cloned());
+            }
+            !set.insert(key)
+        };
         if drop {
             removed = true;
         } else {
-            if !kept.is_empty() {
-                kept.push('&');
-            }
-            kept.push_str(pair);
+            kept.push(pair);
         }
     }
-    removed.then_some(kept)
+    removed.then(|| kept.join("&"))
 }
 
 /// A query key decoded as `application/x-www-form-urlencoded` (`+` is a space).

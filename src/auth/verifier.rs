@@ -324,8 +324,8 @@ impl<'p> Found<'p> {
         let mut f = Found::default();
         let mut previous: Option<&HeaderName> = None;
         for (name, value) in headers {
-            // A header map yields every value of a name together.
-            if previous == Some(name) {
+            // A header map yields every value of a name together, under the same name.
+            if previous.is_some_and(|p| std::ptr::eq(p, name)) {
                 let n = name.as_str();
                 if n.len() > 5 && n.as_bytes()[..5].eq_ignore_ascii_case(b"x-ca-") {
                     return Err(AuthError::DuplicateHeader {
