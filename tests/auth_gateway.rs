@@ -863,3 +863,22 @@ async fn debug_information_only_for_authorized_callers() {
     let got = oneshot(open, debug(req("GET", "/e/anon", b""))).await;
     assert!(got.header("x-ca-debug-info").is_some());
 }
+
+#[tokio::test]
+async fn the_backend_receives_only_the_signed_form_values() {
+    let e = http_env(1).await;
+    let svc = e.layer().standalone();
+    // The string-to-sign takes a repeated field's first value: the later ones are dropped.
+    let body: &'static [u8] = b"amount=1&to=alice&amount=1000";
+    let mut r = req("POST", "/e/post", body);
+    r.headers_mut().insert(
+        "content-type",
+        "application/x-www-form-urlencoded".parse().unwrap(),
+    );
+    e.signer(0).sign(&mut r, body);
+    let got = oneshot(svc, r).await;
+    assert_eq!(got.status, 200, "{:?}", got.header("x-ca-error-message"));
+    let seen = got.json();
+    assert_eq!(seen["body"], "amount=1&to=alice");
+    assert_eq!(seen["body_len"], 17);
+}

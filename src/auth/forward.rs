@@ -4,11 +4,14 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use http::header::AUTHORIZATION;
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Uri};
 use smallvec::SmallVec;
+
+use super::string_to_sign::is_form;
 
 /// The `Authorization` scheme of an AppCode.
 const APPCODE_PREFIX: &[u8] = b"APPCODE ";
@@ -20,8 +23,8 @@ const LINEAR_KEYS: usize = 16;
 /// What [`prepare_for_backend`] removes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct BackendView {
-    /// The request was authenticated by a signature: of a repeated query key, only the
-    /// first (signed) value is kept.
+    /// The request was authenticated by a signature: of a repeated query key, and of a
+    /// repeated field of a buffered urlencoded form, only the first (signed) value is kept.
     pub(crate) signed_query_only: bool,
     /// Remove `Authorization: APPCODE …`.
     pub(crate) strip_appcode_header: bool,
@@ -29,10 +32,25 @@ pub(crate) struct BackendView {
     pub(crate) strip_appcode_query: bool,
 }
 
-/// Rewrites `parts` as `view` says. Nothing is copied unless something is removed.
-pub(crate) fn prepare_for_backend(parts: &mut Parts, view: BackendView) {
+/// Rewrites `parts` (and the buffered `body`) as `view` says. Nothing is copied unless
+/// something is removed.
+pub(crate) fn prepare_for_backend(parts: &mut Parts, body: Option<&mut Bytes>, view: BackendView) {
     if view.strip_appcode_header {
         strip_appcode_header(&mut parts.headers);
+    }
+    if view.signed_query_only
+        && let Some(body) = body
+        && is_form(&parts.headers)
+        && let Ok(text) = std::str::from_utf8(body)
+        && let Some(kept) = filter_query(text, true, false)
+    {
+        // As a mapped body is replaced: new framing, and no digest of the old bytes.
+        parts.headers.remove(TRANSFER_ENCODING);
+        parts.headers.remove("content-md5");
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(kept.len()));
+        *body = Bytes::from(kept);
     }
     if (view.signed_query_only || view.strip_appcode_query)
         && let Some(query) = parts.uri.query()
@@ -137,6 +155,7 @@ mod tests {
         let mut p = parts("http://h/p?a=1&b=x&a=2&%61=3&c&c=&b+=y", &[]);
         prepare_for_backend(
             &mut p,
+            None,
             BackendView {
                 signed_query_only: true,
                 ..Default::default()
@@ -146,11 +165,39 @@ mod tests {
     }
 
     #[test]
+    fn a_signed_form_keeps_the_first_value_of_each_field() {
+        let mut p = http::Request::post("/p")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("content-length", "29")
+            .header("content-md5", "x")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let view = BackendView {
+            signed_query_only: true,
+            ..Default::default()
+        };
+        let mut body = Bytes::from_static(b"amount=1&amount=1000&to=alice");
+        prepare_for_backend(&mut p, Some(&mut body), view);
+        assert_eq!(&body[..], b"amount=1&to=alice");
+        assert_eq!(p.headers["content-length"], "17");
+        assert!(!p.headers.contains_key("content-md5"));
+        // not a form: left alone
+        let mut json = Bytes::from_static(b"a=1&a=2");
+        p.headers
+            .insert("content-type", HeaderValue::from_static("text/plain"));
+        prepare_for_backend(&mut p, Some(&mut json), view);
+        assert_eq!(&json[..], b"a=1&a=2");
+    }
+
+    #[test]
     fn many_keys_use_the_set_and_agree_with_the_list() {
         let q: Vec<String> = (0..40).map(|i| format!("k{}={i}", i % 25)).collect();
         let mut p = parts(&format!("/p?{}", q.join("&")), &[]);
         prepare_for_backend(
             &mut p,
+            None,
             BackendView {
                 signed_query_only: true,
                 ..Default::default()
@@ -166,6 +213,7 @@ mod tests {
         let before = p.clone();
         prepare_for_backend(
             &mut p,
+            None,
             BackendView {
                 signed_query_only: true,
                 strip_appcode_header: true,
@@ -184,6 +232,7 @@ mod tests {
         );
         prepare_for_backend(
             &mut p,
+            None,
             BackendView {
                 strip_appcode_header: true,
                 strip_appcode_query: true,
@@ -196,6 +245,7 @@ mod tests {
         let mut p = parts("/p?AppCode=abc", &["APPCODE abc"]);
         prepare_for_backend(
             &mut p,
+            None,
             BackendView {
                 strip_appcode_header: true,
                 strip_appcode_query: true,

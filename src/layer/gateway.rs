@@ -522,7 +522,7 @@ where
     let needs_auth = api.auth == AuthType::App;
     let needs_body = (needs_auth && shared.authenticator.needs_body(&parts, route))
         || crate::mapping::needs_form_body(api);
-    let (buffered, stream) = if needs_body {
+    let (mut buffered, stream) = if needs_body {
         match collect_limited(body, shared.body_limit).await {
             Ok(b) => (Some(b), None),
             Err(BodyError::TooLarge { .. }) => return Err(GatewayError::body_too_large()),
@@ -572,10 +572,11 @@ where
     trace.auth = Some(caller.method.as_str());
     trace.app = caller.app_id.as_ref().map(ToString::to_string);
     trace.debug_allowed = needs_auth || shared.debug_anonymous;
-    // The backend receives only what was checked: no AppCode, and of a signed query only the
-    // signed (first) value of each key.
+    // The backend receives only what was checked: no AppCode, and of a signed query (or form)
+    // only the signed (first) value of each key.
     crate::auth::prepare_for_backend(
         &mut parts,
+        buffered.as_mut(),
         crate::auth::BackendView {
             signed_query_only: caller.method == super::AuthMethod::Signature,
             strip_appcode_header: !route.pass_appcode_to_backend,
