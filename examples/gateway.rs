@@ -79,9 +79,11 @@ const USAGE: &str =
   --verify-on-open  verify every page of the data file before starting (redb's integrity check:
                   a read of the whole file; without it every record is still verified as it is
                   loaded) (env STAGEGATE_VERIFY_ON_OPEN=1)
-  --replay-capacity N  nonces the replay guard remembers (15 minutes each, 40 bytes each);
-                  when full, new signed requests are refused with X503BZ rather than a replay
-                  let through: size it for your signed requests per second times 900
+  --replay-capacity N  nonces the replay guard remembers (15 minutes each, or while their
+                  timestamp is accepted; 48 bytes each); one app may hold a quarter of them.
+                  When full (or an app holds its share), new signed requests are refused with
+                  X503BZ rather than a replay let through: size it for your signed requests
+                  per second times 900, and four times one app's
                   (env STAGEGATE_REPLAY_CAPACITY, default 1000000)
   --workers N     data-plane threads, each with its own single-threaded runtime and upstream
                   connections, all accepting on the one address (env STAGEGATE_WORKERS,

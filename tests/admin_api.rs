@@ -1237,3 +1237,38 @@ async fn mock_definitions_that_would_frame_the_response_are_refused() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_group_passes_appcodes_to_its_backends_only_when_told() {
+    let a = admin().await;
+    let g = a
+        .ok("POST", "/groups", json!({"name": "code_group"}), 201)
+        .await;
+    // Off by default (and then not written out, so older documents look the same).
+    assert!(g.get("pass_appcode_to_backend").is_none(), "{g}");
+    let id = g["id"].as_str().unwrap().to_owned();
+    let g = a
+        .ok(
+            "PUT",
+            &format!("/groups/{id}"),
+            json!({"name": "code_group", "pass_appcode_to_backend": true}),
+            200,
+        )
+        .await;
+    assert_eq!(g["pass_appcode_to_backend"], true);
+    let got = a.call("GET", &format!("/groups/{id}"), None).await;
+    assert_eq!(got.json()["pass_appcode_to_backend"], true);
+    // A stored group document without the field still loads, with the safe default.
+    let group = a
+        .control
+        .groups()
+        .await
+        .into_iter()
+        .find(|g| g.name == "code_group");
+    let mut doc = serde_json::to_value(group.unwrap()).unwrap();
+    doc.as_object_mut()
+        .unwrap()
+        .remove("pass_appcode_to_backend");
+    let old: stagegate::Group = serde_json::from_value(doc).unwrap();
+    assert!(!old.pass_appcode_to_backend);
+}

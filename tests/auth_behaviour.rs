@@ -136,8 +136,292 @@ fn form_post_form_wins_over_query() {
     );
     let parts = req2.into_parts().0;
     assert!(!parts.headers.contains_key("content-md5"));
+    // The spec's rule (signature vector J1): the form's value is signed, and verifies.
     assert!(verify(&parts, body).is_ok());
+    // But the query's could reach the backend: a gateway refuses a key in both with
+    // different values (a tampered URL must not ride on a signed form).
+    let strict = SignaturePolicy::default().with_conflicting_params_refused(true);
+    let err = verify_at(&parts, body, &strict, TS, &MemoryReplayGuard::new()).unwrap_err();
+    assert_eq!(
+        (err.code(), err.status().as_u16()),
+        ("A400PC", 400),
+        "{err:?}"
+    );
     assert!(verify(&parts, b"b=other&FormKey1=FormValue1").is_err());
+
+    // The same value in both places, or keys in one place only, are fine.
+    for (uri, body) in [
+        ("/demo/post?b=same&a=1", &b"b=same&FormKey1=FormValue1"[..]),
+        ("/demo/post?a=1", &b"b=x&FormKey1=FormValue1"[..]),
+        ("/demo/post?b=x+y", &b"b=x%20y"[..]),
+    ] {
+        let mut req = Request::post(uri)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(())
+            .unwrap();
+        Signer::new(KEY, SECRET)
+            .unwrap()
+            .sign_with(&mut req, body, TS, "n")
+            .unwrap();
+        let parts = req.into_parts().0;
+        let guard = MemoryReplayGuard::new();
+        assert!(
+            verify_at(&parts, body, &strict, TS, &guard).is_ok(),
+            "{uri}"
+        );
+    }
+}
+
+#[test]
+fn a_signed_amount_cannot_be_changed_in_the_url() {
+    // The report: a signed form `amount=1&to=alice`, and `?amount=1000&to=mallory`
+    // added to the URL afterwards.
+    let body = b"amount=1&to=alice";
+    let mut req = Request::post("/pay")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(())
+        .unwrap();
+    Signer::new(KEY, SECRET)
+        .unwrap()
+        .sign_with(&mut req, body, TS, "n")
+        .unwrap();
+    let mut parts = req.into_parts().0;
+    parts.uri = "/pay?amount=1000&to=mallory".parse().unwrap();
+    let strict = SignaturePolicy::default().with_conflicting_params_refused(true);
+    let err = verify_at(&parts, body, &strict, TS, &MemoryReplayGuard::new()).unwrap_err();
+    assert_eq!(
+        err,
+        AuthError::ConflictingParameter {
+            name: "amount".into()
+        }
+    );
+}
+
+#[test]
+fn a_nonce_is_remembered_while_its_timestamp_is_accepted() {
+    const MIN: u64 = 60 * 1000;
+    // A timestamp 14.5 minutes ahead of the gateway's clock is accepted until 29.5 minutes
+    // from now: its nonce must be refused for all that time, not just for 15 minutes.
+    let ahead = TS + 29 * MIN / 2;
+    let mut req = Request::get("/p").body(()).unwrap();
+    Signer::new(KEY, SECRET)
+        .unwrap()
+        .sign_with(&mut req, b"", ahead, "n-ahead")
+        .unwrap();
+    let parts = req.into_parts().0;
+    let guard = MemoryReplayGuard::new();
+    let policy = SignaturePolicy::default();
+    assert!(verify_at(&parts, b"", &policy, TS, &guard).is_ok());
+    for later in [16 * MIN, 29 * MIN] {
+        assert_eq!(
+            verify_at(&parts, b"", &policy, TS + later, &guard).unwrap_err(),
+            AuthError::NonceUsed,
+            "{later}"
+        );
+    }
+    // Once the timestamp is no longer accepted, the replay fails on that.
+    assert_eq!(
+        verify_at(&parts, b"", &policy, TS + 30 * MIN, &guard).unwrap_err(),
+        AuthError::TimestampExpired
+    );
+}
+
+#[test]
+fn a_sent_nonce_or_timestamp_must_be_signed() {
+    let base = signed(Request::get("/p").body(()).unwrap(), b"", "n-unsigned");
+    for (list, name) in [
+        ("x-ca-key,x-ca-timestamp", "X-Ca-Nonce"),
+        ("x-ca-key,x-ca-nonce", "X-Ca-Timestamp"),
+        ("x-ca-key", "X-Ca-Timestamp"),
+    ] {
+        let mut parts = base.clone();
+        resign(&mut parts, list, b"");
+        let guard = MemoryReplayGuard::new();
+        let err = verify_at(&parts, b"", &SignaturePolicy::default(), TS, &guard).unwrap_err();
+        assert_eq!(err, AuthError::UnsignedHeader { name }, "{list}");
+        assert_eq!((err.code(), err.status().as_u16()), ("A400UH", 400));
+        assert!(guard.is_empty(), "a refused request records no nonce");
+    }
+    // Listed in any spelling, they are signed.
+    let mut parts = base;
+    resign(&mut parts, "X-Ca-Nonce,X-CA-TIMESTAMP,x-ca-key", b"");
+    assert!(verify(&parts, b"").is_ok());
+}
+
+#[test]
+fn forced_nonce_checks_need_a_signed_time() {
+    let forced = SignaturePolicy::default().with_force_nonce(true);
+    let date_of = |ms: u64| {
+        let ts = jiff::Timestamp::from_millisecond(i64::try_from(ms).unwrap()).unwrap();
+        jiff::fmt::rfc2822::to_string(&ts.to_zoned(jiff::tz::TimeZone::UTC))
+            .unwrap()
+            .replace("+0000", "GMT")
+    };
+    let iot = |date: Option<String>| {
+        let mut b = Request::get("/iot/thing")
+            .header("accept", "application/json")
+            .header("x-ca-key", KEY)
+            .header("x-ca-nonce", "iot-nonce");
+        if let Some(d) = date {
+            b = b.header("date", d);
+        }
+        let mut parts = b.body(()).unwrap().into_parts().0;
+        resign(&mut parts, "x-ca-key,x-ca-nonce", b"");
+        parts
+    };
+    let guard = MemoryReplayGuard::new();
+    // No time at all: refused before the nonce is recorded.
+    let err = verify_at(&iot(None), b"", &forced, TS, &guard).unwrap_err();
+    assert_eq!(
+        err,
+        AuthError::MissingHeader {
+            name: "X-Ca-Timestamp"
+        }
+    );
+    assert!(guard.is_empty());
+    // `Date` is the time of a client that sends no timestamp, held to the same skew.
+    let fresh = iot(Some(date_of(TS - 60_000)));
+    assert!(verify_at(&fresh, b"", &forced, TS, &guard).is_ok());
+    let stale = iot(Some(date_of(TS - 16 * 60_000)));
+    assert_eq!(
+        verify_at(&stale, b"", &forced, TS, &MemoryReplayGuard::new()).unwrap_err(),
+        AuthError::TimestampExpired
+    );
+    let junk = iot(Some("yesterday".to_owned()));
+    assert_eq!(
+        verify_at(&junk, b"", &forced, TS, &MemoryReplayGuard::new()).unwrap_err(),
+        AuthError::InvalidTimestamp
+    );
+    // Without forced checks a Date is not read (the IoT vector signs a 2018 Date).
+    assert!(
+        verify_at(
+            &stale,
+            b"",
+            &SignaturePolicy::default(),
+            TS,
+            &MemoryReplayGuard::new()
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn without_a_nonce_a_signed_request_can_be_replayed_unless_nonces_are_forced() {
+    // The documented decision: the nonce is optional (spec §5.3, and the IoT client sends
+    // none), so an API that does not force nonce checks accepts a replay within the
+    // timestamp's skew. Forcing nonce checks closes it.
+    let mut parts = signed(Request::get("/p").body(()).unwrap(), b"", "unused");
+    parts.headers.remove("x-ca-nonce");
+    resign(&mut parts, "x-ca-key,x-ca-timestamp", b"");
+    let guard = MemoryReplayGuard::new();
+    let lax = SignaturePolicy::default();
+    assert!(verify_at(&parts, b"", &lax, TS, &guard).is_ok());
+    assert!(verify_at(&parts, b"", &lax, TS + 1_000, &guard).is_ok());
+    let forced = lax.with_force_nonce(true);
+    assert_eq!(
+        verify_at(&parts, b"", &forced, TS, &guard).unwrap_err(),
+        AuthError::MissingHeader { name: "X-Ca-Nonce" }
+    );
+}
+
+#[test]
+fn repeated_x_ca_headers_are_refused() {
+    let base = signed(
+        Request::get("/p")
+            .header("x-ca-stage", "TEST")
+            .body(())
+            .unwrap(),
+        b"",
+        "n",
+    );
+    for name in ["x-ca-stage", "x-ca-key", "x-ca-nonce", "x-ca-custom"] {
+        let mut parts = base.clone();
+        let first = parts
+            .headers
+            .get(name)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("a"));
+        parts.headers.insert(name, first);
+        parts
+            .headers
+            .append(name, HeaderValue::from_static("RELEASE"));
+        let err = verify(&parts, b"").unwrap_err();
+        assert_eq!(
+            err,
+            AuthError::DuplicateHeader {
+                name: name.to_owned()
+            }
+        );
+        assert_eq!(err.code(), "A400DH");
+    }
+    // Other repeated headers are the backend's business.
+    let mut parts = base;
+    parts
+        .headers
+        .append("accept-language", HeaderValue::from_static("de"));
+    parts
+        .headers
+        .append("accept-language", HeaderValue::from_static("fr"));
+    assert!(verify(&parts, b"").is_ok());
+}
+
+#[test]
+fn an_unsigned_stage_is_refused_only_when_required() {
+    let unsigned = signed(
+        Request::get("/p")
+            .header("x-ca-stage", "RELEASE")
+            .body(())
+            .unwrap(),
+        b"",
+        "n",
+    );
+    let strict = SignaturePolicy::default().with_signed_stage(true);
+    let err = verify_at(&unsigned, b"", &strict, TS, &MemoryReplayGuard::new()).unwrap_err();
+    assert_eq!(err, AuthError::UnsignedHeader { name: "X-Ca-Stage" });
+    // off by default (the demo client cannot sign it)
+    assert!(verify(&unsigned, b"").is_ok());
+    let mut req = Request::get("/p").body(()).unwrap();
+    Signer::new(KEY, SECRET)
+        .unwrap()
+        .with_stage("RELEASE")
+        .unwrap()
+        .sign_with(&mut req, b"", TS, "n")
+        .unwrap();
+    let parts = req.into_parts().0;
+    assert!(verify_at(&parts, b"", &strict, TS, &MemoryReplayGuard::new()).is_ok());
+    // without a stage header there is nothing to sign
+    let plain = signed(Request::get("/p").body(()).unwrap(), b"", "n");
+    assert!(verify_at(&plain, b"", &strict, TS, &MemoryReplayGuard::new()).is_ok());
+}
+
+#[test]
+fn a_signed_header_named_in_connection_is_refused() {
+    let mut req = Request::get("/p")
+        .header("x-custom-a", "signed")
+        .body(())
+        .unwrap();
+    Signer::new(KEY, SECRET)
+        .unwrap()
+        .with_signed_header(http::HeaderName::from_static("x-custom-a"))
+        .sign_with(&mut req, b"", TS, "n")
+        .unwrap();
+    let parts = req.into_parts().0;
+    assert!(verify(&parts, b"").is_ok());
+    for connection in ["X-Custom-A", "keep-alive, x-custom-a", "close,x-ca-nonce "] {
+        let mut p = parts.clone();
+        p.headers
+            .insert("connection", HeaderValue::from_static(connection));
+        let err = verify(&p, b"").unwrap_err();
+        assert_eq!(err.code(), "I400HD", "{connection}");
+        assert!(err.wire_message().contains("Connection"), "{connection}");
+    }
+    // Naming unsigned headers is fine.
+    let mut p = parts;
+    p.headers.insert(
+        "connection",
+        HeaderValue::from_static("keep-alive, x-other"),
+    );
+    assert!(verify(&p, b"").is_ok());
 }
 
 #[test]
@@ -377,7 +661,8 @@ fn hostile_header_values_error_without_panic() {
     let mut p = base.clone();
     p.headers
         .insert("x-ca-signature-headers", HeaderValue::from_static(",,, ,"));
-    assert_eq!(verify(&p, b"").unwrap_err().code(), "A403IS");
+    // The request's nonce and timestamp are then unsigned.
+    assert_eq!(verify(&p, b"").unwrap_err().code(), "A400UH");
     // Timestamp overflow.
     let mut p = base;
     p.headers.insert(

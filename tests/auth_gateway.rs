@@ -473,3 +473,412 @@ async fn grants_stages_expiry_disabled_apps_and_rotation() {
     .unwrap();
     assert_eq!(code(&e.send(signed(None, new)).await), Some("A403AD"));
 }
+
+/// A signing app granted `n` fresh APIs on an HTTP upstream that echoes what it received.
+struct HttpEnv {
+    cp: Arc<ControlPlane>,
+    group: stagegate::Group,
+    apps: Vec<App>,
+}
+
+async fn http_env(apps: usize) -> HttpEnv {
+    let cp = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
+    let upstream = common::upstream("echo").await;
+    let b = cp
+        .create_backend(NewBackend::new("authEcho", BackendKind::Http))
+        .await
+        .unwrap();
+    cp.set_stage_definition(
+        &b.id,
+        Stage::RELEASE,
+        StageDefinition::Http(stagegate::HttpDefinition::new(format!("http://{upstream}"))),
+    )
+    .await
+    .unwrap();
+    let group = cp
+        .create_group(NewGroup {
+            name: "echo_group".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut created = Vec::new();
+    for (name, method, path, f) in [
+        (
+            "echoGet",
+            "GET",
+            "/e/get",
+            (|_: &mut ApiDefinition| {}) as fn(&mut ApiDefinition),
+        ),
+        ("echoPost", "POST", "/e/post", |_| {}),
+        ("echoCode", "GET", "/e/code", |a| {
+            a.appcode_auth = AppCodeMode::HeaderQuery
+        }),
+        ("echoNonce", "GET", "/e/nonce", |a| {
+            a.force_nonce_check = true
+        }),
+        ("echoAnon", "GET", "/e/anon", |a| {
+            a.auth = stagegate::AuthType::Anonymous
+        }),
+    ] {
+        let mut a =
+            ApiDefinition::builder(group.id.clone(), name, method, path, b.id.clone()).unwrap();
+        f(&mut a);
+        let a = cp.create_api(a).await.unwrap();
+        cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();
+        created.push(a);
+    }
+    let mut list = Vec::new();
+    for i in 0..apps {
+        let app = cp
+            .create_app(NewApp {
+                name: format!("echo_app_{i}"),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        for a in &created {
+            cp.authorize(&app.id, &a.id, Stage::RELEASE, None)
+                .await
+                .unwrap();
+        }
+        list.push(app);
+    }
+    HttpEnv {
+        cp,
+        group,
+        apps: list,
+    }
+}
+
+impl HttpEnv {
+    fn signer(&self, i: usize) -> Signer {
+        signer_of(&self.apps[i])
+    }
+    fn layer(&self) -> GatewayLayer {
+        GatewayLayer::new(self.cp.snapshot_handle())
+    }
+}
+
+fn signer_of(app: &App) -> Signer {
+    Signer::new(&app.keys[0].app_key, app.keys[0].app_secret.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn nonces_are_recorded_only_for_requests_that_would_be_served() {
+    let e = http_env(1).await;
+    // An app with no grant, and a disabled one.
+    let mut outsiders = Vec::new();
+    for (name, disabled) in [("no_grant_app", false), ("disabled_app", true)] {
+        let app =
+            e.cp.create_app(NewApp {
+                name: name.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if disabled {
+            e.cp.update_app(
+                &app.id,
+                AppPatch {
+                    disabled: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        }
+        outsiders.push(app);
+    }
+    let guard = stagegate::MemoryReplayGuard::new()
+        .with_max_entries(20)
+        .with_max_entries_per_app(20);
+    let svc = e
+        .layer()
+        .authenticator(stagegate::AppAuthenticator::new(guard))
+        .standalone();
+    for app in &outsiders {
+        for _ in 0..25 {
+            let mut r = req("GET", "/e/get", b"");
+            signer_of(app).sign(&mut r, b"");
+            let got = oneshot(svc.clone(), r).await;
+            assert!(
+                matches!(code(&got), Some("A403NA" | "A403AD")),
+                "{:?}",
+                code(&got)
+            );
+        }
+    }
+    // The guard is untouched: the granted app is served.
+    let mut r = req("GET", "/e/get", b"");
+    e.signer(0).sign(&mut r, b"");
+    let got = oneshot(svc.clone(), r).await;
+    assert_eq!(got.status, 200, "{:?}", got.header("x-ca-error-message"));
+}
+
+#[tokio::test]
+async fn one_app_cannot_take_more_than_its_share_of_the_replay_guard() {
+    let e = http_env(2).await;
+    // 8 entries, 2 per app (a quarter, the default share).
+    let guard = stagegate::MemoryReplayGuard::new().with_max_entries(8);
+    let svc = e
+        .layer()
+        .authenticator(stagegate::AppAuthenticator::new(guard))
+        .standalone();
+    let send = |i: usize| {
+        let svc = svc.clone();
+        let mut r = req("GET", "/e/get", b"");
+        e.signer(i).sign(&mut r, b"");
+        async move { oneshot(svc, r).await }
+    };
+    assert_eq!(send(0).await.status, 200);
+    assert_eq!(send(0).await.status, 200);
+    let got = send(0).await;
+    assert_eq!(
+        (got.status, code(&got)),
+        (503, Some("X503BZ")),
+        "over its share"
+    );
+    // Another app keeps working.
+    let got = send(1).await;
+    assert_eq!(got.status, 200, "{:?}", got.header("x-ca-error-message"));
+}
+
+#[tokio::test]
+async fn the_backend_receives_only_the_signed_query_values() {
+    let e = http_env(1).await;
+    let svc = e.layer().standalone();
+    // Signed `?a=1`, sent `?a=1&a=2`: real clients sign the first value, so it is accepted,
+    // but only that value is forwarded.
+    let mut r = req("GET", "/e/get?a=1&b=x", b"");
+    e.signer(0).sign(&mut r, b"");
+    *r.uri_mut() = "/e/get?a=1&b=x&a=2&%61=3".parse().unwrap();
+    let got = oneshot(svc.clone(), r).await;
+    assert_eq!(got.status, 200, "{:?}", got.header("x-ca-error-message"));
+    assert_eq!(got.json()["query"], "a=1&b=x");
+    // An anonymous API forwards repeated keys as they came (nothing is signed).
+    let got = oneshot(svc.clone(), req("GET", "/e/anon?a=1&a=2", b"")).await;
+    assert_eq!(got.json()["query"], "a=1&a=2");
+}
+
+#[tokio::test]
+async fn a_query_value_cannot_override_a_signed_form_value() {
+    let e = http_env(1).await;
+    let svc = e.layer().standalone();
+    let body: &'static [u8] = b"amount=1&to=alice";
+    let mut r = req("POST", "/e/post", body);
+    r.headers_mut().insert(
+        "content-type",
+        "application/x-www-form-urlencoded".parse().unwrap(),
+    );
+    e.signer(0).sign(&mut r, body);
+    let (parts, _) = r.into_parts();
+    let signed = Request::from_parts(parts.clone(), Full::new(Bytes::from_static(body)));
+    let mut r = Request::from_parts(parts, Full::new(Bytes::from_static(body)));
+    *r.uri_mut() = "/e/post?amount=1000&to=mallory".parse().unwrap();
+    let got = oneshot(svc.clone(), r).await;
+    assert_eq!((got.status, code(&got)), (400, Some("A400PC")));
+    let got = oneshot(svc, signed).await;
+    assert_eq!(got.status, 200, "{:?}", got.header("x-ca-error-message"));
+}
+
+#[tokio::test]
+async fn a_repeated_stage_header_is_refused() {
+    let e = http_env(1).await;
+    let svc = e.layer().standalone();
+    // Signed for TEST, a second `X-Ca-Stage: RELEASE` added.
+    let mut r = req("GET", "/e/get", b"");
+    e.signer(0).with_stage("TEST").unwrap().sign(&mut r, b"");
+    r.headers_mut()
+        .append("x-ca-stage", "RELEASE".parse().unwrap());
+    let got = oneshot(svc.clone(), r).await;
+    assert_eq!(got.status, 400, "{:?}", code(&got));
+    // Also where nothing is signed: the backend would see both.
+    let mut r = req("GET", "/e/anon", b"");
+    r.headers_mut()
+        .append("x-ca-stage", "RELEASE".parse().unwrap());
+    r.headers_mut()
+        .append("x-ca-stage", "RELEASE".parse().unwrap());
+    let got = oneshot(svc.clone(), r).await;
+    assert_eq!((got.status, code(&got)), (400, Some("I400SG")));
+    // Any other duplicated X-Ca-* header of a signed request.
+    let mut r = req("GET", "/e/get", b"");
+    e.signer(0).sign(&mut r, b"");
+    let key = r.headers()["x-ca-key"].clone();
+    r.headers_mut().append("x-ca-key", key);
+    let got = oneshot(svc, r).await;
+    assert_eq!((got.status, code(&got)), (400, Some("A400DH")));
+}
+
+#[tokio::test]
+async fn a_signed_stage_can_be_required() {
+    let e = http_env(1).await;
+    let strict = e
+        .layer()
+        .authenticator(stagegate::AppAuthenticator::default().require_signed_stage(true))
+        .standalone();
+    let lax = e.layer().standalone();
+    let unsigned_stage = || {
+        let mut r = req("GET", "/e/get", b"");
+        e.signer(0).sign(&mut r, b"");
+        r.headers_mut()
+            .insert("x-ca-stage", "RELEASE".parse().unwrap());
+        r
+    };
+    let got = oneshot(strict.clone(), unsigned_stage()).await;
+    assert_eq!((got.status, code(&got)), (400, Some("A400UH")));
+    assert_eq!(oneshot(lax, unsigned_stage()).await.status, 200);
+    let mut r = req("GET", "/e/get", b"");
+    e.signer(0).with_stage("RELEASE").unwrap().sign(&mut r, b"");
+    assert_eq!(oneshot(strict, r).await.status, 200);
+}
+
+#[tokio::test]
+async fn an_unsigned_nonce_is_refused_and_forced_nonces_need_a_time() {
+    let e = http_env(1).await;
+    let svc = e.layer().standalone();
+    let app = &e.apps[0];
+    let by_hand = |path: &str, list: &str, timestamp: bool| {
+        let mut r = req("GET", path, b"");
+        {
+            let h = r.headers_mut();
+            h.insert("x-ca-key", app.keys[0].app_key.parse().unwrap());
+            h.insert(
+                "x-ca-nonce",
+                "b1c0f7a2-3333-4c9a-9d1e-123456789abc".parse().unwrap(),
+            );
+            if timestamp {
+                let ts = jiff::Timestamp::now().as_millisecond().to_string();
+                h.insert("x-ca-timestamp", ts.parse().unwrap());
+            }
+            h.insert("x-ca-signature-headers", list.parse().unwrap());
+        }
+        let sts = stagegate::string_to_sign(r.method(), r.uri(), r.headers(), None);
+        let sig = stagegate::sign(
+            SignatureMethod::HmacSha256,
+            app.keys[0].app_secret.expose().as_bytes(),
+            &sts,
+        );
+        r.headers_mut()
+            .insert("x-ca-signature", sig.parse().unwrap());
+        r
+    };
+    // The nonce is sent but not signed: a replay could swap it for a fresh one.
+    let got = oneshot(
+        svc.clone(),
+        by_hand("/e/get", "x-ca-key,x-ca-timestamp", true),
+    )
+    .await;
+    assert_eq!((got.status, code(&got)), (400, Some("A400UH")));
+    // A forced nonce without any time.
+    let got = oneshot(
+        svc.clone(),
+        by_hand("/e/nonce", "x-ca-key,x-ca-nonce", false),
+    )
+    .await;
+    assert_eq!((got.status, code(&got)), (400, Some("I400MH")));
+    let got = oneshot(
+        svc,
+        by_hand("/e/nonce", "x-ca-key,x-ca-nonce,x-ca-timestamp", true),
+    )
+    .await;
+    assert_eq!(got.status, 200, "{:?}", got.header("x-ca-error-message"));
+}
+
+#[tokio::test]
+async fn appcodes_are_stripped_before_the_backend_unless_the_group_passes_them_on() {
+    let e = http_env(1).await;
+    let svc = e.layer().standalone();
+    let code_value = e.apps[0].codes[0].expose().to_owned();
+    let with_code = |code_value: &str| {
+        Request::get(format!("/e/code?x=1&AppCode={code_value}"))
+            .header("authorization", format!("APPCODE {code_value}"))
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+    let got = oneshot(svc.clone(), with_code(&code_value)).await;
+    assert_eq!(got.status, 200, "{:?}", got.header("x-ca-error-message"));
+    let seen = got.json();
+    assert_eq!(seen["query"], "x=1", "{seen}");
+    assert!(seen["headers"].get("authorization").is_none(), "{seen}");
+    assert!(!seen.to_string().contains(&code_value), "{seen}");
+
+    // The group's option passes it on (the original's FilterAppCodeForBackend off).
+    let g =
+        e.cp.update_group(
+            &e.group.id,
+            NewGroup {
+                name: e.group.name.clone(),
+                pass_appcode_to_backend: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(g.pass_appcode_to_backend);
+    let got = oneshot(svc, with_code(&code_value)).await;
+    assert_eq!(got.status, 200);
+    let seen = got.json();
+    assert_eq!(seen["query"], format!("x=1&AppCode={code_value}"));
+    assert_eq!(
+        seen["headers"]["authorization"],
+        format!("APPCODE {code_value}")
+    );
+}
+
+#[tokio::test]
+async fn debug_information_only_for_authorized_callers() {
+    let e = http_env(1).await;
+    let debug = |mut r: Request<Full<Bytes>>| {
+        r.headers_mut()
+            .insert("x-ca-request-mode", "debug".parse().unwrap());
+        r
+    };
+    let svc = e.layer().standalone();
+    // Anonymous API: not by default.
+    let got = oneshot(svc.clone(), debug(req("GET", "/e/anon", b""))).await;
+    assert_eq!(got.status, 200);
+    assert!(got.header("x-ca-debug-info").is_none());
+    // APP API, refused caller: never.
+    let got = oneshot(svc.clone(), debug(req("GET", "/e/get", b""))).await;
+    assert_eq!(code(&got), Some("A400MA"));
+    assert!(got.header("x-ca-debug-info").is_none());
+    let mut r = debug(req("GET", "/e/get", b""));
+    Signer::new(&e.apps[0].keys[0].app_key, "wrong-secret")
+        .unwrap()
+        .sign(&mut r, b"");
+    let got = oneshot(svc.clone(), r).await;
+    assert_eq!(code(&got), Some("A403IS"));
+    assert!(got.header("x-ca-debug-info").is_none());
+    // APP API, authorized caller: yes.
+    let mut r = debug(req("GET", "/e/get", b""));
+    e.signer(0).sign(&mut r, b"");
+    let got = oneshot(svc, r).await;
+    assert_eq!(got.status, 200);
+    let info: serde_json::Value =
+        serde_json::from_str(got.header("x-ca-debug-info").unwrap()).unwrap();
+    assert_eq!(info["Api"], "echoGet");
+    // Anonymous API with the operator's option.
+    let open = e.layer().debug_anonymous(true).standalone();
+    let got = oneshot(open, debug(req("GET", "/e/anon", b""))).await;
+    assert!(got.header("x-ca-debug-info").is_some());
+}
+
+#[tokio::test]
+async fn the_backend_receives_only_the_signed_form_values() {
+    let e = http_env(1).await;
+    let svc = e.layer().standalone();
+    // The string-to-sign takes a repeated field's first value: the later ones are dropped.
+    let body: &'static [u8] = b"amount=1&to=alice&amount=1000";
+    let mut r = req("POST", "/e/post", body);
+    r.headers_mut().insert(
+        "content-type",
+        "application/x-www-form-urlencoded".parse().unwrap(),
+    );
+    e.signer(0).sign(&mut r, body);
+    let got = oneshot(svc, r).await;
+    assert_eq!(got.status, 200, "{:?}", got.header("x-ca-error-message"));
+    let seen = got.json();
+    assert_eq!(seen["body"], "amount=1&to=alice");
+    assert_eq!(seen["body_len"], 17);
+}

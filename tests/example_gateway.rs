@@ -761,7 +761,8 @@ fn a_replay_capacity_worker_count_connection_cap_or_timeout_out_of_range_stops_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_replay_capacity_bounds_the_nonces_remembered() {
     let dir = scratch("replay-capacity");
-    let gw = Gateway::start_with(&dir, Some(TOKEN), &["--replay-capacity", "2"]);
+    // one app may hold a quarter of the capacity: two nonces of eight
+    let gw = Gateway::start_with(&dir, Some(TOKEN), &["--replay-capacity", "8"]);
     let http = Http::new();
     let (_api, app) = set_up_app(&http, &gw, "signed").await;
     let url = format!("{}/e2e/1", gw.data);

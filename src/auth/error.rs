@@ -21,6 +21,13 @@ pub enum ReplayError {
         /// The configured maximum.
         capacity: usize,
     },
+    /// The app already holds its share of the store's unexpired nonces (see
+    /// [`MemoryReplayGuard`](crate::MemoryReplayGuard)); other apps are still served.
+    #[error("the app holds its share of the nonce store ({share} entries)")]
+    AppShareExceeded {
+        /// The per-app share.
+        share: usize,
+    },
     /// A shared store could not be reached or answered with an error.
     #[error("nonce store unavailable: {0}")]
     Unavailable(String),
@@ -41,7 +48,10 @@ pub enum ReplayError {
 /// | `MissingCredentials` | `A400MA` | 400 |
 /// | `InvalidAppKey` | `A400IK` | 400 |
 /// | `MissingHeader` (e.g. `X-Ca-Signature`, forced `X-Ca-Nonce`) | `I400MH` | 400 |
-/// | `InvalidHeader` (oversized or malformed signing header) | `I400HD` | 400 |
+/// | `InvalidHeader` (oversized or malformed signing header, or a signed header named in `Connection`) | `I400HD` | 400 |
+/// | `UnsignedHeader` (`X-Ca-Nonce`, `X-Ca-Timestamp`, or a required `X-Ca-Stage`, sent but not signed) | `A400UH` (chosen) | 400 |
+/// | `DuplicateHeader` (an `X-Ca-*` header sent twice) | `A400DH` (chosen) | 400 |
+/// | `ConflictingParameter` (a key in both query and form, with other values) | `A400PC` (chosen) | 400 |
 /// | `SignatureMethodNotAllowed` | `A400SM` (chosen) | 400 |
 /// | `InvalidTimestamp` | `A400IT` (chosen) | 400 |
 /// | `TimestampExpired` | `A400TE` (chosen) | 400 |
@@ -86,6 +96,28 @@ pub enum AuthError {
         name: &'static str,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// A header that must be signed was sent but is not listed in `X-Ca-Signature-Headers`:
+    /// `X-Ca-Nonce` and `X-Ca-Timestamp` (a replay could change them), and `X-Ca-Stage`
+    /// where the authenticator requires it signed.
+    #[error("header {name} is sent but not signed")]
+    UnsignedHeader {
+        /// The header's canonical name.
+        name: &'static str,
+    },
+    /// An `X-Ca-*` header was sent more than once: the signature covers only the first,
+    /// and the backend would receive both.
+    #[error("header {name} is repeated")]
+    DuplicateHeader {
+        /// The header's name as received (lower case, at most 64 characters).
+        name: String,
+    },
+    /// A parameter is in both the query and the urlencoded form body, with different
+    /// values: the signature covers the form's, the backend could read the query's.
+    #[error("parameter {name} is in both the query and the form with different values")]
+    ConflictingParameter {
+        /// The parameter's (decoded) name, at most 64 characters.
+        name: String,
     },
     /// `X-Ca-Signature-Method` is unknown or not allowed for this API.
     #[error("signature method not allowed: {method}")]
@@ -146,6 +178,9 @@ impl AuthError {
             Self::InvalidAppKey => "A400IK",
             Self::MissingHeader { .. } => "I400MH",
             Self::InvalidHeader { .. } => "I400HD",
+            Self::UnsignedHeader { .. } => "A400UH",
+            Self::DuplicateHeader { .. } => "A400DH",
+            Self::ConflictingParameter { .. } => "A400PC",
             Self::SignatureMethodNotAllowed { .. } => "A400SM",
             Self::InvalidTimestamp => "A400IT",
             Self::TimestampExpired => "A400TE",
@@ -196,6 +231,13 @@ impl AuthError {
             Self::InvalidAppKey => "Invalid AppKey".to_owned(),
             Self::MissingHeader { name } => format!("Header `{name}` is Required"),
             Self::InvalidHeader { name, reason } => format!("Invalid Header `{name}` {reason}"),
+            Self::UnsignedHeader { name } => {
+                format!("Header `{name}` must be listed in X-Ca-Signature-Headers")
+            }
+            Self::DuplicateHeader { name } => format!("Header `{name}` is repeated"),
+            Self::ConflictingParameter { name } => {
+                format!("Parameter `{name}` has different values in the query and the body")
+            }
             Self::SignatureMethodNotAllowed { method } => {
                 format!("Invalid Signature Method `{method}`")
             }
@@ -236,6 +278,11 @@ mod tests {
             AuthError::SignatureMethodNotAllowed {
                 method: "HmacSHA1".into(),
             },
+            AuthError::UnsignedHeader { name: "X-Ca-Nonce" },
+            AuthError::DuplicateHeader {
+                name: "x-ca-stage".into(),
+            },
+            AuthError::ConflictingParameter { name: "a".into() },
             AuthError::InvalidTimestamp,
             AuthError::TimestampExpired,
             AuthError::NonceUsed,

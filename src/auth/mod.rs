@@ -5,6 +5,7 @@
 //! [`ReplayGuard`] trait, so that a nonce store shared between processes can be plugged in.
 
 mod error;
+mod forward;
 mod replay;
 mod signature;
 mod signer;
@@ -12,6 +13,7 @@ mod string_to_sign;
 mod verifier;
 
 pub use error::{AuthError, ReplayError};
+pub(crate) use forward::{BackendView, prepare_for_backend};
 pub use replay::{DEFAULT_NONCE_TTL_MS, MemoryReplayGuard, ReplayFuture, ReplayGuard};
 pub use signature::{sign, verify};
 pub use signer::{Signed, Signer};

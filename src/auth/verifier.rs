@@ -5,7 +5,7 @@ use std::borrow::{Borrow, Cow};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use md5::{Digest as _, Md5};
 use subtle::ConstantTimeEq;
 
@@ -120,6 +120,16 @@ pub struct SignaturePolicy {
     pub force_nonce: bool,
     /// The largest accepted |now − `X-Ca-Timestamp`|, in milliseconds.
     pub max_skew_ms: u64,
+    /// Whether an `X-Ca-Stage` that is sent must be listed in `X-Ca-Signature-Headers`
+    /// (default `false`: Alibaba's demo client cannot sign it).
+    pub require_signed_stage: bool,
+    /// Whether a parameter sent in both the query and the urlencoded form body with
+    /// different values is refused ([`AuthError::ConflictingParameter`]). The
+    /// string-to-sign takes the form's value (spec §5.4, as the official clients sign it),
+    /// so a backend that reads the query's would act on an unsigned value. Default `false`
+    /// (the spec's behaviour, signature vector J1); [`AppAuthenticator`](crate::AppAuthenticator)
+    /// always turns it on, since it forwards the request.
+    pub refuse_conflicting_params: bool,
 }
 
 impl SignaturePolicy {
@@ -130,6 +140,8 @@ impl SignaturePolicy {
             allowed: SignatureMethods::SHA256_ONLY,
             force_nonce: false,
             max_skew_ms: DEFAULT_MAX_SKEW_MS,
+            require_signed_stage: false,
+            refuse_conflicting_params: false,
         }
     }
 
@@ -158,6 +170,34 @@ impl SignaturePolicy {
     #[must_use]
     pub fn with_max_skew_ms(mut self, max_skew_ms: u64) -> Self {
         self.max_skew_ms = max_skew_ms;
+        self
+    }
+
+    /// Requires (or not) that an `X-Ca-Stage` header, when sent, is signed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let policy = stagegate::SignaturePolicy::new().with_signed_stage(true);
+    /// assert!(policy.require_signed_stage);
+    /// ```
+    #[must_use]
+    pub fn with_signed_stage(mut self, required: bool) -> Self {
+        self.require_signed_stage = required;
+        self
+    }
+
+    /// Refuses (or not) a parameter whose query and form values differ.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let policy = stagegate::SignaturePolicy::new().with_conflicting_params_refused(true);
+    /// assert!(policy.refuse_conflicting_params);
+    /// ```
+    #[must_use]
+    pub fn with_conflicting_params_refused(mut self, refused: bool) -> Self {
+        self.refuse_conflicting_params = refused;
         self
     }
 }
@@ -193,16 +233,50 @@ pub struct SignatureChecked<'p, A> {
     verified: Verified<A>,
     nonce: Option<&'p str>,
     now_ms: u64,
+    /// The last moment the request's signed time is accepted (0: it carries none).
+    until_ms: u64,
 }
 
 impl<A> SignatureChecked<'_, A> {
+    /// The verified request (signature valid), before its nonce is consumed: check what else
+    /// decides whether it will be served (the app, its grant) first, so that only such
+    /// requests use up room in the replay guard.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::{MemoryReplayGuard, Secret, SignaturePolicy, Signer, check_signature};
+    /// let secret = Secret::new("SECRET_abc123");
+    /// let mut req = http::Request::get("/p").body(()).unwrap();
+    /// Signer::new("203753385", secret.clone())
+    ///     .unwrap()
+    ///     .sign_with(&mut req, b"", 1_525_872_629_832, "n-1")
+    ///     .unwrap();
+    /// let (parts, ()) = req.into_parts();
+    /// let lookup = |_: &str| Some(("app-1", &secret));
+    /// let policy = SignaturePolicy::default();
+    /// let checked = check_signature(&parts, None, lookup, &policy, 1_525_872_630_000).unwrap();
+    /// assert_eq!(checked.verified().app, "app-1");
+    /// // ... check the app's grant here; only then:
+    /// # let guard = MemoryReplayGuard::new();
+    /// # let mut f = std::pin::pin!(checked.consume_nonce(&guard));
+    /// # let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// # assert!(matches!(f.as_mut().poll(&mut cx), std::task::Poll::Ready(Ok(_))));
+    /// ```
+    #[must_use]
+    pub fn verified(&self) -> &Verified<A> {
+        &self.verified
+    }
+
     /// The `X-Ca-Nonce` still to consume, if the request carried one.
     #[must_use]
     pub fn nonce(&self) -> Option<&str> {
         self.nonce
     }
 
-    /// Consumes the nonce in `replay` (if any) and yields the verified request.
+    /// Consumes the nonce in `replay` (if any) and yields the verified request. The nonce is
+    /// remembered for as long as the request's signed time (`X-Ca-Timestamp`, or `Date`
+    /// where that is the time) stays within the allowed skew.
     ///
     /// # Errors
     ///
@@ -211,7 +285,7 @@ impl<A> SignatureChecked<'_, A> {
     pub async fn consume_nonce(self, replay: &dyn ReplayGuard) -> Result<Verified<A>, AuthError> {
         if let Some(nonce) = self.nonce {
             let fresh = replay
-                .check_and_remember(&self.verified.app_key, nonce, self.now_ms)
+                .check_and_remember_until(&self.verified.app_key, nonce, self.now_ms, self.until_ms)
                 .await?;
             if !fresh {
                 return Err(AuthError::NonceUsed);
@@ -231,39 +305,82 @@ struct Found<'p> {
     method: Option<&'p HeaderValue>,
     timestamp: Option<&'p HeaderValue>,
     nonce: Option<&'p HeaderValue>,
+    stage: Option<&'p HeaderValue>,
     signed_list: Option<&'p HeaderValue>,
     /// `Accept`, `Content-MD5`, `Content-Type`, `Date`: the fixed lines.
     fixed: [Option<&'p HeaderValue>; 4],
+    /// Whether a `Connection` header was sent.
+    connection: bool,
 }
 
 impl<'p> Found<'p> {
-    fn scan(headers: &'p HeaderMap) -> Self {
+    /// One pass over the headers.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::DuplicateHeader`] for an `X-Ca-*` header sent more than once: the
+    /// signature covers only its first value, the backend would receive every one.
+    fn scan(headers: &'p HeaderMap) -> Result<Self, AuthError> {
         let mut f = Found::default();
+        let mut previous: Option<&HeaderName> = None;
         for (name, value) in headers {
+            // A header map yields every value of a name together, under the same name.
+            if previous.is_some_and(|p| std::ptr::eq(p, name)) {
+                let n = name.as_str();
+                if n.len() > 5 && n.as_bytes()[..5].eq_ignore_ascii_case(b"x-ca-") {
+                    return Err(AuthError::DuplicateHeader {
+                        name: n.chars().take(64).collect(),
+                    });
+                }
+            }
+            previous = Some(name);
             let slot = match name.as_str() {
                 "x-ca-key" => &mut f.key,
                 "x-ca-signature" => &mut f.signature,
                 "x-ca-signature-method" => &mut f.method,
                 "x-ca-timestamp" => &mut f.timestamp,
                 "x-ca-nonce" => &mut f.nonce,
+                "x-ca-stage" => &mut f.stage,
                 SIGNATURE_HEADERS => &mut f.signed_list,
                 "accept" => &mut f.fixed[0],
                 "content-md5" => &mut f.fixed[1],
                 "content-type" => &mut f.fixed[2],
                 "date" => &mut f.fixed[3],
+                "connection" => {
+                    f.connection = true;
+                    continue;
+                }
                 _ => continue,
             };
             if slot.is_none() {
                 *slot = Some(value);
             }
         }
-        f
+        Ok(f)
     }
 }
 
 /// Checks everything about a signed request except the nonce's freshness, in the
 /// order of spec §5.5: `X-Ca-Key` present, key known, `X-Ca-Signature` present, method
 /// allowed, timestamp, nonce presence, `Content-MD5`, signature (constant time).
+///
+/// Beyond the original gateway, so that the backend receives only what was signed:
+///
+/// * an `X-Ca-*` header sent twice is refused ([`AuthError::DuplicateHeader`]);
+/// * an `X-Ca-Nonce` or `X-Ca-Timestamp` that is sent must be listed in
+///   `X-Ca-Signature-Headers` ([`AuthError::UnsignedHeader`]; every real client signs
+///   them), and so must `X-Ca-Stage` under [`SignaturePolicy::require_signed_stage`];
+/// * with [`SignaturePolicy::force_nonce`], the request must carry a signed time:
+///   `X-Ca-Timestamp`, or else `Date` (the IoT client sends no timestamp), which is then
+///   parsed (RFC 2822 / HTTP-date) and held to the same skew;
+/// * a signed header that `Connection` names (so a proxy would drop it) is refused;
+/// * with [`SignaturePolicy::refuse_conflicting_params`], a parameter in both the query and
+///   the form body with different (decoded) values is refused
+///   ([`AuthError::ConflictingParameter`]): the string-to-sign takes the form's.
+///
+/// A request without `X-Ca-Nonce` to an API that does not force nonce checks can be
+/// replayed (within the timestamp's skew, if it carries one): that is the original
+/// gateway's contract, where the nonce is optional. Force nonce checks to refuse replays.
 ///
 /// `body` is the buffered request body (for `Content-MD5` and form parameters); `lookup`
 /// maps an AppKey to the caller's app handle and its secret.
@@ -286,7 +403,7 @@ where
     S: Borrow<Secret>,
     F: FnOnce(&str) -> Option<(A, S)>,
 {
-    let found = Found::scan(&parts.headers);
+    let found = Found::scan(&parts.headers)?;
     // 1. X-Ca-Key. A foreign scheme (e.g. `Authorization: SDK-HMAC-SHA256 ...`) has none.
     let app_key = match found.key {
         None => return Err(AuthError::MissingCredentials),
@@ -325,15 +442,20 @@ where
         });
     }
     // 5. Timestamp (optional: Date-only clients exist).
-    if let Some(v) = found.timestamp {
-        let ts = std::str::from_utf8(v.as_bytes())
-            .ok()
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or(AuthError::InvalidTimestamp)?;
-        if now_ms.abs_diff(ts) > policy.max_skew_ms {
-            return Err(AuthError::TimestampExpired);
-        }
+    let mut time_ms = match found.timestamp {
+        Some(v) => Some(
+            std::str::from_utf8(v.as_bytes())
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or(AuthError::InvalidTimestamp)?,
+        ),
+        None => None,
+    };
+    if let Some(ts) = time_ms
+        && now_ms.abs_diff(ts) > policy.max_skew_ms
+    {
+        return Err(AuthError::TimestampExpired);
     }
     // 6. Nonce presence.
     let nonce = match found.nonce {
@@ -358,6 +480,19 @@ where
             (!n.is_empty()).then_some(n)
         }
     };
+    // 6b. With forced nonce checks, a time is required too, so that the nonce need only be
+    // remembered for as long as that time is accepted: `Date` stands in for a missing
+    // timestamp (the IoT client sends no `X-Ca-Timestamp`), and is held to the same skew.
+    if policy.force_nonce && time_ms.is_none() {
+        let date = found.fixed[3].ok_or(AuthError::MissingHeader {
+            name: "X-Ca-Timestamp",
+        })?;
+        let ts = parse_date(date)?;
+        if now_ms.abs_diff(ts) > policy.max_skew_ms {
+            return Err(AuthError::TimestampExpired);
+        }
+        time_ms = Some(ts);
+    }
     // 7. Content-MD5 against the body.
     if let Some(v) = found.fixed[1] {
         let body = body
@@ -383,12 +518,56 @@ where
             reason: "lists too many headers",
         });
     }
+    // What must be signed is signed; nothing signed is dropped on the way.
+    let listed = |name: &str| {
+        signed
+            .signed
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    };
+    if found.timestamp.is_some() && !listed("x-ca-timestamp") {
+        return Err(AuthError::UnsignedHeader {
+            name: "X-Ca-Timestamp",
+        });
+    }
+    if nonce.is_some() && !listed("x-ca-nonce") {
+        return Err(AuthError::UnsignedHeader { name: "X-Ca-Nonce" });
+    }
+    if policy.require_signed_stage && found.stage.is_some() && !listed("x-ca-stage") {
+        return Err(AuthError::UnsignedHeader { name: "X-Ca-Stage" });
+    }
+    if found.connection {
+        for token in parts
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        {
+            let token = token.trim_ascii();
+            if !token.is_empty()
+                && signed
+                    .signed
+                    .iter()
+                    .any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(token))
+            {
+                return Err(AuthError::InvalidHeader {
+                    name: "Connection",
+                    reason: "names a signed header, which would not reach the backend",
+                });
+            }
+        }
+    }
     signed.resolve(&parts.headers);
     let form = if found.fixed[2].is_some_and(is_form_type) {
         body
     } else {
         None
     };
+    if policy.refuse_conflicting_params
+        && let (Some(form), Some(query)) = (form, parts.uri.query())
+    {
+        check_no_conflict(query.as_bytes(), form)?;
+    }
     let sts = string_to_sign_with_headers(&parts.method, &parts.uri, &signed, form);
     // Base64 is ASCII: presented bytes that are not UTF-8 can never match.
     if !signature::verify_secret(method, secret.borrow(), &sts, presented) {
@@ -404,7 +583,43 @@ where
         },
         nonce,
         now_ms,
+        until_ms: time_ms.map_or(0, |t| t.saturating_add(policy.max_skew_ms)),
     })
+}
+
+/// `Date` as epoch milliseconds (RFC 2822, which covers the HTTP-date format).
+fn parse_date(value: &HeaderValue) -> Result<u64, AuthError> {
+    static PARSER: jiff::fmt::rfc2822::DateTimeParser = jiff::fmt::rfc2822::DateTimeParser::new();
+    let text = value.to_str().map_err(|_| AuthError::InvalidTimestamp)?;
+    let ts = PARSER
+        .parse_timestamp(text)
+        .map_err(|_| AuthError::InvalidTimestamp)?;
+    u64::try_from(ts.as_millisecond()).map_err(|_| AuthError::InvalidTimestamp)
+}
+
+/// Refuses a key whose first value in the query differs from its first value in the form
+/// (both decoded, as the string-to-sign reads them). Linear in both: the query (bounded by
+/// the header limit) is indexed, the form read once.
+fn check_no_conflict(query: &[u8], form: &[u8]) -> Result<(), AuthError> {
+    let mut in_query: std::collections::HashMap<Cow<'_, str>, Cow<'_, str>> =
+        std::collections::HashMap::new();
+    for (key, value) in form_urlencoded::parse(query) {
+        in_query.entry(key).or_insert(value);
+    }
+    if in_query.is_empty() {
+        return Ok(());
+    }
+    for (key, value) in form_urlencoded::parse(form) {
+        // Removed on the form's first value: later ones are not signed either way.
+        if let Some(q) = in_query.remove(&key)
+            && q != value
+        {
+            return Err(AuthError::ConflictingParameter {
+                name: key.chars().filter(|c| !c.is_control()).take(64).collect(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Verifies a signed request completely: [`check_signature`], then — only for a valid

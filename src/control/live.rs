@@ -62,6 +62,7 @@ impl State {
             && *p.definition == *definition
             && p.template.is_with_base(&api.request.path, base)
             && p.backend_name == backend.value.name
+            && p.pass_appcode_to_backend == group.value.pass_appcode_to_backend
             && !matches!(definition, StageDefinition::Vpc(_))
         {
             return Ok(Arc::clone(p));
@@ -106,6 +107,7 @@ impl State {
             target,
             vpc_access,
             compiled,
+            pass_appcode_to_backend: group.value.pass_appcode_to_backend,
         }))
     }
 

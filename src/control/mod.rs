@@ -120,6 +120,10 @@ pub struct NewGroup {
     /// Host names bound to the group (none: any host).
     #[serde(default)]
     pub domains: Vec<String>,
+    /// Pass the AppCode credential on to backends (default `false`: stripped); see
+    /// [`Group::pass_appcode_to_backend`].
+    #[serde(default)]
+    pub pass_appcode_to_backend: bool,
 }
 
 /// What to create an app with; keys, secret and code are generated unless supplied.
@@ -743,6 +747,7 @@ impl ControlPlane {
         g.description = spec.description;
         g.base_path = spec.base_path;
         g.domains = spec.domains;
+        g.pass_appcode_to_backend = spec.pass_appcode_to_backend;
         g.validate()?;
         let mut state = self.state.lock().await;
         if state.groups.values().any(|o| o.value.name == g.name) {
@@ -776,6 +781,7 @@ impl ControlPlane {
             description: spec.description,
             base_path: spec.base_path,
             domains: spec.domains,
+            pass_appcode_to_backend: spec.pass_appcode_to_backend,
             ..old
         };
         g.validate()?;

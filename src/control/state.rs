@@ -394,7 +394,9 @@ impl State {
             Entity::Group(g) => {
                 let id = g.id.clone();
                 let changed = self.groups.get(&id).is_none_or(|o| {
-                    o.value.base_path != g.base_path || o.value.domains != g.domains
+                    o.value.base_path != g.base_path
+                        || o.value.domains != g.domains
+                        || o.value.pass_appcode_to_backend != g.pass_appcode_to_backend
                 });
                 if changed {
                     affected.groups = true;

@@ -13,6 +13,7 @@ use crate::auth::{
     AuthError, DEFAULT_MAX_SKEW_MS, MemoryReplayGuard, ReplayGuard, SignatureMethods,
     SignaturePolicy, appcode_from_request, check_signature, is_form,
 };
+use crate::model::AppId;
 use crate::routing::{GrantStatus, LiveRoute};
 use crate::store::BoxFuture;
 
@@ -44,12 +45,14 @@ impl From<AuthError> for GatewayError {
 pub struct AppAuthenticator {
     replay: Arc<dyn ReplayGuard>,
     max_skew_ms: u64,
+    signed_stage: bool,
 }
 
 impl fmt::Debug for AppAuthenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AppAuthenticator")
             .field("max_skew_ms", &self.max_skew_ms)
+            .field("require_signed_stage", &self.signed_stage)
             .finish_non_exhaustive()
     }
 }
@@ -67,7 +70,31 @@ impl AppAuthenticator {
         Self {
             replay: Arc::new(replay),
             max_skew_ms: DEFAULT_MAX_SKEW_MS,
+            signed_stage: false,
         }
+    }
+
+    /// Requires that a signed request's `X-Ca-Stage`, when sent, is listed in
+    /// `X-Ca-Signature-Headers`; otherwise it is refused with `A400UH` (default: off).
+    ///
+    /// The trade-off: unsigned, a captured request can be re-sent to another stage (a TEST
+    /// call pointed at RELEASE, where the app holds a grant too). Nonces stop that replay
+    /// where they are checked (`force_nonce_check`). But Alibaba's demo client
+    /// (`aliyun-api-gateway-sign`) cannot send, let alone sign, `X-Ca-Stage`, and other
+    /// clients sign it only when the caller adds it: turning this on refuses their
+    /// stage-selecting calls.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::{AppAuthenticator, MemoryReplayGuard};
+    /// let auth = AppAuthenticator::new(MemoryReplayGuard::new()).require_signed_stage(true);
+    /// # let _ = auth;
+    /// ```
+    #[must_use]
+    pub fn require_signed_stage(mut self, required: bool) -> Self {
+        self.signed_stage = required;
+        self
     }
 
     /// How far `X-Ca-Timestamp` may be from the gateway's clock (default 15 minutes).
@@ -77,13 +104,17 @@ impl AppAuthenticator {
         self
     }
 
+    /// The credential, then the app and its grant, and only then the nonce: a nonce is
+    /// recorded only for a request that would be served, so an app that is disabled or
+    /// holds no grant cannot fill the replay guard for everyone.
     async fn run(&self, req: AuthRequest<'_>) -> Result<Caller, GatewayError> {
         let api = req.route.api();
         let creds = req.snapshot.credentials();
-        let (app_id, method) = match appcode_from_request(req.parts, api.appcode_auth)? {
+        match appcode_from_request(req.parts, api.appcode_auth)? {
             Some(code) => {
                 let app = creds.by_code(&code).ok_or(AuthError::InvalidAppCode)?;
-                (app.clone(), AuthMethod::AppCode)
+                Self::check_app(&req, app)?;
+                Ok(Caller::app(app.clone(), AuthMethod::AppCode))
             }
             None => {
                 let mut allowed = SignatureMethods::NONE;
@@ -93,7 +124,10 @@ impl AppAuthenticator {
                 let policy = SignaturePolicy::new()
                     .with_allowed(allowed)
                     .with_force_nonce(api.force_nonce_check)
-                    .with_max_skew_ms(self.max_skew_ms);
+                    .with_max_skew_ms(self.max_skew_ms)
+                    .with_signed_stage(self.signed_stage)
+                    // The backend must not read an unsigned query value of a signed form field.
+                    .with_conflicting_params_refused(true);
                 let now_ms = u64::try_from(req.now.as_millisecond()).unwrap_or(0);
                 let checked = check_signature(
                     req.parts,
@@ -102,19 +136,24 @@ impl AppAuthenticator {
                     &policy,
                     now_ms,
                 )?;
+                Self::check_app(&req, &checked.verified().app)?;
                 let verified = checked.consume_nonce(self.replay.as_ref()).await?;
-                (verified.app, AuthMethod::Signature)
+                Ok(Caller::app(verified.app, AuthMethod::Signature))
             }
-        };
-        if creds.is_disabled(&app_id) {
+        }
+    }
+
+    /// The app is enabled and holds an unexpired grant for the route's API and stage.
+    fn check_app(req: &AuthRequest<'_>, app_id: &AppId) -> Result<(), GatewayError> {
+        if req.snapshot.credentials().is_disabled(app_id) {
             return Err(AuthError::AppDisabled.into());
         }
         match req
             .snapshot
             .grants()
-            .check(&app_id, req.route.api_id(), &req.route.stage, req.now)
+            .check(app_id, req.route.api_id(), &req.route.stage, req.now)
         {
-            GrantStatus::Granted => Ok(Caller::app(app_id, method)),
+            GrantStatus::Granted => Ok(()),
             GrantStatus::Expired => Err(AuthError::GrantExpired.into()),
             GrantStatus::Missing => Err(AuthError::Unauthorized.into()),
         }

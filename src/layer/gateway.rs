@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) backends: Arc<dyn crate::backend::Dispatch>,
     pub(crate) body_limit: usize,
     pub(crate) header_limit: usize,
+    /// `X-Ca-Request-Mode: debug` answered for ANONYMOUS APIs too.
+    pub(crate) debug_anonymous: bool,
 }
 
 impl fmt::Debug for Shared {
@@ -94,6 +96,7 @@ impl GatewayLayer {
                 backends: Arc::new(crate::backend::Backends::default()),
                 body_limit: DEFAULT_BODY_LIMIT,
                 header_limit: DEFAULT_HEADER_LIMIT,
+                debug_anonymous: false,
             }),
         }
     }
@@ -106,6 +109,7 @@ impl GatewayLayer {
             backends: Arc::clone(&arc.backends),
             body_limit: arc.body_limit,
             header_limit: arc.header_limit,
+            debug_anonymous: arc.debug_anonymous,
         });
         f(&mut shared);
         Self {
@@ -145,6 +149,26 @@ impl GatewayLayer {
     pub fn backends(self, d: impl crate::backend::Dispatch) -> Self {
         let d: Arc<dyn crate::backend::Dispatch> = Arc::new(d);
         self.with(|s| s.backends = d)
+    }
+
+    /// Whether `X-Ca-Request-Mode: debug` also answers `X-Ca-Debug-Info` for ANONYMOUS APIs
+    /// (default `false`).
+    ///
+    /// The debug information names the API, group, backend, backend type and deployed
+    /// version. For an `APP` API it is only given to a request that authenticated as an app
+    /// authorized for the API (a refused request never gets it); for an ANONYMOUS API, where
+    /// anyone could ask, only when this is on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::{GatewayLayer, SnapshotHandle};
+    /// let layer = GatewayLayer::new(SnapshotHandle::default()).debug_anonymous(true);
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn debug_anonymous(self, enabled: bool) -> Self {
+        self.with(|s| s.debug_anonymous = enabled)
     }
 
     /// A service without an inner application: misses are answered with `I404NF`.
@@ -279,9 +303,17 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let start = Instant::now();
-        let stage = match req.headers().get(&X_CA_STAGE) {
-            None => Stage::RELEASE,
-            Some(v) => match v.to_str().ok().map(Stage::parse) {
+        // A repeated `X-Ca-Stage` is refused: the backend would see both values.
+        let mut stages = req.headers().get_all(&X_CA_STAGE).iter();
+        let stage = match (stages.next(), stages.next()) {
+            (None, _) => Stage::RELEASE,
+            (Some(_), Some(_)) => {
+                let id = new_request_id();
+                return Box::pin(std::future::ready(Ok(
+                    GatewayError::invalid_stage().into_response(&id)
+                )));
+            }
+            (Some(v), None) => match v.to_str().ok().map(Stage::parse) {
                 Some(Ok(s)) => s,
                 _ => {
                     let id = new_request_id();
@@ -321,6 +353,8 @@ where
 struct Trace {
     auth: Option<&'static str>,
     app: Option<String>,
+    /// Whether the caller may see `X-Ca-Debug-Info` (set once authentication passed).
+    debug_allowed: bool,
     service_latency: Option<Duration>,
 }
 
@@ -362,7 +396,7 @@ where
     res.headers_mut()
         .insert(X_CA_REQUEST_ID_NAME.clone(), request_id.to_header_value());
     let total = start.elapsed();
-    if debug {
+    if debug && trace.debug_allowed {
         let info = serde_json::json!({
             "TotalLatency": total.as_millis() as u64,
             "ServiceLatency": trace.service_latency.map_or(0, |d| d.as_millis() as u64),
@@ -488,7 +522,7 @@ where
     let needs_auth = api.auth == AuthType::App;
     let needs_body = (needs_auth && shared.authenticator.needs_body(&parts, route))
         || crate::mapping::needs_form_body(api);
-    let (buffered, stream) = if needs_body {
+    let (mut buffered, stream) = if needs_body {
         match collect_limited(body, shared.body_limit).await {
             Ok(b) => (Some(b), None),
             Err(BodyError::TooLarge { .. }) => return Err(GatewayError::body_too_large()),
@@ -537,6 +571,18 @@ where
     };
     trace.auth = Some(caller.method.as_str());
     trace.app = caller.app_id.as_ref().map(ToString::to_string);
+    trace.debug_allowed = needs_auth || shared.debug_anonymous;
+    // The backend receives only what was checked: no AppCode, and of a signed query (or form)
+    // only the signed (first) value of each key.
+    crate::auth::prepare_for_backend(
+        &mut parts,
+        buffered.as_mut(),
+        crate::auth::BackendView {
+            signed_query_only: caller.method == super::AuthMethod::Signature,
+            strip_appcode_header: !route.pass_appcode_to_backend,
+            strip_appcode_query: !route.pass_appcode_to_backend && api.appcode_auth.allows_query(),
+        },
+    );
 
     // Step 5: parameters.
     let now_ms = u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0);

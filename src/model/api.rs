@@ -38,6 +38,12 @@ pub struct Group {
     /// Host names that reach this group; a group with none matches any host.
     #[serde(default)]
     pub domains: Vec<String>,
+    /// Whether the AppCode credential (`Authorization: APPCODE …`, and the `AppCode` query
+    /// parameter where the API accepts it there) is passed on to backends. Default `false`:
+    /// the gateway strips it before forwarding, in every request mode (the original
+    /// gateway's `FilterAppCodeForBackend`, inverted so that the default is safe).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pass_appcode_to_backend: bool,
     /// When it was created.
     pub created_at: Timestamp,
 }
@@ -55,6 +61,7 @@ impl Group {
             description: None,
             base_path: None,
             domains: Vec::new(),
+            pass_appcode_to_backend: false,
             created_at: Timestamp::now(),
         };
         g.validate()?;

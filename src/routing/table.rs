@@ -37,6 +37,8 @@ pub struct LiveRoute {
     pub vpc_access: Option<Arc<crate::model::VpcAccess>>,
     /// Data the data plane precompiled for this route (targets, parameter rules).
     pub compiled: Arc<crate::routing::Compiled>,
+    /// The group's [`pass_appcode_to_backend`](crate::model::Group::pass_appcode_to_backend).
+    pub pass_appcode_to_backend: bool,
 }
 
 impl LiveRoute {
