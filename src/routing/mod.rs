@@ -4,6 +4,7 @@
 //! plane builds each next generation, rebuilding only the (group, stage) [`RouteTable`]s a change
 //! touched.
 
+pub(crate) mod overlap;
 mod snapshot;
 mod table;
 mod target;
