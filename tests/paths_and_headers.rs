@@ -352,3 +352,78 @@ async fn forwarded_for_is_extended_and_never_the_client_address() {
     assert_eq!(headers["x-domain"], "api.example.com");
     assert_eq!(headers["x-forwarded-host"], "api.example.com");
 }
+
+/// An upstream that answers every request with `head` (a status line and headers) and a
+/// two-byte body, written raw.
+async fn raw_upstream(head: String) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let head = head.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(format!("{head}Content-Length: 2\r\n\r\nok").as_bytes())
+                    .await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_oversized_upstream_response_header_is_a_d502_error() {
+    let fx = fx(BackendKind::Http).await;
+    let api = fx.api("bigHeaders", "GET", "/big", |_| {}).await;
+    // over the default 64 KiB (hyper alone took up to about 400 KiB)
+    let huge = format!("HTTP/1.1 200 OK\r\nX-Big: {}\r\n", "a".repeat(100 << 10));
+    let many: String = std::iter::once("HTTP/1.1 200 OK\r\n".to_owned())
+        .chain((0..200).map(|i| format!("X-H{i}: v\r\n")))
+        .collect();
+    let fine = format!(
+        "HTTP/1.1 200 OK\r\nX-Small: 1\r\nX-Fits: {}\r\n",
+        "b".repeat(40 << 10)
+    );
+    let mut published = false;
+    for (head, over) in [(huge.clone(), true), (many, true), (fine, false)] {
+        let up = raw_upstream(head).await;
+        fx.define(
+            Stage::TEST,
+            StageDefinition::Http(HttpDefinition::new(format!("http://{up}"))),
+        )
+        .await;
+        if !published {
+            fx.cp.publish(&api.id, Stage::TEST, None).await.unwrap();
+            published = true;
+        }
+        let gw = serve(fx.layer().standalone()).await;
+        let r = get(gw, "/big").await;
+        if over {
+            assert_eq!(r.status, 502, "{}", r.head);
+            let code = r.header("x-ca-error-code").unwrap_or_default();
+            assert!(code.starts_with("D502"), "{code}");
+        } else {
+            assert_eq!(r.status, 200, "{}", r.head);
+            assert_eq!(r.header("x-small"), Some("1"));
+        }
+    }
+    // the message says what went wrong
+    let up = raw_upstream(huge).await;
+    fx.define(
+        Stage::TEST,
+        StageDefinition::Http(HttpDefinition::new(format!("http://{up}"))),
+    )
+    .await;
+    let r = get(serve(fx.layer().standalone()).await, "/big").await;
+    assert_eq!(r.header("x-ca-error-code"), Some("D502FC"));
+    assert_eq!(
+        r.header("x-ca-error-message"),
+        Some("Backend service response header too large")
+    );
+}
