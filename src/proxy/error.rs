@@ -73,6 +73,12 @@ pub enum ProxyError {
     },
     /// The backend's response header section is larger than the forwarder accepts (see
     /// [`HttpForwarderBuilder::max_response_header_bytes`](crate::HttpForwarderBuilder::max_response_header_bytes)).
+    ///
+    /// ```
+    /// let err = stagegate::ProxyError::ResponseHeaderTooLarge { source: "70000 bytes".into() };
+    /// assert_eq!((err.code(), err.status().as_u16()), ("D502FC", 502));
+    /// assert_eq!(err.wire_message(), "Backend service response header too large");
+    /// ```
     #[error("backend response header too large")]
     ResponseHeaderTooLarge {
         /// The underlying client error.

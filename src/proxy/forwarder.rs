@@ -29,7 +29,14 @@ const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const DEFAULT_MAX_IDLE_PER_HOST: usize = 32;
 /// Default forwarding timeout (Alibaba's default backend timeout is 10 000 ms).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default limit of a backend response's header section.
+/// Default limit of a backend response's header section (see
+/// [`HttpForwarderBuilder::max_response_header_bytes`]).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(stagegate::proxy::DEFAULT_MAX_RESPONSE_HEADER_BYTES, 64 * 1024);
+/// ```
 pub const DEFAULT_MAX_RESPONSE_HEADER_BYTES: usize = 64 * 1024;
 /// The smallest limit hyper's HTTP/1.1 client takes (its minimum read buffer).
 const MIN_RESPONSE_HEADER_BYTES: usize = 8 * 1024;

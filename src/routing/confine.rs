@@ -18,6 +18,14 @@
 //! accepted after one scan.
 
 /// What [`check_request_path`] found in a path it accepts.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::routing::{PathCheck, check_request_path};
+/// assert_eq!(check_request_path("/files/a.txt"), Ok(PathCheck::Clean));
+/// assert_eq!(check_request_path("/files/a%2Fb.txt"), Ok(PathCheck::EncodedSeparator));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathCheck {
     /// Nothing to watch: the path may be routed and forwarded as it is.
@@ -27,7 +35,16 @@ pub enum PathCheck {
     EncodedSeparator,
 }
 
-/// Why [`check_request_path`] refused a path.
+/// Why [`check_request_path`] refused a path (the `${Reason}` of `I400PA`).
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::routing::{PathError, check_request_path};
+/// let e = check_request_path("/a/%2E%2e/b").unwrap_err();
+/// assert_eq!(e, PathError::DotSegment);
+/// assert_eq!(e.to_string(), "dot segment");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PathError {
