@@ -707,3 +707,64 @@ async fn concurrent_requests_share_one_http2_connection_after_the_first() {
     futures_util::future::join_all(requests).await;
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
 }
+
+/// An upstream answering with one header of `size` bytes.
+async fn big_header_upstream(tls: Option<tokio_rustls::TlsAcceptor>, size: usize) -> Upstream {
+    spawn_upstream(tls, move |_req| async move {
+        Response::builder()
+            .header("x-big", "a".repeat(size))
+            .body(GatewayBody::full("ok"))
+            .expect("response")
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_response_header_over_the_limit_is_d502_over_http2_and_http1() {
+    // HTTP/2: hyper's own limit was 16 KiB, and going over it a connection error (`N502RE`)
+    for (size, over) in [(20 << 10, false), (100 << 10, true), (1 << 20, true)] {
+        let (acceptor, forwarder) = tls_pair(&[b"h2", b"http/1.1"]);
+        let upstream = big_header_upstream(Some(acceptor), size).await;
+        let req = Request::get("/")
+            .body(GatewayBody::empty())
+            .expect("request");
+        let res = forwarder
+            .forward(req, &upstream.target("https"), &ctx())
+            .await;
+        match (res, over) {
+            (Ok(res), false) => {
+                assert_eq!(res.version(), http::Version::HTTP_11);
+                assert_eq!(res.headers()["x-big"].len(), size);
+            }
+            (Err(e), true) => {
+                assert_eq!(e.code(), "D502FC", "{size}: {e:?}");
+                assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
+            }
+            (res, _) => panic!("{size} bytes over h2: {:?}", res.map(|r| r.status())),
+        }
+    }
+    // HTTP/1.1, with a limit of its own
+    let forwarder = HttpForwarder::builder()
+        .max_response_header_bytes(16 * 1024)
+        .build();
+    for (size, over) in [(10 << 10, false), (20 << 10, true)] {
+        let upstream = big_header_upstream(None, size).await;
+        let req = Request::get("/")
+            .body(GatewayBody::empty())
+            .expect("request");
+        let res = forwarder
+            .forward(req, &upstream.target("http"), &ctx())
+            .await;
+        match (res, over) {
+            (Ok(res), false) => assert_eq!(res.status(), StatusCode::OK),
+            (Err(e @ ProxyError::ResponseHeaderTooLarge { .. }), true) => {
+                assert_eq!(e.code(), "D502FC");
+                assert_eq!(
+                    e.wire_message(),
+                    "Backend service response header too large"
+                );
+            }
+            (res, _) => panic!("{size} bytes over h1: {:?}", res.map(|r| r.status())),
+        }
+    }
+}

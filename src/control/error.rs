@@ -1,6 +1,6 @@
 //! [`ControlError`]: why a control-plane operation was refused.
 
-use crate::model::{ApiId, BackendId, Stage, ValidationError};
+use crate::model::{ApiId, BackendId, GroupId, PathTemplate, Stage, ValidationError};
 use crate::store::StoreError;
 
 /// Why a control-plane operation was refused. A refused operation changes nothing.
@@ -45,19 +45,22 @@ pub enum ControlError {
         /// The stage.
         stage: Stage,
     },
-    /// Two published APIs would match the same request.
+    /// Two published APIs would match the same request: in one group, or in two groups that
+    /// can receive the same request (a shared domain, or a group without domains).
     #[error(
-        "`{method} {path}` conflicts with published API `{existing_name}` ({existing}) in stage {stage}"
+        "`{method} {path}` conflicts with published API `{existing_name}` ({existing}) of group {existing_group} in stage {stage}"
     )]
     RouteConflict {
         /// The method of the API being published.
         method: String,
-        /// Its full path.
-        path: String,
+        /// Its full path (group base path included).
+        path: PathTemplate,
         /// The API already published.
         existing: ApiId,
         /// Its name.
         existing_name: String,
+        /// Its group.
+        existing_group: GroupId,
         /// The stage.
         stage: Stage,
     },

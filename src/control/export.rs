@@ -319,6 +319,7 @@ fn check_routes(state: &State) -> Result<(), ControlError> {
     let empty = Snapshot::default();
     let mut targets = Targets::default();
     let tables: Vec<_> = state.published_in.keys().cloned().collect();
+    let mut built = HashMap::new();
     for (group, stage) in tables {
         for api in state
             .published_in
@@ -339,7 +340,7 @@ fn check_routes(state: &State) -> Result<(), ControlError> {
                     )
                 })?;
         }
-        state
+        let table = state
             .build_table(&empty, &group, &stage, None, &mut targets)
             .map_err(|e| {
                 invalid(
@@ -347,7 +348,10 @@ fn check_routes(state: &State) -> Result<(), ControlError> {
                     format!("published routes of group `{group}` in {stage} conflict: {e:?}"),
                 )
             })?;
+        built.insert((group, stage), table);
     }
+    // routes of different groups that can receive the same request
+    state.first_cross_group_conflict(&built)?;
     Ok(())
 }
 
@@ -388,8 +392,10 @@ impl ControlPlane {
     ///
     /// # Errors
     ///
-    /// [`ControlError::Validation`] describing the first problem (nothing changes), or
-    /// [`ControlError::Store`].
+    /// [`ControlError::Validation`] describing the first problem (nothing changes),
+    /// [`ControlError::RouteConflict`] when published APIs of two groups that can receive the
+    /// same request (a shared domain, or a group without domains) would match the same
+    /// request, or [`ControlError::Store`].
     pub async fn import(&self, doc: ConfigExport) -> Result<ImportSummary, ControlError> {
         if doc.format != EXPORT_FORMAT {
             return Err(invalid(

@@ -3,8 +3,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::error::ControlError;
 use super::state::{Affected, State};
-use crate::model::{ApiId, BackendId, GroupId, Stage, StageDefinition};
+use crate::model::{ApiId, BackendId, GroupId, PathTemplate, Segment, Stage, StageDefinition};
+use crate::routing::overlap;
 use crate::routing::{
     BackendTarget, Compiled, Credentials, Grants, HostIndex, LiveRoute, RouteTable, Snapshot,
     TableConflict,
@@ -241,6 +243,105 @@ impl State {
             ..Snapshot::default()
         };
         self.next_snapshot(&prev, &affected, HashMap::new())
+    }
+}
+
+impl State {
+    /// The first published route of another group that can receive a request a route of
+    /// `group` (bound to `domains`) with `method` and full path `template` matches, among the
+    /// route tables `tables` of one stage. The one conflict check for publishing, importing and
+    /// changing a group's domains or base path (issue 20, item 2).
+    pub(crate) fn cross_group_conflict<'t>(
+        &self,
+        group: &GroupId,
+        domains: &[String],
+        method: &str,
+        template: &PathTemplate,
+        tables: impl IntoIterator<Item = (&'t GroupId, &'t RouteTable)>,
+    ) -> Option<&'t Arc<LiveRoute>> {
+        let first = match template.segments().first() {
+            Some(Segment::Literal(l)) => Some(l.as_str()),
+            _ => None,
+        };
+        for (other, table) in tables {
+            if other == group {
+                continue;
+            }
+            let other_domains = self
+                .groups
+                .get(other)
+                .map_or(&[][..], |g| g.value.domains.as_slice());
+            if !overlap::hosts_overlap(domains, other_domains) {
+                continue;
+            }
+            // a table without a route starting with `first` (nor with a parameter or `/*`)
+            // cannot overlap: most are skipped without looking at their routes
+            if let Some(f) = first
+                && !table.wild_first
+                && table
+                    .first_segments
+                    .binary_search_by(|s| s.as_str().cmp(f))
+                    .is_err()
+            {
+                continue;
+            }
+            if let Some(r) = table.routes().iter().find(|r| {
+                overlap::methods_overlap(method, &r.api().request.method)
+                    && overlap::templates_overlap(template, &r.template)
+            }) {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    /// The conflict error for a route with `method` and full `path` in `stage` that collides
+    /// with the published `existing`.
+    pub(crate) fn route_conflict(
+        &self,
+        method: &str,
+        path: &PathTemplate,
+        stage: &Stage,
+        existing: &LiveRoute,
+    ) -> ControlError {
+        ControlError::RouteConflict {
+            method: method.to_owned(),
+            path: path.clone(),
+            existing: existing.api_id().clone(),
+            existing_name: existing.api().name.clone(),
+            existing_group: existing.group_id().clone(),
+            stage: stage.clone(),
+        }
+    }
+
+    /// The first cross-group conflict among whole route tables (an import): each route of
+    /// each table against the tables of the other groups in its stage.
+    pub(crate) fn first_cross_group_conflict(
+        &self,
+        tables: &HashMap<(GroupId, Stage), RouteTable>,
+    ) -> Result<(), ControlError> {
+        for ((group, stage), table) in tables {
+            let domains = self
+                .groups
+                .get(group)
+                .map_or(&[][..], |g| g.value.domains.as_slice());
+            // each pair of groups once: the other is the later in id order
+            let others = || {
+                tables
+                    .iter()
+                    .filter(|((g, s), _)| s == stage && g > group)
+                    .map(|((g, _), t)| (g, t))
+            };
+            for r in table.routes() {
+                let method = &r.api().request.method;
+                if let Some(existing) =
+                    self.cross_group_conflict(group, domains, method, &r.template, others())
+                {
+                    return Err(self.route_conflict(method, &r.template, stage, existing));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

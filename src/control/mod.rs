@@ -209,6 +209,32 @@ where
         .ok_or_else(|| ControlError::not_found(what, id))
 }
 
+/// Checks that the published routes of `group`, with its new domains and base path, collide
+/// with no route of another group that can then receive the same requests.
+fn check_moved_group(state: &State, live: &Snapshot, group: &Group) -> Result<()> {
+    for ((_, stage), table) in live.tables.iter().filter(|((g, _), _)| *g == group.id) {
+        for r in table.routes() {
+            let api = r.api();
+            let template = api.request.path.with_base(group.base_path.as_deref())?;
+            let others = live
+                .tables
+                .iter()
+                .filter(|((_, s), _)| s == stage)
+                .map(|((g, _), t)| (g, &**t));
+            if let Some(existing) = state.cross_group_conflict(
+                &group.id,
+                &group.domains,
+                &api.request.method,
+                &template,
+                others,
+            ) {
+                return Err(state.route_conflict(&api.request.method, &template, stage, existing));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn next_version(prev: Option<&str>) -> String {
     let now = Deployment::format_version(Timestamp::now());
     match prev {
@@ -767,7 +793,8 @@ impl ControlPlane {
     /// # Errors
     ///
     /// [`ControlError::NotFound`], [`ControlError::Validation`], [`ControlError::AlreadyExists`],
-    /// [`ControlError::RouteConflict`] when the new base path makes published routes collide.
+    /// [`ControlError::RouteConflict`] when the new base path or domains make its published
+    /// routes collide with those of another group that can receive the same requests.
     pub async fn update_group(&self, id: &GroupId, spec: NewGroup) -> Result<Group> {
         let mut state = self.state.lock().await;
         let old = state
@@ -794,6 +821,9 @@ impl ControlPlane {
                 what: "group",
                 name: g.name,
             });
+        }
+        if old.domains != g.domains || old.base_path != g.base_path {
+            check_moved_group(&state, &self.live.load(), &g)?;
         }
         let w = put(&state, Entity::Group(g.clone()));
         self.commit_one(&mut state, w).await?;
@@ -991,7 +1021,9 @@ impl ControlPlane {
     ///
     /// [`ControlError::NotFound`] (API, group or backend), [`ControlError::NoDefinition`] when its
     /// backend has no definition in `stage`, [`ControlError::RouteConflict`] when another
-    /// published API of the group would match the same requests, [`ControlError::Refused`] when
+    /// published API of the group would match the same requests, or one of another group that
+    /// can receive the same requests (a shared domain, or either group without domains) would
+    /// match any of them, [`ControlError::Refused`] when
     /// the API cannot use the backend's definition.
     pub async fn publish(
         &self,
@@ -1038,7 +1070,8 @@ impl ControlPlane {
         Ok(deployment)
     }
 
-    /// Checks that `deployment` can go live and builds its group's next table.
+    /// Checks that `deployment` can go live and builds its group's next table: no route of its
+    /// group nor of another group that can receive the same requests may collide with it.
     fn check_publishable(
         &self,
         state: &State,
@@ -1046,9 +1079,9 @@ impl ControlPlane {
     ) -> Result<HashMap<(GroupId, Stage), crate::routing::RouteTable>> {
         let api = &deployment.snapshot;
         let stage = &deployment.stage;
-        if !state.groups.contains_key(&api.group_id) {
+        let Some(group) = state.groups.get(&api.group_id).map(|g| &g.value) else {
             return Err(ControlError::not_found("group", &api.group_id));
-        }
+        };
         let backend = state
             .backends
             .get(&api.backend.backend_id)
@@ -1060,6 +1093,8 @@ impl ControlPlane {
                 stage: stage.clone(),
             });
         }
+        // the full path, as requests match it
+        let template = api.request.path.with_base(group.base_path.as_deref())?;
         let snapshot = self.live.load();
         let arc = Arc::new(deployment.clone());
         let table = state
@@ -1080,13 +1115,28 @@ impl ControlPlane {
                         .unwrap_or_default();
                     ControlError::RouteConflict {
                         method: api.request.method.clone(),
-                        path: api.request.path.to_string(),
+                        path: template.clone(),
                         existing: c.existing,
                         existing_name,
+                        existing_group: group.id.clone(),
                         stage: stage.clone(),
                     }
                 }
             })?;
+        let others = snapshot
+            .tables
+            .iter()
+            .filter(|((_, s), _)| s == stage)
+            .map(|((g, _), t)| (g, &**t));
+        if let Some(existing) = state.cross_group_conflict(
+            &group.id,
+            &group.domains,
+            &api.request.method,
+            &template,
+            others,
+        ) {
+            return Err(state.route_conflict(&api.request.method, &template, stage, existing));
+        }
         let mut prebuilt = HashMap::new();
         prebuilt.insert((api.group_id.clone(), stage.clone()), table);
         Ok(prebuilt)

@@ -64,6 +64,28 @@ impl GatewayError {
         Self::new("I400SG", StatusCode::BAD_REQUEST, "Invalid Stage")
     }
 
+    /// `I400PA`: a request path the gateway refuses before routing: a dot segment (`.`, `..`,
+    /// raw or percent-encoded), a backslash, or an encoded slash where no path parameter
+    /// allows one (see [`check_request_path`](crate::routing::check_request_path)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::{GatewayError, routing::PathError};
+    /// let e = GatewayError::invalid_path(PathError::DotSegment);
+    /// assert_eq!(e.code(), "I400PA");
+    /// assert_eq!(e.status(), http::StatusCode::BAD_REQUEST);
+    /// assert_eq!(e.message(), "Invalid Request Path `dot segment`");
+    /// ```
+    #[must_use]
+    pub fn invalid_path(reason: crate::routing::PathError) -> Self {
+        Self::new(
+            "I400PA",
+            StatusCode::BAD_REQUEST,
+            format!("Invalid Request Path `{reason}`"),
+        )
+    }
+
     /// `I413RL`: the body is larger than the limit.
     #[must_use]
     pub fn body_too_large() -> Self {

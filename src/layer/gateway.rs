@@ -325,12 +325,13 @@ where
         };
         // One snapshot per request; the route's Arc is cloned out and the snapshot kept only
         // for credentials and grants.
+        // Path confinement before routing: a dot segment never reaches a route.
+        let path_check = match crate::routing::check_request_path(req.uri().path()) {
+            Ok(c) => c,
+            Err(e) => return refuse(GatewayError::invalid_path(e)),
+        };
         let snapshot = self.shared.handle.load();
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().host());
+        let host = request_host(req.uri(), req.headers());
         let Some(found) = snapshot.resolve(host, &stage, req.method(), req.uri().path()) else {
             let mut inner = self.inner.clone();
             std::mem::swap(&mut inner, &mut self.inner);
@@ -340,12 +341,38 @@ where
                 Ok(res.map(GatewayBody::new))
             });
         };
+        if path_check == crate::routing::PathCheck::EncodedSeparator
+            && let Err(e) = crate::routing::encoded_separators_allowed(&found)
+        {
+            return refuse(GatewayError::invalid_path(e));
+        }
         let shared = Arc::clone(&self.shared);
         let client = client_addr(&req).or(self.client);
         // `serve` boxed as it is, not inside another async block: that would hold a second copy
         // of the arguments and make the per-request allocation (and its copy) larger.
         Box::pin(serve(shared, snapshot, found, stage, req, client, start))
     }
+}
+
+/// An error answered before a route was chosen.
+fn refuse<E: Send + 'static>(e: GatewayError) -> ResponseFuture<E> {
+    let id = new_request_id();
+    Box::pin(std::future::ready(Ok(e.into_response(&id))))
+}
+
+/// The host a request is for: the authority of an absolute-form target (RFC 9112 §3.2.2: it
+/// wins over `Host`; HTTP/2's `:authority` arrives there too), else `Host`.
+fn request_host<'r>(uri: &'r http::Uri, headers: &'r http::HeaderMap) -> Option<&'r str> {
+    match uri.authority() {
+        Some(a) => Some(without_userinfo(a)),
+        None => headers.get(header::HOST).and_then(|h| h.to_str().ok()),
+    }
+}
+
+/// `host[:port]` of an authority, without a `user:password@` (never a host, never forwarded).
+fn without_userinfo(a: &http::uri::Authority) -> &str {
+    let a = a.as_str();
+    a.rsplit_once('@').map_or(a, |(_, host)| host)
 }
 
 /// Debug details for `X-Ca-Debug-Info`.
@@ -586,11 +613,7 @@ where
 
     // Step 5: parameters.
     let now_ms = u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0);
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.host());
+    let host = request_host(&parts.uri, &parts.headers);
     let sys = crate::mapping::SystemValues {
         client_ip: client.map(|c| c.ip()),
         request_id,
@@ -627,7 +650,10 @@ where
             .map_err(|e| GatewayError::new(e.code(), e.status(), e.wire_message()))
     };
     let mut mapped = map(client_headers && !move_headers)?;
-    let original_host = parts.headers.get(header::HOST).cloned();
+    let original_host = match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(without_userinfo(a)).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    };
     if move_headers {
         if matches!(mapped.body, crate::mapping::BodyAction::Keep) {
             // Only insertions were made (parameters, Content-Type): the same on the client's

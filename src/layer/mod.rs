@@ -1,8 +1,9 @@
 //! The tower integration: [`GatewayLayer`] and [`Gateway`], the data plane that any host server
 //! mounts.
 //!
-//! A request goes: group (by `Host`) → stage (`X-Ca-Stage`, default `RELEASE`) → route (one
-//! snapshot load) → authentication → parameter mapping → backend → response. A request that
+//! A request goes: group (by the authority of an absolute-form target, else `Host`) → stage
+//! (`X-Ca-Stage`, default `RELEASE`) → path confinement → route (one snapshot load) →
+//! authentication → parameter mapping → backend → response. A request that
 //! matches no published API falls through to the inner service; the standalone
 //! [`GatewayService`] answers it with `I404NF`. Every refusal is a response carrying
 //! `X-Ca-Error-Code` and `X-Ca-Error-Message`; the service's error type is the inner service's.
@@ -10,6 +11,14 @@
 //! `X-Ca-Stage` belongs to the gateway: a request carrying an unknown stage name is answered
 //! `I400SG` even when it would otherwise fall through. A request whose path and stage match a
 //! published API but with another method falls through too (the inner app may serve it).
+//!
+//! Path confinement (see [`check_request_path`](crate::routing::check_request_path)): a path
+//! holding a dot segment (`.`, `..`, raw or percent-encoded in any case) or a raw backslash is
+//! answered `I400PA` before routing, whether or not an API would match it. An encoded slash or
+//! backslash (`%2F`, `%5C`) in a path that matches a published API is answered `I400PA` unless
+//! it sits in a `[param]` declared with
+//! [`allow_encoded_slash`](crate::RequestParameter::allow_encoded_slash); a path that matches no
+//! API falls through with it unchanged.
 //!
 //! # Examples
 //!

@@ -292,6 +292,20 @@ pub struct RequestParameter {
     /// An example value for the documentation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub demo_value: Option<String>,
+    /// For a `PATH` parameter: accept an encoded slash or backslash (`%2F`, `%5C`) in its
+    /// value (default `false`: such a request path is refused with `I400PA`). The value is
+    /// forwarded still encoded, so it never becomes a path separator upstream; dot segments
+    /// are refused in any case.
+    ///
+    /// ```
+    /// use stagegate::{RequestParameter, ParamLocation};
+    /// let p: RequestParameter = serde_json::from_value(serde_json::json!({
+    ///     "name": "key", "location": "PATH", "allow_encoded_slash": true
+    /// })).unwrap();
+    /// assert!(p.allow_encoded_slash && p.validate().is_ok());
+    /// ```
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_encoded_slash: bool,
 }
 
 impl Default for ParamLocation {
@@ -324,6 +338,12 @@ impl RequestParameter {
     /// The first field that is not acceptable.
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_param_name("parameter name", &self.name)?;
+        if self.allow_encoded_slash && self.location != ParamLocation::Path {
+            return Err(ValidationError::field(
+                &self.name,
+                "allow_encoded_slash applies to PATH parameters only",
+            ));
+        }
         if let Some(b) = &self.backend_name {
             validate_param_name("parameter backend_name", b)?;
         }

@@ -23,6 +23,7 @@ use super::target::{TargetError, UpstreamTarget};
 /// | [`Timeout`](Self::Timeout) | `D504TO` | 504 |
 /// | [`Connect`](Self::Connect) | `D504CO` | 504 |
 /// | [`BadResponse`](Self::BadResponse) | `D502FC` | 502 |
+/// | [`ResponseHeaderTooLarge`](Self::ResponseHeaderTooLarge) | `D502FC` | 502 |
 /// | [`Upstream`](Self::Upstream) | `N502RE` | 502 |
 /// | [`RequestBodyTooLarge`](Self::RequestBodyTooLarge) | `I413RL` | 413 |
 /// | [`RequestBody`](Self::RequestBody) | `I400BD` | 400 |
@@ -70,6 +71,20 @@ pub enum ProxyError {
         #[source]
         source: BoxError,
     },
+    /// The backend's response header section is larger than the forwarder accepts (see
+    /// [`HttpForwarderBuilder::max_response_header_bytes`](crate::HttpForwarderBuilder::max_response_header_bytes)).
+    ///
+    /// ```
+    /// let err = stagegate::ProxyError::ResponseHeaderTooLarge { source: "70000 bytes".into() };
+    /// assert_eq!((err.code(), err.status().as_u16()), ("D502FC", 502));
+    /// assert_eq!(err.wire_message(), "Backend service response header too large");
+    /// ```
+    #[error("backend response header too large")]
+    ResponseHeaderTooLarge {
+        /// The underlying client error.
+        #[source]
+        source: BoxError,
+    },
     /// The exchange with the backend failed after connecting (closed, reset, protocol error).
     #[error("backend exchange failed: {reason}")]
     Upstream {
@@ -109,7 +124,7 @@ impl ProxyError {
             Self::InvalidTarget(_) | Self::InvalidRequest(_) => "X500ER",
             Self::Timeout { .. } => "D504TO",
             Self::Connect { .. } => "D504CO",
-            Self::BadResponse { .. } => "D502FC",
+            Self::BadResponse { .. } | Self::ResponseHeaderTooLarge { .. } => "D502FC",
             Self::Upstream { .. } => "N502RE",
             Self::RequestBodyTooLarge { .. } => "I413RL",
             Self::RequestBody { .. } => "I400BD",
@@ -128,7 +143,9 @@ impl ProxyError {
         match self {
             Self::InvalidTarget(_) | Self::InvalidRequest(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Timeout { .. } | Self::Connect { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::BadResponse { .. } | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::BadResponse { .. }
+            | Self::ResponseHeaderTooLarge { .. }
+            | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::RequestBodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestBody { .. } => StatusCode::BAD_REQUEST,
         }
@@ -153,6 +170,9 @@ impl ProxyError {
             Self::Timeout { .. } => "Backend service request timeout".to_owned(),
             Self::Connect { reason, .. } => format!("Backend service connect failed '{reason}'"),
             Self::BadResponse { .. } => "Backend service response invalid".to_owned(),
+            Self::ResponseHeaderTooLarge { .. } => {
+                "Backend service response header too large".to_owned()
+            }
             Self::Upstream { reason, .. } => format!("Backend service response error '{reason}'"),
             Self::RequestBodyTooLarge { .. } => "Request body too Large".to_owned(),
             Self::RequestBody { .. } => "Invalid Body: request body stream failed".to_owned(),
@@ -185,9 +205,23 @@ impl ProxyError {
                     Self::RequestBody { source: err }
                 };
             }
+            if h.is_parse_too_large() {
+                return Self::ResponseHeaderTooLarge { source: err };
+            }
             if h.is_parse() || h.is_parse_status() {
                 return Self::BadResponse { source: err };
             }
+        }
+        // HTTP/2: an error h2 raised itself is the backend breaking the protocol or a limit;
+        // a stream it refused is a header list over the limit (it refuses no other response).
+        let h2_library = chain(&*err)
+            .find_map(|e| e.downcast_ref::<h2::Error>())
+            .filter(|h2| h2.is_library())
+            .map(|h2| h2.is_reset() && h2.reason() == Some(h2::Reason::REFUSED_STREAM));
+        match h2_library {
+            Some(true) => return Self::ResponseHeaderTooLarge { source: err },
+            Some(false) => return Self::BadResponse { source: err },
+            None => {}
         }
         let reason = exchange_reason(&*err);
         Self::Upstream {
@@ -309,6 +343,7 @@ mod tests {
                 source: "x".into(),
             },
             ProxyError::BadResponse { source: "x".into() },
+            ProxyError::ResponseHeaderTooLarge { source: "x".into() },
             ProxyError::Upstream {
                 reason: "Connection is closed".into(),
                 source: "x".into(),

@@ -29,6 +29,17 @@ const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const DEFAULT_MAX_IDLE_PER_HOST: usize = 32;
 /// Default forwarding timeout (Alibaba's default backend timeout is 10 000 ms).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default limit of a backend response's header section (see
+/// [`HttpForwarderBuilder::max_response_header_bytes`]).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(stagegate::proxy::DEFAULT_MAX_RESPONSE_HEADER_BYTES, 64 * 1024);
+/// ```
+pub const DEFAULT_MAX_RESPONSE_HEADER_BYTES: usize = 64 * 1024;
+/// The smallest limit hyper's HTTP/1.1 client takes (its minimum read buffer).
+const MIN_RESPONSE_HEADER_BYTES: usize = 8 * 1024;
 
 /// Per-request facts the forwarder needs besides the request itself.
 ///
@@ -156,9 +167,28 @@ pub struct HttpForwarderBuilder {
     pool_idle_timeout: Option<Duration>,
     pool_max_idle_per_host: usize,
     tls_config: Option<rustls::ClientConfig>,
+    max_response_header_bytes: usize,
 }
 
 impl HttpForwarderBuilder {
+    /// The largest backend response header section accepted (default
+    /// [`DEFAULT_MAX_RESPONSE_HEADER_BYTES`], 64 KiB; at least 8 KiB). A larger one fails the
+    /// request with [`ProxyError::ResponseHeaderTooLarge`] (`D502FC`), over HTTP/1.1 (where the
+    /// status line and headers must fit) and HTTP/2 (the header list size, which is also
+    /// advertised to the backend). HTTP/1.1 responses are limited to 100 header fields.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let b = stagegate::HttpForwarder::builder().max_response_header_bytes(16 * 1024);
+    /// # let _ = b;
+    /// ```
+    #[must_use]
+    pub fn max_response_header_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_header_bytes = bytes.max(MIN_RESPONSE_HEADER_BYTES);
+        self
+    }
+
     /// How long a TCP connect may take (default 3 s); `Timeout connecting to ..` after that.
     ///
     /// # Examples
@@ -251,8 +281,11 @@ impl HttpForwarderBuilder {
             .enable_http2()
             .wrap_connector(http);
 
+        let mut h1 = http1::Builder::new();
+        h1.max_buf_size(self.max_response_header_bytes);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new());
+        h2.max_header_list_size(u32::try_from(self.max_response_header_bytes).unwrap_or(u32::MAX));
         HttpForwarder {
             inner: Arc::new(Inner {
                 connector,
@@ -260,7 +293,8 @@ impl HttpForwarderBuilder {
                     self.pool_idle_timeout,
                     self.pool_max_idle_per_host,
                 )),
-                h1: http1::Builder::new(),
+                h1,
+                max_response_header_bytes: self.max_response_header_bytes,
                 h2,
             }),
         }
@@ -274,6 +308,7 @@ impl Default for HttpForwarderBuilder {
             pool_idle_timeout: Some(DEFAULT_POOL_IDLE_TIMEOUT),
             pool_max_idle_per_host: DEFAULT_MAX_IDLE_PER_HOST,
             tls_config: None,
+            max_response_header_bytes: DEFAULT_MAX_RESPONSE_HEADER_BYTES,
         }
     }
 }
@@ -295,6 +330,7 @@ struct Inner {
     pool: Arc<Pool>,
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
+    max_response_header_bytes: usize,
 }
 
 impl fmt::Debug for Inner {
@@ -450,6 +486,20 @@ impl HttpForwarder {
         };
 
         let (mut parts, body) = response.into_parts();
+        // hyper's own bounds are loose (HTTP/1.1 parses whatever one read brought in): the
+        // limit is checked on what arrived, as the gateway checks a request's headers
+        let header_bytes: usize = parts
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum();
+        let limit = self.inner.max_response_header_bytes;
+        if header_bytes > limit {
+            tracing::debug!(%target, header_bytes, limit, "backend response header too large");
+            return Err(ProxyError::ResponseHeaderTooLarge {
+                source: format!("{header_bytes} bytes of response headers, over {limit}").into(),
+            });
+        }
         strip_hop_by_hop(&mut parts.headers);
         parts.version = Version::HTTP_11;
         Ok(Response::from_parts(

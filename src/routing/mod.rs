@@ -4,11 +4,14 @@
 //! plane builds each next generation, rebuilding only the (group, stage) [`RouteTable`]s a change
 //! touched.
 
+mod confine;
+pub(crate) mod overlap;
 mod snapshot;
 mod table;
 mod target;
 mod trie;
 
+pub use confine::{PathCheck, PathError, check_request_path, encoded_separators_allowed};
 pub(crate) use snapshot::HostIndex;
 pub use snapshot::{Credentials, GrantStatus, Grants, Snapshot, SnapshotHandle};
 pub use table::{LiveRoute, RouteMatch, RouteTable, TableConflict};

@@ -47,7 +47,7 @@ impl HostIndex {
     }
 }
 
-fn normalize_host(h: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn normalize_host(h: &str) -> std::borrow::Cow<'_, str> {
     let h = h.trim();
     // strip a port, but not from a bare IPv6 literal
     let h = if let Some(stripped) = h.strip_prefix('[') {
