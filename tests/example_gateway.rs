@@ -391,16 +391,17 @@ async fn call_api(http: &Http, gw: &Gateway, code: &str) -> common::Got {
 
 // ----- the walkthrough -----
 
-/// The `sh` blocks of the README's walkthrough section, each with the `text` block that follows
-/// it (the expected output: every line must appear in that block's output, `...` standing for
-/// anything).
+/// The `sh` blocks of the guide's walkthrough section (`docs/guide.md`, linked from the README),
+/// each with the `text` block that follows it (the expected output: every line must appear in
+/// that block's output, `...` standing for anything).
 fn walkthrough_blocks() -> Vec<(String, Option<String>)> {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("README.md");
-    let start = readme
+    let guide =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/guide.md"))
+            .expect("docs/guide.md");
+    let start = guide
         .find("\n## Walkthrough")
-        .expect("the README's walkthrough section");
-    let section = &readme[start + 1..];
+        .expect("the guide's walkthrough section");
+    let section = &guide[start + 1..];
     let end = section[1..].find("\n## ").map_or(section.len(), |i| i + 1);
     let doc = &section[..end];
     let mut blocks: Vec<(String, Option<String>)> = Vec::new();
