@@ -1,7 +1,11 @@
 //! The control plane's in-memory view of the store, with the indexes cascades need.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::hash::Hash;
 use std::sync::Arc;
+
+use super::error::ControlError;
 
 use crate::model::{
     ApiDefinition, ApiId, App, AppId, Authorization, BackendId, BackendService, Group, GroupId,
@@ -628,17 +632,10 @@ impl State {
     }
 
     fn touch_backend_stage(&self, backend: &BackendId, stage: &Stage, affected: &mut Affected) {
-        for api in self
-            .published_by_backend
-            .get(&(backend.clone(), stage.clone()))
-            .into_iter()
-            .flatten()
-        {
-            if let Some(l) = self.publications.get(&(api.clone(), stage.clone())) {
-                affected
-                    .tables
-                    .insert((l.deployment.snapshot.group_id.clone(), stage.clone()));
-            }
+        for l in self.published_using(backend, stage) {
+            affected
+                .tables
+                .insert((l.deployment.snapshot.group_id.clone(), stage.clone()));
         }
     }
 
@@ -653,12 +650,211 @@ impl State {
     }
 
     /// The APIs published in `stage` that use `backend`, in id order.
-    pub(crate) fn published_using(&self, backend: &BackendId, stage: &Stage) -> Vec<&Live> {
-        self.published_by_backend
-            .get(&(backend.clone(), stage.clone()))
+    pub(crate) fn published_using<'s>(
+        &'s self,
+        backend: &BackendId,
+        stage: &'s Stage,
+    ) -> impl Iterator<Item = &'s Live> {
+        self.published(&self.published_by_backend, backend, stage)
+            .map(|(_, l)| l)
+    }
+
+    /// The APIs published in `stage` in `group`, in id order, with their publications.
+    pub(crate) fn published_in_group<'s>(
+        &'s self,
+        group: &GroupId,
+        stage: &'s Stage,
+    ) -> impl Iterator<Item = (&'s ApiId, &'s Live)> {
+        self.published(&self.published_in, group, stage)
+    }
+
+    /// The publications in `stage` of the APIs `index` files under (`key`, `stage`).
+    fn published<'s, K: Hash + Eq + Clone>(
+        &'s self,
+        index: &'s FxMap<(K, Stage), BTreeSet<ApiId>>,
+        key: &K,
+        stage: &'s Stage,
+    ) -> impl Iterator<Item = (&'s ApiId, &'s Live)> {
+        index
+            .get(&(key.clone(), stage.clone()))
             .into_iter()
             .flatten()
-            .filter_map(|api| self.publications.get(&(api.clone(), stage.clone())))
+            .filter_map(move |api| {
+                self.publications
+                    .get(&(api.clone(), stage.clone()))
+                    .map(|l| (api, l))
+            })
+    }
+}
+
+/// A record the state files by id in a map of its own: how the lookups, the name checks and
+/// the lists of the control plane find it and what its errors call it.
+pub(crate) trait Resource: Clone {
+    /// Its id.
+    type Id: Hash + Eq + fmt::Display;
+    /// What an error calls it ("backend service `b1` not found").
+    const WHAT: &'static str;
+    /// The map of the state that holds it.
+    fn map(state: &State) -> &FxMap<Self::Id, Versioned<Self>>;
+    /// Its name.
+    fn name(&self) -> &str;
+}
+
+impl Resource for BackendService {
+    type Id = BackendId;
+    const WHAT: &'static str = "backend service";
+    fn map(state: &State) -> &FxMap<BackendId, Versioned<Self>> {
+        &state.backends
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Resource for Group {
+    type Id = GroupId;
+    const WHAT: &'static str = "group";
+    fn map(state: &State) -> &FxMap<GroupId, Versioned<Self>> {
+        &state.groups
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Resource for VpcAccess {
+    type Id = VpcAccessId;
+    const WHAT: &'static str = "vpc access authorization";
+    fn map(state: &State) -> &FxMap<VpcAccessId, Versioned<Self>> {
+        &state.vpc_access
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Resource for App {
+    type Id = AppId;
+    const WHAT: &'static str = "app";
+    fn map(state: &State) -> &FxMap<AppId, Versioned<Self>> {
+        &state.apps
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Resource for Draft {
+    type Id = ApiId;
+    const WHAT: &'static str = "api";
+    fn map(state: &State) -> &FxMap<ApiId, Versioned<Self>> {
+        &state.apis
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Lookups: a record by its id, or [`ControlError::NotFound`] naming it.
+impl State {
+    /// The record of kind `R` under `id`.
+    pub(crate) fn get<R: Resource>(&self, id: &R::Id) -> Result<&R, ControlError> {
+        R::map(self)
+            .get(id)
+            .map(|v| &v.value)
+            .ok_or_else(|| ControlError::not_found(R::WHAT, id))
+    }
+
+    /// A backend service.
+    pub(crate) fn backend(&self, id: &BackendId) -> Result<&BackendService, ControlError> {
+        self.get(id)
+    }
+
+    /// A group.
+    pub(crate) fn group(&self, id: &GroupId) -> Result<&Group, ControlError> {
+        self.get(id)
+    }
+
+    /// An API draft.
+    pub(crate) fn api(&self, id: &ApiId) -> Result<&Draft, ControlError> {
+        self.get(id)
+    }
+
+    /// An app.
+    pub(crate) fn app(&self, id: &AppId) -> Result<&App, ControlError> {
+        self.get(id)
+    }
+
+    /// A VPC access authorization.
+    pub(crate) fn vpc_access(&self, id: &VpcAccessId) -> Result<&VpcAccess, ControlError> {
+        self.get(id)
+    }
+
+    /// The deployment `version` of an API in a stage.
+    pub(crate) fn deployment(
+        &self,
+        api: &ApiId,
+        stage: &Stage,
+        version: &str,
+    ) -> Result<&Arc<Deployment>, ControlError> {
+        self.deployments
+            .get(&(api.clone(), stage.clone()))
+            .and_then(|m| m.get(version))
+            .map(|d| &d.value)
+            .ok_or_else(|| {
+                ControlError::not_found("deployment", format!("{api}/{stage}/{version}"))
+            })
+    }
+
+    /// The grant of `app` for `api` in `stage`.
+    pub(crate) fn authorization(
+        &self,
+        app: &AppId,
+        api: &ApiId,
+        stage: &Stage,
+    ) -> Result<&Authorization, ControlError> {
+        self.authorizations
+            .get(&(app.clone(), api.clone(), stage.clone()))
+            .map(|a| &a.value)
+            .ok_or_else(|| ControlError::not_found("authorization", format!("{app}/{api}/{stage}")))
+    }
+
+    /// [`ControlError::AlreadyExists`] when a record of kind `R` other than `except` is named
+    /// `name`.
+    pub(crate) fn check_name_free<R: Resource>(
+        &self,
+        name: &str,
+        except: Option<&R::Id>,
+    ) -> Result<(), ControlError> {
+        let taken = R::map(self)
+            .iter()
+            .any(|(id, r)| r.value.name() == name && except != Some(id));
+        if taken {
+            return Err(ControlError::AlreadyExists {
+                what: R::WHAT,
+                name: name.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The records of kind `R` that `keep` lets through, cloned and sorted by name: every list
+    /// the console shows.
+    pub(crate) fn by_name<R: Resource>(&self, keep: impl Fn(&R) -> bool) -> Vec<R> {
+        let mut v: Vec<R> = R::map(self)
+            .values()
+            .filter(|r| keep(&r.value))
+            .map(|r| r.value.clone())
+            .collect();
+        v.sort_by(|a, b| a.name().cmp(b.name()));
+        v
+    }
+
+    /// The names of every record of kind `R` (import's uniqueness checks).
+    pub(crate) fn names<R: Resource>(&self) -> Vec<String> {
+        R::map(self)
+            .values()
+            .map(|r| r.value.name().to_owned())
             .collect()
     }
 }
