@@ -107,7 +107,7 @@ impl ControlPlane {
         state.api(id)?;
         let stages: Vec<String> = Stage::BUILT_IN
             .iter()
-            .filter(|s| state.publications.contains_key(&(id.clone(), (*s).clone())))
+            .filter(|s| state.live(id, s).is_some())
             .map(ToString::to_string)
             .collect();
         if !stages.is_empty() {
@@ -122,13 +122,11 @@ impl ControlPlane {
         }
         let mut writes = vec![delete(&state, Key::api(id))];
         for stage in Stage::BUILT_IN {
-            for version in state
-                .deployments
-                .get(&(id.clone(), stage.clone()))
-                .into_iter()
-                .flat_map(|m| m.keys())
-            {
-                writes.push(delete(&state, Key::deployment(id, &stage, version)));
+            for d in state.history(id, &stage) {
+                writes.push(delete(
+                    &state,
+                    Key::deployment(id, &stage, &d.value.version),
+                ));
             }
         }
         writes.extend(delete_grants(&state, |_, api| api == id));
@@ -182,10 +180,9 @@ impl ControlPlane {
         let mut state = self.state.lock().await;
         let api = state.api(id)?.to_definition();
         let prev = state
-            .deployments
-            .get(&(id.clone(), stage.clone()))
-            .and_then(|m| m.keys().next_back())
-            .cloned();
+            .history(id, &stage)
+            .next_back()
+            .map(|d| d.value.version.clone());
         let deployment = Deployment {
             api_id: id.clone(),
             stage: stage.clone(),
@@ -237,8 +234,7 @@ impl ControlPlane {
                 TableBuildError::Compile(m) => ControlError::Refused(m),
                 TableBuildError::Conflict(c) => {
                     let existing_name = state
-                        .publications
-                        .get(&(c.existing.clone(), stage.clone()))
+                        .live(&c.existing, stage)
                         .map(|l| l.deployment.snapshot.name.clone())
                         .unwrap_or_default();
                     ControlError::RouteConflict {
@@ -264,10 +260,7 @@ impl ControlPlane {
     /// [`ControlError::NotPublished`].
     pub async fn unpublish(&self, id: &ApiId, stage: &Stage) -> Result<()> {
         let mut state = self.state.lock().await;
-        if !state
-            .publications
-            .contains_key(&(id.clone(), stage.clone()))
-        {
+        if state.live(id, stage).is_none() {
             return Err(ControlError::NotPublished {
                 api: id.clone(),
                 stage: stage.clone(),
@@ -280,10 +273,7 @@ impl ControlPlane {
     /// The deployment live in a stage, if any.
     pub async fn published(&self, id: &ApiId, stage: &Stage) -> Option<Deployment> {
         let state = self.state.lock().await;
-        state
-            .publications
-            .get(&(id.clone(), stage.clone()))
-            .map(|l| (*l.deployment).clone())
+        state.live(id, stage).map(|l| (*l.deployment).clone())
     }
 
     /// The deployment history of an API, per stage, oldest first; `live` marks the one in force.
@@ -296,16 +286,8 @@ impl ControlPlane {
         state.api(id)?;
         let mut out = Vec::new();
         for stage in Stage::BUILT_IN {
-            let live = state
-                .publications
-                .get(&(id.clone(), stage.clone()))
-                .map(|l| l.deployment.version.clone());
-            for d in state
-                .deployments
-                .get(&(id.clone(), stage.clone()))
-                .into_iter()
-                .flat_map(|m| m.values())
-            {
+            let live = state.live(id, &stage).map(|l| l.deployment.version.clone());
+            for d in state.history(id, &stage) {
                 let v = &d.value.version;
                 out.push(DeploymentInfo {
                     stage: stage.clone(),

@@ -262,9 +262,7 @@ fn check_invariants(state: &State, entities: &[Entity]) -> Result<(), ControlErr
     }
     for e in entities {
         if let Entity::Publication(p) = e
-            && !state
-                .publications
-                .contains_key(&(p.api_id.clone(), p.stage.clone()))
+            && state.live(&p.api_id, &p.stage).is_none()
         {
             return Err(invalid(
                 "import",

@@ -118,11 +118,6 @@ impl DeploymentHistory {
         self.0.is_empty()
     }
 
-    /// The versions, oldest first.
-    pub(crate) fn keys(&self) -> impl DoubleEndedIterator<Item = &String> {
-        self.0.iter().map(|d| &d.value.version)
-    }
-
     /// The deployments, oldest first.
     pub(crate) fn values(&self) -> impl DoubleEndedIterator<Item = &Versioned<Arc<Deployment>>> {
         self.0.iter()
@@ -579,10 +574,7 @@ impl State {
     /// is equal to it, else on its own.
     fn draft(&self, api: ApiDefinition) -> Draft {
         for stage in Stage::BUILT_IN {
-            if let Some(d) = self
-                .deployments
-                .get(&(api.id.clone(), stage))
-                .and_then(|m| m.values().next_back())
+            if let Some(d) = self.history(&api.id, &stage).next_back()
                 && d.value.snapshot == api
             {
                 return Draft::Deployed(Arc::clone(&d.value));
@@ -700,60 +692,32 @@ pub(crate) trait Resource: Clone {
     fn name(&self) -> &str;
 }
 
-impl Resource for BackendService {
-    type Id = BackendId;
-    const WHAT: &'static str = "backend service";
-    fn map(state: &State) -> &FxMap<BackendId, Versioned<Self>> {
-        &state.backends
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
+/// Implements [`Resource`] for a record filed in `State::$field` and named by its `name`.
+macro_rules! resource {
+    ($ty:ty, $id:ty, $what:literal, $field:ident) => {
+        impl Resource for $ty {
+            type Id = $id;
+            const WHAT: &'static str = $what;
+            fn map(state: &State) -> &FxMap<$id, Versioned<Self>> {
+                &state.$field
+            }
+            fn name(&self) -> &str {
+                &self.name
+            }
+        }
+    };
 }
 
-impl Resource for Group {
-    type Id = GroupId;
-    const WHAT: &'static str = "group";
-    fn map(state: &State) -> &FxMap<GroupId, Versioned<Self>> {
-        &state.groups
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Resource for VpcAccess {
-    type Id = VpcAccessId;
-    const WHAT: &'static str = "vpc access authorization";
-    fn map(state: &State) -> &FxMap<VpcAccessId, Versioned<Self>> {
-        &state.vpc_access
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Resource for App {
-    type Id = AppId;
-    const WHAT: &'static str = "app";
-    fn map(state: &State) -> &FxMap<AppId, Versioned<Self>> {
-        &state.apps
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Resource for Draft {
-    type Id = ApiId;
-    const WHAT: &'static str = "api";
-    fn map(state: &State) -> &FxMap<ApiId, Versioned<Self>> {
-        &state.apis
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-}
+resource!(BackendService, BackendId, "backend service", backends);
+resource!(Group, GroupId, "group", groups);
+resource!(
+    VpcAccess,
+    VpcAccessId,
+    "vpc access authorization",
+    vpc_access
+);
+resource!(App, AppId, "app", apps);
+resource!(Draft, ApiId, "api", apis);
 
 /// Lookups: a record by its id, or [`ControlError::NotFound`] naming it.
 impl State {
@@ -804,6 +768,23 @@ impl State {
             .ok_or_else(|| {
                 ControlError::not_found("deployment", format!("{api}/{stage}/{version}"))
             })
+    }
+
+    /// The deployments of an API in a stage, oldest first.
+    pub(crate) fn history(
+        &self,
+        api: &ApiId,
+        stage: &Stage,
+    ) -> impl DoubleEndedIterator<Item = &Versioned<Arc<Deployment>>> {
+        self.deployments
+            .get(&(api.clone(), stage.clone()))
+            .into_iter()
+            .flat_map(DeploymentHistory::values)
+    }
+
+    /// The publication of an API in a stage, if it is published there.
+    pub(crate) fn live(&self, api: &ApiId, stage: &Stage) -> Option<&Live> {
+        self.publications.get(&(api.clone(), stage.clone()))
     }
 
     /// The grant of `app` for `api` in `stage`.
@@ -925,6 +906,92 @@ mod tests {
         assert_eq!(state.version_of(&Key::api(&api.id)), Some(3));
     }
 
+    /// Every lookup names what it looked for, in the words the operations have always used.
+    #[test]
+    fn lookups_name_what_is_missing() {
+        let state = State::default();
+        let (app, api) = (AppId::parse("p1").unwrap(), ApiId::parse("a1").unwrap());
+        let missing = [
+            state
+                .backend(&BackendId::parse("b1").unwrap())
+                .map(|_| ())
+                .unwrap_err(),
+            state
+                .group(&GroupId::parse("g1").unwrap())
+                .map(|_| ())
+                .unwrap_err(),
+            state.api(&api).map(|_| ()).unwrap_err(),
+            state.app(&app).map(|_| ()).unwrap_err(),
+            state
+                .vpc_access(&VpcAccessId::parse("v1").unwrap())
+                .map(|_| ())
+                .unwrap_err(),
+            state
+                .deployment(&api, &Stage::TEST, "20260101000000000")
+                .map(|_| ())
+                .unwrap_err(),
+            state
+                .authorization(&app, &api, &Stage::TEST)
+                .map(|_| ())
+                .unwrap_err(),
+        ];
+        let texts: Vec<String> = missing.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            texts,
+            [
+                "backend service `b1` not found",
+                "group `g1` not found",
+                "api `a1` not found",
+                "app `p1` not found",
+                "vpc access authorization `v1` not found",
+                "deployment `a1/TEST/20260101000000000` not found",
+                "authorization `p1/a1/TEST` not found",
+            ]
+        );
+        assert!(
+            missing
+                .iter()
+                .all(|e| matches!(e, ControlError::NotFound { .. }))
+        );
+    }
+
+    /// A name is taken unless only the record being renamed holds it; lists are by name.
+    #[test]
+    fn name_checks_and_lists() {
+        let mut state = State::default();
+        let mut affected = Affected::default();
+        let zeta = BackendService::new("zeta", crate::model::BackendKind::Http).unwrap();
+        let alpha = BackendService::new("alpha", crate::model::BackendKind::Http).unwrap();
+        state.put(Entity::Backend(zeta.clone()), 1, &mut affected);
+        state.put(Entity::Backend(alpha.clone()), 1, &mut affected);
+        assert_eq!(state.backend(&zeta.id).unwrap(), &zeta);
+        let taken = state
+            .check_name_free::<BackendService>("zeta", None)
+            .unwrap_err();
+        assert!(
+            matches!(&taken, ControlError::AlreadyExists { what: "backend service", name } if name == "zeta")
+        );
+        assert!(
+            state
+                .check_name_free::<BackendService>("zeta", Some(&zeta.id))
+                .is_ok()
+        );
+        assert!(
+            state
+                .check_name_free::<BackendService>("zeta", Some(&alpha.id))
+                .is_err()
+        );
+        assert!(state.check_name_free::<Group>("zeta", None).is_ok());
+        let names: Vec<String> = state
+            .by_name(|_: &BackendService| true)
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
+        assert_eq!(names, ["alpha", "zeta"]);
+        assert_eq!(state.by_name(|b: &BackendService| b.name == "zeta"), [zeta]);
+        assert_eq!(state.names::<BackendService>().len(), 2);
+    }
+
     /// The history keeps deployments in version order whatever order they arrive in.
     #[test]
     fn deployment_history_is_ordered_by_version() {
@@ -936,13 +1003,13 @@ mod tests {
                 version: 1,
             });
         }
-        let keys: Vec<&str> = h.keys().map(String::as_str).collect();
+        let keys: Vec<&str> = h.values().map(|d| d.value.version.as_str()).collect();
         assert_eq!(keys, ["20260101", "20260102", "20260103"]);
         assert_eq!(h.values().next_back().unwrap().value.version, "20260103");
         assert!(h.get("20260102").is_some() && h.get("20260104").is_none());
         h.remove("20260102");
         h.remove("20260109");
-        let keys: Vec<&str> = h.keys().map(String::as_str).collect();
+        let keys: Vec<&str> = h.values().map(|d| d.value.version.as_str()).collect();
         assert_eq!(keys, ["20260101", "20260103"]);
         h.remove("20260101");
         h.remove("20260103");
