@@ -322,22 +322,12 @@ impl State {
     /// Every record, sorted by key: what a store holding this state would load.
     pub(crate) fn records(&self) -> Vec<Versioned<Entity>> {
         let mut out: Vec<Versioned<Entity>> = Vec::new();
+        self.records_of(&mut out, Entity::Backend);
+        self.records_of(&mut out, Entity::Group);
+        self.records_of(&mut out, |d: Draft| Entity::Api(d.to_definition()));
+        self.records_of(&mut out, Entity::App);
+        self.records_of(&mut out, Entity::VpcAccess);
         let v = |value: Entity, version| Versioned { value, version };
-        out.extend(
-            self.backends
-                .values()
-                .map(|b| v(Entity::Backend(b.value.clone()), b.version)),
-        );
-        out.extend(
-            self.groups
-                .values()
-                .map(|b| v(Entity::Group(b.value.clone()), b.version)),
-        );
-        out.extend(
-            self.apis
-                .values()
-                .map(|b| v(Entity::Api(b.value.to_definition()), b.version)),
-        );
         out.extend(
             self.deployments
                 .values()
@@ -350,22 +340,20 @@ impl State {
                 .map(|l| v(Entity::Publication(l.publication()), l.version)),
         );
         out.extend(
-            self.apps
-                .values()
-                .map(|b| v(Entity::App(b.value.clone()), b.version)),
-        );
-        out.extend(
             self.authorizations
                 .values()
                 .map(|b| v(Entity::Authorization(b.value.clone()), b.version)),
         );
-        out.extend(
-            self.vpc_access
-                .values()
-                .map(|b| v(Entity::VpcAccess(b.value.clone()), b.version)),
-        );
         out.sort_by_key(|a| a.value.key());
         out
+    }
+
+    /// Appends every record of kind `R`, as `entity` makes it an [`Entity`].
+    fn records_of<R: Resource>(&self, out: &mut Vec<Versioned<Entity>>, entity: fn(R) -> Entity) {
+        out.extend(R::map(self).values().map(|r| Versioned {
+            value: entity(r.value.clone()),
+            version: r.version,
+        }));
     }
 
     /// Applies one change (from a local commit or the store's feed) and notes what it touched.
