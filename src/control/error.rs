@@ -113,4 +113,12 @@ impl ControlError {
             id: id.to_string(),
         }
     }
+
+    pub(crate) fn in_use(what: &'static str, id: impl ToString, users: String) -> Self {
+        Self::InUse {
+            what,
+            id: id.to_string(),
+            users,
+        }
+    }
 }

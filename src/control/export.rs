@@ -156,26 +156,9 @@ fn check_invariants(state: &State, entities: &[Entity]) -> Result<(), ControlErr
             None => Ok(()),
         }
     };
-    unique(
-        "backend name",
-        state
-            .backends
-            .values()
-            .map(|b| b.value.name.clone())
-            .collect(),
-    )?;
-    unique(
-        "group name",
-        state
-            .groups
-            .values()
-            .map(|b| b.value.name.clone())
-            .collect(),
-    )?;
-    unique(
-        "app name",
-        state.apps.values().map(|b| b.value.name.clone()).collect(),
-    )?;
+    unique("backend name", state.names::<BackendService>())?;
+    unique("group name", state.names::<Group>())?;
+    unique("app name", state.names::<App>())?;
     unique(
         "app key",
         state
@@ -200,14 +183,7 @@ fn check_invariants(state: &State, entities: &[Entity]) -> Result<(), ControlErr
             }
         }
     }
-    unique(
-        "vpc access authorization name",
-        state
-            .vpc_access
-            .values()
-            .map(|v| v.value.name.clone())
-            .collect(),
-    )?;
+    unique("vpc access authorization name", state.names::<VpcAccess>())?;
     unique(
         "api name",
         state
@@ -286,9 +262,7 @@ fn check_invariants(state: &State, entities: &[Entity]) -> Result<(), ControlErr
     }
     for e in entities {
         if let Entity::Publication(p) = e
-            && !state
-                .publications
-                .contains_key(&(p.api_id.clone(), p.stage.clone()))
+            && state.live(&p.api_id, &p.stage).is_none()
         {
             return Err(invalid(
                 "import",
@@ -321,13 +295,7 @@ fn check_routes(state: &State) -> Result<(), ControlError> {
     let tables: Vec<_> = state.published_in.keys().cloned().collect();
     let mut built = HashMap::new();
     for (group, stage) in tables {
-        for api in state
-            .published_in
-            .get(&(group.clone(), stage.clone()))
-            .into_iter()
-            .flatten()
-        {
-            let live = &state.publications[&(api.clone(), stage.clone())];
+        for (_, live) in state.published_in_group(&group, &stage) {
             state
                 .compile_route(&live.deployment, &stage, None, None, &mut targets)
                 .map_err(|e| {

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use super::error::ControlError;
 use super::state::{Affected, State};
-use crate::model::{ApiId, BackendId, GroupId, PathTemplate, Segment, Stage, StageDefinition};
+use crate::model::{
+    ApiId, BackendId, Group, GroupId, PathTemplate, Segment, Stage, StageDefinition,
+};
 use crate::routing::overlap;
 use crate::routing::{
     BackendTarget, Compiled, Credentials, Grants, HostIndex, LiveRoute, RouteTable, Snapshot,
@@ -33,20 +35,16 @@ impl State {
     ) -> Result<Arc<LiveRoute>, String> {
         let explicit = definition.is_some();
         let api = &deployment.snapshot;
-        let group = self
-            .groups
-            .get(&api.group_id)
-            .ok_or_else(|| format!("group `{}` not found", api.group_id))?;
+        let group = self.group(&api.group_id).map_err(|e| e.to_string())?;
         let backend = self
-            .backends
-            .get(&api.backend.backend_id)
-            .ok_or_else(|| format!("backend service `{}` not found", api.backend.backend_id))?;
+            .backend(&api.backend.backend_id)
+            .map_err(|e| e.to_string())?;
         let definition = match definition {
             Some(d) => d,
-            None => backend.value.stages.get(stage).ok_or_else(|| {
+            None => backend.stages.get(stage).ok_or_else(|| {
                 format!(
                     "backend service `{}` has no definition in stage {stage}",
-                    backend.value.name
+                    backend.name
                 )
             })?,
         };
@@ -55,7 +53,7 @@ impl State {
                 "an OSS definition needs the API's backend.oss (action and object key)".to_owned(),
             );
         }
-        let base = group.value.base_path.as_deref();
+        let base = group.base_path.as_deref();
         // The previous route serves on if nothing it was compiled from changed. Its template is
         // compared as text (which determines it): parsing the joined path again for every route
         // of the group was a quarter of a table rebuild (callgrind, `benches/publish.rs`).
@@ -63,8 +61,8 @@ impl State {
             && Arc::ptr_eq(&p.deployment, deployment)
             && *p.definition == *definition
             && p.template.is_with_base(&api.request.path, base)
-            && p.backend_name == backend.value.name
-            && p.pass_appcode_to_backend == group.value.pass_appcode_to_backend
+            && p.backend_name == backend.name
+            && p.pass_appcode_to_backend == group.pass_appcode_to_backend
             && !matches!(definition, StageDefinition::Vpc(_))
         {
             return Ok(Arc::clone(p));
@@ -103,13 +101,13 @@ impl State {
             deployment: Arc::clone(deployment),
             stage: stage.clone(),
             template,
-            backend_name: backend.value.name.clone(),
-            backend_kind: backend.value.kind,
+            backend_name: backend.name.clone(),
+            backend_kind: backend.kind,
             definition: shared,
             target,
             vpc_access,
             compiled,
-            pass_appcode_to_backend: group.value.pass_appcode_to_backend,
+            pass_appcode_to_backend: group.pass_appcode_to_backend,
         }))
     }
 
@@ -128,18 +126,10 @@ impl State {
             .map(|t| t.routes().iter().map(|r| (r.api_id(), r)).collect())
             .unwrap_or_default();
         let mut routes = Vec::new();
-        for api in self
-            .published_in
-            .get(&(group.clone(), stage.clone()))
-            .into_iter()
-            .flatten()
-        {
+        for (api, live) in self.published_in_group(group, stage) {
             if candidate.is_some_and(|(c, _)| c == api) {
                 continue;
             }
-            let Some(live) = self.publications.get(&(api.clone(), stage.clone())) else {
-                continue;
-            };
             match self.compile_route(
                 &live.deployment,
                 stage,
@@ -267,11 +257,7 @@ impl State {
             if other == group {
                 continue;
             }
-            let other_domains = self
-                .groups
-                .get(other)
-                .map_or(&[][..], |g| g.value.domains.as_slice());
-            if !overlap::hosts_overlap(domains, other_domains) {
+            if !overlap::hosts_overlap(domains, self.domains(other)) {
                 continue;
             }
             // a table without a route starting with `first` (nor with a parameter or `/*`)
@@ -293,6 +279,34 @@ impl State {
             }
         }
         None
+    }
+
+    /// The domains `group` is bound to (none for an unknown group).
+    fn domains(&self, group: &GroupId) -> &[String] {
+        self.groups
+            .get(group)
+            .map_or(&[][..], |g| g.value.domains.as_slice())
+    }
+
+    /// Refuses a route of `group` with `method` and full path `template` in `stage` that
+    /// collides with a route of another group in `snapshot` that can receive the same requests.
+    pub(crate) fn check_cross_group(
+        &self,
+        snapshot: &Snapshot,
+        group: &Group,
+        method: &str,
+        template: &PathTemplate,
+        stage: &Stage,
+    ) -> Result<(), ControlError> {
+        let others = snapshot
+            .tables
+            .iter()
+            .filter(|((_, s), _)| s == stage)
+            .map(|((g, _), t)| (g, &**t));
+        match self.cross_group_conflict(&group.id, &group.domains, method, template, others) {
+            Some(existing) => Err(self.route_conflict(method, template, stage, existing)),
+            None => Ok(()),
+        }
     }
 
     /// The conflict error for a route with `method` and full `path` in `stage` that collides
@@ -321,10 +335,7 @@ impl State {
         tables: &HashMap<(GroupId, Stage), RouteTable>,
     ) -> Result<(), ControlError> {
         for ((group, stage), table) in tables {
-            let domains = self
-                .groups
-                .get(group)
-                .map_or(&[][..], |g| g.value.domains.as_slice());
+            let domains = self.domains(group);
             // each pair of groups once: the other is the later in id order
             let others = || {
                 tables

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ApiId, Stage};
+use crate::model::{ApiDefinition, ApiId, Stage};
 
 /// What a cascade did to one published API.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,4 +40,22 @@ pub struct ApiReport {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl ApiReport {
+    /// The line for `api` in `stage`.
+    pub(crate) fn new(
+        api: &ApiDefinition,
+        stage: &Stage,
+        result: ReportResult,
+        error: Option<String>,
+    ) -> Self {
+        Self {
+            api_id: api.id.clone(),
+            api_name: api.name.clone(),
+            stage: stage.clone(),
+            result,
+            error,
+        }
+    }
 }

@@ -1,7 +1,11 @@
 //! The control plane's in-memory view of the store, with the indexes cascades need.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::hash::Hash;
 use std::sync::Arc;
+
+use super::error::ControlError;
 
 use crate::model::{
     ApiDefinition, ApiId, App, AppId, Authorization, BackendId, BackendService, Group, GroupId,
@@ -112,11 +116,6 @@ impl DeploymentHistory {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-
-    /// The versions, oldest first.
-    pub(crate) fn keys(&self) -> impl DoubleEndedIterator<Item = &String> {
-        self.0.iter().map(|d| &d.value.version)
     }
 
     /// The deployments, oldest first.
@@ -323,22 +322,12 @@ impl State {
     /// Every record, sorted by key: what a store holding this state would load.
     pub(crate) fn records(&self) -> Vec<Versioned<Entity>> {
         let mut out: Vec<Versioned<Entity>> = Vec::new();
+        self.records_of(&mut out, Entity::Backend);
+        self.records_of(&mut out, Entity::Group);
+        self.records_of(&mut out, |d: Draft| Entity::Api(d.to_definition()));
+        self.records_of(&mut out, Entity::App);
+        self.records_of(&mut out, Entity::VpcAccess);
         let v = |value: Entity, version| Versioned { value, version };
-        out.extend(
-            self.backends
-                .values()
-                .map(|b| v(Entity::Backend(b.value.clone()), b.version)),
-        );
-        out.extend(
-            self.groups
-                .values()
-                .map(|b| v(Entity::Group(b.value.clone()), b.version)),
-        );
-        out.extend(
-            self.apis
-                .values()
-                .map(|b| v(Entity::Api(b.value.to_definition()), b.version)),
-        );
         out.extend(
             self.deployments
                 .values()
@@ -351,22 +340,20 @@ impl State {
                 .map(|l| v(Entity::Publication(l.publication()), l.version)),
         );
         out.extend(
-            self.apps
-                .values()
-                .map(|b| v(Entity::App(b.value.clone()), b.version)),
-        );
-        out.extend(
             self.authorizations
                 .values()
                 .map(|b| v(Entity::Authorization(b.value.clone()), b.version)),
         );
-        out.extend(
-            self.vpc_access
-                .values()
-                .map(|b| v(Entity::VpcAccess(b.value.clone()), b.version)),
-        );
         out.sort_by_key(|a| a.value.key());
         out
+    }
+
+    /// Appends every record of kind `R`, as `entity` makes it an [`Entity`].
+    fn records_of<R: Resource>(&self, out: &mut Vec<Versioned<Entity>>, entity: fn(R) -> Entity) {
+        out.extend(R::map(self).values().map(|r| Versioned {
+            value: entity(r.value.clone()),
+            version: r.version,
+        }));
     }
 
     /// Applies one change (from a local commit or the store's feed) and notes what it touched.
@@ -575,10 +562,7 @@ impl State {
     /// is equal to it, else on its own.
     fn draft(&self, api: ApiDefinition) -> Draft {
         for stage in Stage::BUILT_IN {
-            if let Some(d) = self
-                .deployments
-                .get(&(api.id.clone(), stage))
-                .and_then(|m| m.values().next_back())
+            if let Some(d) = self.history(&api.id, &stage).next_back()
                 && d.value.snapshot == api
             {
                 return Draft::Deployed(Arc::clone(&d.value));
@@ -628,17 +612,10 @@ impl State {
     }
 
     fn touch_backend_stage(&self, backend: &BackendId, stage: &Stage, affected: &mut Affected) {
-        for api in self
-            .published_by_backend
-            .get(&(backend.clone(), stage.clone()))
-            .into_iter()
-            .flatten()
-        {
-            if let Some(l) = self.publications.get(&(api.clone(), stage.clone())) {
-                affected
-                    .tables
-                    .insert((l.deployment.snapshot.group_id.clone(), stage.clone()));
-            }
+        for l in self.published_using(backend, stage) {
+            affected
+                .tables
+                .insert((l.deployment.snapshot.group_id.clone(), stage.clone()));
         }
     }
 
@@ -653,12 +630,200 @@ impl State {
     }
 
     /// The APIs published in `stage` that use `backend`, in id order.
-    pub(crate) fn published_using(&self, backend: &BackendId, stage: &Stage) -> Vec<&Live> {
-        self.published_by_backend
-            .get(&(backend.clone(), stage.clone()))
+    pub(crate) fn published_using<'s>(
+        &'s self,
+        backend: &BackendId,
+        stage: &'s Stage,
+    ) -> impl Iterator<Item = &'s Live> {
+        self.published(&self.published_by_backend, backend, stage)
+            .map(|(_, l)| l)
+    }
+
+    /// The APIs published in `stage` in `group`, in id order, with their publications.
+    pub(crate) fn published_in_group<'s>(
+        &'s self,
+        group: &GroupId,
+        stage: &'s Stage,
+    ) -> impl Iterator<Item = (&'s ApiId, &'s Live)> {
+        self.published(&self.published_in, group, stage)
+    }
+
+    /// The publications in `stage` of the APIs `index` files under (`key`, `stage`).
+    fn published<'s, K: Hash + Eq + Clone>(
+        &'s self,
+        index: &'s FxMap<(K, Stage), BTreeSet<ApiId>>,
+        key: &K,
+        stage: &'s Stage,
+    ) -> impl Iterator<Item = (&'s ApiId, &'s Live)> {
+        index
+            .get(&(key.clone(), stage.clone()))
             .into_iter()
             .flatten()
-            .filter_map(|api| self.publications.get(&(api.clone(), stage.clone())))
+            .filter_map(move |api| {
+                self.publications
+                    .get(&(api.clone(), stage.clone()))
+                    .map(|l| (api, l))
+            })
+    }
+}
+
+/// A record the state files by id in a map of its own: how the lookups, the name checks and
+/// the lists of the control plane find it and what its errors call it.
+pub(crate) trait Resource: Clone {
+    /// Its id.
+    type Id: Hash + Eq + fmt::Display;
+    /// What an error calls it ("backend service `b1` not found").
+    const WHAT: &'static str;
+    /// The map of the state that holds it.
+    fn map(state: &State) -> &FxMap<Self::Id, Versioned<Self>>;
+    /// Its name.
+    fn name(&self) -> &str;
+}
+
+/// Implements [`Resource`] for a record filed in `State::$field` and named by its `name`.
+macro_rules! resource {
+    ($ty:ty, $id:ty, $what:literal, $field:ident) => {
+        impl Resource for $ty {
+            type Id = $id;
+            const WHAT: &'static str = $what;
+            fn map(state: &State) -> &FxMap<$id, Versioned<Self>> {
+                &state.$field
+            }
+            fn name(&self) -> &str {
+                &self.name
+            }
+        }
+    };
+}
+
+resource!(BackendService, BackendId, "backend service", backends);
+resource!(Group, GroupId, "group", groups);
+resource!(
+    VpcAccess,
+    VpcAccessId,
+    "vpc access authorization",
+    vpc_access
+);
+resource!(App, AppId, "app", apps);
+resource!(Draft, ApiId, "api", apis);
+
+/// Lookups: a record by its id, or [`ControlError::NotFound`] naming it.
+impl State {
+    /// The record of kind `R` under `id`.
+    pub(crate) fn get<R: Resource>(&self, id: &R::Id) -> Result<&R, ControlError> {
+        R::map(self)
+            .get(id)
+            .map(|v| &v.value)
+            .ok_or_else(|| ControlError::not_found(R::WHAT, id))
+    }
+
+    /// A backend service.
+    pub(crate) fn backend(&self, id: &BackendId) -> Result<&BackendService, ControlError> {
+        self.get(id)
+    }
+
+    /// A group.
+    pub(crate) fn group(&self, id: &GroupId) -> Result<&Group, ControlError> {
+        self.get(id)
+    }
+
+    /// An API draft.
+    pub(crate) fn api(&self, id: &ApiId) -> Result<&Draft, ControlError> {
+        self.get(id)
+    }
+
+    /// An app.
+    pub(crate) fn app(&self, id: &AppId) -> Result<&App, ControlError> {
+        self.get(id)
+    }
+
+    /// A VPC access authorization.
+    pub(crate) fn vpc_access(&self, id: &VpcAccessId) -> Result<&VpcAccess, ControlError> {
+        self.get(id)
+    }
+
+    /// The deployment `version` of an API in a stage.
+    pub(crate) fn deployment(
+        &self,
+        api: &ApiId,
+        stage: &Stage,
+        version: &str,
+    ) -> Result<&Arc<Deployment>, ControlError> {
+        self.deployments
+            .get(&(api.clone(), stage.clone()))
+            .and_then(|m| m.get(version))
+            .map(|d| &d.value)
+            .ok_or_else(|| {
+                ControlError::not_found("deployment", format!("{api}/{stage}/{version}"))
+            })
+    }
+
+    /// The deployments of an API in a stage, oldest first.
+    pub(crate) fn history(
+        &self,
+        api: &ApiId,
+        stage: &Stage,
+    ) -> impl DoubleEndedIterator<Item = &Versioned<Arc<Deployment>>> {
+        self.deployments
+            .get(&(api.clone(), stage.clone()))
+            .into_iter()
+            .flat_map(DeploymentHistory::values)
+    }
+
+    /// The publication of an API in a stage, if it is published there.
+    pub(crate) fn live(&self, api: &ApiId, stage: &Stage) -> Option<&Live> {
+        self.publications.get(&(api.clone(), stage.clone()))
+    }
+
+    /// The grant of `app` for `api` in `stage`.
+    pub(crate) fn authorization(
+        &self,
+        app: &AppId,
+        api: &ApiId,
+        stage: &Stage,
+    ) -> Result<&Authorization, ControlError> {
+        self.authorizations
+            .get(&(app.clone(), api.clone(), stage.clone()))
+            .map(|a| &a.value)
+            .ok_or_else(|| ControlError::not_found("authorization", format!("{app}/{api}/{stage}")))
+    }
+
+    /// [`ControlError::AlreadyExists`] when a record of kind `R` other than `except` is named
+    /// `name`.
+    pub(crate) fn check_name_free<R: Resource>(
+        &self,
+        name: &str,
+        except: Option<&R::Id>,
+    ) -> Result<(), ControlError> {
+        let taken = R::map(self)
+            .iter()
+            .any(|(id, r)| r.value.name() == name && except != Some(id));
+        if taken {
+            return Err(ControlError::AlreadyExists {
+                what: R::WHAT,
+                name: name.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The records of kind `R` that `keep` lets through, cloned and sorted by name: every list
+    /// the console shows.
+    pub(crate) fn by_name<R: Resource>(&self, keep: impl Fn(&R) -> bool) -> Vec<R> {
+        let mut v: Vec<R> = R::map(self)
+            .values()
+            .filter(|r| keep(&r.value))
+            .map(|r| r.value.clone())
+            .collect();
+        v.sort_by(|a, b| a.name().cmp(b.name()));
+        v
+    }
+
+    /// The names of every record of kind `R` (import's uniqueness checks).
+    pub(crate) fn names<R: Resource>(&self) -> Vec<String> {
+        R::map(self)
+            .values()
+            .map(|r| r.value.name().to_owned())
             .collect()
     }
 }
@@ -729,6 +894,92 @@ mod tests {
         assert_eq!(state.version_of(&Key::api(&api.id)), Some(3));
     }
 
+    /// Every lookup names what it looked for, in the words the operations have always used.
+    #[test]
+    fn lookups_name_what_is_missing() {
+        let state = State::default();
+        let (app, api) = (AppId::parse("p1").unwrap(), ApiId::parse("a1").unwrap());
+        let missing = [
+            state
+                .backend(&BackendId::parse("b1").unwrap())
+                .map(|_| ())
+                .unwrap_err(),
+            state
+                .group(&GroupId::parse("g1").unwrap())
+                .map(|_| ())
+                .unwrap_err(),
+            state.api(&api).map(|_| ()).unwrap_err(),
+            state.app(&app).map(|_| ()).unwrap_err(),
+            state
+                .vpc_access(&VpcAccessId::parse("v1").unwrap())
+                .map(|_| ())
+                .unwrap_err(),
+            state
+                .deployment(&api, &Stage::TEST, "20260101000000000")
+                .map(|_| ())
+                .unwrap_err(),
+            state
+                .authorization(&app, &api, &Stage::TEST)
+                .map(|_| ())
+                .unwrap_err(),
+        ];
+        let texts: Vec<String> = missing.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            texts,
+            [
+                "backend service `b1` not found",
+                "group `g1` not found",
+                "api `a1` not found",
+                "app `p1` not found",
+                "vpc access authorization `v1` not found",
+                "deployment `a1/TEST/20260101000000000` not found",
+                "authorization `p1/a1/TEST` not found",
+            ]
+        );
+        assert!(
+            missing
+                .iter()
+                .all(|e| matches!(e, ControlError::NotFound { .. }))
+        );
+    }
+
+    /// A name is taken unless only the record being renamed holds it; lists are by name.
+    #[test]
+    fn name_checks_and_lists() {
+        let mut state = State::default();
+        let mut affected = Affected::default();
+        let zeta = BackendService::new("zeta", crate::model::BackendKind::Http).unwrap();
+        let alpha = BackendService::new("alpha", crate::model::BackendKind::Http).unwrap();
+        state.put(Entity::Backend(zeta.clone()), 1, &mut affected);
+        state.put(Entity::Backend(alpha.clone()), 1, &mut affected);
+        assert_eq!(state.backend(&zeta.id).unwrap(), &zeta);
+        let taken = state
+            .check_name_free::<BackendService>("zeta", None)
+            .unwrap_err();
+        assert!(
+            matches!(&taken, ControlError::AlreadyExists { what: "backend service", name } if name == "zeta")
+        );
+        assert!(
+            state
+                .check_name_free::<BackendService>("zeta", Some(&zeta.id))
+                .is_ok()
+        );
+        assert!(
+            state
+                .check_name_free::<BackendService>("zeta", Some(&alpha.id))
+                .is_err()
+        );
+        assert!(state.check_name_free::<Group>("zeta", None).is_ok());
+        let names: Vec<String> = state
+            .by_name(|_: &BackendService| true)
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
+        assert_eq!(names, ["alpha", "zeta"]);
+        assert_eq!(state.by_name(|b: &BackendService| b.name == "zeta"), [zeta]);
+        assert_eq!(state.names::<BackendService>().len(), 2);
+    }
+
     /// The history keeps deployments in version order whatever order they arrive in.
     #[test]
     fn deployment_history_is_ordered_by_version() {
@@ -740,13 +991,13 @@ mod tests {
                 version: 1,
             });
         }
-        let keys: Vec<&str> = h.keys().map(String::as_str).collect();
+        let keys: Vec<&str> = h.values().map(|d| d.value.version.as_str()).collect();
         assert_eq!(keys, ["20260101", "20260102", "20260103"]);
         assert_eq!(h.values().next_back().unwrap().value.version, "20260103");
         assert!(h.get("20260102").is_some() && h.get("20260104").is_none());
         h.remove("20260102");
         h.remove("20260109");
-        let keys: Vec<&str> = h.keys().map(String::as_str).collect();
+        let keys: Vec<&str> = h.values().map(|d| d.value.version.as_str()).collect();
         assert_eq!(keys, ["20260101", "20260103"]);
         h.remove("20260101");
         h.remove("20260103");
