@@ -64,6 +64,7 @@ pub mod admin;
 pub mod auth;
 pub mod backend;
 pub mod control;
+pub mod error_code;
 pub mod layer;
 pub mod mapping;
 pub mod model;
@@ -84,6 +85,7 @@ pub use control::{
     ApiReport, AppPatch, BackendPatch, ConfigExport, ControlError, ControlPlane, DefinitionChange,
     DeploymentInfo, EXPORT_FORMAT, ImportSummary, NewApp, NewBackend, NewGroup, ReportResult,
 };
+pub use error_code::{ErrorCode, WireError};
 pub use layer::{
     AppAuthenticator, AuthMethod, AuthRequest, Authenticator, Caller, ClientAddr, Gateway,
     GatewayError, GatewayLayer, GatewayService, NotFound,

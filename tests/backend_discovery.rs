@@ -99,7 +99,8 @@ async fn no_healthy_instance_is_d503ni() {
     assert_eq!(got.header("x-ca-error-code"), Some("D503NI"));
     assert_eq!(
         got.header("x-ca-error-message"),
-        Some("no healthy instance of service `users`")
+        // #21: the service's name is logged, not sent.
+        Some("No healthy backend instance")
     );
 }
 
@@ -286,7 +287,8 @@ async fn unreachable_registries_and_missing_providers_are_clear_errors() {
     assert_eq!(got.header("x-ca-error-code"), Some("X501NI"));
     assert_eq!(
         got.header("x-ca-error-message"),
-        Some("no Zookeeper registry provider is configured")
+        // #21: the registry type is logged, not sent.
+        Some("Backend type not served by this gateway")
     );
 }
 

@@ -80,7 +80,8 @@ async fn unknown_buses_fail_and_definition_changes_cascade() {
     assert_eq!(got.header("x-ca-error-code"), Some("D502EB"));
     assert_eq!(
         got.header("x-ca-error-message"),
-        Some("event bus `nobody` does not exist")
+        // #21: the bus's name is logged, not sent.
+        Some("Event bus request failed")
     );
 
     // re-point the stage to another bus: no republish needed

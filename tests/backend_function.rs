@@ -121,7 +121,8 @@ async fn malformed_answers_unknown_functions_and_timeouts_are_gateway_errors() {
     assert_eq!(got.header("x-ca-error-code"), Some("D502FC"));
     assert_eq!(
         got.header("x-ca-error-message"),
-        Some("function answer malformed: missing `statusCode`")
+        // #21: what was wrong with the function's answer is logged, not sent.
+        Some("Backend service response invalid")
     );
 
     let mut r = req("GET", "/fn", "");
@@ -132,7 +133,8 @@ async fn malformed_answers_unknown_functions_and_timeouts_are_gateway_errors() {
     assert_eq!(got.header("x-ca-error-code"), Some("D502FN"));
     assert_eq!(
         got.header("x-ca-error-message"),
-        Some("function `orders/missing:LATEST` not found")
+        // #21: the function's name is logged, not sent.
+        Some("Backend function not found")
     );
 
     let mut r = req("GET", "/fn", "");

@@ -1,6 +1,10 @@
 //! Authentication failures and their gateway error codes (behaviour spec §6).
 
+use std::borrow::Cow;
+
 use http::StatusCode;
+
+use crate::error_code::{ErrorCode, WireError};
 
 /// Why the nonce store could not answer.
 ///
@@ -69,8 +73,9 @@ pub enum ReplayError {
 ///
 /// ```
 /// use stagegate::AuthError;
+/// use stagegate::ErrorCode;
 /// let e = AuthError::InvalidSignature { string_to_sign: "GET\n\n\n\n\n/p".into() };
-/// assert_eq!(e.code(), "A403IS");
+/// assert_eq!(e.code(), ErrorCode::A403IS.as_str());
 /// assert_eq!(e.status(), http::StatusCode::FORBIDDEN);
 /// assert_eq!(e.wire_message(), "Invalid Signature, Server StringToSign:`GET#####/p`");
 /// ```
@@ -163,37 +168,74 @@ pub enum AuthError {
     ReplayStore(#[from] ReplayError),
 }
 
+impl WireError for AuthError {
+    fn wire_code(&self) -> ErrorCode {
+        match self {
+            Self::MissingCredentials => ErrorCode::A400MA,
+            Self::InvalidAppKey => ErrorCode::A400IK,
+            Self::MissingHeader { .. } => ErrorCode::I400MH,
+            Self::InvalidHeader { .. } => ErrorCode::I400HD,
+            Self::UnsignedHeader { .. } => ErrorCode::A400UH,
+            Self::DuplicateHeader { .. } => ErrorCode::A400DH,
+            Self::ConflictingParameter { .. } => ErrorCode::A400PC,
+            Self::SignatureMethodNotAllowed { .. } => ErrorCode::A400SM,
+            Self::InvalidTimestamp => ErrorCode::A400IT,
+            Self::TimestampExpired => ErrorCode::A400TE,
+            Self::NonceUsed => ErrorCode::A400NU,
+            Self::InvalidContentMd5 => ErrorCode::A400CM,
+            Self::InvalidSignature { .. } => ErrorCode::A403IS,
+            Self::InvalidAppCode => ErrorCode::A401AC,
+            Self::AppCodeDisabled => ErrorCode::A400AC,
+            Self::Unauthorized => ErrorCode::A403NA,
+            Self::GrantExpired => ErrorCode::A403EP,
+            Self::AppDisabled => ErrorCode::A403AD,
+            Self::ReplayStore(_) => ErrorCode::X503BZ,
+        }
+    }
+
+    /// Header and parameter names the client sent, the signature method it named, and the
+    /// server's StringToSign (every `\n` shown as `#`); nothing else.
+    fn wire_detail(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Self::MissingHeader { name } | Self::UnsignedHeader { name } => {
+                Some(Cow::Borrowed(name))
+            }
+            Self::InvalidHeader { name, reason } => Some(Cow::Owned(format!("`{name}` {reason}"))),
+            Self::DuplicateHeader { name } | Self::ConflictingParameter { name } => {
+                Some(Cow::Borrowed(name))
+            }
+            Self::SignatureMethodNotAllowed { method } => Some(Cow::Borrowed(method)),
+            Self::InvalidSignature { string_to_sign } => {
+                Some(Cow::Owned(string_to_sign.replace('\n', "#")))
+            }
+            Self::MissingCredentials
+            | Self::InvalidAppKey
+            | Self::InvalidTimestamp
+            | Self::TimestampExpired
+            | Self::NonceUsed
+            | Self::InvalidContentMd5
+            | Self::InvalidAppCode
+            | Self::AppCodeDisabled
+            | Self::Unauthorized
+            | Self::GrantExpired
+            | Self::AppDisabled
+            | Self::ReplayStore(_) => None,
+        }
+    }
+}
+
 impl AuthError {
     /// The six-character `X-Ca-Error-Code` (class letter, HTTP status, reason).
     ///
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(stagegate::AuthError::InvalidAppKey.code(), "A400IK");
+    /// use stagegate::{AuthError, ErrorCode};
+    /// assert_eq!(AuthError::InvalidAppKey.code(), ErrorCode::A400IK.as_str());
     /// ```
     #[must_use]
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::MissingCredentials => "A400MA",
-            Self::InvalidAppKey => "A400IK",
-            Self::MissingHeader { .. } => "I400MH",
-            Self::InvalidHeader { .. } => "I400HD",
-            Self::UnsignedHeader { .. } => "A400UH",
-            Self::DuplicateHeader { .. } => "A400DH",
-            Self::ConflictingParameter { .. } => "A400PC",
-            Self::SignatureMethodNotAllowed { .. } => "A400SM",
-            Self::InvalidTimestamp => "A400IT",
-            Self::TimestampExpired => "A400TE",
-            Self::NonceUsed => "A400NU",
-            Self::InvalidContentMd5 => "A400CM",
-            Self::InvalidSignature { .. } => "A403IS",
-            Self::InvalidAppCode => "A401AC",
-            Self::AppCodeDisabled => "A400AC",
-            Self::Unauthorized => "A403NA",
-            Self::GrantExpired => "A403EP",
-            Self::AppDisabled => "A403AD",
-            Self::ReplayStore(_) => "X503BZ",
-        }
+        self.wire_code().as_str()
     }
 
     /// The HTTP status: the three digits of [`code`](Self::code).
@@ -206,11 +248,7 @@ impl AuthError {
     /// ```
     #[must_use]
     pub fn status(&self) -> StatusCode {
-        self.code()
-            .get(1..4)
-            .and_then(|digits| digits.parse::<u16>().ok())
-            .and_then(|n| StatusCode::from_u16(n).ok())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        self.wire_code().status()
     }
 
     /// The `X-Ca-Error-Message` text: the classic gateway wording where one exists, and
@@ -224,38 +262,7 @@ impl AuthError {
     /// ```
     #[must_use]
     pub fn wire_message(&self) -> String {
-        match self {
-            Self::MissingCredentials => {
-                "Need authorization: X-Ca-Key or AppCode is required".to_owned()
-            }
-            Self::InvalidAppKey => "Invalid AppKey".to_owned(),
-            Self::MissingHeader { name } => format!("Header `{name}` is Required"),
-            Self::InvalidHeader { name, reason } => format!("Invalid Header `{name}` {reason}"),
-            Self::UnsignedHeader { name } => {
-                format!("Header `{name}` must be listed in X-Ca-Signature-Headers")
-            }
-            Self::DuplicateHeader { name } => format!("Header `{name}` is repeated"),
-            Self::ConflictingParameter { name } => {
-                format!("Parameter `{name}` has different values in the query and the body")
-            }
-            Self::SignatureMethodNotAllowed { method } => {
-                format!("Invalid Signature Method `{method}`")
-            }
-            Self::InvalidTimestamp => "Invalid Timestamp".to_owned(),
-            Self::TimestampExpired => "Timestamp Expired".to_owned(),
-            Self::NonceUsed => "Nonce Used".to_owned(),
-            Self::InvalidContentMd5 => "Invalid Content-MD5".to_owned(),
-            Self::InvalidSignature { string_to_sign } => format!(
-                "Invalid Signature, Server StringToSign:`{}`",
-                string_to_sign.replace('\n', "#")
-            ),
-            Self::InvalidAppCode => "Invalid AppCode".to_owned(),
-            Self::AppCodeDisabled => "AppCode authentication is disabled for this API".to_owned(),
-            Self::Unauthorized => "Unauthorized".to_owned(),
-            Self::GrantExpired => "App authorization expired".to_owned(),
-            Self::AppDisabled => "App Disabled".to_owned(),
-            Self::ReplayStore(_) => "Service Busy".to_owned(),
-        }
+        self.wire_text().into_owned()
     }
 }
 

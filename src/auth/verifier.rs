@@ -692,7 +692,7 @@ where
 /// assert_eq!(appcode_from_request(&parts, AppCodeMode::Header).unwrap().as_deref(), Some("abc"));
 /// assert_eq!(
 ///     appcode_from_request(&parts, AppCodeMode::Disable).unwrap_err().code(),
-///     "A400AC"
+///     stagegate::ErrorCode::A400AC.as_str()
 /// );
 /// ```
 pub fn appcode_from_request(

@@ -22,11 +22,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Method, Response, StatusCode};
+use http::{Method, Response};
 use parking_lot::Mutex;
 use serde::Deserialize;
 
 use super::{BackendCall, forward_http, http_exchange};
+use crate::error_code::{ErrorCode, WireError};
 use crate::layer::GatewayError;
 use crate::model::{DiscoveryDefinition, RegistryType};
 use crate::proxy::{GatewayBody, HttpForwarder, ProxyError, UpstreamTarget};
@@ -86,7 +87,9 @@ impl Instance {
 /// use stagegate::backend::DiscoveryError;
 /// let e = DiscoveryError::NoHealthyInstance("users".into());
 /// assert_eq!(e.to_string(), "no healthy instance of service `users`");
-/// assert_eq!(stagegate::GatewayError::from(e).code(), "D503NI");
+/// let g = stagegate::GatewayError::from(e);
+/// assert_eq!(g.error_code(), stagegate::ErrorCode::D503NI);
+/// assert_eq!(g.message(), "No healthy backend instance");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -102,14 +105,14 @@ pub enum DiscoveryError {
     Unsupported(RegistryType),
 }
 
-impl From<DiscoveryError> for GatewayError {
-    fn from(e: DiscoveryError) -> Self {
-        let (code, status) = match e {
-            DiscoveryError::NoHealthyInstance(_) => ("D503NI", StatusCode::SERVICE_UNAVAILABLE),
-            DiscoveryError::Registry(_) => ("D503RG", StatusCode::SERVICE_UNAVAILABLE),
-            DiscoveryError::Unsupported(_) => ("X501NI", StatusCode::NOT_IMPLEMENTED),
-        };
-        Self::new(code, status, e.to_string())
+/// No detail: service names, registry answers and the registry type go to the log only.
+impl WireError for DiscoveryError {
+    fn wire_code(&self) -> ErrorCode {
+        match self {
+            Self::NoHealthyInstance(_) => ErrorCode::D503NI,
+            Self::Registry(_) => ErrorCode::D503RG,
+            Self::Unsupported(_) => ErrorCode::X501NI,
+        }
     }
 }
 

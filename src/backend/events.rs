@@ -7,6 +7,7 @@
 //! (JSON when it parses as JSON, else text, else `data_base64`); a call without a body carries
 //! its parameters instead: `{"pathParameters":{..},"queryParameters":{..}}`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::{BackendCall, http_exchange, read_body};
+use crate::error_code::{ErrorCode, WireError};
 use crate::layer::GatewayError;
 use crate::model::EventBridgeDefinition;
 use crate::proxy::{GatewayBody, HttpForwarder, ProxyError};
@@ -112,7 +114,9 @@ impl CloudEvent {
 /// use stagegate::backend::EventError;
 /// let e = EventError::UnknownBus("orders".into());
 /// assert_eq!(e.to_string(), "event bus `orders` does not exist");
-/// assert_eq!(stagegate::GatewayError::from(e).code(), "D502EB");
+/// let g = stagegate::GatewayError::from(e);
+/// assert_eq!(g.error_code(), stagegate::ErrorCode::D502EB);
+/// assert_eq!(g.message(), "Event bus request failed");
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -128,11 +132,20 @@ pub enum EventError {
     Transport(#[from] ProxyError),
 }
 
-impl From<EventError> for GatewayError {
-    fn from(e: EventError) -> Self {
-        match &e {
-            EventError::Transport(p) => Self::new(p.code(), p.status(), p.wire_message()),
-            _ => Self::new("D502EB", StatusCode::BAD_GATEWAY, e.to_string()),
+/// No internal detail: bus names and the bus's own refusal go to the log only. A transport
+/// failure is the HTTP error's.
+impl WireError for EventError {
+    fn wire_code(&self) -> ErrorCode {
+        match self {
+            Self::UnknownBus(_) | Self::Rejected(_) => ErrorCode::D502EB,
+            Self::Transport(p) => p.wire_code(),
+        }
+    }
+
+    fn wire_detail(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Self::Transport(p) => p.wire_detail(),
+            Self::UnknownBus(_) | Self::Rejected(_) => None,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! HTTP functions are compiled into plain HTTP targets (the trigger URL plus the trigger path)
 //! and are forwarded like HTTP backends.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use super::{BackendCall, http_exchange, read_body};
+use crate::error_code::{ErrorCode, WireError};
 use crate::layer::GatewayError;
 use crate::model::FunctionDefinition;
 use crate::proxy::{GatewayBody, HttpForwarder, ProxyError};
@@ -86,7 +88,9 @@ impl std::fmt::Display for FunctionRef {
 /// ```
 /// use stagegate::backend::FunctionError;
 /// let e = FunctionError::MalformedAnswer("missing `statusCode`".into());
-/// assert_eq!(stagegate::GatewayError::from(e).code(), "D502FC");
+/// let g = stagegate::GatewayError::from(e);
+/// assert_eq!(g.error_code(), stagegate::ErrorCode::D502FC);
+/// assert_eq!(g.message(), "Backend service response invalid");
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -108,24 +112,25 @@ pub enum FunctionError {
     Transport(#[from] ProxyError),
 }
 
-impl From<FunctionError> for GatewayError {
-    fn from(e: FunctionError) -> Self {
-        let (code, status) = match &e {
-            FunctionError::NotFound(_) => ("D502FN", StatusCode::BAD_GATEWAY),
-            FunctionError::Failed(_) => ("D502FE", StatusCode::BAD_GATEWAY),
-            FunctionError::MalformedAnswer(_) => ("D502FC", StatusCode::BAD_GATEWAY),
-            FunctionError::Timeout(_) => {
-                return Self::new(
-                    "D504TO",
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "Backend service request timeout: the function did not answer in time",
-                );
-            }
-            FunctionError::Transport(p) => {
-                return Self::new(p.code(), p.status(), p.wire_message());
-            }
-        };
-        Self::new(code, status, e.to_string())
+/// No internal detail: function names, the handler's own error text and what was wrong with
+/// its answer go to the log only. A transport failure is the HTTP error's.
+impl WireError for FunctionError {
+    fn wire_code(&self) -> ErrorCode {
+        match self {
+            Self::NotFound(_) => ErrorCode::D502FN,
+            Self::Failed(_) => ErrorCode::D502FE,
+            Self::MalformedAnswer(_) => ErrorCode::D502FC,
+            Self::Timeout(_) => ErrorCode::D504TO,
+            Self::Transport(p) => p.wire_code(),
+        }
+    }
+
+    fn wire_detail(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Self::Timeout(_) => Some(Cow::Borrowed("the function did not answer in time")),
+            Self::Transport(p) => p.wire_detail(),
+            Self::NotFound(_) | Self::Failed(_) | Self::MalformedAnswer(_) => None,
+        }
     }
 }
 

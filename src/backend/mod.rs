@@ -44,6 +44,7 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, header};
 
+use crate::error_code::ErrorCode;
 use crate::layer::{Caller, GatewayError};
 use crate::mapping::MappedRequest;
 use crate::model::{FunctionDefinition, Stage, StageDefinition};
@@ -169,11 +170,7 @@ impl Dispatch for Unsupported {
 }
 
 fn not_served(what: &str) -> GatewayError {
-    GatewayError::new(
-        "X501NI",
-        StatusCode::NOT_IMPLEMENTED,
-        format!("Backend type {what} is not served by this gateway"),
-    )
+    GatewayError::with_detail(ErrorCode::X501NI, what)
 }
 
 /// The dispatcher for every pluggable kind, with a builder; [`GatewayLayer::new`](crate::GatewayLayer::new)
@@ -394,11 +391,7 @@ pub(crate) fn body_error(e: &BodyError) -> GatewayError {
     if too_large {
         GatewayError::body_too_large()
     } else {
-        GatewayError::new(
-            "I400BD",
-            StatusCode::BAD_REQUEST,
-            "Invalid Body: the request body could not be read",
-        )
+        GatewayError::unreadable_body()
     }
 }
 

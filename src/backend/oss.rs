@@ -14,6 +14,7 @@
 //! Objects stream both ways: GetObject streams the store's chunks; PutObject buffers at most
 //! one 5 MiB part (and a bounded number of parts in flight) before writing.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use object_store::{
 use parking_lot::Mutex;
 
 use super::{BackendCall, body_error};
+use crate::error_code::{ErrorCode, WireError};
 use crate::layer::GatewayError;
 use crate::model::{OssAction, OssDefinition};
 use crate::proxy::{BodyError, BoxError, GatewayBody};
@@ -58,7 +60,9 @@ const PARTS_IN_FLIGHT: usize = 2;
 /// use stagegate::OssAction;
 /// let e = OssError::PermissionDenied { action: OssAction::PutObject, bucket: "assets".into() };
 /// assert_eq!(e.to_string(), "the gateway has no write permission on bucket `assets` (PutObject)");
-/// assert_eq!(stagegate::GatewayError::from(e).code(), "A403OP");
+/// let g = stagegate::GatewayError::from(e);
+/// assert_eq!(g.error_code(), stagegate::ErrorCode::A403OP);
+/// assert_eq!(g.message(), "OSS access denied: the gateway has no write permission (PutObject)");
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -95,45 +99,53 @@ pub enum OssError {
     Store(#[from] object_store::Error),
 }
 
-impl From<OssError> for GatewayError {
-    fn from(e: OssError) -> Self {
-        match &e {
-            OssError::PermissionDenied { .. } => Self::new(
-                "A403OP",
-                StatusCode::FORBIDDEN,
-                format!("OSS access denied: {e}"),
-            ),
-            OssError::InvalidKey(reason) => Self::new(
-                "I400PA",
-                StatusCode::BAD_REQUEST,
-                format!("Invalid Request Path `{reason}`"),
-            ),
-            OssError::OutsideBucket { .. } => {
-                tracing::warn!(error = %e, "OSS call refused: a symbolic link in the bucket");
-                Self::new(
-                    "A403OP",
-                    StatusCode::FORBIDDEN,
-                    format!("OSS access denied: {e}"),
-                )
-            }
-            OssError::NoStore { .. } => Self::new("D502OS", StatusCode::BAD_GATEWAY, e.to_string()),
-            OssError::Store(source) => {
-                let (cause, io_kind) = redacted(source);
-                if io_kind == Some(std::io::ErrorKind::InvalidFilename) {
-                    return Self::new(
-                        "I400PA",
-                        StatusCode::BAD_REQUEST,
-                        "Invalid Request Path `the object key has a segment that is too long`",
-                    );
+/// Bucket names, the provider's reasons and the store's own errors (which name file system
+/// paths) never reach the wire: the detail is the object key's problem (`I400PA`) or the
+/// permission and action that were refused (`A403OP`).
+impl WireError for OssError {
+    fn wire_code(&self) -> ErrorCode {
+        match self {
+            Self::PermissionDenied { .. } | Self::OutsideBucket { .. } => ErrorCode::A403OP,
+            Self::InvalidKey(_) => ErrorCode::I400PA,
+            Self::NoStore { .. } => ErrorCode::D502OS,
+            Self::Store(source) => {
+                if redacted(source).1 == Some(std::io::ErrorKind::InvalidFilename) {
+                    ErrorCode::I400PA
+                } else {
+                    ErrorCode::D502OS
                 }
-                tracing::warn!(error = %cause, "object store failed");
-                Self::new(
-                    "D502OS",
-                    StatusCode::BAD_GATEWAY,
-                    "Object storage request failed",
-                )
             }
         }
+    }
+
+    fn wire_detail(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Self::PermissionDenied { action, .. } => Some(Cow::Owned(format!(
+                "the gateway has no {} permission ({action:?})",
+                if action.writes() { "write" } else { "read" }
+            ))),
+            Self::InvalidKey(reason) => Some(Cow::Borrowed(reason)),
+            Self::Store(_) => Some(Cow::Borrowed(
+                "the object key has a segment that is too long",
+            )),
+            Self::OutsideBucket { .. } | Self::NoStore { .. } => None,
+        }
+    }
+
+    /// The store's own error redacted: it names file system paths.
+    fn internal_detail(&self) -> String {
+        match self {
+            Self::Store(source) => redacted(source).0,
+            other => other.to_string(),
+        }
+    }
+}
+
+/// A key or bucket that leads through a symbolic link: refused, and worth a warning.
+fn outside_bucket(bucket: &str) -> OssError {
+    tracing::warn!(bucket, "OSS call refused: a symbolic link in the bucket");
+    OssError::OutsideBucket {
+        bucket: bucket.to_owned(),
     }
 }
 
@@ -276,9 +288,7 @@ impl ObjectStores for LocalObjectStores {
             path.push(part.as_ref());
             match std::fs::symlink_metadata(&path) {
                 Ok(m) if m.file_type().is_symlink() => {
-                    return Err(OssError::OutsideBucket {
-                        bucket: def.bucket.clone(),
-                    });
+                    return Err(outside_bucket(&def.bucket));
                 }
                 Ok(_) => {}
                 // Nothing further exists: a PutObject creates real directories from here on.
@@ -300,9 +310,7 @@ impl LocalObjectStores {
         let meta = std::fs::symlink_metadata(&dir)
             .map_err(|e| refuse(&format!("directory is not accessible: {e}")))?;
         if meta.file_type().is_symlink() {
-            return Err(OssError::OutsideBucket {
-                bucket: bucket.to_owned(),
-            });
+            return Err(outside_bucket(bucket));
         }
         if !meta.is_dir() {
             return Err(refuse("not a directory"));
@@ -741,7 +749,10 @@ mod tests {
         assert!(!logged.contains("sss"), "{logged}");
         assert_eq!(kind, Some(std::io::ErrorKind::InvalidFilename));
         let g = crate::GatewayError::from(OssError::Store(e));
-        assert_eq!((g.code(), g.status().as_u16()), ("I400PA", 400));
+        assert_eq!(
+            (g.code(), g.status().as_u16()),
+            (crate::ErrorCode::I400PA.as_str(), 400)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

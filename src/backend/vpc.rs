@@ -7,9 +7,10 @@
 //! I/O (a cloud API, a service registry) and may cache as it sees fit, and instance moves take
 //! effect without any configuration change.
 
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderValue, Response};
 
 use super::{BackendCall, forward_http};
+use crate::error_code::{ErrorCode, WireError};
 use crate::layer::GatewayError;
 use crate::model::VpcDefinition;
 use crate::proxy::{GatewayBody, UpstreamTarget};
@@ -23,7 +24,9 @@ use crate::store::BoxFuture;
 /// use stagegate::backend::VpcError;
 /// let e = VpcError::Unresolved { instance_id: "i-1".into(), port: 80, reason: "unknown instance".into() };
 /// assert_eq!(e.to_string(), "instance `i-1` port 80 could not be resolved: unknown instance");
-/// assert_eq!(stagegate::GatewayError::from(e).code(), "X504VE");
+/// let g = stagegate::GatewayError::from(e);
+/// assert_eq!(g.error_code(), stagegate::ErrorCode::X504VE);
+/// assert_eq!(g.message(), "VPC access failed");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -43,14 +46,13 @@ pub enum VpcError {
     InvalidAddress(String),
 }
 
-impl From<VpcError> for GatewayError {
-    fn from(e: VpcError) -> Self {
-        // X504VE: the spec's connection-level VPC error.
-        Self::new(
-            "X504VE",
-            StatusCode::GATEWAY_TIMEOUT,
-            format!("VPC access failed: {e}"),
-        )
+/// `X504VE` (the spec's connection-level VPC error), without detail: instance ids and the
+/// resolver's reasons go to the log only.
+impl WireError for VpcError {
+    fn wire_code(&self) -> ErrorCode {
+        match self {
+            Self::Unresolved { .. } | Self::InvalidAddress(_) => ErrorCode::X504VE,
+        }
     }
 }
 

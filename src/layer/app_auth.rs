@@ -21,12 +21,6 @@ use crate::store::BoxFuture;
 static X_CA_SIGNATURE: HeaderName = HeaderName::from_static("x-ca-signature");
 static CONTENT_MD5: HeaderName = HeaderName::from_static("content-md5");
 
-impl From<AuthError> for GatewayError {
-    fn from(e: AuthError) -> Self {
-        Self::new(e.code(), e.status(), e.wire_message())
-    }
-}
-
 /// AppCode and signature authentication, exactly as the original gateway's clients expect.
 ///
 /// Credentials and grants come from the live snapshot, so a rotated secret, a new AppCode or a

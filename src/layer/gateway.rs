@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, header};
 use http_body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -19,6 +19,7 @@ use super::auth::{AuthRequest, Authenticator, Caller};
 use super::error::{GatewayError, X_CA_REQUEST_ID};
 use super::new_request_id;
 use super::request_id::RequestId;
+use crate::error_code::ErrorCode;
 use crate::model::{AuthType, Protocol, RequestMode, Stage};
 use crate::proxy::{
     BodyError, BoxError, ForwardContext, GatewayBody, HttpForwarder, collect_limited,
@@ -526,13 +527,9 @@ where
         Protocol::Http
     };
     if !api.request.protocols.contains(&protocol) {
-        return Err(GatewayError::new(
-            "I403PT",
-            StatusCode::FORBIDDEN,
-            format!(
-                "Invalid protocol {} unsupported",
-                if https { "HTTPS" } else { "HTTP" }
-            ),
+        return Err(GatewayError::with_detail(
+            ErrorCode::I403PT,
+            if https { "HTTPS" } else { "HTTP" },
         ));
     }
     if let Some(len) = req
@@ -554,11 +551,7 @@ where
             Ok(b) => (Some(b), None),
             Err(BodyError::TooLarge { .. }) => return Err(GatewayError::body_too_large()),
             Err(_) => {
-                return Err(GatewayError::new(
-                    "I400BD",
-                    StatusCode::BAD_REQUEST,
-                    "Invalid Body: the request body could not be read",
-                ));
+                return Err(GatewayError::unreadable_body());
             }
         }
     } else if body.is_end_stream() {
@@ -647,7 +640,7 @@ where
             params: false,
         };
         crate::mapping::map_request_with(api, &route.compiled, &input, &sys, options)
-            .map_err(|e| GatewayError::new(e.code(), e.status(), e.wire_message()))
+            .map_err(GatewayError::from)
     };
     let mut mapped = map(client_headers && !move_headers)?;
     let original_host = match parts.uri.authority() {
@@ -705,11 +698,7 @@ where
                 }
                 builder.body(body).map_err(|e| {
                     tracing::warn!(error = %e, "backend request could not be built");
-                    GatewayError::new(
-                        "I400RU",
-                        StatusCode::BAD_REQUEST,
-                        "Invalid Request Uri `backend path`",
-                    )
+                    GatewayError::with_detail(ErrorCode::I400RU, "backend path")
                 })?
             };
             let timeout = Duration::from_millis(u64::from(

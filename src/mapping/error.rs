@@ -1,7 +1,10 @@
 //! [`MappingError`]: why a request's parameters could not be mapped, and its gateway error code.
 
+use std::borrow::Cow;
+
 use http::StatusCode;
 
+use crate::error_code::{ErrorCode, WireError};
 use crate::model::ParamLocation;
 
 /// Why the parameters of a request could not be read, checked or mapped to the backend.
@@ -26,7 +29,7 @@ use crate::model::ParamLocation;
 /// use stagegate::MappingError;
 ///
 /// let err = MappingError::InvalidParameter { name: "age".into(), rule: "must be at most 150".into() };
-/// assert_eq!(err.code(), "I400IP");
+/// assert_eq!(err.code(), stagegate::ErrorCode::I400IP.as_str());
 /// assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
 /// assert_eq!(err.wire_message(), "Invalid parameter `age`: must be at most 150");
 /// ```
@@ -70,24 +73,48 @@ pub enum MappingError {
     },
 }
 
+impl WireError for MappingError {
+    fn wire_code(&self) -> ErrorCode {
+        match self {
+            Self::MissingHeader { .. } => ErrorCode::I400MH,
+            Self::MissingParameter { .. } => ErrorCode::I400MP,
+            Self::InvalidParameter { .. } => ErrorCode::I400IP,
+            Self::InvalidBody { .. } => ErrorCode::I400BD,
+            Self::Config { .. } => ErrorCode::X500ER,
+        }
+    }
+
+    /// Parameter names and the rule that failed, escaped to fit a header value; nothing for
+    /// a configuration error.
+    fn wire_detail(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Self::MissingHeader { name } | Self::MissingParameter { name, .. } => {
+                Some(header_safe(name))
+            }
+            Self::InvalidParameter { name, rule } => Some(
+                header_safe(&format!("`{name}`: {rule}"))
+                    .into_owned()
+                    .into(),
+            ),
+            Self::InvalidBody { reason } => Some(header_safe(reason)),
+            Self::Config { .. } => None,
+        }
+    }
+}
+
 impl MappingError {
     /// The six-character gateway error code (`X-Ca-Error-Code`).
     ///
     /// # Examples
     ///
     /// ```
+    /// use stagegate::ErrorCode;
     /// let err = stagegate::MappingError::MissingHeader { name: "x-user".into() };
-    /// assert_eq!(err.code(), "I400MH");
+    /// assert_eq!(err.code(), ErrorCode::I400MH.as_str());
     /// ```
     #[must_use]
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::MissingHeader { .. } => "I400MH",
-            Self::MissingParameter { .. } => "I400MP",
-            Self::InvalidParameter { .. } => "I400IP",
-            Self::InvalidBody { .. } => "I400BD",
-            Self::Config { .. } => "X500ER",
-        }
+        self.wire_code().as_str()
     }
 
     /// The HTTP status of the gateway's error response.
@@ -100,10 +127,7 @@ impl MappingError {
     /// ```
     #[must_use]
     pub fn status(&self) -> StatusCode {
-        match self {
-            Self::Config { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        }
+        self.wire_code().status()
     }
 
     /// The `X-Ca-Error-Message` text: always a valid header value (characters outside visible
@@ -119,17 +143,14 @@ impl MappingError {
     /// ```
     #[must_use]
     pub fn wire_message(&self) -> String {
-        match self {
-            Self::Config { .. } => "Internal Error".to_owned(),
-            other => header_safe(&other.to_string()),
-        }
+        self.wire_text().into_owned()
     }
 }
 
 /// Escapes everything outside visible ASCII and space, so the text fits a header value.
-fn header_safe(s: &str) -> String {
+fn header_safe(s: &str) -> Cow<'_, str> {
     if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        return s.to_owned();
+        return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
@@ -139,7 +160,7 @@ fn header_safe(s: &str) -> String {
             out.extend(c.escape_default());
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -162,7 +183,7 @@ mod tests {
         let cases = [
             (
                 MappingError::MissingHeader { name: "a".into() },
-                "I400MH",
+                crate::ErrorCode::I400MH.as_str(),
                 400,
             ),
             (
@@ -170,7 +191,7 @@ mod tests {
                     name: "a".into(),
                     location: ParamLocation::Query,
                 },
-                "I400MP",
+                crate::ErrorCode::I400MP.as_str(),
                 400,
             ),
             (
@@ -178,15 +199,19 @@ mod tests {
                     name: "a".into(),
                     rule: "r".into(),
                 },
-                "I400IP",
+                crate::ErrorCode::I400IP.as_str(),
                 400,
             ),
             (
                 MappingError::InvalidBody { reason: "r".into() },
-                "I400BD",
+                crate::ErrorCode::I400BD.as_str(),
                 400,
             ),
-            (MappingError::Config { reason: "r".into() }, "X500ER", 500),
+            (
+                MappingError::Config { reason: "r".into() },
+                crate::ErrorCode::X500ER.as_str(),
+                500,
+            ),
         ];
         for (err, code, status) in cases {
             assert_eq!(err.code(), code);

@@ -365,10 +365,10 @@ fn required_header_missing_is_i400mh() {
         ..param("X-Token", ParamLocation::Head)
     }];
     let e = err(&a, &Req::new("/x", None));
-    assert_eq!(e.code(), "I400MH");
+    assert_eq!(e.code(), crate::ErrorCode::I400MH.as_str());
     assert_eq!(e.wire_message(), "Header `X-Token` is Required");
     let e = err(&a, &Req::new("/x", None).header("x-token", ""));
-    assert_eq!(e.code(), "I400MH");
+    assert_eq!(e.code(), crate::ErrorCode::I400MH.as_str());
 }
 
 #[test]
@@ -385,7 +385,7 @@ fn required_query_path_body_missing_is_i400mp() {
         }];
         let r = Req::new("/x/", None).form("other=1");
         let e = err(&a, &r);
-        assert_eq!(e.code(), "I400MP", "{loc:?}");
+        assert_eq!(e.code(), crate::ErrorCode::I400MP.as_str(), "{loc:?}");
         assert_eq!(e.wire_message(), "Parameter `p` is Required");
         assert_eq!(
             e,
@@ -406,7 +406,7 @@ fn rule_error(p: RequestParameter, value: &str) -> String {
         .append_pair("v", value)
         .finish();
     let e = err(&a, &Req::new("/x", Some(&q)));
-    assert_eq!(e.code(), "I400IP");
+    assert_eq!(e.code(), crate::ErrorCode::I400IP.as_str());
     e.wire_message()
 }
 
@@ -519,8 +519,14 @@ fn regex_is_anchored_and_defaults_are_checked() {
         ..param("v", ParamLocation::Query)
     }];
     assert!(run(&a, &Req::new("/x", Some("v=123"))).is_ok());
-    assert_eq!(err(&a, &Req::new("/x", Some("v=1234"))).code(), "I400IP");
-    assert_eq!(err(&a, &Req::new("/x", None)).code(), "I400IP");
+    assert_eq!(
+        err(&a, &Req::new("/x", Some("v=1234"))).code(),
+        crate::ErrorCode::I400IP.as_str()
+    );
+    assert_eq!(
+        err(&a, &Req::new("/x", None)).code(),
+        crate::ErrorCode::I400IP.as_str()
+    );
 }
 
 #[test]
@@ -534,7 +540,7 @@ fn missing_compiled_regex_is_a_config_error() {
     let e = r
         .with_input(|i| map_request(&a, &Compiled::default(), i, &sys()))
         .unwrap_err();
-    assert_eq!(e.code(), "X500ER");
+    assert_eq!(e.code(), crate::ErrorCode::X500ER.as_str());
 }
 
 // ---- MAPPING_PASSTHROUGH --------------------------------------------------------------------
@@ -564,7 +570,7 @@ fn mapping_passthrough_maps_declared_and_forwards_the_rest() {
     assert_eq!(m.headers["content-length"], "11");
     // declared values are still checked
     let e = err(&a, &Req::new("/x", Some("n=x")));
-    assert_eq!(e.code(), "I400IP");
+    assert_eq!(e.code(), crate::ErrorCode::I400IP.as_str());
 }
 
 #[test]
@@ -592,7 +598,7 @@ fn stream_body_is_kept_and_body_targets_are_config_errors() {
     assert_eq!(m.headers["content-type"], "application/octet-stream");
     assert!(!needs_form_body(&a));
     a.parameters = vec![moved("q", ParamLocation::Query, "b", ParamLocation::Body)];
-    assert_eq!(err(&a, &r).code(), "X500ER");
+    assert_eq!(err(&a, &r).code(), crate::ErrorCode::X500ER.as_str());
 }
 
 #[test]
@@ -629,7 +635,7 @@ fn body_targets_on_an_opaque_body_are_i400bd_in_passthrough_modes() {
     a.parameters = vec![moved("q", ParamLocation::Query, "b", ParamLocation::Body)];
     let mut r = Req::new("/x", Some("q=1")).header("content-type", "application/json");
     r.body = Some(b"{}".to_vec());
-    assert_eq!(err(&a, &r).code(), "I400BD");
+    assert_eq!(err(&a, &r).code(), crate::ErrorCode::I400BD.as_str());
     // constants only: the opaque body is left alone
     let mut a = api("POST", "/x", RequestMode::Passthrough);
     a.constant_parameters.push(ConstantParameter {
@@ -651,7 +657,7 @@ fn invalid_utf8_in_form_is_i400bd() {
     a.parameters = vec![param("f", ParamLocation::Body)];
     let r = Req::new("/x", None).form("f=%FF");
     let e = err(&a, &r);
-    assert_eq!(e.code(), "I400BD");
+    assert_eq!(e.code(), crate::ErrorCode::I400BD.as_str());
     assert_eq!(
         e.wire_message(),
         "Invalid Body: field `f` is not valid UTF-8"
@@ -660,7 +666,7 @@ fn invalid_utf8_in_form_is_i400bd() {
     a.parameters = vec![param("f", ParamLocation::Body)];
     let mut r = Req::new("/x", None).form("f=1");
     r.body = Some(b"f=1&x=\xff".to_vec());
-    assert_eq!(err(&a, &r).code(), "I400BD");
+    assert_eq!(err(&a, &r).code(), crate::ErrorCode::I400BD.as_str());
 }
 
 #[test]
@@ -766,14 +772,17 @@ fn unfilled_placeholder_is_x500er() {
     let mut a = api("GET", "/x", RequestMode::Passthrough);
     a.backend.path = Some("/y/[missing]".into());
     let e = err(&a, &Req::new("/x", None));
-    assert_eq!(e.code(), "X500ER");
+    assert_eq!(e.code(), crate::ErrorCode::X500ER.as_str());
     assert_eq!(e.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(e.wire_message(), "Internal Error");
     // an optional mapped value that is absent leaves the placeholder empty too
     let mut a = api("GET", "/x", RequestMode::Mapping);
     a.backend.path = Some("/y/[p]".into());
     a.parameters = vec![moved("q", ParamLocation::Query, "p", ParamLocation::Path)];
-    assert_eq!(err(&a, &Req::new("/x", None)).code(), "X500ER");
+    assert_eq!(
+        err(&a, &Req::new("/x", None)).code(),
+        crate::ErrorCode::X500ER.as_str()
+    );
     assert_eq!(ok(&a, &Req::new("/x", Some("q=v"))).path_and_query, "/y/v");
 }
 
@@ -806,7 +815,7 @@ fn values_that_cannot_be_headers_are_i400ip() {
     let mut a = api("GET", "/x", RequestMode::Mapping);
     a.parameters = vec![moved("q", ParamLocation::Query, "x-q", ParamLocation::Head)];
     let e = err(&a, &Req::new("/x", Some("q=a%0D%0Ainjected:1")));
-    assert_eq!(e.code(), "I400IP");
+    assert_eq!(e.code(), crate::ErrorCode::I400IP.as_str());
     assert_eq!(
         e.wire_message(),
         "Invalid parameter `q`: cannot be sent in a header"
@@ -1033,7 +1042,7 @@ fn an_invalid_backend_header_name_is_a_config_error_compiled_or_not() {
     let r = Req::new("/x", None);
     for c in [&compiled, &Compiled::default()] {
         let e = r.with_input(|i| map_request(&a, c, i, &sys())).unwrap_err();
-        assert_eq!(e.code(), "X500ER");
+        assert_eq!(e.code(), crate::ErrorCode::X500ER.as_str());
         assert!(e.to_string().contains("bad header"), "{e}");
     }
 }

@@ -1,5 +1,6 @@
 //! [`ProxyError`]: why a request could not be forwarded, and its gateway error code.
 
+use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::io;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use http_body_util::LengthLimitError;
 
 use super::body::{BodyError, BoxError};
 use super::target::{TargetError, UpstreamTarget};
+use crate::error_code::{ErrorCode, WireError};
 
 /// Why forwarding a request to a backend failed.
 ///
@@ -36,7 +38,7 @@ use super::target::{TargetError, UpstreamTarget};
 /// use stagegate::ProxyError;
 ///
 /// let err = ProxyError::Timeout { timeout: Duration::from_millis(200) };
-/// assert_eq!(err.code(), "D504TO");
+/// assert_eq!(err.code(), stagegate::ErrorCode::D504TO.as_str());
 /// assert_eq!(err.status(), http::StatusCode::GATEWAY_TIMEOUT);
 /// assert!(err.wire_message().starts_with("Backend service request timeout"));
 /// ```
@@ -76,7 +78,7 @@ pub enum ProxyError {
     ///
     /// ```
     /// let err = stagegate::ProxyError::ResponseHeaderTooLarge { source: "70000 bytes".into() };
-    /// assert_eq!((err.code(), err.status().as_u16()), ("D502FC", 502));
+    /// assert_eq!((err.code(), err.status().as_u16()), (stagegate::ErrorCode::D502FC.as_str(), 502));
     /// assert_eq!(err.wire_message(), "Backend service response header too large");
     /// ```
     #[error("backend response header too large")]
@@ -110,6 +112,37 @@ pub enum ProxyError {
     },
 }
 
+impl WireError for ProxyError {
+    fn wire_code(&self) -> ErrorCode {
+        match self {
+            Self::InvalidTarget(_) | Self::InvalidRequest(_) => ErrorCode::X500ER,
+            Self::Timeout { .. } => ErrorCode::D504TO,
+            Self::Connect { .. } => ErrorCode::D504CO,
+            Self::BadResponse { .. } | Self::ResponseHeaderTooLarge { .. } => ErrorCode::D502FC,
+            Self::Upstream { .. } => ErrorCode::N502RE,
+            Self::RequestBodyTooLarge { .. } => ErrorCode::I413RL,
+            Self::RequestBody { .. } => ErrorCode::I400BD,
+        }
+    }
+
+    /// The short connect or exchange reason (the spec's wording), `header too large`, and the
+    /// fixed `request body stream failed`; never the source chain.
+    fn wire_detail(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Self::Connect { reason, .. } | Self::Upstream { reason, .. } => {
+                Some(Cow::Borrowed(reason))
+            }
+            Self::ResponseHeaderTooLarge { .. } => Some(Cow::Borrowed("header too large")),
+            Self::RequestBody { .. } => Some(Cow::Borrowed("request body stream failed")),
+            Self::InvalidTarget(_)
+            | Self::InvalidRequest(_)
+            | Self::Timeout { .. }
+            | Self::BadResponse { .. }
+            | Self::RequestBodyTooLarge { .. } => None,
+        }
+    }
+}
+
 impl ProxyError {
     /// The six-character gateway error code (`X-Ca-Error-Code`).
     ///
@@ -117,18 +150,10 @@ impl ProxyError {
     ///
     /// ```
     /// let err = stagegate::ProxyError::from(stagegate::TargetError::MissingHost);
-    /// assert_eq!(err.code(), "X500ER");
+    /// assert_eq!(err.code(), stagegate::ErrorCode::X500ER.as_str());
     /// ```
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::InvalidTarget(_) | Self::InvalidRequest(_) => "X500ER",
-            Self::Timeout { .. } => "D504TO",
-            Self::Connect { .. } => "D504CO",
-            Self::BadResponse { .. } | Self::ResponseHeaderTooLarge { .. } => "D502FC",
-            Self::Upstream { .. } => "N502RE",
-            Self::RequestBodyTooLarge { .. } => "I413RL",
-            Self::RequestBody { .. } => "I400BD",
-        }
+        self.wire_code().as_str()
     }
 
     /// The HTTP status of the gateway's error response.
@@ -140,15 +165,7 @@ impl ProxyError {
     /// assert_eq!(err.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
     /// ```
     pub fn status(&self) -> StatusCode {
-        match self {
-            Self::InvalidTarget(_) | Self::InvalidRequest(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Timeout { .. } | Self::Connect { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::BadResponse { .. }
-            | Self::ResponseHeaderTooLarge { .. }
-            | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
-            Self::RequestBodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::RequestBody { .. } => StatusCode::BAD_REQUEST,
-        }
+        self.wire_code().status()
     }
 
     /// The human-readable `X-Ca-Error-Message` text.
@@ -165,18 +182,7 @@ impl ProxyError {
     /// assert_eq!(err.wire_message(), "Backend service connect failed 'Connection refused'");
     /// ```
     pub fn wire_message(&self) -> String {
-        match self {
-            Self::InvalidTarget(_) | Self::InvalidRequest(_) => "Internal Error".to_owned(),
-            Self::Timeout { .. } => "Backend service request timeout".to_owned(),
-            Self::Connect { reason, .. } => format!("Backend service connect failed '{reason}'"),
-            Self::BadResponse { .. } => "Backend service response invalid".to_owned(),
-            Self::ResponseHeaderTooLarge { .. } => {
-                "Backend service response header too large".to_owned()
-            }
-            Self::Upstream { reason, .. } => format!("Backend service response error '{reason}'"),
-            Self::RequestBodyTooLarge { .. } => "Request body too Large".to_owned(),
-            Self::RequestBody { .. } => "Invalid Body: request body stream failed".to_owned(),
-        }
+        self.wire_text().into_owned()
     }
 
     /// Classifies a failure to establish the backend connection (TCP connect, DNS, TLS).
