@@ -38,14 +38,18 @@
 mod app_auth;
 mod auth;
 mod error;
-mod gateway;
+#[expect(
+    clippy::module_inception,
+    reason = "the Layer in layer.rs, the Service in service.rs, as tower-http lays out a middleware"
+)]
+mod layer;
+mod pipeline;
 mod request_id;
+mod service;
 
 pub use app_auth::AppAuthenticator;
 pub use auth::{AuthMethod, AuthRequest, Authenticator, Caller};
 pub use error::{GatewayError, X_CA_ERROR_CODE, X_CA_ERROR_MESSAGE, X_CA_REQUEST_ID};
-pub use gateway::{
-    ClientAddr, DEFAULT_BODY_LIMIT, DEFAULT_HEADER_LIMIT, Gateway, GatewayLayer, GatewayService,
-    NotFound, ResponseFuture,
-};
+pub use layer::{DEFAULT_BODY_LIMIT, DEFAULT_HEADER_LIMIT, GatewayLayer};
 pub(crate) use request_id::new_request_id;
+pub use service::{ClientAddr, Gateway, GatewayService, NotFound, ResponseFuture};

@@ -1,0 +1,229 @@
+//! [`Gateway`]: the tower [`Service`] that serves published APIs and passes the rest on.
+//!
+//! `call` runs the route step (stage, path confinement, one snapshot load, route lookup) and
+//! builds the request's [`RequestContext`]; the remaining steps run in
+//! [`pipeline`](super::pipeline); [`finish`] stamps the response and writes the access log.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use super::error::{GatewayError, X_CA_REQUEST_ID};
+use super::layer::Shared;
+use super::new_request_id;
+use super::pipeline::{self, RequestContext, Routed};
+use crate::proxy::{BoxError, GatewayBody};
+
+/// The client's address, for `X-Forwarded-For` and the `CaClientIp` system parameter.
+///
+/// Host servers insert it as a request extension (a plain [`SocketAddr`] extension is read too).
+///
+/// # Examples
+///
+/// ```
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(stagegate::ClientAddr(([127, 0, 0, 1], 5000).into()));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// The gateway service: serves published APIs, passes everything else to `S`.
+#[derive(Clone, Debug)]
+pub struct Gateway<S> {
+    inner: S,
+    shared: Arc<Shared>,
+    client: Option<SocketAddr>,
+}
+
+impl<S> Gateway<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self {
+            inner,
+            shared,
+            client: None,
+        }
+    }
+
+    /// Sets the client's address for every request this service serves that carries no
+    /// [`ClientAddr`] (or [`SocketAddr`]) extension: a host server that makes one service per
+    /// connection can set the peer once here instead of inserting an extension into every
+    /// request (which allocates each time).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::{GatewayLayer, SnapshotHandle};
+    /// let gateway = GatewayLayer::new(SnapshotHandle::default()).standalone();
+    /// // per accepted connection:
+    /// let per_connection = gateway.clone().with_client_addr(([203, 0, 113, 9], 40000).into());
+    /// # let _ = per_connection;
+    /// ```
+    #[must_use]
+    pub fn with_client_addr(mut self, addr: SocketAddr) -> Self {
+        self.client = Some(addr);
+        self
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// The gateway without an inner application.
+pub type GatewayService = Gateway<NotFound>;
+
+/// The inner service of [`GatewayService`]: answers every request with `I404NF`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NotFound;
+
+impl<B> Service<Request<B>> for NotFound {
+    type Response = Response<GatewayBody>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let id = new_request_id();
+        std::future::ready(Ok(GatewayError::not_found(
+            req.method().as_str(),
+            req.uri().path(),
+        )
+        .into_response(&id)))
+    }
+}
+
+/// The future of [`Gateway::call`].
+pub type ResponseFuture<E> = Pin<Box<dyn Future<Output = Result<Response<GatewayBody>, E>> + Send>>;
+
+/// Parsed once: a lookup or insertion by a `&str` parses and validates the name every time.
+static X_CA_REQUEST_ID_NAME: HeaderName = HeaderName::from_static(X_CA_REQUEST_ID);
+
+impl<S, B, ResBody> Service<Request<B>> for Gateway<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<GatewayBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Readiness of the inner service is driven inside the call future, on a clone, so that a
+        // request the gateway serves never holds the inner service's capacity.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        match pipeline::route(&self.shared, &req, self.client) {
+            Routed::Serve(ctx) => {
+                let shared = Arc::clone(&self.shared);
+                // `serve` boxed as it is, not inside another async block: that would hold a
+                // second copy of the arguments and make the per-request allocation (and its
+                // copy) larger.
+                Box::pin(serve(shared, ctx, req))
+            }
+            Routed::Refuse(e) => {
+                let id = new_request_id();
+                Box::pin(std::future::ready(Ok(e.into_response(&id))))
+            }
+            Routed::FallThrough => {
+                let mut inner = self.inner.clone();
+                std::mem::swap(&mut inner, &mut self.inner);
+                Box::pin(async move {
+                    std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
+                    let res = inner.call(req).await?;
+                    Ok(res.map(GatewayBody::new))
+                })
+            }
+        }
+    }
+}
+
+/// Runs the pipeline's steps after routing and finishes the response.
+async fn serve<B, E>(
+    shared: Arc<Shared>,
+    mut ctx: RequestContext,
+    req: Request<B>,
+) -> Result<Response<GatewayBody>, E>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let result = pipeline::run(&shared, &mut ctx, req).await;
+    let res = match result {
+        Ok(r) => r,
+        Err(e) => e.into_response(&ctx.request_id),
+    };
+    Ok(finish(&ctx, res))
+}
+
+/// Stamps the request id (and, when asked and allowed, `X-Ca-Debug-Info`) on the response and
+/// writes the access-log line.
+fn finish(ctx: &RequestContext, mut res: Response<GatewayBody>) -> Response<GatewayBody> {
+    let route = ctx.route();
+    let trace = &ctx.trace;
+    res.headers_mut().insert(
+        X_CA_REQUEST_ID_NAME.clone(),
+        ctx.request_id.to_header_value(),
+    );
+    let total = ctx.arrival.elapsed();
+    if ctx.debug && trace.debug_allowed {
+        let info = serde_json::json!({
+            "TotalLatency": total.as_millis() as u64,
+            "ServiceLatency": trace.service_latency.map_or(0, |d| d.as_millis() as u64),
+            "TotalLatencyMicros": total.as_micros() as u64,
+            "Api": route.api().name,
+            "ApiId": route.api_id().as_str(),
+            "GroupId": route.group_id().as_str(),
+            "Stage": ctx.stage.as_str(),
+            "Version": route.deployment.version,
+            "Backend": route.backend_name,
+            "BackendType": route.definition.kind().as_str(),
+            "Auth": trace.auth.unwrap_or("NONE"),
+            "AppId": trace.app,
+        });
+        if let Ok(v) = HeaderValue::from_str(&info.to_string()) {
+            res.headers_mut().insert("x-ca-debug-info", v);
+        }
+    }
+    tracing::info!(
+        target: "stagegate::access",
+        request_id = %ctx.request_id,
+        group = %route.group_id(),
+        api = %route.api().name,
+        stage = %ctx.stage,
+        app = trace.app.as_deref().unwrap_or("-"),
+        status = res.status().as_u16(),
+        error_code = res.headers().get(super::X_CA_ERROR_CODE).and_then(|v| v.to_str().ok()).unwrap_or("-"),
+        latency_us = total.as_micros() as u64,
+        "request"
+    );
+    res
+}
