@@ -63,7 +63,9 @@
 pub mod admin;
 pub mod auth;
 pub mod backend;
+mod base;
 pub mod control;
+mod error;
 pub mod error_code;
 pub mod layer;
 pub mod mapping;

@@ -123,3 +123,37 @@ async fn authorizations_without_an_address_go_through_the_resolver() {
     // #21: the instance id and the resolver's reason are logged, not sent.
     assert_eq!(got.header("x-ca-error-message"), Some("VPC access failed"));
 }
+
+/// #21: a VPC call resolved at request time is forwarded through the same path as an inline
+/// HTTP API: `X-Forwarded-Host` is the host the request was for, the authority of an
+/// absolute-form target, not its `Host` header.
+#[tokio::test]
+async fn a_resolved_call_forwards_the_target_authority_as_the_forwarded_host() {
+    let up = upstream("resolved").await;
+    let f = fx(BackendKind::Vpc).await;
+    let access =
+        f.cp.create_vpc_access(
+            VpcAccess::new("orders_vpc", "vpc-1", "i-orders", up.port(), None).unwrap(),
+        )
+        .await
+        .unwrap();
+    f.define(Stage::RELEASE, vpc_def(&access.id)).await;
+    let api = f.api("vpcApi", "GET", "/orders", |_| {}).await;
+    f.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
+    let layer = f.layer().backends(
+        Backends::new().vpc_resolver(|_: &str, port: u16| Ok(format!("127.0.0.1:{port}"))),
+    );
+    let request = http::Request::builder()
+        .uri("http://api.example.com/orders")
+        .header("host", "other.example.com")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let got = oneshot(layer.standalone(), request).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.json()["tag"], "resolved");
+    assert_eq!(
+        got.json()["headers"]["x-forwarded-host"],
+        "api.example.com",
+        "the host the request was for, as inline HTTP APIs forward it"
+    );
+}

@@ -26,12 +26,13 @@ use http::{Method, Response};
 use parking_lot::Mutex;
 use serde::Deserialize;
 
-use super::{BackendCall, forward_http, http_exchange};
+use super::forward::{backend_method, forward_call};
+use super::{BackendCall, http_exchange};
+use crate::base::BoxFuture;
+use crate::error::GatewayError;
 use crate::error_code::{ErrorCode, WireError};
-use crate::layer::GatewayError;
 use crate::model::{DiscoveryDefinition, RegistryType};
 use crate::proxy::{GatewayBody, HttpForwarder, ProxyError, UpstreamTarget};
-use crate::store::BoxFuture;
 
 /// One instance of a service.
 ///
@@ -775,10 +776,7 @@ pub(super) async fn dispatch(
     let service = service_key(def);
     let no_instance = || DiscoveryError::NoHealthyInstance(def.service_name.clone());
     let scheme = if def.https { "https" } else { "http" };
-    let method = match call.route.api().backend.method.as_deref() {
-        None | Some("ANY") => call.parts.method.clone(),
-        Some(m) => Method::from_bytes(m.as_bytes()).unwrap_or_else(|_| call.parts.method.clone()),
-    };
+    let method = backend_method(call.route.api(), &call.parts.method);
     // A refused connection is retried on another instance when the request can be sent again:
     // an idempotent method and a body that is empty or small enough to keep.
     let replay: Option<Bytes> = if instances.len() < 2 || !retryable(&method) {
@@ -807,7 +805,7 @@ pub(super) async fn dispatch(
                 break;
             };
             let upstream = upstream_of(scheme, &instance)?;
-            match forward_http(copy_call(&call, body), &upstream, None).await {
+            match forward_call(copy_call(&call, body), &upstream).await {
                 Err(e @ ProxyError::Connect { .. }) => {
                     balancer.record(&instance, true);
                     tracing::debug!(instance = %instance.address(), "connection failed; trying another instance");
@@ -832,7 +830,7 @@ pub(super) async fn dispatch(
         },
         None => call,
     };
-    let res = forward_http(call, &upstream, None).await;
+    let res = forward_call(call, &upstream).await;
     balancer.record(&instance, matches!(res, Err(ProxyError::Connect { .. })));
     res.map_err(GatewayError::from)
 }
@@ -856,6 +854,7 @@ fn copy_call<'a>(call: &BackendCall<'a>, body: &Bytes) -> BackendCall<'a> {
         client_addr: call.client_addr,
         timeout: call.timeout,
         forwarder: call.forwarder,
+        host: call.host,
     }
 }
 

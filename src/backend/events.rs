@@ -21,11 +21,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::{BackendCall, http_exchange, read_body};
+use crate::base::BoxFuture;
+use crate::error::GatewayError;
 use crate::error_code::{ErrorCode, WireError};
-use crate::layer::GatewayError;
 use crate::model::EventBridgeDefinition;
 use crate::proxy::{GatewayBody, HttpForwarder, ProxyError};
-use crate::store::BoxFuture;
 
 /// A CloudEvents 1.0 event (structured JSON mode).
 ///

@@ -18,11 +18,11 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use super::{BackendCall, http_exchange, read_body};
+use crate::base::BoxFuture;
+use crate::error::GatewayError;
 use crate::error_code::{ErrorCode, WireError};
-use crate::layer::GatewayError;
 use crate::model::FunctionDefinition;
 use crate::proxy::{GatewayBody, HttpForwarder, ProxyError};
-use crate::store::BoxFuture;
 
 /// The largest function answer read from an HTTP invoker: 32 MiB.
 const ANSWER_LIMIT: usize = 32 * 1024 * 1024;

@@ -44,8 +44,10 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, header};
 
+use crate::base::BoxFuture;
+use crate::base::{Caller, Host};
+use crate::error::GatewayError;
 use crate::error_code::ErrorCode;
-use crate::layer::{Caller, GatewayError};
 use crate::mapping::MappedRequest;
 use crate::model::{FunctionDefinition, Stage, StageDefinition};
 use crate::proxy::{
@@ -53,10 +55,10 @@ use crate::proxy::{
     collect_limited,
 };
 use crate::routing::LiveRoute;
-use crate::store::BoxFuture;
 
 mod discovery;
 mod events;
+pub(crate) mod forward;
 mod function;
 mod oss;
 mod vpc;
@@ -101,6 +103,8 @@ pub struct BackendCall<'a> {
     pub timeout: Duration,
     /// The gateway's HTTP client, for backends that end in an HTTP call.
     pub forwarder: &'a HttpForwarder,
+    /// The host the request was for (the request context's), for `X-Forwarded-Host`.
+    pub(crate) host: Option<&'a Host>,
 }
 
 impl BackendCall<'_> {
@@ -299,17 +303,6 @@ impl Dispatch for Backends {
                 StageDefinition::FunctionCompute(f @ FunctionDefinition::Event { .. }) => {
                     function::dispatch(&*self.functions, f, call).await
                 }
-                StageDefinition::FunctionCompute(FunctionDefinition::Http { url, path }) => {
-                    // Normally compiled into an HTTP target; served here for completeness.
-                    let upstream = UpstreamTarget::parse(url).map_err(|e| {
-                        tracing::warn!(error = %e, "invalid function url");
-                        GatewayError::internal()
-                    })?;
-                    let prefix = path.as_deref().map(|p| p.trim_end_matches('/'));
-                    forward_http(call, &upstream, prefix)
-                        .await
-                        .map_err(GatewayError::from)
-                }
                 StageDefinition::Oss(o) => oss::dispatch(&*self.objects, o, call).await,
                 StageDefinition::EventBridge(e) => {
                     events::dispatch(&*self.events, &self.event_type_prefix, e, call).await
@@ -317,57 +310,13 @@ impl Dispatch for Backends {
                 StageDefinition::ServiceDiscovery(d) => {
                     discovery::dispatch(&*self.discovery, &self.balancer, d, call).await
                 }
-                StageDefinition::Http(h) => {
-                    let upstream = UpstreamTarget::parse(&h.url).map_err(|e| {
-                        tracing::warn!(error = %e, "invalid backend url");
-                        GatewayError::internal()
-                    })?;
-                    forward_http(call, &upstream, None)
-                        .await
-                        .map_err(GatewayError::from)
-                }
+                // HTTP, MOCK, HTTP functions and VPC authorizations with an address are
+                // compiled into inline targets (`routing::BackendTarget`) and never reach a
+                // dispatcher.
                 other => Err(not_served(other.kind().as_str())),
             }
         })
     }
-}
-
-/// Forwards a call to an HTTP upstream the way the data plane forwards HTTP backends: the API's
-/// backend method (or the client's), the mapped path, headers and body, `X-Forwarded-*`.
-pub(crate) async fn forward_http(
-    call: BackendCall<'_>,
-    upstream: &UpstreamTarget,
-    path_prefix: Option<&str>,
-) -> Result<Response<GatewayBody>, ProxyError> {
-    let api = call.route.api();
-    let method = match api.backend.method.as_deref() {
-        None | Some("ANY") => call.parts.method.clone(),
-        Some(m) => Method::from_bytes(m.as_bytes()).unwrap_or_else(|_| call.parts.method.clone()),
-    };
-    let path = match path_prefix {
-        Some(p) => format!("{p}{}", call.mapped.path_and_query),
-        None => call.mapped.path_and_query,
-    };
-    let mut builder = Request::builder().method(method).uri(path);
-    if let Some(h) = builder.headers_mut() {
-        *h = call.mapped.headers;
-    }
-    let req = builder
-        .body(call.body)
-        .map_err(ProxyError::InvalidRequest)?;
-    let https = call.parts.uri.scheme_str() == Some("https");
-    let mut ctx = ForwardContext::new(call.timeout).with_original_scheme(if https {
-        http::uri::Scheme::HTTPS
-    } else {
-        http::uri::Scheme::HTTP
-    });
-    if let Some(c) = call.client_addr {
-        ctx = ctx.with_client_addr(c.ip());
-    }
-    if let Some(h) = call.parts.headers.get(header::HOST) {
-        ctx = ctx.with_original_host(h.clone());
-    }
-    call.forwarder.forward(req, upstream, &ctx).await
 }
 
 /// The gateway error for a request body that could not be read.

@@ -31,8 +31,8 @@ use object_store::{
 use parking_lot::Mutex;
 
 use super::{BackendCall, body_error};
+use crate::error::GatewayError;
 use crate::error_code::{ErrorCode, WireError};
-use crate::layer::GatewayError;
 use crate::model::{OssAction, OssDefinition};
 use crate::proxy::{BodyError, BoxError, GatewayBody};
 

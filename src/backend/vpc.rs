@@ -9,12 +9,13 @@
 
 use http::{HeaderValue, Response};
 
-use super::{BackendCall, forward_http};
+use super::BackendCall;
+use super::forward::forward_call;
+use crate::base::BoxFuture;
+use crate::error::GatewayError;
 use crate::error_code::{ErrorCode, WireError};
-use crate::layer::GatewayError;
 use crate::model::VpcDefinition;
 use crate::proxy::{GatewayBody, UpstreamTarget};
-use crate::store::BoxFuture;
 
 /// Why a VPC target could not be resolved.
 ///
@@ -138,7 +139,7 @@ pub(super) async fn dispatch(
         let h = HeaderValue::from_str(h).map_err(|_| GatewayError::internal())?;
         upstream = upstream.with_host_override(h);
     }
-    forward_http(call, &upstream, None)
+    forward_call(call, &upstream)
         .await
         .map_err(GatewayError::from)
 }

@@ -8,14 +8,15 @@ use http::HeaderName;
 use http::request::Parts;
 
 use super::GatewayError;
-use super::auth::{AuthMethod, AuthRequest, Authenticator, Caller};
+use super::auth::{AuthRequest, Authenticator};
 use crate::auth::{
     AuthError, DEFAULT_MAX_SKEW_MS, MemoryReplayGuard, ReplayGuard, SignatureMethods,
     SignaturePolicy, appcode_from_request, check_signature, is_form,
 };
+use crate::base::BoxFuture;
+use crate::base::{AuthMethod, Caller};
 use crate::model::AppId;
 use crate::routing::{GrantStatus, LiveRoute};
-use crate::store::BoxFuture;
 
 /// Parsed once: a lookup by a `&str` re-validates and lower-cases the name every time.
 static X_CA_SIGNATURE: HeaderName = HeaderName::from_static("x-ca-signature");

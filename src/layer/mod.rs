@@ -34,10 +34,19 @@
 //!     .layer(GatewayLayer::new(control.snapshot_handle()));
 //! # });
 //! ```
+//!
+//! # Layout
+//!
+//! As tower-http lays out a middleware: the [`Layer`](tower_layer::Layer) in `layer.rs`
+//! ([`GatewayLayer`]), the [`Service`](tower_service::Service) in `service.rs` ([`Gateway`]),
+//! and the request pipeline in `pipeline.rs` as named steps, each a function of one request
+//! context built in `Gateway::call` (arrival time, request id, stage, host, client address,
+//! scheme, matched route): route → admit and read the body → authenticate → policies (an empty
+//! slot for traffic policies) → map → dispatch. HTTP forwarding, inline or from a pluggable
+//! backend, goes through one path in `backend/`.
 
 mod app_auth;
 mod auth;
-mod error;
 #[expect(
     clippy::module_inception,
     reason = "the Layer in layer.rs, the Service in service.rs, as tower-http lays out a middleware"
@@ -47,9 +56,10 @@ mod pipeline;
 mod request_id;
 mod service;
 
+pub use crate::base::{AuthMethod, Caller};
+pub use crate::error::{GatewayError, X_CA_ERROR_CODE, X_CA_ERROR_MESSAGE, X_CA_REQUEST_ID};
 pub use app_auth::AppAuthenticator;
-pub use auth::{AuthMethod, AuthRequest, Authenticator, Caller};
-pub use error::{GatewayError, X_CA_ERROR_CODE, X_CA_ERROR_MESSAGE, X_CA_REQUEST_ID};
+pub use auth::{AuthRequest, Authenticator};
 pub use layer::{DEFAULT_BODY_LIMIT, DEFAULT_HEADER_LIMIT, GatewayLayer};
 pub(crate) use request_id::new_request_id;
 pub use service::{ClientAddr, Gateway, GatewayService, NotFound, ResponseFuture};

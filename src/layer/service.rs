@@ -16,10 +16,10 @@ use http::{HeaderName, HeaderValue, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use super::error::{GatewayError, X_CA_REQUEST_ID};
 use super::layer::Shared;
 use super::new_request_id;
 use super::pipeline::{self, RequestContext, Routed};
+use crate::error::{GatewayError, X_CA_REQUEST_ID};
 use crate::proxy::{BoxError, GatewayBody};
 
 /// The client's address, for `X-Forwarded-For` and the `CaClientIp` system parameter.

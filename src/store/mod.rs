@@ -37,16 +37,12 @@ mod memory;
 #[cfg(feature = "redb")]
 mod redb;
 
-use std::future::Future;
-use std::pin::Pin;
-
 pub use entity::{Deployment, Entity, EntityKind, Key, Publication};
 pub use memory::MemoryStore;
 #[cfg(feature = "redb")]
 pub use redb::{CommitSync, RedbStore};
 
-/// A boxed, `Send` future, as the [`Store`] methods return.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::base::BoxFuture;
 
 /// The position of a commit in the change feed; the first commit is revision 1.
 pub type Revision = u64;

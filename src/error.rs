@@ -1,4 +1,7 @@
 //! [`GatewayError`]: the one place where a refusal becomes a response.
+//!
+//! Below `layer/` and `backend/`, which both import it; re-exported as `stagegate::GatewayError`
+//! and `stagegate::layer::GatewayError`.
 
 use std::borrow::Cow;
 
