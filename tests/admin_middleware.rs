@@ -37,9 +37,7 @@ fn request(method: &str, path: &str) -> http::request::Builder {
 }
 
 async fn groups(admin: &AdminApi) -> Value {
-    let req = request("GET", "/groups")
-        .body(Body::empty())
-        .unwrap();
+    let req = request("GET", "/groups").body(Body::empty()).unwrap();
     let got = common::oneshot(admin.router(), req).await;
     assert_eq!(got.status, 200, "{}", got.text());
     got.json()
@@ -120,14 +118,15 @@ async fn a_slow_call_times_out_with_503_json_and_its_change_is_still_applied_who
     let (admin, control) = admin_over(store).await;
     let admin = admin.timeout(Duration::from_millis(50));
     let body = json!({"name": "slow_group"}).to_string();
-    let req = request("POST", "/groups")
-        .body(Body::from(body))
-        .unwrap();
+    let req = request("POST", "/groups").body(Body::from(body)).unwrap();
     let started = std::time::Instant::now();
     let got = common::oneshot(admin.router(), req).await;
     let waited = started.elapsed();
     assert_eq!(got.status, 503, "{}", got.text());
-    assert!(waited < Duration::from_millis(350), "answered at the timeout, took {waited:?}");
+    assert!(
+        waited < Duration::from_millis(350),
+        "answered at the timeout, took {waited:?}"
+    );
     assert_eq!(got.header("content-type"), Some("application/json"));
     let j = got.json();
     assert_eq!(j["code"], "Timeout", "{j}");
@@ -136,9 +135,13 @@ async fn a_slow_call_times_out_with_503_json_and_its_change_is_still_applied_who
 
     // The commit was not cut off: it lands whole, in the store and in the control plane.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let exported = serde_json::to_value(control.export().await).unwrap().to_string();
+    let exported = serde_json::to_value(control.export().await)
+        .unwrap()
+        .to_string();
     assert!(exported.contains("slow_group"), "{exported}");
-    let reloaded = ControlPlane::open(Arc::clone(control.store())).await.unwrap();
+    let reloaded = ControlPlane::open(Arc::clone(control.store()))
+        .await
+        .unwrap();
     let reexported = serde_json::to_value(reloaded.export().await)
         .unwrap()
         .to_string();
@@ -176,17 +179,13 @@ fn is_gateway_request_id(id: &str) -> bool {
 async fn every_answer_carries_a_request_id() {
     let (admin, _control) = admin_over(MemoryStore::new()).await;
 
-    let req = request("GET", "/groups")
-        .body(Body::empty())
-        .unwrap();
+    let req = request("GET", "/groups").body(Body::empty()).unwrap();
     let got = common::oneshot(admin.router(), req).await;
     assert_eq!(got.status, 200);
     let first = got.header("x-request-id").expect("a request id").to_owned();
     assert!(is_gateway_request_id(&first), "{first}");
 
-    let req = request("GET", "/groups")
-        .body(Body::empty())
-        .unwrap();
+    let req = request("GET", "/groups").body(Body::empty()).unwrap();
     let got = common::oneshot(admin.router(), req).await;
     let second = got.header("x-request-id").unwrap();
     assert!(is_gateway_request_id(second) && second != first, "{second}");
