@@ -6,11 +6,12 @@
 mod common;
 
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use http::Request;
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 use stagegate::admin::AdminApi;
 use stagegate::store::{
@@ -210,7 +211,7 @@ struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        self.0.lock().extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -250,7 +251,7 @@ async fn logs_show_each_call_but_never_a_token_signature_or_appcode() {
     let got = common::oneshot(admin.router(), req).await;
     assert_eq!(got.status, 401);
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = String::from_utf8(captured.0.lock().clone()).unwrap();
     for id in ["trace-me-1", "trace-me-2"] {
         assert!(
             log.lines()
