@@ -201,6 +201,8 @@ impl AdminApi {
 
     /// The longest a call may take, body included, before it is answered 503 `Timeout`;
     /// default [`DEFAULT_ADMIN_TIMEOUT`]. A change the call was making is still applied whole.
+    /// It bounds `POST /apis/{id}/debug` too, which waits for the backend: set it above the
+    /// longest backend timeout (`backend.timeout_ms`, up to 10 minutes) you debug.
     ///
     /// # Examples
     ///
