@@ -10,7 +10,8 @@
 //! `STAGEGATE_DATA_DIR`, `STAGEGATE_ADMIN_TOKEN`); a flag wins over the environment. Without a
 //! token, one is generated at first start, stored as `admin-token` (mode 0600) in the data
 //! directory and printed once. Logs go to stderr (`RUST_LOG` filters them; default `info`,
-//! with one `stagegate::access` line per request). Ctrl-C or SIGTERM stops accepting, closes
+//! with one `stagegate::access` line per data-plane request and one `stagegate::admin` span per
+//! admin call, with its `X-Request-Id`; credentials never show). Ctrl-C or SIGTERM stops accepting, closes
 //! idle connections at once and lets in-flight requests finish (at most 30 s).
 //!
 //! Both listeners are served by `stagegate::serve::Server`: a connection must send its request
@@ -55,6 +56,7 @@ struct Config {
     data_dir: PathBuf,
     admin_token: Option<String>,
     admin_body_limit: Option<usize>,
+    admin_timeout: Duration,
     commit_sync: CommitSync,
     verify_on_open: bool,
     replay_capacity: usize,
@@ -73,6 +75,9 @@ const USAGE: &str =
   --admin-token   admin bearer token   (env STAGEGATE_ADMIN_TOKEN, default: generated once)
   --admin-body-limit BYTES  largest admin request body, e.g. for a big POST /import
                   (env STAGEGATE_ADMIN_BODY_LIMIT, default 1 MiB)
+  --admin-timeout SECONDS  longest an admin call may take before it is answered 503 Timeout
+                  (a change it makes is still applied whole)
+                  (env STAGEGATE_ADMIN_TIMEOUT, default 30)
   --commit-sync two-phase|one-phase  fsyncs per store commit: two (default; damage to the last
                   commit is refused at start) or one (faster changes on a slow disk; a damaged
                   last commit is rolled back instead) (env STAGEGATE_COMMIT_SYNC)
@@ -105,6 +110,7 @@ fn parse_args() -> Result<Config, String> {
         data_dir: env("STAGEGATE_DATA_DIR").map_or_else(|| "stagegate-data".into(), PathBuf::from),
         admin_token: env("STAGEGATE_ADMIN_TOKEN"),
         admin_body_limit: None,
+        admin_timeout: stagegate::admin::DEFAULT_ADMIN_TIMEOUT,
         commit_sync: CommitSync::default(),
         verify_on_open: env("STAGEGATE_VERIFY_ON_OPEN").is_some_and(|v| v != "0"),
         replay_capacity: MemoryReplayGuard::DEFAULT_MAX_ENTRIES,
@@ -118,6 +124,9 @@ fn parse_args() -> Result<Config, String> {
     }
     if let Some(v) = env("STAGEGATE_HEADER_READ_TIMEOUT") {
         cfg.header_read_timeout = parse_seconds("STAGEGATE_HEADER_READ_TIMEOUT", &v)?;
+    }
+    if let Some(v) = env("STAGEGATE_ADMIN_TIMEOUT") {
+        cfg.admin_timeout = parse_seconds("STAGEGATE_ADMIN_TIMEOUT", &v)?;
     }
     if let Some(v) = env("STAGEGATE_IDLE_TIMEOUT") {
         cfg.idle_timeout = parse_seconds("STAGEGATE_IDLE_TIMEOUT", &v)?;
@@ -164,6 +173,7 @@ fn parse_args() -> Result<Config, String> {
                         .map_err(|_| format!("--admin-body-limit `{v}` is not a number"))?,
                 );
             }
+            "--admin-timeout" => cfg.admin_timeout = parse_seconds("--admin-timeout", &value()?)?,
             "--commit-sync" => cfg.commit_sync = parse_commit_sync(&value()?)?,
             "--replay-capacity" => {
                 cfg.replay_capacity = parse_capacity("--replay-capacity", &value()?)?;
@@ -429,7 +439,8 @@ async fn run(cfg: Config) -> Result<(), String> {
             .backends(backends.clone())
             .standalone()
     };
-    let mut admin = AdminApi::new(Arc::clone(&control), token.clone(), gateway());
+    let mut admin =
+        AdminApi::new(Arc::clone(&control), token.clone(), gateway()).timeout(cfg.admin_timeout);
     if let Some(limit) = cfg.admin_body_limit {
         admin = admin.body_limit(limit);
     }

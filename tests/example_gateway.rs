@@ -714,7 +714,7 @@ fn assert_start_refused(
 #[test]
 fn a_replay_capacity_worker_count_connection_cap_or_timeout_out_of_range_stops_the_start() {
     // (flag, environment variable, bad values as flag / variable, the error's words)
-    let cases: [(&str, &str, [&str; 3], &str, &str); 5] = [
+    let cases: [(&str, &str, [&str; 3], &str, &str); 6] = [
         (
             "--replay-capacity",
             "STAGEGATE_REPLAY_CAPACITY",
@@ -748,6 +748,13 @@ fn a_replay_capacity_worker_count_connection_cap_or_timeout_out_of_range_stops_t
             "STAGEGATE_IDLE_TIMEOUT",
             ["0", "NaN", "inf"],
             "-0.5",
+            "is not a number of seconds",
+        ),
+        (
+            "--admin-timeout",
+            "STAGEGATE_ADMIN_TIMEOUT",
+            ["0", "-3", "later"],
+            "86401",
             "is not a number of seconds",
         ),
     ];
@@ -1009,6 +1016,14 @@ async fn sigterm_lets_in_flight_requests_finish_and_requests_are_logged() {
     ] {
         assert!(access.contains(field), "{field} in {access}");
     }
+    // Each admin call is traced with its X-Request-Id; the token never shows.
+    let request_id = p.header("x-request-id").expect("an admin request id");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("admin{") && l.contains(request_id) && l.contains("status=201")),
+        "the publish call, request id {request_id}, in:\n{log}"
+    );
+    assert!(!log.contains(TOKEN), "the admin token in the log:\n{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

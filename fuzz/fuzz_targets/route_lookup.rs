@@ -11,7 +11,9 @@
 //!   and `/*` sub-path re-join to exactly the request path; no parameter value holds a `/`;
 //!   a route of a group bound to a domain is only found for that domain;
 //! * the gateway never answers 5xx (every backend is a MOCK), and whenever it serves an API
-//!   (200 with the MOCK's body, the API's name), `resolve` finds that same API for the request.
+//!   (200 with the MOCK's body, the API's name), `resolve` finds that same API for the request;
+//! * a path with a raw backslash, or a `.` / `..` segment once percent-decoded (segments split
+//!   at `/`, `\`, `%2F` and `%5C`), is refused with 400 before routing (issue 20, item 1).
 
 #![no_main]
 
@@ -167,6 +169,13 @@ fuzz_target!(|data: &[u8]| {
         "{status} for {:?} {path:?}",
         req.method
     );
+    if escapes_its_segments(path) {
+        assert_eq!(
+            status,
+            http::StatusCode::BAD_REQUEST,
+            "a dot segment or backslash was not refused: {path:?}"
+        );
+    }
     let body = body.expect("a MOCK or error body");
     if status == http::StatusCode::OK && !body.is_empty() {
         let served = String::from_utf8_lossy(&body);
@@ -249,4 +258,31 @@ fn check_match(fixture: &Fixture, m: &RouteMatch, method: &Method, path: &str, h
             route.template
         );
     }
+}
+
+/// The reference for the path rule, written independently of the gateway's scanner: a raw
+/// backslash, or a segment that is `.` or `..` once every `%XX` is decoded (a decoded `/` or
+/// `\\` splits segments too).
+fn escapes_its_segments(path: &str) -> bool {
+    if path.contains('\\') {
+        return true;
+    }
+    let raw = path.as_bytes();
+    let mut decoded = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if raw[i] == b'%' && i + 2 < raw.len() {
+            if let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2])) {
+                decoded.push(u8::try_from(h * 16 + l).expect("two hex digits"));
+                i += 3;
+                continue;
+            }
+        }
+        decoded.push(raw[i]);
+        i += 1;
+    }
+    decoded
+        .split(|&b| b == b'/' || b == b'\\')
+        .any(|segment| segment == b"." || segment == b"..")
 }

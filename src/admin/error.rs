@@ -10,7 +10,8 @@ use crate::store::StoreError;
 /// Why an admin call was refused. Every variant answers with a JSON body `{"code","message"}`
 /// and a 4xx status (5xx only for a failing store: 507 `InsufficientStorage` when its disk is
 /// full, 503 `StoreUnavailable` for another I/O error, which may pass, 500 `StoreError`
-/// otherwise); a refused call changes nothing.
+/// otherwise; and 503 `Timeout` for a call that took too long); a refused call changes
+/// nothing.
 ///
 /// # Examples
 ///
@@ -62,6 +63,13 @@ pub enum AdminError {
     /// The route exists but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The call took longer than the admin API's timeout (503). A change it was making is
+    /// still applied whole; read the resource again to see whether it was.
+    #[error("the call did not finish within {} ms; a change it makes may still be applied", after.as_millis())]
+    Timeout {
+        /// The timeout.
+        after: std::time::Duration,
+    },
     /// The control plane refused the operation (or its store failed).
     #[error(transparent)]
     Control(#[from] ControlError),
@@ -83,6 +91,7 @@ impl AdminError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound { .. } | Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Timeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Control(c) => match c {
                 ControlError::Validation(_) => StatusCode::BAD_REQUEST,
                 ControlError::NotFound { .. } => StatusCode::NOT_FOUND,
@@ -106,6 +115,7 @@ impl AdminError {
             Self::PayloadTooLarge { .. } => "PayloadTooLarge",
             Self::NotFound { .. } | Self::NoRoute(_) => "NotFound",
             Self::MethodNotAllowed => "MethodNotAllowed",
+            Self::Timeout { .. } => "Timeout",
             Self::Control(c) => match c {
                 ControlError::Validation(_) => "InvalidParameter",
                 ControlError::NotFound { .. } => "NotFound",

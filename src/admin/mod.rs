@@ -4,8 +4,28 @@
 //! Every call needs `Authorization: Bearer <token>` (compared in constant time) except
 //! `GET /health`. Bodies are JSON objects with no unknown fields, at most 1 MiB by default.
 //! Refusals answer `{"code","message"}`: 400 for bad input, 401 for a missing or wrong token,
-//! 404 for unknown ids, 409 for refused operations, 413 for oversized bodies. A refused call
-//! changes nothing.
+//! 404 for unknown ids, 409 for refused operations, 413 for oversized bodies, 503 `Timeout` for
+//! a call that took longer than the timeout (30 s by default). A refused call changes nothing.
+//!
+//! # Middleware
+//!
+//! The router carries [tower-http](https://docs.rs/tower-http) middleware, outermost first:
+//!
+//! 1. `SetSensitiveRequestHeadersLayer` marks [`SENSITIVE_HEADERS`] (`Authorization` with the
+//!    admin token or an AppCode, `Proxy-Authorization`, `X-Ca-Signature`) as sensitive, so no
+//!    log prints their values.
+//! 2. `SetRequestIdLayer` / `PropagateRequestIdLayer` on `X-Request-Id`: a request id sent by the
+//!    client (or a proxy in front) is kept, else one is made in the gateway's format (an
+//!    upper-case UUID, as on `X-Ca-Request-Id`); every response carries it. The admin API uses
+//!    `X-Request-Id`, not `X-Ca-Request-Id`: the latter is the data plane's, which the gateway
+//!    always makes itself and never takes from a client.
+//! 3. `TraceLayer`: a span `admin` (target `stagegate::admin`) with the method, path and request
+//!    id, the request headers at `DEBUG` and the status and latency at `INFO`.
+//! 4. The token check, then `RequestBodyLimitLayer` (the body limit, checked on
+//!    `Content-Length` and while the body streams) and `TimeoutLayer` (the timeout).
+//!
+//! A handler runs as a task of its own: a timed-out call (or one whose client went away) is
+//! answered at once, but a change it was making is still applied whole, never cut off half way.
 //!
 //! | method and path | what |
 //! |---|---|
@@ -50,6 +70,7 @@ mod routes;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -57,10 +78,18 @@ use axum::extract::{FromRequest, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderValue, Method, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Instrument as _;
 
 pub use debug::{DebugAuth, DebugRequest};
 pub use error::AdminError;
@@ -72,6 +101,34 @@ use crate::model::Secret;
 
 /// The default largest admin request body: 1 MiB.
 pub const DEFAULT_ADMIN_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The default longest an admin call may take before it is answered 503 `Timeout`: 30 s.
+pub const DEFAULT_ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The request headers whose values never show in a log: `Authorization` (the admin token, or
+/// an `APPCODE`), `Proxy-Authorization` and `X-Ca-Signature`.
+///
+/// The admin API marks them sensitive itself. Mark them too in front of any tracing you add
+/// around the data plane (an AppCode can also be sent as the `AppCode` query parameter, so do
+/// not log a data-plane request's query string either).
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::admin::SENSITIVE_HEADERS;
+/// use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+/// let layer = SetSensitiveRequestHeadersLayer::new(SENSITIVE_HEADERS);
+/// # let _ = layer;
+/// assert!(SENSITIVE_HEADERS.contains(&http::header::AUTHORIZATION));
+/// ```
+pub const SENSITIVE_HEADERS: [HeaderName; 3] = [
+    header::AUTHORIZATION,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("x-ca-signature"),
+];
+
+/// The admin API's request-id header.
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The admin REST API over a [`ControlPlane`], with the data plane it debugs through.
 ///
@@ -87,7 +144,9 @@ pub const DEFAULT_ADMIN_BODY_LIMIT: usize = 1024 * 1024;
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let control = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
 /// let gateway = GatewayLayer::new(control.snapshot_handle()).standalone();
-/// let admin = AdminApi::new(control, Secret::generate(), gateway).body_limit(64 * 1024);
+/// let admin = AdminApi::new(control, Secret::generate(), gateway)
+///     .body_limit(64 * 1024)
+///     .timeout(std::time::Duration::from_secs(10));
 /// let app: axum::Router = axum::Router::new().nest("/admin", admin.router());
 /// # let _ = app;
 /// # });
@@ -97,11 +156,13 @@ pub struct AdminApi {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 pub(crate) struct Inner {
     pub(crate) control: Arc<ControlPlane>,
     pub(crate) token: Secret,
     pub(crate) gateway: GatewayService,
     pub(crate) body_limit: usize,
+    pub(crate) timeout: Duration,
 }
 
 pub(crate) type AdminState = Arc<Inner>;
@@ -111,6 +172,7 @@ impl fmt::Debug for AdminApi {
         f.debug_struct("AdminApi")
             .field("control", &self.inner.control)
             .field("body_limit", &self.inner.body_limit)
+            .field("timeout", &self.inner.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -126,6 +188,7 @@ impl AdminApi {
                 token,
                 gateway,
                 body_limit: DEFAULT_ADMIN_BODY_LIMIT,
+                timeout: DEFAULT_ADMIN_TIMEOUT,
             }),
         }
     }
@@ -133,14 +196,36 @@ impl AdminApi {
     /// The largest request body accepted (413 beyond); default [`DEFAULT_ADMIN_BODY_LIMIT`].
     #[must_use]
     pub fn body_limit(self, bytes: usize) -> Self {
-        let i = &self.inner;
+        self.with(|i| i.body_limit = bytes)
+    }
+
+    /// The longest a call may take, body included, before it is answered 503 `Timeout`;
+    /// default [`DEFAULT_ADMIN_TIMEOUT`]. A change the call was making is still applied whole.
+    /// It bounds `POST /apis/{id}/debug` too, which waits for the backend: set it above the
+    /// longest backend timeout (`backend.timeout_ms`, up to 10 minutes) you debug.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use stagegate::{ControlPlane, GatewayLayer, Secret, admin::AdminApi, store::MemoryStore};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let control = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
+    /// let gateway = GatewayLayer::new(control.snapshot_handle()).standalone();
+    /// let admin = AdminApi::new(control, Secret::generate(), gateway).timeout(Duration::from_secs(5));
+    /// # let _ = admin;
+    /// # });
+    /// ```
+    #[must_use]
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.with(|i| i.timeout = timeout)
+    }
+
+    fn with(self, f: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| (*shared).clone());
+        f(&mut inner);
         Self {
-            inner: Arc::new(Inner {
-                control: Arc::clone(&i.control),
-                token: i.token.clone(),
-                gateway: i.gateway.clone(),
-                body_limit: bytes,
-            }),
+            inner: Arc::new(inner),
         }
     }
 
@@ -150,14 +235,37 @@ impl AdminApi {
         &self.inner.control
     }
 
-    /// The routes as an axum [`Router`], token check included, ready to serve or to `nest`.
+    /// The routes as an axum [`Router`], token check and middleware included (see the
+    /// [module docs](self#middleware)), ready to serve or to `nest`.
     pub fn router(&self) -> Router {
         routes::router(Arc::clone(&self.inner))
             .fallback(fallback)
+            .layer(axum::middleware::from_fn(detach))
+            .layer(TimeoutLayer::with_status_code(
+                TIMEOUT_STATUS,
+                self.inner.timeout,
+            ))
+            .layer(RequestBodyLimitLayer::new(self.inner.body_limit))
             .layer(axum::middleware::from_fn_with_state(
                 Arc::clone(&self.inner),
                 authenticate,
             ))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(admin_span)
+                    .on_request(log_request)
+                    .on_response(
+                        DefaultOnResponse::new()
+                            .level(tracing::Level::INFO)
+                            .latency_unit(tower_http::LatencyUnit::Micros),
+                    ),
+            )
+            .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+            .layer(SetRequestIdLayer::new(
+                X_REQUEST_ID.clone(),
+                GatewayFormatRequestId,
+            ))
+            .layer(SetSensitiveRequestHeadersLayer::new(SENSITIVE_HEADERS))
     }
 
     /// The admin API as a tower `Service<http::Request<B>>` (an axum [`Router`] is one).
@@ -187,48 +295,109 @@ async fn authenticate(State(s): State<AdminState>, req: Request, next: Next) -> 
             return AdminError::Unauthorized.into_response();
         }
     }
-    if let Some(len) = req
+    let res = next.run(req).await;
+    if res
         .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        && len > s.body_limit as u64
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
     {
-        return AdminError::PayloadTooLarge {
-            limit: s.body_limit,
-        }
-        .into_response();
+        return res;
     }
-    let mut res = next.run(req).await;
-    if res.status() == StatusCode::METHOD_NOT_ALLOWED
-        && !res
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
-    {
-        let allow = res.headers().get(header::ALLOW).cloned();
-        res = AdminError::MethodNotAllowed.into_response();
-        if let Some(a) = allow {
-            res.headers_mut().insert(header::ALLOW, a);
-        }
+    // Refusals made by axum (405) and tower-http (413 on `Content-Length`, the timeout) come
+    // without a body of our shape: answer them as every other refusal.
+    let refusal = match res.status() {
+        StatusCode::METHOD_NOT_ALLOWED => AdminError::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => AdminError::PayloadTooLarge {
+            limit: s.body_limit,
+        },
+        TIMEOUT_STATUS => AdminError::Timeout { after: s.timeout },
+        _ => return res,
+    };
+    let allow = res.headers().get(header::ALLOW).cloned();
+    let mut res = refusal.into_response();
+    if let Some(a) = allow {
+        res.headers_mut().insert(header::ALLOW, a);
     }
     res
+}
+
+/// The status tower-http's timeout answers with (then given the `Timeout` body).
+const TIMEOUT_STATUS: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
+
+/// Runs the handler as a task of its own, so that a timeout (or a client going away) only
+/// stops the wait for its answer: a change it is making is applied whole, never cut off
+/// between the store's commit and the snapshot swap.
+async fn detach(req: Request, next: Next) -> Response {
+    match tokio::spawn(next.run(req).in_current_span()).await {
+        Ok(res) => res,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled: the runtime is shutting down.
+        Err(_) => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"code": "ShuttingDown", "message": "the server is shutting down"}),
+        ),
+    }
+}
+
+/// Request ids in the gateway's format (an upper-case UUID), for `X-Request-Id`.
+#[derive(Clone, Copy)]
+struct GatewayFormatRequestId;
+
+impl MakeRequestId for GatewayFormatRequestId {
+    fn make_request_id<B>(&mut self, _: &http::Request<B>) -> Option<RequestId> {
+        Some(RequestId::new(
+            crate::layer::new_request_id().to_header_value(),
+        ))
+    }
+}
+
+/// The admin API's trace span: method, path (never the query) and request id.
+fn admin_span<B>(req: &http::Request<B>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        target: "stagegate::admin",
+        "admin",
+        method = %req.method(),
+        path = %req.uri().path(),
+        request_id = %id,
+    )
+}
+
+/// The request's headers at `DEBUG`; [`SENSITIVE_HEADERS`] print as `Sensitive`.
+fn log_request<B>(req: &http::Request<B>, _: &tracing::Span) {
+    tracing::debug!(target: "stagegate::admin", headers = ?req.headers(), "request");
 }
 
 /// A JSON body: at most the configured limit, an object of exactly the expected shape. An
 /// empty body reads as `{}`.
 pub(crate) struct Json<T>(pub(crate) T);
 
-/// Reads the whole body, refusing more than `limit` bytes.
+/// Reads the whole body; more than `limit` bytes (cut off by the router's
+/// `RequestBodyLimitLayer`) is `PayloadTooLarge`.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, AdminError> {
-    match http_body_util::Limited::new(body, limit).collect().await {
+    match body.collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(AdminError::PayloadTooLarge { limit })
-        }
+        Err(e) if over_limit(&e) => Err(AdminError::PayloadTooLarge { limit }),
         Err(e) => Err(AdminError::InvalidJson(format!(
             "the body could not be read: {e}"
         ))),
     }
+}
+
+/// Whether `e`, or an error it wraps, is the body limit's.
+fn over_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {

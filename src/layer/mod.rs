@@ -20,6 +20,22 @@
 //! [`allow_encoded_slash`](crate::RequestParameter::allow_encoded_slash); a path that matches no
 //! API falls through with it unchanged.
 //!
+//! # Own code and tower-http
+//!
+//! The admin API (feature `admin`) is built on tower-http's middleware. This layer keeps its own
+//! code where tower-http cannot give the client's wire behaviour or would add per-request cost:
+//! the body limit (`I413RL`, and only
+//! when a signature or mapping needs the body buffered; `RequestBodyLimitLayer` answers a bare
+//! 413 for every route), the header limit (`I413UL`), backend timeouts (per API, answered with
+//! an error code; `TimeoutLayer` has one duration and a bare status), the request id
+//! (`X-Ca-Request-Id`, always made by the gateway, never taken from the client as
+//! `SetRequestIdLayer` does, held on the stack and also written into error responses and the
+//! access log) and the access log (one `stagegate::access` event carrying the group, API, stage,
+//! app and error code, which only the pipeline knows; `TraceLayer` would add a span and two
+//! events per request without them). To trace the data plane as well, wrap it in `TraceLayer`
+//! behind `SetSensitiveRequestHeadersLayer::new(stagegate::admin::SENSITIVE_HEADERS)`, and do not
+//! log the query string: an AppCode may travel in it.
+//!
 //! # Examples
 //!
 //! Mounted in an axum app:
