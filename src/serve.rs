@@ -610,6 +610,11 @@ async fn drive<S, B>(
     };
     loop {
         tokio::select! {
+            // Polled in order, the connection first: this runs on every wake-up of the
+            // connection's task (twice per request), and a random start costs a thread-local
+            // RNG draw each time. No branch can starve another: the connection ends the loop
+            // when it is ready, and the other two are polled whenever it is pending.
+            biased;
             res = conn.as_mut() => {
                 if let Err(e) = res {
                     tracing::debug!(error = %e, "connection ended with an error");
