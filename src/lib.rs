@@ -12,6 +12,28 @@
 //! - [`GatewayLayer`] / [`Gateway`] is the data plane. It reads one immutable [`Snapshot`] per
 //!   request through a lock-free [`SnapshotHandle`]; every change is visible to the next request.
 //!
+//! # Which module for what
+//!
+//! | you want to | reach for |
+//! |---|---|
+//! | mount the gateway in axum or hyper | [`GatewayLayer`], [`Gateway`], [`ClientAddr`] ([`layer`]) |
+//! | serve it on a socket facing untrusted clients | `serve::Server` (feature `serve`) |
+//! | create backends, groups, APIs, apps; publish; import and export | [`ControlPlane`] ([`control`]) |
+//! | the domain types (backend kinds, stage definitions, APIs, apps) | [`model`] |
+//! | persist the configuration, or write your own store | [`store`]: `MemoryStore`, `RedbStore` (feature `redb`), the [`Store`](store::Store) trait and its conformance suite (feature `conformance`) |
+//! | sign requests as a client, or verify signatures yourself | [`auth`] ([`Signer`], [`verify`]) |
+//! | plug in a function runtime, object store, event sink or registry | [`backend`] |
+//! | every error code a caller can receive, with its status and message | [`error_code`] |
+//! | the admin REST API (and the debug endpoint) | `admin::AdminApi` (feature `admin`) |
+//! | route lookup and the lock-free snapshot | [`routing`] |
+//! | parameter mapping and upstream forwarding, for custom dispatchers | [`mapping`], [`proxy`] |
+//!
+//! A request goes: context (arrival time, request id, client address, host, stage) → path
+//! confinement → route (one snapshot load) → authenticate → policies → map → dispatch by the
+//! stage definition's backend kind; every refusal carries `X-Ca-Error-Code` and
+//! `X-Ca-Error-Message` from [`error_code`]. `SECURITY.md` at the repository root states the
+//! threat model and the defaults.
+//!
 //! # A plain hyper server
 //!
 //! The bare accept loop below has no timeouts, no connection cap and no graceful shutdown; for
