@@ -133,6 +133,32 @@ async fn dns_resolves_localhost() {
     assert!(ok >= 3, "{ok}");
 }
 
+/// A gateway whose RELEASE `GET /users` goes to Nacos service `users` at `server`, with the
+/// registry's answers cached for `ttl`. The fixture is returned to keep the control plane alive.
+async fn nacos_users_gateway(
+    server: std::net::SocketAddr,
+    ttl: Duration,
+) -> (common::Fx, stagegate::GatewayService) {
+    let f = fx(BackendKind::ServiceDiscovery).await;
+    f.define(
+        Stage::RELEASE,
+        def(
+            RegistryType::Nacos,
+            "users",
+            vec![format!("http://{server}")],
+        ),
+    )
+    .await;
+    let api = f.api("users", "GET", "/users", |_| {}).await;
+    f.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
+    let registries = Registries::default().nacos(NacosDiscovery::new().ttl(ttl));
+    let svc = f
+        .layer()
+        .backends(Backends::new().discovery(registries))
+        .standalone();
+    (f, svc)
+}
+
 /// A stand-in for Nacos's `GET /nacos/v1/ns/instance/list`, answering the documented JSON.
 async fn nacos(
     hosts: Arc<Mutex<serde_json::Value>>,
@@ -209,24 +235,7 @@ async fn nacos_instances_are_used_cached_and_refreshed() {
     let asked = Arc::new(AtomicUsize::new(0));
     let server = nacos(Arc::clone(&hosts), Arc::clone(&asked)).await;
 
-    let f = fx(BackendKind::ServiceDiscovery).await;
-    f.define(
-        Stage::RELEASE,
-        def(
-            RegistryType::Nacos,
-            "users",
-            vec![format!("http://{server}")],
-        ),
-    )
-    .await;
-    let api = f.api("users", "GET", "/users", |_| {}).await;
-    f.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
-    let registries =
-        Registries::default().nacos(NacosDiscovery::new().ttl(Duration::from_millis(300)));
-    let svc = f
-        .layer()
-        .backends(Backends::new().discovery(registries))
-        .standalone();
+    let (_f, svc) = nacos_users_gateway(server, Duration::from_millis(300)).await;
 
     for _ in 0..3 {
         assert_eq!(
@@ -353,24 +362,7 @@ async fn a_failing_registry_is_backed_off_and_the_last_answer_serves() {
     let hosts = Arc::new(Mutex::new(serde_json::Value::Null));
     let asked = Arc::new(AtomicUsize::new(0));
     let server = nacos(Arc::clone(&hosts), Arc::clone(&asked)).await;
-    let f = fx(BackendKind::ServiceDiscovery).await;
-    f.define(
-        Stage::RELEASE,
-        def(
-            RegistryType::Nacos,
-            "users",
-            vec![format!("http://{server}")],
-        ),
-    )
-    .await;
-    let api = f.api("users", "GET", "/users", |_| {}).await;
-    f.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
-    let registries =
-        Registries::default().nacos(NacosDiscovery::new().ttl(Duration::from_millis(100)));
-    let svc = f
-        .layer()
-        .backends(Backends::new().discovery(registries))
-        .standalone();
+    let (_f, svc) = nacos_users_gateway(server, Duration::from_millis(100)).await;
 
     // Down from the start: one question, then the error is answered without asking again.
     for _ in 0..5 {

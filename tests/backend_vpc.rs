@@ -84,19 +84,25 @@ async fn calls_reach_the_address_and_follow_its_updates_and_in_use_deletes_are_r
     );
 }
 
-#[tokio::test]
-async fn authorizations_without_an_address_go_through_the_resolver() {
-    let up = upstream("resolved").await;
+/// A VPC backend through access `orders_vpc` (instance `i-orders`, `port`, no address: the
+/// resolver finds it), and an API `vpcApi` `method /orders` on it, published to RELEASE.
+async fn orders_vpc_api(port: u16, method: &str) -> (common::Fx, VpcAccess) {
     let f = fx(BackendKind::Vpc).await;
-    let access =
-        f.cp.create_vpc_access(
-            VpcAccess::new("orders_vpc", "vpc-1", "i-orders", up.port(), None).unwrap(),
-        )
+    let access = f
+        .cp
+        .create_vpc_access(VpcAccess::new("orders_vpc", "vpc-1", "i-orders", port, None).unwrap())
         .await
         .unwrap();
     f.define(Stage::RELEASE, vpc_def(&access.id)).await;
-    let api = f.api("vpcApi", "POST", "/orders", |_| {}).await;
+    let api = f.api("vpcApi", method, "/orders", |_| {}).await;
     f.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
+    (f, access)
+}
+
+#[tokio::test]
+async fn authorizations_without_an_address_go_through_the_resolver() {
+    let up = upstream("resolved").await;
+    let (f, access) = orders_vpc_api(up.port(), "POST").await;
     let layer =
         f.layer().backends(Backends::new().vpc_resolver(
             |instance: &str, port: u16| match instance {
@@ -130,16 +136,7 @@ async fn authorizations_without_an_address_go_through_the_resolver() {
 #[tokio::test]
 async fn a_resolved_call_forwards_the_target_authority_as_the_forwarded_host() {
     let up = upstream("resolved").await;
-    let f = fx(BackendKind::Vpc).await;
-    let access =
-        f.cp.create_vpc_access(
-            VpcAccess::new("orders_vpc", "vpc-1", "i-orders", up.port(), None).unwrap(),
-        )
-        .await
-        .unwrap();
-    f.define(Stage::RELEASE, vpc_def(&access.id)).await;
-    let api = f.api("vpcApi", "GET", "/orders", |_| {}).await;
-    f.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
+    let (f, _access) = orders_vpc_api(up.port(), "GET").await;
     let layer = f.layer().backends(
         Backends::new().vpc_resolver(|_: &str, port: u16| Ok(format!("127.0.0.1:{port}"))),
     );

@@ -1116,23 +1116,6 @@ fn host_port(url: &str) -> &str {
     url.trim_start_matches("http://")
 }
 
-/// Reads until the gateway closes the connection; `None` if it is still open after `within`.
-async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> Option<Vec<u8>> {
-    use tokio::io::AsyncReadExt as _;
-    let mut got = Vec::new();
-    let read = async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(within, read).await.ok()?;
-    Some(got)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_sockets_time_out_and_idle_connections_do_not_hold_up_shutdown() {
     use tokio::io::AsyncWriteExt as _;
@@ -1148,7 +1131,7 @@ async fn silent_sockets_time_out_and_idle_connections_do_not_hold_up_shutdown() 
     for addr in [&data, &admin] {
         let mut s = TcpStream::connect(addr).await.unwrap();
         assert!(
-            closed_within(&mut s, Duration::from_secs(5))
+            common::closed_within(&mut s, Duration::from_secs(5))
                 .await
                 .is_some(),
             "a silent connection to {addr} stays open"
@@ -1202,7 +1185,7 @@ async fn the_data_plane_caps_open_connections_and_the_admin_api_still_answers() 
     // let the workers accept them
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut third = TcpStream::connect(&data).await.unwrap();
-    let got = closed_within(&mut third, Duration::from_secs(3))
+    let got = common::closed_within(&mut third, Duration::from_secs(3))
         .await
         .expect("the connection beyond the cap is closed at once");
     assert!(got.is_empty());

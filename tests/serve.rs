@@ -3,6 +3,8 @@
 //! current-thread runtime `#[tokio::test]` gives.
 #![cfg(feature = "serve")]
 
+mod common;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -17,6 +19,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+use common::closed_within;
 
 /// A running server: its address, the trigger of its shutdown and its task.
 struct Running {
@@ -68,22 +72,6 @@ async fn start(server: Server) -> Running {
         stop: Some(stop),
         task,
     }
-}
-
-/// Reads until the server closes the connection; `None` if it is still open after `within`.
-async fn closed_within(s: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
-    let mut got = Vec::new();
-    let read = async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(within, read).await.ok()?;
-    Some(got)
 }
 
 /// Sends `GET path` and reads one response (its body is `peer=...`, with a content-length).

@@ -226,32 +226,27 @@ mod tests {
 
     #[test]
     fn appcodes_are_stripped_other_credentials_kept() {
+        let strip_both = |p: &mut Parts| {
+            prepare_for_backend(
+                p,
+                None,
+                BackendView {
+                    strip_appcode_header: true,
+                    strip_appcode_query: true,
+                    ..Default::default()
+                },
+            );
+        };
         let mut p = parts(
             "/p?AppCode=abc&x=1&AppCode=def",
             &["APPCODE abc", "Bearer t"],
         );
-        prepare_for_backend(
-            &mut p,
-            None,
-            BackendView {
-                strip_appcode_header: true,
-                strip_appcode_query: true,
-                ..Default::default()
-            },
-        );
+        strip_both(&mut p);
         assert_eq!(p.uri, "/p?x=1");
         let auth: Vec<_> = p.headers.get_all(AUTHORIZATION).iter().collect();
         assert_eq!(auth, ["Bearer t"]);
         let mut p = parts("/p?AppCode=abc", &["APPCODE abc"]);
-        prepare_for_backend(
-            &mut p,
-            None,
-            BackendView {
-                strip_appcode_header: true,
-                strip_appcode_query: true,
-                ..Default::default()
-            },
-        );
+        strip_both(&mut p);
         assert_eq!(p.uri, "/p");
         assert!(!p.headers.contains_key(AUTHORIZATION));
     }
