@@ -1271,4 +1271,17 @@ async fn a_group_passes_appcodes_to_its_backends_only_when_told() {
         .remove("pass_appcode_to_backend");
     let old: stagegate::Group = serde_json::from_value(doc).unwrap();
     assert!(!old.pass_appcode_to_backend);
+    // Hostile values are refused with 400 and change nothing.
+    let before = a.state().await;
+    for bad in [json!("yes"), json!(1), json!(null), json!({"on": true})] {
+        let got = a
+            .call(
+                "PUT",
+                &format!("/groups/{id}"),
+                Some(json!({"name": "code_group", "pass_appcode_to_backend": bad})),
+            )
+            .await;
+        assert_eq!(got.status, 400, "{bad}: {}", got.text());
+    }
+    assert_eq!(a.state().await, before);
 }
