@@ -1,6 +1,8 @@
 //! Loopback helpers shared by the integration tests: upstreams, a gateway server, a client.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod services;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;

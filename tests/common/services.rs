@@ -1,0 +1,61 @@
+//! Reaching the machine's shared services (PostgreSQL, Redis) and other ecosystems' tools
+//! (Chromium, Python, Node) from tests.
+//!
+//! Where one is unreachable, a test prints why and skips, so `cargo test` passes on a fresh
+//! machine. With `STAGEGATE_REQUIRE_SERVICES=1` (set by `.ci/run`) a skip is a failure instead.
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+/// True when `STAGEGATE_REQUIRE_SERVICES=1`: every skip must fail the test instead.
+pub fn services_required() -> bool {
+    std::env::var("STAGEGATE_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// Skips the calling test with a message, or panics when services are required.
+///
+/// Use as `let Some(x) = ... else { return skip("PostgreSQL", &why) };`.
+#[track_caller]
+pub fn skip(what: &str, why: &str) {
+    if services_required() {
+        panic!("{what} is required (STAGEGATE_REQUIRE_SERVICES=1) but unavailable: {why}");
+    }
+    eprintln!(
+        "SKIPPED: {what} unavailable ({why}); set STAGEGATE_REQUIRE_SERVICES=1 to fail instead"
+    );
+}
+
+/// Whether a TCP listener answers at `addr` within a second.
+pub async fn reachable(addr: &str) -> Result<(), String> {
+    match tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("{addr}: {e}")),
+        Err(_) => Err(format!("{addr}: connect timed out")),
+    }
+}
+
+/// The PostgreSQL address tests use: `STAGEGATE_TEST_PG` or `127.0.0.1:5432`.
+pub fn postgres_addr() -> String {
+    std::env::var("STAGEGATE_TEST_PG_ADDR").unwrap_or_else(|_| "127.0.0.1:5432".to_owned())
+}
+
+/// The Redis address tests use: `STAGEGATE_TEST_REDIS_ADDR` or `127.0.0.1:6379`.
+pub fn redis_addr() -> String {
+    std::env::var("STAGEGATE_TEST_REDIS_ADDR").unwrap_or_else(|_| "127.0.0.1:6379".to_owned())
+}
+
+/// A name unique to this process and call, for a throwaway database, schema or key prefix.
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
+}
