@@ -20,6 +20,7 @@ const TOKEN_KEY = 'stagegate.admin-token';
 let token = sessionStorage.getItem(TOKEN_KEY);
 let signInMessage = '';
 let renderGen = 0;
+let pendingFocus = null; // a selector to focus after the next render (e.g. the chosen tab)
 let seq = 0;
 
 const $ = (sel) => document.querySelector(sel);
@@ -196,7 +197,10 @@ function openDialog(title, build) {
   const close = () => d.close();
   d.replaceChildren(h('h2', { id: 'dialog-title' }, title), ...[build(close)].flat());
   const back = document.activeElement;
-  d.addEventListener('close', () => { if (back && document.contains(back)) back.focus(); }, { once: true });
+  d.addEventListener('close', () => {
+    d.replaceChildren();
+    if (back && document.contains(back)) back.focus();
+  }, { once: true });
   d.showModal();
   (d.querySelector('input, select, textarea') || d.querySelector('button'))?.focus();
 }
@@ -472,7 +476,11 @@ async function backendPage(id, stage = 'TEST') {
   tabs.addEventListener('keydown', (e) => {
     const i = STAGES.indexOf(stage);
     const next = e.key === 'ArrowRight' ? (i + 1) % 3 : e.key === 'ArrowLeft' ? (i + 2) % 3 : -1;
-    if (next >= 0) { e.preventDefault(); location.hash = `#/backends/${id}/${STAGES[next]}`; }
+    if (next >= 0) {
+      e.preventDefault();
+      pendingFocus = '[role="tab"][aria-selected="true"]';
+      location.hash = `#/backends/${id}/${STAGES[next]}`;
+    }
   });
   const defView = def
     ? h('dl', { class: 'kv' }, Object.entries(def).flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, typeof v === 'object' ? JSON.stringify(v) : String(v))]))
@@ -1035,11 +1043,23 @@ async function render() {
     const retry = h('button', { type: 'button', onclick: render }, 'Retry');
     main.replaceChildren(h('h1', {}, 'Something went wrong'), h('p', { class: 'error', role: 'alert' }, ex.message || String(ex)), retry);
   }
-  if (keep && keep !== document.body && document.contains(keep)) keep.focus();
+  if (pendingFocus) {
+    main.querySelector(pendingFocus)?.focus();
+    pendingFocus = null;
+  } else if (keep && keep !== document.body && document.contains(keep)) keep.focus();
 }
 
+// After moving to another page, focus its heading so that keyboard and screen-reader users
+// start there (unless a dialog is open or a control asked for the focus).
 window.addEventListener('hashchange', () => {
-  render().then(() => { if (!$('#dialog').open) $('#main').querySelector('h1')?.setAttribute('tabindex', '-1'); });
+  const focusHeading = !pendingFocus;
+  render().then(() => {
+    const heading = $('#main').querySelector('h1');
+    if (focusHeading && heading && !$('#dialog').open) {
+      heading.setAttribute('tabindex', '-1');
+      heading.focus();
+    }
+  });
 });
 $('#signout').addEventListener('click', () => signOut('Signed out.'));
 window.addEventListener('unhandledrejection', (e) => { toast(e.reason?.message || 'Something went wrong.'); });
