@@ -1062,5 +1062,7 @@ window.addEventListener('hashchange', () => {
   });
 });
 $('#signout').addEventListener('click', () => signOut('Signed out.'));
+// A notice belongs to the page it was made on: moving on through the menu clears it.
+$('#nav').addEventListener('click', () => { $('#toast').textContent = ''; });
 window.addEventListener('unhandledrejection', (e) => { toast(e.reason?.message || 'Something went wrong.'); });
 render();

@@ -40,7 +40,10 @@ fn tools() -> Result<(PathBuf, PathBuf), String> {
         Err(e) => return Err(format!("node not found: {e}")),
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    if !dir.join("node_modules/playwright-core/package.json").exists() {
+    if !dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
         return Err("playwright-core not installed (run `npm ci` in tests/browser)".into());
     }
     Ok((chromium, dir.join("console.mjs")))
@@ -97,7 +100,10 @@ async fn console_walks_the_whole_workflow_in_chromium() {
     // What the console did, as the control plane sees it.
     let backends = control.backends().await;
     let orders = backends.iter().find(|b| b.name == "orders_http").unwrap();
-    assert!(orders.stages.get(&Stage::TEST).is_none(), "TEST definition deleted");
+    assert!(
+        orders.stages.get(&Stage::TEST).is_none(),
+        "TEST definition deleted"
+    );
     let apis = control.apis(None).await;
     let api = apis.iter().find(|a| a.name == "getOrder").unwrap();
     assert!(control.published(&api.id, &Stage::TEST).await.is_none());

@@ -295,6 +295,7 @@ try {
   await step('debug the API as the app in TEST', async () => {
     await debugOnce('v1');
     await assertLabelled('debug page');
+    await page.evaluate(() => document.querySelector('[aria-label="Debug result"] h2')?.scrollIntoView({ block: 'start' }));
     await shot('debug');
   });
 
