@@ -80,6 +80,7 @@ function checkbox(label, checked, attrs = {}) {
 function toast(text) {
   const t = $('#toast');
   t.textContent = text;
+  toast.at = Date.now();
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => { t.textContent = ''; }, 6000);
 }
@@ -1062,7 +1063,10 @@ window.addEventListener('hashchange', () => {
   });
 });
 $('#signout').addEventListener('click', () => signOut('Signed out.'));
-// A notice belongs to the page it was made on: moving on through the menu clears it.
-$('#nav').addEventListener('click', () => { $('#toast').textContent = ''; });
+// A notice belongs to the change that made it: moving on to another page a moment later
+// clears it (a notice made just before the move, such as "created", stays).
+window.addEventListener('hashchange', () => {
+  if (Date.now() - (toast.at || 0) > 1500) $('#toast').textContent = '';
+});
 window.addEventListener('unhandledrejection', (e) => { toast(e.reason?.message || 'Something went wrong.'); });
 render();

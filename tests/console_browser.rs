@@ -101,7 +101,7 @@ async fn console_walks_the_whole_workflow_in_chromium() {
     let backends = control.backends().await;
     let orders = backends.iter().find(|b| b.name == "orders_http").unwrap();
     assert!(
-        orders.stages.get(&Stage::TEST).is_none(),
+        !orders.stages.contains_key(&Stage::TEST),
         "TEST definition deleted"
     );
     let apis = control.apis(None).await;
