@@ -475,6 +475,9 @@ async fn run(cfg: Config) -> Result<(), String> {
         );
     }
     println!("stagegate data plane listening on http://{data_addr}");
+    println!(
+        "stagegate web console at http://{admin_addr}/console/ (sign in with the admin token)"
+    );
     println!("stagegate admin API listening on http://{admin_addr}");
     println!("stagegate data in {}", db.display());
     tracing::info!(

@@ -24,7 +24,7 @@
 //! | sign requests as a client, or verify signatures yourself | [`auth`] ([`Signer`], [`verify`]) |
 //! | plug in a function runtime, object store, event sink or registry | [`backend`] |
 //! | every error code a caller can receive, with its status and message | [`error_code`] |
-//! | the admin REST API (and the debug endpoint) | `admin::AdminApi` (feature `admin`) |
+//! | the admin REST API (the debug endpoint, the web console at `/console/`) | `admin::AdminApi` (feature `admin`) |
 //! | route lookup and the lock-free snapshot | [`routing`] |
 //! | parameter mapping and upstream forwarding, for custom dispatchers | [`mapping`], [`proxy`] |
 //!

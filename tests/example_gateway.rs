@@ -838,6 +838,26 @@ async fn admin_calls_without_the_right_token_are_refused_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(health.status, 200);
+    // The web console's files are served on the admin listener without the token.
+    assert!(
+        gw.stdout_lines
+            .iter()
+            .any(|l| l.contains(&format!("{}/console/", gw.admin))),
+        "the console's address is printed: {:?}",
+        gw.stdout_lines
+    );
+    for (path, ty) in [
+        ("/console/", "text/html; charset=utf-8"),
+        ("/console/app.js", "text/javascript; charset=utf-8"),
+    ] {
+        let got = http
+            .send("GET", &format!("{}{path}", gw.admin), &[], None)
+            .await
+            .unwrap();
+        assert_eq!(got.status, 200, "{path}");
+        assert_eq!(got.header("content-type"), Some(ty));
+        assert!(got.header("content-security-policy").is_some());
+    }
     let body = json!({"name": "sneaky_group"}).to_string();
     for headers in [
         vec![],

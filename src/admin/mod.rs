@@ -2,7 +2,7 @@
 //! endpoint and OpenAPI documents, as a tower `Service` that also mounts in axum.
 //!
 //! Every call needs `Authorization: Bearer <token>` (compared in constant time) except
-//! `GET /health`. Bodies are JSON objects with no unknown fields, at most 1 MiB by default.
+//! `GET /health` and the web console's static files at `/console/` (they hold no data). Bodies are JSON objects with no unknown fields, at most 1 MiB by default.
 //! Refusals answer `{"code","message"}`: 400 for bad input, 401 for a missing or wrong token,
 //! 404 for unknown ids, 409 for refused operations, 413 for oversized bodies, 503 `Timeout` for
 //! a call that took longer than the timeout (30 s by default). A refused call changes nothing.
@@ -31,7 +31,7 @@
 //! |---|---|
 //! | `GET /health` | 200 `{"status":"ok"}`; 503 `{"status":"failing","store":"disk full"}` (or `"I/O error"`) while the store's writes fail; no token needed |
 //! | `POST /backends`, `GET /backends`, `GET`/`PATCH`/`DELETE /backends/{id}` | backend services |
-//! | `PUT`/`GET`/`DELETE /backends/{id}/stages/{stage}` | a backend's definition in a stage, with per-API reports |
+//! | `PUT`/`GET`/`DELETE /backends/{id}/stages/{stage}` | a backend's definition in a stage, with per-API reports; `?dry_run=true` on `PUT` and `DELETE` answers the same report and changes nothing |
 //! | `GET /backends/{id}/apis?stage=` | the APIs using a backend |
 //! | `POST`/`GET /vpc-access`, `GET`/`PUT`/`DELETE /vpc-access/{id}` | VPC access authorizations |
 //! | `POST`/`GET /groups`, `GET`/`PUT`/`DELETE /groups/{id}`, `GET /groups/{id}/openapi?stage=` | groups and their API documentation |
@@ -43,6 +43,7 @@
 //! | `POST /apps/{id}/keys`, `DELETE /apps/{id}/keys/{key}`, `POST /apps/{id}/keys/{key}/rotate` | key pairs |
 //! | `POST`/`DELETE /apps/{id}/codes`, `GET /apps/{id}/authorizations` | AppCodes, an app's grants |
 //! | `GET /export`, `POST /import` | the whole configuration as one JSON document |
+//! | `GET /console/` | the web console (static files embedded in the binary, no token needed; see [`ASSETS`]) |
 //!
 //! # Examples
 //!
@@ -63,6 +64,7 @@
 //! # });
 //! ```
 
+mod console;
 mod debug;
 mod error;
 mod openapi;
@@ -91,6 +93,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Instrument as _;
 
+pub use console::{ASSETS, CONTENT_SECURITY_POLICY};
 pub use debug::{DebugAuth, DebugRequest};
 pub use error::AdminError;
 pub use openapi::openapi_document;
@@ -278,10 +281,12 @@ async fn fallback(uri: http::Uri) -> AdminError {
     AdminError::NoRoute(crate::model::id::truncate(uri.path()))
 }
 
-/// Checks the bearer token on every call but `GET /health`; refuses oversized bodies early.
+/// Checks the bearer token on every call but `GET /health` and the console's static files;
+/// refuses oversized bodies early.
 async fn authenticate(State(s): State<AdminState>, req: Request, next: Next) -> Response {
-    let health = req.method() == Method::GET && req.uri().path() == "/health";
-    if !health {
+    let public = (req.method() == Method::GET && req.uri().path() == "/health")
+        || console::is_public(req.method(), req.uri().path());
+    if !public {
         let ok = req
             .headers()
             .get(header::AUTHORIZATION)

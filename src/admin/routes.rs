@@ -37,6 +37,9 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AdminState> for P<T> {
 pub(crate) fn router(state: AdminState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/console", get(super::console::redirect))
+        .route("/console/", get(super::console::index))
+        .route("/console/{*name}", get(super::console::asset))
         .route("/backends", post(create_backend).get(list_backends))
         .route(
             "/backends/{id}",
@@ -201,18 +204,46 @@ async fn delete_backend(State(s): State<AdminState>, P(id): P<String>) -> Result
     Ok(reply(StatusCode::OK, &json!({"deleted": id})))
 }
 
+/// The `dry_run` query parameter: `true` or `false` (the default); 400 for anything else,
+/// a repeat, or another parameter.
+fn dry_run_query(uri: &Uri) -> Result<bool> {
+    let pairs = query_pairs(uri.query(), &["dry_run"])?;
+    match pairs.as_slice() {
+        [] => Ok(false),
+        [(_, v)] if v == "true" => Ok(true),
+        [(_, v)] if v == "false" => Ok(false),
+        [(_, v)] => Err(AdminError::InvalidParameter(format!(
+            "query parameter `dry_run` must be `true` or `false`, not `{}`",
+            crate::model::id::truncate(v)
+        ))),
+        _ => Err(AdminError::InvalidParameter(
+            "query parameter `dry_run` is given more than once".into(),
+        )),
+    }
+}
+
 async fn put_definition(
     State(s): State<AdminState>,
     P((id, st)): P<(String, String)>,
+    uri: Uri,
     Json(v): Json<Value>,
 ) -> Result {
     let id = backend_id(&id)?;
     let st = stage(&st)?;
+    let dry_run = dry_run_query(&uri)?;
     let kind = s.control.backend(&id).await?.kind;
     object(v.clone())?;
     let def = StageDefinition::from_json(kind, v)?;
-    let change = s.control.set_stage_definition(&id, st, def).await?;
-    Ok(reply(StatusCode::OK, &change))
+    let change = if dry_run {
+        s.control.preview_stage_definition(&id, st, def).await?
+    } else {
+        s.control.set_stage_definition(&id, st, def).await?
+    };
+    let mut body = serde_json::to_value(&change).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut body {
+        m.insert("dry_run".into(), Value::Bool(dry_run));
+    }
+    Ok(reply(StatusCode::OK, &body))
 }
 
 async fn get_definition(State(s): State<AdminState>, P((id, st)): P<(String, String)>) -> Result {
@@ -230,11 +261,20 @@ async fn get_definition(State(s): State<AdminState>, P((id, st)): P<(String, Str
 async fn delete_definition(
     State(s): State<AdminState>,
     P((id, st)): P<(String, String)>,
+    uri: Uri,
 ) -> Result {
     let id = backend_id(&id)?;
     let st = stage(&st)?;
-    let report = s.control.delete_stage_definition(&id, &st).await?;
-    Ok(reply(StatusCode::OK, &json!({ "report": report })))
+    let dry_run = dry_run_query(&uri)?;
+    let report = if dry_run {
+        s.control.preview_delete_stage_definition(&id, &st).await?
+    } else {
+        s.control.delete_stage_definition(&id, &st).await?
+    };
+    Ok(reply(
+        StatusCode::OK,
+        &json!({ "report": report, "dry_run": dry_run }),
+    ))
 }
 
 async fn backend_apis(State(s): State<AdminState>, P(id): P<String>, uri: Uri) -> Result {

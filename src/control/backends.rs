@@ -171,6 +171,9 @@ impl ControlPlane {
     /// that uses the backend follows at once, without a republish; the report says, per API,
     /// whether it was re-pointed or (when it cannot use the new definition) taken out.
     ///
+    /// [`preview_stage_definition`](Self::preview_stage_definition) answers the same report
+    /// without changing anything.
+    ///
     /// # Errors
     ///
     /// [`ControlError::NotFound`] (backend, or a VPC access authorization the definition names),
@@ -181,47 +184,44 @@ impl ControlPlane {
         stage: Stage,
         definition: StageDefinition,
     ) -> Result<DefinitionChange> {
-        definition.validate()?;
         let mut state = self.state.lock().await;
-        let mut b = state.backend(id)?.clone();
-        if !b.kind.accepts(definition.kind()) {
-            return Err(ValidationError::InvalidField {
-                field: "type".into(),
-                reason: format!(
-                    "a {} backend cannot hold a {} definition",
-                    b.kind,
-                    definition.kind()
-                ),
-            }
-            .into());
-        }
-        if let StageDefinition::Vpc(v) = &definition {
-            state.vpc_access(&v.vpc_access_id)?;
-        }
-        let mut writes = Vec::new();
-        let mut report = Vec::new();
-        for live in state.published_using(id, &stage) {
-            let api = &live.deployment.snapshot;
-            let (result, error) = match state.compile_route(
-                &live.deployment,
-                &stage,
-                Some(&definition),
-                None,
-                &mut Targets::default(),
-            ) {
-                Ok(_) => (ReportResult::Republished, None),
-                Err(e) => {
-                    writes.push(delete(&state, Key::publication(&api.id, &stage)));
-                    (ReportResult::Failed, Some(e))
-                }
-            };
-            report.push(ApiReport::new(api, &stage, result, error));
-        }
-        b.stages.insert(stage, definition.clone());
-        b.modified_at = Timestamp::now();
-        writes.insert(0, put(&state, Entity::Backend(b)));
+        let (writes, change) = plan_set(&state, id, stage, definition)?;
         self.commit(&mut state, writes, HashMap::new()).await?;
-        Ok(DefinitionChange { definition, report })
+        Ok(change)
+    }
+
+    /// The dry run of [`set_stage_definition`](Self::set_stage_definition): the same checks and
+    /// the same report (which published APIs would be re-pointed and which taken out), with
+    /// nothing committed and the live configuration untouched.
+    ///
+    /// # Errors
+    ///
+    /// The same as [`set_stage_definition`](Self::set_stage_definition).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::control::{ControlPlane, NewBackend};
+    /// use stagegate::model::{BackendKind, HttpDefinition, Stage, StageDefinition};
+    /// use stagegate::store::MemoryStore;
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
+    /// let b = cp.create_backend(NewBackend::new("echo", BackendKind::Http)).await.unwrap();
+    /// let def = StageDefinition::Http(HttpDefinition::new("http://127.0.0.1:8081"));
+    /// let preview = cp.preview_stage_definition(&b.id, Stage::TEST, def).await.unwrap();
+    /// assert!(preview.report.is_empty());
+    /// // Nothing was defined.
+    /// assert!(cp.stage_definition(&b.id, &Stage::TEST).await.unwrap().is_none());
+    /// # });
+    /// ```
+    pub async fn preview_stage_definition(
+        &self,
+        id: &BackendId,
+        stage: Stage,
+        definition: StageDefinition,
+    ) -> Result<DefinitionChange> {
+        let state = self.state.lock().await;
+        plan_set(&state, id, stage, definition).map(|(_, change)| change)
     }
 
     /// A backend's definition in a stage, if it has one.
@@ -241,6 +241,9 @@ impl ControlPlane {
     /// Deletes a backend's definition in a stage, unpublishing (atomically) every API published
     /// in that stage that uses it; other stages are untouched.
     ///
+    /// [`preview_delete_stage_definition`](Self::preview_delete_stage_definition) answers the
+    /// same report without changing anything.
+    ///
     /// # Errors
     ///
     /// [`ControlError::NotFound`] for an unknown backend or a stage without a definition.
@@ -250,23 +253,42 @@ impl ControlPlane {
         stage: &Stage,
     ) -> Result<Vec<ApiReport>> {
         let mut state = self.state.lock().await;
-        let mut b = state.backend(id)?.clone();
-        if b.stages.remove(stage).is_none() {
-            return Err(ControlError::not_found(
-                "stage definition",
-                format!("{id}/{stage}"),
-            ));
-        }
-        b.modified_at = Timestamp::now();
-        let mut writes = vec![put(&state, Entity::Backend(b))];
-        let mut report = Vec::new();
-        for live in state.published_using(id, stage) {
-            let api = &live.deployment.snapshot;
-            writes.push(delete(&state, Key::publication(&api.id, stage)));
-            report.push(ApiReport::new(api, stage, ReportResult::Unpublished, None));
-        }
+        let (writes, report) = plan_delete(&state, id, stage)?;
         self.commit(&mut state, writes, HashMap::new()).await?;
         Ok(report)
+    }
+
+    /// The dry run of [`delete_stage_definition`](Self::delete_stage_definition): the same
+    /// checks and the same report (every API it would unpublish), with nothing committed.
+    ///
+    /// # Errors
+    ///
+    /// The same as [`delete_stage_definition`](Self::delete_stage_definition).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::control::{ControlPlane, NewBackend};
+    /// use stagegate::model::{BackendKind, HttpDefinition, Stage, StageDefinition};
+    /// use stagegate::store::MemoryStore;
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
+    /// let b = cp.create_backend(NewBackend::new("echo", BackendKind::Http)).await.unwrap();
+    /// let def = StageDefinition::Http(HttpDefinition::new("http://127.0.0.1:8081"));
+    /// cp.set_stage_definition(&b.id, Stage::TEST, def).await.unwrap();
+    /// let report = cp.preview_delete_stage_definition(&b.id, &Stage::TEST).await.unwrap();
+    /// assert!(report.is_empty());
+    /// // Still defined.
+    /// assert!(cp.stage_definition(&b.id, &Stage::TEST).await.unwrap().is_some());
+    /// # });
+    /// ```
+    pub async fn preview_delete_stage_definition(
+        &self,
+        id: &BackendId,
+        stage: &Stage,
+    ) -> Result<Vec<ApiReport>> {
+        let state = self.state.lock().await;
+        plan_delete(&state, id, stage).map(|(_, report)| report)
     }
 
     /// The APIs that use a backend: the drafts when `stage` is none, else the snapshots
@@ -297,4 +319,78 @@ impl ControlPlane {
         v.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(v)
     }
+}
+
+/// The writes that put `definition` in `stage` of backend `id`, and the report they make: one
+/// plan for the change and its dry run, so both always report the same APIs.
+fn plan_set(
+    state: &super::State,
+    id: &BackendId,
+    stage: Stage,
+    definition: StageDefinition,
+) -> Result<(Vec<crate::store::Write>, DefinitionChange)> {
+    definition.validate()?;
+    let mut b = state.backend(id)?.clone();
+    if !b.kind.accepts(definition.kind()) {
+        return Err(ValidationError::InvalidField {
+            field: "type".into(),
+            reason: format!(
+                "a {} backend cannot hold a {} definition",
+                b.kind,
+                definition.kind()
+            ),
+        }
+        .into());
+    }
+    if let StageDefinition::Vpc(v) = &definition {
+        state.vpc_access(&v.vpc_access_id)?;
+    }
+    let mut writes = Vec::new();
+    let mut report = Vec::new();
+    for live in state.published_using(id, &stage) {
+        let api = &live.deployment.snapshot;
+        let (result, error) = match state.compile_route(
+            &live.deployment,
+            &stage,
+            Some(&definition),
+            None,
+            &mut Targets::default(),
+        ) {
+            Ok(_) => (ReportResult::Republished, None),
+            Err(e) => {
+                writes.push(delete(state, Key::publication(&api.id, &stage)));
+                (ReportResult::Failed, Some(e))
+            }
+        };
+        report.push(ApiReport::new(api, &stage, result, error));
+    }
+    b.stages.insert(stage, definition.clone());
+    b.modified_at = Timestamp::now();
+    writes.insert(0, put(state, Entity::Backend(b)));
+    Ok((writes, DefinitionChange { definition, report }))
+}
+
+/// The writes that delete backend `id`'s definition in `stage` and unpublish its APIs there,
+/// and the report they make (shared by the change and its dry run).
+fn plan_delete(
+    state: &super::State,
+    id: &BackendId,
+    stage: &Stage,
+) -> Result<(Vec<crate::store::Write>, Vec<ApiReport>)> {
+    let mut b = state.backend(id)?.clone();
+    if b.stages.remove(stage).is_none() {
+        return Err(ControlError::not_found(
+            "stage definition",
+            format!("{id}/{stage}"),
+        ));
+    }
+    b.modified_at = Timestamp::now();
+    let mut writes = vec![put(state, Entity::Backend(b))];
+    let mut report = Vec::new();
+    for live in state.published_using(id, stage) {
+        let api = &live.deployment.snapshot;
+        writes.push(delete(state, Key::publication(&api.id, stage)));
+        report.push(ApiReport::new(api, stage, ReportResult::Unpublished, None));
+    }
+    Ok((writes, report))
 }
