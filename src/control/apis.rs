@@ -324,9 +324,12 @@ impl ControlPlane {
     pub async fn rollback(&self, id: &ApiId, stage: &Stage, version: &str) -> Result<Deployment> {
         let mut state = self.state.lock().await;
         state.api(id)?;
+        // Only a full history may have lost older versions to pruning.
+        let full = state.history(id, stage).count() >= self.history;
         let oldest = state
             .history(id, stage)
             .next()
+            .filter(|_| full)
             .map(|d| d.value.version.clone());
         let deployment = match state.deployment(id, stage, version) {
             Ok(d) => (**d).clone(),
