@@ -40,9 +40,12 @@
 //! # TLS
 //!
 //! `sslmode` in the URL is honoured: `disable` (plain TCP), `prefer` (the default: TLS when the
-//! server offers it) and `require` (refused with a clear error when the server has no TLS).
-//! Server certificates are checked against Mozilla's roots by default, or against
-//! the roots of the [`rustls::ClientConfig`] given to [`PostgresStore::connect_with_tls`].
+//! server offers it, plain TCP when it does not) and `require` (refused with a clear error when
+//! the server has no TLS). Whenever TLS is used the server's certificate is verified, against
+//! Mozilla's roots by default or the roots of the [`rustls::ClientConfig`] given to
+//! [`PostgresStore::connect_with_tls`]: stricter than libpq, whose `prefer` and `require`
+//! encrypt without verifying. A server offering TLS with a certificate no trusted CA signed is
+//! refused, even with `prefer`; use `sslmode=disable` only on a trusted network.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
