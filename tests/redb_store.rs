@@ -978,7 +978,10 @@ async fn the_feed_is_bounded_by_the_retention_window_and_a_lagging_node_resyncs(
         .await
         .unwrap();
     let doomed = writer
-        .create_backend(stagegate::NewBackend::new("doomed", stagegate::BackendKind::Mock))
+        .create_backend(stagegate::NewBackend::new(
+            "doomed",
+            stagegate::BackendKind::Mock,
+        ))
         .await
         .unwrap();
     reader.follow().await.unwrap();
@@ -1004,7 +1007,10 @@ async fn the_feed_is_bounded_by_the_retention_window_and_a_lagging_node_resyncs(
     );
     reader.follow().await.unwrap();
     assert_eq!(reader.records().await, writer.records().await);
-    assert!(reader.backend(&doomed.id).await.is_err(), "the delete was not missed");
+    assert!(
+        reader.backend(&doomed.id).await.is_err(),
+        "the delete was not missed"
+    );
     drop((writer, reader, store));
     let reopened = RedbStore::open(db.path()).unwrap();
     assert!(matches!(

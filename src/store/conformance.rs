@@ -2,7 +2,7 @@
 //!
 //! Run it from a test of your adapter crate with the macro, which writes one `#[tokio::test]`
 //! per property, in a module named after its first argument, so a run lists every property that
-//! fails (your crate needs `tokio` with the `macros` and `rt-multi-thread` features as a
+//! fails (your crate needs `tokio` with the `macros` and `rt` features as a
 //! dev-dependency):
 //!
 //! ```ignore
@@ -75,7 +75,7 @@ macro_rules! store_conformance {
     };
     (@tests $make:expr; $($prop:ident),*) => {
         $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[tokio::test]
             async fn $prop() {
                 $crate::store::conformance::$prop($make.await).await;
             }
