@@ -10,11 +10,12 @@
 //! // tests my_store_conforms::empty_store, my_store_conforms::change_feed, ...
 //! ```
 //!
-//! or call [`run`], which runs them all and stops at the first failure:
+//! or call [`run`], which runs them all and stops at the first failure (on a runtime with its
+//! timer enabled: the change-signal property waits with a timeout):
 //!
 //! ```
 //! use stagegate::store::{conformance, MemoryStore};
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! conformance::run(|| async { MemoryStore::new() }).await;
 //! # });
 //! ```
