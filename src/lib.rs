@@ -70,12 +70,13 @@
 //! |---|---|
 //! | `admin` | `stagegate::admin`: the admin REST API as a tower `Service` (an axum `Router`, no server, no extra axum features) |
 //! | `redb` | `stagegate::store::RedbStore`: the embedded, durable store (needs Rust 1.90) |
+//! | `postgres` | `stagegate::store::PostgresStore`: a store shared by several gateway nodes on PostgreSQL (tokio-postgres, deadpool-postgres, TLS through rustls) |
 //! | `conformance` | `store::conformance` and `store_conformance!`, for `Store` adapter authors |
 //! | `serve` | `stagegate::serve`: a hardened server loop (timeouts, connection cap, accept back-off, graceful shutdown) |
 //! | `oss-s3` | S3-compatible object stores for OSS backends (`object_store`'s `aws` support) |
 //!
 //! No feature is on by default: an application that embeds only the data plane gets neither
-//! axum nor redb. The crate's own tests, examples and benches turn `admin`, `redb` and
+//! axum nor redb. The crate's own tests, examples and benches turn `admin`, `redb`, `postgres` and
 //! `conformance` on (through a dev-dependency on itself), so `cargo test` and
 //! `cargo run --example gateway` need no flags.
 //!

@@ -340,7 +340,7 @@ async fn deployment_history_and_rollback() {
         s.cp.rollback(&a.id, &Stage::TEST, "19990101000000000")
             .await
             .unwrap_err();
-    assert!(matches!(err, ControlError::NotFound { .. }));
+    assert!(matches!(err, ControlError::NotFound { .. }), "{err:?}");
 }
 
 #[tokio::test]
@@ -1320,4 +1320,182 @@ async fn api_names_stay_unique_in_a_group_through_rename_move_and_delete() {
     )
     .unwrap();
     reloaded.create_api(free).await.unwrap();
+}
+
+/// Two nodes on one store: a node that commits while another node's commit is not yet applied
+/// here applies that one first, so it is not skipped forever.
+#[tokio::test]
+async fn a_commit_applies_the_changes_of_other_nodes_it_missed_first() {
+    let store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+    let a = ControlPlane::open_shared(store.clone()).await.unwrap();
+    let b = ControlPlane::open_shared(store.clone()).await.unwrap();
+    let x = a
+        .create_backend(NewBackend::new("fromNodeA", BackendKind::Mock))
+        .await
+        .unwrap();
+    // b has not followed: its own commit gets revision 2 while it has applied nothing
+    let y = b
+        .create_backend(NewBackend::new("fromNodeB", BackendKind::Mock))
+        .await
+        .unwrap();
+    let mut names: Vec<String> = b.backends().await.into_iter().map(|b| b.name).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["fromNodeA", "fromNodeB"],
+        "b applied a's commit before its own"
+    );
+    assert_eq!(b.freshness().await.applied_revision, 2);
+    assert_eq!(b.follow().await.unwrap(), 0, "nothing is left to follow");
+    let mut loaded = store.load().await.unwrap().records;
+    loaded.sort_by_key(|r| r.value.key());
+    assert_eq!(
+        b.records().await,
+        loaded,
+        "b holds exactly the store's records and versions"
+    );
+    // and a, following, sees b's
+    a.follow().await.unwrap();
+    assert_eq!(a.records().await, loaded);
+    assert!(a.backend(&y.id).await.is_ok() && b.backend(&x.id).await.is_ok());
+}
+
+/// A node further behind than the store's retention window gets `Compacted` from the feed and
+/// reloads the records, ending with exactly the writer's state.
+#[tokio::test]
+async fn a_follower_behind_the_retention_window_resyncs_from_the_records() {
+    let store = Arc::new(MemoryStore::new().with_log_retention(2));
+    let writer = ControlPlane::open_shared(store.clone()).await.unwrap();
+    let reader = ControlPlane::open_shared(store.clone()).await.unwrap();
+    let b = writer
+        .create_backend(NewBackend::new("doomed", BackendKind::Mock))
+        .await
+        .unwrap();
+    reader.follow().await.unwrap();
+    writer.delete_backend(&b.id).await.unwrap();
+    for i in 0..6 {
+        writer
+            .create_backend(NewBackend::new(format!("window{i}"), BackendKind::Mock))
+            .await
+            .unwrap();
+    }
+    assert!(
+        matches!(
+            store.changes_since(1, 100).await,
+            Err(stagegate::store::StoreError::Compacted(1))
+        ),
+        "the feed was compacted behind the window"
+    );
+    assert_eq!(store.changes_since(6, 100).await.unwrap().len(), 2);
+    reader.follow().await.unwrap();
+    assert_eq!(reader.records().await, writer.records().await);
+    assert!(
+        reader.backend(&b.id).await.is_err(),
+        "the delete was not missed"
+    );
+    assert_eq!(reader.freshness().await.behind(), Some(0));
+}
+
+/// The follower task wakes on the store's signal (long before its poll interval), records
+/// what it applied for health checks, and stops when told.
+#[tokio::test]
+async fn the_follower_applies_changes_when_signalled_and_reports_freshness() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let writer = ControlPlane::open_shared(store.clone()).await.unwrap();
+    let reader = Arc::new(ControlPlane::open_shared(store.clone()).await.unwrap());
+    let follower = reader.spawn_follower(std::time::Duration::from_secs(3600));
+    assert!(follower.is_running());
+    let before = std::time::SystemTime::now();
+    writer
+        .create_backend(NewBackend::new("signalled", BackendKind::Mock))
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while reader.freshness().await.applied_revision < 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("the follower applied the change without waiting for its poll");
+    let f = reader.freshness().await;
+    assert!(f.store_reachable && f.store_error.is_none() && f.follow_error.is_none());
+    assert_eq!(
+        (f.applied_revision, f.store_revision, f.behind()),
+        (1, Some(1), Some(0))
+    );
+    assert!(f.last_applied_at >= before);
+    assert!(f.since_applied < std::time::Duration::from_secs(5));
+    assert!(!f.is_stale(std::time::Duration::ZERO));
+    assert_eq!(reader.records().await, writer.records().await);
+    follower.stop().await;
+    writer
+        .create_backend(NewBackend::new("unseen", BackendKind::Mock))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let f = reader.freshness().await;
+    assert_eq!(
+        f.behind(),
+        Some(1),
+        "a stopped follower applies nothing more"
+    );
+    assert!(f.is_stale(std::time::Duration::ZERO));
+    assert!(!f.is_stale(std::time::Duration::from_secs(3600)));
+}
+
+/// The deployment history keeps the newest N per API and stage; a rollback to a pruned version
+/// is refused saying so.
+#[tokio::test]
+async fn old_deployments_are_pruned_and_rolling_back_to_one_is_refused_clearly() {
+    let mut s = setup().await;
+    s.cp = s.cp.with_deployment_history(3);
+    s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:9001"))
+        .await
+        .unwrap();
+    let a = api(&s, "prunedApi", "/v1/pruned").await;
+    let mut versions = Vec::new();
+    for i in 0..6 {
+        let d =
+            s.cp.publish(&a.id, Stage::TEST, Some(format!("v{i}")))
+                .await
+                .unwrap();
+        versions.push(d.version);
+    }
+    let hist = s.cp.deployments(&a.id).await.unwrap();
+    let kept: Vec<&str> = hist.iter().map(|d| d.version.as_str()).collect();
+    assert_eq!(
+        kept,
+        versions[3..].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let stored =
+        s.cp.records()
+            .await
+            .into_iter()
+            .filter(|r| matches!(r.value, stagegate::store::Entity::Deployment(_)))
+            .count();
+    assert_eq!(stored, 3, "pruned deployments are deleted from the store");
+    let err =
+        s.cp.rollback(&a.id, &Stage::TEST, &versions[0])
+            .await
+            .unwrap_err();
+    assert!(matches!(err, ControlError::Refused(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("pruned") && msg.contains("newest 3"), "{msg}");
+    s.cp.rollback(&a.id, &Stage::TEST, &versions[3])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.cp.published(&a.id, &Stage::TEST).await.unwrap().version,
+        versions[3]
+    );
+    // publishing after a rollback keeps the newest three, the new one included
+    let d = s.cp.publish(&a.id, Stage::TEST, None).await.unwrap();
+    let hist = s.cp.deployments(&a.id).await.unwrap();
+    assert_eq!(hist.len(), 3);
+    assert_eq!(hist.last().unwrap().version, d.version);
+    assert!(hist.last().unwrap().live);
+    let unknown =
+        s.cp.rollback(&a.id, &Stage::TEST, "99990101000000000")
+            .await;
+    assert!(matches!(unknown, Err(ControlError::NotFound { .. })));
 }

@@ -963,3 +963,60 @@ async fn a_file_that_cannot_be_opened_is_named_with_the_cause() {
         "{message}"
     );
 }
+
+/// The feed is compacted behind the retention window by the commits themselves (and stays so
+/// after a reopen); a control plane behind the window resyncs from the records and ends with
+/// exactly the writer's state.
+#[tokio::test]
+async fn the_feed_is_bounded_by_the_retention_window_and_a_lagging_node_resyncs() {
+    let db = TempDb::new("retention");
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(db.path()).unwrap().with_log_retention(3));
+    let writer = stagegate::ControlPlane::open_shared(Arc::clone(&store))
+        .await
+        .unwrap();
+    let reader = stagegate::ControlPlane::open_shared(Arc::clone(&store))
+        .await
+        .unwrap();
+    let doomed = writer
+        .create_backend(stagegate::NewBackend::new(
+            "doomed",
+            stagegate::BackendKind::Mock,
+        ))
+        .await
+        .unwrap();
+    reader.follow().await.unwrap();
+    writer.delete_backend(&doomed.id).await.unwrap();
+    for i in 0..20 {
+        writer
+            .create_backend(stagegate::NewBackend::new(
+                format!("window{i}"),
+                stagegate::BackendKind::Mock,
+            ))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.revision().await.unwrap(), 22);
+    assert!(matches!(
+        store.changes_since(18, 100).await,
+        Err(StoreError::Compacted(18))
+    ));
+    assert_eq!(
+        store.changes_since(19, 100).await.unwrap().len(),
+        3,
+        "exactly the window is kept"
+    );
+    reader.follow().await.unwrap();
+    assert_eq!(reader.records().await, writer.records().await);
+    assert!(
+        reader.backend(&doomed.id).await.is_err(),
+        "the delete was not missed"
+    );
+    drop((writer, reader, store));
+    let reopened = RedbStore::open(db.path()).unwrap();
+    assert!(matches!(
+        reopened.changes_since(1, 100).await,
+        Err(StoreError::Compacted(1))
+    ));
+    assert_eq!(reopened.changes_since(19, 100).await.unwrap().len(), 3);
+    assert_eq!(reopened.load().await.unwrap().records.len(), 20);
+}

@@ -5,12 +5,12 @@ use http::{HeaderValue, StatusCode, header};
 
 use crate::control::ControlError;
 use crate::model::ValidationError;
-use crate::store::StoreError;
 
 /// Why an admin call was refused. Every variant answers with a JSON body `{"code","message"}`
 /// and a 4xx status (5xx only for a failing store: 507 `InsufficientStorage` when its disk is
-/// full, 503 `StoreUnavailable` for another I/O error, which may pass, 500 `StoreError`
-/// otherwise; and 503 `Timeout` for a call that took too long); a refused call changes
+/// full, 503 `StoreUnavailable` naming the store for one that cannot be reached now (a database
+/// that is down or unreachable, another I/O error, a file locked elsewhere: see
+/// [`StoreError::is_unavailable`](crate::store::StoreError::is_unavailable)), 500 `StoreError` otherwise; and 503 `Timeout` for a call that took too long); a refused call changes
 /// nothing.
 ///
 /// # Examples
@@ -30,6 +30,14 @@ use crate::store::StoreError;
 /// assert_eq!(e.status(), http::StatusCode::INSUFFICIENT_STORAGE);
 /// assert_eq!(e.code(), "InsufficientStorage");
 /// assert!(e.to_string().contains("the disk is full"));
+/// let down = stagegate::store::StoreError::Unavailable {
+///     store: "postgres 10.0.0.5:5432/gateway".into(),
+///     source: "connection refused".into(),
+/// };
+/// let e = AdminError::from(stagegate::ControlError::Store(down));
+/// assert_eq!(e.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+/// assert_eq!(e.code(), "StoreUnavailable");
+/// assert!(e.to_string().contains("postgres 10.0.0.5:5432/gateway is unavailable"), "{e}");
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -96,9 +104,7 @@ impl AdminError {
                 ControlError::Validation(_) => StatusCode::BAD_REQUEST,
                 ControlError::NotFound { .. } => StatusCode::NOT_FOUND,
                 ControlError::Store(e) if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
-                ControlError::Store(StoreError::Io { .. } | StoreError::Locked { .. }) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
+                ControlError::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
                 ControlError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 _ => StatusCode::CONFLICT,
             },
@@ -125,9 +131,7 @@ impl AdminError {
                 ControlError::InUse { .. } => "InUse",
                 ControlError::NotPublished { .. } => "NotPublished",
                 ControlError::Store(e) if e.is_disk_full() => "InsufficientStorage",
-                ControlError::Store(StoreError::Io { .. } | StoreError::Locked { .. }) => {
-                    "StoreUnavailable"
-                }
+                ControlError::Store(e) if e.is_unavailable() => "StoreUnavailable",
                 ControlError::Store(_) => "StoreError",
                 _ => "Refused",
             },

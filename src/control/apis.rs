@@ -192,10 +192,22 @@ impl ControlPlane {
             snapshot: api,
         };
         let prebuilt = self.check_publishable(&state, &deployment)?;
-        let writes = vec![
+        let mut writes = vec![
             put(&state, Entity::Deployment(deployment.clone())),
             put(&state, Entity::Publication(publication(&deployment))),
         ];
+        // The history keeps the newest `history` deployments, this one included: the older
+        // ones go in the same commit, so it never grows past the limit.
+        let kept = self.history.saturating_sub(1);
+        let old: Vec<String> = state
+            .history(id, &stage)
+            .rev()
+            .skip(kept)
+            .map(|d| d.value.version.clone())
+            .collect();
+        for version in old {
+            writes.push(delete(&state, Key::deployment(id, &stage, &version)));
+        }
         self.commit(&mut state, writes, prebuilt).await?;
         Ok(deployment)
     }
@@ -305,10 +317,34 @@ impl ControlPlane {
     ///
     /// # Errors
     ///
-    /// [`ControlError::NotFound`] for an unknown API or version, and the publish refusals.
+    /// [`ControlError::NotFound`] for an unknown API or version, [`ControlError::Refused`] for a
+    /// version older than the oldest the history keeps (pruned, see
+    /// [`with_deployment_history`](ControlPlane::with_deployment_history)), and the publish
+    /// refusals.
     pub async fn rollback(&self, id: &ApiId, stage: &Stage, version: &str) -> Result<Deployment> {
         let mut state = self.state.lock().await;
-        let deployment = (**state.deployment(id, stage, version)?).clone();
+        state.api(id)?;
+        // Only a full history may have lost older versions to pruning.
+        let full = state.history(id, stage).count() >= self.history;
+        let oldest = state
+            .history(id, stage)
+            .next()
+            .filter(|_| full)
+            .map(|d| d.value.version.clone());
+        let deployment = match state.deployment(id, stage, version) {
+            Ok(d) => (**d).clone(),
+            Err(e) => {
+                return Err(match oldest {
+                    Some(oldest) if version < oldest.as_str() => ControlError::Refused(format!(
+                        "deployment {} of api {id} in stage {stage} was pruned: the history \
+                         keeps the newest {} deployments per stage (the oldest kept is {oldest})",
+                        crate::model::id::truncate(version),
+                        self.history
+                    )),
+                    _ => e,
+                });
+            }
+        };
         let prebuilt = self.check_publishable(&state, &deployment)?;
         let w = put(&state, Entity::Publication(publication(&deployment)));
         self.commit(&mut state, vec![w], prebuilt).await?;

@@ -86,7 +86,8 @@ pub enum ControlError {
     #[error("{0}")]
     Refused(String),
     /// The store failed; nothing was changed. For a full disk or another I/O error the
-    /// message says so (and names the file).
+    /// message says so (and names the file); for a store that cannot be reached it names the
+    /// store (never a password) and the cause.
     #[error("store failed{}", store_detail(.0))]
     Store(#[from] StoreError),
 }
@@ -95,7 +96,10 @@ pub enum ControlError {
 /// act on), never a record's content.
 fn store_detail(e: &StoreError) -> String {
     match e {
-        StoreError::Io { .. } | StoreError::Locked { .. } => format!(": {e}"),
+        StoreError::Io { .. }
+        | StoreError::Locked { .. }
+        | StoreError::Unavailable { .. }
+        | StoreError::SchemaTooNew { .. } => format!(": {e}"),
         _ => String::new(),
     }
 }

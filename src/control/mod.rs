@@ -31,6 +31,7 @@ mod apps;
 mod backends;
 mod error;
 mod export;
+mod follower;
 mod groups;
 mod live;
 mod report;
@@ -40,27 +41,66 @@ mod vpc;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 pub use apis::DeploymentInfo;
 pub use apps::{AppPatch, NewApp};
 pub use backends::{BackendPatch, DefinitionChange, NewBackend};
 pub use error::ControlError;
 pub use export::{ConfigExport, EXPORT_FORMAT, ImportSummary};
+pub use follower::{Follower, Freshness};
 pub use groups::NewGroup;
 pub use report::{ApiReport, ReportResult};
 pub(crate) use state::{Affected, State};
 
 use crate::model::{GroupId, Stage};
 use crate::routing::{RouteTable, Snapshot, SnapshotHandle};
-use crate::store::{Change, Entity, Expect, Key, Store, StoreError, Versioned, Write};
+use crate::store::{Change, Entity, Expect, Key, Revision, Store, StoreError, Versioned, Write};
 
 type Result<T, E = ControlError> = std::result::Result<T, E>;
+
+/// How many deployments per API and stage the history keeps by default: 50.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(stagegate::control::DEFAULT_DEPLOYMENT_HISTORY, 50);
+/// ```
+pub const DEFAULT_DEPLOYMENT_HISTORY: usize = 50;
 
 /// The console's operations over a [`Store`], keeping the live [`Snapshot`] in step.
 pub struct ControlPlane {
     store: Arc<dyn Store>,
     state: tokio::sync::Mutex<State>,
     live: SnapshotHandle,
+    /// Deployments kept per API and stage.
+    history: usize,
+    /// What this node has applied of the store, and when (for [`ControlPlane::freshness`]).
+    sync: parking_lot::Mutex<SyncStatus>,
+}
+
+/// The last revision applied and when; the last time the node knew it had everything.
+#[derive(Clone, Debug)]
+struct SyncStatus {
+    applied: Revision,
+    applied_at: Instant,
+    applied_wall: SystemTime,
+    /// The last time a look at the feed found nothing newer.
+    caught_up_at: Instant,
+    /// The last failure to read the store while following, until a read succeeds.
+    error: Option<String>,
+}
+
+impl SyncStatus {
+    fn new(applied: Revision) -> Self {
+        Self {
+            applied,
+            applied_at: Instant::now(),
+            applied_wall: SystemTime::now(),
+            caught_up_at: Instant::now(),
+            error: None,
+        }
+    }
 }
 
 impl fmt::Debug for ControlPlane {
@@ -107,9 +147,53 @@ impl ControlPlane {
         live.store(state.full_snapshot(0));
         Ok(Self {
             store,
+            sync: parking_lot::Mutex::new(SyncStatus::new(state.revision)),
             state: tokio::sync::Mutex::new(state),
             live,
+            history: DEFAULT_DEPLOYMENT_HISTORY,
         })
+    }
+
+    /// Keeps the newest `deployments` deployments per API and stage (at least 1; the default is
+    /// [`DEFAULT_DEPLOYMENT_HISTORY`]): each publish deletes the older ones in its own commit,
+    /// so years of publishing do not slow start-up. A rollback to a pruned version is refused
+    /// with [`ControlError::Refused`] saying so.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::ControlPlane;
+    /// use stagegate::store::MemoryStore;
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cp = ControlPlane::open(MemoryStore::new()).await.unwrap().with_deployment_history(10);
+    /// assert_eq!(cp.deployment_history(), 10);
+    /// # });
+    /// ```
+    #[must_use]
+    pub fn with_deployment_history(mut self, deployments: usize) -> Self {
+        self.history = deployments.max(1);
+        self
+    }
+
+    /// How many deployments per API and stage the history keeps.
+    #[must_use]
+    pub fn deployment_history(&self) -> usize {
+        self.history
+    }
+
+    /// Notes that `state` is what this node serves now, and (`caught_up`) that it had
+    /// everything the store had when it last looked.
+    fn note_applied(&self, state: &State, caught_up: bool) {
+        let mut s = self.sync.lock();
+        if state.revision != s.applied {
+            s.applied = state.revision;
+            s.applied_at = Instant::now();
+            s.applied_wall = SystemTime::now();
+        }
+        if caught_up {
+            s.caught_up_at = Instant::now();
+            s.error = None;
+        }
     }
 
     /// The handle the data plane reads the live configuration through.
@@ -159,6 +243,17 @@ impl ControlPlane {
                 return Err(e.into());
             }
         };
+        if revision != state.revision + 1 {
+            // Other nodes committed between what this one last applied and its own commit:
+            // apply their changes first, in order, then ours, as the feed has them (with the
+            // versions the store gave). Skipping them would lose them for good, since the
+            // state's revision moves past them.
+            if let Err(e) = self.catch_up(state, revision).await {
+                tracing::warn!(error = %e, "catching up before applying a commit failed; reloading");
+                self.resync(state).await?;
+            }
+            return Ok(());
+        }
         let mut affected = Affected::default();
         for (key, entity) in changes {
             let value = entity.map(|value| {
@@ -178,6 +273,32 @@ impl ControlPlane {
         let prev = self.live.load();
         self.live
             .store(state.next_snapshot(&prev, &affected, prebuilt));
+        self.note_applied(state, false);
+        Ok(())
+    }
+
+    /// Applies the feed from the state's revision up to `target` at least, and swaps in the
+    /// next snapshot; `Compacted` (or a feed that ends early) reloads everything instead.
+    async fn catch_up(&self, state: &mut State, target: Revision) -> Result<()> {
+        let mut affected = Affected::default();
+        while state.revision < target {
+            let changes = match self.store.changes_since(state.revision, 1024).await {
+                Ok(c) => c,
+                Err(StoreError::Compacted(_)) => return self.resync(state).await,
+                Err(e) => return Err(e.into()),
+            };
+            if changes.is_empty() {
+                // The feed ends before our own commit: the store cannot be followed; reload.
+                return self.resync(state).await;
+            }
+            for c in changes {
+                state.apply(c, &mut affected);
+            }
+        }
+        let prev = self.live.load();
+        self.live
+            .store(state.next_snapshot(&prev, &affected, HashMap::new()));
+        self.note_applied(state, false);
         Ok(())
     }
 
@@ -190,28 +311,43 @@ impl ControlPlane {
         let generation = self.live.load().generation();
         self.live.store(fresh.full_snapshot(generation));
         *state = fresh;
+        self.note_applied(state, false);
         Ok(())
     }
 
     /// Applies changes other processes committed to the shared store since this one last looked
     /// (the change feed), and swaps in the next snapshot. Returns how many changes were applied.
     ///
+    /// When this node is so far behind that the store compacted the changes it needs
+    /// ([`StoreError::Compacted`]), it reloads every record instead and carries on from there (the reloaded records are not
+    /// counted). To follow
+    /// continuously, use [`spawn_follower`](Self::spawn_follower).
+    ///
     /// # Errors
     ///
     /// [`ControlError::Store`] when the feed cannot be read.
     pub async fn follow(&self) -> Result<usize> {
         let mut state = self.state.lock().await;
+        let result = self.follow_locked(&mut state).await;
+        if let Err(e) = &result {
+            self.sync.lock().error = Some(e.to_string());
+        }
+        result
+    }
+
+    async fn follow_locked(&self, state: &mut State) -> Result<usize> {
         let mut total = 0;
         loop {
             let changes = match self.store.changes_since(state.revision, 1024).await {
                 Ok(c) => c,
                 Err(StoreError::Compacted(_)) => {
-                    self.resync(&mut state).await?;
-                    return Ok(total);
+                    self.resync(state).await?;
+                    continue;
                 }
                 Err(e) => return Err(e.into()),
             };
             if changes.is_empty() {
+                self.note_applied(state, true);
                 return Ok(total);
             }
             total += changes.len();
@@ -222,6 +358,7 @@ impl ControlPlane {
             let prev = self.live.load();
             self.live
                 .store(state.next_snapshot(&prev, &affected, HashMap::new()));
+            self.note_applied(state, false);
         }
     }
 

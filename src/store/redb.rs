@@ -96,7 +96,8 @@ use super::codec::{self, DecodeError};
 use super::decode_pool;
 use super::memory::check_writes;
 use super::{
-    BoxFuture, Change, Entity, Key, Loaded, Revision, Store, StoreError, Version, Versioned, Write,
+    BoxFuture, Change, DEFAULT_LOG_RETENTION, Entity, Key, Loaded, Revision, Store, StoreError,
+    Version, Versioned, Write, retained_floor,
 };
 
 /// The layout version this build writes: records and change-feed entries in the checksummed binary
@@ -166,6 +167,10 @@ pub struct RedbStore {
     sync: CommitSync,
     /// Threads decoding records in [`Store::load`]; `None`: as many as the process may run on.
     load_threads: Option<NonZeroUsize>,
+    /// Revisions of change feed kept; older entries are dropped inside each commit.
+    retention: u64,
+    /// Told the revision of each commit (see [`Store::subscribe`]).
+    signal: tokio::sync::watch::Sender<Revision>,
 }
 
 /// How [`RedbStore`] makes a commit durable (see [`RedbStore::with_commit_sync`]).
@@ -278,6 +283,7 @@ impl RedbStore {
     fn open_by(path: &Path, open: Opener) -> Result<Self, StoreError> {
         let path = path.to_path_buf();
         let db = open_checked(&path, &open)?;
+        let current = revision(&path, &db)?;
         Ok(Self {
             slot: Arc::new(Slot {
                 db: RwLock::new(Some(db)),
@@ -288,7 +294,46 @@ impl RedbStore {
             path,
             sync: CommitSync::default(),
             load_threads: None,
+            retention: DEFAULT_LOG_RETENTION,
+            signal: tokio::sync::watch::Sender::new(current),
         })
+    }
+
+    /// Keeps the changes of the last `revisions` commits in the change feed (at least 1; the
+    /// default is [`DEFAULT_LOG_RETENTION`](super::DEFAULT_LOG_RETENTION)): each commit drops
+    /// the entries that fall out of the window, in its own transaction, so the file does not
+    /// grow with the history.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::Group;
+    /// use stagegate::store::{Entity, Expect, RedbStore, Store, StoreError, Write};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let path = std::env::temp_dir().join(format!("stagegate-doc-retention-{}.redb", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// let store = RedbStore::open(&path).unwrap().with_log_retention(2);
+    /// assert_eq!(store.log_retention(), 2);
+    /// for name in ["group_a", "group_b", "group_c"] {
+    ///     let g = Group::new(name).unwrap();
+    ///     store.commit(vec![Write::put(Entity::Group(g), Expect::Absent)]).await.unwrap();
+    /// }
+    /// assert_eq!(store.changes_since(1, 10).await.unwrap().len(), 2);
+    /// assert!(matches!(store.changes_since(0, 10).await, Err(StoreError::Compacted(0))));
+    /// # drop(store);
+    /// std::fs::remove_file(&path).unwrap();
+    /// # });
+    /// ```
+    #[must_use]
+    pub fn with_log_retention(mut self, revisions: u64) -> Self {
+        self.retention = revisions.max(1);
+        self
+    }
+
+    /// How many revisions of change feed the store keeps.
+    #[must_use]
+    pub fn log_retention(&self) -> u64 {
+        self.retention
     }
 
     /// Commits from now on with `sync` (the default is [`CommitSync::TwoPhase`]).
@@ -884,6 +929,7 @@ fn commit(
     path: &Path,
     db: &Database,
     sync: CommitSync,
+    retention: u64,
     writes: Vec<Write>,
 ) -> Result<Revision, StoreError> {
     if writes.is_empty() {
@@ -949,6 +995,16 @@ fn commit(
         }
         meta.insert(META_REVISION, revision)
             .map_err(|e| map_err(path, e))?;
+        // The retention window: the entries that fall out of it go in this same transaction
+        // (one or a few per commit), so the feed never grows past the window.
+        let floor = read_meta(path, &meta, META_LOG_FLOOR)?;
+        let new_floor = retained_floor(revision, retention);
+        if new_floor > floor {
+            log.retain_in((0u64, 0u32)..(new_floor + 1, 0u32), |_, _| false)
+                .map_err(|e| map_err(path, e))?;
+            meta.insert(META_LOG_FLOOR, new_floor)
+                .map_err(|e| map_err(path, e))?;
+        }
         revision
     };
     txn.commit().map_err(|e| map_err(path, e))?;
@@ -1012,7 +1068,16 @@ impl Store for RedbStore {
 
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<Revision, StoreError>> {
         let sync = self.sync;
-        Box::pin(self.blocking(true, move |path, db| commit(path, db, sync, writes)))
+        let retention = self.retention;
+        Box::pin(async move {
+            let revision = self
+                .blocking(true, move |path, db| {
+                    commit(path, db, sync, retention, writes)
+                })
+                .await?;
+            super::signal_revision(&self.signal, revision);
+            Ok(revision)
+        })
     }
 
     fn changes_since(
@@ -1031,6 +1096,14 @@ impl Store for RedbStore {
 
     fn health(&self) -> Result<(), StoreError> {
         self.slot.health(&self.path)
+    }
+
+    fn subscribe(&self) -> Option<tokio::sync::watch::Receiver<Revision>> {
+        Some(self.signal.subscribe())
+    }
+
+    fn compact_log_before(&self, before: Revision) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(RedbStore::compact_log_before(self, before))
     }
 }
 
