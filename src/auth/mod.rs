@@ -16,10 +16,10 @@ mod signer;
 mod string_to_sign;
 mod verifier;
 
-pub use error::{AuthError, ReplayError};
-pub(crate) use forward::{BackendView, prepare_for_backend};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisConfigError, RedisReplayGuard, RedisReplayGuardBuilder};
+pub use error::{AuthError, ReplayError};
+pub(crate) use forward::{BackendView, prepare_for_backend};
 pub use replay::{DEFAULT_NONCE_TTL_MS, MemoryReplayGuard, ReplayFuture, ReplayGuard};
 pub use signature::{sign, verify};
 pub use signer::{Signed, Signer};

@@ -6,9 +6,9 @@
 //! cut connection, an error reply, no answer within the timeout) refuses the request with
 //! `X503NS`: a nonce is never accepted unchecked.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::error::ReplayError;
@@ -93,8 +93,13 @@ impl RedisConfigError {
 /// ```
 pub struct RedisReplayGuard {
     client: redis::Client,
-    /// Made on first use (it needs a tokio runtime), then reused: it reconnects by itself.
-    manager: OnceLock<ConnectionManager>,
+    /// Made on first use (it needs a tokio runtime), then reused: it reconnects by itself
+    /// after a connection drops. A connection that stops answering without dropping (a
+    /// frozen server, a black-holed network) is not noticed by it, so after a timeout the
+    /// guard starts a new manager (the generation tells which one timed out).
+    manager: Mutex<Option<(u64, ConnectionManager)>>,
+    /// The next manager's generation.
+    generations: std::sync::atomic::AtomicU64,
     prefix: String,
     ttl_ms: u64,
     timeout: Duration,
@@ -215,7 +220,8 @@ impl RedisReplayGuardBuilder {
         let target = format!("{}/{}", info.addr(), info.redis_settings().db());
         Ok(RedisReplayGuard {
             client,
-            manager: OnceLock::new(),
+            manager: Mutex::new(None),
+            generations: std::sync::atomic::AtomicU64::new(0),
             prefix: self.prefix,
             ttl_ms,
             timeout: self.timeout,
@@ -290,20 +296,31 @@ impl RedisReplayGuard {
         format!("{}{}:{app_key}{nonce}", self.prefix, app_key.len())
     }
 
-    /// Asks Redis whether the scoped nonce is fresh, storing it for `px` milliseconds if so.
+    /// Asks Redis whether the scoped nonce is fresh, storing it for `px` milliseconds if so:
+    /// the whole decision, (re)connecting included, within the timeout.
     async fn set_nx(&self, key: String, px: u64) -> Result<bool, ReplayError> {
-        let mut conn = self.connection()?;
+        let (generation, mut conn) = self.connection()?;
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(1u8).arg("NX").arg("PX").arg(px);
-        let reply = tokio::time::timeout(self.timeout, cmd.query_async::<redis::Value>(&mut conn))
-            .await
-            .map_err(|_| {
-                ReplayError::Unavailable(format!(
-                    "Redis at {} did not answer within {:?}",
-                    self.target, self.timeout
-                ))
-            })?
-            .map_err(|e| ReplayError::Unavailable(format!("Redis at {}: {e}", self.target)))?;
+        let reply =
+            match tokio::time::timeout(self.timeout, cmd.query_async::<redis::Value>(&mut conn))
+                .await
+            {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(e)) => {
+                    if e.is_timeout() {
+                        self.forget(generation);
+                    }
+                    return Err(ReplayError::Unavailable(format!(
+                        "Redis at {}: {e}",
+                        self.target
+                    )));
+                }
+                Err(_) => {
+                    self.forget(generation);
+                    return Err(self.too_slow());
+                }
+            };
         match reply {
             redis::Value::Okay => Ok(true),
             redis::Value::SimpleString(s) if s == "OK" => Ok(true),
@@ -315,10 +332,19 @@ impl RedisReplayGuard {
         }
     }
 
-    /// The shared connection manager, made on first use (inside the caller's runtime).
-    fn connection(&self) -> Result<ConnectionManager, ReplayError> {
-        if let Some(m) = self.manager.get() {
-            return Ok(m.clone());
+    fn too_slow(&self) -> ReplayError {
+        ReplayError::Unavailable(format!(
+            "Redis at {} did not answer within {:?}",
+            self.target, self.timeout
+        ))
+    }
+
+    /// The shared connection manager and its generation, made on first use (inside the
+    /// caller's runtime).
+    fn connection(&self) -> Result<(u64, ConnectionManager), ReplayError> {
+        let mut slot = self.manager.lock();
+        if let Some((generation, m)) = &*slot {
+            return Ok((*generation, m.clone()));
         }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
@@ -329,8 +355,19 @@ impl RedisReplayGuard {
             .set_max_delay(self.timeout);
         let made = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
             .map_err(|e| ReplayError::Unavailable(format!("Redis at {}: {e}", self.target)))?;
-        // Two first calls may race: one manager wins, the other is dropped unused.
-        Ok(self.manager.get_or_init(|| made).clone())
+        let generation = self
+            .generations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *slot = Some((generation, made.clone()));
+        Ok((generation, made))
+    }
+
+    /// Drops the manager of `generation` (one that timed out): the next check connects anew.
+    fn forget(&self, generation: u64) {
+        let mut slot = self.manager.lock();
+        if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
+            *slot = None;
+        }
     }
 }
 
@@ -377,15 +414,7 @@ impl ReplayGuard for RedisReplayGuard {
             check_input(app_key, nonce)?;
             let px = self.ttl_ms.max(until_ms.saturating_sub(now_ms));
             let key = self.key_for(app_key, nonce);
-            // The whole decision, reconnecting included, within the timeout.
-            tokio::time::timeout(self.timeout, self.set_nx(key, px))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(ReplayError::Unavailable(format!(
-                        "Redis at {} did not answer within {:?}",
-                        self.target, self.timeout
-                    )))
-                })
+            self.set_nx(key, px).await
         })
     }
 }
