@@ -36,11 +36,15 @@ mod entity;
 mod memory;
 #[cfg(feature = "redb")]
 mod redb;
+#[cfg(feature = "sealed")]
+mod sealed;
 
 pub use entity::{Deployment, Entity, EntityKind, Key, Publication};
 pub use memory::MemoryStore;
 #[cfg(feature = "redb")]
 pub use redb::{CommitSync, RedbStore};
+#[cfg(feature = "sealed")]
+pub use sealed::{OpenError, SEALED_PREFIX, SealError, SealedStore, SecretsKey, is_sealed};
 
 pub use crate::base::BoxFuture;
 
