@@ -195,7 +195,13 @@ impl RedisReplayGuardBuilder {
             ));
         }
         let client = redis::Client::open(self.url.as_str()).map_err(|e| {
-            RedisConfigError::new("url", format!("cannot be parsed ({:?})", e.kind()))
+            RedisConfigError::new(
+                "url",
+                format!(
+                    "cannot be parsed ({:?}): expected redis://[:password@]host[:port][/db]",
+                    e.kind()
+                ),
+            )
         })?;
         if self.prefix.is_empty()
             || self.prefix.len() > MAX_PREFIX_LEN
@@ -294,6 +300,38 @@ impl RedisReplayGuard {
     #[must_use]
     pub fn key_for(&self, app_key: &str, nonce: &str) -> String {
         format!("{}{}:{app_key}{nonce}", self.prefix, app_key.len())
+    }
+
+    /// Checks that Redis answers `PING` within the timeout (for start-up and health checks).
+    ///
+    /// # Errors
+    ///
+    /// [`ReplayError::Unavailable`] saying why, as a nonce check would fail.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() {
+    /// let guard = stagegate::auth::RedisReplayGuard::new("redis://127.0.0.1:6379").unwrap();
+    /// if let Err(e) = guard.ping().await {
+    ///     eprintln!("nonce checks will be refused until Redis is back: {e}");
+    /// }
+    /// # }
+    /// ```
+    pub async fn ping(&self) -> Result<(), ReplayError> {
+        let (generation, mut conn) = self.connection()?;
+        let cmd = redis::cmd("PING");
+        match tokio::time::timeout(self.timeout, cmd.query_async::<redis::Value>(&mut conn)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(ReplayError::Unavailable(format!(
+                "Redis at {}: {e}",
+                self.target
+            ))),
+            Err(_) => {
+                self.forget(generation);
+                Err(self.too_slow())
+            }
+        }
     }
 
     /// Asks Redis whether the scoped nonce is fresh, storing it for `px` milliseconds if so:
