@@ -4,10 +4,18 @@
 //! ```text
 //! cargo run --example gateway -- [--listen 127.0.0.1:8080] [--admin-listen 127.0.0.1:9080]
 //!                                [--data-dir ./stagegate-data] [--admin-token TOKEN]
+//!                                [--replay memory|redis://HOST:PORT] [--secrets-key KEY]
 //! ```
 //!
 //! Each flag can also come from the environment (`STAGEGATE_LISTEN`, `STAGEGATE_ADMIN_LISTEN`,
-//! `STAGEGATE_DATA_DIR`, `STAGEGATE_ADMIN_TOKEN`); a flag wins over the environment. Without a
+//! `STAGEGATE_DATA_DIR`, `STAGEGATE_ADMIN_TOKEN`, `STAGEGATE_REPLAY`, `STAGEGATE_SECRETS_KEY`,
+//! ...); a flag wins over the environment.
+//!
+//! With `--replay redis://…` every gateway node pointed at that Redis shares one nonce store,
+//! so a signed request replayed to another node is refused there too; while Redis cannot be
+//! reached, requests carrying a nonce are refused with `X503NS`. With `--secrets-key`, app
+//! secrets and AppCodes are sealed in the data file; a node started without that key, or with
+//! another, refuses to start and changes nothing. Without a
 //! token, one is generated at first start, stored as `admin-token` (mode 0600) in the data
 //! directory and printed once. Logs go to stderr (`RUST_LOG` filters them; default `info`,
 //! with one `stagegate::access` line per data-plane request and one `stagegate::admin` span per
@@ -30,9 +38,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stagegate::admin::AdminApi;
+use stagegate::auth::{RedisReplayGuard, RedisReplayGuardBuilder};
 use stagegate::backend::{Backends, LocalObjectStores};
 use stagegate::serve::{ConnectionLimit, Server};
-use stagegate::store::{CommitSync, RedbStore, StoreError};
+use stagegate::store::{CommitSync, RedbStore, SealedStore, SecretsKey, StoreError};
 use stagegate::{AppAuthenticator, ControlPlane, GatewayLayer, MemoryReplayGuard, Secret};
 use tokio::net::TcpListener;
 
@@ -60,10 +69,21 @@ struct Config {
     commit_sync: CommitSync,
     verify_on_open: bool,
     replay_capacity: usize,
+    replay: Replay,
+    replay_prefix: Option<String>,
+    secrets_key: Option<SecretsKey>,
     workers: usize,
     max_connections: Option<usize>,
     header_read_timeout: Duration,
     idle_timeout: Duration,
+}
+
+/// Where nonces are remembered.
+enum Replay {
+    /// In this process (the default).
+    Memory,
+    /// In Redis, shared by every node pointed at it.
+    Redis(RedisReplayGuardBuilder),
 }
 
 const USAGE: &str =
@@ -90,6 +110,19 @@ const USAGE: &str =
                   X503BZ rather than a replay let through: size it for your signed requests
                   per second times 900, and four times one app's
                   (env STAGEGATE_REPLAY_CAPACITY, default 1000000)
+  --replay memory|redis://[:PASSWORD@]HOST[:PORT][/DB]  where nonces are remembered: in this
+                  process (default), or in Redis, shared by every node pointed at it, so a
+                  request replayed to another node is refused there too. While Redis cannot be
+                  reached (500 ms per check), requests carrying a nonce are refused with
+                  X503NS, never accepted unchecked (env STAGEGATE_REPLAY)
+  --replay-prefix PREFIX  the prefix of the nonce keys in Redis: nodes that share nonces share
+                  it (env STAGEGATE_REPLAY_PREFIX, default stagegate:nonce:)
+  --secrets-key KEY  seal app secrets and AppCodes in the data file with this key: 32 bytes as
+                  64 hex digits or base64 (`openssl rand -hex 32`); prefer the environment,
+                  as arguments show in `ps`. A data file sealed with a key opens only with it:
+                  without it, or with another, the gateway refuses to start and changes
+                  nothing. Plaintext secrets already stored are sealed at start
+                  (env STAGEGATE_SECRETS_KEY)
   --workers N     data-plane threads, each with its own single-threaded runtime and upstream
                   connections, all accepting on the one address (env STAGEGATE_WORKERS,
                   default: the CPUs this process may use)
@@ -114,6 +147,9 @@ fn parse_args() -> Result<Config, String> {
         commit_sync: CommitSync::default(),
         verify_on_open: env("STAGEGATE_VERIFY_ON_OPEN").is_some_and(|v| v != "0"),
         replay_capacity: MemoryReplayGuard::DEFAULT_MAX_ENTRIES,
+        replay: Replay::Memory,
+        replay_prefix: env("STAGEGATE_REPLAY_PREFIX"),
+        secrets_key: None,
         workers: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
         max_connections: None,
         header_read_timeout: stagegate::serve::DEFAULT_HEADER_READ_TIMEOUT,
@@ -136,6 +172,12 @@ fn parse_args() -> Result<Config, String> {
     }
     if let Some(v) = env("STAGEGATE_REPLAY_CAPACITY") {
         cfg.replay_capacity = parse_capacity("STAGEGATE_REPLAY_CAPACITY", &v)?;
+    }
+    if let Some(v) = env("STAGEGATE_REPLAY") {
+        cfg.replay = parse_replay("STAGEGATE_REPLAY", &v)?;
+    }
+    if let Some(v) = env("STAGEGATE_SECRETS_KEY") {
+        cfg.secrets_key = Some(parse_secrets_key("STAGEGATE_SECRETS_KEY", &v)?);
     }
     if let Some(v) = env("STAGEGATE_COMMIT_SYNC") {
         cfg.commit_sync = parse_commit_sync(&v)?;
@@ -178,6 +220,11 @@ fn parse_args() -> Result<Config, String> {
             "--replay-capacity" => {
                 cfg.replay_capacity = parse_capacity("--replay-capacity", &value()?)?;
             }
+            "--replay" => cfg.replay = parse_replay("--replay", &value()?)?,
+            "--replay-prefix" => cfg.replay_prefix = Some(value()?),
+            "--secrets-key" => {
+                cfg.secrets_key = Some(parse_secrets_key("--secrets-key", &value()?)?);
+            }
             "--workers" => cfg.workers = parse_workers("--workers", &value()?)?,
             "--max-connections" => {
                 cfg.max_connections = Some(parse_max_connections("--max-connections", &value()?)?);
@@ -190,7 +237,41 @@ fn parse_args() -> Result<Config, String> {
             _ => return Err(format!("unknown argument `{arg}`")),
         }
     }
+    if let Some(prefix) = cfg.replay_prefix.take() {
+        let Replay::Redis(builder) = cfg.replay else {
+            return Err("--replay-prefix needs --replay redis://...".into());
+        };
+        let builder = builder.with_key_prefix(prefix);
+        builder
+            .clone()
+            .build()
+            .map_err(|e| format!("--replay-prefix: {e}"))?;
+        cfg.replay = Replay::Redis(builder);
+    }
     Ok(cfg)
+}
+
+/// `memory`, or a Redis URL (checked now; never repeated in a message: it may hold a password).
+fn parse_replay(name: &str, v: &str) -> Result<Replay, String> {
+    if v == "memory" {
+        return Ok(Replay::Memory);
+    }
+    if !v.contains("://") {
+        return Err(format!(
+            "{name} `{v}` is neither `memory` nor a redis:// URL"
+        ));
+    }
+    let builder = RedisReplayGuard::builder(v);
+    builder
+        .clone()
+        .build()
+        .map_err(|e| format!("{name}: {e}"))?;
+    Ok(Replay::Redis(builder))
+}
+
+/// A secrets key (never repeated in a message).
+fn parse_secrets_key(name: &str, v: &str) -> Result<SecretsKey, String> {
+    SecretsKey::parse(v).map_err(|e| format!("{name}: {e}"))
 }
 
 /// A replay-guard capacity: a whole number of nonces, at least one.
@@ -418,6 +499,26 @@ async fn run(cfg: Config) -> Result<(), String> {
             ),
         })?
         .with_commit_sync(cfg.commit_sync);
+    // Every sealed secret is checked before anything else happens: no key, or the wrong one,
+    // stops here with nothing changed.
+    let sealing = cfg.secrets_key.as_ref().map(|k| k.id().to_owned());
+    let store = SealedStore::open(store, cfg.secrets_key.clone())
+        .await
+        .map_err(|e| format!("cannot open {}: {}", db.display(), error_chain(&e)))?;
+    if let Some(key_id) = &sealing {
+        let sealed = store.seal_existing().await.map_err(|e| {
+            format!(
+                "cannot seal the secrets already in {}: {}",
+                db.display(),
+                error_chain(&e)
+            )
+        })?;
+        tracing::info!(
+            key_id = %key_id,
+            sealed_now = sealed,
+            "app secrets and AppCodes are sealed at rest"
+        );
+    }
     let control = Arc::new(
         ControlPlane::open(store)
             .await
@@ -425,22 +526,49 @@ async fn run(cfg: Config) -> Result<(), String> {
     );
     let (token, generated) = admin_token(&cfg)?;
 
-    // One replay guard for every worker, so a nonce is refused whichever worker sees it again.
-    let auth =
+    // In memory: one replay guard for every worker, so a nonce is refused whichever worker sees
+    // it again. In Redis: one guard (one connection) per worker, driven by that worker's own
+    // runtime; Redis is the one store they share.
+    let memory_auth =
         AppAuthenticator::new(MemoryReplayGuard::new().with_max_entries(cfg.replay_capacity));
+    let auth = || -> Result<AppAuthenticator, String> {
+        match &cfg.replay {
+            Replay::Memory => Ok(memory_auth.clone()),
+            Replay::Redis(builder) => Ok(AppAuthenticator::new(
+                builder
+                    .clone()
+                    .build()
+                    .map_err(|e| format!("--replay: {e}"))?,
+            )),
+        }
+    };
+    if let Replay::Redis(builder) = &cfg.replay {
+        let probe = builder
+            .clone()
+            .build()
+            .map_err(|e| format!("--replay: {e}"))?;
+        match probe.ping().await {
+            Ok(()) => tracing::info!(redis = ?probe, "nonces are kept in Redis"),
+            Err(e) => tracing::warn!(
+                redis = ?probe,
+                error = %e,
+                "Redis cannot be reached: requests carrying a nonce are refused with X503NS until it is back"
+            ),
+        }
+    }
     // A gateway per worker (and one for the admin API's debugging), each with its own upstream
     // connection pool, so a connection is only ever used by the runtime that drives it.
     // OSS buckets live under the data directory (owner-only), never in the shared temp dir.
     let backends =
         Backends::new().object_stores(LocalObjectStores::new(cfg.data_dir.join(OSS_DIR)));
-    let gateway = || {
-        GatewayLayer::new(control.snapshot_handle())
-            .authenticator(auth.clone())
+    let gateway = || -> Result<stagegate::GatewayService, String> {
+        Ok(GatewayLayer::new(control.snapshot_handle())
+            .authenticator(auth()?)
             .backends(backends.clone())
-            .standalone()
+            .standalone())
     };
     let mut admin =
-        AdminApi::new(Arc::clone(&control), token.clone(), gateway()).timeout(cfg.admin_timeout);
+        AdminApi::new(Arc::clone(&control), token.clone(), gateway()?).timeout(cfg.admin_timeout);
     if let Some(limit) = cfg.admin_body_limit {
         admin = admin.body_limit(limit);
     }
@@ -506,7 +634,7 @@ async fn run(cfg: Config) -> Result<(), String> {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start data-plane worker {i}: {e}"))?;
-        let (gateway, stopped, server) = (gateway(), data_stopped.clone(), data_server.clone());
+        let (gateway, stopped, server) = (gateway()?, data_stopped.clone(), data_server.clone());
         workers.push(
             std::thread::Builder::new()
                 .name(format!("stagegate-worker-{i}"))
@@ -516,7 +644,7 @@ async fn run(cfg: Config) -> Result<(), String> {
     }
     let first = tokio::spawn(serve_data(
         data_listener,
-        gateway(),
+        gateway()?,
         data_server,
         data_stopped,
     ));

@@ -289,7 +289,7 @@ mod tests {
         want
     }
 
-    fn auth(e: AuthError, arms: &mut Arms<19>) -> ErrorCode {
+    fn auth(e: AuthError, arms: &mut Arms<21>) -> ErrorCode {
         let (arm, want, detail): (_, _, Option<String>) = match &e {
             AuthError::MissingCredentials => (0, ErrorCode::A400MA, None),
             AuthError::InvalidAppKey => (1, ErrorCode::A400IK, None),
@@ -317,14 +317,15 @@ mod tests {
             AuthError::Unauthorized => (15, ErrorCode::A403NA, None),
             AuthError::GrantExpired => (16, ErrorCode::A403EP, None),
             AuthError::AppDisabled => (17, ErrorCode::A403AD, None),
-            AuthError::ReplayStore(r) => {
-                match r {
-                    ReplayError::Full { .. }
-                    | ReplayError::AppShareExceeded { .. }
-                    | ReplayError::Unavailable(_) => {}
+            AuthError::ReplayStore(r) => match r {
+                ReplayError::Full { .. } | ReplayError::AppShareExceeded { .. } => {
+                    (18, ErrorCode::X503BZ, None)
                 }
-                (18, ErrorCode::X503BZ, None)
-            }
+                ReplayError::Unavailable(_) => (19, ErrorCode::X503NS, None),
+                ReplayError::InvalidInput { name, reason } => {
+                    (20, ErrorCode::I400HD, Some(format!("`{name}` {reason}")))
+                }
+            },
         };
         arms.hit(arm);
         check(e.into(), want, detail.as_deref())
@@ -452,6 +453,10 @@ mod tests {
             AuthError::ReplayStore(ReplayError::Full { capacity: 1 }),
             AuthError::ReplayStore(ReplayError::AppShareExceeded { share: 1 }),
             AuthError::ReplayStore(ReplayError::Unavailable(SECRET.into())),
+            AuthError::ReplayStore(ReplayError::InvalidInput {
+                name: "X-Ca-Nonce",
+                reason: "is too long",
+            }),
         ] {
             seen.insert(auth(e, &mut arms));
         }

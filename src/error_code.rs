@@ -64,7 +64,8 @@
 //! | `N502RE` | 502 | Backend service response error | `Backend service response error '{}'` | The exchange failed after connecting; detail: a short reason (`Connection is closed`, ...). |
 //! | `X500ER` | 500 | Internal Error | — | A gateway fault or a configuration that cannot be applied. |
 //! | `X501NI` | 501 | Backend type not served by this gateway | `Backend type {} is not served by this gateway` | No dispatcher or provider for the backend; detail: the backend type. |
-//! | `X503BZ` | 503 | Service Busy | — | The replay guard cannot answer (full, the app's share used, unavailable). |
+//! | `X503BZ` | 503 | Service Busy | — | The replay guard cannot answer (full, or the app's share used). |
+//! | `X503NS` | 503 | Nonce store unavailable | — | Sent when a request carries an `X-Ca-Nonce` and the shared nonce store (`RedisReplayGuard`) cannot be reached or does not answer within its timeout: the request is refused rather than accepted unchecked (fail closed). Retry later; requests without a nonce are unaffected. |
 //! | `X504VE` | 504 | VPC access failed | — | A VPC target could not be resolved. |
 //!
 //! # Examples
@@ -209,7 +210,8 @@ catalogue! {
     N502RE = 502, "Backend service response error", Some(("Backend service response error '", "'")), "The exchange failed after connecting.";
     X500ER = 500, "Internal Error", None, "A gateway fault or a configuration that cannot be applied.";
     X501NI = 501, "Backend type not served by this gateway", Some(("Backend type ", " is not served by this gateway")), "No dispatcher or provider for the backend.";
-    X503BZ = 503, "Service Busy", None, "The replay guard cannot answer.";
+    X503BZ = 503, "Service Busy", None, "The replay guard cannot answer (full, or the app's share used).";
+    X503NS = 503, "Nonce store unavailable", None, "A request carries a nonce and the shared nonce store cannot be reached or does not answer in time: refused, never accepted unchecked.";
     X504VE = 504, "VPC access failed", None, "A VPC target could not be resolved.";
 }
 

@@ -20,8 +20,8 @@
 //! | serve it on a socket facing untrusted clients | `serve::Server` (feature `serve`) |
 //! | create backends, groups, APIs, apps; publish; import and export | [`ControlPlane`] ([`control`]) |
 //! | the domain types (backend kinds, stage definitions, APIs, apps) | [`model`] |
-//! | persist the configuration, or write your own store | [`store`]: `MemoryStore`, `RedbStore` (feature `redb`), the [`Store`](store::Store) trait and its conformance suite (feature `conformance`) |
-//! | sign requests as a client, or verify signatures yourself | [`auth`] ([`Signer`], [`verify`]) |
+//! | persist the configuration, or write your own store | [`store`]: `MemoryStore`, `RedbStore` (feature `redb`), `SealedStore` (secrets sealed at rest, feature `sealed`), the [`Store`](store::Store) trait and its conformance suite (feature `conformance`) |
+//! | sign requests as a client, or verify signatures yourself; share nonces between nodes | [`auth`] ([`Signer`], [`verify`], `RedisReplayGuard` with feature `redis`) |
 //! | plug in a function runtime, object store, event sink or registry | [`backend`] |
 //! | every error code a caller can receive, with its status and message | [`error_code`] |
 //! | the admin REST API (the debug endpoint, the web console at `/console/`) | `admin::AdminApi` (feature `admin`) |
@@ -74,6 +74,8 @@
 //! | `conformance` | `store::conformance` and `store_conformance!`, for `Store` adapter authors |
 //! | `serve` | `stagegate::serve`: a hardened server loop (timeouts, connection cap, accept back-off, graceful shutdown) |
 //! | `oss-s3` | S3-compatible object stores for OSS backends (`object_store`'s `aws` support) |
+//! | `redis` | `stagegate::auth::RedisReplayGuard`: one nonce store for every gateway node, in Redis, failing closed (`X503NS`) |
+//! | `sealed` | `stagegate::store::SealedStore`: app secrets and AppCodes sealed at rest in any store |
 //!
 //! No feature is on by default: an application that embeds only the data plane gets neither
 //! axum nor redb. The crate's own tests, examples and benches turn `admin`, `redb`, `postgres` and

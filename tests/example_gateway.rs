@@ -7,7 +7,13 @@
 //! or older than the sources (e.g. only this test target was built), it is rebuilt once with
 //! `cargo build --example gateway` and this test's features.
 //! `STAGEGATE_GATEWAY_BIN` points the tests at another binary.
-#![cfg(all(feature = "admin", feature = "redb", unix))]
+#![cfg(all(
+    feature = "admin",
+    feature = "redb",
+    feature = "redis",
+    feature = "sealed",
+    unix
+))]
 
 mod common;
 
@@ -49,7 +55,7 @@ fn gateway_bin() -> &'static Path {
         if built.is_none() || newest_source > built {
             // Missing or stale (e.g. only this test target was built): build it with exactly
             // this test's features.
-            let mut features = vec!["admin", "redb", "serve"];
+            let mut features = vec!["admin", "redb", "redis", "sealed", "serve"];
             if cfg!(feature = "conformance") {
                 features.push("conformance");
             }
@@ -1338,5 +1344,251 @@ async fn a_second_gateway_on_the_same_data_directory_is_told_the_file_is_held() 
         "{stderr}"
     );
     first.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ----- several nodes: nonces in Redis, secrets sealed at rest -----
+
+#[test]
+fn a_bad_replay_store_or_secrets_key_stops_the_start() {
+    assert_start_refused(
+        "bad-replay",
+        "--replay",
+        "STAGEGATE_REPLAY",
+        &[
+            (Some("redis"), None),
+            (Some("Memory"), None),
+            (None, Some("127.0.0.1:6379")),
+        ],
+        "is neither `memory` nor a redis:// URL",
+    );
+    assert_start_refused(
+        "bad-replay-url",
+        "--replay",
+        "STAGEGATE_REPLAY",
+        &[
+            (Some("rediss://127.0.0.1"), None),
+            (Some("redis://:hunter2@127.0.0.1:port"), None),
+            (None, Some("postgres://127.0.0.1/db")),
+        ],
+        "invalid Redis replay guard url: ",
+    );
+    assert_start_refused(
+        "bad-replay-prefix",
+        "--replay-prefix",
+        "STAGEGATE_REPLAY_PREFIX",
+        &[(Some("with space"), None)],
+        "--replay-prefix needs --replay redis://",
+    );
+    let short = "ab".repeat(31);
+    assert_start_refused(
+        "bad-secrets-key",
+        "--secrets-key",
+        "STAGEGATE_SECRETS_KEY",
+        &[
+            (Some("short"), None),
+            (Some(&short), None),
+            (None, Some("not base64!")),
+        ],
+        "invalid secrets key: expected 32 bytes as 64 hex digits or base64",
+    );
+    // neither a password nor a key is ever repeated
+    let dir = scratch("no-echo");
+    let out = Command::new(gateway_bin())
+        .args(["--data-dir"])
+        .arg(&dir)
+        .args(["--replay", "redis://:hunter2@127.0.0.1:port"])
+        .args(["--secrets-key", "zz-not-a-key-but-a-secret-zz"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    let out = Command::new(gateway_bin())
+        .args(["--data-dir"])
+        .arg(&dir)
+        .args(["--secrets-key", "zz-not-a-key-but-a-secret-zz"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!stderr.contains("not-a-key-but"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The Redis the tests share, or `None` after a skip message.
+async fn shared_redis() -> Option<String> {
+    let addr = common::services::redis_addr();
+    match common::services::reachable(&addr).await {
+        Ok(()) => Some(addr),
+        Err(why) => {
+            common::services::skip("Redis", &why);
+            None
+        }
+    }
+}
+
+/// Deletes every key under `prefix` (this test's own) from the shared Redis.
+async fn delete_redis_keys(addr: &str, prefix: &str) {
+    let mut conn = redis::Client::open(format!("redis://{addr}"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for k in keys {
+        let _: i64 = redis::cmd("DEL")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+/// Two example gateways (separate data directories, one configuration imported into both) on
+/// one Redis: a signed request served by one is refused by the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_replayed_to_another_gateway_sharing_redis_is_refused() {
+    let Some(addr) = shared_redis().await else {
+        return;
+    };
+    let prefix = format!("{}:", common::services::unique_name("sg_e2e_nonce"));
+    let url = format!("redis://{addr}");
+    let args = ["--replay", &url, "--replay-prefix", &prefix];
+    let (dir_a, dir_b) = (scratch("redis-a"), scratch("redis-b"));
+    let http = Http::new();
+    let a = Gateway::start_with(&dir_a, Some(TOKEN), &args);
+    let (_api, app) = set_up_app(&http, &a, "one of two").await;
+    let doc = http.admin(&a, "GET", "/export", None).await;
+    assert_eq!(doc.status, 200);
+    let b = Gateway::start_with(&dir_b, Some(TOKEN), &args);
+    let imported = http
+        .send(
+            "POST",
+            &format!("{}/import", b.admin),
+            &[("authorization", &format!("Bearer {TOKEN}"))],
+            Some(&doc.text()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(imported.status, 200, "{}", imported.text());
+
+    let (url_a, url_b) = (format!("{}/e2e/1", a.data), format!("{}/e2e/1", b.data));
+    // the path and signature are the same on both nodes; only the address differs
+    let headers = signed_headers(&app, &url_a);
+    let first = http.get_with(&url_a, &headers).await;
+    assert_eq!((first.status, first.text()), (200, "one of two".to_owned()));
+    let replayed = http.get_with(&url_b, &headers).await;
+    assert_eq!(
+        (replayed.status, replayed.header("x-ca-error-code")),
+        (400, Some("A400NU")),
+        "the replay to the other node is refused"
+    );
+    // a fresh request is served by either
+    let fresh = http.get_with(&url_b, &signed_headers(&app, &url_b)).await;
+    assert_eq!(fresh.status, 200, "{}", fresh.text());
+    a.stop();
+    b.stop();
+    delete_redis_keys(&addr, &prefix).await;
+    let _ = std::fs::remove_dir_all(&dir_a);
+    let _ = std::fs::remove_dir_all(&dir_b);
+}
+
+/// With Redis unreachable the example gateway still starts; requests carrying a nonce are
+/// refused with `X503NS`, AppCode calls are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_refuses_nonce_checks_and_nothing_else() {
+    let port = common::dead_port().await;
+    let dir = scratch("redis-dead");
+    let url = format!("redis://127.0.0.1:{port}");
+    let gw = Gateway::start_with(&dir, Some(TOKEN), &["--replay", &url]);
+    let http = Http::new();
+    let (_api, app) = set_up_app(&http, &gw, "no nonce needed").await;
+    let data_url = format!("{}/e2e/1", gw.data);
+    let got = http
+        .get_with(&data_url, &signed_headers(&app, &data_url))
+        .await;
+    assert_eq!(
+        (got.status, got.header("x-ca-error-code")),
+        (503, Some("X503NS"))
+    );
+    let got = call_api(&http, &gw, app["app_code"].as_str().unwrap()).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    gw.stop();
+    let log = std::fs::read_to_string(dir.join("gateway.log")).unwrap_or_default();
+    assert!(log.contains("Redis cannot be reached"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every record and the change feed of the data file, as stored (sealed), as text.
+async fn stored_data(file: &Path) -> String {
+    use stagegate::store::Store as _;
+    let store = stagegate::store::RedbStore::open(file).unwrap();
+    let loaded = store.load().await.unwrap();
+    let feed = store.changes_since(0, usize::MAX).await.unwrap();
+    serde_json::to_string(&(loaded, feed)).unwrap()
+}
+
+/// `--secrets-key`: the data file never holds an app secret or AppCode; without the key, or
+/// with another, the gateway refuses to start and the file is left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secrets_key_seals_the_data_file_and_only_that_key_restarts_it() {
+    let dir = scratch("sealed");
+    let key = "1f".repeat(32);
+    let gw = Gateway::start_with(&dir, Some(TOKEN), &["--secrets-key", &key]);
+    let http = Http::new();
+    let (_api, app) = set_up_app(&http, &gw, "sealed at rest").await;
+    let secret = app["app_secret"].as_str().unwrap().to_owned();
+    let code = app["app_code"].as_str().unwrap().to_owned();
+    gw.stop();
+    let file = dir.join("stagegate.redb");
+    let bytes = std::fs::read(&file).unwrap();
+    for s in [&secret, &code] {
+        assert!(
+            !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
+            "a secret is in the data file in clear"
+        );
+    }
+    let before = stored_data(&file).await;
+
+    // another key, given as base64 in the environment, then no key at all
+    let other = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    for (env, words) in [
+        (Some(other), "but the secrets key given has id"),
+        (None, "but no secrets key was given"),
+    ] {
+        let mut cmd = Command::new(gateway_bin());
+        cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--admin-token", TOKEN])
+            .env_remove("STAGEGATE_SECRETS_KEY");
+        if let Some(k) = env {
+            cmd.env("STAGEGATE_SECRETS_KEY", k);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(words), "{stderr}");
+        assert!(stderr.contains("nothing was changed"), "{stderr}");
+        assert!(
+            stored_data(&file).await == before,
+            "a refused start changed the stored data"
+        );
+    }
+
+    // the right key: everything as before
+    let gw = Gateway::start_with(&dir, Some(TOKEN), &["--secrets-key", &key]);
+    let data_url = format!("{}/e2e/1", gw.data);
+    let got = http
+        .get_with(&data_url, &signed_headers(&app, &data_url))
+        .await;
+    assert_eq!((got.status, got.text()), (200, "sealed at rest".to_owned()));
+    assert_eq!(call_api(&http, &gw, &code).await.status, 200);
+    gw.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

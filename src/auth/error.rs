@@ -32,9 +32,22 @@ pub enum ReplayError {
         /// The per-app share.
         share: usize,
     },
-    /// A shared store could not be reached or answered with an error.
+    /// A shared store could not be reached, answered with an error, or did not answer within
+    /// its timeout. The gateway answers `X503NS` (fail closed: the request is never accepted
+    /// unchecked).
     #[error("nonce store unavailable: {0}")]
     Unavailable(String),
+    /// The store refuses the input before storing anything: an empty, oversized or non-ASCII
+    /// nonce or AppKey (a shared store never receives such bytes). The gateway's verifier
+    /// refuses these earlier; a store checks again for callers that skip it. The gateway
+    /// answers `I400HD` naming the header.
+    #[error("invalid {name}: {reason}")]
+    InvalidInput {
+        /// The header the input came from (`X-Ca-Nonce` or `X-Ca-Key`).
+        name: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 /// Why a request failed data-plane authentication.
@@ -67,7 +80,9 @@ pub enum ReplayError {
 /// | `Unauthorized` | `A403NA` (chosen; a third-party list names `I403AA`) | 403 |
 /// | `GrantExpired` | `A403EP` | 403 |
 /// | `AppDisabled` | `A403AD` (chosen) | 403 |
-/// | `ReplayStore` | `X503BZ` | 503 |
+/// | `ReplayStore` (store full, app share used) | `X503BZ` | 503 |
+/// | `ReplayStore` (shared store unreachable or too slow) | `X503NS` (chosen) | 503 |
+/// | `ReplayStore` (input refused by the store) | `I400HD` | 400 |
 ///
 /// # Examples
 ///
@@ -189,7 +204,11 @@ impl WireError for AuthError {
             Self::Unauthorized => ErrorCode::A403NA,
             Self::GrantExpired => ErrorCode::A403EP,
             Self::AppDisabled => ErrorCode::A403AD,
-            Self::ReplayStore(_) => ErrorCode::X503BZ,
+            Self::ReplayStore(ReplayError::Unavailable(_)) => ErrorCode::X503NS,
+            Self::ReplayStore(ReplayError::InvalidInput { .. }) => ErrorCode::I400HD,
+            Self::ReplayStore(ReplayError::Full { .. } | ReplayError::AppShareExceeded { .. }) => {
+                ErrorCode::X503BZ
+            }
         }
     }
 
@@ -200,7 +219,10 @@ impl WireError for AuthError {
             Self::MissingHeader { name } | Self::UnsignedHeader { name } => {
                 Some(Cow::Borrowed(name))
             }
-            Self::InvalidHeader { name, reason } => Some(Cow::Owned(format!("`{name}` {reason}"))),
+            Self::InvalidHeader { name, reason }
+            | Self::ReplayStore(ReplayError::InvalidInput { name, reason }) => {
+                Some(Cow::Owned(format!("`{name}` {reason}")))
+            }
             Self::DuplicateHeader { name } | Self::ConflictingParameter { name } => {
                 Some(Cow::Borrowed(name))
             }
@@ -303,6 +325,11 @@ mod tests {
             AuthError::GrantExpired,
             AuthError::AppDisabled,
             AuthError::ReplayStore(ReplayError::Full { capacity: 1 }),
+            AuthError::ReplayStore(ReplayError::Unavailable("down".into())),
+            AuthError::ReplayStore(ReplayError::InvalidInput {
+                name: "X-Ca-Nonce",
+                reason: "is too long",
+            }),
         ];
         for e in all {
             let code = e.code();

@@ -41,6 +41,8 @@ mod memory;
 mod postgres;
 #[cfg(feature = "redb")]
 mod redb;
+#[cfg(feature = "sealed")]
+mod sealed;
 
 pub use entity::{Deployment, Entity, EntityKind, Key, Publication};
 pub use memory::MemoryStore;
@@ -48,6 +50,8 @@ pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 #[cfg(feature = "redb")]
 pub use redb::{CommitSync, RedbStore};
+#[cfg(feature = "sealed")]
+pub use sealed::{OpenError, SEALED_PREFIX, SealError, SealedStore, SecretsKey, is_sealed};
 
 /// How many revisions of change feed a store keeps by default: 10 000 commits. A follower
 /// further behind than that reloads every record instead (see [`StoreError::Compacted`]).
