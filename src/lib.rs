@@ -89,6 +89,7 @@ mod base;
 pub mod control;
 mod error;
 pub mod error_code;
+mod json;
 pub mod layer;
 pub mod mapping;
 pub mod model;
