@@ -42,7 +42,8 @@
 //! | `POST /apps`, `GET /apps?name=`, `GET`/`PATCH`/`DELETE /apps/{id}` | apps |
 //! | `POST /apps/{id}/keys`, `DELETE /apps/{id}/keys/{key}`, `POST /apps/{id}/keys/{key}/rotate` | key pairs |
 //! | `POST`/`DELETE /apps/{id}/codes`, `GET /apps/{id}/authorizations` | AppCodes, an app's grants |
-//! | `GET /export`, `POST /import` | the whole configuration as one JSON document |
+//! | `GET /export`, `POST /import` | the whole configuration as one JSON document (by id, with history) |
+//! | `GET /config`, `POST /config/plan?scope=`, `POST /config/apply?scope=&revision=` | the declarative configuration document (by name, no secrets): export, plan, apply; JSON, or TOML with `Content-Type: application/toml` (feature `toml`); `scope` is `whole` (default: what the document does not name is deleted) or `named`; apply answers the plan applied, 409 `PlanStale` when `revision` (the plan's) is no longer current, 400 `InvalidConfig` listing every error of the document |
 //!
 //! # Examples
 //!

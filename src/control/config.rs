@@ -504,6 +504,19 @@ impl ConfigIssue {
     /// An issue from a model validation error, its field under `prefix`.
     pub(crate) fn invalid(object: &str, prefix: &str, e: &ValidationError) -> Self {
         let field = match e {
+            // the name of the object itself
+            ValidationError::InvalidName { what, .. }
+                if matches!(
+                    *what,
+                    "backend name" | "group name" | "api name" | "app name" | "vpc access name"
+                ) =>
+            {
+                "name".to_owned()
+            }
+            ValidationError::InvalidUrl {
+                what: "backend url",
+                ..
+            } => "url".to_owned(),
             ValidationError::InvalidName { what, .. }
             | ValidationError::InvalidId { what, .. }
             | ValidationError::TooLong { what, .. }

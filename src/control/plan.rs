@@ -299,6 +299,8 @@ struct Planner<'s> {
     /// Deletes of whole objects, committed after `writes`.
     deletes: Vec<Write>,
     written: HashSet<Key>,
+    /// The deletes of groups, backends and VPC access authorizations, listed after the rest.
+    late_steps: Vec<Step>,
     reports: Vec<ApiReport>,
     /// What each name will be after the plan.
     vpc: HashMap<String, VpcAccessId>,
@@ -322,6 +324,7 @@ impl<'s> Planner<'s> {
             writes: Vec::new(),
             deletes: Vec::new(),
             written: HashSet::new(),
+            late_steps: Vec::new(),
             reports: Vec::new(),
             vpc: HashMap::new(),
             backends: HashMap::new(),
@@ -463,7 +466,7 @@ impl<'s> Planner<'s> {
                 }
                 PlanScope::Whole => {
                     self.delete(Key::vpc_access(&old.id), true);
-                    self.step(Step::Delete {
+                    self.late_steps.push(Step::Delete {
                         kind: ObjectKind::VpcAccess,
                         name: name.to_owned(),
                     });
@@ -634,7 +637,7 @@ impl<'s> Planner<'s> {
                 }
                 PlanScope::Whole => {
                     self.delete(Key::backend(&old.id), true);
-                    self.step(Step::Delete {
+                    self.late_steps.push(Step::Delete {
                         kind: ObjectKind::Backend,
                         name: name.to_owned(),
                     });
@@ -686,7 +689,7 @@ impl<'s> Planner<'s> {
                 }
                 PlanScope::Whole => {
                     self.delete(Key::group(&old.id), true);
-                    self.step(Step::Delete {
+                    self.late_steps.push(Step::Delete {
                         kind: ObjectKind::Group,
                         name: name.to_owned(),
                     });
@@ -1155,12 +1158,26 @@ impl<'s> Planner<'s> {
                 issues: self.issues,
             });
         }
+        // groups before the backends and VPC access authorizations, as they are deleted
+        self.late_steps.sort_by_key(|s| match s {
+            Step::Delete {
+                kind: ObjectKind::Group,
+                ..
+            } => 0,
+            Step::Delete {
+                kind: ObjectKind::Backend,
+                ..
+            } => 1,
+            _ => 2,
+        });
+        let mut steps = self.steps;
+        steps.extend(self.late_steps);
         let mut writes = self.writes;
         writes.extend(self.deletes);
         Ok(Plan {
             scope: self.scope,
             revision,
-            steps: self.steps,
+            steps,
             reports: self.reports,
             writes,
         })
@@ -1230,18 +1247,39 @@ impl ControlPlane {
     /// # Errors
     ///
     /// [`ControlError::Stale`] when the configuration changed since the plan was made (here, or
-    /// in another process sharing the store): nothing is applied, plan again.
+    /// in another process sharing the store, which this one then catches up with): nothing is
+    /// applied, plan again.
     /// [`ControlError::Store`] when the store fails (nothing is applied either).
     pub async fn apply(&self, plan: &Plan) -> Result<()> {
         let mut state = self.state.lock().await;
-        if state.revision != plan.revision {
-            return Err(ControlError::Stale {
-                planned: plan.revision,
-                current: state.revision,
-            });
+        let stale = ControlError::Stale {
+            planned: plan.revision,
+            current: state.revision,
+        };
+        if state.revision != plan.revision || self.moved(&mut state).await? {
+            return Err(stale);
         }
+        self.commit_plan(&mut state, plan).await
+    }
+
+    /// Whether another process sharing the store committed since `state` was read; if so,
+    /// `state` catches up. (The store's preconditions guard every record the plan writes; this
+    /// also catches a new record of a name the plan creates, which they cannot.)
+    async fn moved(&self, state: &mut State) -> Result<bool> {
+        let moved = match self.store.changes_since(state.revision, 1).await {
+            Ok(c) => !c.is_empty(),
+            Err(StoreError::Compacted(_)) => true,
+            Err(e) => return Err(e.into()),
+        };
+        if moved {
+            self.resync(state).await?;
+        }
+        Ok(moved)
+    }
+
+    async fn commit_plan(&self, state: &mut State, plan: &Plan) -> Result<()> {
         match self
-            .commit(&mut state, plan.writes.clone(), HashMap::new())
+            .commit(state, plan.writes.clone(), HashMap::new())
             .await
         {
             Err(ControlError::Store(StoreError::Conflict { .. })) => Err(ControlError::Stale {
@@ -1273,17 +1311,10 @@ impl ControlPlane {
     /// ```
     pub async fn apply_document(&self, doc: &ConfigDocument, scope: PlanScope) -> Result<Plan> {
         let mut state = self.state.lock().await;
+        // catch up with other processes first: the plan is then made against the store as is
+        self.moved(&mut state).await?;
         let plan = make_plan(&state, doc, scope)?;
-        match self
-            .commit(&mut state, plan.writes.clone(), HashMap::new())
-            .await
-        {
-            Err(ControlError::Store(StoreError::Conflict { .. })) => Err(ControlError::Stale {
-                planned: plan.revision,
-                current: state.revision,
-            }),
-            Err(e) => Err(e),
-            Ok(()) => Ok(plan),
-        }
+        self.commit_plan(&mut state, &plan).await?;
+        Ok(plan)
     }
 }
