@@ -545,3 +545,157 @@ async fn a_backend_type_change_and_a_vpc_access_by_id_are_refused_with_their_fie
         "{err}"
     );
 }
+
+mod admin {
+    use super::*;
+    use axum::body::Body;
+    use stagegate::Secret;
+    use stagegate::admin::AdminApi;
+
+    const TOKEN: &str = "config-test-token";
+
+    async fn send(
+        router: &axum::Router,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Body>,
+    ) -> common::Got {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", content_type)
+            .body(body.into())
+            .unwrap();
+        common::oneshot(router.clone(), req).await
+    }
+
+    async fn json_call(router: &axum::Router, path: &str, body: &Value) -> common::Got {
+        send(router, "POST", path, "application/json", body.to_string()).await
+    }
+
+    /// The whole configuration, without the export timestamp.
+    async fn state(cp: &ControlPlane) -> Value {
+        let mut v = serde_json::to_value(cp.export().await).unwrap();
+        v["exported_at"] = Value::Null;
+        v
+    }
+
+    #[tokio::test]
+    async fn plan_apply_and_export_through_the_admin_api() {
+        let cp = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
+        let gateway = GatewayLayer::new(cp.snapshot_handle()).standalone();
+        let router = AdminApi::new(Arc::clone(&cp), Secret::new(TOKEN), gateway).router();
+        let first = first_doc("http://127.0.0.1:9");
+
+        let got = json_call(&router, "/config/plan", &first).await;
+        assert_eq!(got.status, 200, "{}", got.text());
+        let plan = got.json();
+        assert_eq!(plan["revision"], 0);
+        assert_eq!(plan["scope"], "whole");
+        assert_eq!(plan["steps"].as_array().unwrap().len(), 9);
+        assert_eq!(
+            plan["steps"][0],
+            json!({"action": "create", "kind": "backend", "name": "users_http"})
+        );
+        assert!(plan["text"].as_str().unwrap().ends_with(
+            "Plan: 7 to create, 0 to change, 2 to publish, 0 to unpublish, 0 to delete.\n"
+        ));
+        assert!(!got.text().contains(SECRET) && !got.text().contains(CODE));
+        assert!(cp.records().await.is_empty(), "planning changes nothing");
+
+        // apply the plan made at revision 0
+        let got = json_call(&router, "/config/apply?revision=0", &first).await;
+        assert_eq!(got.status, 200, "{}", got.text());
+        assert_eq!(got.json()["steps"], plan["steps"]);
+        assert!(!got.text().contains(SECRET) && !got.text().contains(CODE));
+        let applied = state(&cp).await;
+
+        // the same plan again: the configuration moved past revision 0
+        let got = json_call(&router, "/config/apply?revision=0", &first).await;
+        assert_eq!(got.status, 409, "{}", got.text());
+        assert_eq!(got.json()["code"], "PlanStale");
+        // without a revision: nothing to do
+        let got = json_call(&router, "/config/apply", &first).await;
+        assert_eq!(got.status, 200, "{}", got.text());
+        assert_eq!(got.json()["steps"], json!([]));
+        assert_eq!(state(&cp).await, applied);
+
+        // the export is a document that plans as no change, and holds no secret
+        let got = send(&router, "GET", "/config", "application/json", "").await;
+        assert_eq!(got.status, 200, "{}", got.text());
+        assert!(!got.text().contains(SECRET) && !got.text().contains(CODE));
+        let exported = got.json();
+        assert_eq!(exported["apis"][0]["publish"], json!(["TEST", "RELEASE"]));
+        let got = json_call(&router, "/config/plan", &exported).await;
+        assert_eq!(got.json()["steps"], json!([]), "{}", got.text());
+
+        // the named scope, and TOML
+        let got = send(
+            &router,
+            "POST",
+            "/config/plan?scope=named",
+            "application/toml; charset=utf-8",
+            "[[groups]]\nname = \"shop_api\"\nbase_path = \"/v2\"\n",
+        )
+        .await;
+        assert_eq!(got.status, 200, "{}", got.text());
+        assert_eq!(
+            got.json()["steps"],
+            json!([{"action": "change", "kind": "group", "name": "shop_api", "fields": ["base_path"]}])
+        );
+        assert_eq!(got.json()["scope"], "named_only");
+        assert_eq!(state(&cp).await, applied);
+    }
+
+    #[tokio::test]
+    async fn hostile_documents_are_refused_naming_what_and_change_nothing() {
+        let cp = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
+        let gateway = GatewayLayer::new(cp.snapshot_handle()).standalone();
+        let router = AdminApi::new(Arc::clone(&cp), Secret::new(TOKEN), gateway)
+            .body_limit(64 * 1024)
+            .router();
+        cp.apply_document(&doc(&first_doc("http://127.0.0.1:9")), PlanScope::Whole)
+            .await
+            .unwrap();
+        let before = state(&cp).await;
+        let long_name = "a".repeat(10_000);
+        let oversized =
+            json!({"groups": [{"name": "shop_api", "description": "x".repeat(70_000)}]});
+        let cases: Vec<(&str, &str, Vec<u8>, u16, &str, &str)> = vec![
+            ("/config/apply", "application/json", b"{\"groups\": [".to_vec(), 400, "InvalidConfig", "EOF"),
+            ("/config/apply", "application/json", br#"{"groups": [{"name": "shop_api", "nmae": 1}]}"#.to_vec(), 400, "InvalidConfig", "unknown field `nmae`"),
+            ("/config/apply", "application/json", br#"{"groups": [], "groups": []}"#.to_vec(), 400, "InvalidConfig", "duplicate"),
+            ("/config/apply", "application/json", br#"{"backends": [{"name": "users_http", "type": "HTTP", "stages": {"TEST": {"url": "http://a", "url": "http://b"}}}]}"#.to_vec(), 400, "InvalidConfig", "duplicate key `url`"),
+            ("/config/apply", "application/json", "[".repeat(20_000).into_bytes(), 400, "InvalidConfig", "recursion limit"),
+            ("/config/apply", "application/json", oversized.to_string().into_bytes(), 413, "PayloadTooLarge", "65536"),
+            ("/config/apply", "application/json", br#"{"apps": "mobile_app"}"#.to_vec(), 400, "InvalidConfig", "invalid type"),
+            ("/config/apply", "application/json", br#"{"format": 2}"#.to_vec(), 400, "InvalidConfig", "format"),
+            ("/config/apply", "application/json", br#"{"policies": {"throttling": []}}"#.to_vec(), 400, "InvalidConfig", "unknown field `throttling`"),
+            ("/config/apply", "application/json", b"".to_vec(), 400, "InvalidParameter", "send `{}`"),
+            ("/config/apply", "application/json", vec![b'{', 0xff, b'}'], 400, "InvalidJson", "UTF-8"),
+            ("/config/apply", "application/toml", b"[[groups]\nname =".to_vec(), 400, "InvalidConfig", "TOML parse error"),
+            ("/config/apply?scope=all", "application/json", b"{}".to_vec(), 400, "InvalidParameter", "scope"),
+            ("/config/apply?scope=whole&scope=named", "application/json", b"{}".to_vec(), 400, "InvalidParameter", "more than once"),
+            ("/config/apply?revision=abc", "application/json", b"{}".to_vec(), 400, "InvalidParameter", "revision"),
+            ("/config/plan?revision=1", "application/json", b"{}".to_vec(), 400, "InvalidParameter", "unknown query parameter `revision`"),
+            ("/config/apply", "application/json", json!({"groups": [{"name": long_name}], "apps": [{"name": "x"}]}).to_string().into_bytes(), 400, "InvalidConfig", "2 errors in the configuration document"),
+        ];
+        for (path, content_type, body, status, code, needle) in cases {
+            let got = send(&router, "POST", path, content_type, body).await;
+            assert_eq!(got.status, status, "{path}: {}", got.text());
+            assert_eq!(got.json()["code"], code, "{path}: {}", got.text());
+            let message = got.json()["message"].as_str().unwrap().to_owned();
+            assert!(message.contains(needle), "{path}: {message}");
+            assert!(message.len() < 4096, "{path}: the message quotes too much");
+            assert_eq!(state(&cp).await, before, "{path} changed the configuration");
+        }
+        // without the token
+        let req = http::Request::post("/config/apply")
+            .body(Body::from("{}"))
+            .unwrap();
+        assert_eq!(common::oneshot(router.clone(), req).await.status, 401);
+        assert_eq!(state(&cp).await, before);
+    }
+}

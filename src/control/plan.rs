@@ -287,6 +287,12 @@ fn changed_fields<T: Serialize>(old: &T, new: &T) -> Vec<String> {
         .collect()
 }
 
+/// How an issue names an object of the document: its kind and name, shortened (a hostile name
+/// is not quoted back whole).
+fn object(kind: ObjectKind, name: &str) -> String {
+    format!("{kind} `{}`", crate::model::id::truncate(name))
+}
+
 /// A plan being made: the state it is made against and what it has found so far.
 struct Planner<'s> {
     state: &'s State,
@@ -433,7 +439,7 @@ impl<'s> Planner<'s> {
             .collect();
         let mut seen = HashSet::new();
         for spec in &doc.vpc_access {
-            let object = format!("vpc_access `{}`", spec.name);
+            let object = object(ObjectKind::VpcAccess, &spec.name);
             if self.duplicate(&mut seen, &spec.name, &object) {
                 continue;
             }
@@ -534,7 +540,7 @@ impl<'s> Planner<'s> {
             .collect();
         let mut seen = HashSet::new();
         for spec in &doc.backends {
-            let object = format!("backend `{}`", spec.name);
+            let object = object(ObjectKind::Backend, &spec.name);
             if self.duplicate(&mut seen, &spec.name, &object) {
                 continue;
             }
@@ -655,7 +661,7 @@ impl<'s> Planner<'s> {
             .collect();
         let mut seen = HashSet::new();
         for spec in &doc.groups {
-            let object = format!("group `{}`", spec.name);
+            let object = object(ObjectKind::Group, &spec.name);
             if self.duplicate(&mut seen, &spec.name, &object) {
                 continue;
             }
@@ -703,7 +709,7 @@ impl<'s> Planner<'s> {
         let mut seen = HashSet::new();
         for spec in &doc.apis {
             let label = format!("{}/{}", spec.group, spec.name);
-            let object = format!("api `{label}`");
+            let object = object(ObjectKind::Api, &label);
             if self.duplicate(&mut seen, &label, &object) {
                 continue;
             }
@@ -904,7 +910,7 @@ impl<'s> Planner<'s> {
             .collect();
         let mut seen = HashSet::new();
         for spec in &doc.apps {
-            let object = format!("app `{}`", spec.name);
+            let object = object(ObjectKind::App, &spec.name);
             if self.duplicate(&mut seen, &spec.name, &object) {
                 continue;
             }
