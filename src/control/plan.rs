@@ -1324,3 +1324,190 @@ impl ControlPlane {
         Ok(plan)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn doc(v: serde_json::Value) -> ConfigDocument {
+        ConfigDocument::from_json(&v.to_string()).unwrap()
+    }
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({
+            "backends": [{"name": "users_http", "type": "HTTP",
+                          "stages": {"TEST": {"url": "http://127.0.0.1:9"}}}],
+            "groups": [{"name": "shop_api"}],
+            "apis": [{"name": "getUser", "group": "shop_api",
+                      "request": {"method": "GET", "path": "/users"},
+                      "backend": {"name": "users_http"}, "publish": ["TEST"]}],
+            "apps": [{"name": "mobile_app",
+                      "grants": [{"group": "shop_api", "api": "getUser", "stages": ["TEST"]}]}]
+        })
+    }
+
+    #[test]
+    fn changed_fields_are_the_top_level_fields_that_differ() {
+        let a = serde_json::json!({"name": "x", "domains": ["a"], "description": "d"});
+        let b = serde_json::json!({"name": "x", "domains": ["b"], "base_path": "/v1"});
+        assert_eq!(
+            changed_fields(&a, &b),
+            ["base_path", "description", "domains"]
+        );
+        assert!(changed_fields(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn scopes_parse_and_refuse_anything_else() {
+        assert_eq!(PlanScope::parse("whole").unwrap(), PlanScope::Whole);
+        assert_eq!(PlanScope::parse("named").unwrap(), PlanScope::NamedOnly);
+        let e = PlanScope::parse("everything").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid scope: `everything` is neither `whole` nor `named`"
+        );
+    }
+
+    #[test]
+    fn steps_read_as_a_diff() {
+        let steps = [
+            Step::Create {
+                kind: ObjectKind::VpcAccess,
+                name: "orders_vpc".into(),
+            },
+            Step::Publish {
+                api: "shop_api/getUser".into(),
+                stage: Stage::PRE,
+            },
+            Step::Unpublish {
+                api: "shop_api/getUser".into(),
+                stage: Stage::TEST,
+            },
+            Step::Delete {
+                kind: ObjectKind::Authorization,
+                name: "mobile_app -> shop_api/getUser in TEST".into(),
+            },
+        ];
+        let text: Vec<String> = steps.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "+ vpc_access orders_vpc",
+                "> publish api shop_api/getUser in PRE",
+                "< unpublish api shop_api/getUser from TEST",
+                "- authorization mobile_app -> shop_api/getUser in TEST",
+            ]
+        );
+    }
+
+    /// A draft edited outside the document (the admin API) is put back; one edited and
+    /// published there is put back and published again. What equals the live snapshot is never
+    /// published again.
+    #[tokio::test]
+    async fn the_document_wins_over_an_edit_made_elsewhere() {
+        let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
+        cp.apply_document(&doc(base()), PlanScope::Whole)
+            .await
+            .unwrap();
+        let mut api = cp.apis(None).await.remove(0);
+        api.description = Some("edited in the console".into());
+        cp.update_api(api.clone()).await.unwrap();
+        let draft_only = Step::Change {
+            kind: ObjectKind::Api,
+            name: "shop_api/getUser".into(),
+            fields: vec!["description".into()],
+        };
+        let plan = cp.plan(&doc(base()), PlanScope::Whole).await.unwrap();
+        assert_eq!(plan.steps, [draft_only.clone()]);
+        cp.publish(&api.id, Stage::TEST, None).await.unwrap();
+        let plan = cp.plan(&doc(base()), PlanScope::Whole).await.unwrap();
+        assert_eq!(
+            plan.steps,
+            [
+                draft_only,
+                Step::Publish {
+                    api: "shop_api/getUser".into(),
+                    stage: Stage::TEST,
+                }
+            ]
+        );
+        cp.apply(&plan).await.unwrap();
+        assert_eq!(
+            cp.published(&api.id, &Stage::TEST)
+                .await
+                .unwrap()
+                .snapshot
+                .description,
+            None
+        );
+        assert!(
+            cp.plan(&doc(base()), PlanScope::Whole)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_grant_expiry_is_a_change_and_a_dropped_grant_a_delete() {
+        let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
+        cp.apply_document(&doc(base()), PlanScope::Whole)
+            .await
+            .unwrap();
+        let mut v = base();
+        v["apps"][0]["grants"][0]["expires_at"] = serde_json::json!("2099-01-01T00:00:00Z");
+        let plan = cp.apply_document(&doc(v), PlanScope::Whole).await.unwrap();
+        assert_eq!(
+            plan.steps,
+            [Step::Change {
+                kind: ObjectKind::Authorization,
+                name: "mobile_app -> shop_api/getUser in TEST".into(),
+                fields: vec!["expires_at".into()],
+            }]
+        );
+        let mut v = base();
+        v["apps"][0]["grants"] = serde_json::json!([]);
+        let plan = cp.apply_document(&doc(v), PlanScope::Whole).await.unwrap();
+        assert_eq!(
+            plan.steps,
+            [Step::Delete {
+                kind: ObjectKind::Authorization,
+                name: "mobile_app -> shop_api/getUser in TEST".into(),
+            }]
+        );
+        assert!(cp.authorizations(None, None).await.is_empty());
+    }
+
+    /// Deleting everything commits leaves first, so that no record is left pointing at a
+    /// deleted one even inside the commit.
+    #[tokio::test]
+    async fn whole_objects_are_deleted_leaves_first() {
+        let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
+        cp.apply_document(&doc(base()), PlanScope::Whole)
+            .await
+            .unwrap();
+        let plan = cp
+            .plan(&ConfigDocument::default(), PlanScope::Whole)
+            .await
+            .unwrap();
+        let kinds: Vec<_> = plan.writes.iter().map(|w| w.key().kind).collect();
+        use crate::store::EntityKind as K;
+        assert_eq!(
+            kinds,
+            [
+                K::Authorization,
+                K::Publication,
+                K::Deployment,
+                K::Api,
+                K::App,
+                K::Group,
+                K::Backend
+            ]
+        );
+        assert_eq!(plan.counts(), (0, 0, 0, 1, 4));
+        cp.apply(&plan).await.unwrap();
+        assert!(cp.records().await.is_empty());
+        assert!(cp.snapshot().tables.is_empty());
+    }
+}
