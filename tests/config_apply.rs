@@ -663,7 +663,9 @@ mod admin {
         let long_name = "a".repeat(10_000);
         let oversized =
             json!({"groups": [{"name": "shop_api", "description": "x".repeat(70_000)}]});
-        let cases: Vec<(&str, &str, Vec<u8>, u16, &str, &str)> = vec![
+        // path, content type, body; status, code, a piece of the message
+        type Case<'a> = (&'a str, &'a str, Vec<u8>, u16, &'a str, &'a str);
+        let cases: Vec<Case<'_>> = vec![
             ("/config/apply", "application/json", b"{\"groups\": [".to_vec(), 400, "InvalidConfig", "EOF"),
             ("/config/apply", "application/json", br#"{"groups": [{"name": "shop_api", "nmae": 1}]}"#.to_vec(), 400, "InvalidConfig", "unknown field `nmae`"),
             ("/config/apply", "application/json", br#"{"groups": [], "groups": []}"#.to_vec(), 400, "InvalidConfig", "duplicate"),

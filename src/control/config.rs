@@ -585,8 +585,7 @@ fn document_of(state: &State) -> ConfigDocument {
             .get(id)
             .map_or_else(|| id.to_string(), |g| g.value.name.clone())
     };
-    let mut doc = ConfigDocument::default();
-    doc.vpc_access = state
+    let vpc_access = state
         .by_name(|_: &VpcAccess| true)
         .into_iter()
         .map(|v| VpcAccessSpec {
@@ -597,7 +596,7 @@ fn document_of(state: &State) -> ConfigDocument {
             address: v.address,
         })
         .collect();
-    doc.backends = state
+    let backends = state
         .by_name(|_: &BackendService| true)
         .into_iter()
         .map(|b| BackendSpec {
@@ -626,7 +625,7 @@ fn document_of(state: &State) -> ConfigDocument {
             description: b.description,
         })
         .collect();
-    doc.groups = state
+    let groups = state
         .by_name(|_: &Group| true)
         .into_iter()
         .map(|g| NewGroup {
@@ -676,8 +675,7 @@ fn document_of(state: &State) -> ConfigDocument {
         })
         .collect();
     apis.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
-    doc.apis = apis;
-    doc.apps = state
+    let apps = state
         .by_name(|_: &App| true)
         .into_iter()
         .map(|app| {
@@ -728,7 +726,14 @@ fn document_of(state: &State) -> ConfigDocument {
             }
         })
         .collect();
-    doc
+    ConfigDocument {
+        vpc_access,
+        backends,
+        groups,
+        apis,
+        apps,
+        ..ConfigDocument::default()
+    }
 }
 
 #[cfg(test)]

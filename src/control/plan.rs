@@ -1419,7 +1419,7 @@ mod tests {
             fields: vec!["description".into()],
         };
         let plan = cp.plan(&doc(base()), PlanScope::Whole).await.unwrap();
-        assert_eq!(plan.steps, [draft_only.clone()]);
+        assert_eq!(plan.steps, std::slice::from_ref(&draft_only));
         cp.publish(&api.id, Stage::TEST, None).await.unwrap();
         let plan = cp.plan(&doc(base()), PlanScope::Whole).await.unwrap();
         assert_eq!(
