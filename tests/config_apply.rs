@@ -678,6 +678,7 @@ mod admin {
             ("/config/apply", "application/json", b"".to_vec(), 400, "InvalidParameter", "send `{}`"),
             ("/config/apply", "application/json", vec![b'{', 0xff, b'}'], 400, "InvalidJson", "UTF-8"),
             ("/config/apply", "application/toml", b"[[groups]\nname =".to_vec(), 400, "InvalidConfig", "TOML parse error"),
+            ("/config/apply", "application/toml", format!("a = {}", "[".repeat(20_000)).into_bytes(), 400, "InvalidConfig", "TOML parse error"),
             ("/config/apply?scope=all", "application/json", b"{}".to_vec(), 400, "InvalidParameter", "scope"),
             ("/config/apply?scope=whole&scope=named", "application/json", b"{}".to_vec(), 400, "InvalidParameter", "more than once"),
             ("/config/apply?revision=abc", "application/json", b"{}".to_vec(), 400, "InvalidParameter", "revision"),
@@ -700,4 +701,33 @@ mod admin {
         assert_eq!(common::oneshot(router.clone(), req).await.status, 401);
         assert_eq!(state(&cp).await, before);
     }
+}
+
+/// The guide's example document plans as the guide shows, and applying it twice changes
+/// nothing the second time.
+#[tokio::test]
+async fn the_guides_example_document_plans_as_shown() {
+    let guide = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/guide.md"),
+    )
+    .unwrap();
+    let section = &guide[guide
+        .find("\n## Declarative configuration")
+        .expect("the guide's declarative configuration section")..];
+    let block = |fence: &str| {
+        let start = section.find(fence).unwrap() + fence.len();
+        section[start..][..section[start..].find("\n```").unwrap() + 1].to_owned()
+    };
+    let toml = block("```toml\n");
+    let shown = block("```text\n");
+    let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
+    let doc = ConfigDocument::from_toml(&toml).unwrap();
+    let plan = cp.apply_document(&doc, PlanScope::Whole).await.unwrap();
+    assert_eq!(plan.to_string(), shown);
+    assert!(
+        cp.apply_document(&doc, PlanScope::Whole)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -458,7 +458,20 @@ impl ConfigDocument {
     /// ```
     #[cfg(feature = "toml")]
     pub fn from_toml(text: &str) -> Result<Self, ControlError> {
-        toml::from_str(text).map_err(syntax)
+        toml::from_str(text).map_err(|e| {
+            // the error's own text quotes the whole offending line, however long: say where
+            // instead
+            let at = e.span().map_or_else(String::new, |span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!(" at line {line} column {column}")
+            });
+            syntax(format_args!(
+                "TOML parse error{at}: {}",
+                e.message().trim_end()
+            ))
+        })
     }
 }
 
