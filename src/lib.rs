@@ -19,6 +19,7 @@
 //! | mount the gateway in axum or hyper | [`GatewayLayer`], [`Gateway`], [`ClientAddr`] ([`layer`]) |
 //! | serve it on a socket facing untrusted clients | `serve::Server` (feature `serve`) |
 //! | create backends, groups, APIs, apps; publish; import and export | [`ControlPlane`] ([`control`]) |
+//! | describe the whole configuration in one document (JSON or TOML), plan and apply it | [`control::ConfigDocument`], [`ControlPlane::plan`], [`ControlPlane::apply`] |
 //! | the domain types (backend kinds, stage definitions, APIs, apps) | [`model`] |
 //! | persist the configuration, or write your own store | [`store`]: `MemoryStore`, `RedbStore` (feature `redb`), the [`Store`](store::Store) trait and its conformance suite (feature `conformance`) |
 //! | sign requests as a client, or verify signatures yourself | [`auth`] ([`Signer`], [`verify`]) |
@@ -73,6 +74,7 @@
 //! | `conformance` | `store::conformance` and `store_conformance!`, for `Store` adapter authors |
 //! | `serve` | `stagegate::serve`: a hardened server loop (timeouts, connection cap, accept back-off, graceful shutdown) |
 //! | `oss-s3` | S3-compatible object stores for OSS backends (`object_store`'s `aws` support) |
+//! | `toml` | TOML configuration documents (`control::ConfigDocument::from_toml`; `Content-Type: application/toml` on the admin API's `/config` routes) |
 //!
 //! No feature is on by default: an application that embeds only the data plane gets neither
 //! axum nor redb. The crate's own tests, examples and benches turn `admin`, `redb` and
