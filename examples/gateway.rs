@@ -5,6 +5,7 @@
 //! cargo run --example gateway -- [--listen 127.0.0.1:8080] [--admin-listen 127.0.0.1:9080]
 //!                                [--data-dir ./stagegate-data] [--admin-token TOKEN]
 //!                                [--replay memory|redis://HOST:PORT] [--secrets-key KEY]
+//!                                [--config gateway.toml] [--config-scope whole|named]
 //! ```
 //!
 //! Each flag can also come from the environment (`STAGEGATE_LISTEN`, `STAGEGATE_ADMIN_LISTEN`,
@@ -22,6 +23,14 @@
 //! admin call, with its `X-Request-Id`; credentials never show). Ctrl-C or SIGTERM stops accepting, closes
 //! idle connections at once and lets in-flight requests finish (at most 30 s).
 //!
+//! With `--config FILE` (env `STAGEGATE_CONFIG`), the declarative configuration document in
+//! FILE (JSON, or TOML for a `.toml` file) is applied at start, after the store is opened and
+//! before anything listens: provisioning is one file under version control. Applying the same
+//! file again at the next start changes nothing (no new deployment). A file with errors stops
+//! the start with every error listed, and changes nothing. With `--config-scope whole` (the
+//! default) the file is the whole configuration (what it does not name is deleted); with
+//! `named`, only what it names is created or changed.
+//!
 //! Both listeners are served by `stagegate::serve::Server`: a connection must send its request
 //! head within the header-read timeout (also the longest an HTTP/1 connection waits idle for its
 //! next request), one with nothing in flight is closed after the idle timeout, and each listener
@@ -29,7 +38,7 @@
 //! open files is raised to the hard limit, as nginx does, and the data plane's default cap is
 //! sized to fit under it.
 //!
-//! Arguments are parsed by hand: four `--name value` flags do not justify a CLI crate in the
+//! Arguments are parsed by hand: a few `--name value` flags do not justify a CLI crate in the
 //! dependency tree of everyone who runs `cargo test`.
 
 use std::path::{Path, PathBuf};
@@ -40,6 +49,7 @@ use std::time::Duration;
 use stagegate::admin::AdminApi;
 use stagegate::auth::{RedisReplayGuard, RedisReplayGuardBuilder};
 use stagegate::backend::{Backends, LocalObjectStores};
+use stagegate::control::{ConfigDocument, ConfigFormat, PlanScope};
 use stagegate::serve::{ConnectionLimit, Server};
 use stagegate::store::{CommitSync, RedbStore, SealedStore, SecretsKey, StoreError};
 use stagegate::{AppAuthenticator, ControlPlane, GatewayLayer, MemoryReplayGuard, Secret};
@@ -76,6 +86,8 @@ struct Config {
     max_connections: Option<usize>,
     header_read_timeout: Duration,
     idle_timeout: Duration,
+    config: Option<PathBuf>,
+    config_scope: PlanScope,
 }
 
 /// Where nonces are remembered.
@@ -88,11 +100,17 @@ enum Replay {
 
 const USAGE: &str =
     "usage: gateway [--listen ADDR] [--admin-listen ADDR] [--data-dir DIR] [--admin-token TOKEN]
+               [--config FILE] [--config-scope whole|named] [...]
 
   --listen        data plane address   (env STAGEGATE_LISTEN, default 127.0.0.1:8080)
   --admin-listen  admin API address    (env STAGEGATE_ADMIN_LISTEN, default 127.0.0.1:9080)
   --data-dir      state directory      (env STAGEGATE_DATA_DIR, default ./stagegate-data)
   --admin-token   admin bearer token   (env STAGEGATE_ADMIN_TOKEN, default: generated once)
+  --config FILE   a configuration document (JSON, or TOML for a .toml file) applied at start;
+                  a file with errors stops the start, listing every one (env STAGEGATE_CONFIG)
+  --config-scope whole|named  whole (default): the file is the whole configuration, what it
+                  does not name is deleted; named: only what it names is created or changed
+                  (env STAGEGATE_CONFIG_SCOPE)
   --admin-body-limit BYTES  largest admin request body, e.g. for a big POST /import
                   (env STAGEGATE_ADMIN_BODY_LIMIT, default 1 MiB)
   --admin-timeout SECONDS  longest an admin call may take before it is answered 503 Timeout
@@ -154,7 +172,12 @@ fn parse_args() -> Result<Config, String> {
         max_connections: None,
         header_read_timeout: stagegate::serve::DEFAULT_HEADER_READ_TIMEOUT,
         idle_timeout: stagegate::serve::DEFAULT_IDLE_TIMEOUT,
+        config: env("STAGEGATE_CONFIG").map(PathBuf::from),
+        config_scope: PlanScope::Whole,
     };
+    if let Some(v) = env("STAGEGATE_CONFIG_SCOPE") {
+        cfg.config_scope = parse_scope("STAGEGATE_CONFIG_SCOPE", &v)?;
+    }
     if let Some(v) = env("STAGEGATE_MAX_CONNECTIONS") {
         cfg.max_connections = Some(parse_max_connections("STAGEGATE_MAX_CONNECTIONS", &v)?);
     }
@@ -208,6 +231,8 @@ fn parse_args() -> Result<Config, String> {
             "--admin-listen" => cfg.admin_listen = value()?,
             "--data-dir" => cfg.data_dir = PathBuf::from(value()?),
             "--admin-token" => cfg.admin_token = Some(value()?),
+            "--config" => cfg.config = Some(PathBuf::from(value()?)),
+            "--config-scope" => cfg.config_scope = parse_scope("--config-scope", &value()?)?,
             "--admin-body-limit" => {
                 let v = value()?;
                 cfg.admin_body_limit = Some(
@@ -272,6 +297,55 @@ fn parse_replay(name: &str, v: &str) -> Result<Replay, String> {
 /// A secrets key (never repeated in a message).
 fn parse_secrets_key(name: &str, v: &str) -> Result<SecretsKey, String> {
     SecretsKey::parse(v).map_err(|e| format!("{name}: {e}"))
+}
+
+/// A plan scope: `whole` or `named`.
+fn parse_scope(name: &str, v: &str) -> Result<PlanScope, String> {
+    PlanScope::parse(v).map_err(|_| format!("{name} `{v}` is neither `whole` nor `named`"))
+}
+
+/// The largest configuration file read at start.
+const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads the configuration document in `path` (before anything else is opened: a missing or
+/// malformed file changes nothing).
+fn read_config(path: &Path) -> Result<ConfigDocument, String> {
+    let what = |e: &dyn std::fmt::Display| format!("configuration {}: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(|e| what(&e))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(file, MAX_CONFIG_BYTES + 1),
+        &mut text,
+    )
+    .map_err(|e| what(&e))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(what(&format!("larger than {MAX_CONFIG_BYTES} bytes")));
+    }
+    ConfigDocument::parse(&text, ConfigFormat::from_path(path))
+        .map_err(|e| format!("{}; nothing was applied", what(&e)))
+}
+
+/// Applies the configuration document read from `path` (all or nothing) and says what it
+/// changed.
+async fn apply_config(
+    control: &ControlPlane,
+    path: &Path,
+    doc: &ConfigDocument,
+    scope: PlanScope,
+) -> Result<(), String> {
+    let plan = control
+        .apply_document(doc, scope)
+        .await
+        .map_err(|e| format!("configuration {}: {e}; nothing was applied", path.display()))?;
+    for step in &plan.steps {
+        tracing::info!(config = %path.display(), "{step}");
+    }
+    let (create, change, publish, unpublish, delete) = plan.counts();
+    println!(
+        "configuration {} applied: {create} created, {change} changed, {publish} published, {unpublish} unpublished, {delete} deleted",
+        path.display()
+    );
+    Ok(())
 }
 
 /// A replay-guard capacity: a whole number of nonces, at least one.
@@ -479,6 +553,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cfg: Config) -> Result<(), String> {
+    let config = cfg.config.as_deref().map(read_config).transpose()?;
     prepare_data_dir(&cfg.data_dir)?;
     let db = cfg.data_dir.join(DB_FILE);
     let open = if cfg.verify_on_open {
@@ -524,6 +599,9 @@ async fn run(cfg: Config) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot load {}: {}", db.display(), error_chain(&e)))?,
     );
+    if let (Some(path), Some(doc)) = (&cfg.config, &config) {
+        apply_config(&control, path, doc, cfg.config_scope).await?;
+    }
     let (token, generated) = admin_token(&cfg)?;
 
     // In memory: one replay guard for every worker, so a nonce is refused whichever worker sees

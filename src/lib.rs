@@ -19,6 +19,7 @@
 //! | mount the gateway in axum or hyper | [`GatewayLayer`], [`Gateway`], [`ClientAddr`] ([`layer`]) |
 //! | serve it on a socket facing untrusted clients | `serve::Server` (feature `serve`) |
 //! | create backends, groups, APIs, apps; publish; import and export | [`ControlPlane`] ([`control`]) |
+//! | describe the whole configuration in one document (JSON or TOML), plan and apply it | [`control::ConfigDocument`], [`ControlPlane::plan`], [`ControlPlane::apply`] |
 //! | the domain types (backend kinds, stage definitions, APIs, apps) | [`model`] |
 //! | persist the configuration, or write your own store | [`store`]: `MemoryStore`, `RedbStore` (feature `redb`), `SealedStore` (secrets sealed at rest, feature `sealed`), the [`Store`](store::Store) trait and its conformance suite (feature `conformance`) |
 //! | sign requests as a client, or verify signatures yourself; share nonces between nodes | [`auth`] ([`Signer`], [`verify`], `RedisReplayGuard` with feature `redis`) |
@@ -76,6 +77,7 @@
 //! | `oss-s3` | S3-compatible object stores for OSS backends (`object_store`'s `aws` support) |
 //! | `redis` | `stagegate::auth::RedisReplayGuard`: one nonce store for every gateway node, in Redis, failing closed (`X503NS`) |
 //! | `sealed` | `stagegate::store::SealedStore`: app secrets and AppCodes sealed at rest in any store |
+//! | `toml` | TOML configuration documents (`control::ConfigDocument::from_toml`; `Content-Type: application/toml` on the admin API's `/config` routes) |
 //!
 //! No feature is on by default: an application that embeds only the data plane gets neither
 //! axum nor redb. The crate's own tests, examples and benches turn `admin`, `redb`, `postgres` and
@@ -92,6 +94,7 @@ mod base;
 pub mod control;
 mod error;
 pub mod error_code;
+mod json;
 pub mod layer;
 pub mod mapping;
 pub mod model;

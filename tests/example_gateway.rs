@@ -1592,3 +1592,149 @@ async fn the_secrets_key_seals_the_data_file_and_only_that_key_restarts_it() {
     gw.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ----- declarative configuration -----
+
+/// The deployments of the one API, through the admin API.
+async fn only_api_deployments(http: &Http, gw: &Gateway) -> usize {
+    let apis = http.admin(gw, "GET", "/apis", None).await.json();
+    let id = apis[0]["id"].as_str().unwrap().to_owned();
+    let deps = http
+        .admin(gw, "GET", &format!("/apis/{id}/deployments"), None)
+        .await
+        .json();
+    deps.as_array().unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_is_applied_at_start_again_changes_nothing_and_one_with_errors_stops_it() {
+    let upstream = common::upstream("from-config").await;
+    let dir = scratch("config");
+    let data = dir.join("data");
+    let file = dir.join("gateway.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[[backends]]
+name = "users_http"
+type = "HTTP"
+stages.TEST.url = "http://{upstream}"
+
+[[groups]]
+name = "shop_api"
+
+[[apis]]
+name = "listUsers"
+group = "shop_api"
+auth = "ANONYMOUS"
+request = {{ method = "GET", path = "/users" }}
+backend = {{ name = "users_http" }}
+publish = ["TEST"]
+"#
+        ),
+    )
+    .unwrap();
+    let config = file.to_str().unwrap();
+    let http = Http::new();
+    let call = |gw: &Gateway| {
+        let url = format!("{}/users", gw.data);
+        let http = http.clone();
+        async move {
+            http.send("GET", &url, &[("x-ca-stage", "TEST")], None)
+                .await
+                .unwrap()
+        }
+    };
+
+    let gw = Gateway::start_with(&data, Some(TOKEN), &["--config", config]);
+    assert!(
+        gw.stdout_lines
+            .iter()
+            .any(|l| l
+                .ends_with("applied: 3 created, 0 changed, 1 published, 0 unpublished, 0 deleted")),
+        "{:?}",
+        gw.stdout_lines
+    );
+    let got = call(&gw).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.json()["tag"], "from-config");
+    assert_eq!(only_api_deployments(&http, &gw).await, 1);
+    gw.stop();
+
+    // the same file at the next start: nothing changes
+    let gw = Gateway::start_with(
+        &data,
+        Some(TOKEN),
+        &["--config", config, "--config-scope", "whole"],
+    );
+    assert!(
+        gw.stdout_lines
+            .iter()
+            .any(|l| l
+                .ends_with("applied: 0 created, 0 changed, 0 published, 0 unpublished, 0 deleted")),
+        "{:?}",
+        gw.stdout_lines
+    );
+    assert_eq!(
+        only_api_deployments(&http, &gw).await,
+        1,
+        "no new deployment"
+    );
+    assert_eq!(call(&gw).await.status, 200);
+    gw.stop();
+
+    // a file with errors: the start is refused listing every one, and nothing changes
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"backends": [{"name": "users_http", "type": "HTTP", "stages": {"TEST": {"url": "ftp://x"}}}],
+            "groups": [{"name": "shop_api", "base_path": "no-slash"}],
+            "apis": [{"name": "listUsers", "group": "shop_api", "request": {"method": "GET", "path": "/users"},
+                      "backend": {"name": "users_http"}, "publish": ["PRE"]}]}"#,
+    )
+    .unwrap();
+    let out = Command::new(gateway_bin())
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--admin-token", TOKEN])
+        .env("STAGEGATE_CONFIG", &bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "3 errors in the configuration document",
+        "- backend `users_http`: stages.TEST.url: ",
+        "- group `shop_api`: ",
+        "- api `shop_api/listUsers`: publish: backend `users_http` has no definition in stage PRE",
+        "nothing was applied",
+    ] {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+    let gw = Gateway::start_with(&data, Some(TOKEN), &[]);
+    assert_eq!(only_api_deployments(&http, &gw).await, 1);
+    let got = call(&gw).await;
+    assert_eq!(got.json()["tag"], "from-config", "{}", got.text());
+    gw.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bad_config_scope_or_a_missing_config_file_stops_the_start() {
+    assert_start_refused(
+        "config-scope",
+        "--config-scope",
+        "STAGEGATE_CONFIG_SCOPE",
+        &[(Some("all"), None), (None, Some("partial"))],
+        "is neither `whole` nor `named`",
+    );
+    assert_start_refused(
+        "config-missing",
+        "--config",
+        "STAGEGATE_CONFIG",
+        &[(Some("/nonexistent/gateway.toml"), None)],
+        "configuration /nonexistent/gateway.toml: No such file",
+    );
+}

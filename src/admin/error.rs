@@ -101,7 +101,9 @@ impl AdminError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Control(c) => match c {
-                ControlError::Validation(_) => StatusCode::BAD_REQUEST,
+                ControlError::Validation(_) | ControlError::InvalidConfig { .. } => {
+                    StatusCode::BAD_REQUEST
+                }
                 ControlError::NotFound { .. } => StatusCode::NOT_FOUND,
                 ControlError::Store(e) if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
                 ControlError::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
@@ -130,6 +132,8 @@ impl AdminError {
                 ControlError::RouteConflict { .. } => "RouteConflict",
                 ControlError::InUse { .. } => "InUse",
                 ControlError::NotPublished { .. } => "NotPublished",
+                ControlError::InvalidConfig { .. } => "InvalidConfig",
+                ControlError::Stale { .. } => "PlanStale",
                 ControlError::Store(e) if e.is_disk_full() => "InsufficientStorage",
                 ControlError::Store(e) if e.is_unavailable() => "StoreUnavailable",
                 ControlError::Store(_) => "StoreError",

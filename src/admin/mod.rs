@@ -42,8 +42,9 @@
 //! | `POST /apps`, `GET /apps?name=`, `GET`/`PATCH`/`DELETE /apps/{id}` | apps |
 //! | `POST /apps/{id}/keys`, `DELETE /apps/{id}/keys/{key}`, `POST /apps/{id}/keys/{key}/rotate` | key pairs |
 //! | `POST`/`DELETE /apps/{id}/codes`, `GET /apps/{id}/authorizations` | AppCodes, an app's grants |
-//! | `GET /export`, `POST /import` | the whole configuration as one JSON document |
 //! | `GET /console/` | the web console (static files embedded in the binary, no token needed; see [`ASSETS`]) |
+//! | `GET /export`, `POST /import` | the whole configuration as one JSON document (by id, with history) |
+//! | `GET /config`, `POST /config/plan?scope=`, `POST /config/apply?scope=&revision=` | the declarative configuration document (by name, no secrets): export, plan, apply; JSON, or TOML with `Content-Type: application/toml` (feature `toml`); `scope` is `whole` (default: what the document does not name is deleted) or `named`; apply answers the plan applied, 409 `PlanStale` when `revision` (the plan's) is no longer current, 400 `InvalidConfig` listing every error of the document |
 //!
 //! # Examples
 //!
@@ -414,66 +415,8 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminEr
     // Typed structs refuse a repeated field, but maps and free-form values (a PATCH body, a stage
     // definition, headers) would keep the last one: refuse repeated keys at every depth first,
     // so every body means one thing.
-    serde_json::from_slice::<UniqueKeys>(bytes)
-        .map_err(|e| AdminError::InvalidJson(e.to_string()))?;
+    crate::json::check_unique_keys(bytes).map_err(|e| AdminError::InvalidJson(e.to_string()))?;
     serde_json::from_slice(bytes).map_err(|e| AdminError::InvalidJson(e.to_string()))
-}
-
-/// Any JSON value in which no object repeats a key.
-struct UniqueKeys;
-
-impl<'de> serde::Deserialize<'de> for UniqueKeys {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(UniqueKeysVisitor)
-    }
-}
-
-struct UniqueKeysVisitor;
-
-impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
-    type Value = UniqueKeys;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
-        Ok(UniqueKeys)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
-        Ok(UniqueKeys)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
-        Ok(UniqueKeys)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
-        Ok(UniqueKeys)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
-        Ok(UniqueKeys)
-    }
-    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
-        Ok(UniqueKeys)
-    }
-    fn visit_none<E>(self) -> Result<UniqueKeys, E> {
-        Ok(UniqueKeys)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
-        while seq.next_element::<UniqueKeys>()?.is_some() {}
-        Ok(UniqueKeys)
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
-        let mut seen = std::collections::HashSet::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if !seen.insert(key.clone()) {
-                return Err(serde::de::Error::custom(format_args!(
-                    "duplicate key `{}`",
-                    crate::model::id::truncate(&key)
-                )));
-            }
-            map.next_value::<UniqueKeys>()?;
-        }
-        Ok(UniqueKeys)
-    }
 }
 
 impl<T: DeserializeOwned + Send> FromRequest<AdminState> for Json<T> {

@@ -1,6 +1,7 @@
 //! The admin routes: thin handlers that parse, call the control plane and answer JSON.
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{FromRequestParts, State};
 use axum::response::Response;
 use axum::routing::{get, post, put};
@@ -12,7 +13,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{AdminError, AdminState, Json, query_pairs, reply};
-use crate::control::{AppPatch, BackendPatch, ConfigExport, NewApp, NewBackend, NewGroup};
+use crate::control::{
+    AppPatch, BackendPatch, ConfigDocument, ConfigExport, ConfigFormat, ControlError, NewApp,
+    NewBackend, NewGroup, Plan, PlanScope,
+};
 use crate::model::{
     ApiDefinition, ApiId, AppId, AppKeyPair, BackendId, GroupId, Secret, Stage, StageDefinition,
     VpcAccess, VpcAccessId,
@@ -90,6 +94,9 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/apps/{id}/authorizations", get(app_authorizations))
         .route("/export", get(export))
         .route("/import", post(import))
+        .route("/config", get(get_config))
+        .route("/config/plan", post(plan_config))
+        .route("/config/apply", post(apply_config))
         .with_state(state)
 }
 
@@ -696,4 +703,125 @@ async fn export(State(s): State<AdminState>) -> Result {
 async fn import(State(s): State<AdminState>, Json(doc): Json<ConfigExport>) -> Result {
     let summary = s.control.import(doc).await?;
     Ok(reply(StatusCode::OK, &summary))
+}
+
+// ----- declarative configuration -----
+
+async fn get_config(State(s): State<AdminState>, uri: Uri) -> Result {
+    query_pairs(uri.query(), &[])?;
+    Ok(reply(StatusCode::OK, &s.control.export_document().await))
+}
+
+/// `?scope=whole|named` (default whole) and, for apply, `?revision=N` (the plan's).
+fn config_query(uri: &Uri, revision: bool) -> Result<(PlanScope, Option<u64>)> {
+    let allowed: &[&str] = if revision {
+        &["scope", "revision"]
+    } else {
+        &["scope"]
+    };
+    let pairs = query_pairs(uri.query(), allowed)?;
+    let mut scope = None;
+    let mut rev = None;
+    for (k, v) in &pairs {
+        let again = match k.as_str() {
+            "scope" => scope.replace(PlanScope::parse(v)?).is_some(),
+            _ => rev
+                .replace(v.parse::<u64>().map_err(|_| {
+                    AdminError::InvalidParameter(format!(
+                        "query parameter `revision` `{}` is not a revision number",
+                        crate::model::id::truncate(v)
+                    ))
+                })?)
+                .is_some(),
+        };
+        if again {
+            return Err(AdminError::InvalidParameter(format!(
+                "query parameter `{k}` is given more than once"
+            )));
+        }
+    }
+    Ok((scope.unwrap_or_default(), rev))
+}
+
+/// The body as a configuration document: TOML for `Content-Type: application/toml`, else JSON.
+async fn config_body(
+    s: &AdminState,
+    headers: &http::HeaderMap,
+    body: Body,
+) -> Result<ConfigDocument> {
+    let bytes = super::read_body(body, s.body_limit).await?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| AdminError::InvalidJson("the body is not UTF-8".into()))?;
+    let toml = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/toml"));
+    let format = if toml {
+        #[cfg(feature = "toml")]
+        {
+            ConfigFormat::Toml
+        }
+        #[cfg(not(feature = "toml"))]
+        return Err(AdminError::InvalidParameter(
+            "TOML documents need stagegate's `toml` feature; send JSON".into(),
+        ));
+    } else {
+        ConfigFormat::Json
+    };
+    // An empty body is an empty document, as everywhere in the admin API: with the whole
+    // scope that would delete everything, so it must be said (`{}`) rather than left out.
+    if text.trim().is_empty() {
+        return Err(AdminError::InvalidParameter(
+            "the body must be a configuration document (send `{}` for an empty one)".into(),
+        ));
+    }
+    Ok(ConfigDocument::parse(text, format)?)
+}
+
+/// A plan as the admin API answers it: its fields and the human diff as `text`.
+fn plan_view(plan: &Plan) -> Value {
+    let mut v = serde_json::to_value(plan).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert("text".into(), Value::String(plan.to_string()));
+    }
+    v
+}
+
+async fn plan_config(
+    State(s): State<AdminState>,
+    uri: Uri,
+    headers: http::HeaderMap,
+    body: Body,
+) -> Result {
+    let (scope, _) = config_query(&uri, false)?;
+    let doc = config_body(&s, &headers, body).await?;
+    let plan = s.control.plan(&doc, scope).await?;
+    Ok(reply(StatusCode::OK, &plan_view(&plan)))
+}
+
+async fn apply_config(
+    State(s): State<AdminState>,
+    uri: Uri,
+    headers: http::HeaderMap,
+    body: Body,
+) -> Result {
+    let (scope, revision) = config_query(&uri, true)?;
+    let doc = config_body(&s, &headers, body).await?;
+    let plan = match revision {
+        None => s.control.apply_document(&doc, scope).await?,
+        Some(r) => {
+            let plan = s.control.plan(&doc, scope).await?;
+            if plan.revision != r {
+                return Err(ControlError::Stale {
+                    planned: r,
+                    current: plan.revision,
+                }
+                .into());
+            }
+            s.control.apply(&plan).await?;
+            plan
+        }
+    };
+    Ok(reply(StatusCode::OK, &plan_view(&plan)))
 }

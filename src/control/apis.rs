@@ -30,7 +30,7 @@ pub struct DeploymentInfo {
     pub live: bool,
 }
 
-fn next_version(prev: Option<&str>) -> String {
+pub(super) fn next_version(prev: Option<&str>) -> String {
     let now = Deployment::format_version(Timestamp::now());
     match prev {
         Some(p) if p >= now.as_str() && p.len() == now.len() => {

@@ -1,7 +1,8 @@
 //! [`ControlError`]: why a control-plane operation was refused.
 
+use super::config::ConfigIssue;
 use crate::model::{ApiId, BackendId, GroupId, PathTemplate, Stage, ValidationError};
-use crate::store::StoreError;
+use crate::store::{Revision, StoreError};
 
 /// Why a control-plane operation was refused. A refused operation changes nothing.
 ///
@@ -85,6 +86,23 @@ pub enum ControlError {
     /// An operation that cannot apply to this resource (e.g. changing a backend's type).
     #[error("{0}")]
     Refused(String),
+    /// A configuration document has errors: every one found, each naming its object and field.
+    /// Nothing was applied.
+    #[error("{}", issues_text(issues))]
+    InvalidConfig {
+        /// Every problem found.
+        issues: Vec<ConfigIssue>,
+    },
+    /// The configuration changed since the plan was made: nothing was applied; plan again.
+    #[error(
+        "the configuration changed since the plan was made (at revision {planned}, now {current}); nothing was applied: plan again"
+    )]
+    Stale {
+        /// The store revision the plan was made at.
+        planned: Revision,
+        /// The revision now.
+        current: Revision,
+    },
     /// The store failed; nothing was changed. For a full disk or another I/O error the
     /// message says so (and names the file); for a store that cannot be reached it names the
     /// store (never a password) and the cause.
@@ -102,6 +120,20 @@ fn store_detail(e: &StoreError) -> String {
         | StoreError::SchemaTooNew { .. } => format!(": {e}"),
         _ => String::new(),
     }
+}
+
+/// "2 errors in the configuration document:" and one line per issue.
+fn issues_text(issues: &[ConfigIssue]) -> String {
+    let mut s = format!(
+        "{} error{} in the configuration document:",
+        issues.len(),
+        if issues.len() == 1 { "" } else { "s" }
+    );
+    for i in issues {
+        s.push_str("\n- ");
+        s.push_str(&i.to_string());
+    }
+    s
 }
 
 impl ControlError {

@@ -106,7 +106,7 @@ fn invalid(field: &str, reason: impl Into<String>) -> ControlError {
 /// The one place import validation lives: [`check_records`] (each record on its own),
 /// [`check_invariants`] (records against each other), then [`check_routes`] (the route tables
 /// the publications make). A new rule goes into one of them, never into `import` itself.
-fn check(entities: &[Entity]) -> Result<State, ControlError> {
+pub(super) fn check(entities: &[Entity]) -> Result<State, ControlError> {
     check_records(entities)?;
     let loaded = Loaded {
         revision: 0,

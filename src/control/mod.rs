@@ -24,16 +24,19 @@
 // One file per resource, each with its own `impl ControlPlane`: `backends` (backend services
 // and their stage definitions), `vpc` (VPC access authorizations), `groups`, `apis` (drafts,
 // publishing, deployments, rollback), `apps` (apps, credentials, authorizations), `export`
-// (export and import). Below them: `state` (the in-memory view and its lookups), `live` (the
+// (export and import), `config` (the declarative document by name, and its export) and `plan`
+// (plan and apply). Below them: `state` (the in-memory view and its lookups), `live` (the
 // next snapshot), `error`, `report`. This file holds the type and the commit machinery.
 mod apis;
 mod apps;
 mod backends;
+mod config;
 mod error;
 mod export;
 mod follower;
 mod groups;
 mod live;
+mod plan;
 mod report;
 mod state;
 mod vpc;
@@ -46,10 +49,15 @@ use std::time::{Instant, SystemTime};
 pub use apis::DeploymentInfo;
 pub use apps::{AppPatch, NewApp};
 pub use backends::{BackendPatch, DefinitionChange, NewBackend};
+pub use config::{
+    ApiSpec, AppSpec, BackendSpec, BindingSpec, CONFIG_FORMAT, ConfigDocument, ConfigFormat,
+    ConfigIssue, GrantSpec, KeySpec, Policies, VpcAccessSpec,
+};
 pub use error::ControlError;
 pub use export::{ConfigExport, EXPORT_FORMAT, ImportSummary};
 pub use follower::{Follower, Freshness};
 pub use groups::NewGroup;
+pub use plan::{ObjectKind, Plan, PlanScope, Step};
 pub use report::{ApiReport, ReportResult};
 pub(crate) use state::{Affected, State};
 

@@ -171,6 +171,11 @@ impl IdSet {
     fn iter(&self) -> std::slice::Iter<'_, ApiId> {
         self.0.iter()
     }
+
+    /// The first id (names are unique in a group: the only one).
+    pub(crate) fn first(&self) -> Option<&ApiId> {
+        self.0.first()
+    }
 }
 
 /// While a state is loaded: one shared copy of each group, backend and API id, however many
