@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http::Method;
-use stagegate::{ApiDefinition, RouteMatch, Snapshot, Stage};
+use stagegate::{
+    model::{ApiDefinition, Stage},
+    routing::{RouteMatch, Snapshot},
+};
 
 /// Resolves the next of the 1 024 prepared paths (a GET in RELEASE, no host).
 fn resolve_next(snap: &Snapshot, paths: &[String], i: &mut usize) -> Option<RouteMatch> {

@@ -33,7 +33,9 @@ use stagegate::admin::AdminApi;
 use stagegate::backend::{Backends, LocalObjectStores};
 use stagegate::serve::{ConnectionLimit, Server};
 use stagegate::store::{CommitSync, RedbStore, StoreError};
-use stagegate::{AppAuthenticator, ControlPlane, GatewayLayer, MemoryReplayGuard, Secret};
+use stagegate::{
+    ControlPlane, GatewayLayer, auth::MemoryReplayGuard, layer::AppAuthenticator, model::Secret,
+};
 use tokio::net::TcpListener;
 
 /// The file the store keeps its data in, inside the data directory.

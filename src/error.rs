@@ -118,7 +118,8 @@ impl GatewayError {
     /// # Examples
     ///
     /// ```
-    /// use stagegate::{ErrorCode, GatewayError, routing::PathError};
+    /// use stagegate::{ErrorCode, GatewayError};
+    /// use stagegate::routing::PathError;
     /// let e = GatewayError::invalid_path(PathError::DotSegment);
     /// assert_eq!(e.error_code(), ErrorCode::I400PA);
     /// assert_eq!(e.status(), http::StatusCode::BAD_REQUEST);

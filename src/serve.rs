@@ -31,7 +31,8 @@
 //!
 //! ```no_run
 //! use stagegate::serve::Server;
-//! use stagegate::{ControlPlane, GatewayLayer, store::MemoryStore};
+//! use stagegate::{ControlPlane, GatewayLayer};
+//! use stagegate::store::MemoryStore;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let control = ControlPlane::open(MemoryStore::new()).await?;

@@ -18,7 +18,7 @@ use stagegate::store::{
     BoxFuture, Change, Entity, Key, Loaded, MemoryStore, Revision, Store, StoreError, Versioned,
     Write,
 };
-use stagegate::{ControlPlane, GatewayLayer, Secret};
+use stagegate::{ControlPlane, GatewayLayer, model::Secret};
 
 const TOKEN: &str = "admin-middleware-token-0123";
 

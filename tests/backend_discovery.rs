@@ -13,7 +13,7 @@ use axum::routing::get;
 use common::{dead_port, fx, oneshot, req, upstream};
 use parking_lot::Mutex;
 use stagegate::backend::{Backends, EjectionPolicy, NacosDiscovery, Registries};
-use stagegate::{BackendKind, DiscoveryDefinition, RegistryType, Stage, StageDefinition};
+use stagegate::model::{BackendKind, DiscoveryDefinition, RegistryType, Stage, StageDefinition};
 
 fn def(registry: RegistryType, service: &str, addresses: Vec<String>) -> StageDefinition {
     StageDefinition::ServiceDiscovery(DiscoveryDefinition {

@@ -10,7 +10,7 @@ use axum::routing::post;
 use common::{fx, oneshot, req};
 use parking_lot::Mutex;
 use stagegate::backend::{Backends, HttpEventSink, InProcessBus};
-use stagegate::{BackendKind, EventBridgeDefinition, Stage, StageDefinition};
+use stagegate::model::{BackendKind, EventBridgeDefinition, Stage, StageDefinition};
 
 fn bus(name: &str) -> StageDefinition {
     StageDefinition::EventBridge(EventBridgeDefinition {

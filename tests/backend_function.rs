@@ -11,7 +11,7 @@ use common::{fx, oneshot, req, serve, upstream};
 use stagegate::backend::{
     ApiGatewayEvent, Backends, FunctionError, FunctionResponse, HttpFunctionInvoker, LocalFunctions,
 };
-use stagegate::{BackendKind, FunctionDefinition, Stage, StageDefinition};
+use stagegate::model::{BackendKind, FunctionDefinition, Stage, StageDefinition};
 
 fn event_fn(function: &str) -> StageDefinition {
     StageDefinition::FunctionCompute(FunctionDefinition::Event {

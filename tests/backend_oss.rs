@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use common::{fx, oneshot, req};
 use stagegate::backend::{Backends, LocalObjectStores};
-use stagegate::{
+use stagegate::model::{
     ApiDefinition, BackendKind, OssAction, OssBinding, OssDefinition, OssPermissions, Stage,
     StageDefinition,
 };

@@ -6,7 +6,8 @@ mod common;
 use common::{fx, oneshot, req, upstream};
 use stagegate::backend::{Backends, VpcError};
 use stagegate::{
-    BackendKind, ControlError, Stage, StageDefinition, VpcAccess, VpcAccessId, VpcDefinition,
+    ControlError,
+    model::{BackendKind, Stage, StageDefinition, VpcAccess, VpcAccessId, VpcDefinition},
 };
 
 fn vpc_def(id: &VpcAccessId) -> StageDefinition {

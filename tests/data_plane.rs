@@ -15,8 +15,9 @@ use http::Request;
 use http_body_util::Full;
 use stagegate::store::MemoryStore;
 use stagegate::{
-    ApiDefinition, BackendKind, ControlPlane, GatewayLayer, HttpDefinition, MockDefinition,
-    NewBackend, NewGroup, Stage, StageDefinition,
+    ControlPlane, GatewayLayer,
+    control::{NewBackend, NewGroup},
+    model::{ApiDefinition, BackendKind, HttpDefinition, MockDefinition, Stage, StageDefinition},
 };
 
 fn http(addr: std::net::SocketAddr) -> StageDefinition {
@@ -35,8 +36,8 @@ fn mock(status: u16, body: &str) -> StageDefinition {
 
 struct Fixture {
     cp: Arc<ControlPlane>,
-    backend: stagegate::BackendService,
-    group: stagegate::Group,
+    backend: stagegate::model::BackendService,
+    group: stagegate::model::Group,
 }
 
 async fn fixture(kind: BackendKind) -> Fixture {
@@ -410,7 +411,7 @@ async fn app_apis_need_credentials_and_debug_mode_reports_the_exchange() {
         f.backend.id.clone(),
     )
     .unwrap();
-    a.appcode_auth = stagegate::AppCodeMode::Header;
+    a.appcode_auth = stagegate::model::AppCodeMode::Header;
     let a = f.cp.create_api(a).await.unwrap();
     f.release(&a).await;
     let svc = f.layer().standalone();
@@ -420,7 +421,7 @@ async fn app_apis_need_credentials_and_debug_mode_reports_the_exchange() {
         (400, Some("A400MA"))
     );
     let app =
-        f.cp.create_app(stagegate::NewApp {
+        f.cp.create_app(stagegate::control::NewApp {
             name: "caller_app".into(),
             ..Default::default()
         })

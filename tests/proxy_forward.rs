@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use stagegate::{
+use stagegate::proxy::{
     ForwardContext, GatewayBody, HttpForwarder, ProxyError, TargetError, UpstreamTarget,
 };
 use tokio::net::TcpListener;
@@ -438,9 +438,9 @@ async fn stalled_response_body_ends_with_an_error_at_the_deadline() {
         .expect("headers arrive in time");
     let err = res.into_body().collect().await.expect_err("body is cut");
     assert!(started.elapsed() < Duration::from_secs(2));
-    let body_err = err.downcast_ref::<stagegate::BodyError>();
+    let body_err = err.downcast_ref::<stagegate::proxy::BodyError>();
     assert!(
-        matches!(body_err, Some(stagegate::BodyError::Timeout)),
+        matches!(body_err, Some(stagegate::proxy::BodyError::Timeout)),
         "{err:?}"
     );
 }

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use stagegate::model::{ApiDefinition, BackendId, Group, GroupId, Stage};
 use stagegate::store::{
     Change, CommitSync, Deployment, Entity, EntityKind, Expect, Key, Loaded, RedbStore, Store,
     StoreError, Versioned, Write,
 };
-use stagegate::{ApiDefinition, BackendId, Group, GroupId, Stage};
 
 /// A database file that is removed when the test is done with it.
 struct TempDb(PathBuf);

@@ -16,9 +16,14 @@ use http_body::{Body, Frame};
 use jiff::Timestamp;
 use stagegate::store::{BoxFuture, MemoryStore};
 use stagegate::{
-    ApiDefinition, AuthRequest, Authenticator, BackendKind, Caller, ControlPlane, GatewayError,
-    GatewayLayer, HttpDefinition, LiveRoute, NewBackend, NewGroup, ParamLocation, Stage,
-    StageDefinition, SystemParam, SystemParameter,
+    Caller, ControlPlane, GatewayError, GatewayLayer,
+    control::{NewBackend, NewGroup},
+    layer::{AuthRequest, Authenticator},
+    model::{
+        ApiDefinition, BackendKind, HttpDefinition, ParamLocation, Stage, StageDefinition,
+        SystemParam, SystemParameter,
+    },
+    routing::LiveRoute,
 };
 
 /// A request body whose bytes arrive when the test sends them.

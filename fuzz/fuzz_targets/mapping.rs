@@ -22,12 +22,7 @@ use std::sync::LazyLock;
 use http::{HeaderMap, HeaderName};
 use libfuzzer_sys::fuzz_target;
 use stagegate::routing::Compiled;
-use stagegate::{
-    ApiDefinition, BackendId, BodyAction, ConstantParameter, GroupId, MAPPING_HEADER_ALLOWLIST,
-    MAPPING_HEADER_PREFIXES, MappingError, MappingInput, ParamLocation, ParamType, RequestMode,
-    RequestParameter, Segment, Stage, SystemParam, SystemParameter, SystemValues, map_request,
-    needs_form_body,
-};
+use stagegate::{model::{ApiDefinition, BackendId, ConstantParameter, GroupId, ParamLocation, ParamType, RequestMode, RequestParameter, Segment, Stage, SystemParam, SystemParameter}, mapping::{BodyAction, MAPPING_HEADER_ALLOWLIST, MAPPING_HEADER_PREFIXES, MappingError, MappingInput, SystemValues, map_request, needs_form_body}};
 use stagegate_fuzz::{parse_request, percent_decode};
 
 fn param(name: &str, location: ParamLocation) -> RequestParameter {
@@ -293,7 +288,7 @@ fn check_path(
         );
         return;
     };
-    let template = stagegate::PathTemplate::parse(template).expect("a valid backend path");
+    let template = stagegate::model::PathTemplate::parse(template).expect("a valid backend path");
     let mut out = path.split('/').skip(1);
     for segment in template.segments() {
         let got = out.next().expect("every template segment is written");

@@ -24,10 +24,7 @@ use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use libfuzzer_sys::fuzz_target;
 use stagegate::store::MemoryStore;
-use stagegate::{
-    ApiDefinition, BackendKind, ControlPlane, GatewayLayer, GatewayService, MockDefinition,
-    NewBackend, NewGroup, RouteMatch, Segment, Snapshot, Stage, StageDefinition,
-};
+use stagegate::{ControlPlane, GatewayLayer, GatewayService, model::{ApiDefinition, BackendKind, MockDefinition, Segment, Stage, StageDefinition}, control::{NewBackend, NewGroup}, routing::{RouteMatch, Snapshot}};
 use stagegate_fuzz::{block_on, parse_request};
 use tower_service::Service;
 
@@ -77,7 +74,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| block_on(fixture()));
 
 async fn fixture() -> Fixture {
     let cp = ControlPlane::open(MemoryStore::new()).await.expect("opens");
-    let mut groups: Vec<(&str, stagegate::GroupId)> = Vec::new();
+    let mut groups: Vec<(&str, stagegate::model::GroupId)> = Vec::new();
     let mut domains = Vec::new();
     for (i, &(group, base, domain, method, path)) in ROUTES.iter().enumerate() {
         let group_id = match groups.iter().find(|(n, _)| *n == group) {

@@ -48,7 +48,10 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use stagegate::{ControlPlane, GatewayLayer, Secret, admin::AdminApi, store::MemoryStore};
+//! use stagegate::{ControlPlane, GatewayLayer};
+//! use stagegate::admin::AdminApi;
+//! use stagegate::model::Secret;
+//! use stagegate::store::MemoryStore;
 //! use tower::ServiceExt;
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let control = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
@@ -140,7 +143,10 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 ///
 /// ```
 /// use std::sync::Arc;
-/// use stagegate::{ControlPlane, GatewayLayer, Secret, admin::AdminApi, store::MemoryStore};
+/// use stagegate::{ControlPlane, GatewayLayer};
+/// use stagegate::admin::AdminApi;
+/// use stagegate::model::Secret;
+/// use stagegate::store::MemoryStore;
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let control = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
 /// let gateway = GatewayLayer::new(control.snapshot_handle()).standalone();
@@ -208,7 +214,10 @@ impl AdminApi {
     ///
     /// ```
     /// use std::{sync::Arc, time::Duration};
-    /// use stagegate::{ControlPlane, GatewayLayer, Secret, admin::AdminApi, store::MemoryStore};
+    /// use stagegate::{ControlPlane, GatewayLayer};
+    /// use stagegate::admin::AdminApi;
+    /// use stagegate::model::Secret;
+    /// use stagegate::store::MemoryStore;
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let control = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
     /// let gateway = GatewayLayer::new(control.snapshot_handle()).standalone();
@@ -537,7 +546,7 @@ mod tests {
 
     use super::AdminApi;
     use crate::store::RedbStore;
-    use crate::{ControlPlane, GatewayLayer, Secret};
+    use crate::{ControlPlane, GatewayLayer, model::Secret};
 
     async fn call(
         app: &axum::Router,

@@ -28,7 +28,7 @@ pub const DEFAULT_NONCE_TTL_MS: u64 = 15 * 60 * 1000;
 /// # Examples
 ///
 /// ```
-/// use stagegate::{MemoryReplayGuard, ReplayGuard};
+/// use stagegate::auth::{MemoryReplayGuard, ReplayGuard};
 /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// #     let mut f = std::pin::pin!(f);
 /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -61,7 +61,7 @@ pub trait ReplayGuard: Send + Sync + 'static {
     /// # Examples
     ///
     /// ```
-    /// use stagegate::{MemoryReplayGuard, ReplayGuard};
+    /// use stagegate::auth::{MemoryReplayGuard, ReplayGuard};
     /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
     /// #     let mut f = std::pin::pin!(f);
     /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -114,7 +114,7 @@ pub trait ReplayGuard: Send + Sync + 'static {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{MemoryReplayGuard, ReplayError};
+/// use stagegate::auth::{MemoryReplayGuard, ReplayError};
 /// let guard = MemoryReplayGuard::new().with_max_entries(4).with_max_entries_per_app(2);
 /// assert_eq!(guard.remember("app", "a", 0), Ok(true));
 /// assert_eq!(guard.remember("other-app", "a", 0), Ok(true)); // scoped per AppKey
@@ -214,7 +214,7 @@ impl MemoryReplayGuard {
     /// # Examples
     ///
     /// ```
-    /// let guard = stagegate::MemoryReplayGuard::new().with_max_entries(100);
+    /// let guard = stagegate::auth::MemoryReplayGuard::new().with_max_entries(100);
     /// assert_eq!(guard.max_entries_per_app(), 25);
     /// assert_eq!(guard.with_max_entries_per_app(60).max_entries_per_app(), 60);
     /// ```
@@ -271,7 +271,7 @@ impl MemoryReplayGuard {
     /// # Examples
     ///
     /// ```
-    /// let guard = stagegate::MemoryReplayGuard::new();
+    /// let guard = stagegate::auth::MemoryReplayGuard::new();
     /// let min = 60_000;
     /// assert_eq!(guard.remember_until("k", "n", 0, 29 * min), Ok(true));
     /// assert_eq!(guard.remember("k", "n", 28 * min), Ok(false));

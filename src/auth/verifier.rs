@@ -16,8 +16,8 @@ use super::string_to_sign::{
     SIGNATURE_HEADERS, SignedHeaders, into_text, is_form_type, signed_header_names,
     string_to_sign_with_headers,
 };
-use crate::SignatureMethod;
 use crate::model::Secret;
+use crate::model::SignatureMethod;
 
 /// The default allowed clock skew of `X-Ca-Timestamp`: 15 minutes.
 pub const DEFAULT_MAX_SKEW_MS: u64 = 15 * 60 * 1000;
@@ -33,7 +33,8 @@ pub const MAX_NONCE_LEN: usize = 256;
 /// # Examples
 ///
 /// ```
-/// use stagegate::{SignatureMethod, SignatureMethods};
+/// use stagegate::auth::SignatureMethods;
+/// use stagegate::model::SignatureMethod;
 /// let set = SignatureMethods::parse("HmacSHA1,HmacSHA256").unwrap();
 /// assert!(set.contains(SignatureMethod::HmacSha1));
 /// assert_eq!(SignatureMethods::default(), SignatureMethods::SHA256_ONLY);
@@ -105,7 +106,8 @@ impl Default for SignatureMethods {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{SignatureMethod, SignaturePolicy};
+/// use stagegate::auth::SignaturePolicy;
+/// use stagegate::model::SignatureMethod;
 /// let policy = SignaturePolicy::default()
 ///     .allow(SignatureMethod::HmacSha1)
 ///     .with_force_nonce(true);
@@ -127,7 +129,7 @@ pub struct SignaturePolicy {
     /// different values is refused ([`AuthError::ConflictingParameter`]). The
     /// string-to-sign takes the form's value (spec §5.4, as the official clients sign it),
     /// so a backend that reads the query's would act on an unsigned value. Default `false`
-    /// (the spec's behaviour, signature vector J1); [`AppAuthenticator`](crate::AppAuthenticator)
+    /// (the spec's behaviour, signature vector J1); [`AppAuthenticator`](crate::layer::AppAuthenticator)
     /// always turns it on, since it forwards the request.
     pub refuse_conflicting_params: bool,
 }
@@ -178,7 +180,7 @@ impl SignaturePolicy {
     /// # Examples
     ///
     /// ```
-    /// let policy = stagegate::SignaturePolicy::new().with_signed_stage(true);
+    /// let policy = stagegate::auth::SignaturePolicy::new().with_signed_stage(true);
     /// assert!(policy.require_signed_stage);
     /// ```
     #[must_use]
@@ -192,7 +194,7 @@ impl SignaturePolicy {
     /// # Examples
     ///
     /// ```
-    /// let policy = stagegate::SignaturePolicy::new().with_conflicting_params_refused(true);
+    /// let policy = stagegate::auth::SignaturePolicy::new().with_conflicting_params_refused(true);
     /// assert!(policy.refuse_conflicting_params);
     /// ```
     #[must_use]
@@ -245,7 +247,8 @@ impl<A> SignatureChecked<'_, A> {
     /// # Examples
     ///
     /// ```
-    /// use stagegate::{MemoryReplayGuard, Secret, SignaturePolicy, Signer, check_signature};
+    /// use stagegate::auth::{MemoryReplayGuard, SignaturePolicy, Signer, check_signature};
+    /// use stagegate::model::Secret;
     /// let secret = Secret::new("SECRET_abc123");
     /// let mut req = http::Request::get("/p").body(()).unwrap();
     /// Signer::new("203753385", secret.clone())
@@ -633,7 +636,8 @@ fn check_no_conflict(query: &[u8], form: &[u8]) -> Result<(), AuthError> {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{MemoryReplayGuard, Secret, SignaturePolicy, Signer, verify_signature};
+/// use stagegate::auth::{MemoryReplayGuard, SignaturePolicy, Signer, verify_signature};
+/// use stagegate::model::Secret;
 /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// #     let mut f = std::pin::pin!(f);
 /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -675,7 +679,7 @@ where
 ///
 /// `Authorization: APPCODE <code>` (literal `APPCODE`, one space) is read when `mode`
 /// allows the header; the `AppCode` query parameter only under
-/// [`AppCodeMode::HeaderQuery`](crate::AppCodeMode::HeaderQuery) (otherwise it is an
+/// [`AppCodeMode::HeaderQuery`](crate::model::AppCodeMode::HeaderQuery) (otherwise it is an
 /// ordinary parameter and ignored here). Other `Authorization` schemes are ignored.
 ///
 /// # Errors
@@ -686,7 +690,8 @@ where
 /// # Examples
 ///
 /// ```
-/// use stagegate::{AppCodeMode, appcode_from_request};
+/// use stagegate::auth::appcode_from_request;
+/// use stagegate::model::AppCodeMode;
 /// let req = http::Request::get("/p?AppCode=q").header("authorization", "APPCODE abc").body(()).unwrap();
 /// let (parts, ()) = req.into_parts();
 /// assert_eq!(appcode_from_request(&parts, AppCodeMode::Header).unwrap().as_deref(), Some("abc"));
@@ -697,7 +702,7 @@ where
 /// ```
 pub fn appcode_from_request(
     parts: &Parts,
-    mode: crate::AppCodeMode,
+    mode: crate::model::AppCodeMode,
 ) -> Result<Option<Cow<'_, str>>, AuthError> {
     const PREFIX: &[u8] = b"APPCODE ";
     for value in parts.headers.get_all(http::header::AUTHORIZATION) {
@@ -732,8 +737,8 @@ pub fn appcode_from_request(
 /// # Examples
 ///
 /// ```
-/// assert!(stagegate::appcode_matches("abc", "abc"));
-/// assert!(!stagegate::appcode_matches("abc", "abd"));
+/// assert!(stagegate::auth::appcode_matches("abc", "abc"));
+/// assert!(!stagegate::auth::appcode_matches("abc", "abd"));
 /// ```
 #[must_use]
 pub fn appcode_matches(expected: &str, presented: &str) -> bool {

@@ -122,7 +122,7 @@ impl WireError for DiscoveryError {
 /// # Examples
 ///
 /// ```
-/// use stagegate::DiscoveryDefinition;
+/// use stagegate::model::DiscoveryDefinition;
 /// use stagegate::backend::{Discovery, DiscoveryError, Instance};
 /// use stagegate::store::BoxFuture;
 ///
@@ -167,7 +167,7 @@ fn parse_host_port(s: &str, default_port: u16) -> Option<Instance> {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{DiscoveryDefinition, RegistryType};
+/// use stagegate::model::{DiscoveryDefinition, RegistryType};
 /// use stagegate::backend::{Discovery, StaticDiscovery};
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let d = DiscoveryDefinition { registry: RegistryType::Static, service_name: "users".into(),
@@ -288,7 +288,7 @@ impl TtlCache {
 ///
 /// ```
 /// use std::time::Duration;
-/// use stagegate::{DiscoveryDefinition, RegistryType};
+/// use stagegate::model::{DiscoveryDefinition, RegistryType};
 /// use stagegate::backend::{Discovery, DnsDiscovery};
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let dns = DnsDiscovery::new(Duration::from_secs(5));

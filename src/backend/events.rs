@@ -157,7 +157,7 @@ impl WireError for EventError {
 /// A sink that logs and drops:
 ///
 /// ```
-/// use stagegate::EventBridgeDefinition;
+/// use stagegate::model::EventBridgeDefinition;
 /// use stagegate::backend::{CloudEvent, EventError, EventSink};
 /// use stagegate::store::BoxFuture;
 ///

@@ -22,7 +22,8 @@
 //!
 //! ```
 //! use stagegate::backend::{Backends, InProcessBus, LocalFunctions, FunctionResponse};
-//! use stagegate::{GatewayLayer, SnapshotHandle};
+//! use stagegate::GatewayLayer;
+//! use stagegate::routing::SnapshotHandle;
 //!
 //! let functions = LocalFunctions::new();
 //! functions.register("orders", "create", "LATEST", |_event| async {
@@ -128,7 +129,8 @@ impl BackendCall<'_> {
 ///
 /// ```
 /// use stagegate::backend::{BackendCall, Dispatch};
-/// use stagegate::{GatewayBody, GatewayError};
+/// use stagegate::GatewayError;
+/// use stagegate::proxy::GatewayBody;
 /// use stagegate::store::BoxFuture;
 ///
 /// struct Teapot;
@@ -156,7 +158,9 @@ pub trait Dispatch: Send + Sync + 'static {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{GatewayLayer, SnapshotHandle, backend::Unsupported};
+/// use stagegate::GatewayLayer;
+/// use stagegate::backend::Unsupported;
+/// use stagegate::routing::SnapshotHandle;
 /// let layer = GatewayLayer::new(SnapshotHandle::default()).backends(Unsupported);
 /// # let _ = layer;
 /// ```

@@ -57,7 +57,7 @@ const PARTS_IN_FLIGHT: usize = 2;
 ///
 /// ```
 /// use stagegate::backend::OssError;
-/// use stagegate::OssAction;
+/// use stagegate::model::OssAction;
 /// let e = OssError::PermissionDenied { action: OssAction::PutObject, bucket: "assets".into() };
 /// assert_eq!(e.to_string(), "the gateway has no write permission on bucket `assets` (PutObject)");
 /// let g = stagegate::GatewayError::from(e);
@@ -180,7 +180,7 @@ fn redacted(e: &object_store::Error) -> (String, Option<std::io::ErrorKind>) {
 /// ```
 /// use std::sync::Arc;
 /// use object_store::{ObjectStore, memory::InMemory};
-/// use stagegate::OssDefinition;
+/// use stagegate::model::OssDefinition;
 /// use stagegate::backend::{ObjectStores, OssError};
 ///
 /// #[derive(Debug)]

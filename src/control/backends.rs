@@ -18,7 +18,8 @@ use crate::store::{Entity, Key};
 /// # Examples
 ///
 /// ```
-/// use stagegate::{NewBackend, BackendKind};
+/// use stagegate::control::NewBackend;
+/// use stagegate::model::BackendKind;
 /// let nb = NewBackend::new("testHttp", BackendKind::Http).description("the test echo service");
 /// assert_eq!(nb.name, "testHttp");
 /// ```

@@ -8,7 +8,8 @@ use crate::store::StoreError;
 /// # Examples
 ///
 /// ```
-/// use stagegate::{ControlError, Stage, BackendId};
+/// use stagegate::ControlError;
+/// use stagegate::model::{BackendId, Stage};
 /// let e = ControlError::NoDefinition { backend_id: BackendId::parse("b1").unwrap(), backend_name: "testHttp".into(), stage: Stage::PRE };
 /// assert_eq!(e.to_string(), "backend service `testHttp` (b1) has no definition in stage PRE");
 /// assert!(e.is_refusal());

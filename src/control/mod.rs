@@ -8,7 +8,9 @@
 //! # Examples
 //!
 //! ```
-//! use stagegate::{ControlPlane, BackendKind, NewBackend, HttpDefinition, StageDefinition, Stage};
+//! use stagegate::ControlPlane;
+//! use stagegate::control::NewBackend;
+//! use stagegate::model::{BackendKind, HttpDefinition, Stage, StageDefinition};
 //! use stagegate::store::MemoryStore;
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();

@@ -31,7 +31,10 @@ static CONTENT_MD5: HeaderName = HeaderName::from_static("content-md5");
 /// # Examples
 ///
 /// ```
-/// use stagegate::{AppAuthenticator, GatewayLayer, MemoryReplayGuard, SnapshotHandle};
+/// use stagegate::GatewayLayer;
+/// use stagegate::auth::MemoryReplayGuard;
+/// use stagegate::layer::AppAuthenticator;
+/// use stagegate::routing::SnapshotHandle;
 /// let auth = AppAuthenticator::new(MemoryReplayGuard::new());
 /// let layer = GatewayLayer::new(SnapshotHandle::default()).authenticator(auth);
 /// # let _ = layer;
@@ -82,7 +85,8 @@ impl AppAuthenticator {
     /// # Examples
     ///
     /// ```
-    /// use stagegate::{AppAuthenticator, MemoryReplayGuard};
+    /// use stagegate::auth::MemoryReplayGuard;
+    /// use stagegate::layer::AppAuthenticator;
     /// let auth = AppAuthenticator::new(MemoryReplayGuard::new()).require_signed_stage(true);
     /// # let _ = auth;
     /// ```

@@ -45,7 +45,8 @@ pub const DEFAULT_HEADER_LIMIT: usize = 8 * 1024;
 /// # Examples
 ///
 /// ```
-/// use stagegate::{GatewayLayer, SnapshotHandle};
+/// use stagegate::GatewayLayer;
+/// use stagegate::routing::SnapshotHandle;
 /// let layer = GatewayLayer::new(SnapshotHandle::default()).body_limit(1 << 20);
 /// let standalone = layer.standalone(); // answers misses with I404NF
 /// # let _ = standalone;
@@ -134,7 +135,8 @@ impl GatewayLayer {
     /// # Examples
     ///
     /// ```
-    /// use stagegate::{GatewayLayer, SnapshotHandle};
+    /// use stagegate::GatewayLayer;
+    /// use stagegate::routing::SnapshotHandle;
     /// let layer = GatewayLayer::new(SnapshotHandle::default()).debug_anonymous(true);
     /// # let _ = layer;
     /// ```

@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use http_body_util::BodyExt;
-//! use stagegate::GatewayBody;
+//! use stagegate::proxy::GatewayBody;
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let body = GatewayBody::full("hello");
@@ -32,7 +32,7 @@ use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
 /// # Examples
 ///
 /// ```
-/// use stagegate::BoxError;
+/// use stagegate::proxy::BoxError;
 ///
 /// let err: BoxError = "upstream went away".into();
 /// assert_eq!(err.to_string(), "upstream went away");
@@ -50,7 +50,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// ```
 /// use http_body::Body as _;
 /// use http_body_util::Full;
-/// use stagegate::GatewayBody;
+/// use stagegate::proxy::GatewayBody;
 ///
 /// assert!(GatewayBody::empty().is_end_stream());
 /// assert_eq!(GatewayBody::full("abc").size_hint().exact(), Some(3));
@@ -69,7 +69,7 @@ impl GatewayBody {
     ///
     /// ```
     /// use http_body_util::Empty;
-    /// use stagegate::GatewayBody;
+    /// use stagegate::proxy::GatewayBody;
     ///
     /// let body = GatewayBody::new(Empty::<bytes::Bytes>::new());
     /// # let _ = body;
@@ -99,7 +99,7 @@ impl GatewayBody {
     ///
     /// ```
     /// use http_body::Body as _;
-    /// assert!(stagegate::GatewayBody::empty().is_end_stream());
+    /// assert!(stagegate::proxy::GatewayBody::empty().is_end_stream());
     /// ```
     pub fn empty() -> Self {
         Self(Empty::new().map_err(|never| match never {}).boxed_unsync())
@@ -111,7 +111,7 @@ impl GatewayBody {
     ///
     /// ```
     /// use http_body::Body as _;
-    /// let body = stagegate::GatewayBody::full(String::from("{\"ok\":true}"));
+    /// let body = stagegate::proxy::GatewayBody::full(String::from("{\"ok\":true}"));
     /// assert_eq!(body.size_hint().exact(), Some(11));
     /// ```
     pub fn full(data: impl Into<Bytes>) -> Self {
@@ -186,7 +186,7 @@ impl From<Vec<u8>> for GatewayBody {
 /// # Examples
 ///
 /// ```
-/// use stagegate::BodyError;
+/// use stagegate::proxy::BodyError;
 ///
 /// let err = BodyError::TooLarge { limit: 8 };
 /// assert_eq!(err.to_string(), "body exceeds the limit of 8 bytes");
@@ -222,7 +222,7 @@ pub enum BodyError {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{collect_limited, BodyError, GatewayBody};
+/// use stagegate::proxy::{BodyError, GatewayBody, collect_limited};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let ok = collect_limited(GatewayBody::full("0123456789"), 10).await.unwrap();

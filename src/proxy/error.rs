@@ -35,7 +35,7 @@ use crate::error_code::{ErrorCode, WireError};
 ///
 /// ```
 /// use std::time::Duration;
-/// use stagegate::ProxyError;
+/// use stagegate::proxy::ProxyError;
 ///
 /// let err = ProxyError::Timeout { timeout: Duration::from_millis(200) };
 /// assert_eq!(err.code(), stagegate::ErrorCode::D504TO.as_str());
@@ -74,10 +74,10 @@ pub enum ProxyError {
         source: BoxError,
     },
     /// The backend's response header section is larger than the forwarder accepts (see
-    /// [`HttpForwarderBuilder::max_response_header_bytes`](crate::HttpForwarderBuilder::max_response_header_bytes)).
+    /// [`HttpForwarderBuilder::max_response_header_bytes`](crate::proxy::HttpForwarderBuilder::max_response_header_bytes)).
     ///
     /// ```
-    /// let err = stagegate::ProxyError::ResponseHeaderTooLarge { source: "70000 bytes".into() };
+    /// let err = stagegate::proxy::ProxyError::ResponseHeaderTooLarge { source: "70000 bytes".into() };
     /// assert_eq!((err.code(), err.status().as_u16()), (stagegate::ErrorCode::D502FC.as_str(), 502));
     /// assert_eq!(err.wire_message(), "Backend service response header too large");
     /// ```
@@ -149,7 +149,7 @@ impl ProxyError {
     /// # Examples
     ///
     /// ```
-    /// let err = stagegate::ProxyError::from(stagegate::TargetError::MissingHost);
+    /// let err = stagegate::proxy::ProxyError::from(stagegate::proxy::TargetError::MissingHost);
     /// assert_eq!(err.code(), stagegate::ErrorCode::X500ER.as_str());
     /// ```
     pub fn code(&self) -> &'static str {
@@ -161,7 +161,7 @@ impl ProxyError {
     /// # Examples
     ///
     /// ```
-    /// let err = stagegate::ProxyError::from(stagegate::TargetError::MissingHost);
+    /// let err = stagegate::proxy::ProxyError::from(stagegate::proxy::TargetError::MissingHost);
     /// assert_eq!(err.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
     /// ```
     pub fn status(&self) -> StatusCode {
@@ -175,7 +175,7 @@ impl ProxyError {
     /// # Examples
     ///
     /// ```
-    /// let err = stagegate::ProxyError::Connect {
+    /// let err = stagegate::proxy::ProxyError::Connect {
     ///     reason: "Connection refused".into(),
     ///     source: "refused".into(),
     /// };

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use http::HeaderMap;
-//! use stagegate::strip_hop_by_hop;
+//! use stagegate::proxy::strip_hop_by_hop;
 //!
 //! let mut headers = HeaderMap::new();
 //! headers.insert("connection", "close, x-trace".parse().unwrap());
@@ -65,7 +65,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// headers.insert("proxy-authorization", "Basic Zm9v".parse().unwrap());
 /// headers.insert("connection", "X-Secret".parse().unwrap());
 /// headers.insert("x-secret", "s".parse().unwrap());
-/// stagegate::strip_hop_by_hop(&mut headers);
+/// stagegate::proxy::strip_hop_by_hop(&mut headers);
 /// assert!(headers.is_empty());
 /// ```
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -117,7 +117,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 ///
 /// let mut headers = HeaderMap::new();
 /// headers.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
-/// stagegate::append_forwarded_headers(
+/// stagegate::proxy::append_forwarded_headers(
 ///     &mut headers,
 ///     Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))),
 ///     Some(&Scheme::HTTPS),

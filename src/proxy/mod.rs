@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use stagegate::{ForwardContext, GatewayBody, HttpForwarder, UpstreamTarget};
+//! use stagegate::proxy::{ForwardContext, GatewayBody, HttpForwarder, UpstreamTarget};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let forwarder = HttpForwarder::builder()

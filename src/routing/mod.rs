@@ -40,7 +40,9 @@ impl Compiled {
     /// # Examples
     ///
     /// ```
-    /// use stagegate::{ApiDefinition, BackendId, GroupId, ParamLocation, RequestMode, RequestParameter};
+    /// use stagegate::model::{
+    ///     ApiDefinition, BackendId, GroupId, ParamLocation, RequestMode, RequestParameter,
+    /// };
     /// use stagegate::routing::Compiled;
     ///
     /// let mut api = ApiDefinition::builder(GroupId::generate(), "getUser", "GET", "/users/[id]", BackendId::generate()).unwrap();

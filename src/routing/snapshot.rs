@@ -313,7 +313,7 @@ impl Snapshot {
 /// # Examples
 ///
 /// ```
-/// use stagegate::SnapshotHandle;
+/// use stagegate::routing::SnapshotHandle;
 /// let handle = SnapshotHandle::default();
 /// assert_eq!(handle.load().generation(), 0);
 /// ```
