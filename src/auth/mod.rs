@@ -19,7 +19,6 @@ pub use signature::{sign, verify};
 pub use signer::{Signed, Signer};
 pub use string_to_sign::{is_form, string_to_sign};
 pub use verifier::{
-    DEFAULT_MAX_SKEW_MS, MAX_NONCE_LEN, MAX_SIGNED_HEADERS, SignatureChecked, SignatureMethods,
-    SignaturePolicy, Verified, appcode_from_request, appcode_matches, check_signature,
-    verify_signature,
+    DEFAULT_MAX_SKEW_MS, SignatureChecked, SignatureMethods, SignaturePolicy, Verified,
+    appcode_from_request, appcode_matches, check_signature, verify_signature,
 };

@@ -23,10 +23,10 @@ use crate::model::SignatureMethod;
 pub const DEFAULT_MAX_SKEW_MS: u64 = 15 * 60 * 1000;
 
 /// At most this many names in `X-Ca-Signature-Headers` (real clients sign about ten).
-pub const MAX_SIGNED_HEADERS: usize = 128;
+pub(crate) const MAX_SIGNED_HEADERS: usize = 128;
 
 /// At most this many bytes in `X-Ca-Nonce` (clients send 36-character UUIDs).
-pub const MAX_NONCE_LEN: usize = 256;
+pub(crate) const MAX_NONCE_LEN: usize = 256;
 
 /// A set of [`SignatureMethod`]s (the API's `AllowSignatureMethod`).
 ///

@@ -231,7 +231,7 @@ impl ControlPlane {
                 &mut Targets::default(),
             )
             .map_err(|e| match e {
-                TableBuildError::Compile(m) => ControlError::Refused(m),
+                TableBuildError::Compile(e) => ControlError::Refused(e.to_string()),
                 TableBuildError::Conflict(c) => {
                     let existing_name = state
                         .live(&c.existing, stage)

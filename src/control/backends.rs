@@ -213,7 +213,7 @@ impl ControlPlane {
                 Ok(_) => (ReportResult::Republished, None),
                 Err(e) => {
                     writes.push(delete(&state, Key::publication(&api.id, &stage)));
-                    (ReportResult::Failed, Some(e))
+                    (ReportResult::Failed, Some(e.to_string()))
                 }
             };
             report.push(ApiReport::new(api, &stage, result, error));

@@ -95,7 +95,7 @@ use crate::model::{
 use crate::routing::Compiled;
 
 /// The Content-Type of a form body the gateway builds (and of [`ContentTypePolicy::Default`]).
-pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=UTF-8";
+pub(crate) const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=UTF-8";
 
 /// Undeclared headers that `MAPPING` mode still forwards: content negotiation, the framing
 /// and description of a body that is kept, conditional requests, and tracing.

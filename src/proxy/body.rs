@@ -194,7 +194,7 @@ impl From<Vec<u8>> for GatewayBody {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BodyError {
-    /// The body is longer than the limit given to [`collect_limited`].
+    /// The body is longer than the limit it had to be buffered within.
     #[error("body exceeds the limit of {limit} bytes")]
     TooLarge {
         /// The limit, in bytes.
@@ -218,21 +218,7 @@ pub enum BodyError {
 /// # Errors
 ///
 /// [`BodyError::TooLarge`] over the limit, [`BodyError::Stream`] if the body itself fails.
-///
-/// # Examples
-///
-/// ```
-/// use stagegate::proxy::{BodyError, GatewayBody, collect_limited};
-///
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let ok = collect_limited(GatewayBody::full("0123456789"), 10).await.unwrap();
-/// assert_eq!(ok.len(), 10);
-///
-/// let err = collect_limited(GatewayBody::full("0123456789"), 9).await.unwrap_err();
-/// assert!(matches!(err, BodyError::TooLarge { limit: 9 }));
-/// # });
-/// ```
-pub async fn collect_limited<B>(body: B, limit: usize) -> Result<Bytes, BodyError>
+pub(crate) async fn collect_limited<B>(body: B, limit: usize) -> Result<Bytes, BodyError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -364,5 +350,18 @@ mod tests {
             err.downcast_ref::<BodyError>()
                 .is_some_and(|e| matches!(e, BodyError::Timeout))
         );
+    }
+
+    #[tokio::test]
+    async fn collect_limited_refuses_a_body_over_the_limit() {
+        let ok = collect_limited(GatewayBody::full("0123456789"), 10)
+            .await
+            .unwrap();
+        assert_eq!(ok.len(), 10);
+
+        let err = collect_limited(GatewayBody::full("0123456789"), 9)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BodyError::TooLarge { limit: 9 }));
     }
 }
