@@ -1,6 +1,7 @@
 //! Server-side verification of signed requests (behaviour spec §5.5).
 
 use std::borrow::{Borrow, Cow};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -20,7 +21,14 @@ use crate::model::Secret;
 use crate::model::SignatureMethod;
 
 /// The default allowed clock skew of `X-Ca-Timestamp`: 15 minutes.
-pub const DEFAULT_MAX_SKEW_MS: u64 = 15 * 60 * 1000;
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(stagegate::auth::DEFAULT_MAX_SKEW, Duration::from_secs(15 * 60));
+/// ```
+pub const DEFAULT_MAX_SKEW: Duration = Duration::from_secs(15 * 60);
 
 /// At most this many names in `X-Ca-Signature-Headers` (real clients sign about ten).
 pub(crate) const MAX_SIGNED_HEADERS: usize = 128;
@@ -112,7 +120,7 @@ impl Default for SignatureMethods {
 ///     .allow(SignatureMethod::HmacSha1)
 ///     .with_force_nonce(true);
 /// assert!(policy.allowed.contains(SignatureMethod::HmacSha1));
-/// assert_eq!(policy.max_skew_ms, 15 * 60 * 1000);
+/// assert_eq!(policy.max_skew, std::time::Duration::from_secs(15 * 60));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SignaturePolicy {
@@ -120,8 +128,8 @@ pub struct SignaturePolicy {
     pub allowed: SignatureMethods,
     /// Whether `X-Ca-Nonce` is required (`ForceNonceCheck`).
     pub force_nonce: bool,
-    /// The largest accepted |now − `X-Ca-Timestamp`|, in milliseconds.
-    pub max_skew_ms: u64,
+    /// The largest accepted |now − `X-Ca-Timestamp`| (counted in whole milliseconds).
+    pub max_skew: Duration,
     /// Whether an `X-Ca-Stage` that is sent must be listed in `X-Ca-Signature-Headers`
     /// (default `false`: Alibaba's demo client cannot sign it).
     pub require_signed_stage: bool,
@@ -141,7 +149,7 @@ impl SignaturePolicy {
         Self {
             allowed: SignatureMethods::SHA256_ONLY,
             force_nonce: false,
-            max_skew_ms: DEFAULT_MAX_SKEW_MS,
+            max_skew: DEFAULT_MAX_SKEW,
             require_signed_stage: false,
             refuse_conflicting_params: false,
         }
@@ -169,10 +177,23 @@ impl SignaturePolicy {
     }
 
     /// Sets the accepted timestamp skew.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let policy = stagegate::auth::SignaturePolicy::new().with_max_skew(Duration::from_secs(60));
+    /// assert_eq!(policy.max_skew, Duration::from_secs(60));
+    /// ```
     #[must_use]
-    pub fn with_max_skew_ms(mut self, max_skew_ms: u64) -> Self {
-        self.max_skew_ms = max_skew_ms;
+    pub fn with_max_skew(mut self, max_skew: Duration) -> Self {
+        self.max_skew = max_skew;
         self
+    }
+
+    /// [`max_skew`](Self::max_skew) in whole milliseconds, as timestamps are compared.
+    fn max_skew_ms(&self) -> u64 {
+        u64::try_from(self.max_skew.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Requires (or not) that an `X-Ca-Stage` header, when sent, is signed.
@@ -456,7 +477,7 @@ where
         None => None,
     };
     if let Some(ts) = time_ms
-        && now_ms.abs_diff(ts) > policy.max_skew_ms
+        && now_ms.abs_diff(ts) > policy.max_skew_ms()
     {
         return Err(AuthError::TimestampExpired);
     }
@@ -491,7 +512,7 @@ where
             name: "X-Ca-Timestamp",
         })?;
         let ts = parse_date(date)?;
-        if now_ms.abs_diff(ts) > policy.max_skew_ms {
+        if now_ms.abs_diff(ts) > policy.max_skew_ms() {
             return Err(AuthError::TimestampExpired);
         }
         time_ms = Some(ts);
@@ -586,7 +607,7 @@ where
         },
         nonce,
         now_ms,
-        until_ms: time_ms.map_or(0, |t| t.saturating_add(policy.max_skew_ms)),
+        until_ms: time_ms.map_or(0, |t| t.saturating_add(policy.max_skew_ms())),
     })
 }
 

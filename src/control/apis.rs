@@ -220,7 +220,7 @@ impl ControlPlane {
         }
         // the full path, as requests match it
         let template = api.request.path.with_base(group.base_path.as_deref())?;
-        let snapshot = self.live.load();
+        let snapshot = self.live.load_full();
         let arc = Arc::new(deployment.clone());
         let table = state
             .build_table(

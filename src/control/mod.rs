@@ -123,7 +123,7 @@ impl ControlPlane {
     /// The current live snapshot.
     #[must_use]
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.live.load()
+        self.live.load_full()
     }
 
     /// The store.
@@ -177,7 +177,7 @@ impl ControlPlane {
             );
         }
         state.revision = revision;
-        let prev = self.live.load();
+        let prev = self.live.load_full();
         self.live
             .store(state.next_snapshot(&prev, &affected, prebuilt));
         Ok(())
@@ -221,7 +221,7 @@ impl ControlPlane {
             for c in changes {
                 state.apply(c, &mut affected);
             }
-            let prev = self.live.load();
+            let prev = self.live.load_full();
             self.live
                 .store(state.next_snapshot(&prev, &affected, HashMap::new()));
         }

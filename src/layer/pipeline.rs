@@ -119,8 +119,9 @@ pub(crate) fn route<B>(
         Ok(c) => c,
         Err(e) => return Routed::Refuse(GatewayError::invalid_path(e)),
     };
-    // One snapshot per request.
-    let snapshot = shared.handle.load();
+    // One snapshot per request, owned: the context keeps it across the authentication await
+    // (credentials and grants), where arc-swap's borrowed guard should not be held.
+    let snapshot = shared.handle.load_full();
     let host = Host::of(req.uri(), req.headers());
     let Some(found) = snapshot.resolve(
         host.as_ref().and_then(Host::as_str),
@@ -459,7 +460,7 @@ async fn dispatch(
                 request_id: &ctx.request_id,
                 caller,
                 client_addr: ctx.client,
-                timeout: Duration::from_millis(u64::from(api.backend.timeout_ms())),
+                timeout: api.backend.timeout(),
                 forwarder: &shared.forwarder,
                 host: ctx.host.as_ref(),
             };

@@ -568,7 +568,7 @@ pub struct OssBinding {
 /// ```
 /// use stagegate::model::{BackendBinding, BackendId};
 /// let b = BackendBinding::new(BackendId::generate());
-/// assert_eq!(b.timeout_ms(), 10_000);
+/// assert_eq!(b.timeout(), std::time::Duration::from_secs(10));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -610,10 +610,20 @@ impl BackendBinding {
         }
     }
 
-    /// The effective timeout.
+    /// The effective timeout: [`timeout_ms`](Self::timeout_ms) when set, else 10 seconds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stagegate::model::{BackendBinding, BackendId};
+    /// let mut b = BackendBinding::new(BackendId::generate());
+    /// b.timeout_ms = Some(2_500);
+    /// assert_eq!(b.timeout(), Duration::from_millis(2_500));
+    /// ```
     #[must_use]
-    pub fn timeout_ms(&self) -> u32 {
-        self.timeout_ms.unwrap_or(10_000)
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::from(self.timeout_ms.unwrap_or(10_000)))
     }
 
     /// Checks every field.

@@ -659,14 +659,26 @@ impl StageDefinition {
         }
     }
 
-    /// The default timeout this definition sets, if any.
+    /// The default timeout this definition sets, if any (its `timeout_ms`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stagegate::model::{HttpDefinition, StageDefinition};
+    /// let mut h = HttpDefinition::new("http://10.0.0.1:8080");
+    /// assert_eq!(StageDefinition::Http(h.clone()).timeout(), None);
+    /// h.timeout_ms = Some(3_000);
+    /// assert_eq!(StageDefinition::Http(h).timeout(), Some(Duration::from_secs(3)));
+    /// ```
     #[must_use]
-    pub fn timeout_ms(&self) -> Option<u32> {
+    pub fn timeout(&self) -> Option<std::time::Duration> {
         match self {
             Self::Http(d) => d.timeout_ms,
             Self::Vpc(d) => d.timeout_ms,
             _ => None,
         }
+        .map(|ms| std::time::Duration::from_millis(u64::from(ms)))
     }
 
     /// Parses a definition for a backend of kind `kind` from JSON, validating it.
