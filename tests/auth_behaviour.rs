@@ -558,7 +558,7 @@ fn sha1_signer_round_trip_needs_policy() {
     let strict = SignaturePolicy::default();
     let err = verify_at(&parts, b"", &strict, now, &MemoryReplayGuard::new()).unwrap_err();
     assert_eq!(err.code(), "A400SM");
-    let lax = strict.allow(SignatureMethod::HmacSha1);
+    let lax = strict.with_method(SignatureMethod::HmacSha1);
     assert!(verify_at(&parts, b"", &lax, now, &MemoryReplayGuard::new()).is_ok());
     // Unknown method names are refused too.
     let mut odd = parts;

@@ -601,7 +601,7 @@ async fn nonces_are_recorded_only_for_requests_that_would_be_served() {
         .with_max_entries_per_app(20);
     let svc = e
         .layer()
-        .authenticator(stagegate::layer::AppAuthenticator::new(guard))
+        .with_authenticator(stagegate::layer::AppAuthenticator::new(guard))
         .standalone();
     for app in &outsiders {
         for _ in 0..25 {
@@ -629,7 +629,7 @@ async fn one_app_cannot_take_more_than_its_share_of_the_replay_guard() {
     let guard = stagegate::auth::MemoryReplayGuard::new().with_max_entries(8);
     let svc = e
         .layer()
-        .authenticator(stagegate::layer::AppAuthenticator::new(guard))
+        .with_authenticator(stagegate::layer::AppAuthenticator::new(guard))
         .standalone();
     let send = |i: usize| {
         let svc = svc.clone();
@@ -721,7 +721,7 @@ async fn a_signed_stage_can_be_required() {
     let e = http_env(1).await;
     let strict = e
         .layer()
-        .authenticator(stagegate::layer::AppAuthenticator::default().require_signed_stage(true))
+        .with_authenticator(stagegate::layer::AppAuthenticator::default().with_signed_stage(true))
         .standalone();
     let lax = e.layer().standalone();
     let unsigned_stage = || {
@@ -865,7 +865,7 @@ async fn debug_information_only_for_authorized_callers() {
         serde_json::from_str(got.header("x-ca-debug-info").unwrap()).unwrap();
     assert_eq!(info["Api"], "echoGet");
     // Anonymous API with the operator's option.
-    let open = e.layer().debug_anonymous(true).standalone();
+    let open = e.layer().with_debug_anonymous(true).standalone();
     let got = oneshot(open, debug(req("GET", "/e/anon", b""))).await;
     assert!(got.header("x-ca-debug-info").is_some());
 }

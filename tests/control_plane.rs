@@ -840,7 +840,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
     ));
     // unknown stages and over-long fields
     assert!(Stage::parse("STAGING").is_err());
-    let long = NewBackend::new("longDesc", BackendKind::Http).description("d".repeat(181));
+    let long = NewBackend::new("longDesc", BackendKind::Http).with_description("d".repeat(181));
     assert!(matches!(
         s.cp.create_backend(long).await,
         Err(ControlError::Validation(_))

@@ -316,7 +316,7 @@ async fn a_large_streamed_body_passes_when_the_limit_allows() {
     f.define(Stage::RELEASE, http(up)).await;
     let p = f.api("bigUpload", "PUT", "/big", |_| {}).await;
     f.release(&p).await;
-    let addr = serve(f.layer().body_limit(200 * 1024 * 1024).standalone()).await;
+    let addr = serve(f.layer().with_body_limit(200 * 1024 * 1024).standalone()).await;
     // a chunked 100 MiB body, generated on the fly
     let chunks = futures_util::stream::iter((0..100).map(|_| {
         Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from(vec![7u8; 1024 * 1024])))
@@ -350,7 +350,11 @@ async fn limits_timeouts_and_refused_connections_are_gateway_errors() {
     let body = f.api("bodyApi", "POST", "/body", |_| {}).await;
     f.release(&slow).await;
     f.release(&body).await;
-    let svc = f.layer().body_limit(1024).header_limit(2048).standalone();
+    let svc = f
+        .layer()
+        .with_body_limit(1024)
+        .with_header_limit(2048)
+        .standalone();
     let got = oneshot(svc.clone(), get_req("/sleep/2000")).await;
     assert_eq!(
         (got.status, got.header("x-ca-error-code")),

@@ -94,7 +94,7 @@ async fn arrival_time_is_taken_before_the_body_and_shared_by_auth_and_handle_tim
     cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();
     let seen = Recorder::default();
     let svc = GatewayLayer::new(cp.snapshot_handle())
-        .authenticator(seen.clone())
+        .with_authenticator(seen.clone())
         .standalone();
 
     let (tx, rx) = tokio::sync::mpsc::channel(1);

@@ -148,7 +148,7 @@ fn client_cases() -> Vec<Case> {
 }
 
 fn policy() -> SignaturePolicy {
-    SignaturePolicy::default().allow(SignatureMethod::HmacSha1)
+    SignaturePolicy::default().with_method(SignatureMethod::HmacSha1)
 }
 
 fn run(c: &Case, parts: &Parts, body: &[u8]) -> Result<Verified<String>, AuthError> {

@@ -117,7 +117,7 @@ impl Default for SignatureMethods {
 /// use stagegate::auth::SignaturePolicy;
 /// use stagegate::model::SignatureMethod;
 /// let policy = SignaturePolicy::default()
-///     .allow(SignatureMethod::HmacSha1)
+///     .with_method(SignatureMethod::HmacSha1)
 ///     .with_force_nonce(true);
 /// assert!(policy.allowed.contains(SignatureMethod::HmacSha1));
 /// assert_eq!(policy.max_skew, std::time::Duration::from_secs(15 * 60));
@@ -157,7 +157,7 @@ impl SignaturePolicy {
 
     /// Also accepts `method`.
     #[must_use]
-    pub fn allow(mut self, method: SignatureMethod) -> Self {
+    pub fn with_method(mut self, method: SignatureMethod) -> Self {
         self.allowed = self.allowed.with(method);
         self
     }

@@ -20,7 +20,7 @@ use crate::store::{Entity, Key};
 /// ```
 /// use stagegate::control::NewBackend;
 /// use stagegate::model::BackendKind;
-/// let nb = NewBackend::new("testHttp", BackendKind::Http).description("the test echo service");
+/// let nb = NewBackend::new("testHttp", BackendKind::Http).with_description("the test echo service");
 /// assert_eq!(nb.name, "testHttp");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +49,7 @@ impl NewBackend {
 
     /// Sets the description.
     #[must_use]
-    pub fn description(mut self, d: impl Into<String>) -> Self {
+    pub fn with_description(mut self, d: impl Into<String>) -> Self {
         self.description = Some(d.into());
         self
     }

@@ -10,8 +10,8 @@ use http::request::Parts;
 use super::GatewayError;
 use super::auth::{AuthRequest, Authenticator};
 use crate::auth::{
-    AuthError, DEFAULT_MAX_SKEW, MemoryReplayGuard, ReplayGuard, SignatureMethods,
-    SignaturePolicy, appcode_from_request, check_signature, is_form,
+    AuthError, DEFAULT_MAX_SKEW, MemoryReplayGuard, ReplayGuard, SignatureMethods, SignaturePolicy,
+    appcode_from_request, check_signature, is_form,
 };
 use crate::base::BoxFuture;
 use crate::base::{AuthMethod, Caller};
@@ -36,7 +36,7 @@ static CONTENT_MD5: HeaderName = HeaderName::from_static("content-md5");
 /// use stagegate::layer::AppAuthenticator;
 /// use stagegate::routing::SnapshotHandle;
 /// let auth = AppAuthenticator::new(MemoryReplayGuard::new());
-/// let layer = GatewayLayer::new(SnapshotHandle::default()).authenticator(auth);
+/// let layer = GatewayLayer::new(SnapshotHandle::default()).with_authenticator(auth);
 /// # let _ = layer;
 /// ```
 #[derive(Clone)]
@@ -87,11 +87,11 @@ impl AppAuthenticator {
     /// ```
     /// use stagegate::auth::MemoryReplayGuard;
     /// use stagegate::layer::AppAuthenticator;
-    /// let auth = AppAuthenticator::new(MemoryReplayGuard::new()).require_signed_stage(true);
+    /// let auth = AppAuthenticator::new(MemoryReplayGuard::new()).with_signed_stage(true);
     /// # let _ = auth;
     /// ```
     #[must_use]
-    pub fn require_signed_stage(mut self, required: bool) -> Self {
+    pub fn with_signed_stage(mut self, required: bool) -> Self {
         self.signed_stage = required;
         self
     }

@@ -74,7 +74,7 @@ pub enum ProxyError {
         source: BoxError,
     },
     /// The backend's response header section is larger than the forwarder accepts (see
-    /// [`HttpForwarderBuilder::max_response_header_bytes`](crate::proxy::HttpForwarderBuilder::max_response_header_bytes)).
+    /// [`HttpForwarderBuilder::with_max_response_header_bytes`](crate::proxy::HttpForwarderBuilder::with_max_response_header_bytes)).
     ///
     /// ```
     /// let err = stagegate::proxy::ProxyError::ResponseHeaderTooLarge { source: "70000 bytes".into() };

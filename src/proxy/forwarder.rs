@@ -30,7 +30,7 @@ const DEFAULT_MAX_IDLE_PER_HOST: usize = 32;
 /// Default forwarding timeout (Alibaba's default backend timeout is 10 000 ms).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default limit of a backend response's header section (see
-/// [`HttpForwarderBuilder::max_response_header_bytes`]).
+/// [`HttpForwarderBuilder::with_max_response_header_bytes`]).
 ///
 /// # Examples
 ///
@@ -154,9 +154,9 @@ impl Default for ForwardContext {
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let forwarder = stagegate::proxy::HttpForwarder::builder()
-///     .connect_timeout(Duration::from_millis(500))
-///     .pool_idle_timeout(Duration::from_secs(30))
-///     .pool_max_idle_per_host(8)
+///     .with_connect_timeout(Duration::from_millis(500))
+///     .with_pool_idle_timeout(Duration::from_secs(30))
+///     .with_pool_max_idle_per_host(8)
 ///     .build();
 /// # let _ = forwarder;
 /// # });
@@ -180,11 +180,11 @@ impl HttpForwarderBuilder {
     /// # Examples
     ///
     /// ```
-    /// let b = stagegate::proxy::HttpForwarder::builder().max_response_header_bytes(16 * 1024);
+    /// let b = stagegate::proxy::HttpForwarder::builder().with_max_response_header_bytes(16 * 1024);
     /// # let _ = b;
     /// ```
     #[must_use]
-    pub fn max_response_header_bytes(mut self, bytes: usize) -> Self {
+    pub fn with_max_response_header_bytes(mut self, bytes: usize) -> Self {
         self.max_response_header_bytes = bytes.max(MIN_RESPONSE_HEADER_BYTES);
         self
     }
@@ -194,11 +194,11 @@ impl HttpForwarderBuilder {
     /// # Examples
     ///
     /// ```
-    /// let b = stagegate::proxy::HttpForwarder::builder().connect_timeout(std::time::Duration::from_secs(1));
+    /// let b = stagegate::proxy::HttpForwarder::builder().with_connect_timeout(std::time::Duration::from_secs(1));
     /// # let _ = b;
     /// ```
     #[must_use]
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
         self
     }
@@ -208,11 +208,11 @@ impl HttpForwarderBuilder {
     /// # Examples
     ///
     /// ```
-    /// let b = stagegate::proxy::HttpForwarder::builder().pool_idle_timeout(std::time::Duration::from_secs(5));
+    /// let b = stagegate::proxy::HttpForwarder::builder().with_pool_idle_timeout(std::time::Duration::from_secs(5));
     /// # let _ = b;
     /// ```
     #[must_use]
-    pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_pool_idle_timeout(mut self, timeout: Duration) -> Self {
         self.pool_idle_timeout = Some(timeout);
         self
     }
@@ -222,11 +222,11 @@ impl HttpForwarderBuilder {
     /// # Examples
     ///
     /// ```
-    /// let b = stagegate::proxy::HttpForwarder::builder().pool_max_idle_per_host(4);
+    /// let b = stagegate::proxy::HttpForwarder::builder().with_pool_max_idle_per_host(4);
     /// # let _ = b;
     /// ```
     #[must_use]
-    pub fn pool_max_idle_per_host(mut self, max: usize) -> Self {
+    pub fn with_pool_max_idle_per_host(mut self, max: usize) -> Self {
         self.pool_max_idle_per_host = max;
         self
     }
@@ -396,7 +396,7 @@ impl HttpForwarder {
     /// # Examples
     ///
     /// ```
-    /// let forwarder = stagegate::proxy::HttpForwarder::builder().pool_max_idle_per_host(1).build();
+    /// let forwarder = stagegate::proxy::HttpForwarder::builder().with_pool_max_idle_per_host(1).build();
     /// # let _ = forwarder;
     /// ```
     pub fn builder() -> HttpForwarderBuilder {

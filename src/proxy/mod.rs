@@ -12,7 +12,7 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let forwarder = HttpForwarder::builder()
-//!     .connect_timeout(Duration::from_secs(1))
+//!     .with_connect_timeout(Duration::from_secs(1))
 //!     .build();
 //! let target = UpstreamTarget::parse("http://127.0.0.1:8080")?;
 //! let request = http::Request::get("/backend/path").body(GatewayBody::empty())?;
