@@ -31,7 +31,7 @@ use crate::error::GatewayError;
 use crate::error_code::ErrorCode;
 use crate::mapping::MappedRequest;
 use crate::model::{AuthType, Protocol, RequestMode, Stage};
-use crate::proxy::{BodyError, BoxError, GatewayBody, collect_limited};
+use crate::proxy::{BodyError, BoxError, GatewayBody, ProxyError, collect_limited};
 use crate::routing::{BackendTarget, LiveRoute, RouteMatch, Snapshot};
 
 /// Parsed once: a lookup or insertion by a `&str` parses and validates the name every time.
@@ -430,7 +430,7 @@ async fn dispatch(
             )
             .map_err(|e| {
                 tracing::warn!(error = %e, "backend request could not be built");
-                GatewayError::with_detail(ErrorCode::I400RU, "backend path")
+                GatewayError::from(ProxyError::InvalidBackendUri(e))
             })?;
             let timeout = Duration::from_millis(u64::from(
                 api.backend.timeout_ms.or(*timeout_ms).unwrap_or(10_000),

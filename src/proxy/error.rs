@@ -29,6 +29,7 @@ use crate::error_code::{ErrorCode, WireError};
 /// | [`Upstream`](Self::Upstream) | `N502RE` | 502 |
 /// | [`RequestBodyTooLarge`](Self::RequestBodyTooLarge) | `I413RL` | 413 |
 /// | [`RequestBody`](Self::RequestBody) | `I400BD` | 400 |
+/// | [`InvalidBackendUri`](Self::InvalidBackendUri) | `I400RU` | 400 |
 /// | [`InvalidTarget`](Self::InvalidTarget), [`InvalidRequest`](Self::InvalidRequest) | `X500ER` | 500 |
 ///
 /// # Examples
@@ -51,6 +52,21 @@ pub enum ProxyError {
     /// The backend request could not be built from the incoming request.
     #[error("invalid backend request")]
     InvalidRequest(#[source] http::Error),
+    /// The mapped backend path (with its prefix) is not a valid request target: the client's
+    /// values made a URI the backend request cannot carry. Answered the same whichever backend
+    /// kind serves the API.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::proxy::ProxyError;
+    /// let e = http::Request::builder().uri("/a b").body(()).unwrap_err();
+    /// let err = ProxyError::InvalidBackendUri(e);
+    /// assert_eq!(err.code(), stagegate::ErrorCode::I400RU.as_str());
+    /// assert_eq!(err.wire_message(), "Invalid Request Uri `backend path`");
+    /// ```
+    #[error("invalid backend request uri")]
+    InvalidBackendUri(#[source] http::Error),
     /// No response (headers) arrived within the forwarding timeout.
     #[error("backend did not respond within {timeout:?}")]
     Timeout {
@@ -116,6 +132,7 @@ impl WireError for ProxyError {
     fn wire_code(&self) -> ErrorCode {
         match self {
             Self::InvalidTarget(_) | Self::InvalidRequest(_) => ErrorCode::X500ER,
+            Self::InvalidBackendUri(_) => ErrorCode::I400RU,
             Self::Timeout { .. } => ErrorCode::D504TO,
             Self::Connect { .. } => ErrorCode::D504CO,
             Self::BadResponse { .. } | Self::ResponseHeaderTooLarge { .. } => ErrorCode::D502FC,
@@ -134,6 +151,7 @@ impl WireError for ProxyError {
             }
             Self::ResponseHeaderTooLarge { .. } => Some(Cow::Borrowed("header too large")),
             Self::RequestBody { .. } => Some(Cow::Borrowed("request body stream failed")),
+            Self::InvalidBackendUri(_) => Some(Cow::Borrowed("backend path")),
             Self::InvalidTarget(_)
             | Self::InvalidRequest(_)
             | Self::Timeout { .. }
