@@ -20,7 +20,14 @@ use std::sync::LazyLock;
 use http::{HeaderMap, HeaderValue, Method, Request, Uri};
 use libfuzzer_sys::fuzz_target;
 use stagegate::routing::Compiled;
-use stagegate::{model::{ApiDefinition, AppCodeMode, BackendId, GroupId, ParamLocation, RequestMode, RequestParameter, Stage}, auth::{AuthError, appcode_from_request, string_to_sign}, mapping::{BodyAction, MappingInput, SystemValues, map_request}};
+use stagegate::{
+    auth::{AuthError, appcode_from_request, string_to_sign},
+    mapping::{BodyAction, MappingInput, SystemValues, map_request},
+    model::{
+        ApiDefinition, AppCodeMode, BackendId, GroupId, ParamLocation, RequestMode,
+        RequestParameter, Stage,
+    },
+};
 use stagegate_fuzz::{decode_strict, fields, raw_pairs, reference_params};
 
 /// A MAPPING API reading `a` and `b` from the query and `c` and `d` from a form body; `b` and

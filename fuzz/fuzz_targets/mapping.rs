@@ -22,7 +22,16 @@ use std::sync::LazyLock;
 use http::{HeaderMap, HeaderName};
 use libfuzzer_sys::fuzz_target;
 use stagegate::routing::Compiled;
-use stagegate::{model::{ApiDefinition, BackendId, ConstantParameter, GroupId, ParamLocation, ParamType, RequestMode, RequestParameter, Segment, Stage, SystemParam, SystemParameter}, mapping::{BodyAction, MAPPING_HEADER_ALLOWLIST, MAPPING_HEADER_PREFIXES, MappingError, MappingInput, SystemValues, map_request, needs_form_body}};
+use stagegate::{
+    mapping::{
+        BodyAction, MAPPING_HEADER_ALLOWLIST, MAPPING_HEADER_PREFIXES, MappingError, MappingInput,
+        SystemValues, map_request, needs_form_body,
+    },
+    model::{
+        ApiDefinition, BackendId, ConstantParameter, GroupId, ParamLocation, ParamType,
+        RequestMode, RequestParameter, Segment, Stage, SystemParam, SystemParameter,
+    },
+};
 use stagegate_fuzz::{parse_request, percent_decode};
 
 fn param(name: &str, location: ParamLocation) -> RequestParameter {

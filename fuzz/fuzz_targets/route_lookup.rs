@@ -24,7 +24,12 @@ use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use libfuzzer_sys::fuzz_target;
 use stagegate::store::MemoryStore;
-use stagegate::{ControlPlane, GatewayLayer, GatewayService, model::{ApiDefinition, BackendKind, MockDefinition, Segment, Stage, StageDefinition}, control::{NewBackend, NewGroup}, routing::{RouteMatch, Snapshot}};
+use stagegate::{
+    ControlPlane, GatewayLayer, GatewayService,
+    control::{NewBackend, NewGroup},
+    model::{ApiDefinition, BackendKind, MockDefinition, Segment, Stage, StageDefinition},
+    routing::{RouteMatch, Snapshot},
+};
 use stagegate_fuzz::{block_on, parse_request};
 use tower_service::Service;
 
@@ -223,7 +228,7 @@ fn check_match(fixture: &Fixture, m: &RouteMatch, method: &Method, path: &str, h
         );
     }
     let mut rebuilt = String::new();
-    for segment in route.template.segments() {
+    for segment in route.template().segments() {
         rebuilt.push('/');
         match segment {
             Segment::Literal(l) => rebuilt.push_str(l),
@@ -235,24 +240,25 @@ fn check_match(fixture: &Fixture, m: &RouteMatch, method: &Method, path: &str, h
         }
     }
     match m.rest() {
-        _ if !route.template.match_all() => assert!(m.rest().is_none()),
+        _ if !route.template().match_all() => assert!(m.rest().is_none()),
         None => panic!("a match-all route without a sub-path"),
         // `/files` and `/files/` both match `/files/*` with an empty sub-path
         Some("") => assert!(
             path == rebuilt || path == format!("{rebuilt}/") || (rebuilt.is_empty() && path == "/"),
             "{path:?} matched {} with an empty sub-path",
-            route.template
+            route.template()
         ),
         Some(rest) => rebuilt = format!("{rebuilt}/{rest}"),
     }
-    if !(route.template.match_all() && m.rest() == Some("")) {
+    if !(route.template().match_all() && m.rest() == Some("")) {
         if rebuilt.is_empty() {
             rebuilt.push('/');
         }
         assert_eq!(
-            rebuilt, path,
+            rebuilt,
+            path,
             "the match does not re-join to the path ({})",
-            route.template
+            route.template()
         );
     }
 }

@@ -17,7 +17,13 @@
 
 use http::Request;
 use libfuzzer_sys::fuzz_target;
-use stagegate::{auth::{AuthError, SignatureMethods, SignaturePolicy, Signer, check_signature, is_form, sign, string_to_sign}, model::{Secret, SignatureMethod}};
+use stagegate::{
+    auth::{
+        AuthError, SignatureMethods, SignaturePolicy, Signer, check_signature, is_form, sign,
+        string_to_sign,
+    },
+    model::{Secret, SignatureMethod},
+};
 use stagegate_fuzz::{parse_request, reference_string_to_sign};
 
 /// The app of the spec's signature vectors (tests/data/signature-vectors.json).
