@@ -276,7 +276,9 @@ pub struct RouteTable {
 /// ```
 /// # async fn demo() {
 /// use stagegate::store::MemoryStore;
-/// use stagegate::*;
+/// use stagegate::ControlPlane;
+/// use stagegate::control::{NewBackend, NewGroup};
+/// use stagegate::model::{ApiDefinition, BackendKind, MockDefinition, Stage, StageDefinition};
 /// use http::Method;
 /// let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
 /// let backend = cp.create_backend(NewBackend::new("mock", BackendKind::Mock)).await.unwrap();
