@@ -9,7 +9,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
 use http::request::Parts;
 use stagegate::{
-    ReplayError, ReplayFuture, ReplayGuard, Secret, SignaturePolicy, Signer, verify_signature,
+    auth::{ReplayError, ReplayFuture, ReplayGuard, SignaturePolicy, Signer, verify_signature},
+    model::Secret,
 };
 
 const TS: u64 = 1_525_872_629_832;

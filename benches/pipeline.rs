@@ -11,8 +11,11 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::Request;
 use http_body_util::Full;
 use stagegate::{
-    ApiDefinition, BackendKind, ControlPlane, GatewayLayer, MockDefinition, NewApp, NewBackend,
-    NewGroup, Signer, Stage, StageDefinition, store::MemoryStore,
+    ControlPlane, GatewayLayer,
+    auth::Signer,
+    control::{NewApp, NewBackend, NewGroup},
+    model::{ApiDefinition, BackendKind, MockDefinition, Stage, StageDefinition},
+    store::MemoryStore,
 };
 use tower::ServiceExt;
 

@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use stagegate::{ApiDefinition, Stage};
+use stagegate::model::{ApiDefinition, Stage};
 
 fn publish(c: &mut Criterion) {
     let rt = support::runtime();

@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http::Method;
-use stagegate::{ApiDefinition, RouteMatch, Snapshot, Stage};
+use stagegate::{
+    model::{ApiDefinition, Stage},
+    routing::{RouteMatch, Snapshot},
+};
 
 /// Resolves the next of the 1 024 prepared paths (a GET in RELEASE, no host).
 fn resolve_next(snap: &Snapshot, paths: &[String], i: &mut usize) -> Option<RouteMatch> {
@@ -36,7 +39,7 @@ fn lookup(c: &mut Criterion) {
             let fleet = fleet();
             let handle = fleet.cp.snapshot_handle();
             b.iter(|| {
-                let m = resolve_next(&handle.peek(), &fleet.hits, &mut i);
+                let m = resolve_next(&handle.load(), &fleet.hits, &mut i);
                 assert!(m.is_some());
                 black_box(m)
             });
@@ -45,7 +48,7 @@ fn lookup(c: &mut Criterion) {
             let fleet = fleet();
             let handle = fleet.cp.snapshot_handle();
             b.iter(|| {
-                let m = resolve_next(&handle.peek(), &fleet.misses, &mut i);
+                let m = resolve_next(&handle.load(), &fleet.misses, &mut i);
                 assert!(m.is_none());
                 black_box(m)
             });
@@ -55,7 +58,7 @@ fn lookup(c: &mut Criterion) {
         }
         group.bench_with_input(BenchmarkId::new("rwlock_baseline_hit", n), &n, |b, _| {
             let fleet = fleet();
-            let lock = parking_lot::RwLock::new(fleet.cp.snapshot_handle().load());
+            let lock = parking_lot::RwLock::new(fleet.cp.snapshot_handle().load_full());
             b.iter(|| black_box(resolve_next(&lock.read(), &fleet.hits, &mut i)));
         });
         // a writer thread publishing continuously into another group, started on first use
@@ -92,7 +95,7 @@ fn lookup(c: &mut Criterion) {
                 })
             });
             let handle = fleet.cp.snapshot_handle();
-            b.iter(|| black_box(resolve_next(&handle.peek(), &fleet.hits, &mut i)));
+            b.iter(|| black_box(resolve_next(&handle.load(), &fleet.hits, &mut i)));
         });
         stop.store(true, Ordering::Relaxed);
         if let Some(writer) = writer.into_inner() {

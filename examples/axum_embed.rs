@@ -10,8 +10,9 @@
 use axum::{Router, routing::get};
 use stagegate::store::MemoryStore;
 use stagegate::{
-    ApiDefinition, BackendKind, ControlPlane, GatewayLayer, MockDefinition, NewBackend, NewGroup,
-    Stage, StageDefinition,
+    ControlPlane, GatewayLayer,
+    control::{NewBackend, NewGroup},
+    model::{ApiDefinition, BackendKind, MockDefinition, Stage, StageDefinition},
 };
 
 #[tokio::main(flavor = "current_thread")]

@@ -33,7 +33,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use stagegate::Signer;
+use stagegate::auth::Signer;
 
 type Http = Client<HttpConnector, Full<Bytes>>;
 

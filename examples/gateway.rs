@@ -52,7 +52,9 @@ use stagegate::backend::{Backends, LocalObjectStores};
 use stagegate::control::{ConfigDocument, ConfigFormat, PlanScope};
 use stagegate::serve::{ConnectionLimit, Server};
 use stagegate::store::{CommitSync, RedbStore, SealedStore, SecretsKey, StoreError};
-use stagegate::{AppAuthenticator, ControlPlane, GatewayLayer, MemoryReplayGuard, Secret};
+use stagegate::{
+    ControlPlane, GatewayLayer, auth::MemoryReplayGuard, layer::AppAuthenticator, model::Secret,
+};
 use tokio::net::TcpListener;
 
 /// The file the store keeps its data in, inside the data directory.
@@ -638,17 +640,17 @@ async fn run(cfg: Config) -> Result<(), String> {
     // connection pool, so a connection is only ever used by the runtime that drives it.
     // OSS buckets live under the data directory (owner-only), never in the shared temp dir.
     let backends =
-        Backends::new().object_stores(LocalObjectStores::new(cfg.data_dir.join(OSS_DIR)));
+        Backends::new().with_object_stores(LocalObjectStores::new(cfg.data_dir.join(OSS_DIR)));
     let gateway = || -> Result<stagegate::GatewayService, String> {
         Ok(GatewayLayer::new(control.snapshot_handle())
-            .authenticator(auth()?)
-            .backends(backends.clone())
+            .with_authenticator(auth()?)
+            .with_backends(backends.clone())
             .standalone())
     };
-    let mut admin =
-        AdminApi::new(Arc::clone(&control), token.clone(), gateway()?).timeout(cfg.admin_timeout);
+    let mut admin = AdminApi::new(Arc::clone(&control), token.clone(), gateway()?)
+        .with_timeout(cfg.admin_timeout);
     if let Some(limit) = cfg.admin_body_limit {
-        admin = admin.body_limit(limit);
+        admin = admin.with_body_limit(limit);
     }
     let admin = admin.router();
 
@@ -664,13 +666,13 @@ async fn run(cfg: Config) -> Result<(), String> {
     let open_files = raise_open_files_limit();
     let data_limit = ConnectionLimit::new(data_max_connections(cfg.max_connections, open_files));
     let server = Server::new()
-        .header_read_timeout(cfg.header_read_timeout)
-        .idle_timeout(cfg.idle_timeout)
-        .shutdown_grace(SHUTDOWN_GRACE);
+        .with_header_read_timeout(cfg.header_read_timeout)
+        .with_idle_timeout(cfg.idle_timeout)
+        .with_shutdown_grace(SHUTDOWN_GRACE);
     // One cap for all workers: they accept on one listener, and a full worker must not refuse
     // a connection another one has room for.
-    let data_server = server.clone().connection_limit(data_limit.clone());
-    let admin_server = server.max_connections(ADMIN_MAX_CONNECTIONS);
+    let data_server = server.clone().with_connection_limit(data_limit.clone());
+    let admin_server = server.with_max_connections(ADMIN_MAX_CONNECTIONS);
 
     let shutdown = shutdown_signal()?;
     if let Some(path) = generated {

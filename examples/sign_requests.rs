@@ -12,7 +12,7 @@
 
 use std::io::Write as _;
 
-use stagegate::Signer;
+use stagegate::auth::Signer;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -13,7 +13,7 @@ use http::HeaderValue;
 use crate::model::AppId;
 
 /// A boxed, `Send` future, as the [`Store`](crate::store::Store),
-/// [`Authenticator`](crate::Authenticator) and [`Dispatch`](crate::backend::Dispatch) methods
+/// [`Authenticator`](crate::layer::Authenticator) and [`Dispatch`](crate::backend::Dispatch) methods
 /// return.
 ///
 /// # Examples
@@ -59,7 +59,7 @@ impl AuthMethod {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{Caller, AuthMethod};
+/// use stagegate::{AuthMethod, Caller};
 /// let c = Caller::anonymous();
 /// assert_eq!(c.method, AuthMethod::Anonymous);
 /// assert!(c.app_id.is_none());

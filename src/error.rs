@@ -118,7 +118,8 @@ impl GatewayError {
     /// # Examples
     ///
     /// ```
-    /// use stagegate::{ErrorCode, GatewayError, routing::PathError};
+    /// use stagegate::{ErrorCode, GatewayError};
+    /// use stagegate::routing::PathError;
     /// let e = GatewayError::invalid_path(PathError::DotSegment);
     /// assert_eq!(e.error_code(), ErrorCode::I400PA);
     /// assert_eq!(e.status(), http::StatusCode::BAD_REQUEST);
@@ -351,6 +352,7 @@ mod tests {
         match e {
             ProxyError::InvalidTarget(_) => (0, ErrorCode::X500ER, None),
             ProxyError::InvalidRequest(_) => (1, ErrorCode::X500ER, None),
+            ProxyError::InvalidBackendUri(_) => (9, ErrorCode::I400RU, Some("backend path".into())),
             ProxyError::Timeout { .. } => (2, ErrorCode::D504TO, None),
             ProxyError::Connect { reason, .. } => (3, ErrorCode::D504CO, Some(reason.clone())),
             ProxyError::BadResponse { .. } => (4, ErrorCode::D502FC, None),
@@ -367,7 +369,7 @@ mod tests {
         }
     }
 
-    fn proxy(e: ProxyError, arms: &mut Arms<9>) -> ErrorCode {
+    fn proxy(e: ProxyError, arms: &mut Arms<10>) -> ErrorCode {
         let (arm, want, detail) = proxy_expect(&e);
         arms.hit(arm);
         check(e.into(), want, detail.as_deref())
@@ -377,6 +379,12 @@ mod tests {
         let secret = || -> BoxError { SECRET.into() };
         vec![
             ProxyError::InvalidTarget(TargetError::MissingHost),
+            ProxyError::InvalidBackendUri(
+                http::Request::builder()
+                    .uri(format!("/{SECRET}\u{7f}"))
+                    .body(())
+                    .unwrap_err(),
+            ),
             ProxyError::InvalidRequest(
                 http::Request::builder()
                     .uri(format!("http://{SECRET}\u{7f}"))

@@ -6,8 +6,8 @@
 //! the three digits of the HTTP status, and a two-letter reason (behaviour spec §6.1). Clients
 //! depend on the codes and statuses; they never change.
 //!
-//! Every domain error ([`AuthError`](crate::AuthError), [`MappingError`](crate::MappingError),
-//! [`ProxyError`](crate::ProxyError), the backend errors in [`backend`](crate::backend))
+//! Every domain error ([`AuthError`](crate::auth::AuthError), [`MappingError`](crate::mapping::MappingError),
+//! [`ProxyError`](crate::proxy::ProxyError), the backend errors in [`backend`](crate::backend))
 //! implements [`WireError`]: it names its [`ErrorCode`] and, only where the table below allows
 //! one, a client-facing *detail*. [`GatewayError`](crate::GatewayError) is built from any
 //! `WireError` by one `From` conversion, which renders the message as the code's **template**
@@ -306,7 +306,8 @@ pub trait WireError: std::fmt::Display {
     /// The rendered `X-Ca-Error-Message`.
     ///
     /// ```
-    /// use stagegate::{AuthError, WireError};
+    /// use stagegate::WireError;
+    /// use stagegate::auth::AuthError;
     /// assert_eq!(AuthError::NonceUsed.wire_text(), "Nonce Used");
     /// ```
     fn wire_text(&self) -> Cow<'static, str> {

@@ -9,25 +9,33 @@
 //! - [`ControlPlane`] performs every console operation on a [`Store`](store::Store), with the
 //!   cascades of the model: changing a backend's definition in a stage re-points every API
 //!   published there; deleting it unpublishes them.
-//! - [`GatewayLayer`] / [`Gateway`] is the data plane. It reads one immutable [`Snapshot`] per
-//!   request through a lock-free [`SnapshotHandle`]; every change is visible to the next request.
+//! - [`GatewayLayer`] / [`Gateway`] is the data plane. It reads one immutable
+//!   [`Snapshot`](routing::Snapshot) per request through a lock-free
+//!   [`SnapshotHandle`](routing::SnapshotHandle); every change is visible to the next request.
 //!
 //! # Which module for what
 //!
+//! The root holds only what mounting the gateway and driving the control plane need:
+//! [`Gateway`], [`GatewayLayer`], [`GatewayService`], [`ClientAddr`], [`Caller`], [`AuthMethod`]
+//! (mounting); [`ControlPlane`], [`ControlError`] (configuration); [`ErrorCode`], [`WireError`],
+//! [`GatewayError`] (errors). Everything else is reached by its module, e.g.
+//! `stagegate::model::Stage`, `stagegate::store::MemoryStore`, `stagegate::auth::Signer`.
+//!
 //! | you want to | reach for |
 //! |---|---|
-//! | mount the gateway in axum or hyper | [`GatewayLayer`], [`Gateway`], [`ClientAddr`] ([`layer`]) |
+//! | mount the gateway in axum or hyper | [`GatewayLayer`], [`Gateway`], [`ClientAddr`]; custom authenticators in [`layer`] |
 //! | serve it on a socket facing untrusted clients | `serve::Server` (feature `serve`) |
-//! | create backends, groups, APIs, apps; publish; import and export | [`ControlPlane`] ([`control`]) |
+//! | create backends, groups, APIs, apps; publish; import and export | [`ControlPlane`]; its inputs and reports (`NewBackend`, `NewApp`, `ConfigExport`, ...) in [`control`] |
 //! | describe the whole configuration in one document (JSON or TOML), plan and apply it | [`control::ConfigDocument`], [`ControlPlane::plan`], [`ControlPlane::apply`] |
-//! | the domain types (backend kinds, stage definitions, APIs, apps) | [`model`] |
-//! | persist the configuration, or write your own store | [`store`]: `MemoryStore`, `RedbStore` (feature `redb`), `SealedStore` (secrets sealed at rest, feature `sealed`), the [`Store`](store::Store) trait and its conformance suite (feature `conformance`) |
-//! | sign requests as a client, or verify signatures yourself; share nonces between nodes | [`auth`] ([`Signer`], [`verify`], `RedisReplayGuard` with feature `redis`) |
+//! | the domain types (backend kinds, stage definitions, APIs, apps, ids, secrets) | [`model`] |
+//! | persist the configuration, or write your own store | [`store`]: `MemoryStore`, `RedbStore` (feature `redb`), `PostgresStore` (feature `postgres`), `SealedStore` (secrets sealed at rest, feature `sealed`), the [`Store`](store::Store) trait and its conformance suite (feature `conformance`) |
+//! | sign requests as a client, verify signatures yourself, or guard against replays | [`auth`] ([`Signer`](auth::Signer), [`verify`](auth::verify), [`MemoryReplayGuard`](auth::MemoryReplayGuard); `RedisReplayGuard` shares nonces between nodes, feature `redis`) |
 //! | plug in a function runtime, object store, event sink or registry | [`backend`] |
-//! | every error code a caller can receive, with its status and message | [`error_code`] |
+//! | every error code a caller can receive, with its status and message | [`error_code`] ([`ErrorCode`]) |
 //! | the admin REST API (the debug endpoint, the web console at `/console/`) | `admin::AdminApi` (feature `admin`) |
-//! | route lookup and the lock-free snapshot | [`routing`] |
-//! | parameter mapping and upstream forwarding, for custom dispatchers | [`mapping`], [`proxy`] |
+//! | read the published state: route lookup, the lock-free snapshot, its grants | [`routing`] ([`SnapshotHandle`](routing::SnapshotHandle): `load` for a cheap guard, `load_full` for an `Arc`) |
+//! | map parameters yourself, for a custom dispatcher | [`mapping`] ([`map_request`](mapping::map_request)) |
+//! | forward to an HTTP upstream, for a custom dispatcher | [`proxy`] ([`HttpForwarder`](proxy::HttpForwarder), [`GatewayBody`](proxy::GatewayBody)) |
 //!
 //! A request goes: context (arrival time, request id, client address, host, stage) → path
 //! confinement → route (one snapshot load) → authenticate → policies → map → dispatch by the
@@ -44,7 +52,8 @@
 //! ```no_run
 //! use hyper_util::rt::{TokioExecutor, TokioIo};
 //! use hyper_util::service::TowerToHyperService;
-//! use stagegate::{ClientAddr, ControlPlane, GatewayLayer, store::MemoryStore};
+//! use stagegate::{ClientAddr, ControlPlane, GatewayLayer};
+//! use stagegate::store::MemoryStore;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let control = ControlPlane::open(MemoryStore::new()).await?;
@@ -84,8 +93,6 @@
 //! `conformance` on (through a dev-dependency on itself), so `cargo test` and
 //! `cargo run --example gateway` need no flags.
 //!
-//! [`Snapshot`]: routing::Snapshot
-
 #[cfg(feature = "admin")]
 pub mod admin;
 pub mod auth;
@@ -105,32 +112,11 @@ pub mod serve;
 pub mod store;
 mod swar;
 
-pub use auth::{
-    AuthError, DEFAULT_MAX_SKEW_MS, DEFAULT_NONCE_TTL_MS, MAX_NONCE_LEN, MAX_SIGNED_HEADERS,
-    MemoryReplayGuard, ReplayError, ReplayFuture, ReplayGuard, SignatureChecked, SignatureMethods,
-    SignaturePolicy, Signed, Signer, Verified, appcode_from_request, appcode_matches,
-    check_signature, is_form, sign, string_to_sign, verify, verify_signature,
-};
-pub use control::{
-    ApiReport, AppPatch, BackendPatch, ConfigExport, ControlError, ControlPlane, DefinitionChange,
-    DeploymentInfo, EXPORT_FORMAT, ImportSummary, NewApp, NewBackend, NewGroup, ReportResult,
-};
+pub use control::{ControlError, ControlPlane};
 pub use error_code::{ErrorCode, WireError};
 pub use layer::{
-    AppAuthenticator, AuthMethod, AuthRequest, Authenticator, Caller, ClientAddr, Gateway,
-    GatewayError, GatewayLayer, GatewayService, NotFound,
+    AuthMethod, Caller, ClientAddr, Gateway, GatewayError, GatewayLayer, GatewayService,
 };
-pub use mapping::{
-    BodyAction, FORM_CONTENT_TYPE, MAPPING_HEADER_ALLOWLIST, MAPPING_HEADER_PREFIXES,
-    MappedRequest, MappingError, MappingInput, SystemValues, map_request, needs_form_body,
-};
-pub use model::*;
-pub use proxy::{
-    BodyError, BoxError, ForwardContext, GatewayBody, HttpForwarder, HttpForwarderBuilder,
-    ProxyError, TargetError, UpstreamTarget, append_forwarded_headers, collect_limited,
-    strip_hop_by_hop,
-};
-pub use routing::{LiveRoute, RouteMatch, RouteTable, Snapshot, SnapshotHandle};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -6,10 +6,10 @@
 //! and a bare accept loop lacks:
 //!
 //! - **timeouts**: a connection must send its first byte, and (HTTP/1) each complete request
-//!   head, within [`header_read_timeout`](Server::header_read_timeout); a connection with no
-//!   request in flight that moves no byte for [`idle_timeout`](Server::idle_timeout) is closed.
+//!   head, within [`header_read_timeout`](Server::with_header_read_timeout); a connection with no
+//!   request in flight that moves no byte for [`idle_timeout`](Server::with_idle_timeout) is closed.
 //!   A slow upstream does not count as idle: while a request is in flight, the connection stays.
-//! - **a cap on open connections** ([`max_connections`](Server::max_connections), or one
+//! - **a cap on open connections** ([`max_connections`](Server::with_max_connections), or one
 //!   [`ConnectionLimit`] shared by several servers): a connection accepted beyond the cap is
 //!   closed at once. It is accepted and closed rather than left unaccepted, so that the client
 //!   learns at once that it was refused (instead of waiting in the kernel's backlog behind
@@ -22,7 +22,7 @@
 //! - **graceful shutdown**: once the `shutdown` future resolves, the listener is closed,
 //!   connections with no request in flight are closed at once, HTTP/2 connections get a
 //!   `GOAWAY`, and requests in flight may finish within
-//!   [`shutdown_grace`](Server::shutdown_grace); whatever is left then is dropped.
+//!   [`shutdown_grace`](Server::with_shutdown_grace); whatever is left then is dropped.
 //!
 //! The server runs on the runtime it is awaited on, a current-thread runtime included: every
 //! connection is a task of that runtime.
@@ -31,14 +31,15 @@
 //!
 //! ```no_run
 //! use stagegate::serve::Server;
-//! use stagegate::{ControlPlane, GatewayLayer, store::MemoryStore};
+//! use stagegate::{ControlPlane, GatewayLayer};
+//! use stagegate::store::MemoryStore;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let control = ControlPlane::open(MemoryStore::new()).await?;
 //! let gateway = GatewayLayer::new(control.snapshot_handle()).standalone();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! Server::new()
-//!     .max_connections(10_000)
+//!     .with_max_connections(10_000)
 //!     // one service per connection: the gateway learns the client's address once
 //!     .serve(listener, move |peer| gateway.clone().with_client_addr(peer), async {
 //!         let _ = tokio::signal::ctrl_c().await;
@@ -69,13 +70,13 @@ use tower::util::Oneshot;
 
 use crate::layer::ClientAddr;
 
-/// The default [`Server::header_read_timeout`]: 10 s.
+/// The default [`Server::with_header_read_timeout`]: 10 s.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// The default [`Server::idle_timeout`]: 60 s.
+/// The default [`Server::with_idle_timeout`]: 60 s.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// The default [`Server::max_connections`]: 4096 open connections.
+/// The default [`Server::with_max_connections`]: 4096 open connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
-/// The default [`Server::shutdown_grace`]: 30 s.
+/// The default [`Server::with_shutdown_grace`]: 30 s.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// The default [`Server::http2_max_concurrent_streams`]: 200 streams per connection.
 pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 200;
@@ -96,7 +97,7 @@ const SHUTDOWN_QUIET: Duration = Duration::from_millis(20);
 /// use stagegate::serve::{ConnectionLimit, Server};
 /// let limit = ConnectionLimit::new(1000);
 /// // two workers accepting on one listener share one cap
-/// let (a, b) = (Server::new().connection_limit(limit.clone()), Server::new().connection_limit(limit.clone()));
+/// let (a, b) = (Server::new().with_connection_limit(limit.clone()), Server::new().with_connection_limit(limit.clone()));
 /// assert_eq!(limit.max(), 1000);
 /// assert_eq!(limit.open(), 0);
 /// # let _ = (a, b);
@@ -212,10 +213,10 @@ pub fn accept_backoff(error: &io::Error, previous: Option<Duration>) -> Option<D
 /// use std::time::Duration;
 /// use stagegate::serve::Server;
 /// let server = Server::new()
-///     .header_read_timeout(Duration::from_secs(5))
-///     .idle_timeout(Duration::from_secs(30))
-///     .max_connections(512)
-///     .shutdown_grace(Duration::from_secs(10));
+///     .with_header_read_timeout(Duration::from_secs(5))
+///     .with_idle_timeout(Duration::from_secs(30))
+///     .with_max_connections(512)
+///     .with_shutdown_grace(Duration::from_secs(10));
 /// assert_eq!(server.limit().max(), 512);
 /// ```
 #[derive(Clone, Debug)]
@@ -264,11 +265,11 @@ impl Server {
     /// # Examples
     ///
     /// ```
-    /// let server = stagegate::serve::Server::new().header_read_timeout(std::time::Duration::from_secs(5));
+    /// let server = stagegate::serve::Server::new().with_header_read_timeout(std::time::Duration::from_secs(5));
     /// # let _ = server;
     /// ```
     #[must_use]
-    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout.max(Duration::from_millis(1));
         self
     }
@@ -280,26 +281,26 @@ impl Server {
     /// # Examples
     ///
     /// ```
-    /// let server = stagegate::serve::Server::new().idle_timeout(std::time::Duration::from_secs(30));
+    /// let server = stagegate::serve::Server::new().with_idle_timeout(std::time::Duration::from_secs(30));
     /// # let _ = server;
     /// ```
     #[must_use]
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
     /// At most `max` connections of this server open at once; one accepted beyond that is
-    /// closed at once. Replaces any [`connection_limit`](Self::connection_limit) set before.
+    /// closed at once. Replaces any [`connection_limit`](Self::with_connection_limit) set before.
     ///
     /// # Examples
     ///
     /// ```
-    /// let server = stagegate::serve::Server::new().max_connections(100);
+    /// let server = stagegate::serve::Server::new().with_max_connections(100);
     /// assert_eq!(server.limit().max(), 100);
     /// ```
     #[must_use]
-    pub fn max_connections(mut self, max: usize) -> Self {
+    pub fn with_max_connections(mut self, max: usize) -> Self {
         self.limit = ConnectionLimit::new(max);
         self
     }
@@ -312,11 +313,11 @@ impl Server {
     /// ```
     /// use stagegate::serve::{ConnectionLimit, Server};
     /// let limit = ConnectionLimit::new(64);
-    /// let server = Server::new().connection_limit(limit.clone());
+    /// let server = Server::new().with_connection_limit(limit.clone());
     /// assert_eq!(server.limit().max(), 64);
     /// ```
     #[must_use]
-    pub fn connection_limit(mut self, limit: ConnectionLimit) -> Self {
+    pub fn with_connection_limit(mut self, limit: ConnectionLimit) -> Self {
         self.limit = limit;
         self
     }
@@ -332,11 +333,11 @@ impl Server {
     /// # Examples
     ///
     /// ```
-    /// let server = stagegate::serve::Server::new().shutdown_grace(std::time::Duration::from_secs(5));
+    /// let server = stagegate::serve::Server::new().with_shutdown_grace(std::time::Duration::from_secs(5));
     /// # let _ = server;
     /// ```
     #[must_use]
-    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
         self
     }
@@ -371,7 +372,7 @@ impl Server {
 
     /// Serves connections accepted on `listener` until `shutdown` resolves, then shuts down
     /// gracefully (see the [module docs](self)) and returns once every connection is closed or
-    /// the [grace period](Self::shutdown_grace) is over.
+    /// the [grace period](Self::with_shutdown_grace) is over.
     ///
     /// `make_service` is called once per accepted connection with the peer's address, and its
     /// service serves every request of that connection. For the gateway, pass

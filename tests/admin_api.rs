@@ -11,7 +11,7 @@ use http::Request;
 use serde_json::{Value, json};
 use stagegate::admin::AdminApi;
 use stagegate::store::MemoryStore;
-use stagegate::{ControlPlane, GatewayLayer, GatewayService, Secret};
+use stagegate::{ControlPlane, GatewayLayer, GatewayService, model::Secret};
 
 const TOKEN: &str = "admin-test-token";
 
@@ -1269,7 +1269,7 @@ async fn a_group_passes_appcodes_to_its_backends_only_when_told() {
     doc.as_object_mut()
         .unwrap()
         .remove("pass_appcode_to_backend");
-    let old: stagegate::Group = serde_json::from_value(doc).unwrap();
+    let old: stagegate::model::Group = serde_json::from_value(doc).unwrap();
     assert!(!old.pass_appcode_to_backend);
     // Hostile values are refused with 400 and change nothing.
     let before = a.state().await;

@@ -18,7 +18,7 @@ use stagegate::store::{
     BoxFuture, Change, Entity, Key, Loaded, MemoryStore, Revision, Store, StoreError, Versioned,
     Write,
 };
-use stagegate::{ControlPlane, GatewayLayer, Secret};
+use stagegate::{ControlPlane, GatewayLayer, model::Secret};
 
 const TOKEN: &str = "admin-middleware-token-0123";
 
@@ -49,7 +49,7 @@ async fn groups(admin: &AdminApi) -> Value {
 #[tokio::test]
 async fn a_body_over_the_limit_by_content_length_is_413_json_and_changes_nothing() {
     let (admin, _control) = admin_over(MemoryStore::new()).await;
-    let admin = admin.body_limit(1024);
+    let admin = admin.with_body_limit(1024);
     let body = json!({"name": "big_group", "description": "x".repeat(2000)}).to_string();
     let req = request("POST", "/groups")
         .header("content-length", body.len().to_string())
@@ -117,7 +117,7 @@ async fn a_slow_call_times_out_with_503_json_and_its_change_is_still_applied_who
         delay: Duration::from_millis(400),
     };
     let (admin, control) = admin_over(store).await;
-    let admin = admin.timeout(Duration::from_millis(50));
+    let admin = admin.with_timeout(Duration::from_millis(50));
     let body = json!({"name": "slow_group"}).to_string();
     let req = request("POST", "/groups").body(Body::from(body)).unwrap();
     let started = std::time::Instant::now();
@@ -149,7 +149,7 @@ async fn a_slow_call_times_out_with_503_json_and_its_change_is_still_applied_who
     assert!(reexported.contains("slow_group"), "{reexported}");
 
     // A generous timeout lets the next (as slow) change through.
-    let admin = admin.timeout(Duration::from_secs(5));
+    let admin = admin.with_timeout(Duration::from_secs(5));
     let req = request("POST", "/groups")
         .body(Body::from(json!({"name": "next_group"}).to_string()))
         .unwrap();

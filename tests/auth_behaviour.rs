@@ -8,9 +8,11 @@ use std::task::{Context, Poll, Waker};
 use http::request::Parts;
 use http::{HeaderValue, Request};
 use stagegate::{
-    AppCodeMode, AuthError, MemoryReplayGuard, ReplayError, ReplayGuard, Secret, SignatureMethod,
-    SignaturePolicy, Signer, Verified, appcode_from_request, appcode_matches, check_signature,
-    verify_signature,
+    auth::{
+        AuthError, MemoryReplayGuard, ReplayError, ReplayGuard, SignaturePolicy, Signer, Verified,
+        appcode_from_request, appcode_matches, check_signature, verify_signature,
+    },
+    model::{AppCodeMode, Secret, SignatureMethod},
 };
 
 const KEY: &str = "203753385";
@@ -69,9 +71,9 @@ fn resign(parts: &mut Parts, list: &str, body: &[u8]) {
         "x-ca-signature-headers",
         HeaderValue::from_str(list).unwrap(),
     );
-    let form = stagegate::is_form(&parts.headers).then_some(body);
-    let sts = stagegate::string_to_sign(&parts.method, &parts.uri, &parts.headers, form);
-    let sig = stagegate::sign(SignatureMethod::HmacSha256, SECRET.as_bytes(), &sts);
+    let form = stagegate::auth::is_form(&parts.headers).then_some(body);
+    let sts = stagegate::auth::string_to_sign(&parts.method, &parts.uri, &parts.headers, form);
+    let sig = stagegate::auth::sign(SignatureMethod::HmacSha256, SECRET.as_bytes(), &sts);
     parts
         .headers
         .insert("x-ca-signature", HeaderValue::from_str(&sig).unwrap());
@@ -111,7 +113,7 @@ fn unicode_and_plus_in_query() {
     b.uri = "/s?q=a%20b&c=%E6%9D%AD".parse().unwrap();
     assert!(verify(&a, b"").is_ok());
     assert!(verify(&b, b"").is_ok());
-    let sts = stagegate::string_to_sign(&a.method, &a.uri, &a.headers, None);
+    let sts = stagegate::auth::string_to_sign(&a.method, &a.uri, &a.headers, None);
     assert!(sts.ends_with("/s?c=杭&q=a b"), "{sts}");
 }
 
@@ -556,7 +558,7 @@ fn sha1_signer_round_trip_needs_policy() {
     let strict = SignaturePolicy::default();
     let err = verify_at(&parts, b"", &strict, now, &MemoryReplayGuard::new()).unwrap_err();
     assert_eq!(err.code(), "A400SM");
-    let lax = strict.allow(SignatureMethod::HmacSha1);
+    let lax = strict.with_method(SignatureMethod::HmacSha1);
     assert!(verify_at(&parts, b"", &lax, now, &MemoryReplayGuard::new()).is_ok());
     // Unknown method names are refused too.
     let mut odd = parts;

@@ -12,9 +12,13 @@ use http::{HeaderName, Request};
 use http_body_util::Full;
 use stagegate::store::MemoryStore;
 use stagegate::{
-    ApiDefinition, App, AppCodeMode, AppPatch, BackendKind, ControlPlane, GatewayLayer,
-    GatewayService, MockDefinition, NewApp, NewBackend, NewGroup, SignatureMethod, Signer, Stage,
-    StageDefinition,
+    ControlPlane, GatewayLayer, GatewayService,
+    auth::Signer,
+    control::{AppPatch, NewApp, NewBackend, NewGroup},
+    model::{
+        ApiDefinition, App, AppCodeMode, BackendKind, MockDefinition, SignatureMethod, Stage,
+        StageDefinition,
+    },
 };
 
 struct Env {
@@ -146,7 +150,7 @@ async fn every_client_shape_is_accepted() {
             "X-Ca-Timestamp,X-Ca-Nonce,X-Ca-Key".parse().unwrap(),
         );
     }
-    let sts = stagegate::string_to_sign(r.method(), r.uri(), r.headers(), None);
+    let sts = stagegate::auth::string_to_sign(r.method(), r.uri(), r.headers(), None);
     assert!(
         sts.contains("X-Ca-Key:"),
         "names are kept as the client spelled them"
@@ -155,7 +159,7 @@ async fn every_client_shape_is_accepted() {
         sts.ends_with("/s/2?city=杭州&q=a b"),
         "decoded query, `+` is a space: {sts}"
     );
-    let sig = stagegate::sign(
+    let sig = stagegate::auth::sign(
         SignatureMethod::HmacSha256,
         e.app.keys[0].app_secret.expose().as_bytes(),
         &sts,
@@ -210,8 +214,8 @@ async fn every_client_shape_is_accepted() {
         h.insert("x-ca-key", e.app.keys[0].app_key.parse().unwrap());
         h.insert("x-ca-signature-headers", "x-ca-key".parse().unwrap());
     }
-    let sts = stagegate::string_to_sign(r.method(), r.uri(), r.headers(), None);
-    let sig = stagegate::sign(
+    let sts = stagegate::auth::string_to_sign(r.method(), r.uri(), r.headers(), None);
+    let sig = stagegate::auth::sign(
         SignatureMethod::HmacSha256,
         e.app.keys[0].app_secret.expose().as_bytes(),
         &sts,
@@ -477,7 +481,7 @@ async fn grants_stages_expiry_disabled_apps_and_rotation() {
 /// A signing app granted `n` fresh APIs on an HTTP upstream that echoes what it received.
 struct HttpEnv {
     cp: Arc<ControlPlane>,
-    group: stagegate::Group,
+    group: stagegate::model::Group,
     apps: Vec<App>,
 }
 
@@ -491,7 +495,9 @@ async fn http_env(apps: usize) -> HttpEnv {
     cp.set_stage_definition(
         &b.id,
         Stage::RELEASE,
-        StageDefinition::Http(stagegate::HttpDefinition::new(format!("http://{upstream}"))),
+        StageDefinition::Http(stagegate::model::HttpDefinition::new(format!(
+            "http://{upstream}"
+        ))),
     )
     .await
     .unwrap();
@@ -518,7 +524,7 @@ async fn http_env(apps: usize) -> HttpEnv {
             a.force_nonce_check = true
         }),
         ("echoAnon", "GET", "/e/anon", |a| {
-            a.auth = stagegate::AuthType::Anonymous
+            a.auth = stagegate::model::AuthType::Anonymous
         }),
     ] {
         let mut a =
@@ -590,12 +596,12 @@ async fn nonces_are_recorded_only_for_requests_that_would_be_served() {
         }
         outsiders.push(app);
     }
-    let guard = stagegate::MemoryReplayGuard::new()
+    let guard = stagegate::auth::MemoryReplayGuard::new()
         .with_max_entries(20)
         .with_max_entries_per_app(20);
     let svc = e
         .layer()
-        .authenticator(stagegate::AppAuthenticator::new(guard))
+        .with_authenticator(stagegate::layer::AppAuthenticator::new(guard))
         .standalone();
     for app in &outsiders {
         for _ in 0..25 {
@@ -620,10 +626,10 @@ async fn nonces_are_recorded_only_for_requests_that_would_be_served() {
 async fn one_app_cannot_take_more_than_its_share_of_the_replay_guard() {
     let e = http_env(2).await;
     // 8 entries, 2 per app (a quarter, the default share).
-    let guard = stagegate::MemoryReplayGuard::new().with_max_entries(8);
+    let guard = stagegate::auth::MemoryReplayGuard::new().with_max_entries(8);
     let svc = e
         .layer()
-        .authenticator(stagegate::AppAuthenticator::new(guard))
+        .with_authenticator(stagegate::layer::AppAuthenticator::new(guard))
         .standalone();
     let send = |i: usize| {
         let svc = svc.clone();
@@ -715,7 +721,7 @@ async fn a_signed_stage_can_be_required() {
     let e = http_env(1).await;
     let strict = e
         .layer()
-        .authenticator(stagegate::AppAuthenticator::default().require_signed_stage(true))
+        .with_authenticator(stagegate::layer::AppAuthenticator::default().with_signed_stage(true))
         .standalone();
     let lax = e.layer().standalone();
     let unsigned_stage = || {
@@ -753,8 +759,8 @@ async fn an_unsigned_nonce_is_refused_and_forced_nonces_need_a_time() {
             }
             h.insert("x-ca-signature-headers", list.parse().unwrap());
         }
-        let sts = stagegate::string_to_sign(r.method(), r.uri(), r.headers(), None);
-        let sig = stagegate::sign(
+        let sts = stagegate::auth::string_to_sign(r.method(), r.uri(), r.headers(), None);
+        let sig = stagegate::auth::sign(
             SignatureMethod::HmacSha256,
             app.keys[0].app_secret.expose().as_bytes(),
             &sts,
@@ -859,7 +865,7 @@ async fn debug_information_only_for_authorized_callers() {
         serde_json::from_str(got.header("x-ca-debug-info").unwrap()).unwrap();
     assert_eq!(info["Api"], "echoGet");
     // Anonymous API with the operator's option.
-    let open = e.layer().debug_anonymous(true).standalone();
+    let open = e.layer().with_debug_anonymous(true).standalone();
     let got = oneshot(open, debug(req("GET", "/e/anon", b""))).await;
     assert!(got.header("x-ca-debug-info").is_some());
 }

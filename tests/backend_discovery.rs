@@ -13,7 +13,7 @@ use axum::routing::get;
 use common::{dead_port, fx, oneshot, req, upstream};
 use parking_lot::Mutex;
 use stagegate::backend::{Backends, EjectionPolicy, NacosDiscovery, Registries};
-use stagegate::{BackendKind, DiscoveryDefinition, RegistryType, Stage, StageDefinition};
+use stagegate::model::{BackendKind, DiscoveryDefinition, RegistryType, Stage, StageDefinition};
 
 fn def(registry: RegistryType, service: &str, addresses: Vec<String>) -> StageDefinition {
     StageDefinition::ServiceDiscovery(DiscoveryDefinition {
@@ -54,7 +54,9 @@ async fn static_instances_are_balanced_round_robin_and_dead_ones_ejected() {
     f.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
     let svc = f
         .layer()
-        .backends(Backends::new().ejection(EjectionPolicy::new(2, Duration::from_secs(60))))
+        .with_backends(
+            Backends::new().with_ejection(EjectionPolicy::new(2, Duration::from_secs(60))),
+        )
         .standalone();
 
     let mut tags = Vec::new();
@@ -91,7 +93,9 @@ async fn no_healthy_instance_is_d503ni() {
     f.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
     let svc = f
         .layer()
-        .backends(Backends::new().ejection(EjectionPolicy::new(1, Duration::from_secs(60))))
+        .with_backends(
+            Backends::new().with_ejection(EjectionPolicy::new(1, Duration::from_secs(60))),
+        )
         .standalone();
     assert_eq!(tag_of(svc.clone()).await.2.as_deref(), Some("D504CO"));
     let got = oneshot(svc, req("GET", "/users", "")).await;
@@ -122,7 +126,9 @@ async fn dns_resolves_localhost() {
     // localhost may resolve to ::1 too, where nothing listens: eject it at once
     let svc = f
         .layer()
-        .backends(Backends::new().ejection(EjectionPolicy::new(1, Duration::from_secs(60))))
+        .with_backends(
+            Backends::new().with_ejection(EjectionPolicy::new(1, Duration::from_secs(60))),
+        )
         .standalone();
     let mut ok = 0;
     for _ in 0..4 {
@@ -151,10 +157,10 @@ async fn nacos_users_gateway(
     .await;
     let api = f.api("users", "GET", "/users", |_| {}).await;
     f.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
-    let registries = Registries::default().nacos(NacosDiscovery::new().ttl(ttl));
+    let registries = Registries::default().with_nacos(NacosDiscovery::new().with_ttl(ttl));
     let svc = f
         .layer()
-        .backends(Backends::new().discovery(registries))
+        .with_backends(Backends::new().with_discovery(registries))
         .standalone();
     (f, svc)
 }
@@ -327,7 +333,9 @@ async fn refused_connections_are_retried_on_another_instance_when_idempotent() {
     // Never ejected during the test: every request meets the dead instance in its turn.
     let svc = f
         .layer()
-        .backends(Backends::new().ejection(EjectionPolicy::new(1000, Duration::from_secs(60))))
+        .with_backends(
+            Backends::new().with_ejection(EjectionPolicy::new(1000, Duration::from_secs(60))),
+        )
         .standalone();
     for i in 0..6 {
         let got = oneshot(svc.clone(), req("GET", "/users", "")).await;

@@ -10,7 +10,7 @@ use axum::routing::post;
 use common::{fx, oneshot, req};
 use parking_lot::Mutex;
 use stagegate::backend::{Backends, HttpEventSink, InProcessBus};
-use stagegate::{BackendKind, EventBridgeDefinition, Stage, StageDefinition};
+use stagegate::model::{BackendKind, EventBridgeDefinition, Stage, StageDefinition};
 
 fn bus(name: &str) -> StageDefinition {
     StageDefinition::EventBridge(EventBridgeDefinition {
@@ -30,7 +30,7 @@ async fn calls_become_cloudevents_on_the_in_process_bus() {
     let mut rx = events.subscribe("orders");
     let svc = f
         .layer()
-        .backends(Backends::new().events(events.clone()))
+        .with_backends(Backends::new().with_events(events.clone()))
         .standalone();
 
     let got = oneshot(svc.clone(), req("POST", "/orders/7", "{\"sku\":42}")).await;
@@ -72,7 +72,7 @@ async fn unknown_buses_fail_and_definition_changes_cascade() {
     let mut rx = events.subscribe("audit");
     let svc = f
         .layer()
-        .backends(Backends::new().events(events))
+        .with_backends(Backends::new().with_events(events))
         .standalone();
 
     let got = oneshot(svc.clone(), req("POST", "/emit", "{}")).await;
@@ -127,13 +127,13 @@ async fn the_http_sink_posts_structured_json() {
     f.define(Stage::RELEASE, bus("orders")).await;
     let api = f.api("createOrder", "POST", "/orders", |_| {}).await;
     f.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
-    let sink = HttpEventSink::new().bus("orders", format!("http://{addr}/events"));
+    let sink = HttpEventSink::new().with_bus("orders", format!("http://{addr}/events"));
     let svc = f
         .layer()
-        .backends(
+        .with_backends(
             Backends::new()
-                .events(sink)
-                .event_type_prefix("com.example"),
+                .with_events(sink)
+                .with_event_type_prefix("com.example"),
         )
         .standalone();
     let got = oneshot(svc, req("POST", "/orders", "[1,2]")).await;

@@ -11,7 +11,7 @@ use common::{fx, oneshot, req, serve, upstream};
 use stagegate::backend::{
     ApiGatewayEvent, Backends, FunctionError, FunctionResponse, HttpFunctionInvoker, LocalFunctions,
 };
-use stagegate::{BackendKind, FunctionDefinition, Stage, StageDefinition};
+use stagegate::model::{BackendKind, FunctionDefinition, Stage, StageDefinition};
 
 fn event_fn(function: &str) -> StageDefinition {
     StageDefinition::FunctionCompute(FunctionDefinition::Event {
@@ -32,14 +32,14 @@ fn functions() -> LocalFunctions {
             .body_bytes()
             .map_err(|e| FunctionError::Failed(e.to_string()))?;
         Ok(FunctionResponse::new(201)
-            .header("content-type", "application/json")
-            .header("x-body-len", body.len().to_string())
-            .body(event.to_string())
+            .with_header("content-type", "application/json")
+            .with_header("x-body-len", body.len().to_string())
+            .with_body(event.to_string())
             .into_json())
     });
     f.register("orders", "binary", "LATEST", |_| async {
         Ok(FunctionResponse::new(200)
-            .binary_body(&[0xff, 0x00, 0x01])
+            .with_binary_body(&[0xff, 0x00, 0x01])
             .into_json())
     });
     f.register("orders", "malformed", "LATEST", |_| async {
@@ -60,7 +60,7 @@ async fn event_functions_get_the_trigger_event_and_answer_with_the_response() {
     f.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
     let svc = f
         .layer()
-        .backends(Backends::new().functions(functions()))
+        .with_backends(Backends::new().with_functions(functions()))
         .standalone();
 
     let mut r = req("POST", "/orders/a%20b?q=1&r=two", "{\"n\":1}");
@@ -92,7 +92,7 @@ async fn base64_answers_are_decoded() {
     f.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
     let svc = f
         .layer()
-        .backends(Backends::new().functions(functions()))
+        .with_backends(Backends::new().with_functions(functions()))
         .standalone();
     let got = oneshot(svc, req("GET", "/bin", "")).await;
     assert_eq!(got.status, 200);
@@ -113,7 +113,7 @@ async fn malformed_answers_unknown_functions_and_timeouts_are_gateway_errors() {
     }
     let svc = f
         .layer()
-        .backends(Backends::new().functions(functions()))
+        .with_backends(Backends::new().with_functions(functions()))
         .standalone();
 
     let got = oneshot(svc.clone(), req("GET", "/fn", "")).await;
@@ -178,7 +178,7 @@ async fn the_http_invoker_posts_the_event_to_the_functions_url() {
     );
     let svc = f
         .layer()
-        .backends(Backends::new().functions(invoker))
+        .with_backends(Backends::new().with_functions(invoker))
         .standalone();
     let got = oneshot(svc.clone(), req("GET", "/remote", "")).await;
     assert_eq!((got.status, got.text().as_str()), (202, "/remote"));

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{fx, oneshot, req, upstream};
-use stagegate::{
+use stagegate::model::{
     BackendKind, DiscoveryDefinition, HttpDefinition, MockDefinition, RegistryType, Stage,
     StageDefinition,
 };

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use common::{fx, oneshot, req};
 use stagegate::backend::{Backends, LocalObjectStores};
-use stagegate::{
+use stagegate::model::{
     ApiDefinition, BackendKind, OssAction, OssBinding, OssDefinition, OssPermissions, Stage,
     StageDefinition,
 };
@@ -95,7 +95,7 @@ async fn put_get_head_delete_round_trip_with_keys_from_parameters() {
     }
     let svc = f
         .layer()
-        .backends(Backends::new().object_stores(LocalObjectStores::new(&dir.0)))
+        .with_backends(Backends::new().with_object_stores(LocalObjectStores::new(&dir.0)))
         .standalone();
 
     let got = oneshot(
@@ -148,7 +148,7 @@ async fn traversal_is_refused() {
     f.cp.publish(&get.id, Stage::RELEASE, None).await.unwrap();
     let svc = f
         .layer()
-        .backends(Backends::new().object_stores(LocalObjectStores::new(&dir.0)))
+        .with_backends(Backends::new().with_object_stores(LocalObjectStores::new(&dir.0)))
         .standalone();
     for path in ["/files/..%2Fsecret", "/files/%2E%2E", "/files/a%2F%2Fb"] {
         let got = oneshot(svc.clone(), req("GET", path, "")).await;
@@ -184,7 +184,7 @@ async fn permissions_are_enforced_and_revoking_takes_effect_on_the_next_call() {
     std::fs::write(dir.0.join("assets/a.txt"), "hi").unwrap();
     let svc = f
         .layer()
-        .backends(Backends::new().object_stores(LocalObjectStores::new(&dir.0)))
+        .with_backends(Backends::new().with_object_stores(LocalObjectStores::new(&dir.0)))
         .standalone();
 
     let got = oneshot(svc.clone(), req("PUT", "/f/b.txt", "x")).await;
@@ -246,8 +246,8 @@ async fn large_objects_stream_both_ways() {
     f.cp.publish(&get.id, Stage::RELEASE, None).await.unwrap();
     let svc = f
         .layer()
-        .body_limit(64 << 20)
-        .backends(Backends::new().object_stores(LocalObjectStores::new(&dir.0)))
+        .with_body_limit(64 << 20)
+        .with_backends(Backends::new().with_object_stores(LocalObjectStores::new(&dir.0)))
         .standalone();
     // 12 MiB, more than two parts, sent as a stream of 64 KiB frames
     let chunk = Bytes::from(vec![7u8; 64 * 1024]);
@@ -343,10 +343,10 @@ async fn symbolic_links_never_lead_out_of_the_bucket() {
     )
     .unwrap();
     symlink(&outside.0, root.0.join("planted")).unwrap();
-    let stores = || Backends::new().object_stores(LocalObjectStores::new(&root.0));
+    let stores = || Backends::new().with_object_stores(LocalObjectStores::new(&root.0));
 
     let real = object_routes("assets").await;
-    let svc = real.layer().backends(stores()).standalone();
+    let svc = real.layer().with_backends(stores()).standalone();
     // The bucket itself still works.
     let got = oneshot(svc.clone(), req("GET", "/o/inside.txt", "")).await;
     assert_eq!((got.status, got.text()), (200, "inside".to_owned()));
@@ -403,7 +403,7 @@ async fn symbolic_links_never_lead_out_of_the_bucket() {
 
     // A link planted as a bucket is refused for every action.
     let planted = object_routes("planted").await;
-    let svc = planted.layer().backends(stores()).standalone();
+    let svc = planted.layer().with_backends(stores()).standalone();
     for (method, path) in [
         ("GET", "/o/secret.txt"),
         ("PUT", "/o/written.txt"),
@@ -433,7 +433,7 @@ async fn bucket_directories_are_owner_only() {
     let f = object_routes("assets").await;
     let svc = f
         .layer()
-        .backends(Backends::new().object_stores(LocalObjectStores::new(&root)))
+        .with_backends(Backends::new().with_object_stores(LocalObjectStores::new(&root)))
         .standalone();
     let got = oneshot(svc.clone(), req("PUT", "/o/a.txt", "x")).await;
     assert_eq!(got.status, 200, "{}", got.text());
@@ -456,7 +456,7 @@ async fn over_long_keys_are_a_client_error() {
     let f = object_routes("assets").await;
     let svc = f
         .layer()
-        .backends(Backends::new().object_stores(LocalObjectStores::new(&root.0)))
+        .with_backends(Backends::new().with_object_stores(LocalObjectStores::new(&root.0)))
         .standalone();
     let long = "k".repeat(5000);
     let segment = "s".repeat(300);

@@ -6,7 +6,8 @@ mod common;
 use common::{fx, oneshot, req, upstream};
 use stagegate::backend::{Backends, VpcError};
 use stagegate::{
-    BackendKind, ControlError, Stage, StageDefinition, VpcAccess, VpcAccessId, VpcDefinition,
+    ControlError,
+    model::{BackendKind, Stage, StageDefinition, VpcAccess, VpcAccessId, VpcDefinition},
 };
 
 fn vpc_def(id: &VpcAccessId) -> StageDefinition {
@@ -103,17 +104,16 @@ async fn orders_vpc_api(port: u16, method: &str) -> (common::Fx, VpcAccess) {
 async fn authorizations_without_an_address_go_through_the_resolver() {
     let up = upstream("resolved").await;
     let (f, access) = orders_vpc_api(up.port(), "POST").await;
-    let layer =
-        f.layer().backends(Backends::new().vpc_resolver(
-            |instance: &str, port: u16| match instance {
-                "i-orders" => Ok(format!("127.0.0.1:{port}")),
-                other => Err(VpcError::Unresolved {
-                    instance_id: other.into(),
-                    port,
-                    reason: "unknown instance".into(),
-                }),
-            },
-        ));
+    let layer = f.layer().with_backends(Backends::new().with_vpc_resolver(
+        |instance: &str, port: u16| match instance {
+            "i-orders" => Ok(format!("127.0.0.1:{port}")),
+            other => Err(VpcError::Unresolved {
+                instance_id: other.into(),
+                port,
+                reason: "unknown instance".into(),
+            }),
+        },
+    ));
     let got = oneshot(layer.standalone(), req("POST", "/orders", "hello")).await;
     assert_eq!(got.status, 200, "{}", got.text());
     assert_eq!(got.json()["tag"], "resolved");
@@ -137,8 +137,8 @@ async fn authorizations_without_an_address_go_through_the_resolver() {
 async fn a_resolved_call_forwards_the_target_authority_as_the_forwarded_host() {
     let up = upstream("resolved").await;
     let (f, _access) = orders_vpc_api(up.port(), "GET").await;
-    let layer = f.layer().backends(
-        Backends::new().vpc_resolver(|_: &str, port: u16| Ok(format!("127.0.0.1:{port}"))),
+    let layer = f.layer().with_backends(
+        Backends::new().with_vpc_resolver(|_: &str, port: u16| Ok(format!("127.0.0.1:{port}"))),
     );
     let request = http::Request::builder()
         .uri("http://api.example.com/orders")

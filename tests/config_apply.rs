@@ -549,8 +549,8 @@ async fn a_backend_type_change_and_a_vpc_access_by_id_are_refused_with_their_fie
 mod admin {
     use super::*;
     use axum::body::Body;
-    use stagegate::Secret;
     use stagegate::admin::AdminApi;
+    use stagegate::model::Secret;
 
     const TOKEN: &str = "config-test-token";
 
@@ -654,7 +654,7 @@ mod admin {
         let cp = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
         let gateway = GatewayLayer::new(cp.snapshot_handle()).standalone();
         let router = AdminApi::new(Arc::clone(&cp), Secret::new(TOKEN), gateway)
-            .body_limit(64 * 1024)
+            .with_body_limit(64 * 1024)
             .router();
         cp.apply_document(&doc(&first_doc("http://127.0.0.1:9")), PlanScope::Whole)
             .await

@@ -6,9 +6,12 @@ use std::sync::Arc;
 use http::Method;
 use stagegate::store::{MemoryStore, Store};
 use stagegate::{
-    ApiDefinition, AppCodeMode, BackendKind, BackendPatch, BackendService, ControlError,
-    ControlPlane, HttpDefinition, MockDefinition, NewApp, NewBackend, NewGroup, ReportResult,
-    Stage, StageDefinition,
+    ControlError, ControlPlane,
+    control::{BackendPatch, NewApp, NewBackend, NewGroup, ReportResult},
+    model::{
+        ApiDefinition, AppCodeMode, BackendKind, BackendService, HttpDefinition, MockDefinition,
+        Stage, StageDefinition,
+    },
 };
 
 fn http(url: &str) -> StageDefinition {
@@ -43,7 +46,7 @@ async fn cp_with_mock_backend() -> (ControlPlane, BackendService) {
 fn live_url(cp: &ControlPlane, stage: &Stage, path: &str) -> Option<String> {
     let snap = cp.snapshot();
     let m = snap.resolve(None, stage, &Method::GET, path)?;
-    match &*m.route().definition {
+    match m.route().definition() {
         StageDefinition::Http(h) => Some(h.url.clone()),
         other => Some(format!("{other:?}")),
     }
@@ -51,8 +54,8 @@ fn live_url(cp: &ControlPlane, stage: &Stage, path: &str) -> Option<String> {
 
 struct Setup {
     cp: ControlPlane,
-    backend: stagegate::BackendService,
-    group: stagegate::Group,
+    backend: stagegate::model::BackendService,
+    group: stagegate::model::Group,
 }
 
 async fn setup() -> Setup {
@@ -294,7 +297,7 @@ async fn publishing_snapshots_the_draft() {
         .unwrap();
     let mut a = api(&s, "getItem", "/items/[id]").await;
     s.cp.publish(&a.id, Stage::TEST, None).await.unwrap();
-    a.request.path = stagegate::PathTemplate::parse("/things/[id]").unwrap();
+    a.request.path = stagegate::model::PathTemplate::parse("/things/[id]").unwrap();
     s.cp.update_api(a.clone()).await.unwrap();
     assert!(
         live_url(&s.cp, &Stage::TEST, "/items/1").is_some(),
@@ -320,7 +323,7 @@ async fn deployment_history_and_rollback() {
         s.cp.publish(&a.id, Stage::TEST, Some("v1".into()))
             .await
             .unwrap();
-    a.request.path = stagegate::PathTemplate::parse("/v2/items").unwrap();
+    a.request.path = stagegate::model::PathTemplate::parse("/v2/items").unwrap();
     s.cp.update_api(a.clone()).await.unwrap();
     let second =
         s.cp.publish(&a.id, Stage::TEST, Some("v2".into()))
@@ -621,14 +624,14 @@ async fn a_base_path_change_moves_published_routes_and_other_changes_keep_them()
     assert_eq!(hit("/v1/ping"), None);
     assert_eq!(hit("/v2/ping").as_deref(), Some("pingApi"));
     assert_eq!(hit("/v2/pong/7").as_deref(), Some("pongApi"));
-    assert_eq!(pong_route().template.as_str(), "/v2/pong/[id]");
+    assert_eq!(pong_route().template().as_str(), "/v2/pong/[id]");
     assert!(!Arc::ptr_eq(&before, &pong_route()));
 
     // And none moves them back.
     cp.update_group(&g.id, group(None)).await.unwrap();
     assert_eq!(hit("/v2/ping"), None);
     assert_eq!(hit("/ping").as_deref(), Some("pingApi"));
-    assert_eq!(pong_route().template.as_str(), "/pong/[id]");
+    assert_eq!(pong_route().template().as_str(), "/pong/[id]");
 }
 
 #[tokio::test]
@@ -794,7 +797,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
     }
     // paths
     for bad in ["/users/[id", "users", "/a//b", "/a/[x]y", "/*/x"] {
-        assert!(stagegate::PathTemplate::parse(bad).is_err(), "{bad}");
+        assert!(stagegate::model::PathTemplate::parse(bad).is_err(), "{bad}");
         assert!(
             ApiDefinition::builder(
                 s.group.id.clone(),
@@ -807,7 +810,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
         );
     }
     // unknown ids
-    let ghost = stagegate::BackendId::generate();
+    let ghost = stagegate::model::BackendId::generate();
     assert!(matches!(
         s.cp.set_stage_definition(&ghost, Stage::TEST, http("http://h"))
             .await,
@@ -819,7 +822,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
         Err(ControlError::NotFound { .. })
     ));
     let orphan = ApiDefinition::builder(
-        stagegate::GroupId::generate(),
+        stagegate::model::GroupId::generate(),
         "orphanApi",
         "GET",
         "/o",
@@ -831,13 +834,13 @@ async fn bad_input_is_refused_and_changes_nothing() {
         Err(ControlError::NotFound { .. })
     ));
     assert!(matches!(
-        s.cp.publish(&stagegate::ApiId::generate(), Stage::TEST, None)
+        s.cp.publish(&stagegate::model::ApiId::generate(), Stage::TEST, None)
             .await,
         Err(ControlError::NotFound { .. })
     ));
     // unknown stages and over-long fields
     assert!(Stage::parse("STAGING").is_err());
-    let long = NewBackend::new("longDesc", BackendKind::Http).description("d".repeat(181));
+    let long = NewBackend::new("longDesc", BackendKind::Http).with_description("d".repeat(181));
     assert!(matches!(
         s.cp.create_backend(long).await,
         Err(ControlError::Validation(_))
@@ -883,7 +886,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
         Err(ControlError::AlreadyExists { .. })
     ));
     let mut bad = a.clone();
-    bad.parameters.push(stagegate::RequestParameter {
+    bad.parameters.push(stagegate::model::RequestParameter {
         name: "q".into(),
         regex: Some("(unclosed".into()),
         ..Default::default()
@@ -893,9 +896,9 @@ async fn bad_input_is_refused_and_changes_nothing() {
         Err(ControlError::Validation(_))
     ));
     let mut bad = a.clone();
-    bad.parameters.push(stagegate::RequestParameter {
+    bad.parameters.push(stagegate::model::RequestParameter {
         name: "nope".into(),
-        location: stagegate::ParamLocation::Path,
+        location: stagegate::model::ParamLocation::Path,
         ..Default::default()
     });
     assert!(matches!(
@@ -1060,7 +1063,7 @@ async fn export_then_import_reproduces_the_configuration_all_or_nothing() {
     assert!(fresh.import(bad).await.is_err());
     let mut bad = doc.clone();
     let mut twin = bad.apis[0].clone();
-    twin.id = stagegate::ApiId::generate();
+    twin.id = stagegate::model::ApiId::generate();
     twin.name = "twinApi".into();
     let mut dep = bad.deployments[0].clone();
     dep.api_id = twin.id.clone();
@@ -1083,7 +1086,7 @@ async fn export_then_import_reproduces_the_configuration_all_or_nothing() {
     assert_eq!(fresh.records().await, before, "nothing changed");
 
     // importing an empty document clears everything
-    let empty = stagegate::ConfigExport {
+    let empty = stagegate::control::ConfigExport {
         backends: vec![],
         vpc_access: vec![],
         groups: vec![],

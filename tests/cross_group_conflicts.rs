@@ -9,13 +9,14 @@ use std::sync::Arc;
 use http::Method;
 use stagegate::store::MemoryStore;
 use stagegate::{
-    ApiDefinition, BackendKind, ControlError, ControlPlane, Group, MockDefinition, NewBackend,
-    NewGroup, Stage, StageDefinition,
+    ControlError, ControlPlane,
+    control::{NewBackend, NewGroup},
+    model::{ApiDefinition, BackendKind, Group, MockDefinition, Stage, StageDefinition},
 };
 
 struct World {
     cp: Arc<ControlPlane>,
-    backend: stagegate::BackendId,
+    backend: stagegate::model::BackendId,
 }
 
 async fn world() -> World {
@@ -256,7 +257,7 @@ async fn the_admin_api_answers_409_naming_the_api() {
     let gateway = stagegate::GatewayLayer::new(w.cp.snapshot_handle()).standalone();
     let admin = stagegate::admin::AdminApi::new(
         Arc::clone(&w.cp),
-        stagegate::Secret::new("admin-test-token"),
+        stagegate::model::Secret::new("admin-test-token"),
         gateway,
     );
     let req = Request::post(format!("/apis/{}/publish", api.id))

@@ -15,8 +15,9 @@ use http::Request;
 use http_body_util::Full;
 use stagegate::store::MemoryStore;
 use stagegate::{
-    ApiDefinition, BackendKind, ControlPlane, GatewayLayer, HttpDefinition, MockDefinition,
-    NewBackend, NewGroup, Stage, StageDefinition,
+    ControlPlane, GatewayLayer,
+    control::{NewBackend, NewGroup},
+    model::{ApiDefinition, BackendKind, HttpDefinition, MockDefinition, Stage, StageDefinition},
 };
 
 fn http(addr: std::net::SocketAddr) -> StageDefinition {
@@ -35,8 +36,8 @@ fn mock(status: u16, body: &str) -> StageDefinition {
 
 struct Fixture {
     cp: Arc<ControlPlane>,
-    backend: stagegate::BackendService,
-    group: stagegate::Group,
+    backend: stagegate::model::BackendService,
+    group: stagegate::model::Group,
 }
 
 async fn fixture(kind: BackendKind) -> Fixture {
@@ -315,7 +316,7 @@ async fn a_large_streamed_body_passes_when_the_limit_allows() {
     f.define(Stage::RELEASE, http(up)).await;
     let p = f.api("bigUpload", "PUT", "/big", |_| {}).await;
     f.release(&p).await;
-    let addr = serve(f.layer().body_limit(200 * 1024 * 1024).standalone()).await;
+    let addr = serve(f.layer().with_body_limit(200 * 1024 * 1024).standalone()).await;
     // a chunked 100 MiB body, generated on the fly
     let chunks = futures_util::stream::iter((0..100).map(|_| {
         Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from(vec![7u8; 1024 * 1024])))
@@ -349,7 +350,11 @@ async fn limits_timeouts_and_refused_connections_are_gateway_errors() {
     let body = f.api("bodyApi", "POST", "/body", |_| {}).await;
     f.release(&slow).await;
     f.release(&body).await;
-    let svc = f.layer().body_limit(1024).header_limit(2048).standalone();
+    let svc = f
+        .layer()
+        .with_body_limit(1024)
+        .with_header_limit(2048)
+        .standalone();
     let got = oneshot(svc.clone(), get_req("/sleep/2000")).await;
     assert_eq!(
         (got.status, got.header("x-ca-error-code")),
@@ -410,7 +415,7 @@ async fn app_apis_need_credentials_and_debug_mode_reports_the_exchange() {
         f.backend.id.clone(),
     )
     .unwrap();
-    a.appcode_auth = stagegate::AppCodeMode::Header;
+    a.appcode_auth = stagegate::model::AppCodeMode::Header;
     let a = f.cp.create_api(a).await.unwrap();
     f.release(&a).await;
     let svc = f.layer().standalone();
@@ -420,7 +425,7 @@ async fn app_apis_need_credentials_and_debug_mode_reports_the_exchange() {
         (400, Some("A400MA"))
     );
     let app =
-        f.cp.create_app(stagegate::NewApp {
+        f.cp.create_app(stagegate::control::NewApp {
             name: "caller_app".into(),
             ..Default::default()
         })

@@ -285,9 +285,9 @@ impl Http {
 /// The headers of a GET of `url` in TEST signed as `app` (as the admin API created it), with a
 /// fresh nonce each call.
 fn signed_headers(app: &Value, url: &str) -> Vec<(String, String)> {
-    let signer = stagegate::Signer::new(
+    let signer = stagegate::auth::Signer::new(
         app["app_key"].as_str().unwrap(),
-        stagegate::Secret::new(app["app_secret"].as_str().unwrap()),
+        stagegate::model::Secret::new(app["app_secret"].as_str().unwrap()),
     )
     .unwrap()
     .with_stage("TEST")

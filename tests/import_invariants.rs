@@ -9,8 +9,11 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use stagegate::store::MemoryStore;
 use stagegate::{
-    ApiDefinition, BackendKind, ConfigExport, ControlPlane, HttpDefinition, MockDefinition, NewApp,
-    NewBackend, NewGroup, Secret, Stage, StageDefinition,
+    ControlPlane,
+    control::{ConfigExport, NewApp, NewBackend, NewGroup},
+    model::{
+        ApiDefinition, BackendKind, HttpDefinition, MockDefinition, Secret, Stage, StageDefinition,
+    },
 };
 
 fn mock(body: &str) -> StageDefinition {

@@ -7,8 +7,12 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use stagegate::store::{Change, Expect, MemoryStore, Store, Write};
 use stagegate::{
-    ApiDefinition, ApiId, BackendId, BackendKind, ControlPlane, HttpDefinition, NewBackend,
-    NewGroup, PathTemplate, ReportResult, Stage, StageDefinition,
+    ControlPlane,
+    control::{NewBackend, NewGroup, ReportResult},
+    model::{
+        ApiDefinition, ApiId, BackendId, BackendKind, HttpDefinition, PathTemplate, Stage,
+        StageDefinition,
+    },
 };
 
 #[derive(Debug, Clone)]
@@ -66,7 +70,7 @@ async fn published_using(cp: &ControlPlane, b: &BackendId, s: &Stage) -> BTreeSe
         .collect()
 }
 
-async fn check_invariants(cp: &ControlPlane, apis: &[ApiId], group: &stagegate::GroupId) {
+async fn check_invariants(cp: &ControlPlane, apis: &[ApiId], group: &stagegate::model::GroupId) {
     let snap = cp.snapshot();
     for stage in Stage::BUILT_IN {
         let mut published = 0;

@@ -11,9 +11,12 @@ use http::Request;
 use http_body_util::Full;
 use stagegate::store::MemoryStore;
 use stagegate::{
-    ApiDefinition, BackendKind, ConstantParameter, ControlPlane, GatewayLayer, GatewayService,
-    HttpDefinition, NewBackend, NewGroup, ParamLocation, ParamType, RequestMode, RequestParameter,
-    Stage, StageDefinition, SystemParam, SystemParameter,
+    ControlPlane, GatewayLayer, GatewayService,
+    control::{NewBackend, NewGroup},
+    model::{
+        ApiDefinition, BackendKind, ConstantParameter, HttpDefinition, ParamLocation, ParamType,
+        RequestMode, RequestParameter, Stage, StageDefinition, SystemParam, SystemParameter,
+    },
 };
 
 fn param(name: &str, location: ParamLocation, t: ParamType) -> RequestParameter {

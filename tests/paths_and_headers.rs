@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use common::{Fx, fx, serve, upstream};
 use stagegate::{
-    BackendKind, HttpDefinition, MockDefinition, NewGroup, ParamLocation, RequestParameter, Stage,
-    StageDefinition, SystemParam, SystemParameter,
+    control::NewGroup,
+    model::{
+        BackendKind, HttpDefinition, MockDefinition, ParamLocation, RequestParameter, Stage,
+        StageDefinition, SystemParam, SystemParameter,
+    },
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -212,7 +215,7 @@ async fn the_upstream_receives_the_exact_path_that_was_checked() {
 #[tokio::test]
 async fn allow_encoded_slash_is_for_path_parameters_only() {
     let fx = fx(BackendKind::Mock).await;
-    let mut api = stagegate::ApiDefinition::builder(
+    let mut api = stagegate::model::ApiDefinition::builder(
         fx.group.id.clone(),
         "queryKey",
         "GET",
@@ -252,7 +255,10 @@ async fn an_absolute_form_target_chooses_the_group_over_host() {
     fx.define(Stage::TEST, mock("group a")).await;
     let b_backend = fx
         .cp
-        .create_backend(stagegate::NewBackend::new("backendTwo", BackendKind::Mock))
+        .create_backend(stagegate::control::NewBackend::new(
+            "backendTwo",
+            BackendKind::Mock,
+        ))
         .await
         .unwrap();
     fx.cp
@@ -284,10 +290,15 @@ async fn an_absolute_form_target_chooses_the_group_over_host() {
         (&a.id, &fx.backend.id, "whoA"),
         (&b.id, &b_backend.id, "whoB"),
     ] {
-        let api =
-            stagegate::ApiDefinition::builder(group.clone(), name, "GET", "/who", backend.clone())
-                .unwrap()
-                .anonymous();
+        let api = stagegate::model::ApiDefinition::builder(
+            group.clone(),
+            name,
+            "GET",
+            "/who",
+            backend.clone(),
+        )
+        .unwrap()
+        .anonymous();
         let api = fx.cp.create_api(api).await.unwrap();
         fx.cp.publish(&api.id, Stage::TEST, None).await.unwrap();
     }

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::services;
+use stagegate::ControlPlane;
+use stagegate::control::NewBackend;
 use stagegate::model::{BackendKind, Group};
 use stagegate::store::{Entity, Expect, Key, PostgresStore, Store, StoreError, Write};
-use stagegate::{ControlPlane, NewBackend};
 
 /// A throwaway schema in the `test` database, dropped when this is dropped.
 struct Schema {
@@ -477,7 +478,7 @@ async fn an_unreachable_database_answers_503_naming_the_store() {
     let gateway = stagegate::GatewayLayer::new(control.snapshot_handle()).standalone();
     let api = stagegate::admin::AdminApi::new(
         Arc::clone(&control),
-        stagegate::Secret::new("pg-admin-token"),
+        stagegate::model::Secret::new("pg-admin-token"),
         gateway,
     );
     let call = |body: &'static str| {

@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use stagegate::{
+use stagegate::proxy::{
     ForwardContext, GatewayBody, HttpForwarder, ProxyError, TargetError, UpstreamTarget,
 };
 use tokio::net::TcpListener;
@@ -438,9 +438,9 @@ async fn stalled_response_body_ends_with_an_error_at_the_deadline() {
         .expect("headers arrive in time");
     let err = res.into_body().collect().await.expect_err("body is cut");
     assert!(started.elapsed() < Duration::from_secs(2));
-    let body_err = err.downcast_ref::<stagegate::BodyError>();
+    let body_err = err.downcast_ref::<stagegate::proxy::BodyError>();
     assert!(
-        matches!(body_err, Some(stagegate::BodyError::Timeout)),
+        matches!(body_err, Some(stagegate::proxy::BodyError::Timeout)),
         "{err:?}"
     );
 }
@@ -675,7 +675,9 @@ async fn connections_the_backend_closed_while_idle_are_not_fatal() {
 #[tokio::test]
 async fn pool_max_idle_zero_opens_a_connection_per_request() {
     let upstream = spawn_upstream(None, echo).await;
-    let forwarder = HttpForwarder::builder().pool_max_idle_per_host(0).build();
+    let forwarder = HttpForwarder::builder()
+        .with_pool_max_idle_per_host(0)
+        .build();
     let target = upstream.target("http");
     for _ in 0..3 {
         let res = get(&forwarder, &target, "/").await;
@@ -745,7 +747,7 @@ async fn a_response_header_over_the_limit_is_d502_over_http2_and_http1() {
     }
     // HTTP/1.1, with a limit of its own
     let forwarder = HttpForwarder::builder()
-        .max_response_header_bytes(16 * 1024)
+        .with_max_response_header_bytes(16 * 1024)
         .build();
     for (size, over) in [(10 << 10, false), (20 << 10, true)] {
         let upstream = big_header_upstream(None, size).await;

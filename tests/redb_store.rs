@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use stagegate::model::{ApiDefinition, BackendId, Group, GroupId, Stage};
 use stagegate::store::{
     Change, CommitSync, Deployment, Entity, EntityKind, Expect, Key, Loaded, RedbStore, Store,
     StoreError, Versioned, Write,
 };
-use stagegate::{ApiDefinition, BackendId, Group, GroupId, Stage};
 
 /// A database file that is removed when the test is done with it.
 struct TempDb(PathBuf);
@@ -978,9 +978,9 @@ async fn the_feed_is_bounded_by_the_retention_window_and_a_lagging_node_resyncs(
         .await
         .unwrap();
     let doomed = writer
-        .create_backend(stagegate::NewBackend::new(
+        .create_backend(stagegate::control::NewBackend::new(
             "doomed",
-            stagegate::BackendKind::Mock,
+            stagegate::model::BackendKind::Mock,
         ))
         .await
         .unwrap();
@@ -988,9 +988,9 @@ async fn the_feed_is_bounded_by_the_retention_window_and_a_lagging_node_resyncs(
     writer.delete_backend(&doomed.id).await.unwrap();
     for i in 0..20 {
         writer
-            .create_backend(stagegate::NewBackend::new(
+            .create_backend(stagegate::control::NewBackend::new(
                 format!("window{i}"),
-                stagegate::BackendKind::Mock,
+                stagegate::model::BackendKind::Mock,
             ))
             .await
             .unwrap();

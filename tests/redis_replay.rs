@@ -22,9 +22,9 @@ use http_body_util::Full;
 use stagegate::auth::RedisReplayGuard;
 use stagegate::store::MemoryStore;
 use stagegate::{
-    App, AppAuthenticator, BackendKind, ControlPlane, ErrorCode, GatewayLayer, GatewayService,
-    MockDefinition, NewApp, NewBackend, NewGroup, ReplayError, ReplayGuard, Signer, Stage,
-    StageDefinition,
+    ControlPlane, ErrorCode, GatewayLayer, GatewayService, auth::ReplayError, auth::ReplayGuard,
+    auth::Signer, control::NewApp, control::NewBackend, control::NewGroup, layer::AppAuthenticator,
+    model::App, model::BackendKind, model::MockDefinition, model::Stage, model::StageDefinition,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -66,7 +66,7 @@ async fn config() -> Config {
         .unwrap();
     for (name, path, forced) in [("plain", "/s", false), ("forced", "/nonce", true)] {
         let mut a =
-            stagegate::ApiDefinition::builder(g.id.clone(), name, "GET", path, b.id.clone())
+            stagegate::model::ApiDefinition::builder(g.id.clone(), name, "GET", path, b.id.clone())
                 .unwrap();
         a.force_nonce_check = forced;
         let a = cp.create_api(a).await.unwrap();
@@ -82,7 +82,7 @@ impl Config {
     /// A gateway node on this configuration whose nonces go to `guard`.
     fn node(&self, guard: RedisReplayGuard) -> GatewayService {
         GatewayLayer::new(self.cp.snapshot_handle())
-            .authenticator(AppAuthenticator::new(guard))
+            .with_authenticator(AppAuthenticator::new(guard))
             .standalone()
     }
 
@@ -436,7 +436,8 @@ async fn hostile_nonces_are_refused_before_they_reach_redis() {
     // so no connection was even tried.
     let port = common::dead_port().await;
     let g = guard(&format!("redis://127.0.0.1:{port}"), "sg:hostile:");
-    let long = "n".repeat(stagegate::MAX_NONCE_LEN + 1);
+    // One byte over the verifier's 256-byte nonce limit.
+    let long = "n".repeat(257);
     for nonce in [long.as_str(), "bin\u{0}ary", "cr\r\nlf", "\u{ff}\u{fe}", ""] {
         let started = Instant::now();
         let got = g.check_and_remember("203", nonce, 0).await;

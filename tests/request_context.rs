@@ -16,9 +16,14 @@ use http_body::{Body, Frame};
 use jiff::Timestamp;
 use stagegate::store::{BoxFuture, MemoryStore};
 use stagegate::{
-    ApiDefinition, AuthRequest, Authenticator, BackendKind, Caller, ControlPlane, GatewayError,
-    GatewayLayer, HttpDefinition, LiveRoute, NewBackend, NewGroup, ParamLocation, Stage,
-    StageDefinition, SystemParam, SystemParameter,
+    Caller, ControlPlane, GatewayError, GatewayLayer,
+    control::{NewBackend, NewGroup},
+    layer::{AuthRequest, Authenticator},
+    model::{
+        ApiDefinition, BackendKind, HttpDefinition, ParamLocation, Stage, StageDefinition,
+        SystemParam, SystemParameter,
+    },
+    routing::LiveRoute,
 };
 
 /// A request body whose bytes arrive when the test sends them.
@@ -89,7 +94,7 @@ async fn arrival_time_is_taken_before_the_body_and_shared_by_auth_and_handle_tim
     cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();
     let seen = Recorder::default();
     let svc = GatewayLayer::new(cp.snapshot_handle())
-        .authenticator(seen.clone())
+        .with_authenticator(seen.clone())
         .standalone();
 
     let (tx, rx) = tokio::sync::mpsc::channel(1);

@@ -18,8 +18,9 @@ use stagegate::store::{
     Store, StoreError, Versioned, Write, is_sealed,
 };
 use stagegate::{
-    App, AppCodeMode, BackendKind, ControlPlane, GatewayLayer, MockDefinition, NewApp, NewBackend,
-    NewGroup, Signer, Stage, StageDefinition,
+    ControlPlane, GatewayLayer, auth::Signer, control::NewApp, control::NewBackend,
+    control::NewGroup, model::App, model::AppCodeMode, model::BackendKind, model::MockDefinition,
+    model::Stage, model::StageDefinition,
 };
 
 fn key(byte: u8) -> SecretsKey {
@@ -204,7 +205,7 @@ async fn a_tampered_value_refuses_to_start_and_changes_nothing() {
     let mut chars: Vec<char> = sealed.chars().collect();
     let last = chars.len() - 3;
     chars[last] = if chars[last] == 'A' { 'B' } else { 'A' };
-    at_rest.codes[0] = stagegate::Secret::new(chars.into_iter().collect::<String>());
+    at_rest.codes[0] = stagegate::model::Secret::new(chars.into_iter().collect::<String>());
     raw.commit(vec![Write::put(
         Entity::App(at_rest),
         Expect::Version(version),
@@ -251,7 +252,7 @@ async fn plaintext_in_an_existing_store_is_sealed_on_write_or_all_at_once() {
     // the next write of `a` seals it
     cp.update_app(
         &a.id,
-        stagegate::AppPatch {
+        stagegate::control::AppPatch {
             description: Some("touched".into()),
             ..Default::default()
         },
@@ -311,9 +312,14 @@ async fn the_gateway_verifies_with_the_opened_secrets() {
         })
         .await
         .unwrap();
-    let mut api =
-        stagegate::ApiDefinition::builder(g.id.clone(), "sealedApi", "GET", "/x", b.id.clone())
-            .unwrap();
+    let mut api = stagegate::model::ApiDefinition::builder(
+        g.id.clone(),
+        "sealedApi",
+        "GET",
+        "/x",
+        b.id.clone(),
+    )
+    .unwrap();
     api.appcode_auth = AppCodeMode::Header;
     let api = cp.create_api(api).await.unwrap();
     cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();

@@ -108,8 +108,8 @@ async fn get(s: &mut TcpStream, path: &str) -> String {
 
 fn quick_headers() -> Server {
     Server::new()
-        .header_read_timeout(Duration::from_millis(300))
-        .idle_timeout(Duration::from_secs(30))
+        .with_header_read_timeout(Duration::from_millis(300))
+        .with_idle_timeout(Duration::from_secs(30))
 }
 
 #[tokio::test]
@@ -186,8 +186,8 @@ async fn a_head_trickled_a_byte_at_a_time_is_cut_off() {
 async fn a_kept_alive_connection_is_closed_when_idle_but_not_while_a_request_is_slow() {
     let server = start(
         Server::new()
-            .header_read_timeout(Duration::from_secs(10))
-            .idle_timeout(Duration::from_millis(300)),
+            .with_header_read_timeout(Duration::from_secs(10))
+            .with_idle_timeout(Duration::from_millis(300)),
     )
     .await;
     let mut s = TcpStream::connect(server.addr).await.unwrap();
@@ -214,7 +214,7 @@ async fn a_kept_alive_connection_is_closed_when_idle_but_not_while_a_request_is_
 #[tokio::test]
 async fn the_cap_refuses_the_connection_beyond_it_and_recovers_when_one_closes() {
     let limit = ConnectionLimit::new(2);
-    let server = start(Server::new().connection_limit(limit.clone())).await;
+    let server = start(Server::new().with_connection_limit(limit.clone())).await;
     let mut a = TcpStream::connect(server.addr).await.unwrap();
     let mut b = TcpStream::connect(server.addr).await.unwrap();
     get(&mut a, "/").await;
@@ -254,9 +254,9 @@ async fn shutdown_closes_idle_connections_at_once_and_lets_a_request_in_flight_f
     // A grace period of 30 s, as the example gateway has: nothing here may wait for it.
     let server = start(
         Server::new()
-            .header_read_timeout(Duration::from_secs(20))
-            .idle_timeout(Duration::from_secs(20))
-            .shutdown_grace(Duration::from_secs(30)),
+            .with_header_read_timeout(Duration::from_secs(20))
+            .with_idle_timeout(Duration::from_secs(20))
+            .with_shutdown_grace(Duration::from_secs(30)),
     )
     .await;
     let mut kept_alive = TcpStream::connect(server.addr).await.unwrap();
@@ -313,8 +313,8 @@ async fn an_idle_http2_connection_is_closed_and_does_not_hold_up_shutdown() {
 
     let server = start(
         Server::new()
-            .header_read_timeout(Duration::from_secs(10))
-            .idle_timeout(Duration::from_millis(300)),
+            .with_header_read_timeout(Duration::from_secs(10))
+            .with_idle_timeout(Duration::from_millis(300)),
     )
     .await;
     // prior-knowledge HTTP/2

@@ -8,8 +8,11 @@ use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request};
 use serde_json::Value;
 use stagegate::{
-    AuthError, MemoryReplayGuard, Secret, SignatureMethod, SignaturePolicy, Verified, is_form,
-    sign, string_to_sign, verify, verify_signature,
+    auth::{
+        AuthError, MemoryReplayGuard, SignaturePolicy, Verified, is_form, sign, string_to_sign,
+        verify, verify_signature,
+    },
+    model::{Secret, SignatureMethod},
 };
 
 /// Polls a future that never waits (the in-memory guard answers at once).
@@ -145,7 +148,7 @@ fn client_cases() -> Vec<Case> {
 }
 
 fn policy() -> SignaturePolicy {
-    SignaturePolicy::default().allow(SignatureMethod::HmacSha1)
+    SignaturePolicy::default().with_method(SignatureMethod::HmacSha1)
 }
 
 fn run(c: &Case, parts: &Parts, body: &[u8]) -> Result<Verified<String>, AuthError> {

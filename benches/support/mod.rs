@@ -3,8 +3,9 @@
 
 use stagegate::store::MemoryStore;
 use stagegate::{
-    ApiDefinition, BackendKind, ControlPlane, GroupId, MockDefinition, NewBackend, NewGroup, Stage,
-    StageDefinition,
+    ControlPlane,
+    control::{NewBackend, NewGroup},
+    model::{ApiDefinition, BackendKind, GroupId, MockDefinition, Stage, StageDefinition},
 };
 
 pub fn runtime() -> tokio::runtime::Runtime {
@@ -19,7 +20,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 pub struct Fleet {
     pub cp: ControlPlane,
     pub groups: Vec<GroupId>,
-    pub backend: stagegate::BackendId,
+    pub backend: stagegate::model::BackendId,
     /// Paths that hit (static, param and match-all in turn).
     pub hits: Vec<String>,
     /// Paths that miss: inside existing groups and outside any.

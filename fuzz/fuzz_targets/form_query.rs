@@ -21,9 +21,12 @@ use http::{HeaderMap, HeaderValue, Method, Request, Uri};
 use libfuzzer_sys::fuzz_target;
 use stagegate::routing::Compiled;
 use stagegate::{
-    ApiDefinition, AppCodeMode, AuthError, BackendId, BodyAction, GroupId, MappingInput,
-    ParamLocation, RequestMode, RequestParameter, Stage, SystemValues, appcode_from_request,
-    map_request, string_to_sign,
+    auth::{AuthError, appcode_from_request, string_to_sign},
+    mapping::{BodyAction, MappingInput, SystemValues, map_request},
+    model::{
+        ApiDefinition, AppCodeMode, BackendId, GroupId, ParamLocation, RequestMode,
+        RequestParameter, Stage,
+    },
 };
 use stagegate_fuzz::{decode_strict, fields, raw_pairs, reference_params};
 

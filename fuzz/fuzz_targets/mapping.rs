@@ -23,10 +23,14 @@ use http::{HeaderMap, HeaderName};
 use libfuzzer_sys::fuzz_target;
 use stagegate::routing::Compiled;
 use stagegate::{
-    ApiDefinition, BackendId, BodyAction, ConstantParameter, GroupId, MAPPING_HEADER_ALLOWLIST,
-    MAPPING_HEADER_PREFIXES, MappingError, MappingInput, ParamLocation, ParamType, RequestMode,
-    RequestParameter, Segment, Stage, SystemParam, SystemParameter, SystemValues, map_request,
-    needs_form_body,
+    mapping::{
+        BodyAction, MAPPING_HEADER_ALLOWLIST, MAPPING_HEADER_PREFIXES, MappingError, MappingInput,
+        SystemValues, map_request, needs_form_body,
+    },
+    model::{
+        ApiDefinition, BackendId, ConstantParameter, GroupId, ParamLocation, ParamType,
+        RequestMode, RequestParameter, Segment, Stage, SystemParam, SystemParameter,
+    },
 };
 use stagegate_fuzz::{parse_request, percent_decode};
 
@@ -293,7 +297,7 @@ fn check_path(
         );
         return;
     };
-    let template = stagegate::PathTemplate::parse(template).expect("a valid backend path");
+    let template = stagegate::model::PathTemplate::parse(template).expect("a valid backend path");
     let mut out = path.split('/').skip(1);
     for segment in template.segments() {
         let got = out.next().expect("every template segment is written");

@@ -17,7 +17,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stagegate::{PathTemplate, Segment};
+use stagegate::model::{PathTemplate, Segment};
 use stagegate_fuzz::fields;
 
 fuzz_target!(|data: &[u8]| {

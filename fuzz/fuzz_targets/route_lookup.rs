@@ -25,8 +25,10 @@ use http_body_util::{BodyExt, Full};
 use libfuzzer_sys::fuzz_target;
 use stagegate::store::MemoryStore;
 use stagegate::{
-    ApiDefinition, BackendKind, ControlPlane, GatewayLayer, GatewayService, MockDefinition,
-    NewBackend, NewGroup, RouteMatch, Segment, Snapshot, Stage, StageDefinition,
+    ControlPlane, GatewayLayer, GatewayService,
+    control::{NewBackend, NewGroup},
+    model::{ApiDefinition, BackendKind, MockDefinition, Segment, Stage, StageDefinition},
+    routing::{RouteMatch, Snapshot},
 };
 use stagegate_fuzz::{block_on, parse_request};
 use tower_service::Service;
@@ -77,7 +79,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| block_on(fixture()));
 
 async fn fixture() -> Fixture {
     let cp = ControlPlane::open(MemoryStore::new()).await.expect("opens");
-    let mut groups: Vec<(&str, stagegate::GroupId)> = Vec::new();
+    let mut groups: Vec<(&str, stagegate::model::GroupId)> = Vec::new();
     let mut domains = Vec::new();
     for (i, &(group, base, domain, method, path)) in ROUTES.iter().enumerate() {
         let group_id = match groups.iter().find(|(n, _)| *n == group) {
@@ -226,7 +228,7 @@ fn check_match(fixture: &Fixture, m: &RouteMatch, method: &Method, path: &str, h
         );
     }
     let mut rebuilt = String::new();
-    for segment in route.template.segments() {
+    for segment in route.template().segments() {
         rebuilt.push('/');
         match segment {
             Segment::Literal(l) => rebuilt.push_str(l),
@@ -238,24 +240,25 @@ fn check_match(fixture: &Fixture, m: &RouteMatch, method: &Method, path: &str, h
         }
     }
     match m.rest() {
-        _ if !route.template.match_all() => assert!(m.rest().is_none()),
+        _ if !route.template().match_all() => assert!(m.rest().is_none()),
         None => panic!("a match-all route without a sub-path"),
         // `/files` and `/files/` both match `/files/*` with an empty sub-path
         Some("") => assert!(
             path == rebuilt || path == format!("{rebuilt}/") || (rebuilt.is_empty() && path == "/"),
             "{path:?} matched {} with an empty sub-path",
-            route.template
+            route.template()
         ),
         Some(rest) => rebuilt = format!("{rebuilt}/{rest}"),
     }
-    if !(route.template.match_all() && m.rest() == Some("")) {
+    if !(route.template().match_all() && m.rest() == Some("")) {
         if rebuilt.is_empty() {
             rebuilt.push('/');
         }
         assert_eq!(
-            rebuilt, path,
+            rebuilt,
+            path,
             "the match does not re-join to the path ({})",
-            route.template
+            route.template()
         );
     }
 }

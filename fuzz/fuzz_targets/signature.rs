@@ -18,8 +18,11 @@
 use http::Request;
 use libfuzzer_sys::fuzz_target;
 use stagegate::{
-    AuthError, Secret, SignatureMethod, SignatureMethods, SignaturePolicy, Signer, check_signature,
-    is_form, sign, string_to_sign,
+    auth::{
+        AuthError, SignatureMethods, SignaturePolicy, Signer, check_signature, is_form, sign,
+        string_to_sign,
+    },
+    model::{Secret, SignatureMethod},
 };
 use stagegate_fuzz::{parse_request, reference_string_to_sign};
 
@@ -71,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
                     .expect("an accepted method parses"),
                 None => SignatureMethod::HmacSha256,
             };
-            let form = stagegate::is_form(&parts.headers).then_some(req.body.as_slice());
+            let form = stagegate::auth::is_form(&parts.headers).then_some(req.body.as_slice());
             let expected =
                 reference_string_to_sign(&parts.method, &parts.uri, &parts.headers, form);
             assert_eq!(

@@ -50,7 +50,7 @@ pub enum DebugAuth {
 /// let r: DebugRequest = serde_json::from_value(serde_json::json!({
 ///     "stage": "TEST", "app_id": "110843374", "path_params": {"id": "42"}, "query": {"lang": "en"}
 /// })).unwrap();
-/// assert_eq!(r.stage, stagegate::Stage::TEST);
+/// assert_eq!(r.stage, stagegate::model::Stage::TEST);
 /// assert!(serde_json::from_value::<DebugRequest>(serde_json::json!({"stage": "TEST", "x": 1})).is_err());
 /// ```
 #[derive(Clone, Debug, Deserialize)]

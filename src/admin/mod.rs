@@ -50,7 +50,10 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use stagegate::{ControlPlane, GatewayLayer, Secret, admin::AdminApi, store::MemoryStore};
+//! use stagegate::{ControlPlane, GatewayLayer};
+//! use stagegate::admin::AdminApi;
+//! use stagegate::model::Secret;
+//! use stagegate::store::MemoryStore;
 //! use tower::ServiceExt;
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let control = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
@@ -144,13 +147,16 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 ///
 /// ```
 /// use std::sync::Arc;
-/// use stagegate::{ControlPlane, GatewayLayer, Secret, admin::AdminApi, store::MemoryStore};
+/// use stagegate::{ControlPlane, GatewayLayer};
+/// use stagegate::admin::AdminApi;
+/// use stagegate::model::Secret;
+/// use stagegate::store::MemoryStore;
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let control = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
 /// let gateway = GatewayLayer::new(control.snapshot_handle()).standalone();
 /// let admin = AdminApi::new(control, Secret::generate(), gateway)
-///     .body_limit(64 * 1024)
-///     .timeout(std::time::Duration::from_secs(10));
+///     .with_body_limit(64 * 1024)
+///     .with_timeout(std::time::Duration::from_secs(10));
 /// let app: axum::Router = axum::Router::new().nest("/admin", admin.router());
 /// # let _ = app;
 /// # });
@@ -199,7 +205,7 @@ impl AdminApi {
 
     /// The largest request body accepted (413 beyond); default [`DEFAULT_ADMIN_BODY_LIMIT`].
     #[must_use]
-    pub fn body_limit(self, bytes: usize) -> Self {
+    pub fn with_body_limit(self, bytes: usize) -> Self {
         self.with(|i| i.body_limit = bytes)
     }
 
@@ -212,16 +218,19 @@ impl AdminApi {
     ///
     /// ```
     /// use std::{sync::Arc, time::Duration};
-    /// use stagegate::{ControlPlane, GatewayLayer, Secret, admin::AdminApi, store::MemoryStore};
+    /// use stagegate::{ControlPlane, GatewayLayer};
+    /// use stagegate::admin::AdminApi;
+    /// use stagegate::model::Secret;
+    /// use stagegate::store::MemoryStore;
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let control = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
     /// let gateway = GatewayLayer::new(control.snapshot_handle()).standalone();
-    /// let admin = AdminApi::new(control, Secret::generate(), gateway).timeout(Duration::from_secs(5));
+    /// let admin = AdminApi::new(control, Secret::generate(), gateway).with_timeout(Duration::from_secs(5));
     /// # let _ = admin;
     /// # });
     /// ```
     #[must_use]
-    pub fn timeout(self, timeout: Duration) -> Self {
+    pub fn with_timeout(self, timeout: Duration) -> Self {
         self.with(|i| i.timeout = timeout)
     }
 
@@ -485,7 +494,7 @@ mod tests {
 
     use super::AdminApi;
     use crate::store::RedbStore;
-    use crate::{ControlPlane, GatewayLayer, Secret};
+    use crate::{ControlPlane, GatewayLayer, model::Secret};
 
     async fn call(
         app: &axum::Router,

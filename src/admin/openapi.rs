@@ -117,7 +117,8 @@ fn example(s: &str) -> Value {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{ApiDefinition, BackendId, Group, Stage, admin::openapi_document};
+/// use stagegate::admin::openapi_document;
+/// use stagegate::model::{ApiDefinition, BackendId, Group, Stage};
 /// use stagegate::store::Deployment;
 /// let g = Group::new("shop_api").unwrap();
 /// let api = ApiDefinition::builder(g.id.clone(), "getUser", "GET", "/users/[id]", BackendId::generate()).unwrap();

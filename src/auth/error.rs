@@ -11,7 +11,7 @@ use crate::error_code::{ErrorCode, WireError};
 /// # Examples
 ///
 /// ```
-/// use stagegate::ReplayError;
+/// use stagegate::auth::ReplayError;
 /// let e = ReplayError::Full { capacity: 10 };
 /// assert_eq!(e.to_string(), "nonce store is full (10 entries)");
 /// ```
@@ -26,7 +26,7 @@ pub enum ReplayError {
         capacity: usize,
     },
     /// The app already holds its share of the store's unexpired nonces (see
-    /// [`MemoryReplayGuard`](crate::MemoryReplayGuard)); other apps are still served.
+    /// [`MemoryReplayGuard`](crate::auth::MemoryReplayGuard)); other apps are still served.
     #[error("the app holds its share of the nonce store ({share} entries)")]
     AppShareExceeded {
         /// The per-app share.
@@ -87,7 +87,7 @@ pub enum ReplayError {
 /// # Examples
 ///
 /// ```
-/// use stagegate::AuthError;
+/// use stagegate::auth::AuthError;
 /// use stagegate::ErrorCode;
 /// let e = AuthError::InvalidSignature { string_to_sign: "GET\n\n\n\n\n/p".into() };
 /// assert_eq!(e.code(), ErrorCode::A403IS.as_str());
@@ -252,7 +252,8 @@ impl AuthError {
     /// # Examples
     ///
     /// ```
-    /// use stagegate::{AuthError, ErrorCode};
+    /// use stagegate::ErrorCode;
+    /// use stagegate::auth::AuthError;
     /// assert_eq!(AuthError::InvalidAppKey.code(), ErrorCode::A400IK.as_str());
     /// ```
     #[must_use]
@@ -266,7 +267,7 @@ impl AuthError {
     ///
     /// ```
     /// use http::StatusCode;
-    /// assert_eq!(stagegate::AuthError::InvalidAppCode.status(), StatusCode::UNAUTHORIZED);
+    /// assert_eq!(stagegate::auth::AuthError::InvalidAppCode.status(), StatusCode::UNAUTHORIZED);
     /// ```
     #[must_use]
     pub fn status(&self) -> StatusCode {
@@ -280,7 +281,7 @@ impl AuthError {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(stagegate::AuthError::NonceUsed.wire_message(), "Nonce Used");
+    /// assert_eq!(stagegate::auth::AuthError::NonceUsed.wire_message(), "Nonce Used");
     /// ```
     #[must_use]
     pub fn wire_message(&self) -> String {

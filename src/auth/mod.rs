@@ -20,12 +20,11 @@ mod verifier;
 pub use self::redis::{RedisConfigError, RedisReplayGuard, RedisReplayGuardBuilder};
 pub use error::{AuthError, ReplayError};
 pub(crate) use forward::{BackendView, prepare_for_backend};
-pub use replay::{DEFAULT_NONCE_TTL_MS, MemoryReplayGuard, ReplayFuture, ReplayGuard};
+pub use replay::{DEFAULT_NONCE_TTL, MemoryReplayGuard, ReplayFuture, ReplayGuard};
 pub use signature::{sign, verify};
 pub use signer::{Signed, Signer};
 pub use string_to_sign::{is_form, string_to_sign};
 pub use verifier::{
-    DEFAULT_MAX_SKEW_MS, MAX_NONCE_LEN, MAX_SIGNED_HEADERS, SignatureChecked, SignatureMethods,
-    SignaturePolicy, Verified, appcode_from_request, appcode_matches, check_signature,
-    verify_signature,
+    DEFAULT_MAX_SKEW, SignatureChecked, SignatureMethods, SignaturePolicy, Verified,
+    appcode_from_request, appcode_matches, check_signature, verify_signature,
 };

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::error::ReplayError;
-use super::replay::{DEFAULT_NONCE_TTL_MS, ReplayFuture, ReplayGuard};
+use super::replay::{DEFAULT_NONCE_TTL, ReplayFuture, ReplayGuard};
 use super::verifier::MAX_NONCE_LEN;
 
 /// The longest AppKey the guard stores (the model allows 64 characters).
@@ -261,7 +261,7 @@ impl RedisReplayGuard {
         RedisReplayGuardBuilder {
             url: url.into(),
             prefix: Self::DEFAULT_KEY_PREFIX.to_owned(),
-            ttl: Duration::from_millis(DEFAULT_NONCE_TTL_MS),
+            ttl: DEFAULT_NONCE_TTL,
             timeout: Self::DEFAULT_TIMEOUT,
         }
     }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::pin::Pin;
+use std::time::Duration;
 
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
@@ -17,7 +18,14 @@ pub type ReplayFuture<'a> = Pin<Box<dyn Future<Output = Result<bool, ReplayError
 /// How long a nonce is remembered at least: the 15-minute replay window. A nonce whose
 /// request carries a time is remembered for as long as that time is acceptable
 /// ([`ReplayGuard::check_and_remember_until`]), which may be longer.
-pub const DEFAULT_NONCE_TTL_MS: u64 = 15 * 60 * 1000;
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(stagegate::auth::DEFAULT_NONCE_TTL, Duration::from_secs(15 * 60));
+/// ```
+pub const DEFAULT_NONCE_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// A nonce store: remembers `(AppKey, X-Ca-Nonce)` pairs for the replay window.
 ///
@@ -28,7 +36,7 @@ pub const DEFAULT_NONCE_TTL_MS: u64 = 15 * 60 * 1000;
 /// # Examples
 ///
 /// ```
-/// use stagegate::{MemoryReplayGuard, ReplayGuard};
+/// use stagegate::auth::{MemoryReplayGuard, ReplayGuard};
 /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// #     let mut f = std::pin::pin!(f);
 /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -61,7 +69,7 @@ pub trait ReplayGuard: Send + Sync + 'static {
     /// # Examples
     ///
     /// ```
-    /// use stagegate::{MemoryReplayGuard, ReplayGuard};
+    /// use stagegate::auth::{MemoryReplayGuard, ReplayGuard};
     /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
     /// #     let mut f = std::pin::pin!(f);
     /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -114,7 +122,7 @@ pub trait ReplayGuard: Send + Sync + 'static {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{MemoryReplayGuard, ReplayError};
+/// use stagegate::auth::{MemoryReplayGuard, ReplayError};
 /// let guard = MemoryReplayGuard::new().with_max_entries(4).with_max_entries_per_app(2);
 /// assert_eq!(guard.remember("app", "a", 0), Ok(true));
 /// assert_eq!(guard.remember("other-app", "a", 0), Ok(true)); // scoped per AppKey
@@ -197,7 +205,7 @@ impl MemoryReplayGuard {
             hashers: [RandomState::new(), RandomState::new()],
             max_entries: Self::DEFAULT_MAX_ENTRIES,
             max_per_app: None,
-            ttl_ms: DEFAULT_NONCE_TTL_MS,
+            ttl_ms: duration_ms(DEFAULT_NONCE_TTL),
         }
     }
 
@@ -214,7 +222,7 @@ impl MemoryReplayGuard {
     /// # Examples
     ///
     /// ```
-    /// let guard = stagegate::MemoryReplayGuard::new().with_max_entries(100);
+    /// let guard = stagegate::auth::MemoryReplayGuard::new().with_max_entries(100);
     /// assert_eq!(guard.max_entries_per_app(), 25);
     /// assert_eq!(guard.with_max_entries_per_app(60).max_entries_per_app(), 60);
     /// ```
@@ -231,10 +239,20 @@ impl MemoryReplayGuard {
             .unwrap_or_else(|| (self.max_entries / 4).max(1))
     }
 
-    /// Sets how long a nonce is remembered at least, in milliseconds.
+    /// Sets how long a nonce is remembered at least (counted in whole milliseconds).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let guard = stagegate::auth::MemoryReplayGuard::new().with_ttl(Duration::from_secs(60));
+    /// assert_eq!(guard.remember("key", "n1", 0), Ok(true));
+    /// assert_eq!(guard.remember("key", "n1", 59_999), Ok(false)); // still remembered
+    /// assert_eq!(guard.remember("key", "n1", 60_001), Ok(true)); // forgotten after the TTL
+    /// ```
     #[must_use]
-    pub fn with_ttl_ms(mut self, ttl_ms: u64) -> Self {
-        self.ttl_ms = ttl_ms;
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl_ms = duration_ms(ttl);
         self
     }
 
@@ -271,7 +289,7 @@ impl MemoryReplayGuard {
     /// # Examples
     ///
     /// ```
-    /// let guard = stagegate::MemoryReplayGuard::new();
+    /// let guard = stagegate::auth::MemoryReplayGuard::new();
     /// let min = 60_000;
     /// assert_eq!(guard.remember_until("k", "n", 0, 29 * min), Ok(true));
     /// assert_eq!(guard.remember("k", "n", 28 * min), Ok(false));
@@ -376,6 +394,11 @@ fn scoped_key_into(out: &mut smallvec::SmallVec<[u8; 128]>, app_key: &str, nonce
 }
 
 /// The scoped key as text (for tests).
+/// A duration in whole milliseconds, saturating (nonce times are milliseconds since the epoch).
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 fn scoped_key(app_key: &str, nonce: &str) -> Box<str> {
     let mut key = smallvec::SmallVec::new();

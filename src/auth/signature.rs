@@ -5,8 +5,8 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use subtle::ConstantTimeEq;
 
-use crate::SignatureMethod;
 use crate::model::Secret;
+use crate::model::SignatureMethod;
 
 /// The longest Base64 signature: 44 characters for the 32 bytes of HMAC-SHA256.
 const MAX_B64: usize = 44;
@@ -54,7 +54,8 @@ fn sign_into<'b>(
 /// # Examples
 ///
 /// ```
-/// use stagegate::{SignatureMethod, sign};
+/// use stagegate::auth::sign;
+/// use stagegate::model::SignatureMethod;
 /// let sig = sign(SignatureMethod::HmacSha256, b"SECRET_abc123", "GET\n\n\n\n\n/p");
 /// assert_eq!(sig.len(), 44);
 /// ```
@@ -79,7 +80,8 @@ pub fn sign(method: SignatureMethod, secret: &[u8], string_to_sign: &str) -> Str
 /// # Examples
 ///
 /// ```
-/// use stagegate::{SignatureMethod, sign, verify};
+/// use stagegate::auth::{sign, verify};
+/// use stagegate::model::SignatureMethod;
 /// let sig = sign(SignatureMethod::HmacSha1, b"k", "msg");
 /// assert!(verify(SignatureMethod::HmacSha1, b"k", "msg", &sig));
 /// assert!(!verify(SignatureMethod::HmacSha256, b"k", "msg", &sig));

@@ -11,8 +11,8 @@ use md5::{Digest as _, Md5};
 
 use super::signature;
 use super::string_to_sign::{is_form, string_to_sign};
-use crate::SignatureMethod;
 use crate::model::Secret;
+use crate::model::SignatureMethod;
 
 /// Signs requests for an app, producing exactly the headers of the official clients.
 ///
@@ -25,7 +25,8 @@ use crate::model::Secret;
 /// # Examples
 ///
 /// ```
-/// use stagegate::{SignatureMethod, Signer};
+/// use stagegate::auth::Signer;
+/// use stagegate::model::SignatureMethod;
 /// let signer = Signer::new("203753385", "SECRET_abc123")
 ///     .unwrap()
 ///     .with_stage("TEST")

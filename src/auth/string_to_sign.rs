@@ -31,12 +31,12 @@ pub(crate) const SIGNATURE_HEADERS: &str = "x-ca-signature-headers";
 /// ```
 /// use http::{HeaderMap, HeaderValue, header::CONTENT_TYPE};
 /// let mut headers = HeaderMap::new();
-/// assert!(!stagegate::is_form(&headers));
+/// assert!(!stagegate::auth::is_form(&headers));
 /// headers.insert(
 ///     CONTENT_TYPE,
 ///     HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
 /// );
-/// assert!(stagegate::is_form(&headers));
+/// assert!(stagegate::auth::is_form(&headers));
 /// ```
 #[must_use]
 pub fn is_form(headers: &HeaderMap) -> bool {
@@ -198,7 +198,7 @@ fn is_signable(name: &str) -> bool {
 /// headers.insert("x-ca-key", HeaderValue::from_static("203753385"));
 /// headers.insert("x-ca-signature-headers", HeaderValue::from_static("x-ca-key"));
 /// let uri: Uri = "/demo/get?b=2&a=1&empty=".parse().unwrap();
-/// let sts = stagegate::string_to_sign(&Method::GET, &uri, &headers, None);
+/// let sts = stagegate::auth::string_to_sign(&Method::GET, &uri, &headers, None);
 /// assert_eq!(sts, "GET\napplication/json\n\n\n\nx-ca-key:203753385\n/demo/get?a=1&b=2&empty");
 /// ```
 #[must_use]

@@ -1,6 +1,7 @@
 //! Server-side verification of signed requests (behaviour spec §5.5).
 
 use std::borrow::{Borrow, Cow};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -16,24 +17,32 @@ use super::string_to_sign::{
     SIGNATURE_HEADERS, SignedHeaders, into_text, is_form_type, signed_header_names,
     string_to_sign_with_headers,
 };
-use crate::SignatureMethod;
 use crate::model::Secret;
+use crate::model::SignatureMethod;
 
 /// The default allowed clock skew of `X-Ca-Timestamp`: 15 minutes.
-pub const DEFAULT_MAX_SKEW_MS: u64 = 15 * 60 * 1000;
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(stagegate::auth::DEFAULT_MAX_SKEW, Duration::from_secs(15 * 60));
+/// ```
+pub const DEFAULT_MAX_SKEW: Duration = Duration::from_secs(15 * 60);
 
 /// At most this many names in `X-Ca-Signature-Headers` (real clients sign about ten).
-pub const MAX_SIGNED_HEADERS: usize = 128;
+pub(crate) const MAX_SIGNED_HEADERS: usize = 128;
 
 /// At most this many bytes in `X-Ca-Nonce` (clients send 36-character UUIDs).
-pub const MAX_NONCE_LEN: usize = 256;
+pub(crate) const MAX_NONCE_LEN: usize = 256;
 
 /// A set of [`SignatureMethod`]s (the API's `AllowSignatureMethod`).
 ///
 /// # Examples
 ///
 /// ```
-/// use stagegate::{SignatureMethod, SignatureMethods};
+/// use stagegate::auth::SignatureMethods;
+/// use stagegate::model::SignatureMethod;
 /// let set = SignatureMethods::parse("HmacSHA1,HmacSHA256").unwrap();
 /// assert!(set.contains(SignatureMethod::HmacSha1));
 /// assert_eq!(SignatureMethods::default(), SignatureMethods::SHA256_ONLY);
@@ -105,12 +114,13 @@ impl Default for SignatureMethods {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{SignatureMethod, SignaturePolicy};
+/// use stagegate::auth::SignaturePolicy;
+/// use stagegate::model::SignatureMethod;
 /// let policy = SignaturePolicy::default()
-///     .allow(SignatureMethod::HmacSha1)
+///     .with_method(SignatureMethod::HmacSha1)
 ///     .with_force_nonce(true);
 /// assert!(policy.allowed.contains(SignatureMethod::HmacSha1));
-/// assert_eq!(policy.max_skew_ms, 15 * 60 * 1000);
+/// assert_eq!(policy.max_skew, std::time::Duration::from_secs(15 * 60));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SignaturePolicy {
@@ -118,8 +128,8 @@ pub struct SignaturePolicy {
     pub allowed: SignatureMethods,
     /// Whether `X-Ca-Nonce` is required (`ForceNonceCheck`).
     pub force_nonce: bool,
-    /// The largest accepted |now − `X-Ca-Timestamp`|, in milliseconds.
-    pub max_skew_ms: u64,
+    /// The largest accepted |now − `X-Ca-Timestamp`| (counted in whole milliseconds).
+    pub max_skew: Duration,
     /// Whether an `X-Ca-Stage` that is sent must be listed in `X-Ca-Signature-Headers`
     /// (default `false`: Alibaba's demo client cannot sign it).
     pub require_signed_stage: bool,
@@ -127,7 +137,7 @@ pub struct SignaturePolicy {
     /// different values is refused ([`AuthError::ConflictingParameter`]). The
     /// string-to-sign takes the form's value (spec §5.4, as the official clients sign it),
     /// so a backend that reads the query's would act on an unsigned value. Default `false`
-    /// (the spec's behaviour, signature vector J1); [`AppAuthenticator`](crate::AppAuthenticator)
+    /// (the spec's behaviour, signature vector J1); [`AppAuthenticator`](crate::layer::AppAuthenticator)
     /// always turns it on, since it forwards the request.
     pub refuse_conflicting_params: bool,
 }
@@ -139,7 +149,7 @@ impl SignaturePolicy {
         Self {
             allowed: SignatureMethods::SHA256_ONLY,
             force_nonce: false,
-            max_skew_ms: DEFAULT_MAX_SKEW_MS,
+            max_skew: DEFAULT_MAX_SKEW,
             require_signed_stage: false,
             refuse_conflicting_params: false,
         }
@@ -147,7 +157,7 @@ impl SignaturePolicy {
 
     /// Also accepts `method`.
     #[must_use]
-    pub fn allow(mut self, method: SignatureMethod) -> Self {
+    pub fn with_method(mut self, method: SignatureMethod) -> Self {
         self.allowed = self.allowed.with(method);
         self
     }
@@ -167,10 +177,23 @@ impl SignaturePolicy {
     }
 
     /// Sets the accepted timestamp skew.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let policy = stagegate::auth::SignaturePolicy::new().with_max_skew(Duration::from_secs(60));
+    /// assert_eq!(policy.max_skew, Duration::from_secs(60));
+    /// ```
     #[must_use]
-    pub fn with_max_skew_ms(mut self, max_skew_ms: u64) -> Self {
-        self.max_skew_ms = max_skew_ms;
+    pub fn with_max_skew(mut self, max_skew: Duration) -> Self {
+        self.max_skew = max_skew;
         self
+    }
+
+    /// [`max_skew`](Self::max_skew) in whole milliseconds, as timestamps are compared.
+    fn max_skew_ms(&self) -> u64 {
+        u64::try_from(self.max_skew.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Requires (or not) that an `X-Ca-Stage` header, when sent, is signed.
@@ -178,7 +201,7 @@ impl SignaturePolicy {
     /// # Examples
     ///
     /// ```
-    /// let policy = stagegate::SignaturePolicy::new().with_signed_stage(true);
+    /// let policy = stagegate::auth::SignaturePolicy::new().with_signed_stage(true);
     /// assert!(policy.require_signed_stage);
     /// ```
     #[must_use]
@@ -192,7 +215,7 @@ impl SignaturePolicy {
     /// # Examples
     ///
     /// ```
-    /// let policy = stagegate::SignaturePolicy::new().with_conflicting_params_refused(true);
+    /// let policy = stagegate::auth::SignaturePolicy::new().with_conflicting_params_refused(true);
     /// assert!(policy.refuse_conflicting_params);
     /// ```
     #[must_use]
@@ -245,7 +268,8 @@ impl<A> SignatureChecked<'_, A> {
     /// # Examples
     ///
     /// ```
-    /// use stagegate::{MemoryReplayGuard, Secret, SignaturePolicy, Signer, check_signature};
+    /// use stagegate::auth::{MemoryReplayGuard, SignaturePolicy, Signer, check_signature};
+    /// use stagegate::model::Secret;
     /// let secret = Secret::new("SECRET_abc123");
     /// let mut req = http::Request::get("/p").body(()).unwrap();
     /// Signer::new("203753385", secret.clone())
@@ -453,7 +477,7 @@ where
         None => None,
     };
     if let Some(ts) = time_ms
-        && now_ms.abs_diff(ts) > policy.max_skew_ms
+        && now_ms.abs_diff(ts) > policy.max_skew_ms()
     {
         return Err(AuthError::TimestampExpired);
     }
@@ -488,7 +512,7 @@ where
             name: "X-Ca-Timestamp",
         })?;
         let ts = parse_date(date)?;
-        if now_ms.abs_diff(ts) > policy.max_skew_ms {
+        if now_ms.abs_diff(ts) > policy.max_skew_ms() {
             return Err(AuthError::TimestampExpired);
         }
         time_ms = Some(ts);
@@ -583,7 +607,7 @@ where
         },
         nonce,
         now_ms,
-        until_ms: time_ms.map_or(0, |t| t.saturating_add(policy.max_skew_ms)),
+        until_ms: time_ms.map_or(0, |t| t.saturating_add(policy.max_skew_ms())),
     })
 }
 
@@ -633,7 +657,8 @@ fn check_no_conflict(query: &[u8], form: &[u8]) -> Result<(), AuthError> {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{MemoryReplayGuard, Secret, SignaturePolicy, Signer, verify_signature};
+/// use stagegate::auth::{MemoryReplayGuard, SignaturePolicy, Signer, verify_signature};
+/// use stagegate::model::Secret;
 /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// #     let mut f = std::pin::pin!(f);
 /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -675,7 +700,7 @@ where
 ///
 /// `Authorization: APPCODE <code>` (literal `APPCODE`, one space) is read when `mode`
 /// allows the header; the `AppCode` query parameter only under
-/// [`AppCodeMode::HeaderQuery`](crate::AppCodeMode::HeaderQuery) (otherwise it is an
+/// [`AppCodeMode::HeaderQuery`](crate::model::AppCodeMode::HeaderQuery) (otherwise it is an
 /// ordinary parameter and ignored here). Other `Authorization` schemes are ignored.
 ///
 /// # Errors
@@ -686,7 +711,8 @@ where
 /// # Examples
 ///
 /// ```
-/// use stagegate::{AppCodeMode, appcode_from_request};
+/// use stagegate::auth::appcode_from_request;
+/// use stagegate::model::AppCodeMode;
 /// let req = http::Request::get("/p?AppCode=q").header("authorization", "APPCODE abc").body(()).unwrap();
 /// let (parts, ()) = req.into_parts();
 /// assert_eq!(appcode_from_request(&parts, AppCodeMode::Header).unwrap().as_deref(), Some("abc"));
@@ -697,7 +723,7 @@ where
 /// ```
 pub fn appcode_from_request(
     parts: &Parts,
-    mode: crate::AppCodeMode,
+    mode: crate::model::AppCodeMode,
 ) -> Result<Option<Cow<'_, str>>, AuthError> {
     const PREFIX: &[u8] = b"APPCODE ";
     for value in parts.headers.get_all(http::header::AUTHORIZATION) {
@@ -732,8 +758,8 @@ pub fn appcode_from_request(
 /// # Examples
 ///
 /// ```
-/// assert!(stagegate::appcode_matches("abc", "abc"));
-/// assert!(!stagegate::appcode_matches("abc", "abd"));
+/// assert!(stagegate::auth::appcode_matches("abc", "abc"));
+/// assert!(!stagegate::auth::appcode_matches("abc", "abd"));
 /// ```
 #[must_use]
 pub fn appcode_matches(expected: &str, presented: &str) -> bool {

@@ -14,7 +14,7 @@
 //! API `GET /nacos/v1/ns/instance/list`, cached on a TTL). The Nacos client is tested against a
 //! local stand-in serving Nacos's documented instance-list JSON, not against a real Nacos
 //! server. [`Registries`] chooses by the definition's registry type; ZooKeeper and EDAS need a
-//! provider the deployment plugs in ([`Registries::zookeeper`], [`Registries::edas`]).
+//! provider the deployment plugs in ([`Registries::with_zookeeper`], [`Registries::with_edas`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -122,7 +122,7 @@ impl WireError for DiscoveryError {
 /// # Examples
 ///
 /// ```
-/// use stagegate::DiscoveryDefinition;
+/// use stagegate::model::DiscoveryDefinition;
 /// use stagegate::backend::{Discovery, DiscoveryError, Instance};
 /// use stagegate::store::BoxFuture;
 ///
@@ -167,7 +167,7 @@ fn parse_host_port(s: &str, default_port: u16) -> Option<Instance> {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{DiscoveryDefinition, RegistryType};
+/// use stagegate::model::{DiscoveryDefinition, RegistryType};
 /// use stagegate::backend::{Discovery, StaticDiscovery};
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let d = DiscoveryDefinition { registry: RegistryType::Static, service_name: "users".into(),
@@ -288,7 +288,7 @@ impl TtlCache {
 ///
 /// ```
 /// use std::time::Duration;
-/// use stagegate::{DiscoveryDefinition, RegistryType};
+/// use stagegate::model::{DiscoveryDefinition, RegistryType};
 /// use stagegate::backend::{Discovery, DnsDiscovery};
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let dns = DnsDiscovery::new(Duration::from_secs(5));
@@ -366,8 +366,8 @@ impl Discovery for DnsDiscovery {
 /// ```
 /// use std::time::Duration;
 /// use stagegate::backend::{Backends, NacosDiscovery, Registries};
-/// let registries = Registries::default().nacos(NacosDiscovery::new().ttl(Duration::from_secs(2)));
-/// let backends = Backends::new().discovery(registries);
+/// let registries = Registries::default().with_nacos(NacosDiscovery::new().with_ttl(Duration::from_secs(2)));
+/// let backends = Backends::new().with_discovery(registries);
 /// # let _ = backends;
 /// ```
 #[derive(Debug)]
@@ -398,21 +398,21 @@ impl NacosDiscovery {
 
     /// How long a list is used before it is asked again.
     #[must_use]
-    pub fn ttl(mut self, ttl: Duration) -> Self {
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
     }
 
     /// How long one request to a server may take.
     #[must_use]
-    pub fn timeout(mut self, t: Duration) -> Self {
+    pub fn with_timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
         self
     }
 
     /// The HTTP client.
     #[must_use]
-    pub fn forwarder(mut self, f: HttpForwarder) -> Self {
+    pub fn with_forwarder(mut self, f: HttpForwarder) -> Self {
         self.forwarder = f;
         self
     }
@@ -526,7 +526,7 @@ impl Discovery for NacosDiscovery {
 /// ```
 /// use stagegate::backend::{Registries, StaticDiscovery};
 /// // a deployment whose ZooKeeper lookups go through its own provider
-/// let r = Registries::default().zookeeper(StaticDiscovery);
+/// let r = Registries::default().with_zookeeper(StaticDiscovery);
 /// # let _ = r;
 /// ```
 #[derive(Default)]
@@ -592,14 +592,14 @@ impl std::fmt::Debug for Registries {
 impl Registries {
     /// The DNS client.
     #[must_use]
-    pub fn dns(mut self, d: DnsDiscovery) -> Self {
+    pub fn with_dns(mut self, d: DnsDiscovery) -> Self {
         self.dns = d;
         self
     }
 
     /// The Nacos client.
     #[must_use]
-    pub fn nacos(mut self, n: NacosDiscovery) -> Self {
+    pub fn with_nacos(mut self, n: NacosDiscovery) -> Self {
         self.nacos = n;
         self
     }
@@ -607,14 +607,14 @@ impl Registries {
     /// The provider for `ZOOKEEPER` definitions. Its answers are cached for 5 s, and after a
     /// failure it is not asked again before a backoff (the last answer serves meanwhile).
     #[must_use]
-    pub fn zookeeper(mut self, d: impl Discovery) -> Self {
+    pub fn with_zookeeper(mut self, d: impl Discovery) -> Self {
         self.zookeeper = Some(Cached::new(d));
         self
     }
 
-    /// The provider for `EDAS` definitions, cached as [`zookeeper`](Self::zookeeper)'s.
+    /// The provider for `EDAS` definitions, cached as [`zookeeper`](Self::with_zookeeper)'s.
     #[must_use]
-    pub fn edas(mut self, d: impl Discovery) -> Self {
+    pub fn with_edas(mut self, d: impl Discovery) -> Self {
         self.edas = Some(Cached::new(d));
         self
     }

@@ -2,7 +2,7 @@
 //! definition's bus through an [`EventSink`], answered with `200 {"event_id": ...}`.
 //!
 //! The event: `id` = the request id, `source` = the definition's source, `type` =
-//! `<prefix>.<api name>` (prefix `stagegate.api` unless [`Backends::event_type_prefix`](super::Backends::event_type_prefix)
+//! `<prefix>.<api name>` (prefix `stagegate.api` unless [`Backends::with_event_type_prefix`](super::Backends::with_event_type_prefix)
 //! says otherwise), `subject` = the request path, `time` = now, and the request body as `data`
 //! (JSON when it parses as JSON, else text, else `data_base64`); a call without a body carries
 //! its parameters instead: `{"pathParameters":{..},"queryParameters":{..}}`.
@@ -157,7 +157,7 @@ impl WireError for EventError {
 /// A sink that logs and drops:
 ///
 /// ```
-/// use stagegate::EventBridgeDefinition;
+/// use stagegate::model::EventBridgeDefinition;
 /// use stagegate::backend::{CloudEvent, EventError, EventSink};
 /// use stagegate::store::BoxFuture;
 ///
@@ -263,8 +263,8 @@ impl EventSink for InProcessBus {
 ///
 /// ```
 /// use stagegate::backend::{Backends, HttpEventSink};
-/// let sink = HttpEventSink::new().bus("orders", "http://127.0.0.1:9000/events");
-/// let backends = Backends::new().events(sink);
+/// let sink = HttpEventSink::new().with_bus("orders", "http://127.0.0.1:9000/events");
+/// let backends = Backends::new().with_events(sink);
 /// # let _ = backends;
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -283,21 +283,21 @@ impl HttpEventSink {
 
     /// The URL events to `bus` are POSTed to.
     #[must_use]
-    pub fn bus(mut self, bus: impl Into<String>, url: impl Into<String>) -> Self {
+    pub fn with_bus(mut self, bus: impl Into<String>, url: impl Into<String>) -> Self {
         self.urls.insert(bus.into(), url.into());
         self
     }
 
     /// The HTTP client.
     #[must_use]
-    pub fn forwarder(mut self, f: HttpForwarder) -> Self {
+    pub fn with_forwarder(mut self, f: HttpForwarder) -> Self {
         self.forwarder = f;
         self
     }
 
     /// How long a POST may take (default 10 s).
     #[must_use]
-    pub fn timeout(mut self, t: Duration) -> Self {
+    pub fn with_timeout(mut self, t: Duration) -> Self {
         self.timeout = Some(t);
         self
     }

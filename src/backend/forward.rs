@@ -105,7 +105,7 @@ pub(crate) async fn forward_call(
         None,
         body,
     )
-    .map_err(ProxyError::InvalidRequest)?;
+    .map_err(ProxyError::InvalidBackendUri)?;
     let https = parts.uri.scheme_str() == Some("https");
     let ctx = forward_context(timeout, https, client_addr, host);
     forwarder.forward(req, upstream, &ctx).await

@@ -223,7 +223,7 @@ impl ApiGatewayEvent {
 ///
 /// ```
 /// use stagegate::backend::FunctionResponse;
-/// let a = FunctionResponse::new(200).header("content-type", "text/plain").body("hi").into_json();
+/// let a = FunctionResponse::new(200).with_header("content-type", "text/plain").with_body("hi").into_json();
 /// assert_eq!(a["statusCode"], 200);
 /// assert_eq!(a["body"], "hi");
 /// ```
@@ -258,14 +258,14 @@ impl FunctionResponse {
 
     /// Adds a header.
     #[must_use]
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.insert(name.into(), value.into());
         self
     }
 
     /// Sets a text body.
     #[must_use]
-    pub fn body(mut self, body: impl Into<String>) -> Self {
+    pub fn with_body(mut self, body: impl Into<String>) -> Self {
         self.body = body.into();
         self.is_base64_encoded = false;
         self
@@ -273,7 +273,7 @@ impl FunctionResponse {
 
     /// Sets a binary body (sent as base64).
     #[must_use]
-    pub fn binary_body(mut self, body: &[u8]) -> Self {
+    pub fn with_binary_body(mut self, body: &[u8]) -> Self {
         self.body = B64.encode(body);
         self.is_base64_encoded = true;
         self
@@ -312,7 +312,7 @@ type Handler = Arc<
 ///     let event: ApiGatewayEvent = serde_json::from_value(event)
 ///         .map_err(|e| stagegate::backend::FunctionError::Failed(e.to_string()))?;
 ///     let id = event.path_parameters.get("id").cloned().unwrap_or_default();
-///     Ok(FunctionResponse::new(200).body(format!("order {id}")).into_json())
+///     Ok(FunctionResponse::new(200).with_body(format!("order {id}")).into_json())
 /// });
 /// assert!(functions.contains("orders", "get", "LATEST"));
 /// ```
@@ -411,7 +411,7 @@ impl FunctionInvoker for LocalFunctions {
 /// use stagegate::backend::{Backends, HttpFunctionInvoker};
 /// let invoker = HttpFunctionInvoker::new()
 ///     .route("orders", "create", "LATEST", "http://127.0.0.1:9000/invoke/orders-create");
-/// let backends = Backends::new().functions(invoker);
+/// let backends = Backends::new().with_functions(invoker);
 /// # let _ = backends;
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -445,7 +445,7 @@ impl HttpFunctionInvoker {
 
     /// The HTTP client (TLS settings, pools).
     #[must_use]
-    pub fn forwarder(mut self, forwarder: HttpForwarder) -> Self {
+    pub fn with_forwarder(mut self, forwarder: HttpForwarder) -> Self {
         self.forwarder = forwarder;
         self
     }

@@ -3,7 +3,7 @@
 //!
 //! The data plane hands every request whose stage definition is of such a kind to the
 //! [`Dispatch`] configured on the [`GatewayLayer`](crate::GatewayLayer) (see
-//! [`GatewayLayer::backends`](crate::GatewayLayer::backends)). [`Backends`] is the dispatcher
+//! [`GatewayLayer::with_backends`](crate::GatewayLayer::with_backends)). [`Backends`] is the dispatcher
 //! used by default: one small trait per kind, each with a default that works on one machine
 //! without a cloud account.
 //!
@@ -22,16 +22,17 @@
 //!
 //! ```
 //! use stagegate::backend::{Backends, InProcessBus, LocalFunctions, FunctionResponse};
-//! use stagegate::{GatewayLayer, SnapshotHandle};
+//! use stagegate::GatewayLayer;
+//! use stagegate::routing::SnapshotHandle;
 //!
 //! let functions = LocalFunctions::new();
 //! functions.register("orders", "create", "LATEST", |_event| async {
-//!     Ok(FunctionResponse::new(201).body("created").into_json())
+//!     Ok(FunctionResponse::new(201).with_body("created").into_json())
 //! });
 //! let bus = InProcessBus::new();
 //! let _events = bus.subscribe("orders");
 //! let layer = GatewayLayer::new(SnapshotHandle::default())
-//!     .backends(Backends::new().functions(functions).events(bus));
+//!     .with_backends(Backends::new().with_functions(functions).with_events(bus));
 //! # let _ = layer;
 //! ```
 
@@ -128,7 +129,8 @@ impl BackendCall<'_> {
 ///
 /// ```
 /// use stagegate::backend::{BackendCall, Dispatch};
-/// use stagegate::{GatewayBody, GatewayError};
+/// use stagegate::GatewayError;
+/// use stagegate::proxy::GatewayBody;
 /// use stagegate::store::BoxFuture;
 ///
 /// struct Teapot;
@@ -156,8 +158,10 @@ pub trait Dispatch: Send + Sync + 'static {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{GatewayLayer, SnapshotHandle, backend::Unsupported};
-/// let layer = GatewayLayer::new(SnapshotHandle::default()).backends(Unsupported);
+/// use stagegate::GatewayLayer;
+/// use stagegate::backend::Unsupported;
+/// use stagegate::routing::SnapshotHandle;
+/// let layer = GatewayLayer::new(SnapshotHandle::default()).with_backends(Unsupported);
 /// # let _ = layer;
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
@@ -182,7 +186,7 @@ fn not_served(what: &str) -> GatewayError {
 ///
 /// Defaults: [`DefaultVpcResolver`], an empty [`LocalFunctions`], [`LocalObjectStores`] under
 /// the system temporary directory (`stagegate-oss/<bucket>`: for trying things out; a deployment
-/// gives its own root with [`Backends::object_stores`], as the example gateway does with
+/// gives its own root with [`Backends::with_object_stores`], as the example gateway does with
 /// `<data-dir>/oss`), an [`InProcessBus`] without buses,
 /// [`Registries`] (static, DNS and Nacos) with the default [`EjectionPolicy`].
 ///
@@ -193,10 +197,10 @@ fn not_served(what: &str) -> GatewayError {
 /// use std::time::Duration;
 ///
 /// let backends = Backends::new()
-///     .object_stores(LocalObjectStores::new(std::env::temp_dir().join("my-buckets")))
-///     .discovery(Registries::default())
-///     .ejection(EjectionPolicy::new(2, Duration::from_secs(5)))
-///     .event_type_prefix("com.example.api");
+///     .with_object_stores(LocalObjectStores::new(std::env::temp_dir().join("my-buckets")))
+///     .with_discovery(Registries::default())
+///     .with_ejection(EjectionPolicy::new(2, Duration::from_secs(5)))
+///     .with_event_type_prefix("com.example.api");
 /// # let _ = backends;
 /// ```
 #[derive(Clone)]
@@ -243,49 +247,49 @@ impl Backends {
 
     /// Resolves VPC authorizations that have no address.
     #[must_use]
-    pub fn vpc_resolver(mut self, r: impl VpcResolver) -> Self {
+    pub fn with_vpc_resolver(mut self, r: impl VpcResolver) -> Self {
         self.vpc = Arc::new(r);
         self
     }
 
     /// Invokes event functions.
     #[must_use]
-    pub fn functions(mut self, f: impl FunctionInvoker) -> Self {
+    pub fn with_functions(mut self, f: impl FunctionInvoker) -> Self {
         self.functions = Arc::new(f);
         self
     }
 
     /// Maps OSS definitions to object stores.
     #[must_use]
-    pub fn object_stores(mut self, s: impl ObjectStores) -> Self {
+    pub fn with_object_stores(mut self, s: impl ObjectStores) -> Self {
         self.objects = Arc::new(s);
         self
     }
 
     /// Publishes EventBridge events.
     #[must_use]
-    pub fn events(mut self, s: impl EventSink) -> Self {
+    pub fn with_events(mut self, s: impl EventSink) -> Self {
         self.events = Arc::new(s);
         self
     }
 
     /// Finds instances of service-discovery definitions.
     #[must_use]
-    pub fn discovery(mut self, d: impl Discovery) -> Self {
+    pub fn with_discovery(mut self, d: impl Discovery) -> Self {
         self.discovery = Arc::new(d);
         self
     }
 
     /// When discovered instances are ejected and retried (resets the ejection state).
     #[must_use]
-    pub fn ejection(mut self, p: EjectionPolicy) -> Self {
+    pub fn with_ejection(mut self, p: EjectionPolicy) -> Self {
         self.balancer = Arc::new(discovery::Balancer::new(p));
         self
     }
 
     /// The CloudEvents `type` of events is `<prefix>.<api name>` (default `stagegate.api`).
     #[must_use]
-    pub fn event_type_prefix(mut self, prefix: impl Into<String>) -> Self {
+    pub fn with_event_type_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.event_type_prefix = Arc::from(prefix.into());
         self
     }

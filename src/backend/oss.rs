@@ -57,7 +57,7 @@ const PARTS_IN_FLIGHT: usize = 2;
 ///
 /// ```
 /// use stagegate::backend::OssError;
-/// use stagegate::OssAction;
+/// use stagegate::model::OssAction;
 /// let e = OssError::PermissionDenied { action: OssAction::PutObject, bucket: "assets".into() };
 /// assert_eq!(e.to_string(), "the gateway has no write permission on bucket `assets` (PutObject)");
 /// let g = stagegate::GatewayError::from(e);
@@ -180,7 +180,7 @@ fn redacted(e: &object_store::Error) -> (String, Option<std::io::ErrorKind>) {
 /// ```
 /// use std::sync::Arc;
 /// use object_store::{ObjectStore, memory::InMemory};
-/// use stagegate::OssDefinition;
+/// use stagegate::model::OssDefinition;
 /// use stagegate::backend::{ObjectStores, OssError};
 ///
 /// #[derive(Debug)]
@@ -234,7 +234,7 @@ pub trait ObjectStores: Send + Sync + 'static {
 ///
 /// ```
 /// use stagegate::backend::{Backends, LocalObjectStores};
-/// let backends = Backends::new().object_stores(LocalObjectStores::new("/var/lib/my-gateway/buckets"));
+/// let backends = Backends::new().with_object_stores(LocalObjectStores::new("/var/lib/my-gateway/buckets"));
 /// # let _ = backends;
 /// ```
 #[derive(Debug)]
@@ -340,9 +340,9 @@ fn owner_only_dir(dir: &std::path::Path) -> std::io::Result<()> {
 /// ```
 /// use stagegate::backend::{Backends, S3ObjectStores};
 /// let stores = S3ObjectStores::new("AK", "SK")
-///     .default_endpoint("https://oss-cn-hangzhou.aliyuncs.com")
-///     .region("oss-cn-hangzhou");
-/// let backends = Backends::new().object_stores(stores);
+///     .with_default_endpoint("https://oss-cn-hangzhou.aliyuncs.com")
+///     .with_region("oss-cn-hangzhou");
+/// let backends = Backends::new().with_object_stores(stores);
 /// # let _ = backends;
 /// ```
 #[cfg(feature = "oss-s3")]
@@ -377,21 +377,21 @@ impl S3ObjectStores {
 
     /// The endpoint for definitions without one.
     #[must_use]
-    pub fn default_endpoint(mut self, url: impl Into<String>) -> Self {
+    pub fn with_default_endpoint(mut self, url: impl Into<String>) -> Self {
         self.default_endpoint = Some(url.into());
         self
     }
 
     /// The signing region for definitions without one.
     #[must_use]
-    pub fn region(mut self, region: impl Into<String>) -> Self {
+    pub fn with_region(mut self, region: impl Into<String>) -> Self {
         self.region = region.into();
         self
     }
 
     /// Use virtual-hosted-style requests (`bucket.endpoint`, what OSS requires).
     #[must_use]
-    pub fn virtual_hosted(mut self, yes: bool) -> Self {
+    pub fn with_virtual_hosted(mut self, yes: bool) -> Self {
         self.virtual_hosted = yes;
         self
     }

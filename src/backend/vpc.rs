@@ -66,7 +66,7 @@ impl WireError for VpcError {
 /// ```
 /// use stagegate::backend::{Backends, VpcError, VpcResolver};
 ///
-/// let backends = Backends::new().vpc_resolver(|instance: &str, port: u16| match instance {
+/// let backends = Backends::new().with_vpc_resolver(|instance: &str, port: u16| match instance {
 ///     "i-orders" => Ok(format!("127.0.0.1:{port}")),
 ///     other => Err(VpcError::Unresolved { instance_id: other.into(), port, reason: "unknown".into() }),
 /// });

@@ -232,7 +232,7 @@ impl ControlPlane {
         }
         // the full path, as requests match it
         let template = api.request.path.with_base(group.base_path.as_deref())?;
-        let snapshot = self.live.load();
+        let snapshot = self.live.load_full();
         let arc = Arc::new(deployment.clone());
         let table = state
             .build_table(
@@ -243,7 +243,7 @@ impl ControlPlane {
                 &mut Targets::default(),
             )
             .map_err(|e| match e {
-                TableBuildError::Compile(m) => ControlError::Refused(m),
+                TableBuildError::Compile(e) => ControlError::Refused(e.to_string()),
                 TableBuildError::Conflict(c) => {
                     let existing_name = state
                         .live(&c.existing, stage)

@@ -18,8 +18,9 @@ use crate::store::{Entity, Key};
 /// # Examples
 ///
 /// ```
-/// use stagegate::{NewBackend, BackendKind};
-/// let nb = NewBackend::new("testHttp", BackendKind::Http).description("the test echo service");
+/// use stagegate::control::NewBackend;
+/// use stagegate::model::BackendKind;
+/// let nb = NewBackend::new("testHttp", BackendKind::Http).with_description("the test echo service");
 /// assert_eq!(nb.name, "testHttp");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,7 +49,7 @@ impl NewBackend {
 
     /// Sets the description.
     #[must_use]
-    pub fn description(mut self, d: impl Into<String>) -> Self {
+    pub fn with_description(mut self, d: impl Into<String>) -> Self {
         self.description = Some(d.into());
         self
     }
@@ -359,7 +360,7 @@ fn plan_set(
             Ok(_) => (ReportResult::Republished, None),
             Err(e) => {
                 writes.push(delete(state, Key::publication(&api.id, &stage)));
-                (ReportResult::Failed, Some(e))
+                (ReportResult::Failed, Some(e.to_string()))
             }
         };
         report.push(ApiReport::new(api, &stage, result, error));

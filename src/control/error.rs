@@ -2,6 +2,7 @@
 
 use super::config::ConfigIssue;
 use crate::model::{ApiId, BackendId, GroupId, PathTemplate, Stage, ValidationError};
+use crate::routing::CompileError;
 use crate::store::{Revision, StoreError};
 
 /// Why a control-plane operation was refused. A refused operation changes nothing.
@@ -9,7 +10,8 @@ use crate::store::{Revision, StoreError};
 /// # Examples
 ///
 /// ```
-/// use stagegate::{ControlError, Stage, BackendId};
+/// use stagegate::ControlError;
+/// use stagegate::model::{BackendId, Stage};
 /// let e = ControlError::NoDefinition { backend_id: BackendId::parse("b1").unwrap(), backend_name: "testHttp".into(), stage: Stage::PRE };
 /// assert_eq!(e.to_string(), "backend service `testHttp` (b1) has no definition in stage PRE");
 /// assert!(e.is_refusal());
@@ -155,6 +157,62 @@ impl ControlError {
             what,
             id: id.to_string(),
             users,
+        }
+    }
+}
+
+/// Why one published API could not be compiled into a live route. The messages are the ones
+/// reports and refusals have always carried.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RouteCompileError {
+    /// The API's group or backend service is gone.
+    #[error(transparent)]
+    Missing(Box<ControlError>),
+    /// The backend service has no definition in the stage.
+    #[error("backend service `{backend_name}` has no definition in stage {stage}")]
+    NoDefinition { backend_name: String, stage: Stage },
+    /// An OSS definition, but the API says nothing about the object.
+    #[error("an OSS definition needs the API's backend.oss (action and object key)")]
+    OssWithoutBinding,
+    /// The group's base path and the API's path do not make a valid template.
+    #[error(transparent)]
+    Template(ValidationError),
+    /// The backend definition or the API's parameter rules do not compile.
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ControlError, RouteCompileError};
+    use crate::model::Stage;
+    use crate::routing::CompileError;
+
+    #[test]
+    fn route_compile_errors_keep_the_messages_reports_carry() {
+        let cases = [
+            (
+                RouteCompileError::NoDefinition {
+                    backend_name: "testHttp".into(),
+                    stage: Stage::PRE,
+                },
+                "backend service `testHttp` has no definition in stage PRE",
+            ),
+            (
+                RouteCompileError::OssWithoutBinding,
+                "an OSS definition needs the API's backend.oss (action and object key)",
+            ),
+            (
+                RouteCompileError::Missing(Box::new(ControlError::not_found("group", "g1"))),
+                "group `g1` not found",
+            ),
+            (
+                CompileError::MockStatusInformational(101).into(),
+                "mock status 101 is informational, not a response",
+            ),
+        ];
+        for (e, message) in cases {
+            assert_eq!(e.to_string(), message);
         }
     }
 }

@@ -24,7 +24,9 @@ pub const EXPORT_FORMAT: u32 = 1;
 /// # Examples
 ///
 /// ```
-/// use stagegate::{ConfigExport, ControlPlane, store::MemoryStore};
+/// use stagegate::ControlPlane;
+/// use stagegate::control::ConfigExport;
+/// use stagegate::store::MemoryStore;
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
 /// let doc: ConfigExport = cp.export().await;

@@ -84,7 +84,7 @@ impl ControlPlane {
         g.validate()?;
         state.check_name_free::<Group>(&g.name, Some(id))?;
         if old.domains != g.domains || old.base_path != g.base_path {
-            check_moved_group(&state, &self.live.load(), &g)?;
+            check_moved_group(&state, &self.live.load_full(), &g)?;
         }
         let w = put(&state, Entity::Group(g.clone()));
         self.commit_one(&mut state, w).await?;

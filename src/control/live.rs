@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::error::ControlError;
+use super::error::{ControlError, RouteCompileError};
 use super::state::{Affected, State};
 use crate::model::{
     ApiId, BackendId, Group, GroupId, PathTemplate, Segment, Stage, StageDefinition,
@@ -32,26 +32,27 @@ impl State {
         definition: Option<&StageDefinition>,
         prev: Option<&Arc<LiveRoute>>,
         targets: &mut Targets,
-    ) -> Result<Arc<LiveRoute>, String> {
+    ) -> Result<Arc<LiveRoute>, RouteCompileError> {
         let explicit = definition.is_some();
         let api = &deployment.snapshot;
-        let group = self.group(&api.group_id).map_err(|e| e.to_string())?;
+        let group = self
+            .group(&api.group_id)
+            .map_err(|e| RouteCompileError::Missing(Box::new(e)))?;
         let backend = self
             .backend(&api.backend.backend_id)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| RouteCompileError::Missing(Box::new(e)))?;
         let definition = match definition {
             Some(d) => d,
-            None => backend.stages.get(stage).ok_or_else(|| {
-                format!(
-                    "backend service `{}` has no definition in stage {stage}",
-                    backend.name
-                )
-            })?,
+            None => backend
+                .stages
+                .get(stage)
+                .ok_or_else(|| RouteCompileError::NoDefinition {
+                    backend_name: backend.name.clone(),
+                    stage: stage.clone(),
+                })?,
         };
         if matches!(definition, StageDefinition::Oss(_)) && api.backend.oss.is_none() {
-            return Err(
-                "an OSS definition needs the API's backend.oss (action and object key)".to_owned(),
-            );
+            return Err(RouteCompileError::OssWithoutBinding);
         }
         let base = group.base_path.as_deref();
         // The previous route serves on if nothing it was compiled from changed. Its template is
@@ -71,7 +72,7 @@ impl State {
             .request
             .path
             .with_base(base)
-            .map_err(|e| e.to_string())?;
+            .map_err(RouteCompileError::Template)?;
         let key = (api.backend.backend_id.clone(), stage.clone());
         let (shared, target) = match targets.0.get(&key).filter(|_| !explicit) {
             Some((d, t)) => (Arc::clone(d), t.clone()),
@@ -359,6 +360,6 @@ impl State {
 /// Why a route table could not be built.
 #[derive(Debug)]
 pub(crate) enum TableBuildError {
-    Compile(String),
+    Compile(RouteCompileError),
     Conflict(TableConflict),
 }

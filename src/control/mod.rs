@@ -8,7 +8,9 @@
 //! # Examples
 //!
 //! ```
-//! use stagegate::{ControlPlane, BackendKind, NewBackend, HttpDefinition, StageDefinition, Stage};
+//! use stagegate::ControlPlane;
+//! use stagegate::control::NewBackend;
+//! use stagegate::model::{BackendKind, HttpDefinition, Stage, StageDefinition};
 //! use stagegate::store::MemoryStore;
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
@@ -213,7 +215,7 @@ impl ControlPlane {
     /// The current live snapshot.
     #[must_use]
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.live.load()
+        self.live.load_full()
     }
 
     /// The store.
@@ -278,7 +280,7 @@ impl ControlPlane {
             );
         }
         state.revision = revision;
-        let prev = self.live.load();
+        let prev = self.live.load_full();
         self.live
             .store(state.next_snapshot(&prev, &affected, prebuilt));
         self.note_applied(state, false);
@@ -363,7 +365,7 @@ impl ControlPlane {
             for c in changes {
                 state.apply(c, &mut affected);
             }
-            let prev = self.live.load();
+            let prev = self.live.load_full();
             self.live
                 .store(state.next_snapshot(&prev, &affected, HashMap::new()));
             self.note_applied(state, false);

@@ -1110,7 +1110,7 @@ impl<'s> Planner<'s> {
                                 });
                                 match e {
                                     None => (ReportResult::Unpublished, None),
-                                    Some(e) => (ReportResult::Failed, Some(e)),
+                                    Some(e) => (ReportResult::Failed, Some(e.to_string())),
                                 }
                             }
                         }

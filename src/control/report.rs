@@ -22,7 +22,8 @@ pub enum ReportResult {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{ApiReport, ReportResult, ApiId, Stage};
+/// use stagegate::control::{ApiReport, ReportResult};
+/// use stagegate::model::{ApiId, Stage};
 /// let r = ApiReport { api_id: ApiId::generate(), api_name: "getUser".into(), stage: Stage::TEST, result: ReportResult::Republished, error: None };
 /// let json = serde_json::to_value(&r).unwrap();
 /// assert_eq!(json["result"], "republished");

@@ -10,8 +10,8 @@ use http::request::Parts;
 use super::GatewayError;
 use super::auth::{AuthRequest, Authenticator};
 use crate::auth::{
-    AuthError, DEFAULT_MAX_SKEW_MS, MemoryReplayGuard, ReplayGuard, SignatureMethods,
-    SignaturePolicy, appcode_from_request, check_signature, is_form,
+    AuthError, DEFAULT_MAX_SKEW, MemoryReplayGuard, ReplayGuard, SignatureMethods, SignaturePolicy,
+    appcode_from_request, check_signature, is_form,
 };
 use crate::base::BoxFuture;
 use crate::base::{AuthMethod, Caller};
@@ -31,22 +31,25 @@ static CONTENT_MD5: HeaderName = HeaderName::from_static("content-md5");
 /// # Examples
 ///
 /// ```
-/// use stagegate::{AppAuthenticator, GatewayLayer, MemoryReplayGuard, SnapshotHandle};
+/// use stagegate::GatewayLayer;
+/// use stagegate::auth::MemoryReplayGuard;
+/// use stagegate::layer::AppAuthenticator;
+/// use stagegate::routing::SnapshotHandle;
 /// let auth = AppAuthenticator::new(MemoryReplayGuard::new());
-/// let layer = GatewayLayer::new(SnapshotHandle::default()).authenticator(auth);
+/// let layer = GatewayLayer::new(SnapshotHandle::default()).with_authenticator(auth);
 /// # let _ = layer;
 /// ```
 #[derive(Clone)]
 pub struct AppAuthenticator {
     replay: Arc<dyn ReplayGuard>,
-    max_skew_ms: u64,
+    max_skew: std::time::Duration,
     signed_stage: bool,
 }
 
 impl fmt::Debug for AppAuthenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AppAuthenticator")
-            .field("max_skew_ms", &self.max_skew_ms)
+            .field("max_skew", &self.max_skew)
             .field("require_signed_stage", &self.signed_stage)
             .finish_non_exhaustive()
     }
@@ -64,7 +67,7 @@ impl AppAuthenticator {
     pub fn new(replay: impl ReplayGuard) -> Self {
         Self {
             replay: Arc::new(replay),
-            max_skew_ms: DEFAULT_MAX_SKEW_MS,
+            max_skew: DEFAULT_MAX_SKEW,
             signed_stage: false,
         }
     }
@@ -82,20 +85,31 @@ impl AppAuthenticator {
     /// # Examples
     ///
     /// ```
-    /// use stagegate::{AppAuthenticator, MemoryReplayGuard};
-    /// let auth = AppAuthenticator::new(MemoryReplayGuard::new()).require_signed_stage(true);
+    /// use stagegate::auth::MemoryReplayGuard;
+    /// use stagegate::layer::AppAuthenticator;
+    /// let auth = AppAuthenticator::new(MemoryReplayGuard::new()).with_signed_stage(true);
     /// # let _ = auth;
     /// ```
     #[must_use]
-    pub fn require_signed_stage(mut self, required: bool) -> Self {
+    pub fn with_signed_stage(mut self, required: bool) -> Self {
         self.signed_stage = required;
         self
     }
 
     /// How far `X-Ca-Timestamp` may be from the gateway's clock (default 15 minutes).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stagegate::auth::MemoryReplayGuard;
+    /// use stagegate::layer::AppAuthenticator;
+    /// let auth = AppAuthenticator::new(MemoryReplayGuard::new()).with_max_skew(Duration::from_secs(300));
+    /// # let _ = auth;
+    /// ```
     #[must_use]
-    pub fn max_skew_ms(mut self, ms: u64) -> Self {
-        self.max_skew_ms = ms;
+    pub fn with_max_skew(mut self, max_skew: std::time::Duration) -> Self {
+        self.max_skew = max_skew;
         self
     }
 
@@ -119,7 +133,7 @@ impl AppAuthenticator {
                 let policy = SignaturePolicy::new()
                     .with_allowed(allowed)
                     .with_force_nonce(api.force_nonce_check)
-                    .with_max_skew_ms(self.max_skew_ms)
+                    .with_max_skew(self.max_skew)
                     .with_signed_stage(self.signed_stage)
                     // The backend must not read an unsigned query value of a signed form field.
                     .with_conflicting_params_refused(true);

@@ -25,7 +25,7 @@ pub struct AuthRequest<'a> {
 
 /// Authenticates requests to APIs whose auth type is `APP`.
 ///
-/// stagegate ships [`AppAuthenticator`](crate::AppAuthenticator) (AppCode and HMAC signatures,
+/// stagegate ships [`AppAuthenticator`](crate::layer::AppAuthenticator) (AppCode and HMAC signatures,
 /// grant checks, replay protection); a host application can plug its own.
 pub trait Authenticator: Send + Sync + 'static {
     /// Whether [`authenticate`](Self::authenticate) needs the request body (buffered up to the

@@ -45,8 +45,9 @@ pub const DEFAULT_HEADER_LIMIT: usize = 8 * 1024;
 /// # Examples
 ///
 /// ```
-/// use stagegate::{GatewayLayer, SnapshotHandle};
-/// let layer = GatewayLayer::new(SnapshotHandle::default()).body_limit(1 << 20);
+/// use stagegate::GatewayLayer;
+/// use stagegate::routing::SnapshotHandle;
+/// let layer = GatewayLayer::new(SnapshotHandle::default()).with_body_limit(1 << 20);
 /// let standalone = layer.standalone(); // answers misses with I404NF
 /// # let _ = standalone;
 /// ```
@@ -91,26 +92,26 @@ impl GatewayLayer {
 
     /// The largest request body accepted (`I413RL` beyond); default 8 MiB.
     #[must_use]
-    pub fn body_limit(self, bytes: usize) -> Self {
+    pub fn with_body_limit(self, bytes: usize) -> Self {
         self.with(|s| s.body_limit = bytes)
     }
 
     /// The largest URL plus headers accepted (`I413UL` beyond); default 8 KiB.
     #[must_use]
-    pub fn header_limit(self, bytes: usize) -> Self {
+    pub fn with_header_limit(self, bytes: usize) -> Self {
         self.with(|s| s.header_limit = bytes)
     }
 
     /// The HTTP client used for HTTP, VPC and HTTP-function backends.
     #[must_use]
-    pub fn forwarder(self, forwarder: HttpForwarder) -> Self {
+    pub fn with_forwarder(self, forwarder: HttpForwarder) -> Self {
         self.with(|s| s.forwarder = forwarder)
     }
 
     /// The authenticator for APIs whose auth type is `APP` (default: [`AppAuthenticator`](super::AppAuthenticator)
     /// with an in-memory replay guard).
     #[must_use]
-    pub fn authenticator(self, a: impl Authenticator) -> Self {
+    pub fn with_authenticator(self, a: impl Authenticator) -> Self {
         let a: Arc<dyn Authenticator> = Arc::new(a);
         self.with(|s| s.authenticator = a)
     }
@@ -118,7 +119,7 @@ impl GatewayLayer {
     /// The dispatcher for Function Compute, OSS, EventBridge, service-discovery and address-less
     /// VPC backends (default: [`Backends::default()`](crate::backend::Backends)).
     #[must_use]
-    pub fn backends(self, d: impl crate::backend::Dispatch) -> Self {
+    pub fn with_backends(self, d: impl crate::backend::Dispatch) -> Self {
         let d: Arc<dyn crate::backend::Dispatch> = Arc::new(d);
         self.with(|s| s.backends = d)
     }
@@ -134,12 +135,13 @@ impl GatewayLayer {
     /// # Examples
     ///
     /// ```
-    /// use stagegate::{GatewayLayer, SnapshotHandle};
-    /// let layer = GatewayLayer::new(SnapshotHandle::default()).debug_anonymous(true);
+    /// use stagegate::GatewayLayer;
+    /// use stagegate::routing::SnapshotHandle;
+    /// let layer = GatewayLayer::new(SnapshotHandle::default()).with_debug_anonymous(true);
     /// # let _ = layer;
     /// ```
     #[must_use]
-    pub fn debug_anonymous(self, enabled: bool) -> Self {
+    pub fn with_debug_anonymous(self, enabled: bool) -> Self {
         self.with(|s| s.debug_anonymous = enabled)
     }
 

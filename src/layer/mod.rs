@@ -17,7 +17,7 @@
 //! answered `I400PA` before routing, whether or not an API would match it. An encoded slash or
 //! backslash (`%2F`, `%5C`) in a path that matches a published API is answered `I400PA` unless
 //! it sits in a `[param]` declared with
-//! [`allow_encoded_slash`](crate::RequestParameter::allow_encoded_slash); a path that matches no
+//! [`allow_encoded_slash`](crate::model::RequestParameter::allow_encoded_slash); a path that matches no
 //! API falls through with it unchanged.
 //!
 //! # Own code and tower-http
@@ -42,7 +42,8 @@
 //!
 //! ```
 //! use axum::{Router, routing::get};
-//! use stagegate::{ControlPlane, GatewayLayer, store::MemoryStore};
+//! use stagegate::{ControlPlane, GatewayLayer};
+//! use stagegate::store::MemoryStore;
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let control = ControlPlane::open(MemoryStore::new()).await.unwrap();
 //! let app: Router = Router::new()

@@ -31,7 +31,7 @@ use crate::error::GatewayError;
 use crate::error_code::ErrorCode;
 use crate::mapping::MappedRequest;
 use crate::model::{AuthType, Protocol, RequestMode, Stage};
-use crate::proxy::{BodyError, BoxError, GatewayBody, collect_limited};
+use crate::proxy::{BodyError, BoxError, GatewayBody, ProxyError, collect_limited};
 use crate::routing::{BackendTarget, LiveRoute, RouteMatch, Snapshot};
 
 /// Parsed once: a lookup or insertion by a `&str` parses and validates the name every time.
@@ -119,8 +119,9 @@ pub(crate) fn route<B>(
         Ok(c) => c,
         Err(e) => return Routed::Refuse(GatewayError::invalid_path(e)),
     };
-    // One snapshot per request.
-    let snapshot = shared.handle.load();
+    // One snapshot per request, owned: the context keeps it across the authentication await
+    // (credentials and grants), where arc-swap's borrowed guard should not be held.
+    let snapshot = shared.handle.load_full();
     let host = Host::of(req.uri(), req.headers());
     let Some(found) = snapshot.resolve(
         host.as_ref().and_then(Host::as_str),
@@ -429,7 +430,7 @@ async fn dispatch(
             )
             .map_err(|e| {
                 tracing::warn!(error = %e, "backend request could not be built");
-                GatewayError::with_detail(ErrorCode::I400RU, "backend path")
+                GatewayError::from(ProxyError::InvalidBackendUri(e))
             })?;
             let timeout = Duration::from_millis(u64::from(
                 api.backend.timeout_ms.or(*timeout_ms).unwrap_or(10_000),
@@ -459,7 +460,7 @@ async fn dispatch(
                 request_id: &ctx.request_id,
                 caller,
                 client_addr: ctx.client,
-                timeout: Duration::from_millis(u64::from(api.backend.timeout_ms())),
+                timeout: api.backend.timeout(),
                 forwarder: &shared.forwarder,
                 host: ctx.host.as_ref(),
             };

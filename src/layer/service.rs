@@ -60,7 +60,8 @@ impl<S> Gateway<S> {
     /// # Examples
     ///
     /// ```
-    /// use stagegate::{GatewayLayer, SnapshotHandle};
+    /// use stagegate::GatewayLayer;
+    /// use stagegate::routing::SnapshotHandle;
     /// let gateway = GatewayLayer::new(SnapshotHandle::default()).standalone();
     /// // per accepted connection:
     /// let per_connection = gateway.clone().with_client_addr(([203, 0, 113, 9], 40000).into());

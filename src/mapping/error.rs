@@ -26,7 +26,7 @@ use crate::model::ParamLocation;
 /// # Examples
 ///
 /// ```
-/// use stagegate::MappingError;
+/// use stagegate::mapping::MappingError;
 ///
 /// let err = MappingError::InvalidParameter { name: "age".into(), rule: "must be at most 150".into() };
 /// assert_eq!(err.code(), stagegate::ErrorCode::I400IP.as_str());
@@ -109,7 +109,7 @@ impl MappingError {
     ///
     /// ```
     /// use stagegate::ErrorCode;
-    /// let err = stagegate::MappingError::MissingHeader { name: "x-user".into() };
+    /// let err = stagegate::mapping::MappingError::MissingHeader { name: "x-user".into() };
     /// assert_eq!(err.code(), ErrorCode::I400MH.as_str());
     /// ```
     #[must_use]
@@ -122,7 +122,7 @@ impl MappingError {
     /// # Examples
     ///
     /// ```
-    /// let err = stagegate::MappingError::Config { reason: "x".into() };
+    /// let err = stagegate::mapping::MappingError::Config { reason: "x".into() };
     /// assert_eq!(err.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
     /// ```
     #[must_use]
@@ -136,9 +136,9 @@ impl MappingError {
     /// # Examples
     ///
     /// ```
-    /// let err = stagegate::MappingError::MissingHeader { name: "x-user".into() };
+    /// let err = stagegate::mapping::MappingError::MissingHeader { name: "x-user".into() };
     /// assert_eq!(err.wire_message(), "Header `x-user` is Required");
-    /// let err = stagegate::MappingError::Config { reason: "secret detail".into() };
+    /// let err = stagegate::mapping::MappingError::Config { reason: "secret detail".into() };
     /// assert_eq!(err.wire_message(), "Internal Error");
     /// ```
     #[must_use]

@@ -35,9 +35,10 @@
 //!
 //! ```
 //! use http::{HeaderMap, Method};
-//! use stagegate::{
-//!     ApiDefinition, BackendId, BodyAction, GroupId, MappingInput, ParamLocation,
-//!     ParamType, RequestMode, RequestParameter, Stage, SystemValues, map_request,
+//! use stagegate::mapping::{BodyAction, MappingInput, SystemValues, map_request};
+//! use stagegate::model::{
+//!     ApiDefinition, BackendId, GroupId, ParamLocation, ParamType, RequestMode,
+//!     RequestParameter, Stage,
 //! };
 //! use stagegate::routing::Compiled;
 //!
@@ -94,7 +95,7 @@ use crate::model::{
 use crate::routing::Compiled;
 
 /// The Content-Type of a form body the gateway builds (and of [`ContentTypePolicy::Default`]).
-pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=UTF-8";
+pub(crate) const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=UTF-8";
 
 /// Undeclared headers that `MAPPING` mode still forwards: content negotiation, the framing
 /// and description of a body that is kept, conditional requests, and tracing.
@@ -105,8 +106,8 @@ pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=
 /// # Examples
 ///
 /// ```
-/// assert!(stagegate::MAPPING_HEADER_ALLOWLIST.contains(&"accept"));
-/// assert!(!stagegate::MAPPING_HEADER_ALLOWLIST.contains(&"cookie"));
+/// assert!(stagegate::mapping::MAPPING_HEADER_ALLOWLIST.contains(&"accept"));
+/// assert!(!stagegate::mapping::MAPPING_HEADER_ALLOWLIST.contains(&"cookie"));
 /// ```
 pub const MAPPING_HEADER_ALLOWLIST: [&str; 24] = [
     "accept",
@@ -140,7 +141,7 @@ pub const MAPPING_HEADER_ALLOWLIST: [&str; 24] = [
 /// # Examples
 ///
 /// ```
-/// assert!(stagegate::MAPPING_HEADER_PREFIXES.contains(&"x-forwarded-"));
+/// assert!(stagegate::mapping::MAPPING_HEADER_PREFIXES.contains(&"x-forwarded-"));
 /// ```
 pub const MAPPING_HEADER_PREFIXES: [&str; 2] = ["x-forwarded-", "x-b3-"];
 
@@ -160,7 +161,8 @@ pub const MAPPING_HEADER_PREFIXES: [&str; 2] = ["x-forwarded-", "x-b3-"];
 /// # Examples
 ///
 /// ```
-/// use stagegate::{Stage, SystemValues};
+/// use stagegate::mapping::SystemValues;
+/// use stagegate::model::Stage;
 /// let sys = SystemValues {
 ///     client_ip: Some("203.0.113.7".parse().unwrap()),
 ///     scheme: "https",
@@ -195,7 +197,7 @@ impl<'a> SystemValues<'a> {
     /// # Examples
     ///
     /// ```
-    /// let sys = stagegate::SystemValues::new("id", &stagegate::Stage::RELEASE, "api");
+    /// let sys = stagegate::mapping::SystemValues::new("id", &stagegate::model::Stage::RELEASE, "api");
     /// assert_eq!(sys.scheme, "http");
     /// assert!(sys.app_id.is_none());
     /// ```
@@ -237,9 +239,9 @@ impl<'a> SystemValues<'a> {
 /// use http::{HeaderMap, Method};
 /// let headers = HeaderMap::new();
 /// let body = b"name=ann";
-/// let input = stagegate::MappingInput {
+/// let input = stagegate::mapping::MappingInput {
 ///     form_body: Some(&body[..]),
-///     ..stagegate::MappingInput::new(&Method::POST, "/users", None, &headers)
+///     ..stagegate::mapping::MappingInput::new(&Method::POST, "/users", None, &headers)
 /// };
 /// assert!(input.path_params.is_empty());
 /// ```
@@ -269,7 +271,7 @@ impl<'a> MappingInput<'a> {
     ///
     /// ```
     /// let headers = http::HeaderMap::new();
-    /// let i = stagegate::MappingInput::new(&http::Method::GET, "/a", Some("x=1"), &headers);
+    /// let i = stagegate::mapping::MappingInput::new(&http::Method::GET, "/a", Some("x=1"), &headers);
     /// assert_eq!(i.query, Some("x=1"));
     /// ```
     #[must_use]
@@ -328,7 +330,10 @@ pub struct MappedRequest {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{ApiDefinition, BackendId, GroupId, ParamLocation, RequestMode, RequestParameter, needs_form_body};
+/// use stagegate::mapping::needs_form_body;
+/// use stagegate::model::{
+///     ApiDefinition, BackendId, GroupId, ParamLocation, RequestMode, RequestParameter,
+/// };
 /// let mut api = ApiDefinition::builder(GroupId::generate(), "addItem", "POST", "/items", BackendId::generate()).unwrap();
 /// assert!(!needs_form_body(&api));
 /// api.request.mode = RequestMode::Mapping;
@@ -426,7 +431,8 @@ impl<'v> Outputs<'v> {
 ///
 /// ```
 /// use http::{HeaderMap, Method};
-/// use stagegate::{ApiDefinition, BackendId, GroupId, MappingInput, Stage, SystemValues, map_request};
+/// use stagegate::mapping::{MappingInput, SystemValues, map_request};
+/// use stagegate::model::{ApiDefinition, BackendId, GroupId, Stage};
 /// use stagegate::routing::Compiled;
 ///
 /// let mut api = ApiDefinition::builder(GroupId::generate(), "file", "GET", "/files/[name]", BackendId::generate()).unwrap();

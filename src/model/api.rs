@@ -17,7 +17,7 @@ use super::{
 /// # Examples
 ///
 /// ```
-/// use stagegate::Group;
+/// use stagegate::model::Group;
 /// let g = Group::new("ab").unwrap_err(); // names are 4 to 50 characters
 /// let g = Group::new("shop_api").unwrap();
 /// assert!(g.domains.is_empty());
@@ -133,7 +133,7 @@ pub enum BodyFormat {
 /// # Examples
 ///
 /// ```
-/// use stagegate::RequestConfig;
+/// use stagegate::model::RequestConfig;
 /// let r: RequestConfig = serde_json::from_value(serde_json::json!({
 ///     "method": "GET", "path": "/users/[id]", "mode": "MAPPING"
 /// })).unwrap();
@@ -238,7 +238,7 @@ pub enum ParamType {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{RequestParameter, ParamLocation};
+/// use stagegate::model::{ParamLocation, RequestParameter};
 /// let p: RequestParameter = serde_json::from_value(serde_json::json!({
 ///     "name": "id", "location": "PATH", "type": "LONG", "required": true,
 ///     "backend_name": "userId", "backend_location": "QUERY"
@@ -298,7 +298,7 @@ pub struct RequestParameter {
     /// are refused in any case.
     ///
     /// ```
-    /// use stagegate::{RequestParameter, ParamLocation};
+    /// use stagegate::model::{ParamLocation, RequestParameter};
     /// let p: RequestParameter = serde_json::from_value(serde_json::json!({
     ///     "name": "key", "location": "PATH", "allow_encoded_slash": true
     /// })).unwrap();
@@ -413,7 +413,7 @@ fn validate_param_name(what: &'static str, n: &str) -> Result<(), ValidationErro
 /// # Examples
 ///
 /// ```
-/// use stagegate::ConstantParameter;
+/// use stagegate::model::ConstantParameter;
 /// let c: ConstantParameter = serde_json::from_str(r#"{"backend_name":"x-tenant","value":"acme"}"#).unwrap();
 /// assert!(c.validate().is_ok());
 /// ```
@@ -483,7 +483,7 @@ pub enum SystemParam {
 /// # Examples
 ///
 /// ```
-/// use stagegate::SystemParameter;
+/// use stagegate::model::SystemParameter;
 /// let s: SystemParameter = serde_json::from_str(r#"{"name":"CaClientIp","backend_name":"x-client-ip"}"#).unwrap();
 /// assert!(s.validate().is_ok());
 /// ```
@@ -566,9 +566,9 @@ pub struct OssBinding {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{BackendBinding, BackendId};
+/// use stagegate::model::{BackendBinding, BackendId};
 /// let b = BackendBinding::new(BackendId::generate());
-/// assert_eq!(b.timeout_ms(), 10_000);
+/// assert_eq!(b.timeout(), std::time::Duration::from_secs(10));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -610,10 +610,20 @@ impl BackendBinding {
         }
     }
 
-    /// The effective timeout.
+    /// The effective timeout: [`timeout_ms`](Self::timeout_ms) when set, else 10 seconds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stagegate::model::{BackendBinding, BackendId};
+    /// let mut b = BackendBinding::new(BackendId::generate());
+    /// b.timeout_ms = Some(2_500);
+    /// assert_eq!(b.timeout(), Duration::from_millis(2_500));
+    /// ```
     #[must_use]
-    pub fn timeout_ms(&self) -> u32 {
-        self.timeout_ms.unwrap_or(10_000)
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::from(self.timeout_ms.unwrap_or(10_000)))
     }
 
     /// Checks every field.
@@ -719,7 +729,7 @@ impl ResponseDoc {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{ApiDefinition, BackendId, GroupId};
+/// use stagegate::model::{ApiDefinition, BackendId, GroupId};
 /// let api = ApiDefinition::builder(GroupId::generate(), "getUser", "GET", "/users/[id]", BackendId::generate())
 ///     .unwrap();
 /// assert!(api.validate().is_ok());

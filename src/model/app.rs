@@ -12,7 +12,7 @@ use super::{ApiId, AppId, Secret, Stage, ValidationError, VpcAccessId};
 /// # Examples
 ///
 /// ```
-/// use stagegate::AppKeyPair;
+/// use stagegate::model::AppKeyPair;
 /// let k = AppKeyPair::generate();
 /// assert_eq!(k.app_key.len(), 9);
 /// assert!(!format!("{k:?}").contains(k.app_secret.expose()));
@@ -88,7 +88,7 @@ pub(crate) fn validate_app_code(c: &str) -> Result<(), ValidationError> {
 /// # Examples
 ///
 /// ```
-/// use stagegate::App;
+/// use stagegate::model::App;
 /// let app = App::new("mobile_app").unwrap();
 /// assert_eq!(app.keys.len(), 1);
 /// assert_eq!(app.codes.len(), 1);
@@ -166,7 +166,7 @@ impl App {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{ApiId, AppId, Authorization, Stage};
+/// use stagegate::model::{ApiId, AppId, Authorization, Stage};
 /// let a = Authorization { app_id: AppId::generate_numeric(), api_id: ApiId::generate(), stage: Stage::TEST, expires_at: None, created_at: jiff::Timestamp::now() };
 /// assert!(a.is_valid_at(jiff::Timestamp::now()));
 /// ```
@@ -199,7 +199,7 @@ impl Authorization {
 /// # Examples
 ///
 /// ```
-/// use stagegate::VpcAccess;
+/// use stagegate::model::VpcAccess;
 /// let v = VpcAccess::new("orders_vpc", "vpc-1", "i-1", 8080, Some("127.0.0.1:8080".into())).unwrap();
 /// assert_eq!(v.port, 8080);
 /// ```

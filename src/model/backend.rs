@@ -16,7 +16,7 @@ use super::{BackendId, Stage, ValidationError, VpcAccessId};
 /// # Examples
 ///
 /// ```
-/// use stagegate::BackendKind;
+/// use stagegate::model::BackendKind;
 /// let k: BackendKind = serde_json::from_str("\"FUNCTION_COMPUTE\"").unwrap();
 /// assert_eq!(k, BackendKind::FunctionCompute);
 /// assert_eq!(BackendKind::Http.display_name(), "HTTP/HTTPS");
@@ -121,7 +121,7 @@ impl std::fmt::Display for BackendKind {
 /// # Examples
 ///
 /// ```
-/// use stagegate::HttpDefinition;
+/// use stagegate::model::HttpDefinition;
 /// let d = HttpDefinition::new("http://127.0.0.1:8081");
 /// assert!(d.validate().is_ok());
 /// assert!(HttpDefinition::new("http://h/with/path").validate().is_err());
@@ -180,7 +180,7 @@ fn validate_timeout(t: Option<u32>) -> Result<(), ValidationError> {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{VpcDefinition, VpcAccessId};
+/// use stagegate::model::{VpcAccessId, VpcDefinition};
 /// let d = VpcDefinition { vpc_access_id: VpcAccessId::generate(), https: false, host_header: None, timeout_ms: None };
 /// assert!(d.validate().is_ok());
 /// ```
@@ -219,7 +219,7 @@ impl VpcDefinition {
 /// # Examples
 ///
 /// ```
-/// use stagegate::FunctionDefinition;
+/// use stagegate::model::FunctionDefinition;
 /// let d: FunctionDefinition = serde_json::from_value(serde_json::json!({
 ///     "function_type": "EVENT", "region": "local", "service": "orders", "function": "create"
 /// })).unwrap();
@@ -324,7 +324,7 @@ impl FunctionDefinition {
 /// # Examples
 ///
 /// ```
-/// use stagegate::OssPermissions;
+/// use stagegate::model::OssPermissions;
 /// let p = OssPermissions { read: true, write: false };
 /// assert!(p.read && !p.write);
 /// ```
@@ -344,7 +344,7 @@ pub struct OssPermissions {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{OssDefinition, OssPermissions};
+/// use stagegate::model::{OssDefinition, OssPermissions};
 /// let d = OssDefinition { bucket: "assets".into(), endpoint: None, region: None,
 ///     permissions: OssPermissions { read: true, write: false } };
 /// assert!(d.validate().is_ok());
@@ -401,7 +401,7 @@ impl OssDefinition {
 /// # Examples
 ///
 /// ```
-/// use stagegate::EventBridgeDefinition;
+/// use stagegate::model::EventBridgeDefinition;
 /// let d = EventBridgeDefinition { bus: "orders".into(), source: "shop".into(), region: None };
 /// assert!(d.validate().is_ok());
 /// ```
@@ -439,7 +439,7 @@ impl EventBridgeDefinition {
 /// # Examples
 ///
 /// ```
-/// use stagegate::RegistryType;
+/// use stagegate::model::RegistryType;
 /// let r: RegistryType = serde_json::from_str("\"NACOS\"").unwrap();
 /// assert_eq!(r, RegistryType::Nacos);
 /// ```
@@ -463,7 +463,7 @@ pub enum RegistryType {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{DiscoveryDefinition, RegistryType};
+/// use stagegate::model::{DiscoveryDefinition, RegistryType};
 /// let d = DiscoveryDefinition { registry: RegistryType::Static, service_name: "users".into(),
 ///     namespace: None, group: None, addresses: vec!["127.0.0.1:8081".into()], https: false };
 /// assert!(d.validate().is_ok());
@@ -531,7 +531,7 @@ impl DiscoveryDefinition {
 /// # Examples
 ///
 /// ```
-/// use stagegate::MockDefinition;
+/// use stagegate::model::MockDefinition;
 /// let m: MockDefinition = serde_json::from_str(r#"{"status":200,"body":"hello"}"#).unwrap();
 /// assert!(m.validate().is_ok());
 /// // the fields are required
@@ -600,7 +600,7 @@ impl MockDefinition {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{BackendKind, StageDefinition};
+/// use stagegate::model::{BackendKind, StageDefinition};
 /// let d = StageDefinition::from_json(BackendKind::Http, serde_json::json!({"url": "http://127.0.0.1:9000"})).unwrap();
 /// assert_eq!(d.kind(), BackendKind::Http);
 /// // a MIXED backend's definitions must say which kind they are
@@ -659,14 +659,26 @@ impl StageDefinition {
         }
     }
 
-    /// The default timeout this definition sets, if any.
+    /// The default timeout this definition sets, if any (its `timeout_ms`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stagegate::model::{HttpDefinition, StageDefinition};
+    /// let mut h = HttpDefinition::new("http://10.0.0.1:8080");
+    /// assert_eq!(StageDefinition::Http(h.clone()).timeout(), None);
+    /// h.timeout_ms = Some(3_000);
+    /// assert_eq!(StageDefinition::Http(h).timeout(), Some(Duration::from_secs(3)));
+    /// ```
     #[must_use]
-    pub fn timeout_ms(&self) -> Option<u32> {
+    pub fn timeout(&self) -> Option<std::time::Duration> {
         match self {
             Self::Http(d) => d.timeout_ms,
             Self::Vpc(d) => d.timeout_ms,
             _ => None,
         }
+        .map(|ms| std::time::Duration::from_millis(u64::from(ms)))
     }
 
     /// Parses a definition for a backend of kind `kind` from JSON, validating it.
@@ -720,7 +732,7 @@ impl StageDefinition {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{BackendKind, BackendService, HttpDefinition, Stage, StageDefinition};
+/// use stagegate::model::{BackendKind, BackendService, HttpDefinition, Stage, StageDefinition};
 /// let mut b = BackendService::new("testHttp", BackendKind::Http).unwrap();
 /// b.stages.insert(Stage::TEST, StageDefinition::Http(HttpDefinition::new("http://127.0.0.1:8081")));
 /// assert!(b.validate().is_ok());

@@ -154,7 +154,7 @@ hex_id!(
     /// # Examples
     ///
     /// ```
-    /// use stagegate::BackendId;
+    /// use stagegate::model::BackendId;
     /// let id = BackendId::generate();
     /// assert_eq!(id.as_str().len(), 32);
     /// assert!(BackendId::parse("not valid!").is_err());
@@ -168,7 +168,7 @@ hex_id!(
     /// # Examples
     ///
     /// ```
-    /// use stagegate::GroupId;
+    /// use stagegate::model::GroupId;
     /// assert!(GroupId::parse("523e8dc7bbe04613b5b1d726c2a7889d").is_ok());
     /// ```
     GroupId,
@@ -180,7 +180,7 @@ hex_id!(
     /// # Examples
     ///
     /// ```
-    /// use stagegate::ApiId;
+    /// use stagegate::model::ApiId;
     /// assert_eq!(ApiId::generate().to_string().len(), 32);
     /// ```
     ApiId,
@@ -192,7 +192,7 @@ hex_id!(
     /// # Examples
     ///
     /// ```
-    /// use stagegate::AppId;
+    /// use stagegate::model::AppId;
     /// assert!(AppId::parse("110843374").is_ok());
     /// ```
     AppId,
@@ -204,7 +204,7 @@ hex_id!(
     /// # Examples
     ///
     /// ```
-    /// use stagegate::VpcAccessId;
+    /// use stagegate::model::VpcAccessId;
     /// assert!(VpcAccessId::parse("2zej3ehuzg9m77kvwnfpn").is_ok());
     /// ```
     VpcAccessId,

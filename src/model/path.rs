@@ -22,7 +22,7 @@ pub enum Segment {
 /// # Examples
 ///
 /// ```
-/// use stagegate::PathTemplate;
+/// use stagegate::model::PathTemplate;
 /// let p = PathTemplate::parse("/users/[id]/orders").unwrap();
 /// assert_eq!(p.params().collect::<Vec<_>>(), ["id"]);
 /// assert!(!p.match_all());

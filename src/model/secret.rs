@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 /// # Examples
 ///
 /// ```
-/// use stagegate::Secret;
+/// use stagegate::model::Secret;
 /// let s = Secret::new("c1ae97aaa7e45f21d10824bc44678fee");
 /// assert_eq!(format!("{s:?}"), "Secret(****)");
 /// assert!(s.ct_eq_str("c1ae97aaa7e45f21d10824bc44678fee"));

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// # Examples
 ///
 /// ```
-/// use stagegate::AuthType;
+/// use stagegate::model::AuthType;
 /// let auth: AuthType = serde_json::from_str("\"APP\"").unwrap();
 /// assert_eq!(auth, AuthType::App);
 /// ```
@@ -26,7 +26,7 @@ pub enum AuthType {
 /// # Examples
 ///
 /// ```
-/// use stagegate::AppCodeMode;
+/// use stagegate::model::AppCodeMode;
 /// assert!(AppCodeMode::HeaderQuery.allows_query());
 /// assert!(!AppCodeMode::Header.allows_query());
 /// assert!(!AppCodeMode::Disable.allows_header());
@@ -62,7 +62,7 @@ impl AppCodeMode {
 /// # Examples
 ///
 /// ```
-/// use stagegate::SignatureMethod;
+/// use stagegate::model::SignatureMethod;
 /// assert_eq!(SignatureMethod::parse("HmacSHA1"), Some(SignatureMethod::HmacSha1));
 /// assert_eq!(SignatureMethod::default().as_str(), "HmacSHA256");
 /// ```

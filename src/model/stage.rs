@@ -16,7 +16,7 @@ use super::ValidationError;
 /// # Examples
 ///
 /// ```
-/// use stagegate::Stage;
+/// use stagegate::model::Stage;
 /// let s = Stage::parse("test").unwrap();
 /// assert_eq!(s, Stage::TEST);
 /// assert_eq!(s.as_str(), "TEST");

@@ -10,7 +10,7 @@ use super::id::truncate;
 /// # Examples
 ///
 /// ```
-/// use stagegate::{ValidationError, validate_name};
+/// use stagegate::model::{ValidationError, validate_name};
 /// assert!(matches!(validate_name("api name", "1bad"), Err(ValidationError::InvalidName { .. })));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,8 +94,8 @@ impl ValidationError {
 /// # Examples
 ///
 /// ```
-/// assert!(stagegate::validate_name("backend name", "testHttp").is_ok());
-/// assert!(stagegate::validate_name("backend name", "a-b").is_err());
+/// assert!(stagegate::model::validate_name("backend name", "testHttp").is_ok());
+/// assert!(stagegate::model::validate_name("backend name", "a-b").is_err());
 /// ```
 pub fn validate_name(what: &'static str, name: &str) -> Result<(), ValidationError> {
     validate_name_len(what, name, 4, 50)

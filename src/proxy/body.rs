@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use http_body_util::BodyExt;
-//! use stagegate::GatewayBody;
+//! use stagegate::proxy::GatewayBody;
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let body = GatewayBody::full("hello");
@@ -32,7 +32,7 @@ use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
 /// # Examples
 ///
 /// ```
-/// use stagegate::BoxError;
+/// use stagegate::proxy::BoxError;
 ///
 /// let err: BoxError = "upstream went away".into();
 /// assert_eq!(err.to_string(), "upstream went away");
@@ -50,7 +50,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// ```
 /// use http_body::Body as _;
 /// use http_body_util::Full;
-/// use stagegate::GatewayBody;
+/// use stagegate::proxy::GatewayBody;
 ///
 /// assert!(GatewayBody::empty().is_end_stream());
 /// assert_eq!(GatewayBody::full("abc").size_hint().exact(), Some(3));
@@ -69,7 +69,7 @@ impl GatewayBody {
     ///
     /// ```
     /// use http_body_util::Empty;
-    /// use stagegate::GatewayBody;
+    /// use stagegate::proxy::GatewayBody;
     ///
     /// let body = GatewayBody::new(Empty::<bytes::Bytes>::new());
     /// # let _ = body;
@@ -99,7 +99,7 @@ impl GatewayBody {
     ///
     /// ```
     /// use http_body::Body as _;
-    /// assert!(stagegate::GatewayBody::empty().is_end_stream());
+    /// assert!(stagegate::proxy::GatewayBody::empty().is_end_stream());
     /// ```
     pub fn empty() -> Self {
         Self(Empty::new().map_err(|never| match never {}).boxed_unsync())
@@ -111,7 +111,7 @@ impl GatewayBody {
     ///
     /// ```
     /// use http_body::Body as _;
-    /// let body = stagegate::GatewayBody::full(String::from("{\"ok\":true}"));
+    /// let body = stagegate::proxy::GatewayBody::full(String::from("{\"ok\":true}"));
     /// assert_eq!(body.size_hint().exact(), Some(11));
     /// ```
     pub fn full(data: impl Into<Bytes>) -> Self {
@@ -186,7 +186,7 @@ impl From<Vec<u8>> for GatewayBody {
 /// # Examples
 ///
 /// ```
-/// use stagegate::BodyError;
+/// use stagegate::proxy::BodyError;
 ///
 /// let err = BodyError::TooLarge { limit: 8 };
 /// assert_eq!(err.to_string(), "body exceeds the limit of 8 bytes");
@@ -194,7 +194,7 @@ impl From<Vec<u8>> for GatewayBody {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BodyError {
-    /// The body is longer than the limit given to [`collect_limited`].
+    /// The body is longer than the limit it had to be buffered within.
     #[error("body exceeds the limit of {limit} bytes")]
     TooLarge {
         /// The limit, in bytes.
@@ -218,21 +218,7 @@ pub enum BodyError {
 /// # Errors
 ///
 /// [`BodyError::TooLarge`] over the limit, [`BodyError::Stream`] if the body itself fails.
-///
-/// # Examples
-///
-/// ```
-/// use stagegate::{collect_limited, BodyError, GatewayBody};
-///
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let ok = collect_limited(GatewayBody::full("0123456789"), 10).await.unwrap();
-/// assert_eq!(ok.len(), 10);
-///
-/// let err = collect_limited(GatewayBody::full("0123456789"), 9).await.unwrap_err();
-/// assert!(matches!(err, BodyError::TooLarge { limit: 9 }));
-/// # });
-/// ```
-pub async fn collect_limited<B>(body: B, limit: usize) -> Result<Bytes, BodyError>
+pub(crate) async fn collect_limited<B>(body: B, limit: usize) -> Result<Bytes, BodyError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -364,5 +350,18 @@ mod tests {
             err.downcast_ref::<BodyError>()
                 .is_some_and(|e| matches!(e, BodyError::Timeout))
         );
+    }
+
+    #[tokio::test]
+    async fn collect_limited_refuses_a_body_over_the_limit() {
+        let ok = collect_limited(GatewayBody::full("0123456789"), 10)
+            .await
+            .unwrap();
+        assert_eq!(ok.len(), 10);
+
+        let err = collect_limited(GatewayBody::full("0123456789"), 9)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BodyError::TooLarge { limit: 9 }));
     }
 }

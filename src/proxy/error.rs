@@ -29,13 +29,14 @@ use crate::error_code::{ErrorCode, WireError};
 /// | [`Upstream`](Self::Upstream) | `N502RE` | 502 |
 /// | [`RequestBodyTooLarge`](Self::RequestBodyTooLarge) | `I413RL` | 413 |
 /// | [`RequestBody`](Self::RequestBody) | `I400BD` | 400 |
+/// | [`InvalidBackendUri`](Self::InvalidBackendUri) | `I400RU` | 400 |
 /// | [`InvalidTarget`](Self::InvalidTarget), [`InvalidRequest`](Self::InvalidRequest) | `X500ER` | 500 |
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use stagegate::ProxyError;
+/// use stagegate::proxy::ProxyError;
 ///
 /// let err = ProxyError::Timeout { timeout: Duration::from_millis(200) };
 /// assert_eq!(err.code(), stagegate::ErrorCode::D504TO.as_str());
@@ -51,6 +52,21 @@ pub enum ProxyError {
     /// The backend request could not be built from the incoming request.
     #[error("invalid backend request")]
     InvalidRequest(#[source] http::Error),
+    /// The mapped backend path (with its prefix) is not a valid request target: the client's
+    /// values made a URI the backend request cannot carry. Answered the same whichever backend
+    /// kind serves the API.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::proxy::ProxyError;
+    /// let e = http::Request::builder().uri("/a b").body(()).unwrap_err();
+    /// let err = ProxyError::InvalidBackendUri(e);
+    /// assert_eq!(err.code(), stagegate::ErrorCode::I400RU.as_str());
+    /// assert_eq!(err.wire_message(), "Invalid Request Uri `backend path`");
+    /// ```
+    #[error("invalid backend request uri")]
+    InvalidBackendUri(#[source] http::Error),
     /// No response (headers) arrived within the forwarding timeout.
     #[error("backend did not respond within {timeout:?}")]
     Timeout {
@@ -74,10 +90,10 @@ pub enum ProxyError {
         source: BoxError,
     },
     /// The backend's response header section is larger than the forwarder accepts (see
-    /// [`HttpForwarderBuilder::max_response_header_bytes`](crate::HttpForwarderBuilder::max_response_header_bytes)).
+    /// [`HttpForwarderBuilder::with_max_response_header_bytes`](crate::proxy::HttpForwarderBuilder::with_max_response_header_bytes)).
     ///
     /// ```
-    /// let err = stagegate::ProxyError::ResponseHeaderTooLarge { source: "70000 bytes".into() };
+    /// let err = stagegate::proxy::ProxyError::ResponseHeaderTooLarge { source: "70000 bytes".into() };
     /// assert_eq!((err.code(), err.status().as_u16()), (stagegate::ErrorCode::D502FC.as_str(), 502));
     /// assert_eq!(err.wire_message(), "Backend service response header too large");
     /// ```
@@ -116,6 +132,7 @@ impl WireError for ProxyError {
     fn wire_code(&self) -> ErrorCode {
         match self {
             Self::InvalidTarget(_) | Self::InvalidRequest(_) => ErrorCode::X500ER,
+            Self::InvalidBackendUri(_) => ErrorCode::I400RU,
             Self::Timeout { .. } => ErrorCode::D504TO,
             Self::Connect { .. } => ErrorCode::D504CO,
             Self::BadResponse { .. } | Self::ResponseHeaderTooLarge { .. } => ErrorCode::D502FC,
@@ -134,6 +151,7 @@ impl WireError for ProxyError {
             }
             Self::ResponseHeaderTooLarge { .. } => Some(Cow::Borrowed("header too large")),
             Self::RequestBody { .. } => Some(Cow::Borrowed("request body stream failed")),
+            Self::InvalidBackendUri(_) => Some(Cow::Borrowed("backend path")),
             Self::InvalidTarget(_)
             | Self::InvalidRequest(_)
             | Self::Timeout { .. }
@@ -149,7 +167,7 @@ impl ProxyError {
     /// # Examples
     ///
     /// ```
-    /// let err = stagegate::ProxyError::from(stagegate::TargetError::MissingHost);
+    /// let err = stagegate::proxy::ProxyError::from(stagegate::proxy::TargetError::MissingHost);
     /// assert_eq!(err.code(), stagegate::ErrorCode::X500ER.as_str());
     /// ```
     pub fn code(&self) -> &'static str {
@@ -161,7 +179,7 @@ impl ProxyError {
     /// # Examples
     ///
     /// ```
-    /// let err = stagegate::ProxyError::from(stagegate::TargetError::MissingHost);
+    /// let err = stagegate::proxy::ProxyError::from(stagegate::proxy::TargetError::MissingHost);
     /// assert_eq!(err.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
     /// ```
     pub fn status(&self) -> StatusCode {
@@ -175,7 +193,7 @@ impl ProxyError {
     /// # Examples
     ///
     /// ```
-    /// let err = stagegate::ProxyError::Connect {
+    /// let err = stagegate::proxy::ProxyError::Connect {
     ///     reason: "Connection refused".into(),
     ///     source: "refused".into(),
     /// };

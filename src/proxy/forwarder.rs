@@ -30,7 +30,7 @@ const DEFAULT_MAX_IDLE_PER_HOST: usize = 32;
 /// Default forwarding timeout (Alibaba's default backend timeout is 10 000 ms).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default limit of a backend response's header section (see
-/// [`HttpForwarderBuilder::max_response_header_bytes`]).
+/// [`HttpForwarderBuilder::with_max_response_header_bytes`]).
 ///
 /// # Examples
 ///
@@ -49,7 +49,7 @@ const MIN_RESPONSE_HEADER_BYTES: usize = 8 * 1024;
 /// use std::net::{IpAddr, Ipv4Addr};
 /// use std::time::Duration;
 /// use http::{HeaderValue, uri::Scheme};
-/// use stagegate::ForwardContext;
+/// use stagegate::proxy::ForwardContext;
 ///
 /// let ctx = ForwardContext::new(Duration::from_secs(3))
 ///     .with_client_addr(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9)))
@@ -82,7 +82,7 @@ impl ForwardContext {
     /// # Examples
     ///
     /// ```
-    /// let ctx = stagegate::ForwardContext::new(std::time::Duration::from_millis(500));
+    /// let ctx = stagegate::proxy::ForwardContext::new(std::time::Duration::from_millis(500));
     /// assert!(ctx.client_addr.is_none());
     /// ```
     pub fn new(timeout: Duration) -> Self {
@@ -99,7 +99,7 @@ impl ForwardContext {
     /// # Examples
     ///
     /// ```
-    /// let ctx = stagegate::ForwardContext::default().with_client_addr([127, 0, 0, 1].into());
+    /// let ctx = stagegate::proxy::ForwardContext::default().with_client_addr([127, 0, 0, 1].into());
     /// assert!(ctx.client_addr.is_some());
     /// ```
     #[must_use]
@@ -113,7 +113,7 @@ impl ForwardContext {
     /// # Examples
     ///
     /// ```
-    /// let ctx = stagegate::ForwardContext::default()
+    /// let ctx = stagegate::proxy::ForwardContext::default()
     ///     .with_original_host(http::HeaderValue::from_static("a.example.com"));
     /// assert!(ctx.original_host.is_some());
     /// ```
@@ -128,7 +128,7 @@ impl ForwardContext {
     /// # Examples
     ///
     /// ```
-    /// let ctx = stagegate::ForwardContext::default().with_original_scheme(http::uri::Scheme::HTTP);
+    /// let ctx = stagegate::proxy::ForwardContext::default().with_original_scheme(http::uri::Scheme::HTTP);
     /// assert!(ctx.original_scheme.is_some());
     /// ```
     #[must_use]
@@ -153,10 +153,10 @@ impl Default for ForwardContext {
 /// use std::time::Duration;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// let forwarder = stagegate::HttpForwarder::builder()
-///     .connect_timeout(Duration::from_millis(500))
-///     .pool_idle_timeout(Duration::from_secs(30))
-///     .pool_max_idle_per_host(8)
+/// let forwarder = stagegate::proxy::HttpForwarder::builder()
+///     .with_connect_timeout(Duration::from_millis(500))
+///     .with_pool_idle_timeout(Duration::from_secs(30))
+///     .with_pool_max_idle_per_host(8)
 ///     .build();
 /// # let _ = forwarder;
 /// # });
@@ -180,11 +180,11 @@ impl HttpForwarderBuilder {
     /// # Examples
     ///
     /// ```
-    /// let b = stagegate::HttpForwarder::builder().max_response_header_bytes(16 * 1024);
+    /// let b = stagegate::proxy::HttpForwarder::builder().with_max_response_header_bytes(16 * 1024);
     /// # let _ = b;
     /// ```
     #[must_use]
-    pub fn max_response_header_bytes(mut self, bytes: usize) -> Self {
+    pub fn with_max_response_header_bytes(mut self, bytes: usize) -> Self {
         self.max_response_header_bytes = bytes.max(MIN_RESPONSE_HEADER_BYTES);
         self
     }
@@ -194,11 +194,11 @@ impl HttpForwarderBuilder {
     /// # Examples
     ///
     /// ```
-    /// let b = stagegate::HttpForwarder::builder().connect_timeout(std::time::Duration::from_secs(1));
+    /// let b = stagegate::proxy::HttpForwarder::builder().with_connect_timeout(std::time::Duration::from_secs(1));
     /// # let _ = b;
     /// ```
     #[must_use]
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
         self
     }
@@ -208,11 +208,11 @@ impl HttpForwarderBuilder {
     /// # Examples
     ///
     /// ```
-    /// let b = stagegate::HttpForwarder::builder().pool_idle_timeout(std::time::Duration::from_secs(5));
+    /// let b = stagegate::proxy::HttpForwarder::builder().with_pool_idle_timeout(std::time::Duration::from_secs(5));
     /// # let _ = b;
     /// ```
     #[must_use]
-    pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_pool_idle_timeout(mut self, timeout: Duration) -> Self {
         self.pool_idle_timeout = Some(timeout);
         self
     }
@@ -222,11 +222,11 @@ impl HttpForwarderBuilder {
     /// # Examples
     ///
     /// ```
-    /// let b = stagegate::HttpForwarder::builder().pool_max_idle_per_host(4);
+    /// let b = stagegate::proxy::HttpForwarder::builder().with_pool_max_idle_per_host(4);
     /// # let _ = b;
     /// ```
     #[must_use]
-    pub fn pool_max_idle_per_host(mut self, max: usize) -> Self {
+    pub fn with_pool_max_idle_per_host(mut self, max: usize) -> Self {
         self.pool_max_idle_per_host = max;
         self
     }
@@ -248,7 +248,7 @@ impl HttpForwarderBuilder {
     ///     .unwrap()
     ///     .with_root_certificates(roots)
     ///     .with_no_client_auth();
-    /// let b = stagegate::HttpForwarder::builder().with_tls_config(config);
+    /// let b = stagegate::proxy::HttpForwarder::builder().with_tls_config(config);
     /// # let _ = b;
     /// ```
     #[must_use]
@@ -262,7 +262,7 @@ impl HttpForwarderBuilder {
     /// # Examples
     ///
     /// ```
-    /// let forwarder = stagegate::HttpForwarder::builder().build();
+    /// let forwarder = stagegate::proxy::HttpForwarder::builder().build();
     /// # let _ = forwarder;
     /// ```
     pub fn build(self) -> HttpForwarder {
@@ -358,7 +358,7 @@ impl fmt::Debug for Inner {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use stagegate::{ForwardContext, GatewayBody, HttpForwarder, UpstreamTarget};
+/// use stagegate::proxy::{ForwardContext, GatewayBody, HttpForwarder, UpstreamTarget};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let forwarder = HttpForwarder::new();
@@ -383,7 +383,7 @@ impl HttpForwarder {
     /// # Examples
     ///
     /// ```
-    /// let forwarder = stagegate::HttpForwarder::new();
+    /// let forwarder = stagegate::proxy::HttpForwarder::new();
     /// let shared_pool = forwarder.clone();
     /// # let _ = shared_pool;
     /// ```
@@ -396,7 +396,7 @@ impl HttpForwarder {
     /// # Examples
     ///
     /// ```
-    /// let forwarder = stagegate::HttpForwarder::builder().pool_max_idle_per_host(1).build();
+    /// let forwarder = stagegate::proxy::HttpForwarder::builder().with_pool_max_idle_per_host(1).build();
     /// # let _ = forwarder;
     /// ```
     pub fn builder() -> HttpForwarderBuilder {
@@ -407,7 +407,7 @@ impl HttpForwarder {
     ///
     /// `ctx.timeout` is one deadline for the whole exchange: when the response headers have not
     /// arrived by then the result is [`ProxyError::Timeout`]; when the response body has not
-    /// finished by then, the body stream ends with a [`BodyError::Timeout`](crate::BodyError)
+    /// finished by then, the body stream ends with a [`BodyError::Timeout`](crate::proxy::BodyError)
     /// error (the connection to the client is then cut, as headers were already sent).
     ///
     /// # Errors
@@ -418,7 +418,7 @@ impl HttpForwarder {
     /// # Examples
     ///
     /// ```no_run
-    /// # use stagegate::{ForwardContext, GatewayBody, HttpForwarder, UpstreamTarget};
+    /// # use stagegate::proxy::{ForwardContext, GatewayBody, HttpForwarder, UpstreamTarget};
     /// # async fn run(forwarder: HttpForwarder) -> Result<(), Box<dyn std::error::Error>> {
     /// let target = UpstreamTarget::parse("https://backend.internal")?;
     /// let req = http::Request::post("/orders").body(GatewayBody::full("{}"))?;

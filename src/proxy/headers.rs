@@ -5,22 +5,6 @@
 //! `Proxy-Connection`, `Proxy-Authenticate`, `Proxy-Authorization`, `TE`, `Trailer`,
 //! `Transfer-Encoding` and `Upgrade`. Hyper frames each message again on its own connection.
 //! Upgrades (WebSocket) are therefore not forwarded.
-//!
-//! # Examples
-//!
-//! ```
-//! use http::HeaderMap;
-//! use stagegate::strip_hop_by_hop;
-//!
-//! let mut headers = HeaderMap::new();
-//! headers.insert("connection", "close, x-trace".parse().unwrap());
-//! headers.insert("x-trace", "1".parse().unwrap());
-//! headers.insert("keep-alive", "timeout=5".parse().unwrap());
-//! headers.insert("content-type", "text/plain".parse().unwrap());
-//! strip_hop_by_hop(&mut headers);
-//! assert_eq!(headers.len(), 1);
-//! assert!(headers.contains_key("content-type"));
-//! ```
 
 use std::net::IpAddr;
 
@@ -54,21 +38,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// Removes every hop-by-hop header, including each header named in `Connection`.
 ///
 /// Unparsable tokens in `Connection` are ignored.
-///
-/// # Examples
-///
-/// ```
-/// use http::HeaderMap;
-///
-/// let mut headers = HeaderMap::new();
-/// headers.insert("transfer-encoding", "chunked".parse().unwrap());
-/// headers.insert("proxy-authorization", "Basic Zm9v".parse().unwrap());
-/// headers.insert("connection", "X-Secret".parse().unwrap());
-/// headers.insert("x-secret", "s".parse().unwrap());
-/// stagegate::strip_hop_by_hop(&mut headers);
-/// assert!(headers.is_empty());
-/// ```
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over the names instead of a lookup per listed name.
     // (`Connection` is listed, so without any listed name there is nothing it could name.)
     if !headers.keys().any(is_hop_by_hop) {
@@ -108,26 +78,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 ///   are joined into one comma-separated list); without a `client` the header is left alone.
 /// * `X-Forwarded-Proto`: set to `proto` when known (replacing what the client sent), else kept.
 /// * `X-Forwarded-Host`: set to `host` when known (replacing what the client sent), else kept.
-///
-/// # Examples
-///
-/// ```
-/// use http::{HeaderMap, HeaderValue, uri::Scheme};
-/// use std::net::{IpAddr, Ipv4Addr};
-///
-/// let mut headers = HeaderMap::new();
-/// headers.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
-/// stagegate::append_forwarded_headers(
-///     &mut headers,
-///     Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))),
-///     Some(&Scheme::HTTPS),
-///     Some(&HeaderValue::from_static("api.example.com")),
-/// );
-/// assert_eq!(headers["x-forwarded-for"], "203.0.113.7, 10.0.0.1");
-/// assert_eq!(headers["x-forwarded-proto"], "https");
-/// assert_eq!(headers["x-forwarded-host"], "api.example.com");
-/// ```
-pub fn append_forwarded_headers(
+pub(crate) fn append_forwarded_headers(
     headers: &mut HeaderMap,
     client: Option<IpAddr>,
     proto: Option<&Scheme>,
@@ -318,5 +269,45 @@ mod tests {
         append_forwarded_headers(&mut headers, None, Some(&Scheme::HTTPS), None);
         assert_eq!(headers[&X_FORWARDED_FOR], "1.1.1.1");
         assert_eq!(headers[&X_FORWARDED_PROTO], "https");
+    }
+
+    #[test]
+    fn strip_removes_connection_named_and_listed_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", "close, x-trace".parse().unwrap());
+        headers.insert("x-trace", "1".parse().unwrap());
+        headers.insert("keep-alive", "timeout=5".parse().unwrap());
+        headers.insert("content-type", "text/plain".parse().unwrap());
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("content-type"));
+    }
+
+    #[test]
+    fn strip_leaves_nothing_of_hop_by_hop_only_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert("transfer-encoding", "chunked".parse().unwrap());
+        headers.insert("proxy-authorization", "Basic Zm9v".parse().unwrap());
+        headers.insert("connection", "X-Secret".parse().unwrap());
+        headers.insert("x-secret", "s".parse().unwrap());
+        strip_hop_by_hop(&mut headers);
+        assert!(headers.is_empty());
+    }
+
+    #[test]
+    fn forwarded_headers_append_for_and_set_proto_and_host() {
+        use std::net::Ipv4Addr;
+
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        append_forwarded_headers(
+            &mut headers,
+            Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))),
+            Some(&Scheme::HTTPS),
+            Some(&HeaderValue::from_static("api.example.com")),
+        );
+        assert_eq!(headers["x-forwarded-for"], "203.0.113.7, 10.0.0.1");
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-forwarded-host"], "api.example.com");
     }
 }

@@ -1,18 +1,18 @@
 //! Forwarding requests to HTTP(S) backends: [`HttpForwarder`], the opaque [`GatewayBody`],
 //! hop-by-hop header rules and [`ProxyError`] with its gateway error codes.
 //!
-//! Bodies stream both ways without buffering; only [`collect_limited`] buffers, and always
-//! with a limit.
+//! Bodies stream both ways without buffering; where the gateway must see a whole body (a
+//! signature's `Content-MD5`, form parameters) it buffers it, always with a limit.
 //!
 //! # Examples
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use stagegate::{ForwardContext, GatewayBody, HttpForwarder, UpstreamTarget};
+//! use stagegate::proxy::{ForwardContext, GatewayBody, HttpForwarder, UpstreamTarget};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let forwarder = HttpForwarder::builder()
-//!     .connect_timeout(Duration::from_secs(1))
+//!     .with_connect_timeout(Duration::from_secs(1))
 //!     .build();
 //! let target = UpstreamTarget::parse("http://127.0.0.1:8080")?;
 //! let request = http::Request::get("/backend/path").body(GatewayBody::empty())?;
@@ -30,11 +30,11 @@ mod headers;
 mod pool;
 mod target;
 
-pub use body::{BodyError, BoxError, GatewayBody, collect_limited};
+pub(crate) use body::collect_limited;
+pub use body::{BodyError, BoxError, GatewayBody};
 pub use error::ProxyError;
 pub use forwarder::{
     DEFAULT_MAX_RESPONSE_HEADER_BYTES, ForwardContext, HttpForwarder, HttpForwarderBuilder,
 };
 pub(crate) use headers::FORWARDED_HEADERS;
-pub use headers::{append_forwarded_headers, strip_hop_by_hop};
 pub use target::{TargetError, UpstreamTarget};

@@ -11,7 +11,7 @@ use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 /// # Examples
 ///
 /// ```
-/// use stagegate::{TargetError, UpstreamTarget};
+/// use stagegate::proxy::{TargetError, UpstreamTarget};
 ///
 /// let err = UpstreamTarget::parse("ftp://files.example.com").unwrap_err();
 /// assert!(matches!(err, TargetError::UnsupportedScheme { .. }));
@@ -54,7 +54,7 @@ pub enum TargetError {
 ///
 /// ```
 /// use http::HeaderValue;
-/// use stagegate::UpstreamTarget;
+/// use stagegate::proxy::UpstreamTarget;
 ///
 /// let target = UpstreamTarget::parse("https://backend.internal:8443")?
 ///     .with_host_override(HeaderValue::from_static("api.example.com"));
@@ -66,7 +66,7 @@ pub enum TargetError {
 /// // A trailing slash is accepted, anything else after the authority is not.
 /// assert!(UpstreamTarget::parse("http://127.0.0.1/").is_ok());
 /// assert!(UpstreamTarget::parse("http://127.0.0.1/v1").is_err());
-/// # Ok::<(), stagegate::TargetError>(())
+/// # Ok::<(), stagegate::proxy::TargetError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamTarget {
@@ -91,7 +91,7 @@ impl UpstreamTarget {
     /// # Examples
     ///
     /// ```
-    /// use stagegate::UpstreamTarget;
+    /// use stagegate::proxy::UpstreamTarget;
     ///
     /// assert!(UpstreamTarget::parse("http://10.0.0.5:8080").is_ok());
     /// assert!(UpstreamTarget::parse("10.0.0.5:8080").is_err());
@@ -122,11 +122,11 @@ impl UpstreamTarget {
     ///
     /// ```
     /// use http::uri::{Authority, Scheme};
-    /// use stagegate::UpstreamTarget;
+    /// use stagegate::proxy::UpstreamTarget;
     ///
     /// let target = UpstreamTarget::new(Scheme::HTTP, Authority::from_static("127.0.0.1:9000"))?;
     /// assert_eq!(target.to_string(), "http://127.0.0.1:9000");
-    /// # Ok::<(), stagegate::TargetError>(())
+    /// # Ok::<(), stagegate::proxy::TargetError>(())
     /// ```
     pub fn new(scheme: Scheme, authority: Authority) -> Result<Self, TargetError> {
         if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
@@ -157,10 +157,10 @@ impl UpstreamTarget {
     ///
     /// ```
     /// use http::HeaderValue;
-    /// let target = stagegate::UpstreamTarget::parse("http://10.0.0.5")?
+    /// let target = stagegate::proxy::UpstreamTarget::parse("http://10.0.0.5")?
     ///     .with_host_override(HeaderValue::from_static("svc.local"));
     /// assert_eq!(target.host_override().unwrap(), "svc.local");
-    /// # Ok::<(), stagegate::TargetError>(())
+    /// # Ok::<(), stagegate::proxy::TargetError>(())
     /// ```
     #[must_use]
     pub fn with_host_override(mut self, host: HeaderValue) -> Self {
@@ -173,9 +173,9 @@ impl UpstreamTarget {
     /// # Examples
     ///
     /// ```
-    /// let target = stagegate::UpstreamTarget::parse("https://example.com")?;
+    /// let target = stagegate::proxy::UpstreamTarget::parse("https://example.com")?;
     /// assert_eq!(target.scheme(), &http::uri::Scheme::HTTPS);
-    /// # Ok::<(), stagegate::TargetError>(())
+    /// # Ok::<(), stagegate::proxy::TargetError>(())
     /// ```
     pub fn scheme(&self) -> &Scheme {
         &self.scheme
@@ -186,9 +186,9 @@ impl UpstreamTarget {
     /// # Examples
     ///
     /// ```
-    /// let target = stagegate::UpstreamTarget::parse("http://example.com")?;
+    /// let target = stagegate::proxy::UpstreamTarget::parse("http://example.com")?;
     /// assert_eq!(target.scheme_str(), "http");
-    /// # Ok::<(), stagegate::TargetError>(())
+    /// # Ok::<(), stagegate::proxy::TargetError>(())
     /// ```
     pub fn scheme_str(&self) -> &str {
         self.scheme.as_str()
@@ -204,9 +204,9 @@ impl UpstreamTarget {
     /// # Examples
     ///
     /// ```
-    /// let target = stagegate::UpstreamTarget::parse("http://example.com:81")?;
+    /// let target = stagegate::proxy::UpstreamTarget::parse("http://example.com:81")?;
     /// assert_eq!(target.authority().host(), "example.com");
-    /// # Ok::<(), stagegate::TargetError>(())
+    /// # Ok::<(), stagegate::proxy::TargetError>(())
     /// ```
     pub fn authority(&self) -> &Authority {
         &self.authority
@@ -217,9 +217,9 @@ impl UpstreamTarget {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(stagegate::UpstreamTarget::parse("https://example.com")?.port(), 443);
-    /// assert_eq!(stagegate::UpstreamTarget::parse("http://example.com")?.port(), 80);
-    /// # Ok::<(), stagegate::TargetError>(())
+    /// assert_eq!(stagegate::proxy::UpstreamTarget::parse("https://example.com")?.port(), 443);
+    /// assert_eq!(stagegate::proxy::UpstreamTarget::parse("http://example.com")?.port(), 80);
+    /// # Ok::<(), stagegate::proxy::TargetError>(())
     /// ```
     pub fn port(&self) -> u16 {
         self.authority
@@ -236,8 +236,8 @@ impl UpstreamTarget {
     /// # Examples
     ///
     /// ```
-    /// assert!(stagegate::UpstreamTarget::parse("http://example.com")?.host_override().is_none());
-    /// # Ok::<(), stagegate::TargetError>(())
+    /// assert!(stagegate::proxy::UpstreamTarget::parse("http://example.com")?.host_override().is_none());
+    /// # Ok::<(), stagegate::proxy::TargetError>(())
     /// ```
     pub fn host_override(&self) -> Option<&HeaderValue> {
         self.host_override.as_ref()

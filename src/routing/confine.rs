@@ -164,7 +164,12 @@ fn has_encoded_separator(raw: &str) -> bool {
 /// # async fn demo() {
 /// use stagegate::store::MemoryStore;
 /// use stagegate::routing::{encoded_separators_allowed, PathError};
-/// use stagegate::*;
+/// use stagegate::ControlPlane;
+/// use stagegate::control::{NewBackend, NewGroup};
+/// use stagegate::model::{
+///     ApiDefinition, BackendKind, MockDefinition, ParamLocation, RequestParameter, Stage,
+///     StageDefinition,
+/// };
 /// let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
 /// let backend = cp.create_backend(NewBackend::new("mock", BackendKind::Mock)).await.unwrap();
 /// let def = StageDefinition::Mock(MockDefinition { status: 200, headers: Default::default(), body: "ok".into() });

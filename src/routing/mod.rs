@@ -5,6 +5,7 @@
 //! touched.
 
 mod confine;
+mod error;
 pub(crate) mod overlap;
 mod snapshot;
 mod table;
@@ -12,26 +13,30 @@ mod target;
 mod trie;
 
 pub use confine::{PathCheck, PathError, check_request_path, encoded_separators_allowed};
+pub use error::CompileError;
 pub(crate) use snapshot::HostIndex;
 pub use snapshot::{Credentials, GrantStatus, Grants, Snapshot, SnapshotHandle};
-pub use table::{LiveRoute, RouteMatch, RouteTable, TableConflict};
-pub use target::BackendTarget;
+pub(crate) use table::TableConflict;
+pub use table::{LiveRoute, RouteMatch, RouteTable};
+pub(crate) use target::BackendTarget;
 
-/// Data precompiled for one live route by the data plane (backend targets, parameter rules).
+/// Data precompiled for one live route by the data plane (parameter rules, the parsed backend
+/// path, backend header names): what [`map_request`](crate::mapping::map_request) needs besides
+/// the API. Opaque: build it with [`Compiled::compile`].
 #[derive(Debug, Default)]
 pub struct Compiled {
     /// Compiled regular expressions of the declared parameters, by index (none where a
     /// parameter has no rule).
-    pub regexes: Vec<Option<regex::Regex>>,
+    pub(crate) regexes: Vec<Option<regex::Regex>>,
     /// The backend path template (`backend.path`), parsed once; none when the API has none.
-    pub backend_path: Option<crate::model::PathTemplate>,
+    pub(crate) backend_path: Option<crate::model::PathTemplate>,
     /// The backend header names written by the mapping, parsed once: one entry per declared
     /// parameter, then per constant parameter, then per system parameter, in declaration
     /// order; `None` where that parameter is not sent in a header or its name is not a valid
     /// header name. Mapping parses a name itself where this holds none or a different name
     /// (and answers an invalid one with its configuration error), so a shorter or stale list
     /// is only slower, never wrong.
-    pub header_names: Vec<Option<http::HeaderName>>,
+    pub(crate) header_names: Vec<Option<http::HeaderName>>,
 }
 
 impl Compiled {
@@ -40,7 +45,9 @@ impl Compiled {
     /// # Examples
     ///
     /// ```
-    /// use stagegate::{ApiDefinition, BackendId, GroupId, ParamLocation, RequestMode, RequestParameter};
+    /// use stagegate::model::{
+    ///     ApiDefinition, BackendId, GroupId, ParamLocation, RequestMode, RequestParameter,
+    /// };
     /// use stagegate::routing::Compiled;
     ///
     /// let mut api = ApiDefinition::builder(GroupId::generate(), "getUser", "GET", "/users/[id]", BackendId::generate()).unwrap();
@@ -52,14 +59,15 @@ impl Compiled {
     ///     backend_location: Some(ParamLocation::Head),
     ///     ..Default::default()
     /// });
-    /// let compiled = Compiled::compile(&api).unwrap();
-    /// assert_eq!(compiled.header_names[0].as_ref().map(|h| h.as_str()), Some("x-lang"));
+    /// assert!(Compiled::compile(&api).is_ok());
     /// ```
     ///
     /// # Errors
     ///
-    /// A message when something cannot be compiled (validation makes this rare).
-    pub fn compile(api: &crate::model::ApiDefinition) -> Result<Self, String> {
+    /// [`CompileError::Pattern`] for a parameter pattern that does not compile,
+    /// [`CompileError::BackendPath`] for a backend path that is not a template (validation
+    /// makes both rare).
+    pub fn compile(api: &crate::model::ApiDefinition) -> Result<Self, CompileError> {
         let regexes = api
             .parameters
             .iter()
@@ -70,7 +78,10 @@ impl Compiled {
                         regex::RegexBuilder::new(&format!("^(?:{r})$"))
                             .size_limit(1 << 20)
                             .build()
-                            .map_err(|e| format!("parameter `{}`: {e}", p.name))
+                            .map_err(|source| CompileError::Pattern {
+                                param: p.name.clone(),
+                                source,
+                            })
                     })
                     .transpose()
             })
@@ -89,7 +100,7 @@ impl Compiled {
                 }
             })
             .transpose()
-            .map_err(|e| format!("backend path: {e}"))?;
+            .map_err(CompileError::BackendPath)?;
         let header_names = header_names(api);
         Ok(Self {
             regexes,
@@ -124,4 +135,68 @@ fn header_names(api: &crate::model::ApiDefinition) -> Vec<Option<http::HeaderNam
                 .flatten()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CompileError, Compiled};
+    use crate::model::{
+        ApiDefinition, BackendId, GroupId, ParamLocation, RequestMode, RequestParameter,
+    };
+
+    fn api() -> ApiDefinition {
+        let mut api = ApiDefinition::builder(
+            GroupId::generate(),
+            "getUser",
+            "GET",
+            "/users/[id]",
+            BackendId::generate(),
+        )
+        .unwrap();
+        api.request.mode = RequestMode::Mapping;
+        api
+    }
+
+    #[test]
+    fn header_names_are_parsed_once_and_lowercased() {
+        let mut api = api();
+        api.parameters.push(RequestParameter {
+            name: "lang".into(),
+            location: ParamLocation::Query,
+            backend_name: Some("X-Lang".into()),
+            backend_location: Some(ParamLocation::Head),
+            ..Default::default()
+        });
+        let compiled = Compiled::compile(&api).unwrap();
+        assert_eq!(
+            compiled.header_names[0]
+                .as_ref()
+                .map(http::HeaderName::as_str),
+            Some("x-lang")
+        );
+    }
+
+    #[test]
+    fn compile_errors_are_typed_and_keep_their_messages() {
+        let mut api = api();
+        api.backend.path = Some("/v2/[id".into());
+        let e = Compiled::compile(&api).unwrap_err();
+        assert!(matches!(e, CompileError::BackendPath(_)), "{e:?}");
+        assert!(e.to_string().starts_with("backend path: "), "{e}");
+
+        let mut api = self::api();
+        api.parameters.push(RequestParameter {
+            name: "n".into(),
+            location: ParamLocation::Query,
+            regex: Some("(".into()),
+            ..Default::default()
+        });
+        let e = Compiled::compile(&api).unwrap_err();
+        assert!(
+            matches!(&e, CompileError::Pattern { param, .. } if param == "n"),
+            "{e:?}"
+        );
+        assert!(e.to_string().starts_with("parameter `n`: "), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
+    }
 }

@@ -313,7 +313,7 @@ impl Snapshot {
 /// # Examples
 ///
 /// ```
-/// use stagegate::SnapshotHandle;
+/// use stagegate::routing::SnapshotHandle;
 /// let handle = SnapshotHandle::default();
 /// assert_eq!(handle.load().generation(), 0);
 /// ```
@@ -331,16 +331,38 @@ impl fmt::Debug for SnapshotHandle {
 }
 
 impl SnapshotHandle {
-    /// The current generation (a reference count bump; no lock).
+    /// A cheap, short-lived borrow of the current generation (arc-swap's `load`: no reference
+    /// count, no lock). Do not hold it across an `.await` or for long; use
+    /// [`load_full`](Self::load_full) for that.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::routing::SnapshotHandle;
+    /// let handle = SnapshotHandle::default();
+    /// let snapshot = handle.load();
+    /// assert_eq!(snapshot.generation(), 0);
+    /// ```
     #[must_use]
-    pub fn load(&self) -> Arc<Snapshot> {
-        self.inner.load_full()
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.inner.load()
     }
 
-    /// A cheaper, short-lived borrow of the current generation. Do not hold it across an `.await`.
+    /// The current generation as an owned `Arc` (arc-swap's `load_full`: a reference count
+    /// bump, no lock), to keep across `.await`s or store.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use stagegate::routing::{Snapshot, SnapshotHandle};
+    /// let handle = SnapshotHandle::default();
+    /// let snapshot: Arc<Snapshot> = handle.load_full();
+    /// assert_eq!(snapshot.generation(), 0);
+    /// ```
     #[must_use]
-    pub fn peek(&self) -> arc_swap::Guard<Arc<Snapshot>> {
-        self.inner.load()
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.inner.load_full()
     }
 
     pub(crate) fn store(&self, s: Snapshot) {

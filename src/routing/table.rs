@@ -16,54 +16,228 @@ pub(crate) type Starts = smallvec::SmallVec<[Start; 1]>;
 
 /// A published API as the data plane serves it: the deployed snapshot, bound to its backend's
 /// current definition in the stage.
+///
+/// Built by the control plane; read through its accessors (a custom
+/// [`Dispatch`](crate::backend::Dispatch) gets one in
+/// [`BackendCall::route`](crate::backend::BackendCall::route)).
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::routing::LiveRoute;
+///
+/// fn describe(route: &LiveRoute) -> String {
+///     format!(
+///         "{} {} in {} -> {} ({})",
+///         route.api().request.method,
+///         route.template(),
+///         route.stage(),
+///         route.backend_name(),
+///         route.backend_kind(),
+///     )
+/// }
+/// # let _ = describe;
+/// ```
 #[derive(Debug)]
 pub struct LiveRoute {
     /// The deployment that is live.
-    pub deployment: Arc<Deployment>,
+    pub(crate) deployment: Arc<Deployment>,
     /// The stage.
-    pub stage: Stage,
+    pub(crate) stage: Stage,
     /// The full path template (group base path included).
-    pub template: PathTemplate,
+    pub(crate) template: PathTemplate,
     /// The backend service's name.
-    pub backend_name: String,
+    pub(crate) backend_name: String,
     /// The backend service's kind (`MIXED` for mixed backends).
-    pub backend_kind: BackendKind,
+    pub(crate) backend_kind: BackendKind,
     /// The backend's definition in this stage.
-    pub definition: Arc<StageDefinition>,
+    pub(crate) definition: Arc<StageDefinition>,
     /// The backend, compiled for calling.
-    pub target: crate::routing::BackendTarget,
+    pub(crate) target: crate::routing::BackendTarget,
     /// For VPC definitions: the VPC access authorization they named when the route was compiled
     /// (the data plane resolves its instance id and port when it has no address).
-    pub vpc_access: Option<Arc<crate::model::VpcAccess>>,
+    pub(crate) vpc_access: Option<Arc<crate::model::VpcAccess>>,
     /// Data the data plane precompiled for this route (targets, parameter rules).
-    pub compiled: Arc<crate::routing::Compiled>,
+    pub(crate) compiled: Arc<crate::routing::Compiled>,
     /// The group's [`pass_appcode_to_backend`](crate::model::Group::pass_appcode_to_backend).
-    pub pass_appcode_to_backend: bool,
+    pub(crate) pass_appcode_to_backend: bool,
 }
 
 impl LiveRoute {
-    /// The published API definition.
+    /// The published API definition (the deployed snapshot).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn api_name(route: &stagegate::routing::LiveRoute) -> &str {
+    ///     &route.api().name
+    /// }
+    /// # let _ = api_name;
+    /// ```
     #[must_use]
     pub fn api(&self) -> &ApiDefinition {
         &self.deployment.snapshot
     }
 
     /// The API id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn id(route: &stagegate::routing::LiveRoute) -> String {
+    ///     route.api_id().to_string()
+    /// }
+    /// # let _ = id;
+    /// ```
     #[must_use]
     pub fn api_id(&self) -> &ApiId {
         &self.deployment.snapshot.id
     }
 
     /// The group id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn group(route: &stagegate::routing::LiveRoute) -> String {
+    ///     route.group_id().to_string()
+    /// }
+    /// # let _ = group;
+    /// ```
     #[must_use]
     pub fn group_id(&self) -> &GroupId {
         &self.deployment.snapshot.group_id
+    }
+
+    /// The deployment that is live: the API snapshot with its version and publication facts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn version(route: &stagegate::routing::LiveRoute) -> &str {
+    ///     &route.deployment().version
+    /// }
+    /// # let _ = version;
+    /// ```
+    #[must_use]
+    pub fn deployment(&self) -> &Deployment {
+        &self.deployment
+    }
+
+    /// The stage the route is published in.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::model::Stage;
+    /// fn is_release(route: &stagegate::routing::LiveRoute) -> bool {
+    ///     *route.stage() == Stage::RELEASE
+    /// }
+    /// # let _ = is_release;
+    /// ```
+    #[must_use]
+    pub fn stage(&self) -> &Stage {
+        &self.stage
+    }
+
+    /// The full path template (the group's base path included).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn path(route: &stagegate::routing::LiveRoute) -> String {
+    ///     route.template().to_string()
+    /// }
+    /// # let _ = path;
+    /// ```
+    #[must_use]
+    pub fn template(&self) -> &PathTemplate {
+        &self.template
+    }
+
+    /// The backend service's name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn backend(route: &stagegate::routing::LiveRoute) -> &str {
+    ///     route.backend_name()
+    /// }
+    /// # let _ = backend;
+    /// ```
+    #[must_use]
+    pub fn backend_name(&self) -> &str {
+        &self.backend_name
+    }
+
+    /// The backend service's kind (`MIXED` for mixed backends; the definition's own kind is
+    /// [`definition`](Self::definition)`().kind()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::model::BackendKind;
+    /// fn is_mixed(route: &stagegate::routing::LiveRoute) -> bool {
+    ///     route.backend_kind() == BackendKind::Mixed
+    /// }
+    /// # let _ = is_mixed;
+    /// ```
+    #[must_use]
+    pub fn backend_kind(&self) -> BackendKind {
+        self.backend_kind
+    }
+
+    /// The backend's definition in this stage.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::model::StageDefinition;
+    /// fn is_mock(route: &stagegate::routing::LiveRoute) -> bool {
+    ///     matches!(route.definition(), StageDefinition::Mock(_))
+    /// }
+    /// # let _ = is_mock;
+    /// ```
+    #[must_use]
+    pub fn definition(&self) -> &StageDefinition {
+        &self.definition
+    }
+
+    /// For VPC definitions: the VPC access authorization they named when the route was compiled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn vpc_instance(route: &stagegate::routing::LiveRoute) -> Option<&str> {
+    ///     route.vpc_access().map(|v| v.instance_id.as_str())
+    /// }
+    /// # let _ = vpc_instance;
+    /// ```
+    #[must_use]
+    pub fn vpc_access(&self) -> Option<&crate::model::VpcAccess> {
+        self.vpc_access.as_deref()
+    }
+
+    /// Whether the group passes the caller's AppCode on to the backend
+    /// ([`Group::pass_appcode_to_backend`](crate::model::Group::pass_appcode_to_backend)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn passes(route: &stagegate::routing::LiveRoute) -> bool {
+    ///     route.pass_appcode_to_backend()
+    /// }
+    /// # let _ = passes;
+    /// ```
+    #[must_use]
+    pub fn pass_appcode_to_backend(&self) -> bool {
+        self.pass_appcode_to_backend
     }
 }
 
 /// Two routes would match the same request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableConflict {
+pub(crate) struct TableConflict {
     /// The route that could not be added.
     pub api: ApiId,
     /// The route it collides with.
@@ -102,7 +276,9 @@ pub struct RouteTable {
 /// ```
 /// # async fn demo() {
 /// use stagegate::store::MemoryStore;
-/// use stagegate::*;
+/// use stagegate::ControlPlane;
+/// use stagegate::control::{NewBackend, NewGroup};
+/// use stagegate::model::{ApiDefinition, BackendKind, MockDefinition, Stage, StageDefinition};
 /// use http::Method;
 /// let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
 /// let backend = cp.create_backend(NewBackend::new("mock", BackendKind::Mock)).await.unwrap();
@@ -183,7 +359,7 @@ impl RouteTable {
     ///
     /// [`TableConflict`] when two routes with the same method (or `ANY`) would match the same
     /// requests.
-    pub fn build(routes: Vec<Arc<LiveRoute>>) -> Result<Self, TableConflict> {
+    pub(crate) fn build(routes: Vec<Arc<LiveRoute>>) -> Result<Self, TableConflict> {
         let (mut first_segments, mut wild_first) = (Vec::new(), false);
         let mut methods: Vec<(Option<Method>, PathTrie)> = Vec::with_capacity(1);
         let mut shapes: std::collections::HashMap<String, Vec<(String, usize)>> =

@@ -8,10 +8,12 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use crate::model::{FunctionDefinition, StageDefinition, VpcAccess, is_framing_header};
 use crate::proxy::UpstreamTarget;
 
+use super::CompileError;
+
 /// A backend, compiled for calling.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub enum BackendTarget {
+pub(crate) enum BackendTarget {
     /// An HTTP(S) upstream: HTTP definitions, VPC definitions (through their resolved address)
     /// and HTTP functions.
     Http {
@@ -43,19 +45,24 @@ impl BackendTarget {
     ///
     /// A message when the definition cannot be compiled (e.g. a VPC authorization without an
     /// address).
-    pub fn compile(
+    pub(crate) fn compile(
         def: &StageDefinition,
         vpc: impl Fn(&crate::model::VpcAccessId) -> Option<VpcAccess>,
-    ) -> Result<Self, String> {
-        let host = |h: &Option<String>| -> Result<Option<HeaderValue>, String> {
+    ) -> Result<Self, CompileError> {
+        let host = |h: &Option<String>| -> Result<Option<HeaderValue>, CompileError> {
             h.as_deref()
-                .map(|h| HeaderValue::from_str(h).map_err(|_| format!("invalid host header `{h}`")))
+                .map(|h| {
+                    HeaderValue::from_str(h)
+                        .map_err(|_| CompileError::HostHeader { host: h.to_owned() })
+                })
                 .transpose()
         };
         let upstream =
-            |url: &str, host_header: Option<HeaderValue>| -> Result<UpstreamTarget, String> {
-                let t = UpstreamTarget::parse(url)
-                    .map_err(|e| format!("invalid backend url `{url}`: {e}"))?;
+            |url: &str, host_header: Option<HeaderValue>| -> Result<UpstreamTarget, CompileError> {
+                let t = UpstreamTarget::parse(url).map_err(|source| CompileError::BackendUrl {
+                    url: url.to_owned(),
+                    source,
+                })?;
                 Ok(match host_header {
                     Some(h) => t.with_host_override(h),
                     None => t,
@@ -68,9 +75,8 @@ impl BackendTarget {
                 timeout_ms: h.timeout_ms,
             },
             StageDefinition::Vpc(v) => {
-                let access = vpc(&v.vpc_access_id).ok_or_else(|| {
-                    format!("vpc access authorization `{}` not found", v.vpc_access_id)
-                })?;
+                let access = vpc(&v.vpc_access_id)
+                    .ok_or_else(|| CompileError::VpcAccessNotFound(v.vpc_access_id.clone()))?;
                 // An authorization with a known address is compiled into a plain HTTP target:
                 // no per-request work. Without one, the instance id and port are resolved per
                 // call by the data plane's `VpcResolver` (see `backend::vpc`), from the
@@ -98,22 +104,19 @@ impl BackendTarget {
                 // these: the gateway frames the response, so a framing or hop-by-hop header is
                 // never emitted, and a 1xx status is never served as a final response.
                 if m.status < 200 {
-                    return Err(format!(
-                        "mock status {} is informational, not a response",
-                        m.status
-                    ));
+                    return Err(CompileError::MockStatusInformational(m.status));
                 }
                 let mut headers = HeaderMap::with_capacity(m.headers.len());
                 for (k, v) in m.headers.iter().filter(|(k, _)| !is_framing_header(k)) {
                     let name = HeaderName::from_bytes(k.as_bytes())
-                        .map_err(|_| format!("invalid mock header `{k}`"))?;
+                        .map_err(|_| CompileError::MockHeaderName(k.clone()))?;
                     let value = HeaderValue::from_str(v)
-                        .map_err(|_| format!("invalid mock header value for `{k}`"))?;
+                        .map_err(|_| CompileError::MockHeaderValue(k.clone()))?;
                     headers.append(name, value);
                 }
                 Self::Mock {
                     status: StatusCode::from_u16(m.status)
-                        .map_err(|_| "invalid mock status".to_owned())?,
+                        .map_err(|_| CompileError::MockStatus(m.status))?,
                     headers,
                     body: Bytes::from(m.body.clone()),
                 }
@@ -125,8 +128,10 @@ impl BackendTarget {
 
 #[cfg(test)]
 mod tests {
-    use super::BackendTarget;
-    use crate::model::{MockDefinition, StageDefinition};
+    use super::{BackendTarget, CompileError};
+    use crate::model::{
+        HttpDefinition, MockDefinition, StageDefinition, VpcAccessId, VpcDefinition,
+    };
 
     fn mock(status: u16, headers: &[(&str, &str)]) -> StageDefinition {
         StageDefinition::Mock(MockDefinition {
@@ -159,7 +164,45 @@ mod tests {
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert_eq!(headers["x-kept"], "yes");
         for status in [100, 101, 103] {
-            assert!(BackendTarget::compile(&mock(status, &[]), |_| None).is_err());
+            let e = BackendTarget::compile(&mock(status, &[]), |_| None).unwrap_err();
+            assert!(
+                matches!(e, CompileError::MockStatusInformational(s) if s == status),
+                "{e:?}"
+            );
+            assert_eq!(
+                e.to_string(),
+                format!("mock status {status} is informational, not a response")
+            );
         }
+    }
+
+    #[test]
+    fn compile_errors_are_typed_and_keep_their_messages() {
+        let bad_header = mock(200, &[("bad header", "x")]);
+        let e = BackendTarget::compile(&bad_header, |_| None).unwrap_err();
+        assert!(matches!(e, CompileError::MockHeaderName(ref n) if n == "bad header"));
+        assert_eq!(e.to_string(), "invalid mock header `bad header`");
+
+        let vpc = StageDefinition::Vpc(VpcDefinition {
+            vpc_access_id: VpcAccessId::parse("vpc-gone").unwrap(),
+            https: false,
+            host_header: None,
+            timeout_ms: None,
+        });
+        let e = BackendTarget::compile(&vpc, |_| None).unwrap_err();
+        assert!(matches!(e, CompileError::VpcAccessNotFound(_)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "vpc access authorization `vpc-gone` not found"
+        );
+
+        let http = StageDefinition::Http(HttpDefinition::new("ftp://example.com"));
+        let e = BackendTarget::compile(&http, |_| None).unwrap_err();
+        assert!(matches!(e, CompileError::BackendUrl { .. }), "{e:?}");
+        assert!(
+            e.to_string()
+                .starts_with("invalid backend url `ftp://example.com`: "),
+            "{e}"
+        );
     }
 }

@@ -148,7 +148,7 @@ pub async fn put_get_versions(s: impl Store) {
     assert_eq!(got.version, 2, "each write bumps the version");
     assert_eq!(got.value, Entity::Group(g));
     assert!(
-        s.get(&Key::group(&crate::GroupId::generate()))
+        s.get(&Key::group(&crate::model::GroupId::generate()))
             .await
             .expect("get")
             .is_none(),
@@ -330,9 +330,15 @@ pub async fn deletes(s: impl Store) {
 pub async fn every_kind_round_trips(s: impl Store) {
     let b = BackendService::new("backend_rt", BackendKind::Mock).expect("backend");
     let g = group("group_rt");
-    let api = crate::ApiDefinition::builder(g.id.clone(), "api_rt", "GET", "/x/[id]", b.id.clone())
-        .expect("api");
-    let app = crate::App::new("app_rt").expect("app");
+    let api = crate::model::ApiDefinition::builder(
+        g.id.clone(),
+        "api_rt",
+        "GET",
+        "/x/[id]",
+        b.id.clone(),
+    )
+    .expect("api");
+    let app = crate::model::App::new("app_rt").expect("app");
     let auth = Authorization {
         app_id: AppId::generate_numeric(),
         api_id: ApiId::generate(),
@@ -340,7 +346,7 @@ pub async fn every_kind_round_trips(s: impl Store) {
         expires_at: None,
         created_at: jiff::Timestamp::now(),
     };
-    let vpc = crate::VpcAccess::new("vpc_rt", "vpc-1", "i-1", 80, None).expect("vpc");
+    let vpc = crate::model::VpcAccess::new("vpc_rt", "vpc-1", "i-1", 80, None).expect("vpc");
     let d = super::Deployment {
         api_id: api.id.clone(),
         stage: Stage::TEST,

@@ -49,7 +49,8 @@ impl Deployment {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{ApiId, Stage, store::Publication};
+/// use stagegate::model::{ApiId, Stage};
+/// use stagegate::store::Publication;
 /// let p = Publication { api_id: ApiId::generate(), stage: Stage::TEST, version: "20160705104552292".into() };
 /// assert_eq!(p.stage, Stage::TEST);
 /// ```
@@ -108,7 +109,8 @@ impl EntityKind {
 /// # Examples
 ///
 /// ```
-/// use stagegate::{GroupId, store::{Key, EntityKind}};
+/// use stagegate::model::GroupId;
+/// use stagegate::store::{EntityKind, Key};
 /// let id = GroupId::generate();
 /// let k = Key::group(&id);
 /// assert_eq!(k.kind, EntityKind::Group);

@@ -17,7 +17,7 @@
 //!
 //! ```
 //! use stagegate::store::{Expect, Key, MemoryStore, Store, Write, Entity};
-//! use stagegate::{Group};
+//! use stagegate::model::Group;
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let store = MemoryStore::new();
 //! let group = Group::new("shop_api").unwrap();

@@ -141,7 +141,7 @@ const CACHE_BYTES: usize = 4 * 1024 * 1024;
 /// # Examples
 ///
 /// ```
-/// use stagegate::Group;
+/// use stagegate::model::Group;
 /// use stagegate::store::{Entity, Expect, Key, RedbStore, Store, Write};
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let path = std::env::temp_dir().join(format!("stagegate-doc-store-{}.redb", std::process::id()));
@@ -439,7 +439,7 @@ impl RedbStore {
     /// # Examples
     ///
     /// ```
-    /// use stagegate::Group;
+    /// use stagegate::model::Group;
     /// use stagegate::store::{Entity, Expect, RedbStore, Store, StoreError, Write};
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let path = std::env::temp_dir().join(format!("stagegate-doc-compact-{}.redb", std::process::id()));

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use stagegate::{BoxError, GatewayBody};
+use stagegate::proxy::{BoxError, GatewayBody};
 use tokio::net::TcpListener;
 
 /// An upstream on 127.0.0.1 that answers every request with JSON describing it:
@@ -169,22 +169,22 @@ where
 /// A control plane with one backend service of `kind` and one group.
 pub struct Fx {
     pub cp: std::sync::Arc<stagegate::ControlPlane>,
-    pub backend: stagegate::BackendService,
-    pub group: stagegate::Group,
+    pub backend: stagegate::model::BackendService,
+    pub group: stagegate::model::Group,
 }
 
-pub async fn fx(kind: stagegate::BackendKind) -> Fx {
+pub async fn fx(kind: stagegate::model::BackendKind) -> Fx {
     let cp = std::sync::Arc::new(
         stagegate::ControlPlane::open(stagegate::store::MemoryStore::new())
             .await
             .unwrap(),
     );
     let backend = cp
-        .create_backend(stagegate::NewBackend::new("backendOne", kind))
+        .create_backend(stagegate::control::NewBackend::new("backendOne", kind))
         .await
         .unwrap();
     let group = cp
-        .create_group(stagegate::NewGroup {
+        .create_group(stagegate::control::NewGroup {
             name: "group_one".into(),
             ..Default::default()
         })
@@ -200,9 +200,9 @@ impl Fx {
         name: &str,
         method: &str,
         path: &str,
-        f: impl FnOnce(&mut stagegate::ApiDefinition),
-    ) -> stagegate::ApiDefinition {
-        let mut a = stagegate::ApiDefinition::builder(
+        f: impl FnOnce(&mut stagegate::model::ApiDefinition),
+    ) -> stagegate::model::ApiDefinition {
+        let mut a = stagegate::model::ApiDefinition::builder(
             self.group.id.clone(),
             name,
             method,
@@ -215,7 +215,11 @@ impl Fx {
         self.cp.create_api(a).await.unwrap()
     }
 
-    pub async fn define(&self, stage: stagegate::Stage, def: stagegate::StageDefinition) {
+    pub async fn define(
+        &self,
+        stage: stagegate::model::Stage,
+        def: stagegate::model::StageDefinition,
+    ) {
         self.cp
             .set_stage_definition(&self.backend.id, stage, def)
             .await
