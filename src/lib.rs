@@ -68,7 +68,8 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `admin` | `stagegate::admin`: the admin REST API as a tower `Service` (an axum `Router`, no server, no extra axum features) |
+//! | `admin` | `stagegate::admin`: the admin REST API as a tower `Service` (an axum `Router`, no server, no extra axum features); turns `axum` on |
+//! | `axum` | the layer reads axum's `ConnectInfo<SocketAddr>` as the client's address (axum's core types only) |
 //! | `redb` | `stagegate::store::RedbStore`: the embedded, durable store (needs Rust 1.90) |
 //! | `conformance` | `store::conformance` and `store_conformance!`, for `Store` adapter authors |
 //! | `serve` | `stagegate::serve`: a hardened server loop (timeouts, connection cap, accept back-off, graceful shutdown) |

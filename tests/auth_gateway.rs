@@ -67,7 +67,7 @@ async fn env() -> Env {
             a.force_nonce_check = true
         }),
     ] {
-        let mut a = ApiDefinition::builder(g.id.clone(), name, method, path, b.id.clone()).unwrap();
+        let mut a = ApiDefinition::new(g.id.clone(), name, method, path, b.id.clone()).unwrap();
         f(&mut a);
         let a = cp.create_api(a).await.unwrap();
         cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();
@@ -522,7 +522,7 @@ async fn http_env(apps: usize) -> HttpEnv {
         }),
     ] {
         let mut a =
-            ApiDefinition::builder(group.id.clone(), name, method, path, b.id.clone()).unwrap();
+            ApiDefinition::new(group.id.clone(), name, method, path, b.id.clone()).unwrap();
         f(&mut a);
         let a = cp.create_api(a).await.unwrap();
         cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();

@@ -212,7 +212,7 @@ async fn the_upstream_receives_the_exact_path_that_was_checked() {
 #[tokio::test]
 async fn allow_encoded_slash_is_for_path_parameters_only() {
     let fx = fx(BackendKind::Mock).await;
-    let mut api = stagegate::ApiDefinition::builder(
+    let mut api = stagegate::ApiDefinition::new(
         fx.group.id.clone(),
         "queryKey",
         "GET",
@@ -285,7 +285,7 @@ async fn an_absolute_form_target_chooses_the_group_over_host() {
         (&b.id, &b_backend.id, "whoB"),
     ] {
         let api =
-            stagegate::ApiDefinition::builder(group.clone(), name, "GET", "/who", backend.clone())
+            stagegate::ApiDefinition::new(group.clone(), name, "GET", "/who", backend.clone())
                 .unwrap()
                 .anonymous();
         let api = fx.cp.create_api(api).await.unwrap();

@@ -154,11 +154,18 @@ pub(crate) fn route<B>(
     })
 }
 
-fn client_addr<B>(req: &Request<B>) -> Option<SocketAddr> {
-    req.extensions()
-        .get::<ClientAddr>()
-        .map(|c| c.0)
-        .or_else(|| req.extensions().get::<SocketAddr>().copied())
+/// The client's address from the request's extensions: a [`ClientAddr`], axum's
+/// `ConnectInfo<SocketAddr>` (feature `axum`), or a plain [`SocketAddr`], in that order.
+pub(crate) fn client_addr<B>(req: &Request<B>) -> Option<SocketAddr> {
+    let ext = req.extensions();
+    if let Some(c) = ext.get::<ClientAddr>() {
+        return Some(c.0);
+    }
+    #[cfg(feature = "axum")]
+    if let Some(c) = ext.get::<axum::extract::ConnectInfo<SocketAddr>>() {
+        return Some(c.0);
+    }
+    ext.get::<SocketAddr>().copied()
 }
 
 /// The request after its body was dealt with: the head, and the body buffered or streaming.

@@ -24,13 +24,19 @@ use crate::proxy::{BoxError, GatewayBody};
 
 /// The client's address, for `X-Forwarded-For` and the `CaClientIp` system parameter.
 ///
-/// Host servers insert it as a request extension (a plain [`SocketAddr`] extension is read too).
+/// The gateway takes the peer address from, in this order: a `ClientAddr` request extension;
+/// axum's `ConnectInfo<SocketAddr>` extension (feature `axum`, which `admin` turns on too), set
+/// when the app is served with
+/// `Router::into_make_service_with_connect_info::<SocketAddr>()`; a plain [`SocketAddr`]
+/// extension; the address given to [`Gateway::with_client_addr`]. `stagegate::serve::Server`
+/// (feature `serve`) sets it for you. Without any of them the backend gets no
+/// `X-Forwarded-For` and `CaClientIp` is empty.
 ///
 /// # Examples
 ///
 /// ```
 /// let mut req = http::Request::new(());
-/// req.extensions_mut().insert(stagegate::ClientAddr(([127, 0, 0, 1], 5000).into()));
+/// req.extensions_mut().insert(stagegate::layer::ClientAddr(([127, 0, 0, 1], 5000).into()));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);

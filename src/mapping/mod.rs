@@ -41,7 +41,7 @@
 //! };
 //! use stagegate::routing::Compiled;
 //!
-//! let mut api = ApiDefinition::builder(
+//! let mut api = ApiDefinition::new(
 //!     GroupId::generate(), "getUser", "GET", "/users/[id]", BackendId::generate(),
 //! ).unwrap();
 //! api.request.mode = RequestMode::Mapping;
@@ -329,7 +329,7 @@ pub struct MappedRequest {
 ///
 /// ```
 /// use stagegate::{ApiDefinition, BackendId, GroupId, ParamLocation, RequestMode, RequestParameter, needs_form_body};
-/// let mut api = ApiDefinition::builder(GroupId::generate(), "addItem", "POST", "/items", BackendId::generate()).unwrap();
+/// let mut api = ApiDefinition::new(GroupId::generate(), "addItem", "POST", "/items", BackendId::generate()).unwrap();
 /// assert!(!needs_form_body(&api));
 /// api.request.mode = RequestMode::Mapping;
 /// api.parameters.push(RequestParameter { name: "n".into(), location: ParamLocation::Body, ..Default::default() });
@@ -429,7 +429,7 @@ impl<'v> Outputs<'v> {
 /// use stagegate::{ApiDefinition, BackendId, GroupId, MappingInput, Stage, SystemValues, map_request};
 /// use stagegate::routing::Compiled;
 ///
-/// let mut api = ApiDefinition::builder(GroupId::generate(), "file", "GET", "/files/[name]", BackendId::generate()).unwrap();
+/// let mut api = ApiDefinition::new(GroupId::generate(), "file", "GET", "/files/[name]", BackendId::generate()).unwrap();
 /// api.backend.path = Some("/store/[name]".into());
 /// let compiled = Compiled::compile(&api).unwrap();
 /// let mut headers = HeaderMap::new();

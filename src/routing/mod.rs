@@ -43,7 +43,7 @@ impl Compiled {
     /// use stagegate::{ApiDefinition, BackendId, GroupId, ParamLocation, RequestMode, RequestParameter};
     /// use stagegate::routing::Compiled;
     ///
-    /// let mut api = ApiDefinition::builder(GroupId::generate(), "getUser", "GET", "/users/[id]", BackendId::generate()).unwrap();
+    /// let mut api = ApiDefinition::new(GroupId::generate(), "getUser", "GET", "/users/[id]", BackendId::generate()).unwrap();
     /// api.request.mode = RequestMode::Mapping;
     /// api.parameters.push(RequestParameter {
     ///     name: "lang".into(),

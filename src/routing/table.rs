@@ -109,7 +109,7 @@ pub struct RouteTable {
 /// let def = StageDefinition::Mock(MockDefinition { status: 200, headers: Default::default(), body: "ok".into() });
 /// cp.set_stage_definition(&backend.id, Stage::TEST, def).await.unwrap();
 /// let group = cp.create_group(NewGroup { name: "shop".into(), ..Default::default() }).await.unwrap();
-/// let api = ApiDefinition::builder(group.id, "files", "GET", "/users/[id]/files/*", backend.id).unwrap().anonymous();
+/// let api = ApiDefinition::new(group.id, "files", "GET", "/users/[id]/files/*", backend.id).unwrap().anonymous();
 /// let api = cp.create_api(api).await.unwrap();
 /// cp.publish(&api.id, Stage::TEST, None).await.unwrap();
 ///

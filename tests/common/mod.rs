@@ -202,7 +202,7 @@ impl Fx {
         path: &str,
         f: impl FnOnce(&mut stagegate::ApiDefinition),
     ) -> stagegate::ApiDefinition {
-        let mut a = stagegate::ApiDefinition::builder(
+        let mut a = stagegate::ApiDefinition::new(
             self.group.id.clone(),
             name,
             method,
