@@ -17,9 +17,7 @@ use std::net::SocketAddr;
 
 use axum::{Router, routing::get};
 use stagegate::control::{NewBackend, NewGroup};
-use stagegate::model::{
-    ApiDefinition, BackendKind, MockDefinition, Stage, StageDefinition,
-};
+use stagegate::model::{ApiDefinition, BackendKind, MockDefinition, Stage, StageDefinition};
 use stagegate::store::MemoryStore;
 use stagegate::{ControlPlane, GatewayLayer};
 
@@ -43,8 +41,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..Default::default()
         })
         .await?;
-    let api = ApiDefinition::new(group.id, "sayHello", "GET", "/hello/{name}", backend.id)?
-        .anonymous();
+    let api =
+        ApiDefinition::new(group.id, "sayHello", "GET", "/hello/{name}", backend.id)?.anonymous();
     let api = control.create_api(api).await?;
     // No `X-Ca-Stage` header means RELEASE: publish there.
     control.publish(&api.id, Stage::RELEASE, None).await?;

@@ -21,7 +21,8 @@
 //! | create backends, groups, APIs, apps; publish; import and export | [`ControlPlane`] ([`control`]) |
 //! | the domain types (backend kinds, stage definitions, APIs, apps) | [`model`] |
 //! | persist the configuration, or write your own store | [`store`]: `MemoryStore`, `RedbStore` (feature `redb`), the [`Store`](store::Store) trait and its conformance suite (feature `conformance`) |
-//! | sign requests as a client, or verify signatures yourself | [`auth`] ([`Signer`], [`verify`]) |
+//! | call published APIs from Rust, every request signed | [`client`] (`Client`, `SigningLayer`) |
+//! | sign requests yourself, or verify signatures | [`auth`] ([`Signer`], [`verify`]) |
 //! | plug in a function runtime, object store, event sink or registry | [`backend`] |
 //! | every error code a caller can receive, with its status and message | [`error_code`] |
 //! | the admin REST API (and the debug endpoint) | `admin::AdminApi` (feature `admin`) |
@@ -87,6 +88,7 @@ pub mod admin;
 pub mod auth;
 pub mod backend;
 mod base;
+pub mod client;
 pub mod control;
 mod error;
 pub mod error_code;

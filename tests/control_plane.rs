@@ -72,8 +72,8 @@ async fn setup() -> Setup {
 }
 
 async fn api(s: &Setup, name: &str, path: &str) -> ApiDefinition {
-    let a = ApiDefinition::new(s.group.id.clone(), name, "GET", path, s.backend.id.clone())
-        .unwrap();
+    let a =
+        ApiDefinition::new(s.group.id.clone(), name, "GET", path, s.backend.id.clone()).unwrap();
     s.cp.create_api(a).await.unwrap()
 }
 
@@ -571,9 +571,7 @@ async fn a_base_path_change_moves_published_routes_and_other_changes_keep_them()
     let g = cp.create_group(group(Some("/v1"))).await.unwrap();
     for (name, path) in [("pingApi", "/ping"), ("pongApi", "/pong/[id]")] {
         let a = cp
-            .create_api(
-                ApiDefinition::new(g.id.clone(), name, "GET", path, b.id.clone()).unwrap(),
-            )
+            .create_api(ApiDefinition::new(g.id.clone(), name, "GET", path, b.id.clone()).unwrap())
             .await
             .unwrap();
         cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();
@@ -602,8 +600,7 @@ async fn a_base_path_change_moves_published_routes_and_other_changes_keep_them()
     // deployment, so the reuse is checked from there.)
     let third = cp
         .create_api(
-            ApiDefinition::new(g.id.clone(), "thirdApi", "GET", "/third", b.id.clone())
-                .unwrap(),
+            ApiDefinition::new(g.id.clone(), "thirdApi", "GET", "/third", b.id.clone()).unwrap(),
         )
         .await
         .unwrap();

@@ -284,8 +284,7 @@ fn signed_headers(app: &Value, url: &str) -> Vec<(String, String)> {
         stagegate::Secret::new(app["app_secret"].as_str().unwrap()),
     )
     .unwrap()
-    .with_stage("TEST")
-    .unwrap();
+    .with_stage(stagegate::model::Stage::TEST);
     let mut req = Request::get(url).body(()).unwrap();
     signer.sign(&mut req, b"");
     req.headers()

@@ -62,8 +62,7 @@ async fn base() -> Value {
     let mut apis = Vec::new();
     for (g, name, path, backend, app_auth) in specs {
         let mut b =
-            ApiDefinition::new(groups[g].id.clone(), name, "GET", path, backend.clone())
-                .unwrap();
+            ApiDefinition::new(groups[g].id.clone(), name, "GET", path, backend.clone()).unwrap();
         if !app_auth {
             b = b.anonymous();
         }
