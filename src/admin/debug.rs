@@ -376,6 +376,10 @@ pub(crate) async fn debug(
         .headers
         .get(crate::layer::X_CA_ERROR_CODE)
         .and_then(|v| v.to_str().ok());
+    if let Some(detail) = parts.extensions.get::<crate::error::RefusalDetail>() {
+        // What the log says about the refusal: for the operator, never on the wire.
+        trace.push(json!({"step": "refusal", "detail": &*detail.0}));
+    }
     trace.push(json!({
         "step": "response",
         "status": parts.status.as_u16(),

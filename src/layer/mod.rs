@@ -76,6 +76,6 @@ pub use crate::base::{AuthMethod, Caller};
 pub use crate::error::{GatewayError, X_CA_ERROR_CODE, X_CA_ERROR_MESSAGE, X_CA_REQUEST_ID};
 pub use app_auth::AppAuthenticator;
 pub use auth::{AuthRequest, Authenticator};
-pub use layer::{DEFAULT_BODY_LIMIT, DEFAULT_HEADER_LIMIT, GatewayLayer};
+pub use layer::{DEFAULT_BODY_LIMIT, DEFAULT_HEADER_LIMIT, GatewayLayer, Miss};
 pub(crate) use request_id::new_request_id;
 pub use service::{ClientAddr, Gateway, GatewayService, NotFound, ResponseFuture};

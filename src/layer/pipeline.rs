@@ -92,6 +92,45 @@ pub(crate) enum Routed {
     Refuse(GatewayError),
     /// No published API matched: the inner service answers.
     FallThrough,
+    /// No published API matched, but one would in another stage or with another method, and
+    /// the layer was asked to say so ([`Miss::Log`](super::Miss) or `Miss::Answer`).
+    NearMiss(Box<NearMiss>),
+}
+
+/// A near miss, for its log line (and answer).
+pub(crate) struct NearMiss {
+    pub(crate) stage: Stage,
+    pub(crate) hint: crate::routing::MissHint,
+}
+
+impl NearMiss {
+    /// Writes the `stagegate::miss` event.
+    pub(crate) fn log<B>(&self, req: &Request<B>, answered: bool) {
+        let stages: Vec<&str> = self.hint.stages.iter().map(Stage::as_str).collect();
+        tracing::warn!(
+            target: "stagegate::miss",
+            method = %req.method(),
+            path = %crate::model::id::truncate(req.uri().path()),
+            stage = %self.stage,
+            published_in = %stages.join(","),
+            methods = %self.hint.methods.join(","),
+            answered,
+            "no API for this request in its stage: {}{}",
+            if stages.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "published with this method in {} (send X-Ca-Stage); ",
+                    stages.join(", ")
+                )
+            },
+            if self.hint.methods.is_empty() {
+                String::new()
+            } else {
+                format!("this path takes {} in {}", self.hint.methods.join(", "), self.stage)
+            },
+        );
+    }
 }
 
 /// Step 1: stage, path confinement and route lookup; builds the request's context.
@@ -128,6 +167,16 @@ pub(crate) fn route<B>(
         req.method(),
         req.uri().path(),
     ) else {
+        if shared.miss != super::Miss::FallThrough
+            && let Some(hint) = snapshot.miss_hint(
+                host.as_ref().and_then(Host::as_str),
+                &stage,
+                req.method(),
+                req.uri().path(),
+            )
+        {
+            return Routed::NearMiss(Box::new(NearMiss { stage, hint }));
+        }
         return Routed::FallThrough;
     };
     if path_check == crate::routing::PathCheck::EncodedSeparator

@@ -159,7 +159,16 @@ where
                 let id = new_request_id();
                 Box::pin(std::future::ready(Ok(e.into_response(&id))))
             }
-            Routed::FallThrough => {
+            Routed::NearMiss(miss) if self.shared.miss == super::Miss::Answer => {
+                miss.log(&req, true);
+                let id = new_request_id();
+                let e = GatewayError::not_found(req.method().as_str(), req.uri().path());
+                Box::pin(std::future::ready(Ok(e.into_response(&id))))
+            }
+            routed => {
+                if let Routed::NearMiss(miss) = routed {
+                    miss.log(&req, false);
+                }
                 let mut inner = self.inner.clone();
                 std::mem::swap(&mut inner, &mut self.inner);
                 Box::pin(async move {
@@ -228,6 +237,7 @@ fn finish(ctx: &RequestContext, mut res: Response<GatewayBody>) -> Response<Gate
         app = trace.app.as_deref().unwrap_or("-"),
         status = res.status().as_u16(),
         error_code = res.headers().get(super::X_CA_ERROR_CODE).and_then(|v| v.to_str().ok()).unwrap_or("-"),
+        detail = res.extensions().get::<crate::error::RefusalDetail>().map_or("-", |d| &*d.0),
         latency_us = total.as_micros() as u64,
         "request"
     );

@@ -12,8 +12,8 @@ mod target;
 mod trie;
 
 pub use confine::{PathCheck, PathError, check_request_path, encoded_separators_allowed};
-pub(crate) use snapshot::HostIndex;
 pub use snapshot::{Credentials, GrantStatus, Grants, Snapshot, SnapshotHandle};
+pub(crate) use snapshot::{HostIndex, MissHint};
 pub use table::{LiveRoute, RouteMatch, RouteTable, TableConflict};
 pub use target::BackendTarget;
 

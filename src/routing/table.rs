@@ -309,6 +309,19 @@ impl RouteTable {
         None
     }
 
+    /// The methods of the routes whose template matches `path` (`ANY` for a route taking any).
+    pub(crate) fn methods_matching<'a>(
+        &'a self,
+        path: &'a str,
+    ) -> impl Iterator<Item = String> + 'a {
+        self.tries()
+            .filter(move |(_, t)| t.lookup(path).is_some())
+            .map(|(m, _)| {
+                m.as_ref()
+                    .map_or_else(|| "ANY".to_owned(), |m| m.to_string())
+            })
+    }
+
     /// Whether any route matches the path with some other method.
     #[must_use]
     pub fn path_matches_other_method(&self, path: &str) -> bool {
