@@ -473,11 +473,25 @@ async fn backend_type_is_fixed_and_deletion_is_guarded() {
     // deletion is refused while a draft uses it
     let a = api(&s, "useIt", "/x").await;
     let before = s.cp.records().await;
-    assert!(matches!(
-        s.cp.delete_backend(&s.backend.id).await,
-        Err(ControlError::InUse { .. })
-    ));
+    let err = s.cp.delete_backend(&s.backend.id).await.unwrap_err();
+    assert!(matches!(err, ControlError::InUse { .. }), "{err}");
+    assert!(
+        err.to_string().ends_with("is still used by API useIt"),
+        "{err}"
+    );
     assert_eq!(s.cp.records().await, before);
+    // published too: the API is named once, with its stages
+    s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:1"))
+        .await
+        .unwrap();
+    s.cp.publish(&a.id, Stage::TEST, None).await.unwrap();
+    let err = s.cp.delete_backend(&s.backend.id).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("is still used by API useIt (published in TEST)"),
+        "{err}"
+    );
+    s.cp.unpublish(&a.id, &Stage::TEST).await.unwrap();
     s.cp.delete_api(&a.id).await.unwrap();
     s.cp.delete_backend(&s.backend.id).await.unwrap();
     assert!(matches!(

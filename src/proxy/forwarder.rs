@@ -70,8 +70,8 @@ pub struct ForwardContext {
     /// `X-Forwarded-Proto` is left as is.
     pub original_scheme: Option<Scheme>,
     /// The backend timeout: a deadline from the start of [`HttpForwarder::forward`] for the
-    /// response headers *and* the whole response body (spec §6.3: the response must arrive
-    /// within the API timeout). It includes connecting, so a connect that outlasts it is
+    /// response headers *and* the whole response body (as Alibaba's documented limits have
+    /// it: the response must arrive within the API timeout). It includes connecting, so a connect that outlasts it is
     /// reported as `D504TO`, not `D504CO`; keep the forwarder's connect timeout shorter.
     pub timeout: Duration,
 }
