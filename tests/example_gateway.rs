@@ -510,6 +510,14 @@ async fn readme_walkthrough_runs_against_the_example_gateway() {
         !stdout.contains(token.trim()),
         "the admin token leaked into the output"
     );
+    // The walkthrough cleans up after itself: nothing in the reader's directory but the
+    // gateway's own data.
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "stagegate-data")
+        .collect();
+    assert!(left.is_empty(), "the walkthrough left {left:?} behind");
     gw.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
