@@ -78,4 +78,4 @@ pub use app_auth::AppAuthenticator;
 pub use auth::{AuthRequest, Authenticator};
 pub use layer::{DEFAULT_BODY_LIMIT, DEFAULT_HEADER_LIMIT, GatewayLayer, Miss};
 pub(crate) use request_id::new_request_id;
-pub use service::{ClientAddr, Gateway, GatewayService, NotFound, ResponseFuture};
+pub use service::{ClientAddr, ConnectionInfo, Gateway, GatewayService, NotFound, ResponseFuture};

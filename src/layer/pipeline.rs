@@ -58,7 +58,8 @@ pub(crate) struct RequestContext {
     pub(crate) stage: Stage,
     pub(crate) host: Option<Host>,
     pub(crate) client: Option<SocketAddr>,
-    /// Whether the request came over HTTPS (an `https` absolute-form target).
+    /// Whether the request came over HTTPS ([`ConnectionInfo`](super::ConnectionInfo), else an
+    /// `https` absolute-form target).
     pub(crate) https: bool,
     /// `X-Ca-Request-Mode: debug` was asked for.
     pub(crate) debug: bool,
@@ -192,7 +193,7 @@ pub(crate) fn route<B>(
         stage,
         host,
         client: client_addr(req).or(conn_client),
-        https: req.uri().scheme_str() == Some("https"),
+        https: is_https(req),
         debug: req
             .headers()
             .get(&X_CA_REQUEST_MODE)
@@ -201,6 +202,15 @@ pub(crate) fn route<B>(
         found,
         trace: Trace::default(),
     })
+}
+
+/// Whether the request came over TLS: the [`ConnectionInfo`](super::ConnectionInfo) the server
+/// inserted, else (no server said) an `https` absolute-form target.
+fn is_https<B>(req: &Request<B>) -> bool {
+    match req.extensions().get::<super::ConnectionInfo>() {
+        Some(c) => c.is_tls(),
+        None => req.uri().scheme_str() == Some("https"),
+    }
 }
 
 /// The client's address from the request's extensions: a [`ClientAddr`], axum's

@@ -41,6 +41,89 @@ use crate::proxy::{BoxError, GatewayBody};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// What the serving code knows of the connection a request came on: whether it is TLS and,
+/// for TLS, the server name the client asked for (SNI) and the negotiated ALPN protocol.
+///
+/// The HTTPS-only and HTTP-only checks of an API, the `CaProtocol`-style scheme the backend
+/// is told (`X-Forwarded-Proto`) and mapping see the scheme from here. `stagegate::serve::Server`
+/// (feature `serve`) inserts it into every request: plain from `serve`, TLS from `serve_tls`.
+/// A host app that terminates TLS itself inserts `ConnectionInfo::tls()` as a request
+/// extension. Without one, the gateway goes by the request target (`https://...` in absolute
+/// form), which a client chooses: insert it whenever the app serves untrusted clients.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::layer::ConnectionInfo;
+/// let info = ConnectionInfo::tls().with_server_name("api.example.com").with_alpn(b"h2");
+/// assert_eq!(info.scheme(), "https");
+/// assert_eq!(info.server_name(), Some("api.example.com"));
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(info);
+/// assert_eq!(ConnectionInfo::plain().scheme(), "http");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    tls: bool,
+    server_name: Option<Arc<str>>,
+    alpn: Option<Arc<[u8]>>,
+}
+
+impl ConnectionInfo {
+    /// A plain TCP connection (`http`).
+    #[must_use]
+    pub fn plain() -> Self {
+        Self::default()
+    }
+
+    /// A TLS connection (`https`).
+    #[must_use]
+    pub fn tls() -> Self {
+        Self {
+            tls: true,
+            ..Self::default()
+        }
+    }
+
+    /// The server name the client sent (SNI).
+    #[must_use]
+    pub fn with_server_name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// The ALPN protocol negotiated (`h2`, `http/1.1`).
+    #[must_use]
+    pub fn with_alpn(mut self, protocol: &[u8]) -> Self {
+        self.alpn = Some(protocol.into());
+        self
+    }
+
+    /// Whether the connection is TLS.
+    #[must_use]
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// `https` or `http`.
+    #[must_use]
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
+    /// The server name the client sent (SNI), if it sent one over TLS.
+    #[must_use]
+    pub fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref()
+    }
+
+    /// The negotiated ALPN protocol, if any.
+    #[must_use]
+    pub fn alpn(&self) -> Option<&[u8]> {
+        self.alpn.as_deref()
+    }
+}
+
 /// The gateway service: serves published APIs, passes everything else to `S`.
 #[derive(Clone, Debug)]
 pub struct Gateway<S> {
