@@ -16,7 +16,7 @@
 //!
 //! | you want to | reach for |
 //! |---|---|
-//! | mount the gateway in axum or hyper | [`GatewayLayer`], [`Gateway`], [`ClientAddr`] ([`layer`]) |
+//! | mount the gateway in axum or hyper | [`GatewayLayer`], [`Gateway`], [`ClientAddr`], [`layer::ConnectionInfo`] ([`layer`]) |
 //! | serve it on a socket facing untrusted clients | `serve::Server` (feature `serve`) |
 //! | create backends, groups, APIs, apps; publish; import and export | [`ControlPlane`] ([`control`]) |
 //! | the domain types (backend kinds, stage definitions, APIs, apps) | [`model`] |

@@ -10,7 +10,12 @@
 //!
 //! `X-Ca-Stage` belongs to the gateway: a request carrying an unknown stage name is answered
 //! `I400SG` even when it would otherwise fall through. A request whose path and stage match a
-//! published API but with another method falls through too (the inner app may serve it).
+//! published API but with another method falls through too (the inner app may serve it);
+//! [`GatewayLayer::with_miss`] logs or answers such near misses (and requests for an API
+//! published only in another stage) instead.
+//!
+//! The client's address comes from [`ClientAddr`], axum's `ConnectInfo<SocketAddr>` (feature
+//! `axum`) or a `SocketAddr` extension; the scheme from [`ConnectionInfo`].
 //!
 //! Path confinement (see [`check_request_path`](crate::routing::check_request_path)): a path
 //! holding a dot segment (`.`, `..`, raw or percent-encoded in any case) or a raw backslash is
