@@ -49,8 +49,7 @@ fn bench(c: &mut Criterion) {
     // GET, 5 signed headers (key, nonce, stage, timestamp, x-custom), 5 query params.
     let signer = Signer::new("203753385", secret.clone())
         .expect("key")
-        .with_stage("RELEASE")
-        .expect("stage")
+        .with_stage(stagegate::model::Stage::RELEASE)
         .with_signed_header(http::HeaderName::from_static("x-custom"));
     let get = signed(
         Request::get("/demo/get?e=5&d=4&c=%E6%9D%AD&b=two+words&a=1")

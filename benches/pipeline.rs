@@ -42,13 +42,12 @@ fn pipeline(c: &mut Criterion) {
             })
             .await
             .unwrap();
-        let open =
-            ApiDefinition::builder(g.id.clone(), "openApi", "GET", "/open/[id]", b.id.clone())
-                .unwrap()
-                .anonymous();
+        let open = ApiDefinition::new(g.id.clone(), "openApi", "GET", "/open/[id]", b.id.clone())
+            .unwrap()
+            .anonymous();
         let open = cp.create_api(open).await.unwrap();
         cp.publish(&open.id, Stage::RELEASE, None).await.unwrap();
-        let signed = ApiDefinition::builder(
+        let signed = ApiDefinition::new(
             g.id.clone(),
             "signedApi",
             "GET",

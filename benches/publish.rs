@@ -18,7 +18,7 @@ fn publish(c: &mut Criterion) {
     for (per_group, total) in [(100usize, 1_000usize), (100, 10_000), (1_000, 10_000)] {
         let fleet = rt.block_on(support::fleet(total, per_group));
         let api = rt.block_on(async {
-            let a = ApiDefinition::builder(
+            let a = ApiDefinition::new(
                 fleet.groups[0].clone(),
                 "bench_new",
                 "GET",

@@ -70,7 +70,7 @@ fn lookup(c: &mut Criterion) {
                 let (stop, fleet) = (stop.clone(), Arc::clone(fleet));
                 std::thread::spawn(move || {
                     support::runtime().block_on(async move {
-                        let api = ApiDefinition::builder(
+                        let api = ApiDefinition::new(
                             fleet.groups[0].clone(),
                             "churn_api",
                             "GET",

@@ -153,6 +153,14 @@ impl GatewayError {
         Self::new(ErrorCode::X500ER)
     }
 
+    /// Replaces the detail for the log (never sent): what an operator needs to act on the
+    /// refusal, such as the allowed clock skew or the missing grant.
+    #[must_use]
+    pub(crate) fn with_internal(mut self, detail: impl Into<Box<str>>) -> Self {
+        self.internal = Some(detail.into());
+        self
+    }
+
     /// The catalogue code.
     ///
     /// ```
@@ -184,10 +192,13 @@ impl GatewayError {
 
     /// The response: status, `X-Ca-Request-Id`, `X-Ca-Error-Code`, `X-Ca-Error-Message` and a
     /// JSON body `{"code","message","request_id"}`. Internal detail the error carries is
-    /// logged here with the request id (`warn` for a 5xx, `debug` otherwise), not sent.
+    /// logged here with the request id (`warn` for a 5xx, `debug` otherwise), not sent; it
+    /// also rides in the response's extensions (which no server writes to the wire) for the
+    /// access log and the admin debug endpoint.
     #[must_use]
     pub fn into_response(self, request_id: &str) -> Response<GatewayBody> {
         let status = self.code.status();
+        let detail = self.internal.clone().map(RefusalDetail);
         if let Some(internal) = &self.internal {
             if status.is_server_error() {
                 tracing::warn!(request_id, code = self.code.as_str(), error = %internal, "gateway error");
@@ -229,9 +240,17 @@ impl GatewayError {
                 .unwrap_or(HeaderValue::from_static("error"))
         });
         h.insert(X_CA_ERROR_MESSAGE, value);
+        if let Some(d) = detail {
+            res.extensions_mut().insert(d);
+        }
         res
     }
 }
+
+/// The internal detail of a refusal, kept in the response's extensions for the access log and
+/// the admin debug endpoint's trace; never written to the wire.
+#[derive(Clone, Debug)]
+pub(crate) struct RefusalDetail(pub(crate) Box<str>);
 
 /// The walk over every error that can reach a client (issue #21): each variant of each domain
 /// error is constructed, goes through the one conversion and `into_response`, and must come

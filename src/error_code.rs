@@ -3,8 +3,9 @@
 //!
 //! Each code is six characters: a class letter (`I` invalid request, `A`
 //! authentication/authorization, `D` backend, `N` response transport, `X` gateway internal),
-//! the three digits of the HTTP status, and a two-letter reason (behaviour spec §6.1). Clients
-//! depend on the codes and statuses; they never change.
+//! the three digits of the HTTP status, and a two-letter reason, as in "Error codes for API
+//! Gateway instances of the VPC type" in Alibaba Cloud's documentation. Clients depend on the
+//! codes and statuses; they never change.
 //!
 //! Every domain error ([`AuthError`](crate::auth::AuthError), [`MappingError`](crate::mapping::MappingError),
 //! [`ProxyError`](crate::proxy::ProxyError), the backend errors in [`backend`](crate::backend))
@@ -15,7 +16,7 @@
 //!
 //! **The rule for detail:** the wire message names only what the client sent or can see
 //! (a header or parameter name, the rule a value breaks, the request's method and path, the
-//! server's StringToSign as the spec has it, the short connect reason from the spec's list).
+//! server's StringToSign as Alibaba's gateway echoes it, the short connect reason from Alibaba's list).
 //! It never carries internal detail: no instance id, bucket, function or service name, no
 //! resolver, registry or handler text, no file system path. That detail goes to `tracing`
 //! (`warn` for 5xx, `debug` otherwise) with the request id when the response is rendered.
@@ -49,7 +50,7 @@
 //! | `A401AC` | 401 | Invalid AppCode | — | The AppCode is unknown. |
 //! | `A403AD` | 403 | App Disabled | — | The app is disabled. |
 //! | `A403EP` | 403 | App authorization expired | — | The app's grant has expired. |
-//! | `A403IS` | 403 | Invalid Signature | ``Invalid Signature, Server StringToSign:`{}` `` | The signature does not match; detail: the server's StringToSign with `\n` as `#` (spec §6.1). |
+//! | `A403IS` | 403 | Invalid Signature | ``Invalid Signature, Server StringToSign:`{}` `` | The signature does not match; detail: the server's StringToSign with `\n` as `#`, as Alibaba's gateway echoes it. |
 //! | `A403NA` | 403 | Unauthorized | — | The app holds no grant for the API and stage. |
 //! | `A403OP` | 403 | OSS access denied | `OSS access denied: {}` | The OSS definition does not allow the action; detail: the permission and action (never the bucket). |
 //! | `D502EB` | 502 | Event bus request failed | — | The event bus is unknown or refused the event. |
@@ -59,7 +60,7 @@
 //! | `D502OS` | 502 | Object storage request failed | — | The object store failed or is not configured. |
 //! | `D503NI` | 503 | No healthy backend instance | — | Service discovery found no usable instance. |
 //! | `D503RG` | 503 | Service registry unavailable | — | The service registry could not be asked. |
-//! | `D504CO` | 504 | Backend service connect failed | `Backend service connect failed '{}'` | The backend connection failed; detail: the spec's short reason (`Connection refused`, `Timeout connecting to host:port`, ...). |
+//! | `D504CO` | 504 | Backend service connect failed | `Backend service connect failed '{}'` | The backend connection failed; detail: Alibaba's short reason (`Connection refused`, `Timeout connecting to host:port`, ...). |
 //! | `D504TO` | 504 | Backend service request timeout | `Backend service request timeout: {}` | No answer in time; detail: which kind of backend (`the function did not answer in time`). |
 //! | `N502RE` | 502 | Backend service response error | `Backend service response error '{}'` | The exchange failed after connecting; detail: a short reason (`Connection is closed`, ...). |
 //! | `X500ER` | 500 | Internal Error | — | A gateway fault or a configuration that cannot be applied. |

@@ -23,12 +23,13 @@
 //!
 //! | you want to | reach for |
 //! |---|---|
-//! | mount the gateway in axum or hyper | [`GatewayLayer`], [`Gateway`], [`ClientAddr`]; custom authenticators in [`layer`] |
+//! | mount the gateway in axum or hyper | [`GatewayLayer`], [`Gateway`], [`ClientAddr`], [`layer::ConnectionInfo`]; custom authenticators in [`layer`] |
 //! | serve it on a socket facing untrusted clients | `serve::Server` (feature `serve`) |
 //! | create backends, groups, APIs, apps; publish; import and export | [`ControlPlane`]; its inputs and reports (`NewBackend`, `NewApp`, `ConfigExport`, ...) in [`control`] |
 //! | describe the whole configuration in one document (JSON or TOML), plan and apply it | [`control::ConfigDocument`], [`ControlPlane::plan`], [`ControlPlane::apply`] |
 //! | the domain types (backend kinds, stage definitions, APIs, apps, ids, secrets) | [`model`] |
 //! | persist the configuration, or write your own store | [`store`]: `MemoryStore`, `RedbStore` (feature `redb`), `PostgresStore` (feature `postgres`), `SealedStore` (secrets sealed at rest, feature `sealed`), the [`Store`](store::Store) trait and its conformance suite (feature `conformance`) |
+//! | call published APIs from Rust, every request signed | [`client`] (`Client`, `SigningLayer`) |
 //! | sign requests as a client, verify signatures yourself, or guard against replays | [`auth`] ([`Signer`](auth::Signer), [`verify`](auth::verify), [`MemoryReplayGuard`](auth::MemoryReplayGuard); `RedisReplayGuard` shares nonces between nodes, feature `redis`) |
 //! | plug in a function runtime, object store, event sink or registry | [`backend`] |
 //! | every error code a caller can receive, with its status and message | [`error_code`] ([`ErrorCode`]) |
@@ -78,7 +79,8 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `admin` | `stagegate::admin`: the admin REST API as a tower `Service` (an axum `Router`, no server, no extra axum features) |
+//! | `admin` | `stagegate::admin`: the admin REST API as a tower `Service` (an axum `Router`, no server, no extra axum features); turns `axum` on |
+//! | `axum` | the layer reads axum's `ConnectInfo<SocketAddr>` as the client's address (axum's core types only) |
 //! | `redb` | `stagegate::store::RedbStore`: the embedded, durable store (needs Rust 1.90) |
 //! | `postgres` | `stagegate::store::PostgresStore`: a store shared by several gateway nodes on PostgreSQL (tokio-postgres, deadpool-postgres, TLS through rustls) |
 //! | `conformance` | `store::conformance` and `store_conformance!`, for `Store` adapter authors |
@@ -98,6 +100,7 @@ pub mod admin;
 pub mod auth;
 pub mod backend;
 mod base;
+pub mod client;
 pub mod control;
 mod error;
 pub mod error_code;

@@ -68,7 +68,7 @@ use tokio::time::Instant;
 use tower::ServiceExt as _;
 use tower::util::Oneshot;
 
-use crate::layer::ClientAddr;
+use crate::layer::{ClientAddr, ConnectionInfo};
 
 /// The default [`Server::with_header_read_timeout`]: 10 s.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -394,8 +394,81 @@ impl Server {
     ///     .await;
     /// # });
     /// ```
-    pub async fn serve<M, S, B, F>(self, listener: TcpListener, mut make_service: M, shutdown: F)
+    pub async fn serve<M, S, B, F>(self, listener: TcpListener, make_service: M, shutdown: F)
     where
+        M: FnMut(SocketAddr) -> S,
+        F: Future<Output = ()>,
+        S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.run(listener, None, make_service, shutdown).await;
+    }
+
+    /// As [`serve`](Self::serve), over TLS: each accepted connection does the TLS handshake
+    /// with `tls` (within the [header-read timeout](Self::header_read_timeout)) before HTTP.
+    ///
+    /// Every request gets a [`ConnectionInfo`] saying TLS, with the client's server name
+    /// (SNI) and the negotiated ALPN protocol, so APIs limited to HTTPS accept it and APIs
+    /// limited to HTTP refuse it (`I403PT`). Put `h2` and `http/1.1` in the config's
+    /// `alpn_protocols` to offer HTTP/2. Requests on [`serve`](Self::serve) get a plain
+    /// `ConnectionInfo`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use stagegate::GatewayLayer;
+    /// use stagegate::routing::SnapshotHandle;
+    /// use stagegate::serve::Server;
+    /// # async fn run(config: rustls::ServerConfig) -> std::io::Result<()> {
+    /// let gateway = GatewayLayer::new(SnapshotHandle::default()).standalone();
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:8443").await?;
+    /// Server::new()
+    ///     .serve_tls(listener, Arc::new(config), move |peer| gateway.clone().with_client_addr(peer), async {
+    ///         let _ = tokio::signal::ctrl_c().await;
+    ///     })
+    ///     .await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn serve_tls<M, S, B, F>(
+        self,
+        listener: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        make_service: M,
+        shutdown: F,
+    ) where
+        M: FnMut(SocketAddr) -> S,
+        F: Future<Output = ()>,
+        S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        self.run(listener, Some(acceptor), make_service, shutdown)
+            .await;
+    }
+
+    async fn run<M, S, B, F>(
+        self,
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        mut make_service: M,
+        shutdown: F,
+    ) where
         M: FnMut(SocketAddr) -> S,
         F: Future<Output = ()>,
         S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
@@ -434,13 +507,47 @@ impl Server {
                         // wait for the client's delayed ACK.
                         let _ = stream.set_nodelay(true);
                         let state = Arc::new(ConnState::new());
-                        let io = TokioIo::new(Tracked { io: stream, state: Arc::clone(&state) });
-                        let svc = Tracking { svc: make_service(peer), state: Arc::clone(&state) };
-                        let conn = http.serve_connection(io, svc).into_owned();
+                        let io = Tracked { io: stream, state: Arc::clone(&state) };
+                        let svc = make_service(peer);
                         let stop = stop_rx.clone();
                         let alive = alive_tx.clone();
+                        let http = http.clone();
+                        let tls = tls.clone();
                         tokio::spawn(async move {
-                            drive(conn, &state, stop, timeouts).await;
+                            match tls {
+                                None => {
+                                    let svc = Tracking { svc, state: Arc::clone(&state), info: ConnectionInfo::plain() };
+                                    let conn = http.serve_connection(TokioIo::new(io), svc).into_owned();
+                                    drive(conn, &state, stop, timeouts).await;
+                                }
+                                Some(acceptor) => {
+                                    let handshake = tokio::time::timeout(timeouts.header, acceptor.accept(io)).await;
+                                    let stream = match handshake {
+                                        Ok(Ok(s)) => s,
+                                        Ok(Err(e)) => {
+                                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                            drop((permit, alive));
+                                            return;
+                                        }
+                                        Err(_) => {
+                                            tracing::debug!(%peer, "TLS handshake timed out");
+                                            drop((permit, alive));
+                                            return;
+                                        }
+                                    };
+                                    let (_, session) = stream.get_ref();
+                                    let mut info = ConnectionInfo::tls();
+                                    if let Some(name) = session.server_name() {
+                                        info = info.with_server_name(name);
+                                    }
+                                    if let Some(alpn) = session.alpn_protocol() {
+                                        info = info.with_alpn(alpn);
+                                    }
+                                    let svc = Tracking { svc, state: Arc::clone(&state), info };
+                                    let conn = http.serve_connection(TokioIo::new(stream), svc).into_owned();
+                                    drive(conn, &state, stop, timeouts).await;
+                                }
+                            }
                             drop((permit, alive));
                         });
                     }
@@ -588,12 +695,13 @@ impl ConnState {
 
 /// Runs one connection until it ends, its watchdog closes it (timeouts, shutdown) or the server
 /// aborts it. Dropping the connection closes the socket.
-async fn drive<S, B>(
-    conn: auto::Connection<'static, TokioIo<Tracked>, Tracking<S>, TokioExecutor>,
+async fn drive<I, S, B>(
+    conn: auto::Connection<'static, TokioIo<I>, Tracking<S>, TokioExecutor>,
     state: &ConnState,
     mut stop: watch::Receiver<Stop>,
     t: Timeouts,
 ) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
         + Clone
         + Send
@@ -712,6 +820,8 @@ impl AsyncWrite for Tracked {
 struct Tracking<S> {
     svc: S,
     state: Arc<ConnState>,
+    /// Inserted into every request of the connection.
+    info: ConnectionInfo,
 }
 
 /// One request in flight.
@@ -740,7 +850,8 @@ where
     type Error = S::Error;
     type Future = TrackingFuture<S, B>;
 
-    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: http::Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(self.info.clone());
         TrackingFuture {
             inner: self.svc.clone().oneshot(req),
             guard: Some(InFlight::new(&self.state)),

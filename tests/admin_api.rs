@@ -958,6 +958,23 @@ async fn debug_signs_as_the_app_and_calls_the_real_data_plane() {
     assert_eq!(got.status, 200);
     assert_eq!(got.json()["response"]["status"], 403);
     assert!(got.json()["response"]["headers"]["x-ca-error-code"].is_string());
+    // the trace says which grant is missing; the wire message does not
+    let j = got.json();
+    let refusal = j["trace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["step"] == "refusal")
+        .unwrap_or_else(|| panic!("{j}"));
+    let detail = refusal["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("app {} holds no grant", w.app)) && detail.contains("stage TEST"),
+        "{detail}"
+    );
+    assert_eq!(
+        j["response"]["headers"]["x-ca-error-message"],
+        "Unauthorized"
+    );
 
     // Anonymous APIs need no app.
     let anon = a

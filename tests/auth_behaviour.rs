@@ -385,8 +385,7 @@ fn an_unsigned_stage_is_refused_only_when_required() {
     let mut req = Request::get("/p").body(()).unwrap();
     Signer::new(KEY, SECRET)
         .unwrap()
-        .with_stage("RELEASE")
-        .unwrap()
+        .with_stage(stagegate::model::Stage::RELEASE)
         .sign_with(&mut req, b"", TS, "n")
         .unwrap();
     let parts = req.into_parts().0;

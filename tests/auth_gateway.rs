@@ -71,7 +71,7 @@ async fn env() -> Env {
             a.force_nonce_check = true
         }),
     ] {
-        let mut a = ApiDefinition::builder(g.id.clone(), name, method, path, b.id.clone()).unwrap();
+        let mut a = ApiDefinition::new(g.id.clone(), name, method, path, b.id.clone()).unwrap();
         f(&mut a);
         let a = cp.create_api(a).await.unwrap();
         cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();
@@ -124,7 +124,7 @@ async fn every_client_shape_is_accepted() {
     let e = env().await;
     // node SDK style: lower-case names, stage signed
     let mut r = req("GET", "/s/1?b=2&a=1&empty=", b"");
-    e.signer().with_stage("RELEASE").unwrap().sign(&mut r, b"");
+    e.signer().with_stage(Stage::RELEASE).sign(&mut r, b"");
     let got = e.send(r).await;
     assert_eq!(
         (got.status, got.text().as_str()),
@@ -311,8 +311,7 @@ async fn forgeries_are_refused_with_their_own_codes() {
     assert_eq!(code(&got), Some("A403IS"));
     let mut r = req("GET", "/s/1", b"");
     e.signer()
-        .with_stage("RELEASE")
-        .unwrap()
+        .with_stage(Stage::RELEASE)
         .with_signed_header(HeaderName::from_static("x-custom"))
         .sign(&mut r, b"");
     r.headers_mut()
@@ -431,7 +430,7 @@ async fn grants_stages_expiry_disabled_apps_and_rotation() {
     let signed = |stage: Option<&str>, signer: Signer| {
         let mut r = req("GET", "/s/1", b"");
         let signer = match stage {
-            Some(s) => signer.with_stage(s).unwrap(),
+            Some(s) => signer.with_stage(Stage::parse(s).unwrap()),
             None => signer,
         };
         signer.sign(&mut r, b"");
@@ -527,8 +526,7 @@ async fn http_env(apps: usize) -> HttpEnv {
             a.auth = stagegate::model::AuthType::Anonymous
         }),
     ] {
-        let mut a =
-            ApiDefinition::builder(group.id.clone(), name, method, path, b.id.clone()).unwrap();
+        let mut a = ApiDefinition::new(group.id.clone(), name, method, path, b.id.clone()).unwrap();
         f(&mut a);
         let a = cp.create_api(a).await.unwrap();
         cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();
@@ -694,7 +692,7 @@ async fn a_repeated_stage_header_is_refused() {
     let svc = e.layer().standalone();
     // Signed for TEST, a second `X-Ca-Stage: RELEASE` added.
     let mut r = req("GET", "/e/get", b"");
-    e.signer(0).with_stage("TEST").unwrap().sign(&mut r, b"");
+    e.signer(0).with_stage(Stage::TEST).sign(&mut r, b"");
     r.headers_mut()
         .append("x-ca-stage", "RELEASE".parse().unwrap());
     let got = oneshot(svc.clone(), r).await;
@@ -735,7 +733,7 @@ async fn a_signed_stage_can_be_required() {
     assert_eq!((got.status, code(&got)), (400, Some("A400UH")));
     assert_eq!(oneshot(lax, unsigned_stage()).await.status, 200);
     let mut r = req("GET", "/e/get", b"");
-    e.signer(0).with_stage("RELEASE").unwrap().sign(&mut r, b"");
+    e.signer(0).with_stage(Stage::RELEASE).sign(&mut r, b"");
     assert_eq!(oneshot(strict, r).await.status, 200);
 }
 

@@ -75,8 +75,8 @@ async fn setup() -> Setup {
 }
 
 async fn api(s: &Setup, name: &str, path: &str) -> ApiDefinition {
-    let a = ApiDefinition::builder(s.group.id.clone(), name, "GET", path, s.backend.id.clone())
-        .unwrap();
+    let a =
+        ApiDefinition::new(s.group.id.clone(), name, "GET", path, s.backend.id.clone()).unwrap();
     s.cp.create_api(a).await.unwrap()
 }
 
@@ -93,7 +93,7 @@ async fn seed_steps_and_scenarios() {
             .unwrap();
     assert!(change.report.is_empty());
     // 3. create an API (AppCode header & query), publish to TEST
-    let mut a = ApiDefinition::builder(
+    let mut a = ApiDefinition::new(
         s.group.id.clone(),
         "getUser",
         "GET",
@@ -231,7 +231,7 @@ async fn cascades_touch_only_their_stage() {
     s.cp.set_stage_definition(&other.id, Stage::PRE, http("http://127.0.0.1:7000"))
         .await
         .unwrap();
-    let mut c = ApiDefinition::builder(
+    let mut c = ApiDefinition::new(
         s.group.id.clone(),
         "apiThree",
         "GET",
@@ -385,7 +385,7 @@ async fn conflicting_routes_are_refused_at_publish() {
         &a.id
     );
     // ANY conflicts with GET on the same shape
-    let mut any = ApiDefinition::builder(
+    let mut any = ApiDefinition::new(
         s.group.id.clone(),
         "anyUser",
         "ANY",
@@ -476,11 +476,25 @@ async fn backend_type_is_fixed_and_deletion_is_guarded() {
     // deletion is refused while a draft uses it
     let a = api(&s, "useIt", "/x").await;
     let before = s.cp.records().await;
-    assert!(matches!(
-        s.cp.delete_backend(&s.backend.id).await,
-        Err(ControlError::InUse { .. })
-    ));
+    let err = s.cp.delete_backend(&s.backend.id).await.unwrap_err();
+    assert!(matches!(err, ControlError::InUse { .. }), "{err}");
+    assert!(
+        err.to_string().ends_with("is still used by API useIt"),
+        "{err}"
+    );
     assert_eq!(s.cp.records().await, before);
+    // published too: the API is named once, with its stages
+    s.cp.set_stage_definition(&s.backend.id, Stage::TEST, http("http://127.0.0.1:1"))
+        .await
+        .unwrap();
+    s.cp.publish(&a.id, Stage::TEST, None).await.unwrap();
+    let err = s.cp.delete_backend(&s.backend.id).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("is still used by API useIt (published in TEST)"),
+        "{err}"
+    );
+    s.cp.unpublish(&a.id, &Stage::TEST).await.unwrap();
     s.cp.delete_api(&a.id).await.unwrap();
     s.cp.delete_backend(&s.backend.id).await.unwrap();
     assert!(matches!(
@@ -536,7 +550,7 @@ async fn groups_base_path_and_domains_route() {
     for (g, name) in [(&g1, "boundApi"), (&g2, "basedApi")] {
         let a = cp
             .create_api(
-                ApiDefinition::builder(g.id.clone(), name, "GET", "/ping", b.id.clone()).unwrap(),
+                ApiDefinition::new(g.id.clone(), name, "GET", "/ping", b.id.clone()).unwrap(),
             )
             .await
             .unwrap();
@@ -574,9 +588,7 @@ async fn a_base_path_change_moves_published_routes_and_other_changes_keep_them()
     let g = cp.create_group(group(Some("/v1"))).await.unwrap();
     for (name, path) in [("pingApi", "/ping"), ("pongApi", "/pong/[id]")] {
         let a = cp
-            .create_api(
-                ApiDefinition::builder(g.id.clone(), name, "GET", path, b.id.clone()).unwrap(),
-            )
+            .create_api(ApiDefinition::new(g.id.clone(), name, "GET", path, b.id.clone()).unwrap())
             .await
             .unwrap();
         cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();
@@ -605,8 +617,7 @@ async fn a_base_path_change_moves_published_routes_and_other_changes_keep_them()
     // deployment, so the reuse is checked from there.)
     let third = cp
         .create_api(
-            ApiDefinition::builder(g.id.clone(), "thirdApi", "GET", "/third", b.id.clone())
-                .unwrap(),
+            ApiDefinition::new(g.id.clone(), "thirdApi", "GET", "/third", b.id.clone()).unwrap(),
         )
         .await
         .unwrap();
@@ -799,7 +810,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
     for bad in ["/users/[id", "users", "/a//b", "/a/[x]y", "/*/x"] {
         assert!(stagegate::model::PathTemplate::parse(bad).is_err(), "{bad}");
         assert!(
-            ApiDefinition::builder(
+            ApiDefinition::new(
                 s.group.id.clone(),
                 "someApi",
                 "GET",
@@ -821,7 +832,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
             .await,
         Err(ControlError::NotFound { .. })
     ));
-    let orphan = ApiDefinition::builder(
+    let orphan = ApiDefinition::new(
         stagegate::model::GroupId::generate(),
         "orphanApi",
         "GET",
@@ -873,7 +884,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
     s.cp.delete_backend(&mb.id).await.unwrap();
     // duplicate API names in a group; bad regexes; undeclared path parameters
     let a = api(&s, "dupName", "/d").await;
-    let dup = ApiDefinition::builder(
+    let dup = ApiDefinition::new(
         s.group.id.clone(),
         "dupName",
         "GET",
@@ -944,7 +955,7 @@ async fn change_feed_replays_to_the_same_state_and_followers_catch_up() {
         .unwrap();
     let a = leader
         .create_api(
-            ApiDefinition::builder(g.id.clone(), "feedApi", "GET", "/feed", b.id.clone()).unwrap(),
+            ApiDefinition::new(g.id.clone(), "feedApi", "GET", "/feed", b.id.clone()).unwrap(),
         )
         .await
         .unwrap();
@@ -1225,7 +1236,7 @@ async fn api_names_stay_unique_in_a_group_through_rename_move_and_delete() {
     let a = api(&s, "getUser", "/a").await;
     let b = api(&s, "getOrder", "/b").await;
     // create with a taken name
-    let dup = ApiDefinition::builder(
+    let dup = ApiDefinition::new(
         s.group.id.clone(),
         "getUser",
         "GET",
@@ -1254,7 +1265,7 @@ async fn api_names_stay_unique_in_a_group_through_rename_move_and_delete() {
     let mut a2 = a.clone();
     a2.name = "getUserV2".into();
     s.cp.update_api(a2).await.unwrap();
-    let again = ApiDefinition::builder(
+    let again = ApiDefinition::new(
         s.group.id.clone(),
         "getUser",
         "GET",
@@ -1268,7 +1279,7 @@ async fn api_names_stay_unique_in_a_group_through_rename_move_and_delete() {
     assert!(taken(s.cp.update_api(onto).await));
     // deleting frees the name
     s.cp.delete_api(&b.id).await.unwrap();
-    let reuse = ApiDefinition::builder(
+    let reuse = ApiDefinition::new(
         s.group.id.clone(),
         "getOrder",
         "GET",
@@ -1282,7 +1293,7 @@ async fn api_names_stay_unique_in_a_group_through_rename_move_and_delete() {
     out.group_id = other.id.clone();
     out.name = "getUserMoved".into();
     s.cp.update_api(out).await.unwrap();
-    let again = ApiDefinition::builder(
+    let again = ApiDefinition::new(
         s.group.id.clone(),
         "getUser",
         "GET",
@@ -1305,7 +1316,7 @@ async fn api_names_stay_unique_in_a_group_through_rename_move_and_delete() {
         .await
         .unwrap();
     let reloaded = ControlPlane::open(store).await.unwrap();
-    let dup2 = ApiDefinition::builder(
+    let dup2 = ApiDefinition::new(
         s.group.id.clone(),
         "getUserV2",
         "GET",
@@ -1314,7 +1325,7 @@ async fn api_names_stay_unique_in_a_group_through_rename_move_and_delete() {
     )
     .unwrap();
     assert!(taken(reloaded.create_api(dup2).await));
-    let free = ApiDefinition::builder(
+    let free = ApiDefinition::new(
         s.group.id.clone(),
         "getUserV3",
         "GET",

@@ -60,8 +60,7 @@ impl World {
         path: &str,
         app: bool,
     ) -> ApiDefinition {
-        let a =
-            ApiDefinition::builder(g.id.clone(), name, method, path, self.backend.clone()).unwrap();
+        let a = ApiDefinition::new(g.id.clone(), name, method, path, self.backend.clone()).unwrap();
         let a = if app { a } else { a.anonymous() };
         self.cp.create_api(a).await.unwrap()
     }

@@ -64,7 +64,7 @@ impl Fixture {
         path: &str,
         f: impl FnOnce(&mut ApiDefinition),
     ) -> ApiDefinition {
-        let mut a = ApiDefinition::builder(
+        let mut a = ApiDefinition::new(
             self.group.id.clone(),
             name,
             method,
@@ -407,7 +407,7 @@ async fn limits_timeouts_and_refused_connections_are_gateway_errors() {
 async fn app_apis_need_credentials_and_debug_mode_reports_the_exchange() {
     let f = fixture(BackendKind::Mock).await;
     f.define(Stage::RELEASE, mock(200, "secret data")).await;
-    let mut a = ApiDefinition::builder(
+    let mut a = ApiDefinition::new(
         f.group.id.clone(),
         "privateApi",
         "GET",

@@ -290,8 +290,7 @@ fn signed_headers(app: &Value, url: &str) -> Vec<(String, String)> {
         stagegate::model::Secret::new(app["app_secret"].as_str().unwrap()),
     )
     .unwrap()
-    .with_stage("TEST")
-    .unwrap();
+    .with_stage(stagegate::model::Stage::TEST);
     let mut req = Request::get(url).body(()).unwrap();
     signer.sign(&mut req, b"");
     req.headers()
@@ -517,6 +516,14 @@ async fn readme_walkthrough_runs_against_the_example_gateway() {
         !stdout.contains(token.trim()),
         "the admin token leaked into the output"
     );
+    // The walkthrough cleans up after itself: nothing in the reader's directory but the
+    // gateway's own data.
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "stagegate-data")
+        .collect();
+    assert!(left.is_empty(), "the walkthrough left {left:?} behind");
     gw.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

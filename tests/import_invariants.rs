@@ -65,8 +65,7 @@ async fn base() -> Value {
     let mut apis = Vec::new();
     for (g, name, path, backend, app_auth) in specs {
         let mut b =
-            ApiDefinition::builder(groups[g].id.clone(), name, "GET", path, backend.clone())
-                .unwrap();
+            ApiDefinition::new(groups[g].id.clone(), name, "GET", path, backend.clone()).unwrap();
         if !app_auth {
             b = b.anonymous();
         }

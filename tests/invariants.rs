@@ -115,7 +115,7 @@ async fn run(ops: Vec<Op>) {
         .id;
     let mut apis = Vec::new();
     for (i, p) in ["/a", "/x1", "/x2", "/x3"].into_iter().enumerate() {
-        let a = ApiDefinition::builder(
+        let a = ApiDefinition::new(
             group.clone(),
             &format!("api{i}xx"),
             "GET",

@@ -49,7 +49,7 @@ async fn gateway(mode: RequestMode) -> (Arc<ControlPlane>, GatewayService) {
         })
         .await
         .unwrap();
-    let mut a = ApiDefinition::builder(g.id.clone(), "getUser", "GET", "/users/[id]", b.id.clone())
+    let mut a = ApiDefinition::new(g.id.clone(), "getUser", "GET", "/users/[id]", b.id.clone())
         .unwrap()
         .anonymous();
     a.request.mode = mode;
@@ -106,7 +106,7 @@ async fn gateway(mode: RequestMode) -> (Arc<ControlPlane>, GatewayService) {
     let a = cp.create_api(a).await.unwrap();
     cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();
 
-    let mut form = ApiDefinition::builder(g.id.clone(), "postForm", "POST", "/form", b.id.clone())
+    let mut form = ApiDefinition::new(g.id.clone(), "postForm", "POST", "/form", b.id.clone())
         .unwrap()
         .anonymous();
     form.request.mode = mode;

@@ -215,7 +215,7 @@ async fn the_upstream_receives_the_exact_path_that_was_checked() {
 #[tokio::test]
 async fn allow_encoded_slash_is_for_path_parameters_only() {
     let fx = fx(BackendKind::Mock).await;
-    let mut api = stagegate::model::ApiDefinition::builder(
+    let mut api = stagegate::model::ApiDefinition::new(
         fx.group.id.clone(),
         "queryKey",
         "GET",
@@ -290,7 +290,7 @@ async fn an_absolute_form_target_chooses_the_group_over_host() {
         (&a.id, &fx.backend.id, "whoA"),
         (&b.id, &b_backend.id, "whoB"),
     ] {
-        let api = stagegate::model::ApiDefinition::builder(
+        let api = stagegate::model::ApiDefinition::new(
             group.clone(),
             name,
             "GET",

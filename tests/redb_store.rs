@@ -627,7 +627,7 @@ async fn a_json_file_of_schema_version_1_still_works() {
 }
 
 fn deployment(version: &str) -> Deployment {
-    let api = ApiDefinition::builder(
+    let api = ApiDefinition::new(
         GroupId::generate(),
         "api_odd",
         "GET",

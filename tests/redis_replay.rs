@@ -66,7 +66,7 @@ async fn config() -> Config {
         .unwrap();
     for (name, path, forced) in [("plain", "/s", false), ("forced", "/nonce", true)] {
         let mut a =
-            stagegate::model::ApiDefinition::builder(g.id.clone(), name, "GET", path, b.id.clone())
+            stagegate::model::ApiDefinition::new(g.id.clone(), name, "GET", path, b.id.clone())
                 .unwrap();
         a.force_nonce_check = forced;
         let a = cp.create_api(a).await.unwrap();

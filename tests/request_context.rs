@@ -84,7 +84,7 @@ async fn arrival_time_is_taken_before_the_body_and_shared_by_auth_and_handle_tim
         .unwrap();
     // An APP API (the builder's default), so the authenticator runs.
     let mut a =
-        ApiDefinition::builder(g.id.clone(), "upload", "POST", "/upload", b.id.clone()).unwrap();
+        ApiDefinition::new(g.id.clone(), "upload", "POST", "/upload", b.id.clone()).unwrap();
     a.system_parameters = vec![SystemParameter {
         name: SystemParam::CaRequestHandleTime,
         backend_name: "x-handle-time".into(),

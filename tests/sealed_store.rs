@@ -312,14 +312,9 @@ async fn the_gateway_verifies_with_the_opened_secrets() {
         })
         .await
         .unwrap();
-    let mut api = stagegate::model::ApiDefinition::builder(
-        g.id.clone(),
-        "sealedApi",
-        "GET",
-        "/x",
-        b.id.clone(),
-    )
-    .unwrap();
+    let mut api =
+        stagegate::model::ApiDefinition::new(g.id.clone(), "sealedApi", "GET", "/x", b.id.clone())
+            .unwrap();
     api.appcode_auth = AppCodeMode::Header;
     let api = cp.create_api(api).await.unwrap();
     cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();

@@ -70,7 +70,7 @@ pub async fn fleet(total: usize, per_group: usize) -> Fleet {
     }
     for i in 0..total {
         let (g, j) = (i / per_group, i % per_group);
-        let api = ApiDefinition::builder(
+        let api = ApiDefinition::new(
             groups[g].clone(),
             &format!("api_{i}"),
             "GET",

@@ -33,7 +33,7 @@ use stagegate_fuzz::{decode_strict, fields, raw_pairs, reference_params};
 /// A MAPPING API reading `a` and `b` from the query and `c` and `d` from a form body; `b` and
 /// `d` change location on the way to the backend.
 static API: LazyLock<(ApiDefinition, Compiled)> = LazyLock::new(|| {
-    let mut api = ApiDefinition::builder(
+    let mut api = ApiDefinition::new(
         GroupId::generate(),
         "formQuery",
         "POST",

@@ -45,7 +45,7 @@ fn param(name: &str, location: ParamLocation) -> RequestParameter {
 /// The three APIs and their compiled data.
 static APIS: LazyLock<Vec<(ApiDefinition, Compiled)>> = LazyLock::new(|| {
     let new = |name: &str, method: &str, path: &str, mode, backend: Option<&str>| {
-        let mut api = ApiDefinition::builder(
+        let mut api = ApiDefinition::new(
             GroupId::generate(),
             name,
             method,

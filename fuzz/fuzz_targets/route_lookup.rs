@@ -111,7 +111,7 @@ async fn fixture() -> Fixture {
         cp.set_stage_definition(&backend.id, Stage::RELEASE, StageDefinition::Mock(mock))
             .await
             .expect("a definition");
-        let api = ApiDefinition::builder(group_id, &name, method, path, backend.id)
+        let api = ApiDefinition::new(group_id, &name, method, path, backend.id)
             .expect("a valid API")
             .anonymous();
         let api = cp.create_api(api).await.expect("an API");

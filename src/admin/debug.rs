@@ -291,8 +291,7 @@ pub(crate) async fn debug(
                     .ok_or_else(|| bad("the app has no key pair to sign with"))?;
                 let mut signer = Signer::new(&key.app_key, key.app_secret.clone())
                     .map_err(|_| bad("the app key is not a valid header value"))?
-                    .with_stage(d.stage.as_str())
-                    .map_err(|_| bad("invalid stage"))?;
+                    .with_stage(d.stage.clone());
                 let method = if api.signature_methods.contains(&SignatureMethod::HmacSha256) {
                     SignatureMethod::HmacSha256
                 } else {
@@ -377,6 +376,10 @@ pub(crate) async fn debug(
         .headers
         .get(crate::layer::X_CA_ERROR_CODE)
         .and_then(|v| v.to_str().ok());
+    if let Some(detail) = parts.extensions.get::<crate::error::RefusalDetail>() {
+        // What the log says about the refusal: for the operator, never on the wire.
+        trace.push(json!({"step": "refusal", "detail": &*detail.0}));
+    }
     trace.push(json!({
         "step": "response",
         "status": parts.status.as_u16(),

@@ -121,7 +121,7 @@ fn example(s: &str) -> Value {
 /// use stagegate::model::{ApiDefinition, BackendId, Group, Stage};
 /// use stagegate::store::Deployment;
 /// let g = Group::new("shop_api").unwrap();
-/// let api = ApiDefinition::builder(g.id.clone(), "getUser", "GET", "/users/[id]", BackendId::generate()).unwrap();
+/// let api = ApiDefinition::new(g.id.clone(), "getUser", "GET", "/users/[id]", BackendId::generate()).unwrap();
 /// let d = Deployment { api_id: api.id.clone(), stage: Stage::TEST, version: "20260101000000000".into(),
 ///     description: None, deployed_at: jiff::Timestamp::now(), snapshot: api };
 /// let doc = openapi_document(&g, &Stage::TEST, &[d]);

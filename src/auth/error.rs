@@ -1,4 +1,5 @@
-//! Authentication failures and their gateway error codes (behaviour spec §6).
+//! Authentication failures and their gateway error codes ("Error codes for API Gateway
+//! instances of the VPC type" in Alibaba Cloud's documentation).
 
 use std::borrow::Cow;
 
@@ -58,7 +59,7 @@ pub enum ReplayError {
 /// secret.
 ///
 /// Codes marked *chosen* are this crate's choice where the public Alibaba tables give no
-/// code (spec §11.1); the others are documented Alibaba codes.
+/// code (none is published for these failures); the others are documented Alibaba codes.
 ///
 /// | Variant | Code | Status |
 /// |---|---|---|

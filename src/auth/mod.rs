@@ -1,4 +1,5 @@
-//! Data-plane authentication (behaviour spec §5): the signature string-to-sign, HMAC
+//! Data-plane authentication, the protocol of Alibaba Cloud API Gateway ("Use digest
+//! authentication to call an API" in its documentation): the signature string-to-sign, HMAC
 //! signing and verification, nonce replay protection, AppCodes, and a client-side signer.
 //!
 //! Everything here is pure: no I/O and no runtime. The only asynchronous piece is the

@@ -11,8 +11,7 @@ use md5::{Digest as _, Md5};
 
 use super::signature;
 use super::string_to_sign::{is_form, string_to_sign};
-use crate::model::Secret;
-use crate::model::SignatureMethod;
+use crate::model::{Secret, SignatureMethod, Stage};
 
 /// Signs requests for an app, producing exactly the headers of the official clients.
 ///
@@ -27,10 +26,10 @@ use crate::model::SignatureMethod;
 /// ```
 /// use stagegate::auth::Signer;
 /// use stagegate::model::SignatureMethod;
+/// use stagegate::model::Stage;
 /// let signer = Signer::new("203753385", "SECRET_abc123")
 ///     .unwrap()
-///     .with_stage("TEST")
-///     .unwrap()
+///     .with_stage(Stage::TEST)
 ///     .with_signed_header(http::HeaderName::from_static("x-custom-a"));
 /// let mut req = http::Request::get("http://api.example.com/users/123?lang=en")
 ///     .header("date", "Wed, 09 May 2018 13:30:29 GMT")
@@ -40,7 +39,7 @@ use crate::model::SignatureMethod;
 /// let signed = signer
 ///     .sign_with(&mut req, b"", 1_525_872_629_832, "c9f15cbf-f4ac-4a6c-b54d-f51abf4b5b44")
 ///     .unwrap();
-/// // Spec vector V4 (official Node SDK).
+/// // The signature the official Node.js SDK computes for this request.
 /// assert_eq!(signed.signature, "l644RFuIyaAprRNSXkag0wBprB68rubxB6ZOpANTQwk=");
 /// assert_eq!(
 ///     req.headers()["x-ca-signature-headers"],
@@ -96,14 +95,24 @@ impl Signer {
         self
     }
 
-    /// Sends (and signs) `X-Ca-Stage`.
+    /// Sends (and signs) `X-Ca-Stage`. Without it the gateway serves the request from the
+    /// `RELEASE` stage.
     ///
-    /// # Errors
+    /// # Examples
     ///
-    /// The stage is not a valid header value.
-    pub fn with_stage(mut self, stage: &str) -> Result<Self, InvalidHeaderValue> {
-        self.stage = Some(HeaderValue::from_str(stage)?);
-        Ok(self)
+    /// ```
+    /// use stagegate::auth::Signer;
+    /// use stagegate::model::Stage;
+    /// let signer = Signer::new("203753385", "SECRET_abc123").unwrap().with_stage(Stage::TEST);
+    /// let mut req = http::Request::get("http://api.example.com/hello").body(()).unwrap();
+    /// signer.sign(&mut req, b"");
+    /// assert_eq!(req.headers()["x-ca-stage"], "TEST");
+    /// ```
+    #[must_use]
+    pub fn with_stage(mut self, stage: Stage) -> Self {
+        // A stage name is upper-case ASCII letters: always a valid header value.
+        self.stage = HeaderValue::from_str(stage.as_str()).ok();
+        self
     }
 
     /// Also signs this header (its value is read from the request when signing).

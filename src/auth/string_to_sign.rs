@@ -1,4 +1,5 @@
-//! The client-signature string-to-sign (behaviour spec §5.4).
+//! The client-signature string-to-sign, as Alibaba Cloud API Gateway's documentation ("Use
+//! digest authentication to call an API") and its official SDKs build it.
 
 use std::borrow::Cow;
 
@@ -179,7 +180,7 @@ fn is_signable(name: &str) -> bool {
             .any(|excluded| excluded.eq_ignore_ascii_case(name))
 }
 
-/// Builds the exact string-to-sign of spec §5.4 for a request.
+/// Builds the exact string-to-sign of a request, as the official SDKs do.
 ///
 /// Lines: the method; the values of `Accept`, `Content-MD5`, `Content-Type` and `Date`
 /// (each line kept when empty); one `name:value` line per header listed in

@@ -1,4 +1,5 @@
-//! Server-side verification of signed requests (behaviour spec §5.5).
+//! Server-side verification of signed requests, in the order the gateway's answers show (see
+//! [`check_signature`]).
 
 use std::borrow::{Borrow, Cow};
 use std::time::Duration;
@@ -135,9 +136,9 @@ pub struct SignaturePolicy {
     pub require_signed_stage: bool,
     /// Whether a parameter sent in both the query and the urlencoded form body with
     /// different values is refused ([`AuthError::ConflictingParameter`]). The
-    /// string-to-sign takes the form's value (spec §5.4, as the official clients sign it),
-    /// so a backend that reads the query's would act on an unsigned value. Default `false`
-    /// (the spec's behaviour, signature vector J1); [`AppAuthenticator`](crate::layer::AppAuthenticator)
+    /// string-to-sign takes the form's value (as the official clients sign it), so a backend
+    /// that reads the query's would act on an unsigned value. Default `false` (Alibaba's
+    /// gateway accepts such a request); [`AppAuthenticator`](crate::layer::AppAuthenticator)
     /// always turns it on, since it forwards the request.
     pub refuse_conflicting_params: bool,
 }
@@ -385,7 +386,7 @@ impl<'p> Found<'p> {
 }
 
 /// Checks everything about a signed request except the nonce's freshness, in the
-/// order of spec §5.5: `X-Ca-Key` present, key known, `X-Ca-Signature` present, method
+/// order Alibaba's gateway checks it in (which error a request with several faults gets): `X-Ca-Key` present, key known, `X-Ca-Signature` present, method
 /// allowed, timestamp, nonce presence, `Content-MD5`, signature (constant time).
 ///
 /// Beyond the original gateway, so that the backend receives only what was signed:

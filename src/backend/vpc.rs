@@ -47,7 +47,7 @@ pub enum VpcError {
     InvalidAddress(String),
 }
 
-/// `X504VE` (the spec's connection-level VPC error), without detail: instance ids and the
+/// `X504VE` (Alibaba's connection-level VPC error), without detail: instance ids and the
 /// resolver's reasons go to the log only.
 impl WireError for VpcError {
     fn wire_code(&self) -> ErrorCode {

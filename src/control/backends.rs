@@ -128,22 +128,32 @@ impl ControlPlane {
     pub async fn delete_backend(&self, id: &BackendId) -> Result<()> {
         let mut state = self.state.lock().await;
         state.backend(id)?;
-        let mut users: Vec<String> = state
+        // Each API once, with the stages it is published in: `getUser (published in RELEASE)`.
+        let mut users: std::collections::BTreeMap<String, Vec<Stage>> = state
             .apis
             .values()
             .filter(|a| &a.value.backend.backend_id == id)
-            .map(|a| a.value.name.clone())
+            .map(|a| (a.value.name.clone(), Vec::new()))
             .collect();
         for stage in Stage::BUILT_IN {
-            users.extend(
-                state
-                    .published_using(id, &stage)
-                    .map(|l| format!("{} ({stage})", l.deployment.snapshot.name)),
-            );
+            for l in state.published_using(id, &stage) {
+                let stages = users.entry(l.deployment.snapshot.name.clone()).or_default();
+                if !stages.contains(&stage) {
+                    stages.push(stage.clone());
+                }
+            }
         }
         if !users.is_empty() {
-            users.sort();
-            users.dedup();
+            let users: Vec<String> = users
+                .into_iter()
+                .map(|(name, stages)| match stages.as_slice() {
+                    [] => format!("API {name}"),
+                    _ => {
+                        let stages: Vec<&str> = stages.iter().map(Stage::as_str).collect();
+                        format!("API {name} (published in {})", stages.join(", "))
+                    }
+                })
+                .collect();
             return Err(ControlError::in_use(
                 "backend service",
                 id,

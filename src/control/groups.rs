@@ -99,17 +99,20 @@ impl ControlPlane {
     pub async fn delete_group(&self, id: &GroupId) -> Result<()> {
         let mut state = self.state.lock().await;
         state.group(id)?;
-        let users: Vec<String> = state
+        let mut users: Vec<String> = state
             .apis
             .values()
             .filter(|a| &a.value.group_id == id)
-            .map(|a| a.value.name.clone())
+            .map(|a| format!("API {}", a.value.name))
             .collect();
         let published = state
             .published_in
             .iter()
             .any(|((g, _), s)| g == id && !s.is_empty());
-        if !users.is_empty() || published {
+        if users.is_empty() && published {
+            users.push("APIs still published in it (unpublish them first)".to_owned());
+        }
+        if !users.is_empty() {
             return Err(ControlError::in_use("group", id, users.join(", ")));
         }
         let w = delete(&state, Key::group(id));

@@ -1,5 +1,6 @@
 //! The control plane: every console operation of the gateway, on any [`Store`], with the
-//! spec's invariants and cascades.
+//! model's invariants and cascades (a backend's definition per stage, APIs published as
+//! snapshots, apps granted per API and stage).
 //!
 //! Each operation validates its input, takes the single writer lock, commits one atomic batch to
 //! the store and then swaps in the next live [`Snapshot`], rebuilding only the

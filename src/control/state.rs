@@ -862,7 +862,7 @@ mod tests {
 
     fn get_user() -> ApiDefinition {
         let (group, backend) = (GroupId::generate(), BackendId::generate());
-        ApiDefinition::builder(group, "getUser", "GET", "/users", backend).unwrap()
+        ApiDefinition::new(group, "getUser", "GET", "/users", backend).unwrap()
     }
 
     fn shared(state: &State, id: &ApiId) -> bool {

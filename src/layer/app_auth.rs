@@ -144,7 +144,23 @@ impl AppAuthenticator {
                     |key| creds.by_key(key).map(|(id, secret)| (id.clone(), secret)),
                     &policy,
                     now_ms,
-                )?;
+                )
+                .map_err(|e| match e {
+                    AuthError::TimestampExpired => {
+                        let sent = req
+                            .parts
+                            .headers
+                            .get("x-ca-timestamp")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        GatewayError::from(e).with_internal(format!(
+                            "X-Ca-Timestamp {sent} is further than the allowed clock skew of \
+                             {} ms from the gateway's clock ({now_ms} ms since the epoch)",
+                            self.max_skew.as_millis()
+                        ))
+                    }
+                    e => e.into(),
+                })?;
                 Self::check_app(&req, &checked.verified().app)?;
                 let verified = checked.consume_nonce(self.replay.as_ref()).await?;
                 Ok(Caller::app(verified.app, AuthMethod::Signature))
@@ -163,8 +179,23 @@ impl AppAuthenticator {
             .check(app_id, req.route.api_id(), &req.route.stage, req.now)
         {
             GrantStatus::Granted => Ok(()),
-            GrantStatus::Expired => Err(AuthError::GrantExpired.into()),
-            GrantStatus::Missing => Err(AuthError::Unauthorized.into()),
+            GrantStatus::Expired => Err(GatewayError::from(AuthError::GrantExpired).with_internal(
+                format!(
+                    "the grant of app {app_id} for API {} ({}) in stage {} has expired",
+                    req.route.api().name,
+                    req.route.api_id(),
+                    req.route.stage
+                ),
+            )),
+            GrantStatus::Missing => Err(GatewayError::from(AuthError::Unauthorized).with_internal(
+                format!(
+                    "app {app_id} holds no grant for API {} ({}) in stage {}: authorize it \
+                     there (ControlPlane::authorize)",
+                    req.route.api().name,
+                    req.route.api_id(),
+                    req.route.stage
+                ),
+            )),
         }
     }
 }

@@ -20,6 +20,40 @@ pub(crate) struct Shared {
     pub(crate) header_limit: usize,
     /// `X-Ca-Request-Mode: debug` answered for ANONYMOUS APIs too.
     pub(crate) debug_anonymous: bool,
+    /// What a near miss does.
+    pub(crate) miss: Miss,
+}
+
+/// What the layer does with a request that matches no published API in its stage but would
+/// match one in another stage, or with another method: a *near miss* (`X-Ca-Stage: TEST` for
+/// an API published only in RELEASE, a `POST` to a `GET` API).
+///
+/// A request whose path matches no published API at all always falls through, silently: it
+/// is the host application's. For a near miss the wire answer, when the gateway gives one, is
+/// the protocol's `I404NF` (`API not found with `POST /users``); the log line names the stages
+/// the API is published in and the methods it takes.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::GatewayLayer;
+/// use stagegate::layer::Miss;
+/// use stagegate::routing::SnapshotHandle;
+/// let layer = GatewayLayer::new(SnapshotHandle::default()).with_miss(Miss::Log);
+/// assert_eq!(Miss::default(), Miss::FallThrough);
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Miss {
+    /// Pass it to the inner service without a word (the default): the host app may serve it.
+    #[default]
+    FallThrough,
+    /// Write a `warn` event (target `stagegate::miss`) saying where the API is published and
+    /// with which methods, then pass it to the inner service.
+    Log,
+    /// Answer it with `I404NF` and write the same event: the host app never sees it.
+    Answer,
 }
 
 impl fmt::Debug for Shared {
@@ -32,9 +66,11 @@ impl fmt::Debug for Shared {
     }
 }
 
-/// The default body limit: 8 MiB (spec §6.3).
+/// The default body limit: 8 MiB, as Alibaba Cloud API Gateway's limits state for a request
+/// body ("Limits" in its documentation).
 pub const DEFAULT_BODY_LIMIT: usize = 8 * 1024 * 1024;
-/// The default limit of URL plus headers: 8 KiB (spec §6.3).
+/// The default limit of URL plus headers: 8 KiB, as Alibaba Cloud API Gateway's limits state
+/// ("Limits" in its documentation).
 pub const DEFAULT_HEADER_LIMIT: usize = 8 * 1024;
 
 /// Wraps a service with the gateway: requests for published APIs are served, the rest reach
@@ -70,6 +106,7 @@ impl GatewayLayer {
                 body_limit: DEFAULT_BODY_LIMIT,
                 header_limit: DEFAULT_HEADER_LIMIT,
                 debug_anonymous: false,
+                miss: Miss::FallThrough,
             }),
         }
     }
@@ -83,6 +120,7 @@ impl GatewayLayer {
             body_limit: arc.body_limit,
             header_limit: arc.header_limit,
             debug_anonymous: arc.debug_anonymous,
+            miss: arc.miss,
         });
         f(&mut shared);
         Self {
@@ -143,6 +181,24 @@ impl GatewayLayer {
     #[must_use]
     pub fn with_debug_anonymous(self, enabled: bool) -> Self {
         self.with(|s| s.debug_anonymous = enabled)
+    }
+
+    /// What to do with a near miss: a request that matches a published API only in another
+    /// stage or with another method (default [`Miss::FallThrough`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::GatewayLayer;
+    /// use stagegate::layer::Miss;
+    /// use stagegate::routing::SnapshotHandle;
+    /// // answer `X-Ca-Stage: TEST` for a RELEASE-only API with I404NF, logging where it is
+    /// let layer = GatewayLayer::new(SnapshotHandle::default()).with_miss(Miss::Answer);
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn with_miss(self, miss: Miss) -> Self {
+        self.with(|s| s.miss = miss)
     }
 
     /// A service without an inner application: misses are answered with `I404NF`.

@@ -10,7 +10,12 @@
 //!
 //! `X-Ca-Stage` belongs to the gateway: a request carrying an unknown stage name is answered
 //! `I400SG` even when it would otherwise fall through. A request whose path and stage match a
-//! published API but with another method falls through too (the inner app may serve it).
+//! published API but with another method falls through too (the inner app may serve it);
+//! [`GatewayLayer::with_miss`] logs or answers such near misses (and requests for an API
+//! published only in another stage) instead.
+//!
+//! The client's address comes from [`ClientAddr`], axum's `ConnectInfo<SocketAddr>` (feature
+//! `axum`) or a `SocketAddr` extension; the scheme from [`ConnectionInfo`].
 //!
 //! Path confinement (see [`check_request_path`](crate::routing::check_request_path)): a path
 //! holding a dot segment (`.`, `..`, raw or percent-encoded in any case) or a raw backslash is
@@ -77,6 +82,6 @@ pub use crate::base::{AuthMethod, Caller};
 pub use crate::error::{GatewayError, X_CA_ERROR_CODE, X_CA_ERROR_MESSAGE, X_CA_REQUEST_ID};
 pub use app_auth::AppAuthenticator;
 pub use auth::{AuthRequest, Authenticator};
-pub use layer::{DEFAULT_BODY_LIMIT, DEFAULT_HEADER_LIMIT, GatewayLayer};
+pub use layer::{DEFAULT_BODY_LIMIT, DEFAULT_HEADER_LIMIT, GatewayLayer, Miss};
 pub(crate) use request_id::new_request_id;
-pub use service::{ClientAddr, Gateway, GatewayService, NotFound, ResponseFuture};
+pub use service::{ClientAddr, ConnectionInfo, Gateway, GatewayService, NotFound, ResponseFuture};

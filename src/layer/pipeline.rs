@@ -58,7 +58,8 @@ pub(crate) struct RequestContext {
     pub(crate) stage: Stage,
     pub(crate) host: Option<Host>,
     pub(crate) client: Option<SocketAddr>,
-    /// Whether the request came over HTTPS (an `https` absolute-form target).
+    /// Whether the request came over HTTPS ([`ConnectionInfo`](super::ConnectionInfo), else an
+    /// `https` absolute-form target).
     pub(crate) https: bool,
     /// `X-Ca-Request-Mode: debug` was asked for.
     pub(crate) debug: bool,
@@ -92,6 +93,45 @@ pub(crate) enum Routed {
     Refuse(GatewayError),
     /// No published API matched: the inner service answers.
     FallThrough,
+    /// No published API matched, but one would in another stage or with another method, and
+    /// the layer was asked to say so ([`Miss::Log`](super::Miss) or `Miss::Answer`).
+    NearMiss(Box<NearMiss>),
+}
+
+/// A near miss, for its log line (and answer).
+pub(crate) struct NearMiss {
+    pub(crate) stage: Stage,
+    pub(crate) hint: crate::routing::MissHint,
+}
+
+impl NearMiss {
+    /// Writes the `stagegate::miss` event.
+    pub(crate) fn log<B>(&self, req: &Request<B>, answered: bool) {
+        let stages: Vec<&str> = self.hint.stages.iter().map(Stage::as_str).collect();
+        tracing::warn!(
+            target: "stagegate::miss",
+            method = %req.method(),
+            path = %crate::model::id::truncate(req.uri().path()),
+            stage = %self.stage,
+            published_in = %stages.join(","),
+            methods = %self.hint.methods.join(","),
+            answered,
+            "no API for this request in its stage: {}{}",
+            if stages.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "published with this method in {} (send X-Ca-Stage); ",
+                    stages.join(", ")
+                )
+            },
+            if self.hint.methods.is_empty() {
+                String::new()
+            } else {
+                format!("this path takes {} in {}", self.hint.methods.join(", "), self.stage)
+            },
+        );
+    }
 }
 
 /// Step 1: stage, path confinement and route lookup; builds the request's context.
@@ -129,6 +169,16 @@ pub(crate) fn route<B>(
         req.method(),
         req.uri().path(),
     ) else {
+        if shared.miss != super::Miss::FallThrough
+            && let Some(hint) = snapshot.miss_hint(
+                host.as_ref().and_then(Host::as_str),
+                &stage,
+                req.method(),
+                req.uri().path(),
+            )
+        {
+            return Routed::NearMiss(Box::new(NearMiss { stage, hint }));
+        }
         return Routed::FallThrough;
     };
     if path_check == crate::routing::PathCheck::EncodedSeparator
@@ -144,7 +194,7 @@ pub(crate) fn route<B>(
         stage,
         host,
         client: client_addr(req).or(conn_client),
-        https: req.uri().scheme_str() == Some("https"),
+        https: is_https(req),
         debug: req
             .headers()
             .get(&X_CA_REQUEST_MODE)
@@ -155,11 +205,27 @@ pub(crate) fn route<B>(
     })
 }
 
-fn client_addr<B>(req: &Request<B>) -> Option<SocketAddr> {
-    req.extensions()
-        .get::<ClientAddr>()
-        .map(|c| c.0)
-        .or_else(|| req.extensions().get::<SocketAddr>().copied())
+/// Whether the request came over TLS: the [`ConnectionInfo`](super::ConnectionInfo) the server
+/// inserted, else (no server said) an `https` absolute-form target.
+fn is_https<B>(req: &Request<B>) -> bool {
+    match req.extensions().get::<super::ConnectionInfo>() {
+        Some(c) => c.is_tls(),
+        None => req.uri().scheme_str() == Some("https"),
+    }
+}
+
+/// The client's address from the request's extensions: a [`ClientAddr`], axum's
+/// `ConnectInfo<SocketAddr>` (feature `axum`), or a plain [`SocketAddr`], in that order.
+pub(crate) fn client_addr<B>(req: &Request<B>) -> Option<SocketAddr> {
+    let ext = req.extensions();
+    if let Some(c) = ext.get::<ClientAddr>() {
+        return Some(c.0);
+    }
+    #[cfg(feature = "axum")]
+    if let Some(c) = ext.get::<axum::extract::ConnectInfo<SocketAddr>>() {
+        return Some(c.0);
+    }
+    ext.get::<SocketAddr>().copied()
 }
 
 /// The request after its body was dealt with: the head, and the body buffered or streaming.

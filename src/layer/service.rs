@@ -24,16 +24,105 @@ use crate::proxy::{BoxError, GatewayBody};
 
 /// The client's address, for `X-Forwarded-For` and the `CaClientIp` system parameter.
 ///
-/// Host servers insert it as a request extension (a plain [`SocketAddr`] extension is read too).
+/// The gateway takes the peer address from, in this order: a `ClientAddr` request extension;
+/// axum's `ConnectInfo<SocketAddr>` extension (feature `axum`, which `admin` turns on too), set
+/// when the app is served with
+/// `Router::into_make_service_with_connect_info::<SocketAddr>()`; a plain [`SocketAddr`]
+/// extension; the address given to [`Gateway::with_client_addr`]. `stagegate::serve::Server`
+/// (feature `serve`) sets it for you. Without any of them the backend gets no
+/// `X-Forwarded-For` and `CaClientIp` is empty.
 ///
 /// # Examples
 ///
 /// ```
 /// let mut req = http::Request::new(());
-/// req.extensions_mut().insert(stagegate::ClientAddr(([127, 0, 0, 1], 5000).into()));
+/// req.extensions_mut().insert(stagegate::layer::ClientAddr(([127, 0, 0, 1], 5000).into()));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
+
+/// What the serving code knows of the connection a request came on: whether it is TLS and,
+/// for TLS, the server name the client asked for (SNI) and the negotiated ALPN protocol.
+///
+/// The HTTPS-only and HTTP-only checks of an API, the `CaProtocol`-style scheme the backend
+/// is told (`X-Forwarded-Proto`) and mapping see the scheme from here. `stagegate::serve::Server`
+/// (feature `serve`) inserts it into every request: plain from `serve`, TLS from `serve_tls`.
+/// A host app that terminates TLS itself inserts `ConnectionInfo::tls()` as a request
+/// extension. Without one, the gateway goes by the request target (`https://...` in absolute
+/// form), which a client chooses: insert it whenever the app serves untrusted clients.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::layer::ConnectionInfo;
+/// let info = ConnectionInfo::tls().with_server_name("api.example.com").with_alpn(b"h2");
+/// assert_eq!(info.scheme(), "https");
+/// assert_eq!(info.server_name(), Some("api.example.com"));
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(info);
+/// assert_eq!(ConnectionInfo::plain().scheme(), "http");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    tls: bool,
+    server_name: Option<Arc<str>>,
+    alpn: Option<Arc<[u8]>>,
+}
+
+impl ConnectionInfo {
+    /// A plain TCP connection (`http`).
+    #[must_use]
+    pub fn plain() -> Self {
+        Self::default()
+    }
+
+    /// A TLS connection (`https`).
+    #[must_use]
+    pub fn tls() -> Self {
+        Self {
+            tls: true,
+            ..Self::default()
+        }
+    }
+
+    /// The server name the client sent (SNI).
+    #[must_use]
+    pub fn with_server_name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// The ALPN protocol negotiated (`h2`, `http/1.1`).
+    #[must_use]
+    pub fn with_alpn(mut self, protocol: &[u8]) -> Self {
+        self.alpn = Some(protocol.into());
+        self
+    }
+
+    /// Whether the connection is TLS.
+    #[must_use]
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// `https` or `http`.
+    #[must_use]
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
+    /// The server name the client sent (SNI), if it sent one over TLS.
+    #[must_use]
+    pub fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref()
+    }
+
+    /// The negotiated ALPN protocol, if any.
+    #[must_use]
+    pub fn alpn(&self) -> Option<&[u8]> {
+        self.alpn.as_deref()
+    }
+}
 
 /// The gateway service: serves published APIs, passes everything else to `S`.
 #[derive(Clone, Debug)]
@@ -154,7 +243,16 @@ where
                 let id = new_request_id();
                 Box::pin(std::future::ready(Ok(e.into_response(&id))))
             }
-            Routed::FallThrough => {
+            Routed::NearMiss(miss) if self.shared.miss == super::Miss::Answer => {
+                miss.log(&req, true);
+                let id = new_request_id();
+                let e = GatewayError::not_found(req.method().as_str(), req.uri().path());
+                Box::pin(std::future::ready(Ok(e.into_response(&id))))
+            }
+            routed => {
+                if let Routed::NearMiss(miss) = routed {
+                    miss.log(&req, false);
+                }
                 let mut inner = self.inner.clone();
                 std::mem::swap(&mut inner, &mut self.inner);
                 Box::pin(async move {
@@ -223,6 +321,7 @@ fn finish(ctx: &RequestContext, mut res: Response<GatewayBody>) -> Response<Gate
         app = trace.app.as_deref().unwrap_or("-"),
         status = res.status().as_u16(),
         error_code = res.headers().get(super::X_CA_ERROR_CODE).and_then(|v| v.to_str().ok()).unwrap_or("-"),
+        detail = res.extensions().get::<crate::error::RefusalDetail>().map_or("-", |d| &*d.0),
         latency_us = total.as_micros() as u64,
         "request"
     );

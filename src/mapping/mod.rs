@@ -42,7 +42,7 @@
 //! };
 //! use stagegate::routing::Compiled;
 //!
-//! let mut api = ApiDefinition::builder(
+//! let mut api = ApiDefinition::new(
 //!     GroupId::generate(), "getUser", "GET", "/users/[id]", BackendId::generate(),
 //! ).unwrap();
 //! api.request.mode = RequestMode::Mapping;
@@ -334,7 +334,7 @@ pub struct MappedRequest {
 /// use stagegate::model::{
 ///     ApiDefinition, BackendId, GroupId, ParamLocation, RequestMode, RequestParameter,
 /// };
-/// let mut api = ApiDefinition::builder(GroupId::generate(), "addItem", "POST", "/items", BackendId::generate()).unwrap();
+/// let mut api = ApiDefinition::new(GroupId::generate(), "addItem", "POST", "/items", BackendId::generate()).unwrap();
 /// assert!(!needs_form_body(&api));
 /// api.request.mode = RequestMode::Mapping;
 /// api.parameters.push(RequestParameter { name: "n".into(), location: ParamLocation::Body, ..Default::default() });
@@ -435,7 +435,7 @@ impl<'v> Outputs<'v> {
 /// use stagegate::model::{ApiDefinition, BackendId, GroupId, Stage};
 /// use stagegate::routing::Compiled;
 ///
-/// let mut api = ApiDefinition::builder(GroupId::generate(), "file", "GET", "/files/[name]", BackendId::generate()).unwrap();
+/// let mut api = ApiDefinition::new(GroupId::generate(), "file", "GET", "/files/[name]", BackendId::generate()).unwrap();
 /// api.backend.path = Some("/store/[name]".into());
 /// let compiled = Compiled::compile(&api).unwrap();
 /// let mut headers = HeaderMap::new();

@@ -10,7 +10,7 @@ use super::*;
 use crate::model::{BackendId, ConstantParameter, GroupId, ParamType, SystemParameter};
 
 fn api(method: &str, path: &str, mode: RequestMode) -> ApiDefinition {
-    let mut a = ApiDefinition::builder(
+    let mut a = ApiDefinition::new(
         GroupId::generate(),
         "testApi",
         method,

@@ -575,7 +575,8 @@ pub struct OssBinding {
 pub struct BackendBinding {
     /// The backend service.
     pub backend_id: BackendId,
-    /// The backend path, with `[param]` placeholders; none passes the request path through.
+    /// The backend path, with `[param]` (or `{param}`) placeholders; none passes the request
+    /// path through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// The backend method; none (or `ANY`) keeps the client's.
@@ -730,7 +731,7 @@ impl ResponseDoc {
 ///
 /// ```
 /// use stagegate::model::{ApiDefinition, BackendId, GroupId};
-/// let api = ApiDefinition::builder(GroupId::generate(), "getUser", "GET", "/users/[id]", BackendId::generate())
+/// let api = ApiDefinition::new(GroupId::generate(), "getUser", "GET", "/users/[id]", BackendId::generate())
 ///     .unwrap();
 /// assert!(api.validate().is_ok());
 /// ```
@@ -781,12 +782,36 @@ fn default_methods() -> Vec<SignatureMethod> {
 }
 
 impl ApiDefinition {
-    /// A minimal anonymous-by-default-off (APP) API: the usual starting point.
+    /// A new API with a fresh id: `method` on `path` in `group_id`, served by `backend_id`.
+    ///
+    /// It requires app authentication (`AuthType::App`, signatures with `HmacSHA256`,
+    /// AppCodes off); call [`anonymous`](Self::anonymous) for a public API. It accepts
+    /// HTTP and HTTPS, passes the request through (`PASSTHROUGH`) to the backend's path, with
+    /// no declared parameters. The path takes `[name]` or `{name}` parameters and a trailing
+    /// `/*` (see [`PathTemplate`]). Set the public fields to change the rest.
     ///
     /// # Errors
     ///
     /// A [`ValidationError`] for a bad name, method or path.
-    pub fn builder(
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::model::{ApiDefinition, AuthType, BackendId, GroupId};
+    /// let api = ApiDefinition::new(
+    ///     GroupId::generate(),
+    ///     "getUser",
+    ///     "GET",
+    ///     "/users/{id}",
+    ///     BackendId::generate(),
+    /// )
+    /// .unwrap();
+    /// assert_eq!(api.auth, AuthType::App);
+    /// assert_eq!(api.request.path.as_str(), "/users/[id]");
+    /// assert_eq!(api.anonymous().auth, AuthType::Anonymous);
+    /// assert!(ApiDefinition::new(GroupId::generate(), "x", "GET", "users", BackendId::generate()).is_err());
+    /// ```
+    pub fn new(
         group_id: GroupId,
         name: &str,
         method: &str,

@@ -1,4 +1,5 @@
-//! Request path templates: `/users/[id]`, and the match-all-subpaths form `/files/*`.
+//! Request path templates: `/users/[id]` (or `/users/{id}`, the same template), and the
+//! match-all-subpaths form `/files/*`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,11 +20,16 @@ pub enum Segment {
 
 /// A validated path with `[param]` segments and an optional trailing `/*` (match all sub-paths).
 ///
+/// A parameter may also be spelled `{param}`, as OpenAPI and axum write it: the template is
+/// kept in the bracket spelling, so `/users/{id}` and `/users/[id]` are one template.
+///
 /// # Examples
 ///
 /// ```
 /// use stagegate::model::PathTemplate;
 /// let p = PathTemplate::parse("/users/[id]/orders").unwrap();
+/// assert_eq!(PathTemplate::parse("/users/{id}/orders").unwrap(), p);
+/// assert_eq!(p.as_str(), "/users/[id]/orders");
 /// assert_eq!(p.params().collect::<Vec<_>>(), ["id"]);
 /// assert!(!p.match_all());
 /// assert!(PathTemplate::parse("/files/*").unwrap().match_all());
@@ -78,7 +84,7 @@ fn push_segment(
         return Ok(());
     }
     if opens > 1 || !part.starts_with('[') || !part.ends_with(']') {
-        return Err("a `[param]` must fill a whole segment".into());
+        return Err("a `[param]` (or `{param}`) must fill a whole segment".into());
     }
     let name = &part[1..part.len() - 1];
     check_param_name(name, segments)?;
@@ -120,22 +126,66 @@ fn check_param_name(name: &str, segments: &[Segment]) -> Result<(), String> {
     Ok(())
 }
 
+/// `raw` with every segment spelled `{name}` respelled `[name]`; `None` when it has no `{`.
+///
+/// Only a brace pair filling a whole segment is respelled; any other brace stays and is
+/// refused by the parser with the rest of the forbidden characters.
+fn braces_to_brackets(raw: &str) -> Option<String> {
+    if !raw.as_bytes().contains(&b'{') {
+        return None;
+    }
+    let mut out = String::with_capacity(raw.len());
+    for (i, part) in raw.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            Some(name) if !name.contains(['{', '}', '[', ']']) => {
+                out.push('[');
+                out.push_str(name);
+                out.push(']');
+            }
+            _ => out.push_str(part),
+        }
+    }
+    Some(out)
+}
+
 impl PathTemplate {
-    /// Parses and validates a template.
+    /// Parses and validates a template. A parameter is `[name]` or `{name}` (kept as
+    /// `[name]`).
     ///
     /// # Errors
     ///
     /// [`ValidationError::InvalidPath`] saying what is wrong (no leading `/`, an unbalanced `[`,
     /// a parameter that does not fill a whole segment, a repeated name, a `*` not at the end, ...).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::model::PathTemplate;
+    /// assert_eq!(PathTemplate::parse("/u/{id}").unwrap().as_str(), "/u/[id]");
+    /// let e = PathTemplate::parse("/u/x{id}").unwrap_err().to_string();
+    /// assert!(e.contains("/u/x{id}"), "{e}");
+    /// ```
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        match braces_to_brackets(raw) {
+            None => Self::parse_canonical(raw, raw),
+            Some(canonical) => Self::parse_canonical(&canonical, raw),
+        }
+    }
+
+    /// Parses `raw` (in the bracket spelling); errors name `written`, the template as given.
+    fn parse_canonical(raw: &str, written: &str) -> Result<Self, ValidationError> {
         let bad = |reason: &str| ValidationError::InvalidPath {
-            path: truncate(raw),
+            path: truncate(written),
             reason: reason.to_owned(),
         };
         check_start(raw).map_err(bad)?;
         if has_forbidden_char(raw) {
             return Err(bad(
-                "must not contain spaces, control characters, `?`, `#`, `%`, `{` or `}`",
+                "must not contain spaces, control characters, `?`, `#` or `%`, nor `{` or `}` \
+                 other than around a whole-segment parameter (`{id}`, the same as `[id]`)",
             ));
         }
         // Templates live as long as their API (draft, deployments, live routes), so the vector
@@ -362,7 +412,11 @@ mod tests {
             "/a?x",
             "/[]",
             "/[1x]",
-            "/a/{b}",
+            "/a/x{b}",
+            "/a/{b",
+            "/a/{b}}",
+            "/a/{[b]}",
+            "/a/{}",
             "/../x",
         ] {
             assert!(PathTemplate::parse(bad).is_err(), "{bad}");
@@ -374,9 +428,11 @@ mod tests {
     /// its character scan, split, bracket counts and segment vector. What the rewrite did not
     /// touch (the opening checks, how a counted segment is classified, the parameter-name
     /// rule) is shared.
-    fn reference(raw: &str) -> Result<PathTemplate, ValidationError> {
+    fn reference(written: &str) -> Result<PathTemplate, ValidationError> {
+        let canonical = braces_to_brackets(written);
+        let raw = canonical.as_deref().unwrap_or(written);
         let bad = |reason: &str| ValidationError::InvalidPath {
-            path: truncate(raw),
+            path: truncate(written),
             reason: reason.to_owned(),
         };
         check_start(raw).map_err(bad)?;
@@ -384,7 +440,8 @@ mod tests {
             c.is_control() || c.is_whitespace() || matches!(c, '?' | '#' | '{' | '}' | '%')
         }) {
             return Err(bad(
-                "must not contain spaces, control characters, `?`, `#`, `%`, `{` or `}`",
+                "must not contain spaces, control characters, `?`, `#` or `%`, nor `{` or `}` \
+                 other than around a whole-segment parameter (`{id}`, the same as `[id]`)",
             ));
         }
         let mut segments = Vec::new();
@@ -445,6 +502,7 @@ mod tests {
             Just("?"),
             Just("%"),
             Just("{"),
+            Just("}"),
             Just("\u{7f}"),
             Just("\u{85}"),
             Just("\u{a0}"),
@@ -477,6 +535,31 @@ mod tests {
             let (new, old) = (PathTemplate::parse(&raw), reference(&raw));
             proptest::prop_assert_eq!(new.map_err(|e| e.to_string()), old.map_err(|e| e.to_string()));
         }
+    }
+
+    #[test]
+    fn brace_parameters_are_the_bracket_template() {
+        for (braces, brackets) in [
+            ("/users/{id}", "/users/[id]"),
+            ("/a/{b}/c/{d}/*", "/a/[b]/c/[d]/*"),
+            ("/{x}", "/[x]"),
+            ("/a/{b}/", "/a/[b]/"),
+        ] {
+            let b = PathTemplate::parse(braces).unwrap();
+            assert_eq!(b, PathTemplate::parse(brackets).unwrap(), "{braces}");
+            assert_eq!(b.as_str(), brackets);
+            assert_eq!(b.shape(), PathTemplate::parse(brackets).unwrap().shape());
+        }
+        // mixed spellings, and a repeated name across spellings
+        assert_eq!(
+            PathTemplate::parse("/a/{b}/[c]").unwrap().as_str(),
+            "/a/[b]/[c]"
+        );
+        let e = PathTemplate::parse("/a/{b}/[b]").unwrap_err().to_string();
+        assert!(e.contains("`b` appears twice"), "{e}");
+        // errors name the template as written
+        let e = PathTemplate::parse("/a/{1b}").unwrap_err().to_string();
+        assert!(e.contains("/a/{1b}"), "{e}");
     }
 
     #[test]

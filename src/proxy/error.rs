@@ -142,7 +142,7 @@ impl WireError for ProxyError {
         }
     }
 
-    /// The short connect or exchange reason (the spec's wording), `header too large`, and the
+    /// The short connect or exchange reason (the wording of Alibaba's "Troubleshoot D504CO errors"), `header too large`, and the
     /// fixed `request body stream failed`; never the source chain.
     fn wire_detail(&self) -> Option<Cow<'_, str>> {
         match self {

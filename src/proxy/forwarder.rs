@@ -70,8 +70,8 @@ pub struct ForwardContext {
     /// `X-Forwarded-Proto` is left as is.
     pub original_scheme: Option<Scheme>,
     /// The backend timeout: a deadline from the start of [`HttpForwarder::forward`] for the
-    /// response headers *and* the whole response body (spec §6.3: the response must arrive
-    /// within the API timeout). It includes connecting, so a connect that outlasts it is
+    /// response headers *and* the whole response body (as Alibaba's documented limits have
+    /// it: the response must arrive within the API timeout). It includes connecting, so a connect that outlasts it is
     /// reported as `D504TO`, not `D504CO`; keep the forwarder's connect timeout shorter.
     pub timeout: Duration,
 }
@@ -314,13 +314,26 @@ impl Default for HttpForwarderBuilder {
 }
 
 /// The ring provider with Mozilla's roots, independent of any process-wide default provider.
-fn default_tls_config() -> rustls::ClientConfig {
+pub(crate) fn default_tls_config() -> rustls::ClientConfig {
     use hyper_rustls::ConfigBuilderExt as _;
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    rustls::ClientConfig::builder_with_provider(Arc::new(ring_provider()))
         .with_safe_default_protocol_versions()
         .expect("the ring provider supports the default TLS versions")
         .with_webpki_roots()
         .with_no_client_auth()
+}
+
+/// rustls's ring provider, named in this one place.
+///
+/// Newer rustls 0.23 releases mark `crypto::ring::default_provider` deprecated (0.24 moves the
+/// provider to its own crate); in 0.23 it is still the way to choose ring without installing a
+/// process-wide default, so the warning is silenced here rather than in every caller.
+#[allow(
+    deprecated,
+    reason = "the only way to name ring explicitly in rustls 0.23; see above"
+)]
+fn ring_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
 }
 
 /// What the clones of one [`HttpForwarder`] share: the connector, the pool, the handshake

@@ -26,6 +26,7 @@
 mod body;
 mod error;
 mod forwarder;
+pub(crate) use forwarder::default_tls_config;
 mod headers;
 mod pool;
 mod target;

@@ -175,7 +175,7 @@ fn has_encoded_separator(raw: &str) -> bool {
 /// let def = StageDefinition::Mock(MockDefinition { status: 200, headers: Default::default(), body: "ok".into() });
 /// cp.set_stage_definition(&backend.id, Stage::TEST, def).await.unwrap();
 /// let group = cp.create_group(NewGroup { name: "shop".into(), ..Default::default() }).await.unwrap();
-/// let mut api = ApiDefinition::builder(group.id, "file", "GET", "/f/[key]", backend.id).unwrap().anonymous();
+/// let mut api = ApiDefinition::new(group.id, "file", "GET", "/f/[key]", backend.id).unwrap().anonymous();
 /// api.parameters.push(RequestParameter {
 ///     name: "key".into(),
 ///     location: ParamLocation::Path,

@@ -14,7 +14,7 @@ use crate::proxy::TargetError;
 /// use stagegate::model::{ApiDefinition, BackendId, GroupId, ParamLocation, RequestParameter};
 /// use stagegate::routing::{CompileError, Compiled};
 ///
-/// let mut api = ApiDefinition::builder(GroupId::generate(), "getItem", "GET", "/a", BackendId::generate()).unwrap();
+/// let mut api = ApiDefinition::new(GroupId::generate(), "getItem", "GET", "/a", BackendId::generate()).unwrap();
 /// api.parameters.push(RequestParameter {
 ///     name: "n".into(),
 ///     location: ParamLocation::Query,

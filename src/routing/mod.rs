@@ -14,8 +14,8 @@ mod trie;
 
 pub use confine::{PathCheck, PathError, check_request_path, encoded_separators_allowed};
 pub use error::CompileError;
-pub(crate) use snapshot::HostIndex;
 pub use snapshot::{Credentials, GrantStatus, Grants, Snapshot, SnapshotHandle};
+pub(crate) use snapshot::{HostIndex, MissHint};
 pub(crate) use table::TableConflict;
 pub use table::{LiveRoute, RouteMatch, RouteTable};
 pub(crate) use target::BackendTarget;
@@ -50,7 +50,7 @@ impl Compiled {
     /// };
     /// use stagegate::routing::Compiled;
     ///
-    /// let mut api = ApiDefinition::builder(GroupId::generate(), "getUser", "GET", "/users/[id]", BackendId::generate()).unwrap();
+    /// let mut api = ApiDefinition::new(GroupId::generate(), "getUser", "GET", "/users/[id]", BackendId::generate()).unwrap();
     /// api.request.mode = RequestMode::Mapping;
     /// api.parameters.push(RequestParameter {
     ///     name: "lang".into(),
@@ -145,7 +145,7 @@ mod tests {
     };
 
     fn api() -> ApiDefinition {
-        let mut api = ApiDefinition::builder(
+        let mut api = ApiDefinition::new(
             GroupId::generate(),
             "getUser",
             "GET",

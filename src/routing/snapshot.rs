@@ -77,6 +77,36 @@ pub(crate) struct StageIndex {
     wild: Vec<Arc<RouteTable>>,
 }
 
+impl StageIndex {
+    /// Every table a request for `host` and `path` may be answered from, in lookup order
+    /// (possibly repeated).
+    fn candidates<'a>(
+        &'a self,
+        host: Option<&str>,
+        path: &str,
+    ) -> impl Iterator<Item = &'a Arc<RouteTable>> {
+        let by_host = host
+            .and_then(|h| self.by_host.get(&*normalize_host(h)))
+            .into_iter()
+            .flatten();
+        let by_first = super::trie::first_segment(path)
+            .and_then(|f| self.by_first.get_first(&f))
+            .into_iter()
+            .flatten()
+            .map(|(t, _)| t);
+        by_host.chain(by_first).chain(self.wild.iter())
+    }
+}
+
+/// What [`Snapshot::miss_hint`] found near a request no API matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MissHint {
+    /// The methods the request's path is published with in its stage (`ANY` for any).
+    pub(crate) methods: Vec<String>,
+    /// The other stages where the request's method and path are published.
+    pub(crate) stages: Vec<Stage>,
+}
+
 /// The tables one key reaches: usually one, kept inline.
 type Tables = smallvec::SmallVec<[Arc<RouteTable>; 1]>;
 
@@ -266,6 +296,44 @@ impl Snapshot {
             }
         }
         idx.wild.iter().find_map(|t| t.lookup(method, path))
+    }
+
+    /// Why a request [`resolve`](Self::resolve) found no API for may still be near one: the
+    /// methods its path is published with in its stage, and the other stages where its method
+    /// and path are published. `None` when neither (the path is nobody's).
+    ///
+    /// Walks every candidate table of every stage: for a miss being explained, not the hot
+    /// path.
+    pub(crate) fn miss_hint(
+        &self,
+        host: Option<&str>,
+        stage: &Stage,
+        method: &Method,
+        path: &str,
+    ) -> Option<MissHint> {
+        let mut methods: Vec<String> = Vec::new();
+        if let Some((_, idx)) = self.stages.iter().find(|(s, _)| s == stage) {
+            for t in idx.candidates(host, path) {
+                for m in t.methods_matching(path) {
+                    if !methods.contains(&m) {
+                        methods.push(m);
+                    }
+                }
+            }
+        }
+        let mut stages: Vec<Stage> = self
+            .stages
+            .iter()
+            .filter(|(s, _)| s != stage)
+            .filter(|(s, _)| self.resolve(host, s, method, path).is_some())
+            .map(|(s, _)| s.clone())
+            .collect();
+        if methods.is_empty() && stages.is_empty() {
+            return None;
+        }
+        methods.sort();
+        stages.sort_by_key(|s| Stage::BUILT_IN.iter().position(|b| b == s));
+        Some(MissHint { methods, stages })
     }
 
     /// Rebuilds the index of `stage` from its tables.

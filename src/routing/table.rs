@@ -285,7 +285,7 @@ pub struct RouteTable {
 /// let def = StageDefinition::Mock(MockDefinition { status: 200, headers: Default::default(), body: "ok".into() });
 /// cp.set_stage_definition(&backend.id, Stage::TEST, def).await.unwrap();
 /// let group = cp.create_group(NewGroup { name: "shop".into(), ..Default::default() }).await.unwrap();
-/// let api = ApiDefinition::builder(group.id, "files", "GET", "/users/[id]/files/*", backend.id).unwrap().anonymous();
+/// let api = ApiDefinition::new(group.id, "files", "GET", "/users/[id]/files/*", backend.id).unwrap().anonymous();
 /// let api = cp.create_api(api).await.unwrap();
 /// cp.publish(&api.id, Stage::TEST, None).await.unwrap();
 ///
@@ -483,6 +483,19 @@ impl RouteTable {
             }
         }
         None
+    }
+
+    /// The methods of the routes whose template matches `path` (`ANY` for a route taking any).
+    pub(crate) fn methods_matching<'a>(
+        &'a self,
+        path: &'a str,
+    ) -> impl Iterator<Item = String> + 'a {
+        self.tries()
+            .filter(move |(_, t)| t.lookup(path).is_some())
+            .map(|(m, _)| {
+                m.as_ref()
+                    .map_or_else(|| "ANY".to_owned(), |m| m.to_string())
+            })
     }
 
     /// Whether any route matches the path with some other method.

@@ -113,7 +113,7 @@ mod tests {
     use crate::store::{Change, Deployment, Entity, Key, Publication, Versioned};
 
     fn api() -> ApiDefinition {
-        let mut api = ApiDefinition::builder(
+        let mut api = ApiDefinition::new(
             GroupId::generate(),
             "getUser",
             "GET",

@@ -330,14 +330,9 @@ pub async fn deletes(s: impl Store) {
 pub async fn every_kind_round_trips(s: impl Store) {
     let b = BackendService::new("backend_rt", BackendKind::Mock).expect("backend");
     let g = group("group_rt");
-    let api = crate::model::ApiDefinition::builder(
-        g.id.clone(),
-        "api_rt",
-        "GET",
-        "/x/[id]",
-        b.id.clone(),
-    )
-    .expect("api");
+    let api =
+        crate::model::ApiDefinition::new(g.id.clone(), "api_rt", "GET", "/x/[id]", b.id.clone())
+            .expect("api");
     let app = crate::model::App::new("app_rt").expect("app");
     let auth = Authorization {
         app_id: AppId::generate_numeric(),

@@ -294,7 +294,7 @@ mod tests {
     #[test]
     fn has_key_agrees_with_key() {
         let group = Group::new("shop_api").unwrap();
-        let api = ApiDefinition::builder(
+        let api = ApiDefinition::new(
             group.id.clone(),
             "getUser",
             "GET",

@@ -202,7 +202,7 @@ impl Fx {
         path: &str,
         f: impl FnOnce(&mut stagegate::model::ApiDefinition),
     ) -> stagegate::model::ApiDefinition {
-        let mut a = stagegate::model::ApiDefinition::builder(
+        let mut a = stagegate::model::ApiDefinition::new(
             self.group.id.clone(),
             name,
             method,

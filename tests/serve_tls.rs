@@ -1,0 +1,210 @@
+//! How the layer learns the scheme: `serve::Server::serve_tls` and `serve` insert a
+//! `ConnectionInfo` into every request, and the HTTPS-only / HTTP-only checks go by it, through
+//! a real TLS handshake on loopback.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::{Fx, collect, fx};
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use stagegate::layer::ConnectionInfo;
+use stagegate::model::{BackendKind, MockDefinition, Protocol, Stage, StageDefinition};
+use stagegate::proxy::GatewayBody;
+use stagegate::serve::Server;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tower::Layer as _;
+
+/// A server config for `localhost` offering h2 and http/1.1, and a client config trusting it.
+fn tls_configs() -> (Arc<rustls::ServerConfig>, rustls::ClientConfig) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+    let cert = certified.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        certified.signing_key.serialize_der(),
+    ));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (Arc::new(server), client)
+}
+
+/// Three mock APIs: `/https-only`, `/http-only`, `/both`, published in RELEASE.
+async fn apis() -> Fx {
+    let fx = fx(BackendKind::Mock).await;
+    fx.define(
+        Stage::RELEASE,
+        StageDefinition::Mock(MockDefinition {
+            status: 200,
+            headers: Default::default(),
+            body: "served".into(),
+        }),
+    )
+    .await;
+    for (name, path, protocols) in [
+        ("httpsOnly", "/https-only", vec![Protocol::Https]),
+        ("httpOnly", "/http-only", vec![Protocol::Http]),
+        ("both", "/both", vec![Protocol::Http, Protocol::Https]),
+    ] {
+        let api = fx
+            .api(name, "GET", path, |a| a.request.protocols = protocols)
+            .await;
+        fx.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
+    }
+    fx
+}
+
+/// The host app behind the layer: answers with what it learnt of the connection.
+fn host_app() -> impl tower::Service<
+    Request<hyper::body::Incoming>,
+    Response = Response<GatewayBody>,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ 'static {
+    tower::service_fn(|req: Request<hyper::body::Incoming>| async move {
+        let info = req.extensions().get::<ConnectionInfo>();
+        let text = match info {
+            None => "none".to_owned(),
+            Some(i) => format!(
+                "{} {} {}",
+                i.scheme(),
+                i.server_name().unwrap_or("-"),
+                i.alpn().map_or("-".into(), String::from_utf8_lossy)
+            ),
+        };
+        Ok(Response::new(GatewayBody::full(Bytes::from(text))))
+    })
+}
+
+async fn start(fx: &Fx, tls: Option<Arc<rustls::ServerConfig>>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let gateway = fx.layer().layer(host_app());
+    tokio::spawn(async move {
+        let make = move |_peer| gateway.clone();
+        let forever = std::future::pending::<()>();
+        match tls {
+            Some(config) => {
+                Server::new()
+                    .serve_tls(listener, config, make, forever)
+                    .await
+            }
+            None => Server::new().serve(listener, make, forever).await,
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn over_tls_https_only_and_dual_apis_serve_and_http_only_refuses() {
+    let fx = apis().await;
+    let (server, client_config) = tls_configs();
+    let addr = start(&fx, Some(server)).await;
+    // offers h2 and http/1.1 by ALPN: the server picks h2
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(client_config)
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let get = |path: &str| {
+        let req = Request::get(format!("https://localhost:{}{path}", addr.port()))
+            .body(Full::default())
+            .unwrap();
+        let client = client.clone();
+        async move { collect(client.request(req).await.unwrap()).await }
+    };
+    let got = get("/https-only").await;
+    assert_eq!((got.status, got.text().as_str()), (200, "served"));
+    let got = get("/both").await;
+    assert_eq!((got.status, got.text().as_str()), (200, "served"));
+    let got = get("/http-only").await;
+    assert_eq!(got.status, 403);
+    assert_eq!(got.header("x-ca-error-code"), Some("I403PT"));
+    assert_eq!(
+        got.header("x-ca-error-message"),
+        Some("Invalid protocol HTTPS unsupported")
+    );
+    // the host app sees the connection: TLS, the SNI the client sent, the protocol agreed
+    let got = get("/elsewhere").await;
+    assert_eq!(got.text(), "https localhost h2");
+}
+
+#[tokio::test]
+async fn over_plain_tcp_https_only_refuses_even_an_https_target() {
+    let fx = apis().await;
+    let addr = start(&fx, None).await;
+    let raw = |target: &str| {
+        let head = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(head.as_bytes()).await.unwrap();
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).await.unwrap();
+            String::from_utf8_lossy(&out).into_owned()
+        }
+    };
+    let got = raw("/http-only").await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    let got = raw("/both").await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    let got = raw("/https-only").await;
+    assert!(got.starts_with("HTTP/1.1 403"), "{got}");
+    assert!(
+        got.to_ascii_lowercase().contains("x-ca-error-code: i403pt"),
+        "{got}"
+    );
+    // a client claiming https in an absolute-form target is still on plain TCP
+    let got = raw("https://localhost/https-only").await;
+    assert!(got.starts_with("HTTP/1.1 403"), "{got}");
+    let got = raw("/elsewhere").await;
+    assert!(got.ends_with("http - -"), "{got}");
+}
+
+#[tokio::test]
+async fn a_failed_handshake_closes_the_connection_and_the_server_goes_on() {
+    let fx = apis().await;
+    let (server, client_config) = tls_configs();
+    let addr = start(&fx, Some(server)).await;
+    // plain HTTP to the TLS port: the handshake fails, the connection closes
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /both HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    assert!(!String::from_utf8_lossy(&out).contains("served"));
+    // and the next TLS client is served
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(client_config)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let req = Request::get(format!("https://localhost:{}/both", addr.port()))
+        .body(Full::default())
+        .unwrap();
+    let got = collect(client.request(req).await.unwrap()).await;
+    assert_eq!(got.status, 200);
+}
