@@ -24,12 +24,13 @@
 //! | sign requests as a client, or verify signatures yourself | [`auth`] ([`Signer`], [`verify`]) |
 //! | plug in a function runtime, object store, event sink or registry | [`backend`] |
 //! | every error code a caller can receive, with its status and message | [`error_code`] |
+//! | throttling, IP access control, CORS, the gateway-to-backend signature (and its verifier for Rust backends) | [`policy`] |
 //! | the admin REST API (and the debug endpoint) | `admin::AdminApi` (feature `admin`) |
 //! | route lookup and the lock-free snapshot | [`routing`] |
 //! | parameter mapping and upstream forwarding, for custom dispatchers | [`mapping`], [`proxy`] |
 //!
 //! A request goes: context (arrival time, request id, client address, host, stage) → path
-//! confinement → route (one snapshot load) → authenticate → policies → map → dispatch by the
+//! confinement → route (one snapshot load) → authenticate → policies (IP control, throttling) → map → dispatch by the
 //! stage definition's backend kind; every refusal carries `X-Ca-Error-Code` and
 //! `X-Ca-Error-Message` from [`error_code`]. `SECURITY.md` at the repository root states the
 //! threat model and the defaults.
@@ -92,6 +93,7 @@ pub mod error_code;
 pub mod layer;
 pub mod mapping;
 pub mod model;
+pub mod policy;
 pub mod proxy;
 pub mod routing;
 #[cfg(feature = "serve")]

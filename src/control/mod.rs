@@ -23,7 +23,7 @@
 
 // One file per resource, each with its own `impl ControlPlane`: `backends` (backend services
 // and their stage definitions), `vpc` (VPC access authorizations), `groups`, `apis` (drafts,
-// publishing, deployments, rollback), `apps` (apps, credentials, authorizations), `export`
+// publishing, deployments, rollback), `apps` (apps, credentials, authorizations), `policies` (traffic policies and their bindings), `export`
 // (export and import). Below them: `state` (the in-memory view and its lookups), `live` (the
 // next snapshot), `error`, `report`. This file holds the type and the commit machinery.
 mod apis;
@@ -33,6 +33,7 @@ mod error;
 mod export;
 mod groups;
 mod live;
+mod policies;
 mod report;
 mod state;
 mod vpc;
@@ -47,6 +48,7 @@ pub use backends::{BackendPatch, DefinitionChange, NewBackend};
 pub use error::ControlError;
 pub use export::{ConfigExport, EXPORT_FORMAT, ImportSummary};
 pub use groups::NewGroup;
+pub use policies::NewPolicy;
 pub use report::{ApiReport, ReportResult};
 pub(crate) use state::{Affected, State};
 
