@@ -45,12 +45,15 @@ pub use backend_sign::{
     X_CA_PROXY_SIGNATURE_SECRET_KEY, backend_string_to_sign, sign_backend_request,
 };
 pub(crate) use bound::{BoundPolicies, PolicyIndex};
-pub use cors::{Cors, DEFAULT_ALLOW_HEADERS, DEFAULT_ALLOW_METHODS, DEFAULT_EXPOSE_HEADERS};
+pub use cors::{
+    Cors, DEFAULT_ALLOW_HEADERS, DEFAULT_ALLOW_METHODS, DEFAULT_EXPOSE_HEADERS, MAX_AGE_LIMIT,
+};
 pub use error::PolicyRefusal;
-pub use ip::{IpControl, IpMode, IpRule};
+pub use ip::{IpControl, IpMode, IpRule, MAX_RULES};
 pub use parse::parse_spec;
 pub use throttle::{
-    Acquired, CounterKey, LocalCounter, RateCounter, SpecialApp, ThrottleUnit, Throttling, Window,
+    Acquired, CounterKey, LocalCounter, MAX_LIMIT, RateCounter, SpecialApp, ThrottleUnit,
+    Throttling, Window,
 };
 pub use verify::{VerifyBackendSignature, VerifyBackendSignatureLayer};
 

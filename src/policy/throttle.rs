@@ -322,6 +322,15 @@ pub trait RateCounter: fmt::Debug + Send + Sync + 'static {
     fn release(&self, key: &CounterKey<'_>, window: Window);
 }
 
+impl<C: RateCounter> RateCounter for std::sync::Arc<C> {
+    fn acquire(&self, key: &CounterKey<'_>, window: Window, limit: u32) -> Acquired {
+        (**self).acquire(key, window, limit)
+    }
+    fn release(&self, key: &CounterKey<'_>, window: Window) {
+        (**self).release(key, window);
+    }
+}
+
 type OwnedKey = (PolicyId, ApiId, Stage, Option<AppId>);
 
 impl hashbrown::Equivalent<OwnedKey> for CounterKey<'_> {
