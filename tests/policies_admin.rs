@@ -126,7 +126,9 @@ async fn create_read_change_bind_unbind_and_delete() {
     // The secret is never returned by reads.
     for body in [
         s.to_string(),
-        a.call("GET", &format!("/policies/{sid}"), None).await.text(),
+        a.call("GET", &format!("/policies/{sid}"), None)
+            .await
+            .text(),
         a.call("GET", "/policies", None).await.text(),
     ] {
         assert!(!body.contains("DemoSecret1"), "{body}");
@@ -161,7 +163,11 @@ async fn create_read_change_bind_unbind_and_delete() {
     // Deleting a bound policy: 409 naming the binding.
     let r = a.call("DELETE", &format!("/policies/{tid}"), None).await;
     assert_eq!(r.status, 409);
-    assert!(r.text().contains(&api) && r.text().contains("RELEASE"), "{}", r.text());
+    assert!(
+        r.text().contains(&api) && r.text().contains("RELEASE"),
+        "{}",
+        r.text()
+    );
     // Change: PUT replaces the settings.
     let changed = a
         .ok(
@@ -175,7 +181,12 @@ async fn create_read_change_bind_unbind_and_delete() {
     // The OpenAPI document shows the rate limit.
     let groups = a.control.groups().await;
     let doc = a
-        .ok("GET", &format!("/groups/{}/openapi", groups[0].id), None, 200)
+        .ok(
+            "GET",
+            &format!("/groups/{}/openapi", groups[0].id),
+            None,
+            200,
+        )
         .await;
     let op = &doc["paths"]["/pol"]["get"];
     assert_eq!(op["x-stagegate-rate-limit"]["api_default"], 7);
@@ -199,11 +210,20 @@ async fn create_read_change_bind_unbind_and_delete() {
     )
     .await;
     let r = a
-        .call("DELETE", &format!("/apis/{api}/policies/{tid}?stage=RELEASE"), None)
+        .call(
+            "DELETE",
+            &format!("/apis/{api}/policies/{tid}?stage=RELEASE"),
+            None,
+        )
         .await;
     assert_eq!(r.status, 404);
     a.ok("DELETE", &format!("/policies/{tid}"), None, 200).await;
-    assert_eq!(a.call("GET", &format!("/policies/{tid}"), None).await.status, 404);
+    assert_eq!(
+        a.call("GET", &format!("/policies/{tid}"), None)
+            .await
+            .status,
+        404
+    );
 }
 
 #[tokio::test]
@@ -212,53 +232,135 @@ async fn bad_policy_input_is_refused_with_400_naming_the_field_and_changes_nothi
     let api = a.published_api().await;
     let before = a.state().await;
     let cases = [
-        (json!({"name": "badCidr", "type": "IP_CONTROL", "mode": "ALLOW", "rules": [{"cidr": "10.0.0.0/8"}, {"cidr": "10.1.1.300/32"}]}), "rules[1].cidr"),
-        (json!({"name": "badCidr6", "type": "IP_CONTROL", "mode": "REFUSE", "rules": [{"cidr": "2001:db8::/129"}]}), "rules[0].cidr"),
-        (json!({"name": "refuseApp", "type": "IP_CONTROL", "mode": "REFUSE", "rules": [{"cidr": "10.0.0.0/8", "app_id": "1"}]}), "rules[0].app_id"),
-        (json!({"name": "zeroLimit", "type": "THROTTLING", "unit": "SECOND", "api_default": 0}), "api_default"),
-        (json!({"name": "negLimit", "type": "THROTTLING", "unit": "SECOND", "api_default": 5, "app_default": -3}), "app_default"),
-        (json!({"name": "fracLimit", "type": "THROTTLING", "unit": "SECOND", "api_default": 1.5}), "api_default"),
-        (json!({"name": "hugeLimit", "type": "THROTTLING", "unit": "SECOND", "api_default": 99_999_999_999u64}), "api_default"),
-        (json!({"name": "weekUnit", "type": "THROTTLING", "unit": "WEEK", "api_default": 5}), "unit"),
-        (json!({"name": "ghostApp", "type": "THROTTLING", "unit": "DAY", "api_default": 5, "special_apps": [{"app_id": "999999", "limit": 1}]}), "special_apps[0].app_id"),
-        (json!({"name": "specialZero", "type": "THROTTLING", "unit": "DAY", "api_default": 5, "special_apps": [{"app_id": "999999", "limit": 0}]}), "special_apps[0].limit"),
-        (json!({"name": "noType", "unit": "DAY", "api_default": 5}), "type"),
+        (
+            json!({"name": "badCidr", "type": "IP_CONTROL", "mode": "ALLOW", "rules": [{"cidr": "10.0.0.0/8"}, {"cidr": "10.1.1.300/32"}]}),
+            "rules[1].cidr",
+        ),
+        (
+            json!({"name": "badCidr6", "type": "IP_CONTROL", "mode": "REFUSE", "rules": [{"cidr": "2001:db8::/129"}]}),
+            "rules[0].cidr",
+        ),
+        (
+            json!({"name": "refuseApp", "type": "IP_CONTROL", "mode": "REFUSE", "rules": [{"cidr": "10.0.0.0/8", "app_id": "1"}]}),
+            "rules[0].app_id",
+        ),
+        (
+            json!({"name": "zeroLimit", "type": "THROTTLING", "unit": "SECOND", "api_default": 0}),
+            "api_default",
+        ),
+        (
+            json!({"name": "negLimit", "type": "THROTTLING", "unit": "SECOND", "api_default": 5, "app_default": -3}),
+            "app_default",
+        ),
+        (
+            json!({"name": "fracLimit", "type": "THROTTLING", "unit": "SECOND", "api_default": 1.5}),
+            "api_default",
+        ),
+        (
+            json!({"name": "hugeLimit", "type": "THROTTLING", "unit": "SECOND", "api_default": 99_999_999_999u64}),
+            "api_default",
+        ),
+        (
+            json!({"name": "weekUnit", "type": "THROTTLING", "unit": "WEEK", "api_default": 5}),
+            "unit",
+        ),
+        (
+            json!({"name": "ghostApp", "type": "THROTTLING", "unit": "DAY", "api_default": 5, "special_apps": [{"app_id": "999999", "limit": 1}]}),
+            "special_apps[0].app_id",
+        ),
+        (
+            json!({"name": "specialZero", "type": "THROTTLING", "unit": "DAY", "api_default": 5, "special_apps": [{"app_id": "999999", "limit": 0}]}),
+            "special_apps[0].limit",
+        ),
+        (
+            json!({"name": "noType", "unit": "DAY", "api_default": 5}),
+            "type",
+        ),
         (json!({"name": "oddType", "type": "FIREWALL"}), "type"),
-        (json!({"name": "corsStar", "type": "CORS", "allow_origins": ["*"], "allow_credentials": true}), "allow_credentials"),
-        (json!({"name": "corsPath", "type": "CORS", "allow_origins": ["https://a.example.com/x"]}), "allow_origins[0]"),
-        (json!({"name": "corsMethod", "type": "CORS", "allow_origins": ["*"], "allow_methods": ["get"]}), "allow_methods[0]"),
-        (json!({"name": "shortKey", "type": "BACKEND_SIGNATURE", "key": "k", "secret": "DemoSecret1"}), "key"),
-        (json!({"name": "badSecret", "type": "BACKEND_SIGNATURE", "key": "DemoKey1", "secret": "1<script>"}), "secret"),
-        (json!({"name": "x", "type": "CORS", "allow_origins": ["*"]}), "policy name"),
+        (
+            json!({"name": "corsStar", "type": "CORS", "allow_origins": ["*"], "allow_credentials": true}),
+            "allow_credentials",
+        ),
+        (
+            json!({"name": "corsPath", "type": "CORS", "allow_origins": ["https://a.example.com/x"]}),
+            "allow_origins[0]",
+        ),
+        (
+            json!({"name": "corsMethod", "type": "CORS", "allow_origins": ["*"], "allow_methods": ["get"]}),
+            "allow_methods[0]",
+        ),
+        (
+            json!({"name": "shortKey", "type": "BACKEND_SIGNATURE", "key": "k", "secret": "DemoSecret1"}),
+            "key",
+        ),
+        (
+            json!({"name": "badSecret", "type": "BACKEND_SIGNATURE", "key": "DemoKey1", "secret": "1<script>"}),
+            "secret",
+        ),
+        (
+            json!({"name": "x", "type": "CORS", "allow_origins": ["*"]}),
+            "policy name",
+        ),
         (json!({"type": "CORS", "allow_origins": ["*"]}), "name"),
     ];
     for (body, field) in cases {
         let r = a.call("POST", "/policies", Some(body.clone())).await;
         assert_eq!(r.status, 400, "{body}: {}", r.text());
-        assert!(r.json()["message"].as_str().unwrap().contains(field), "{field}: {}", r.text());
+        assert!(
+            r.json()["message"].as_str().unwrap().contains(field),
+            "{field}: {}",
+            r.text()
+        );
         assert!(!r.text().contains("1<script>"));
     }
     // Binding input: unknown policy (404), bad stage (400), unknown field (400).
     let r = a
-        .call("POST", &format!("/apis/{api}/policies"), Some(json!({"policy_id": "nope", "stage": "RELEASE"})))
+        .call(
+            "POST",
+            &format!("/apis/{api}/policies"),
+            Some(json!({"policy_id": "nope", "stage": "RELEASE"})),
+        )
         .await;
     assert_eq!(r.status, 404);
     let cors = a
-        .ok("POST", "/policies", Some(json!({"name": "webApp", "type": "CORS", "allow_origins": ["*"]})), 201)
+        .ok(
+            "POST",
+            "/policies",
+            Some(json!({"name": "webApp", "type": "CORS", "allow_origins": ["*"]})),
+            201,
+        )
         .await;
     let r = a
-        .call("POST", &format!("/apis/{api}/policies"), Some(json!({"policy_id": cors["id"], "stage": "PROD"})))
+        .call(
+            "POST",
+            &format!("/apis/{api}/policies"),
+            Some(json!({"policy_id": cors["id"], "stage": "PROD"})),
+        )
         .await;
     assert_eq!(r.status, 400);
     let r = a
-        .call("POST", &format!("/apis/{api}/policies"), Some(json!({"policy_id": cors["id"], "stage": "TEST", "extra": 1})))
+        .call(
+            "POST",
+            &format!("/apis/{api}/policies"),
+            Some(json!({"policy_id": cors["id"], "stage": "TEST", "extra": 1})),
+        )
         .await;
     assert_eq!(r.status, 400);
     // Changing the type is refused.
     let r = a
-        .call("PUT", &format!("/policies/{}", cors["id"].as_str().unwrap()), Some(json!({"name": "webApp", "type": "THROTTLING", "unit": "DAY", "api_default": 1})))
+        .call(
+            "PUT",
+            &format!("/policies/{}", cors["id"].as_str().unwrap()),
+            Some(json!({"name": "webApp", "type": "THROTTLING", "unit": "DAY", "api_default": 1})),
+        )
         .await;
     assert_eq!(r.status, 409);
-    a.ok("DELETE", &format!("/policies/{}", cors["id"].as_str().unwrap()), None, 200).await;
+    a.ok(
+        "DELETE",
+        &format!("/policies/{}", cors["id"].as_str().unwrap()),
+        None,
+        200,
+    )
+    .await;
     assert_eq!(a.state().await, before);
 }

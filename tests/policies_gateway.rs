@@ -70,7 +70,10 @@ async fn throttling_counts_the_api_exactly_and_answers_429_with_kong_headers() {
         let r = oneshot(gw.clone(), get("/limited", [10, 0, 0, 1])).await;
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.header("ratelimit-limit"), Some("3"));
-        assert_eq!(r.header("ratelimit-remaining"), Some(left.to_string().as_str()));
+        assert_eq!(
+            r.header("ratelimit-remaining"),
+            Some(left.to_string().as_str())
+        );
         let reset: u64 = r.header("ratelimit-reset").unwrap().parse().unwrap();
         assert!((1..=86_400).contains(&reset));
         assert!(r.header("retry-after").is_none());
@@ -78,12 +81,17 @@ async fn throttling_counts_the_api_exactly_and_answers_429_with_kong_headers() {
     let r = oneshot(gw.clone(), get("/limited", [10, 0, 0, 1])).await;
     assert_eq!(r.status, 429);
     assert_eq!(r.header("x-ca-error-code"), Some("T429PA"));
-    assert_eq!(r.header("x-ca-error-message"), Some("Throttled by API Flow Control"));
+    assert_eq!(
+        r.header("x-ca-error-message"),
+        Some("Throttled by API Flow Control")
+    );
     assert_eq!(r.header("ratelimit-remaining"), Some("0"));
     assert_eq!(r.header("retry-after"), r.header("ratelimit-reset"));
     // Another stage is another binding: TEST has no policy.
     // Unbinding takes effect on the next request.
-    f.cp.unbind_policy(&api.id, &p, &Stage::RELEASE).await.unwrap();
+    f.cp.unbind_policy(&api.id, &p, &Stage::RELEASE)
+        .await
+        .unwrap();
     let r = oneshot(gw.clone(), get("/limited", [10, 0, 0, 1])).await;
     assert_eq!(r.status, 200);
     assert!(r.header("ratelimit-limit").is_none());
@@ -99,17 +107,15 @@ async fn throttling_apps_by_default_and_special_values_with_their_own_codes() {
         })
         .await;
     f.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
-    let plain = f
-        .cp
-        .create_app(NewApp {
+    let plain =
+        f.cp.create_app(NewApp {
             name: "plainApp".into(),
             ..Default::default()
         })
         .await
         .unwrap();
-    let vip = f
-        .cp
-        .create_app(NewApp {
+    let vip =
+        f.cp.create_app(NewApp {
             name: "vipApp".into(),
             ..Default::default()
         })
@@ -167,9 +173,8 @@ async fn a_refused_request_counts_against_no_scope() {
         })
         .await;
     f.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
-    let app = f
-        .cp
-        .create_app(NewApp {
+    let app =
+        f.cp.create_app(NewApp {
             name: "someApp".into(),
             ..Default::default()
         })
@@ -264,7 +269,10 @@ async fn ip_control_uses_the_socket_peer_and_ignores_a_spoofed_forwarded_for() {
     .unwrap();
     let r = oneshot(gw.clone(), get("/guarded", [192, 0, 2, 77])).await;
     assert_eq!(r.header("x-ca-error-code"), Some("A403IP"));
-    assert_eq!(oneshot(gw, get("/guarded", [203, 0, 113, 9])).await.status, 200);
+    assert_eq!(
+        oneshot(gw, get("/guarded", [203, 0, 113, 9])).await.status,
+        200
+    );
 }
 
 fn preflight(path: &str, origin: &str, method: &str) -> Request<Full<bytes::Bytes>> {
@@ -289,7 +297,11 @@ async fn cors_preflight_is_answered_before_the_fall_through_and_errors_carry_the
     f.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
     let gw = f.layer().standalone();
     // Without a CORS policy the preflight falls through (I404NF from the standalone gateway).
-    let r = oneshot(gw.clone(), preflight("/orders", "https://shop.example.com", "POST")).await;
+    let r = oneshot(
+        gw.clone(),
+        preflight("/orders", "https://shop.example.com", "POST"),
+    )
+    .await;
     assert_eq!(r.header("x-ca-error-code"), Some("I404NF"));
 
     let mut cors = Cors::new(["https://*.example.com", "http://localhost:3000"]);
@@ -297,26 +309,48 @@ async fn cors_preflight_is_answered_before_the_fall_through_and_errors_carry_the
     cors.max_age_s = 120;
     let p = policy(&f.cp, "webShop", PolicySpec::Cors(cors)).await;
     f.cp.bind_policy(&api.id, &p, Stage::RELEASE).await.unwrap();
-    let r = oneshot(gw.clone(), preflight("/orders", "https://shop.example.com", "POST")).await;
+    let r = oneshot(
+        gw.clone(),
+        preflight("/orders", "https://shop.example.com", "POST"),
+    )
+    .await;
     assert_eq!(r.status, 204);
     assert_eq!(
         r.header("access-control-allow-origin"),
         Some("https://shop.example.com")
     );
-    assert!(r.header("access-control-allow-methods").unwrap().contains("POST"));
+    assert!(
+        r.header("access-control-allow-methods")
+            .unwrap()
+            .contains("POST")
+    );
     let allowed = r.header("access-control-allow-headers").unwrap();
-    for h in ["X-Ca-Key", "X-Ca-Signature", "X-Ca-Timestamp", "X-Ca-Nonce", "X-Ca-Signature-Headers"] {
+    for h in [
+        "X-Ca-Key",
+        "X-Ca-Signature",
+        "X-Ca-Timestamp",
+        "X-Ca-Nonce",
+        "X-Ca-Signature-Headers",
+    ] {
         assert!(allowed.contains(h), "{h} in {allowed}");
     }
     assert_eq!(r.header("access-control-max-age"), Some("120"));
     assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
     assert!(r.header("x-ca-request-id").is_some());
     // An origin not allowed: answered, without the allow headers.
-    let r = oneshot(gw.clone(), preflight("/orders", "https://evil.test", "POST")).await;
+    let r = oneshot(
+        gw.clone(),
+        preflight("/orders", "https://evil.test", "POST"),
+    )
+    .await;
     assert_eq!(r.status, 204);
     assert!(r.header("access-control-allow-origin").is_none());
     // A method the path has no API for still falls through.
-    let r = oneshot(gw.clone(), preflight("/orders", "https://shop.example.com", "DELETE")).await;
+    let r = oneshot(
+        gw.clone(),
+        preflight("/orders", "https://shop.example.com", "DELETE"),
+    )
+    .await;
     assert_eq!(r.header("x-ca-error-code"), Some("I404NF"));
     // An actual request refused by authentication still carries the CORS headers.
     let mut actual = common::req("POST", "/orders", "{}");
@@ -325,7 +359,10 @@ async fn cors_preflight_is_answered_before_the_fall_through_and_errors_carry_the
         .insert("origin", "http://localhost:3000".parse().unwrap());
     let r = oneshot(gw.clone(), actual).await;
     assert_eq!(r.header("x-ca-error-code"), Some("A400MA"));
-    assert_eq!(r.header("access-control-allow-origin"), Some("http://localhost:3000"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://localhost:3000")
+    );
     let exposed = r.header("access-control-expose-headers").unwrap();
     assert!(exposed.contains("X-Ca-Error-Code") && exposed.contains("X-Ca-Request-Id"));
     assert!(r.headers.get_all("vary").iter().any(|v| v == "Origin"));
@@ -338,13 +375,12 @@ async fn backend_signature_is_verified_by_the_crates_own_layer() {
         key: "backendKey1".into(),
         secret: "backendSecret_1".into(),
     };
-    let backend = axum::Router::new()
-        .route(
-            "/{*rest}",
-            axum::routing::any(|req: axum::extract::Request| async move {
-                format!("ok {}", req.uri())
-            }),
-        );
+    let backend = axum::Router::new().route(
+        "/{*rest}",
+        axum::routing::any(
+            |req: axum::extract::Request| async move { format!("ok {}", req.uri()) },
+        ),
+    );
     let backend = tower::Layer::layer(&VerifyBackendSignatureLayer::new([key.clone()]), backend);
     let addr = common::serve(backend).await;
     let f = fx(BackendKind::Http).await;

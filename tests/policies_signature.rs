@@ -40,7 +40,10 @@ fn b1_request(v: &Value) -> (http::request::Parts, bytes::Bytes) {
     let mut b = Request::builder()
         .method(v["method"].as_str().unwrap())
         .uri(uri)
-        .header("content-type", "application/x-www-form-urlencoded; charset=utf-8");
+        .header(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        );
     for (k, val) in v["headers"].as_object().unwrap() {
         b = b.header(k.as_str(), val.as_str().unwrap());
     }
@@ -99,8 +102,12 @@ async fn the_verifier_accepts_b1_and_refuses_any_change() {
     assert_eq!(status, 200);
     assert_eq!(text, "FormKey1=FormValue1&FormKey2=FormValue2");
     // A changed form value, header value, path, or secret: refused before the backend.
-    let (status, _) =
-        through_verifier(parts.clone(), "FormKey1=x&FormKey2=FormValue2".into(), secret).await;
+    let (status, _) = through_verifier(
+        parts.clone(),
+        "FormKey1=x&FormKey2=FormValue2".into(),
+        secret,
+    )
+    .await;
     assert_eq!(status, 401);
     let mut changed = parts.clone();
     changed
@@ -113,7 +120,9 @@ async fn the_verifier_accepts_b1_and_refuses_any_change() {
         .unwrap();
     assert_eq!(through_verifier(moved, body.clone(), secret).await.0, 401);
     assert_eq!(
-        through_verifier(parts.clone(), body.clone(), "OtherSecret1").await.0,
+        through_verifier(parts.clone(), body.clone(), "OtherSecret1")
+            .await
+            .0,
         401
     );
     // No signature at all, or an unknown key name.
@@ -121,9 +130,10 @@ async fn the_verifier_accepts_b1_and_refuses_any_change() {
     bare.headers.remove("x-ca-proxy-signature");
     assert_eq!(through_verifier(bare, body.clone(), secret).await.0, 401);
     let mut unknown = parts;
-    unknown
-        .headers
-        .insert("x-ca-proxy-signature-secret-key", "NoSuchKey".parse().unwrap());
+    unknown.headers.insert(
+        "x-ca-proxy-signature-secret-key",
+        "NoSuchKey".parse().unwrap(),
+    );
     assert_eq!(through_verifier(unknown, body, secret).await.0, 401);
 }
 

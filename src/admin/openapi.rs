@@ -320,10 +320,7 @@ pub fn openapi_document(group: &Group, stage: &Stage, published: &[Deployment]) 
 /// extension; CORS as an `x-stagegate-cors` extension and an `options` operation (the preflight
 /// the gateway answers) on the path; IP control as `x-stagegate-ip-control` (mode and rule
 /// count, never the addresses). `policies` gives the policies bound to each API.
-pub(crate) fn add_policies(
-    doc: &mut Value,
-    policies: &dyn Fn(&str) -> Vec<crate::policy::Policy>,
-) {
+pub(crate) fn add_policies(doc: &mut Value, policies: &dyn Fn(&str) -> Vec<crate::policy::Policy>) {
     use crate::policy::PolicySpec;
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;

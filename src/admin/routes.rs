@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use super::{AdminError, AdminState, Json, query_pairs, reply};
 use crate::control::{AppPatch, BackendPatch, ConfigExport, NewApp, NewBackend, NewGroup};
 use crate::model::{
-    ApiDefinition, ApiId, AppId, AppKeyPair, BackendId, GroupId, Secret, Stage, StageDefinition,
-    PolicyId, VpcAccess, VpcAccessId,
+    ApiDefinition, ApiId, AppId, AppKeyPair, BackendId, GroupId, PolicyId, Secret, Stage,
+    StageDefinition, VpcAccess, VpcAccessId,
 };
 
 type Result<T = Response, E = AdminError> = std::result::Result<T, E>;

@@ -90,7 +90,9 @@ fn check_names(state: &State, p: &Policy) -> Result<()> {
     }
     for (field, app) in p.spec.named_apps() {
         if !state.apps.contains_key(app) {
-            return Err(ValidationError::field(field, format!("app `{app}` does not exist")).into());
+            return Err(
+                ValidationError::field(field, format!("app `{app}` does not exist")).into(),
+            );
         }
     }
     Ok(())

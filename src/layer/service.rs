@@ -241,10 +241,16 @@ static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 fn policy_headers(ctx: &RequestContext, h: &mut http::HeaderMap) {
     if let Some(rate) = &ctx.trace.rate {
         h.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(rate.limit));
-        h.insert(RATELIMIT_REMAINING.clone(), HeaderValue::from(rate.remaining));
+        h.insert(
+            RATELIMIT_REMAINING.clone(),
+            HeaderValue::from(rate.remaining),
+        );
         h.insert(RATELIMIT_RESET.clone(), HeaderValue::from(rate.reset_secs));
         if rate.refused.is_some() {
-            h.insert(http::header::RETRY_AFTER, HeaderValue::from(rate.reset_secs));
+            h.insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from(rate.reset_secs),
+            );
         }
     }
     if let Some(cors) = ctx.policies.as_ref().and_then(|p| p.cors.as_ref()) {

@@ -132,10 +132,7 @@ pub struct SignedRequest<'a> {
 }
 
 fn is_form(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some()
-        && crate::auth::is_form(headers)
+    headers.get(header::CONTENT_TYPE).is_some() && crate::auth::is_form(headers)
 }
 
 /// The string-to-sign of a backend signature (see the module docs).
@@ -180,7 +177,9 @@ pub fn backend_string_to_sign(req: &SignedRequest<'_>) -> String {
         // the query's first value per key
         for pair in q.as_bytes().split(|&b| b == b'&').filter(|p| !p.is_empty()) {
             let (k, v) = split_pair(pair);
-            params.entry(decode(k)).or_insert_with(|| v.map(decode).filter(|v| !v.is_empty()));
+            params
+                .entry(decode(k))
+                .or_insert_with(|| v.map(decode).filter(|v| !v.is_empty()));
         }
     }
     let mut form_seen: std::collections::HashSet<String> = std::collections::HashSet::new();
@@ -292,13 +291,18 @@ mod tests {
     #[test]
     fn body_md5_only_for_post_and_put_with_a_non_form_body() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let req = |m: &'static Method, body: Option<&'static [u8]>, h: &'static HeaderMap| SignedRequest {
-            method: m,
-            path: "/p",
-            query: None,
-            headers: h,
-            body,
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let req = |m: &'static Method, body: Option<&'static [u8]>, h: &'static HeaderMap| {
+            SignedRequest {
+                method: m,
+                path: "/p",
+                query: None,
+                headers: h,
+                body,
+            }
         };
         let h: &'static HeaderMap = Box::leak(Box::new(h));
         let post = backend_string_to_sign(&req(&Method::POST, Some(b"{}"), h));

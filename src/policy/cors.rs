@@ -60,13 +60,22 @@ pub const DEFAULT_EXPOSE_HEADERS: &[&str] =
     &["X-Ca-Request-Id", "X-Ca-Error-Code", "X-Ca-Error-Message"];
 
 fn default_methods() -> Vec<String> {
-    DEFAULT_ALLOW_METHODS.iter().map(|s| (*s).to_owned()).collect()
+    DEFAULT_ALLOW_METHODS
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
 }
 fn default_headers() -> Vec<String> {
-    DEFAULT_ALLOW_HEADERS.iter().map(|s| (*s).to_owned()).collect()
+    DEFAULT_ALLOW_HEADERS
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
 }
 fn default_expose() -> Vec<String> {
-    DEFAULT_EXPOSE_HEADERS.iter().map(|s| (*s).to_owned()).collect()
+    DEFAULT_EXPOSE_HEADERS
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
 }
 fn default_max_age() -> u32 {
     600
@@ -326,13 +335,37 @@ mod tests {
 
     #[test]
     fn origins_match_exactly_or_by_subdomain() {
-        assert!(origin_matches("https://a.example.com", "https://A.example.com"));
-        assert!(!origin_matches("https://a.example.com", "http://a.example.com"));
-        assert!(origin_matches("https://*.example.com", "https://x.y.example.com"));
-        assert!(!origin_matches("https://*.example.com", "https://example.com"));
-        assert!(!origin_matches("https://*.example.com", "https://evilexample.com"));
-        assert!(!origin_matches("https://*.example.com", "http://a.example.com"));
-        for bad in ["example.com", "ftp://x", "https://a/b", "https://a*.b", "https://"] {
+        assert!(origin_matches(
+            "https://a.example.com",
+            "https://A.example.com"
+        ));
+        assert!(!origin_matches(
+            "https://a.example.com",
+            "http://a.example.com"
+        ));
+        assert!(origin_matches(
+            "https://*.example.com",
+            "https://x.y.example.com"
+        ));
+        assert!(!origin_matches(
+            "https://*.example.com",
+            "https://example.com"
+        ));
+        assert!(!origin_matches(
+            "https://*.example.com",
+            "https://evilexample.com"
+        ));
+        assert!(!origin_matches(
+            "https://*.example.com",
+            "http://a.example.com"
+        ));
+        for bad in [
+            "example.com",
+            "ftp://x",
+            "https://a/b",
+            "https://a*.b",
+            "https://",
+        ] {
             assert!(check_origin(bad).is_err(), "{bad}");
         }
     }
@@ -341,17 +374,26 @@ mod tests {
     fn preflight_for_an_allowed_origin_only() {
         let c = CompiledCors::compile(&Cors::new(["https://app.example.com"]));
         let mut req = HeaderMap::new();
-        req.insert(header::ORIGIN, HeaderValue::from_static("https://app.example.com"));
+        req.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://app.example.com"),
+        );
         let mut out = HeaderMap::new();
         assert!(c.preflight(&req, &mut out));
-        assert_eq!(out[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example.com");
+        assert_eq!(
+            out[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://app.example.com"
+        );
         assert!(
             out[header::ACCESS_CONTROL_ALLOW_HEADERS]
                 .to_str()
                 .unwrap()
                 .contains("X-Ca-Signature-Headers")
         );
-        req.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        req.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
         let mut out = HeaderMap::new();
         assert!(!c.preflight(&req, &mut out));
         assert!(out.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());

@@ -127,7 +127,10 @@ impl IpControl {
     /// [`ValidationError::InvalidField`] naming the field.
     pub fn validate(&self) -> Result<(), ValidationError> {
         if self.rules.is_empty() {
-            return Err(ValidationError::field("rules", "at least one rule is needed"));
+            return Err(ValidationError::field(
+                "rules",
+                "at least one rule is needed",
+            ));
         }
         if self.rules.len() > MAX_RULES {
             return Err(ValidationError::field(
@@ -221,7 +224,12 @@ mod tests {
             mode: IpMode::Refuse,
             rules: vec![IpRule::parse("10.0.0.0/8", Some(AppId::parse("1").unwrap())).unwrap()],
         };
-        assert!(c.validate().unwrap_err().to_string().contains("rules[0].app_id"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("rules[0].app_id")
+        );
         for bad in ["10.0.0.0/33", "300.1.1.1/8", "", "fe80::/129", "abc"] {
             let e = IpRule::parse(bad, None).unwrap_err().to_string();
             assert!(e.contains("cidr"), "{bad}: {e}");

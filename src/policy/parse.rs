@@ -120,7 +120,10 @@ fn limit(field: &str, v: &Value) -> Result<(), ValidationError> {
         Some(n) => super::throttle::check_limit(field, n),
         None => Err(ValidationError::field(
             field,
-            format!("must be a whole number from 1 to {}", super::throttle::MAX_LIMIT),
+            format!(
+                "must be a whole number from 1 to {}",
+                super::throttle::MAX_LIMIT
+            ),
         )),
     }
 }

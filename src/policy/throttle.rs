@@ -369,7 +369,10 @@ pub struct LocalCounter {
 impl fmt::Debug for LocalCounter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalCounter")
-            .field("keys", &self.shards.iter().map(|s| s.read().len()).sum::<usize>())
+            .field(
+                "keys",
+                &self.shards.iter().map(|s| s.read().len()).sum::<usize>(),
+            )
             .finish()
     }
 }
@@ -557,6 +560,11 @@ mod tests {
         });
         let e = t.validate().unwrap_err().to_string();
         assert!(e.contains("special_apps[0].limit"), "{e}");
-        assert!(ThrottleUnit::parse("WEEK").unwrap_err().to_string().contains("unit"));
+        assert!(
+            ThrottleUnit::parse("WEEK")
+                .unwrap_err()
+                .to_string()
+                .contains("unit")
+        );
     }
 }

@@ -47,7 +47,10 @@ pub struct VerifyBackendSignatureLayer {
 impl fmt::Debug for VerifyBackendSignatureLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VerifyBackendSignatureLayer")
-            .field("keys", &self.keys.iter().map(|k| &k.key).collect::<Vec<_>>())
+            .field(
+                "keys",
+                &self.keys.iter().map(|k| &k.key).collect::<Vec<_>>(),
+            )
             .field("body_limit", &self.body_limit)
             .finish()
     }
@@ -169,7 +172,10 @@ where
             let body = match collect_limited(body, layer.body_limit).await {
                 Ok(b) => b,
                 Err(BodyError::TooLarge { .. }) => {
-                    return Ok(refuse(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
+                    return Ok(refuse(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request body too large",
+                    ));
                 }
                 Err(_) => return Ok(refuse(StatusCode::BAD_REQUEST, "unreadable request body")),
             };
@@ -180,7 +186,9 @@ where
                 ));
             }
             std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
-            let res = inner.call(Request::from_parts(parts, Full::new(body))).await?;
+            let res = inner
+                .call(Request::from_parts(parts, Full::new(body)))
+                .await?;
             Ok(res.map(GatewayBody::new))
         })
     }
