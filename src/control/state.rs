@@ -873,6 +873,15 @@ impl State {
     }
 }
 
+/// A policy binding's key id, `api:stage:policy`, as its map key.
+fn split_binding(id: &str) -> Option<(ApiId, Stage, PolicyId)> {
+    let mut it = id.splitn(3, ':');
+    let api = ApiId::parse(it.next()?).ok()?;
+    let stage = Stage::parse(it.next()?).ok()?;
+    let policy = PolicyId::parse(it.next()?).ok()?;
+    Some((api, stage, policy))
+}
+
 fn split2(id: &str) -> Option<(ApiId, Stage)> {
     let (a, s) = id.split_once(':')?;
     Some((ApiId::parse(a).ok()?, Stage::parse(s).ok()?))
@@ -1048,13 +1057,4 @@ mod tests {
         h.remove("20260103");
         assert!(h.is_empty());
     }
-}
-
-/// A policy binding's key id, `api:stage:policy`, as its map key.
-fn split_binding(id: &str) -> Option<(ApiId, Stage, PolicyId)> {
-    let mut it = id.splitn(3, ':');
-    let api = ApiId::parse(it.next()?).ok()?;
-    let stage = Stage::parse(it.next()?).ok()?;
-    let policy = PolicyId::parse(it.next()?).ok()?;
-    Some((api, stage, policy))
 }
