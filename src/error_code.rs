@@ -330,7 +330,7 @@ mod tests {
             let s = code.as_str();
             assert_eq!(s.len(), 6, "{s}");
             assert!(
-                matches!(s.as_bytes()[0], b'I' | b'A' | b'D' | b'N' | b'X'),
+                matches!(s.as_bytes()[0], b'I' | b'A' | b'T' | b'D' | b'N' | b'X'),
                 "{s}"
             );
             assert_eq!(&s[1..4], code.status().as_str(), "{s}");
