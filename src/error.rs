@@ -666,9 +666,18 @@ mod tests {
 
         for (refusal, code) in [
             (crate::policy::PolicyRefusal::IpDenied, ErrorCode::A403IP),
-            (crate::policy::PolicyRefusal::ApiThrottled, ErrorCode::T429PA),
-            (crate::policy::PolicyRefusal::AppThrottled, ErrorCode::T429PR),
-            (crate::policy::PolicyRefusal::SpecialThrottled, ErrorCode::T429SR),
+            (
+                crate::policy::PolicyRefusal::ApiThrottled,
+                ErrorCode::T429PA,
+            ),
+            (
+                crate::policy::PolicyRefusal::AppThrottled,
+                ErrorCode::T429PR,
+            ),
+            (
+                crate::policy::PolicyRefusal::SpecialThrottled,
+                ErrorCode::T429SR,
+            ),
         ] {
             seen.insert(check(refusal.into(), code, None));
         }
