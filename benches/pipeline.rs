@@ -1,5 +1,7 @@
 //! One request through the whole data plane (`tower::ServiceExt::oneshot` on the standalone
-//! gateway) to a MOCK backend: anonymous, and signed with HMAC-SHA256.
+//! gateway) to a MOCK backend: anonymous, and signed with HMAC-SHA256; and the `policies`
+//! group: an anonymous API with no policy, IP control, throttling, CORS, or all three bound
+//! (what each policy adds to the in-process pipeline).
 
 mod support;
 
@@ -109,6 +111,94 @@ fn pipeline(c: &mut Criterion) {
             BatchSize::NumIterations(64),
         );
     });
+    group.finish();
+    policies(c, &rt, &cp);
+}
+
+/// Anonymous MOCK APIs, one per case, each request from a peer address with an `Origin`.
+fn policies(c: &mut Criterion, rt: &tokio::runtime::Runtime, cp: &ControlPlane) {
+    use stagegate::control::NewPolicy;
+    use stagegate::policy::{
+        Cors, IpControl, IpMode, IpRule, PolicySpec, ThrottleUnit, Throttling,
+    };
+    let cases = ["none", "ip_control", "throttling", "cors", "all_three"];
+    rt.block_on(async {
+        let b = cp.backends().await.remove(0);
+        let g = cp.groups().await.remove(0);
+        let mk = |name: &str, spec| NewPolicy {
+            name: name.into(),
+            spec,
+        };
+        let ip = cp
+            .create_policy(mk(
+                "benchIp",
+                PolicySpec::IpControl(IpControl {
+                    mode: IpMode::Allow,
+                    rules: vec![
+                        IpRule::parse("192.0.2.0/24", None).unwrap(),
+                        IpRule::parse("10.0.0.0/8", None).unwrap(),
+                    ],
+                }),
+            ))
+            .await
+            .unwrap();
+        let th = cp
+            .create_policy(mk(
+                "benchThrottle",
+                PolicySpec::Throttling(Throttling::new(ThrottleUnit::Second, 1_000_000_000)),
+            ))
+            .await
+            .unwrap();
+        let cors = cp
+            .create_policy(mk(
+                "benchCors",
+                PolicySpec::Cors(Cors::new(["https://app.example.com"])),
+            ))
+            .await
+            .unwrap();
+        for case in cases {
+            let api = ApiDefinition::new(
+                g.id.clone(),
+                &format!("pol_{case}"),
+                "GET",
+                &format!("/pol_{case}/[id]"),
+                b.id.clone(),
+            )
+            .unwrap()
+            .anonymous();
+            let api = cp.create_api(api).await.unwrap();
+            cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
+            let bind: &[&stagegate::model::PolicyId] = match case {
+                "ip_control" => &[&ip.id],
+                "throttling" => &[&th.id],
+                "cors" => &[&cors.id],
+                "all_three" => &[&ip.id, &th.id, &cors.id],
+                _ => &[],
+            };
+            for p in bind {
+                cp.bind_policy(&api.id, p, Stage::RELEASE).await.unwrap();
+            }
+        }
+    });
+    let svc = GatewayLayer::new(cp.snapshot_handle())
+        .standalone()
+        .with_client_addr(([10, 1, 2, 3], 40000).into());
+    let mut group = c.benchmark_group("policies");
+    for case in cases {
+        let path = format!("/pol_{case}/42?x=1");
+        group.bench_function(case, |b| {
+            b.iter(|| {
+                let req = Request::get(path.as_str())
+                    .header("host", "api.example.com")
+                    .header("origin", "https://app.example.com")
+                    .body(Full::<Bytes>::default())
+                    .unwrap();
+                let res = rt.block_on(svc.clone().oneshot(req)).unwrap();
+                assert_eq!(res.status(), 200);
+                black_box(res)
+            });
+        });
+    }
     group.finish();
 }
 

@@ -696,6 +696,24 @@ mod tests {
             ));
         }
 
+        for (refusal, code) in [
+            (crate::policy::PolicyRefusal::IpDenied, ErrorCode::A403IP),
+            (
+                crate::policy::PolicyRefusal::ApiThrottled,
+                ErrorCode::T429PA,
+            ),
+            (
+                crate::policy::PolicyRefusal::AppThrottled,
+                ErrorCode::T429PR,
+            ),
+            (
+                crate::policy::PolicyRefusal::SpecialThrottled,
+                ErrorCode::T429SR,
+            ),
+        ] {
+            seen.insert(check(refusal.into(), code, None));
+        }
+
         // Every code of the catalogue is reached by some error: none is dead.
         let all: HashSet<_> = ErrorCode::ALL.iter().copied().collect();
         let missing: Vec<_> = all.difference(&seen).collect();

@@ -2,7 +2,7 @@
 //! code, HTTP status and `X-Ca-Error-Message` text are defined.
 //!
 //! Each code is six characters: a class letter (`I` invalid request, `A`
-//! authentication/authorization, `D` backend, `N` response transport, `X` gateway internal),
+//! authentication/authorization, `T` throttling, `D` backend, `N` response transport, `X` gateway internal),
 //! the three digits of the HTTP status, and a two-letter reason, as in "Error codes for API
 //! Gateway instances of the VPC type" in Alibaba Cloud's documentation. Clients depend on the
 //! codes and statuses; they never change.
@@ -50,9 +50,13 @@
 //! | `A401AC` | 401 | Invalid AppCode | — | The AppCode is unknown. |
 //! | `A403AD` | 403 | App Disabled | — | The app is disabled. |
 //! | `A403EP` | 403 | App authorization expired | — | The app's grant has expired. |
+//! | `A403IP` | 403 | Access denied by IP Control | — | An IP-control policy bound to the API refuses the client address (the socket peer). |
 //! | `A403IS` | 403 | Invalid Signature | ``Invalid Signature, Server StringToSign:`{}` `` | The signature does not match; detail: the server's StringToSign with `\n` as `#`, as Alibaba's gateway echoes it. |
 //! | `A403NA` | 403 | Unauthorized | — | The app holds no grant for the API and stage. |
 //! | `A403OP` | 403 | OSS access denied | `OSS access denied: {}` | The OSS definition does not allow the action; detail: the permission and action (never the bucket). |
+//! | `T429PA` | 429 | Throttled by API Flow Control | — | The API's limit in the stage (throttling `api_default`, all callers together) is used up for this window. |
+//! | `T429PR` | 429 | Throttled by APP Flow Control | — | The calling app's limit (throttling `app_default`) is used up for this window. |
+//! | `T429SR` | 429 | Throttled by APP Special Flow Control | — | The calling app's special value (throttling `special_apps`) is used up for this window. |
 //! | `D502EB` | 502 | Event bus request failed | — | The event bus is unknown or refused the event. |
 //! | `D502FC` | 502 | Backend service response invalid | `Backend service response {}` | The backend (or a function) answered with something invalid; detail: `header too large`. |
 //! | `D502FE` | 502 | Backend function failed | — | A Function Compute function ran and failed. |
@@ -196,9 +200,13 @@ catalogue! {
     A401AC = 401, "Invalid AppCode", None, "The AppCode is unknown.";
     A403AD = 403, "App Disabled", None, "The app is disabled.";
     A403EP = 403, "App authorization expired", None, "The app's grant has expired.";
+    A403IP = 403, "Access denied by IP Control", None, "An IP-control policy refuses the client address.";
     A403IS = 403, "Invalid Signature", Some(("Invalid Signature, Server StringToSign:`", "`")), "The signature does not match the server's StringToSign.";
     A403NA = 403, "Unauthorized", None, "The app holds no grant for the API and stage.";
     A403OP = 403, "OSS access denied", Some(("OSS access denied: ", "")), "The OSS definition does not allow the action.";
+    T429PA = 429, "Throttled by API Flow Control", None, "The API's limit in the stage is used up for this window.";
+    T429PR = 429, "Throttled by APP Flow Control", None, "The calling app's default limit is used up for this window.";
+    T429SR = 429, "Throttled by APP Special Flow Control", None, "The calling app's special limit is used up for this window.";
     D502EB = 502, "Event bus request failed", None, "The event bus is unknown or refused the event.";
     D502FC = 502, "Backend service response invalid", Some(("Backend service response ", "")), "The backend answered with something invalid.";
     D502FE = 502, "Backend function failed", None, "A function ran and failed.";
@@ -326,7 +334,7 @@ mod tests {
             let s = code.as_str();
             assert_eq!(s.len(), 6, "{s}");
             assert!(
-                matches!(s.as_bytes()[0], b'I' | b'A' | b'D' | b'N' | b'X'),
+                matches!(s.as_bytes()[0], b'I' | b'A' | b'T' | b'D' | b'N' | b'X'),
                 "{s}"
             );
             assert_eq!(&s[1..4], code.status().as_str(), "{s}");

@@ -33,13 +33,14 @@
 //! | sign requests as a client, verify signatures yourself, or guard against replays | [`auth`] ([`Signer`](auth::Signer), [`verify`](auth::verify), [`MemoryReplayGuard`](auth::MemoryReplayGuard); `RedisReplayGuard` shares nonces between nodes, feature `redis`) |
 //! | plug in a function runtime, object store, event sink or registry | [`backend`] |
 //! | every error code a caller can receive, with its status and message | [`error_code`] ([`ErrorCode`]) |
+//! | throttling, IP access control, CORS, the gateway-to-backend signature (and its verifier for Rust backends) | [`policy`] |
 //! | the admin REST API (the debug endpoint, the web console at `/console/`) | `admin::AdminApi` (feature `admin`) |
 //! | read the published state: route lookup, the lock-free snapshot, its grants | [`routing`] ([`SnapshotHandle`](routing::SnapshotHandle): `load` for a cheap guard, `load_full` for an `Arc`) |
 //! | map parameters yourself, for a custom dispatcher | [`mapping`] ([`map_request`](mapping::map_request)) |
 //! | forward to an HTTP upstream, for a custom dispatcher | [`proxy`] ([`HttpForwarder`](proxy::HttpForwarder), [`GatewayBody`](proxy::GatewayBody)) |
 //!
 //! A request goes: context (arrival time, request id, client address, host, stage) → path
-//! confinement → route (one snapshot load) → authenticate → policies → map → dispatch by the
+//! confinement → route (one snapshot load) → authenticate → policies (IP control, throttling) → map → dispatch by the
 //! stage definition's backend kind; every refusal carries `X-Ca-Error-Code` and
 //! `X-Ca-Error-Message` from [`error_code`]. `SECURITY.md` at the repository root states the
 //! threat model and the defaults.
@@ -108,6 +109,7 @@ mod json;
 pub mod layer;
 pub mod mapping;
 pub mod model;
+pub mod policy;
 pub mod proxy;
 pub mod routing;
 #[cfg(feature = "serve")]

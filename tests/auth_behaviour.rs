@@ -309,7 +309,7 @@ fn forced_nonce_checks_need_a_signed_time() {
 
 #[test]
 fn without_a_nonce_a_signed_request_can_be_replayed_unless_nonces_are_forced() {
-    // The documented decision: the nonce is optional (spec §5.3, and the IoT client sends
+    // The documented decision: the nonce is optional (Alibaba's signature documentation, and the IoT client sends
     // none), so an API that does not force nonce checks accepts a replay within the
     // timestamp's skew. Forcing nonce checks closes it.
     let mut parts = signed(Request::get("/p").body(()).unwrap(), b"", "unused");

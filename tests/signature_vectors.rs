@@ -128,7 +128,7 @@ fn case(v: &Value) -> Case {
     }
 }
 
-/// The client-signature vectors (B1 is the gateway-to-backend signature of spec §5.7, a
+/// The client-signature vectors (B1 is the gateway-to-backend signature of the policies, a
 /// different algorithm outside this module).
 fn client_cases() -> Vec<Case> {
     let all = vectors();

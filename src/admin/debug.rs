@@ -370,6 +370,10 @@ pub(crate) async fn debug(
         .get("x-ca-debug-info")
         .and_then(|v| serde_json::from_slice::<Value>(v.as_bytes()).ok())
     {
+        if let Some(p) = info.get("Policies").filter(|p| !p.is_null()) {
+            // Which policy decided what (IP control, throttling, CORS, backend signature).
+            trace.push(json!({"step": "policies", "decisions": p}));
+        }
         trace.push(json!({"step": "gateway", "debug_info": info}));
     }
     let error_code = parts

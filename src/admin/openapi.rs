@@ -315,3 +315,68 @@ pub fn openapi_document(group: &Group, stage: &Stage, published: &[Deployment]) 
         "x-stagegate-group-id": group.id,
     })
 }
+
+/// Adds the policies bound in the document's stage to its operations: throttling as a `429`
+/// response with the `RateLimit-*` and `Retry-After` headers and an `x-stagegate-rate-limit`
+/// extension; CORS as an `x-stagegate-cors` extension and an `options` operation (the preflight
+/// the gateway answers) on the path; IP control as `x-stagegate-ip-control` (mode and rule
+/// count, never the addresses). `policies` gives the policies bound to each API.
+pub(crate) fn add_policies(doc: &mut Value, policies: &dyn Fn(&str) -> Vec<crate::policy::Policy>) {
+    use crate::policy::PolicySpec;
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(ops) = item.as_object_mut() else {
+            continue;
+        };
+        let mut preflight: Option<Value> = None;
+        for op in ops.values_mut() {
+            let Some(api) = op.get("x-stagegate-api-id").and_then(Value::as_str) else {
+                continue;
+            };
+            for p in policies(api) {
+                match &p.spec {
+                    PolicySpec::Throttling(t) => {
+                        let int = json!({"schema": {"type": "integer"}});
+                        op["responses"]["429"] = json!({
+                            "description": format!("Throttled by policy `{}` (T429PA: the API's limit, T429PR: the app's, T429SR: the app's special value)", p.name),
+                            "headers": {
+                                "Retry-After": int, "RateLimit-Limit": int,
+                                "RateLimit-Remaining": int, "RateLimit-Reset": int,
+                            },
+                        });
+                        op["x-stagegate-rate-limit"] = json!({
+                            "policy": p.name, "unit": t.unit.as_str(),
+                            "api_default": t.api_default, "app_default": t.app_default,
+                        });
+                    }
+                    PolicySpec::Cors(c) => {
+                        op["x-stagegate-cors"] = serde_json::to_value(c).unwrap_or_default();
+                        let text = json!({"schema": {"type": "string"}});
+                        preflight = Some(json!({
+                            "summary": format!("CORS preflight, answered by the gateway (policy `{}`)", p.name),
+                            "responses": {"204": {
+                                "description": "CORS preflight",
+                                "headers": {
+                                    "Access-Control-Allow-Origin": text,
+                                    "Access-Control-Allow-Methods": text,
+                                    "Access-Control-Allow-Headers": text,
+                                    "Access-Control-Max-Age": {"schema": {"type": "integer"}},
+                                },
+                            }},
+                        }));
+                    }
+                    PolicySpec::IpControl(i) => {
+                        op["x-stagegate-ip-control"] =
+                            json!({"policy": p.name, "mode": i.mode, "rules": i.rules.len()});
+                    }
+                    PolicySpec::BackendSignature(_) => {}
+                }
+            }
+        }
+        if let Some(pf) = preflight {
+            ops.entry("options").or_insert(pf);
+        }
+    }
+}

@@ -18,8 +18,8 @@ use crate::control::{
     NewBackend, NewGroup, Plan, PlanScope,
 };
 use crate::model::{
-    ApiDefinition, ApiId, AppId, AppKeyPair, BackendId, GroupId, Secret, Stage, StageDefinition,
-    VpcAccess, VpcAccessId,
+    ApiDefinition, ApiId, AppId, AppKeyPair, BackendId, GroupId, PolicyId, Secret, Stage,
+    StageDefinition, VpcAccess, VpcAccessId,
 };
 
 type Result<T = Response, E = AdminError> = std::result::Result<T, E>;
@@ -82,6 +82,16 @@ pub(crate) fn router(state: AdminState) -> Router {
             axum::routing::delete(revoke),
         )
         .route("/apis/{id}/debug", post(super::debug::debug))
+        .route("/apis/{id}/policies", post(bind_policy).get(api_policies))
+        .route(
+            "/apis/{id}/policies/{policy_id}",
+            axum::routing::delete(unbind_policy),
+        )
+        .route("/policies", post(create_policy).get(list_policies))
+        .route(
+            "/policies/{id}",
+            get(get_policy).put(put_policy).delete(delete_policy),
+        )
         .route("/apps", post(create_app).get(list_apps))
         .route(
             "/apps/{id}",
@@ -113,6 +123,9 @@ pub(crate) fn group_id(s: &str) -> Result<GroupId> {
 }
 pub(crate) fn app_id(s: &str) -> Result<AppId> {
     AppId::parse(s).map_err(|_| AdminError::not_found("app", s))
+}
+fn policy_id(s: &str) -> Result<PolicyId> {
+    PolicyId::parse(s).map_err(|_| AdminError::not_found("policy", s))
 }
 fn vpc_id(s: &str) -> Result<VpcAccessId> {
     VpcAccessId::parse(s).map_err(|_| AdminError::not_found("vpc access authorization", s))
@@ -380,7 +393,16 @@ async fn group_openapi(State(s): State<AdminState>, P(id): P<String>, uri: Uri) 
             published.push(d);
         }
     }
-    let doc = super::openapi_document(&group, &st, &published);
+    let mut doc = super::openapi_document(&group, &st, &published);
+    let bindings = s.control.policy_bindings(None).await;
+    let policies = s.control.policies().await;
+    super::openapi::add_policies(&mut doc, &|api: &str| {
+        bindings
+            .iter()
+            .filter(|b| b.api_id.as_str() == api && b.stage == st)
+            .filter_map(|b| policies.iter().find(|p| p.id == b.policy_id).cloned())
+            .collect()
+    });
     Ok(reply(StatusCode::OK, &doc))
 }
 
@@ -824,4 +846,108 @@ async fn apply_config(
         }
     };
     Ok(reply(StatusCode::OK, &plan_view(&plan)))
+}
+
+// ----- policies -----
+
+/// `{"name", "type", ...the kind's fields}` as a [`NewPolicy`]: every refusal names its field.
+fn new_policy(v: Value) -> Result<crate::control::NewPolicy> {
+    let mut m = object(v)?;
+    let name = match m.remove("name") {
+        Some(Value::String(n)) => n,
+        None => {
+            return Err(AdminError::InvalidParameter(
+                "invalid name: is required".into(),
+            ));
+        }
+        Some(_) => {
+            return Err(AdminError::InvalidParameter(
+                "invalid name: must be a string".into(),
+            ));
+        }
+    };
+    let spec = crate::policy::parse_spec(Value::Object(m))?;
+    Ok(crate::control::NewPolicy { name, spec })
+}
+
+async fn create_policy(State(s): State<AdminState>, Json(v): Json<Value>) -> Result {
+    let p = s.control.create_policy(new_policy(v)?).await?;
+    Ok(reply(StatusCode::CREATED, &p.redacted()))
+}
+
+async fn list_policies(State(s): State<AdminState>, uri: Uri) -> Result {
+    query_pairs(uri.query(), &[])?;
+    let list: Vec<Value> = s
+        .control
+        .policies()
+        .await
+        .iter()
+        .map(crate::policy::Policy::redacted)
+        .collect();
+    Ok(reply(StatusCode::OK, &list))
+}
+
+async fn get_policy(State(s): State<AdminState>, P(id): P<String>) -> Result {
+    let p = s.control.policy(&policy_id(&id)?).await?;
+    Ok(reply(StatusCode::OK, &p.redacted()))
+}
+
+async fn put_policy(State(s): State<AdminState>, P(id): P<String>, Json(v): Json<Value>) -> Result {
+    let id = policy_id(&id)?;
+    let p = s.control.update_policy(&id, new_policy(v)?).await?;
+    Ok(reply(StatusCode::OK, &p.redacted()))
+}
+
+async fn delete_policy(State(s): State<AdminState>, P(id): P<String>) -> Result {
+    let id = policy_id(&id)?;
+    s.control.delete_policy(&id).await?;
+    Ok(reply(StatusCode::OK, &json!({"deleted": id})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BindPolicy {
+    policy_id: String,
+    stage: String,
+}
+
+async fn bind_policy(
+    State(s): State<AdminState>,
+    P(id): P<String>,
+    Json(b): Json<BindPolicy>,
+) -> Result {
+    let api = api_id(&id)?;
+    let st = stage(&b.stage)?;
+    let policy = policy_id(&b.policy_id)?;
+    let binding = s.control.bind_policy(&api, &policy, st).await?;
+    Ok(reply(StatusCode::CREATED, &binding))
+}
+
+async fn api_policies(State(s): State<AdminState>, P(id): P<String>, uri: Uri) -> Result {
+    let api = api_id(&id)?;
+    let st = stage_query(&uri, false)?;
+    s.control.api(&api).await?;
+    let list: Vec<_> = s
+        .control
+        .policy_bindings(Some(&api))
+        .await
+        .into_iter()
+        .filter(|b| st.as_ref().is_none_or(|st| &b.stage == st))
+        .collect();
+    Ok(reply(StatusCode::OK, &list))
+}
+
+async fn unbind_policy(
+    State(s): State<AdminState>,
+    P((id, pid)): P<(String, String)>,
+    uri: Uri,
+) -> Result {
+    let api = api_id(&id)?;
+    let policy = policy_id(&pid)?;
+    let st = stage_query(&uri, true)?.unwrap_or(Stage::RELEASE);
+    s.control.unbind_policy(&api, &policy, &st).await?;
+    Ok(reply(
+        StatusCode::OK,
+        &json!({"unbound": {"policy_id": policy, "api_id": api, "stage": st}}),
+    ))
 }

@@ -130,6 +130,7 @@ impl ControlPlane {
             }
         }
         writes.extend(delete_grants(&state, |_, api| api == id));
+        writes.extend(super::policies::delete_bindings_of_api(&state, id));
         self.commit(&mut state, writes, HashMap::new()).await
     }
 

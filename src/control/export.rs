@@ -12,6 +12,7 @@ use crate::model::{
     ApiDefinition, App, Authorization, BackendService, Group, StageDefinition, ValidationError,
     VpcAccess,
 };
+use crate::policy::{Policy, PolicyBinding};
 use crate::routing::Snapshot;
 use crate::store::{Deployment, Entity, Expect, Key, Loaded, Publication, Versioned, Write};
 
@@ -66,6 +67,12 @@ pub struct ConfigExport {
     /// Grants.
     #[serde(default)]
     pub authorizations: Vec<Authorization>,
+    /// Traffic policies (a backend signature's secret included, as apps' secrets are).
+    #[serde(default)]
+    pub policies: Vec<Policy>,
+    /// Which policy is bound to which API in which stage.
+    #[serde(default)]
+    pub policy_bindings: Vec<PolicyBinding>,
 }
 
 /// How many records an import wrote.
@@ -88,6 +95,8 @@ impl ConfigExport {
         v.extend(self.publications.into_iter().map(Entity::Publication));
         v.extend(self.apps.into_iter().map(Entity::App));
         v.extend(self.authorizations.into_iter().map(Entity::Authorization));
+        v.extend(self.policies.into_iter().map(Entity::Policy));
+        v.extend(self.policy_bindings.into_iter().map(Entity::PolicyBinding));
         v
     }
 }
@@ -138,7 +147,8 @@ fn check_records(entities: &[Entity]) -> Result<(), ControlError> {
             Entity::Api(a) => a.validate()?,
             Entity::Deployment(d) => d.snapshot.validate()?,
             Entity::App(a) => a.validate()?,
-            Entity::Publication(_) | Entity::Authorization(_) => {}
+            Entity::Policy(p) => p.validate()?,
+            Entity::Publication(_) | Entity::Authorization(_) | Entity::PolicyBinding(_) => {}
         }
     }
     Ok(())
@@ -186,6 +196,8 @@ fn check_invariants(state: &State, entities: &[Entity]) -> Result<(), ControlErr
         }
     }
     unique("vpc access authorization name", state.names::<VpcAccess>())?;
+    unique("policy name", state.names::<Policy>())?;
+    super::policies::check_policy_references(state).map_err(|e| invalid("import", e))?;
     unique(
         "api name",
         state
@@ -340,6 +352,8 @@ impl ControlPlane {
             publications: vec![],
             apps: vec![],
             authorizations: vec![],
+            policies: vec![],
+            policy_bindings: vec![],
         };
         for r in state.records() {
             match r.value {
@@ -351,6 +365,8 @@ impl ControlPlane {
                 Entity::Publication(x) => doc.publications.push(x),
                 Entity::App(x) => doc.apps.push(x),
                 Entity::Authorization(x) => doc.authorizations.push(x),
+                Entity::Policy(x) => doc.policies.push(x),
+                Entity::PolicyBinding(x) => doc.policy_bindings.push(x),
             }
         }
         doc

@@ -8,6 +8,7 @@ use super::state::{Affected, State};
 use crate::model::{
     ApiId, BackendId, Group, GroupId, PathTemplate, Segment, Stage, StageDefinition,
 };
+use crate::policy::PolicyIndex;
 use crate::routing::overlap;
 use crate::routing::{
     BackendTarget, Compiled, Credentials, Grants, HostIndex, LiveRoute, RouteTable, Snapshot,
@@ -183,6 +184,14 @@ impl State {
             } else {
                 Arc::clone(&prev.grants)
             },
+            policies: if affected.policies {
+                Arc::new(PolicyIndex::build(
+                    |id| self.policies.get(id).map(|p| &p.value),
+                    self.bindings.values().map(|b| &b.value),
+                ))
+            } else {
+                Arc::clone(&prev.policies)
+            },
         };
         let mut stages: std::collections::HashSet<Stage> = std::collections::HashSet::new();
         let mut targets = Targets::default();
@@ -224,6 +233,7 @@ impl State {
             groups: true,
             credentials: true,
             grants: true,
+            policies: true,
             ..Affected::default()
         };
         for (g, s) in self.published_in.keys() {

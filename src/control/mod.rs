@@ -26,7 +26,7 @@
 
 // One file per resource, each with its own `impl ControlPlane`: `backends` (backend services
 // and their stage definitions), `vpc` (VPC access authorizations), `groups`, `apis` (drafts,
-// publishing, deployments, rollback), `apps` (apps, credentials, authorizations), `export`
+// publishing, deployments, rollback), `apps` (apps, credentials, authorizations), `policies` (traffic policies and their bindings), `export`
 // (export and import), `config` (the declarative document by name, and its export) and `plan`
 // (plan and apply). Below them: `state` (the in-memory view and its lookups), `live` (the
 // next snapshot), `error`, `report`. This file holds the type and the commit machinery.
@@ -40,6 +40,7 @@ mod follower;
 mod groups;
 mod live;
 mod plan;
+mod policies;
 mod report;
 mod state;
 mod vpc;
@@ -61,6 +62,7 @@ pub use export::{ConfigExport, EXPORT_FORMAT, ImportSummary};
 pub use follower::{Follower, Freshness};
 pub use groups::NewGroup;
 pub use plan::{ObjectKind, Plan, PlanScope, Step};
+pub use policies::NewPolicy;
 pub use report::{ApiReport, ReportResult};
 pub(crate) use state::{Affected, State};
 

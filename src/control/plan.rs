@@ -851,6 +851,16 @@ impl<'s> Planner<'s> {
             for k in grants {
                 self.delete(k, true);
             }
+            // an API's policy bindings go with it, as with `ControlPlane::delete_api`
+            let bindings: Vec<Key> = state
+                .bindings
+                .keys()
+                .filter(|(api, _, _)| api == &id)
+                .map(|(api, stage, policy)| Key::policy_binding(api, stage, policy))
+                .collect();
+            for k in bindings {
+                self.delete(k, true);
+            }
             self.delete(Key::api(&id), true);
             self.step(Step::Delete {
                 kind: ObjectKind::Api,
@@ -1230,6 +1240,8 @@ fn delete_rank(key: &Key) -> u8 {
         K::Group => 5,
         K::Backend => 6,
         K::VpcAccess => 7,
+        K::PolicyBinding => 0,
+        K::Policy => 8,
     }
 }
 

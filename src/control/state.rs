@@ -9,8 +9,9 @@ use super::error::ControlError;
 
 use crate::model::{
     ApiDefinition, ApiId, App, AppId, Authorization, BackendId, BackendService, Group, GroupId,
-    Stage, StageDefinition, VpcAccess, VpcAccessId,
+    PolicyId, Stage, StageDefinition, VpcAccess, VpcAccessId,
 };
+use crate::policy::{Policy, PolicyBinding};
 use crate::store::{
     Change, Deployment, Entity, EntityKind, Key, Loaded, Publication, Revision, Version, Versioned,
 };
@@ -26,6 +27,8 @@ pub(crate) struct Affected {
     pub(crate) credentials: bool,
     /// Authorizations changed.
     pub(crate) grants: bool,
+    /// Policies or their bindings changed.
+    pub(crate) policies: bool,
 }
 
 /// A live publication: the deployment that is live, shared. The publication record itself is
@@ -135,6 +138,9 @@ pub(crate) struct State {
     pub(crate) apps: FxMap<AppId, Versioned<App>>,
     pub(crate) authorizations: FxMap<(AppId, ApiId, Stage), Versioned<Authorization>>,
     pub(crate) vpc_access: FxMap<VpcAccessId, Versioned<VpcAccess>>,
+    pub(crate) policies: FxMap<PolicyId, Versioned<Policy>>,
+    /// Policy bindings by (API, stage, policy).
+    pub(crate) bindings: FxMap<(ApiId, Stage, PolicyId), Versioned<PolicyBinding>>,
     /// Published APIs by (group, stage).
     pub(crate) published_in: FxMap<(GroupId, Stage), BTreeSet<ApiId>>,
     /// Published APIs by (backend, stage).
@@ -257,7 +263,7 @@ impl State {
     /// Sizes the maps for `entities` up front: growing them one doubling at a time rehashes every
     /// entry again at each step (100 000 APIs take 17 doublings).
     fn reserve_for<'a>(&mut self, entities: impl Iterator<Item = &'a Entity>) {
-        let mut n = [0usize; 8];
+        let mut n = [0usize; 10];
         for e in entities {
             let i = match e {
                 Entity::Backend(_) => 0,
@@ -268,6 +274,8 @@ impl State {
                 Entity::App(_) => 5,
                 Entity::Authorization(_) => 6,
                 Entity::VpcAccess(_) => 7,
+                Entity::Policy(_) => 8,
+                Entity::PolicyBinding(_) => 9,
             };
             n[i] += 1;
         }
@@ -281,6 +289,8 @@ impl State {
         self.apps.reserve(n[5]);
         self.authorizations.reserve(n[6]);
         self.vpc_access.reserve(n[7]);
+        self.policies.reserve(n[8]);
+        self.bindings.reserve(n[9]);
     }
 
     /// The current version of a key, if it exists.
@@ -312,6 +322,11 @@ impl State {
                 let (api, stage) = split2(id)?;
                 self.publications.get(&(api, stage)).map(|l| l.version)
             }
+            EntityKind::Policy => self
+                .policies
+                .get(&PolicyId::parse(id).ok()?)
+                .map(|v| v.version),
+            EntityKind::PolicyBinding => self.bindings.get(&split_binding(id)?).map(|v| v.version),
             EntityKind::Authorization => {
                 let mut it = id.splitn(3, ':');
                 let app = AppId::parse(it.next()?).ok()?;
@@ -332,6 +347,11 @@ impl State {
         self.records_of(&mut out, |d: Draft| Entity::Api(d.to_definition()));
         self.records_of(&mut out, Entity::App);
         self.records_of(&mut out, Entity::VpcAccess);
+        self.records_of(&mut out, Entity::Policy);
+        out.extend(self.bindings.values().map(|b| Versioned {
+            value: Entity::PolicyBinding(b.value.clone()),
+            version: b.version,
+        }));
         let v = |value: Entity, version| Versioned { value, version };
         out.extend(
             self.deployments
@@ -490,6 +510,18 @@ impl State {
                 }
                 self.vpc_access.insert(id, Versioned { value: v, version });
             }
+            Entity::Policy(p) => {
+                affected.policies = true;
+                self.policies
+                    .insert(p.id.clone(), Versioned { value: p, version });
+            }
+            Entity::PolicyBinding(b) => {
+                affected.policies = true;
+                self.bindings.insert(
+                    (b.api_id.clone(), b.stage.clone(), b.policy_id.clone()),
+                    Versioned { value: b, version },
+                );
+            }
         }
     }
 
@@ -558,6 +590,18 @@ impl State {
                 if let Ok(vid) = VpcAccessId::parse(id) {
                     self.touch_vpc(&vid, affected);
                     self.vpc_access.remove(&vid);
+                }
+            }
+            EntityKind::Policy => {
+                if let Ok(pid) = PolicyId::parse(id) {
+                    affected.policies = true;
+                    self.policies.remove(&pid);
+                }
+            }
+            EntityKind::PolicyBinding => {
+                if let Some(k) = split_binding(id) {
+                    affected.policies = true;
+                    self.bindings.remove(&k);
                 }
             }
         }
@@ -710,6 +754,7 @@ resource!(
     vpc_access
 );
 resource!(App, AppId, "app", apps);
+resource!(Policy, PolicyId, "policy", policies);
 resource!(Draft, ApiId, "api", apis);
 
 /// Lookups: a record by its id, or [`ControlError::NotFound`] naming it.
@@ -831,6 +876,15 @@ impl State {
             .map(|r| r.value.name().to_owned())
             .collect()
     }
+}
+
+/// A policy binding's key id, `api:stage:policy`, as its map key.
+fn split_binding(id: &str) -> Option<(ApiId, Stage, PolicyId)> {
+    let mut it = id.splitn(3, ':');
+    let api = ApiId::parse(it.next()?).ok()?;
+    let stage = Stage::parse(it.next()?).ok()?;
+    let policy = PolicyId::parse(it.next()?).ok()?;
+    Some((api, stage, policy))
 }
 
 fn split2(id: &str) -> Option<(ApiId, Stage)> {

@@ -7,6 +7,7 @@ use tower_layer::Layer;
 
 use super::auth::Authenticator;
 use super::service::{Gateway, GatewayService, NotFound};
+use crate::policy::{LocalCounter, RateCounter};
 use crate::proxy::HttpForwarder;
 use crate::routing::SnapshotHandle;
 
@@ -20,6 +21,8 @@ pub(crate) struct Shared {
     pub(crate) header_limit: usize,
     /// `X-Ca-Request-Mode: debug` answered for ANONYMOUS APIs too.
     pub(crate) debug_anonymous: bool,
+    /// Counts requests for throttling policies.
+    pub(crate) counter: Arc<dyn RateCounter>,
     /// What a near miss does.
     pub(crate) miss: Miss,
 }
@@ -107,6 +110,7 @@ impl GatewayLayer {
                 header_limit: DEFAULT_HEADER_LIMIT,
                 debug_anonymous: false,
                 miss: Miss::FallThrough,
+                counter: Arc::new(LocalCounter::new()),
             }),
         }
     }
@@ -121,6 +125,7 @@ impl GatewayLayer {
             header_limit: arc.header_limit,
             debug_anonymous: arc.debug_anonymous,
             miss: arc.miss,
+            counter: Arc::clone(&arc.counter),
         });
         f(&mut shared);
         Self {
@@ -199,6 +204,28 @@ impl GatewayLayer {
     #[must_use]
     pub fn with_miss(self, miss: Miss) -> Self {
         self.with(|s| s.miss = miss)
+    }
+
+    /// The counter of throttling policies (default: a [`LocalCounter`], exact on one node).
+    ///
+    /// Every [`Gateway`] built from this layer shares it; a second layer counts apart unless
+    /// given the same counter (an `Arc<impl RateCounter>` clone is one).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use stagegate::GatewayLayer;
+    /// use stagegate::policy::LocalCounter;
+    /// let counter = Arc::new(LocalCounter::new());
+    /// let a = GatewayLayer::new(Default::default()).with_rate_counter(Arc::clone(&counter));
+    /// let b = GatewayLayer::new(Default::default()).with_rate_counter(counter); // counts with `a`
+    /// # let _ = (a, b);
+    /// ```
+    #[must_use]
+    pub fn with_rate_counter(self, counter: impl RateCounter) -> Self {
+        let c: Arc<dyn RateCounter> = Arc::new(counter);
+        self.with(|s| s.counter = c)
     }
 
     /// A service without an inner application: misses are answered with `I404NF`.

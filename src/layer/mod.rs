@@ -3,14 +3,16 @@
 //!
 //! A request goes: group (by the authority of an absolute-form target, else `Host`) → stage
 //! (`X-Ca-Stage`, default `RELEASE`) → path confinement → route (one snapshot load) →
-//! authentication → parameter mapping → backend → response. A request that
+//! authentication → policies → parameter mapping → backend → response. A request that
 //! matches no published API falls through to the inner service; the standalone
 //! [`GatewayService`] answers it with `I404NF`. Every refusal is a response carrying
 //! `X-Ca-Error-Code` and `X-Ca-Error-Message`; the service's error type is the inner service's.
 //!
 //! `X-Ca-Stage` belongs to the gateway: a request carrying an unknown stage name is answered
 //! `I400SG` even when it would otherwise fall through. A request whose path and stage match a
-//! published API but with another method falls through too (the inner app may serve it);
+//! published API but with another method falls through too (the inner app may serve it),
+//! except a CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) for an
+//! API with a CORS policy in the stage, which the gateway answers itself.
 //! [`GatewayLayer::with_miss`] logs or answers such near misses (and requests for an API
 //! published only in another stage) instead.
 //!
@@ -63,8 +65,8 @@
 //! ([`GatewayLayer`]), the [`Service`](tower_service::Service) in `service.rs` ([`Gateway`]),
 //! and the request pipeline in `pipeline.rs` as named steps, each a function of one request
 //! context built in `Gateway::call` (arrival time, request id, stage, host, client address,
-//! scheme, matched route): route → admit and read the body → authenticate → policies (an empty
-//! slot for traffic policies) → map → dispatch. HTTP forwarding, inline or from a pluggable
+//! scheme, matched route): route → admit and read the body → authenticate → policies (IP control,
+//! throttling; see [`policy`](crate::policy)) → map → dispatch. HTTP forwarding, inline or from a pluggable
 //! backend, goes through one path in `backend/`.
 
 mod app_auth;

@@ -7,7 +7,9 @@
 //!    step needs the body;
 //! 3. [`authenticate`]: the [`Authenticator`](super::Authenticator) for `APP` APIs, then the
 //!    request is trimmed to what was checked;
-//! 4. [`policies`]: an empty slot for traffic policies (IP control, throttling);
+//! 4. [`policies`]: the traffic policies bound to the API in the stage: IP control, then
+//!    throttling (CORS preflights are answered in [`route`], CORS headers added when the
+//!    response is finished, the backend signature added in [`dispatch`]);
 //! 5. [`map`]: parameter mapping onto the backend request;
 //! 6. [`dispatch`]: mock, HTTP forwarding, or the pluggable [`Dispatch`](crate::backend::Dispatch).
 
@@ -16,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderName, Request, Response, header};
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue, Method, Request, Response, header};
 use http_body::Body;
 use jiff::Timestamp;
 
@@ -31,6 +35,7 @@ use crate::error::GatewayError;
 use crate::error_code::ErrorCode;
 use crate::mapping::MappedRequest;
 use crate::model::{AuthType, Protocol, RequestMode, Stage};
+use crate::policy::{BoundPolicies, CounterKey, PolicyRefusal, Window};
 use crate::proxy::{BodyError, BoxError, GatewayBody, ProxyError, collect_limited};
 use crate::routing::{BackendTarget, LiveRoute, RouteMatch, Snapshot};
 
@@ -46,6 +51,22 @@ pub(crate) struct Trace {
     /// Whether the caller may see `X-Ca-Debug-Info` (set once authentication passed).
     pub(crate) debug_allowed: bool,
     pub(crate) service_latency: Option<Duration>,
+    /// The IP-control decision: whether the client address was admitted.
+    pub(crate) ip_admitted: Option<bool>,
+    /// The throttling decision, for the `RateLimit-*` headers.
+    pub(crate) rate: Option<RateInfo>,
+    /// The backend request was signed.
+    pub(crate) signed: bool,
+}
+
+/// What throttling decided: the tightest scope's limit and what is left of it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RateInfo {
+    pub(crate) limit: u32,
+    pub(crate) remaining: u32,
+    pub(crate) reset_secs: u64,
+    /// The code that refused the request, if it was refused.
+    pub(crate) refused: Option<ErrorCode>,
 }
 
 /// What the gateway knows of one request it serves, built once by [`route`].
@@ -67,6 +88,10 @@ pub(crate) struct RequestContext {
     pub(crate) snapshot: std::sync::Arc<Snapshot>,
     /// The matched route and its path parameters.
     pub(crate) found: RouteMatch,
+    /// The policies bound to the API in the stage.
+    pub(crate) policies: Option<Arc<BoundPolicies>>,
+    /// The request's `Origin`, kept only when a CORS policy is bound.
+    pub(crate) origin: Option<HeaderValue>,
     pub(crate) trace: Trace,
 }
 
@@ -96,6 +121,8 @@ pub(crate) enum Routed {
     /// No published API matched, but one would in another stage or with another method, and
     /// the layer was asked to say so ([`Miss::Log`](super::Miss) or `Miss::Answer`).
     NearMiss(Box<NearMiss>),
+    /// A CORS preflight for a published path with a CORS policy: answered by the gateway.
+    Preflight(Response<GatewayBody>),
 }
 
 /// A near miss, for its log line (and answer).
@@ -163,6 +190,11 @@ pub(crate) fn route<B>(
     // (credentials and grants), where arc-swap's borrowed guard should not be held.
     let snapshot = shared.handle.load_full();
     let host = Host::of(req.uri(), req.headers());
+    if req.method() == Method::OPTIONS
+        && let Some(res) = preflight(&snapshot, host.as_ref(), &stage, req)
+    {
+        return Routed::Preflight(res);
+    }
     let Some(found) = snapshot.resolve(
         host.as_ref().and_then(Host::as_str),
         &stage,
@@ -186,6 +218,14 @@ pub(crate) fn route<B>(
     {
         return Routed::Refuse(GatewayError::invalid_path(e));
     }
+    let policies = snapshot
+        .policies
+        .get(found.route().api_id(), &stage)
+        .cloned();
+    let origin = policies
+        .as_ref()
+        .filter(|p| p.cors.is_some())
+        .and_then(|_| req.headers().get(header::ORIGIN).cloned());
     Routed::Serve(RequestContext {
         arrival,
         // Taken here, before any body is read: the time the request arrived.
@@ -201,9 +241,49 @@ pub(crate) fn route<B>(
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"debug")),
         snapshot,
         found,
+        policies,
+        origin,
         trace: Trace::default(),
     })
 }
+
+/// A browser's CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`)
+/// for a published path whose API has a CORS policy in the stage: the route is looked up with
+/// the method the browser asks for, and the gateway answers 204 itself.
+fn preflight<B>(
+    snapshot: &Snapshot,
+    host: Option<&Host>,
+    stage: &Stage,
+    req: &Request<B>,
+) -> Option<Response<GatewayBody>> {
+    let headers = req.headers();
+    headers.get(header::ORIGIN)?;
+    let method = Method::from_bytes(
+        headers
+            .get(header::ACCESS_CONTROL_REQUEST_METHOD)?
+            .as_bytes(),
+    )
+    .ok()?;
+    let found = snapshot.resolve(
+        host.and_then(Host::as_str),
+        stage,
+        &method,
+        req.uri().path(),
+    )?;
+    let bound = snapshot.policies.get(found.route().api_id(), stage)?;
+    let cors = bound.cors.as_ref()?;
+    let mut res = Response::new(GatewayBody::empty());
+    *res.status_mut() = http::StatusCode::NO_CONTENT;
+    let allowed = cors.value.preflight(headers, res.headers_mut());
+    let id = new_request_id();
+    res.headers_mut()
+        .insert(X_CA_REQUEST_ID_NAME.clone(), id.to_header_value());
+    tracing::debug!(request_id = %id, api = %found.route().api().name, stage = %stage, policy = %cors.name, allowed, "cors preflight");
+    Some(res)
+}
+
+/// Parsed once.
+static X_CA_REQUEST_ID_NAME: HeaderName = HeaderName::from_static(crate::error::X_CA_REQUEST_ID);
 
 /// Whether the request came over TLS: the [`ConnectionInfo`](super::ConnectionInfo) the server
 /// inserted, else (no server said) an `https` absolute-form target.
@@ -248,7 +328,7 @@ where
     admit(shared, ctx, &req)?;
     let mut incoming = read_body(shared, ctx, req).await?;
     let caller = authenticate(shared, ctx, &mut incoming).await?;
-    policies(shared, ctx, &incoming, &caller)?;
+    policies(shared, ctx, &caller)?;
     let mapped = map(ctx, &mut incoming)?;
     dispatch(shared, ctx, incoming, mapped, &caller).await
 }
@@ -307,7 +387,10 @@ where
     let route = ctx.route();
     let api = route.api();
     let needs_body = (api.auth == AuthType::App && shared.authenticator.needs_body(&parts, route))
-        || crate::mapping::needs_form_body(api);
+        || crate::mapping::needs_form_body(api)
+        // the backend signature covers the body's MD5 and form parameters
+        || (ctx.policies.as_ref().is_some_and(|p| p.sign.is_some())
+            && matches!(route.target, BackendTarget::Http { .. }));
     let (buffered, stream) = if needs_body {
         match collect_limited(body, shared.body_limit).await {
             Ok(b) => (Some(b), None),
@@ -380,18 +463,86 @@ async fn authenticate(
     Ok(caller)
 }
 
-/// Step 4: traffic policies, between authentication and mapping.
-///
-/// An empty slot today: every request passes. The traffic-policies issue fills it with IP
-/// access control and throttling, which see the caller (app) and the context (client address,
-/// API, stage) and refuse with their own error codes before the backend is called.
+/// Step 4: traffic policies, between authentication and mapping: IP control, then
+/// throttling. Each sees the caller (app) and the context (client address, API, stage) and
+/// refuses with its own code before the backend is called.
 fn policies(
     shared: &Shared,
-    ctx: &RequestContext,
-    incoming: &Incoming,
+    ctx: &mut RequestContext,
     caller: &Caller,
 ) -> Result<(), GatewayError> {
-    let _ = (shared, ctx, incoming, caller);
+    let Some(bound) = ctx.policies.as_deref() else {
+        return Ok(());
+    };
+    if let Some(ip) = &bound.ip {
+        // The one client address of the request context: the socket peer (or what the host
+        // server put in `ClientAddr`), never a header.
+        let admitted = ip
+            .value
+            .admits(ctx.client.map(|c| c.ip()), caller.app_id.as_ref());
+        ctx.trace.ip_admitted = Some(admitted);
+        if !admitted {
+            return Err(PolicyRefusal::IpDenied.into());
+        }
+    }
+    if let Some(t) = &bound.throttle {
+        let now_ms = u64::try_from(ctx.now.as_millisecond()).unwrap_or(0);
+        let window = Window::at(t.value.unit, now_ms);
+        let reset_secs = window.reset_after_secs();
+        let api_key = CounterKey {
+            policy: &t.id,
+            api: ctx.found.route().api_id(),
+            stage: &ctx.stage,
+            app: None,
+        };
+        // The app's scope first: the narrower one.
+        let mut app_taken = None;
+        if let Some(app) = caller.app_id.as_ref()
+            && let Some((limit, code)) = t.value.app_limit(app)
+        {
+            let key = CounterKey {
+                app: Some(app),
+                ..api_key
+            };
+            let got = shared.counter.acquire(&key, window, limit);
+            if !got.admitted {
+                ctx.trace.rate = Some(RateInfo {
+                    limit,
+                    remaining: 0,
+                    reset_secs,
+                    refused: Some(code),
+                });
+                return Err(PolicyRefusal::throttled(code).into());
+            }
+            app_taken = Some((key, limit, got.remaining));
+        }
+        let limit = t.value.api_default;
+        let got = shared.counter.acquire(&api_key, window, limit);
+        if !got.admitted {
+            if let Some((key, _, _)) = &app_taken {
+                // Refused requests count against no scope.
+                shared.counter.release(key, window);
+            }
+            ctx.trace.rate = Some(RateInfo {
+                limit,
+                remaining: 0,
+                reset_secs,
+                refused: Some(ErrorCode::T429PA),
+            });
+            return Err(PolicyRefusal::ApiThrottled.into());
+        }
+        // The headers tell the scope with the fewest requests left.
+        let (limit, remaining) = match app_taken {
+            Some((_, l, r)) if r < got.remaining => (l, r),
+            _ => (limit, got.remaining),
+        };
+        ctx.trace.rate = Some(RateInfo {
+            limit,
+            remaining,
+            reset_secs,
+            refused: None,
+        });
+    }
     Ok(())
 }
 
@@ -485,8 +636,13 @@ async fn dispatch(
         } => {
             // Built before the await: the builder and its parts are not kept in the future's
             // state across the forwarding await.
+            let sign = ctx.policies.as_ref().and_then(|p| p.sign.as_ref());
+            let signed_body = sign.and_then(|_| match &mapped.body {
+                crate::mapping::BodyAction::Replace(b) => Some(b.clone()),
+                _ => buffered.clone(),
+            });
             let body = backend_body(mapped.body, buffered, stream);
-            let backend_req = forward::backend_request(
+            let mut backend_req = forward::backend_request(
                 api,
                 &parts.method,
                 mapped.path_and_query,
@@ -498,6 +654,19 @@ async fn dispatch(
                 tracing::warn!(error = %e, "backend request could not be built");
                 GatewayError::from(ProxyError::InvalidBackendUri(e))
             })?;
+            if let Some(sign) = sign {
+                let method = backend_req.method().clone();
+                let uri = backend_req.uri().clone();
+                crate::policy::sign_backend_request(
+                    &sign.value,
+                    &method,
+                    uri.path(),
+                    uri.query(),
+                    backend_req.headers_mut(),
+                    signed_body.as_deref(),
+                );
+                ctx.trace.signed = true;
+            }
             let timeout = Duration::from_millis(u64::from(
                 api.backend.timeout_ms.or(*timeout_ms).unwrap_or(10_000),
             ));

@@ -243,6 +243,7 @@ where
                 let id = new_request_id();
                 Box::pin(std::future::ready(Ok(e.into_response(&id))))
             }
+            Routed::Preflight(res) => Box::pin(std::future::ready(Ok(res))),
             Routed::NearMiss(miss) if self.shared.miss == super::Miss::Answer => {
                 miss.log(&req, true);
                 let id = new_request_id();
@@ -292,6 +293,7 @@ fn finish(ctx: &RequestContext, mut res: Response<GatewayBody>) -> Response<Gate
         X_CA_REQUEST_ID_NAME.clone(),
         ctx.request_id.to_header_value(),
     );
+    policy_headers(ctx, res.headers_mut());
     let total = ctx.arrival.elapsed();
     if ctx.debug && trace.debug_allowed {
         let info = serde_json::json!({
@@ -307,6 +309,7 @@ fn finish(ctx: &RequestContext, mut res: Response<GatewayBody>) -> Response<Gate
             "BackendType": route.definition.kind().as_str(),
             "Auth": trace.auth.unwrap_or("NONE"),
             "AppId": trace.app,
+            "Policies": policy_trace(ctx),
         });
         if let Ok(v) = HeaderValue::from_str(&info.to_string()) {
             res.headers_mut().insert("x-ca-debug-info", v);
@@ -326,4 +329,93 @@ fn finish(ctx: &RequestContext, mut res: Response<GatewayBody>) -> Response<Gate
         "request"
     );
     res
+}
+
+static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// The headers the policies add to every response of the API, error responses included:
+/// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (and `Retry-After` on a 429)
+/// as Kong sends them, and the CORS headers for an allowed origin.
+fn policy_headers(ctx: &RequestContext, h: &mut http::HeaderMap) {
+    if let Some(rate) = &ctx.trace.rate {
+        h.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(rate.limit));
+        h.insert(
+            RATELIMIT_REMAINING.clone(),
+            HeaderValue::from(rate.remaining),
+        );
+        h.insert(RATELIMIT_RESET.clone(), HeaderValue::from(rate.reset_secs));
+        if rate.refused.is_some() {
+            h.insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from(rate.reset_secs),
+            );
+        }
+    }
+    if let Some(cors) = ctx.policies.as_ref().and_then(|p| p.cors.as_ref()) {
+        cors.value.actual(ctx.origin.as_ref(), h);
+    }
+}
+
+/// Which policy decided what, for `X-Ca-Debug-Info` and the admin debug endpoint.
+fn policy_trace(ctx: &RequestContext) -> serde_json::Value {
+    let Some(p) = ctx.policies.as_deref() else {
+        return serde_json::Value::Null;
+    };
+    let trace = &ctx.trace;
+    let mut out = serde_json::Map::new();
+    if let Some(ip) = &p.ip {
+        out.insert(
+            "IpControl".into(),
+            serde_json::json!({
+                "Policy": ip.name,
+                "PolicyId": ip.id.as_str(),
+                "Mode": ip.value.mode.to_string(),
+                "Decision": match trace.ip_admitted {
+                    Some(true) => "ALLOWED",
+                    Some(false) => "REFUSED",
+                    None => "NOT_REACHED",
+                },
+            }),
+        );
+    }
+    if let Some(t) = &p.throttle {
+        out.insert(
+            "Throttling".into(),
+            serde_json::json!({
+                "Policy": t.name,
+                "PolicyId": t.id.as_str(),
+                "Unit": t.value.unit.as_str(),
+                "Decision": match &trace.rate {
+                    Some(r) => r.refused.map_or("ADMITTED", |c| c.as_str()),
+                    None => "NOT_REACHED",
+                },
+                "Limit": trace.rate.map(|r| r.limit),
+                "Remaining": trace.rate.map(|r| r.remaining),
+            }),
+        );
+    }
+    if let Some(c) = &p.cors {
+        out.insert(
+            "Cors".into(),
+            serde_json::json!({
+                "Policy": c.name,
+                "PolicyId": c.id.as_str(),
+                "OriginAllowed": ctx.origin.as_ref().and_then(|o| o.to_str().ok()).is_some_and(|o| c.value.policy.allows_origin(o)),
+            }),
+        );
+    }
+    if let Some(sg) = &p.sign {
+        out.insert(
+            "BackendSignature".into(),
+            serde_json::json!({
+                "Policy": sg.name,
+                "PolicyId": sg.id.as_str(),
+                "Key": sg.value.key,
+                "Signed": trace.signed,
+            }),
+        );
+    }
+    serde_json::Value::Object(out)
 }

@@ -210,6 +210,19 @@ hex_id!(
     VpcAccessId,
     "vpc access id"
 );
+hex_id!(
+    /// Identifies a traffic policy (throttling, IP control, CORS or backend signature).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::model::PolicyId;
+    /// assert!(PolicyId::parse("tc_0123").is_ok());
+    /// assert_eq!(PolicyId::generate().as_str().len(), 32);
+    /// ```
+    PolicyId,
+    "policy id"
+);
 
 impl AppId {
     /// A new random numeric app id, as the original gateway issues them.

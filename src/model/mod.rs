@@ -22,7 +22,7 @@ pub use backend::{
     HttpDefinition, MockDefinition, OssDefinition, OssPermissions, RegistryType, StageDefinition,
     VpcDefinition,
 };
-pub use id::{ApiId, AppId, BackendId, GroupId, VpcAccessId};
+pub use id::{ApiId, AppId, BackendId, GroupId, PolicyId, VpcAccessId};
 pub use path::{MAX_PATH_LEN, PathTemplate, Segment};
 pub use secret::Secret;
 pub use security::{AppCodeMode, AuthType, SignatureMethod};

@@ -239,6 +239,8 @@ pub struct Snapshot {
     pub(crate) stages: Vec<(Stage, Arc<StageIndex>)>,
     pub(crate) credentials: Arc<Credentials>,
     pub(crate) grants: Arc<Grants>,
+    /// The policies bound to each (API, stage).
+    pub(crate) policies: Arc<crate::policy::PolicyIndex>,
 }
 
 impl Snapshot {

@@ -151,6 +151,15 @@ mod tests {
             StageDefinition::Http(HttpDefinition::new("http://127.0.0.1:1")),
         );
         let app = App::new("mobile_app").unwrap();
+        use crate::policy::PolicySpec;
+        let mut t = crate::policy::Throttling::new(crate::policy::ThrottleUnit::Minute, 100);
+        t.app_default = Some(5);
+        t.special_apps.push(crate::policy::SpecialApp {
+            app_id: app.id.clone(),
+            limit: 50,
+        });
+        let throttle = crate::policy::Policy::new("per_minute", PolicySpec::Throttling(t)).unwrap();
+        let throttle_id = throttle.id.clone();
         vec![
             Entity::Backend(backend),
             Entity::Backend(function),
@@ -176,6 +185,43 @@ mod tests {
                 stage: Stage::TEST,
                 expires_at: Some(jiff::Timestamp::from_second(1_900_000_000).unwrap()),
                 created_at: jiff::Timestamp::UNIX_EPOCH,
+            }),
+            Entity::Policy(throttle),
+            Entity::Policy(
+                crate::policy::Policy::new(
+                    "office_only",
+                    PolicySpec::IpControl(crate::policy::IpControl {
+                        mode: crate::policy::IpMode::Allow,
+                        rules: vec![
+                            crate::policy::IpRule::parse("10.0.0.0/8", Some(app.id.clone()))
+                                .unwrap(),
+                            crate::policy::IpRule::parse("2001:db8::/32", None).unwrap(),
+                        ],
+                    }),
+                )
+                .unwrap(),
+            ),
+            Entity::Policy(
+                crate::policy::Policy::new(
+                    "web_app",
+                    PolicySpec::Cors(crate::policy::Cors::new(["https://*.example.com"])),
+                )
+                .unwrap(),
+            ),
+            Entity::Policy(
+                crate::policy::Policy::new(
+                    "backend_key",
+                    PolicySpec::BackendSignature(crate::policy::BackendSignature {
+                        key: "DemoKey1".into(),
+                        secret: "DemoSecret1".into(),
+                    }),
+                )
+                .unwrap(),
+            ),
+            Entity::PolicyBinding(crate::policy::PolicyBinding {
+                policy_id: throttle_id,
+                api_id: crate::model::ApiId::generate(),
+                stage: Stage::PRE,
             }),
             Entity::App(app),
             Entity::VpcAccess(VpcAccess::new("vpc_a", "vpc-1", "i-1", 8080, None).unwrap()),

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{
     ApiDefinition, ApiId, App, AppId, Authorization, BackendId, BackendService, Group, GroupId,
-    Stage, VpcAccess, VpcAccessId,
+    PolicyId, Stage, VpcAccess, VpcAccessId,
 };
+use crate::policy::{Policy, PolicyBinding};
 
 /// A published version of an API in one stage: a snapshot of the draft.
 ///
@@ -85,6 +86,10 @@ pub enum EntityKind {
     Authorization,
     /// [`VpcAccess`].
     VpcAccess,
+    /// [`Policy`].
+    Policy,
+    /// [`PolicyBinding`].
+    PolicyBinding,
 }
 
 impl EntityKind {
@@ -100,6 +105,8 @@ impl EntityKind {
             Self::App => "app",
             Self::Authorization => "authorization",
             Self::VpcAccess => "vpc_access",
+            Self::Policy => "policy",
+            Self::PolicyBinding => "policy_binding",
         }
     }
 }
@@ -191,6 +198,25 @@ impl Key {
     }
 }
 
+impl Key {
+    /// A policy's key.
+    #[must_use]
+    pub fn policy(id: &PolicyId) -> Self {
+        Self {
+            kind: EntityKind::Policy,
+            id: id.to_string(),
+        }
+    }
+    /// A policy binding's key: `api:stage:policy`.
+    #[must_use]
+    pub fn policy_binding(api: &ApiId, stage: &Stage, policy: &PolicyId) -> Self {
+        Self {
+            kind: EntityKind::PolicyBinding,
+            id: format!("{api}:{stage}:{policy}"),
+        }
+    }
+}
+
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.kind.as_str(), self.id)
@@ -218,6 +244,10 @@ pub enum Entity {
     Authorization(Authorization),
     /// A VPC access authorization.
     VpcAccess(VpcAccess),
+    /// A traffic policy.
+    Policy(Policy),
+    /// A policy bound to an API in a stage.
+    PolicyBinding(PolicyBinding),
 }
 
 impl Entity {
@@ -233,6 +263,8 @@ impl Entity {
             Self::App(a) => Key::app(&a.id),
             Self::Authorization(a) => Key::authorization(&a.app_id, &a.api_id, &a.stage),
             Self::VpcAccess(v) => Key::vpc_access(&v.id),
+            Self::Policy(p) => Key::policy(&p.id),
+            Self::PolicyBinding(b) => Key::policy_binding(&b.api_id, &b.stage, &b.policy_id),
         }
     }
 
@@ -257,6 +289,8 @@ impl Entity {
             Self::App(_) => EntityKind::App,
             Self::Authorization(_) => EntityKind::Authorization,
             Self::VpcAccess(_) => EntityKind::VpcAccess,
+            Self::Policy(_) => EntityKind::Policy,
+            Self::PolicyBinding(_) => EntityKind::PolicyBinding,
         };
         w.write_str(kind.as_str())?;
         w.write_char('/')?;
@@ -269,6 +303,8 @@ impl Entity {
             Self::App(a) => write!(w, "{}", a.id),
             Self::Authorization(a) => write!(w, "{}:{}:{}", a.app_id, a.api_id, a.stage),
             Self::VpcAccess(v) => write!(w, "{}", v.id),
+            Self::Policy(p) => write!(w, "{}", p.id),
+            Self::PolicyBinding(b) => write!(w, "{}:{}:{}", b.api_id, b.stage, b.policy_id),
         }
     }
 }
