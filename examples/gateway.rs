@@ -21,6 +21,14 @@
 //! open files is raised to the hard limit, as nginx does, and the data plane's default cap is
 //! sized to fit under it.
 //!
+//! The admin listener also answers Alibaba Cloud's CloudAPI (2016-07-14) protocol: `POST /` (or
+//! `GET /?Action=...`) with an `x-acs-action` header or an `Action` parameter goes to
+//! `stagegate::cloudapi`, so the official SDKs with `endpoint` = the admin address and
+//! `protocol="http"` manage this gateway. Calls are signed with access key pairs given with
+//! `--access-key ID:SECRET` (repeatable) or `STAGEGATE_ACCESS_KEYS` (comma-separated), or created
+//! with `POST /access-keys` on the admin API (kept in `access-keys`, mode 0600, in the data
+//! directory).
+//!
 //! Arguments are parsed by hand: four `--name value` flags do not justify a CLI crate in the
 //! dependency tree of everyone who runs `cargo test`.
 
@@ -31,6 +39,7 @@ use std::time::Duration;
 
 use stagegate::admin::AdminApi;
 use stagegate::backend::{Backends, LocalObjectStores};
+use stagegate::cloudapi::{AccessKeys, CloudApi, CloudApiRoute};
 use stagegate::serve::{ConnectionLimit, Server};
 use stagegate::store::{CommitSync, RedbStore, StoreError};
 use stagegate::{AppAuthenticator, ControlPlane, GatewayLayer, MemoryReplayGuard, Secret};
@@ -40,6 +49,8 @@ use tokio::net::TcpListener;
 const DB_FILE: &str = "stagegate.redb";
 /// The directory OSS buckets are kept in (one directory per bucket), inside the data directory.
 const OSS_DIR: &str = "oss";
+/// The file access key pairs made with `POST /access-keys` are kept in, inside the data directory.
+const ACCESS_KEY_FILE: &str = "access-keys";
 /// The file a generated admin token is kept in, inside the data directory.
 const TOKEN_FILE: &str = "admin-token";
 /// Open connections the admin API accepts at once.
@@ -64,6 +75,7 @@ struct Config {
     max_connections: Option<usize>,
     header_read_timeout: Duration,
     idle_timeout: Duration,
+    access_keys: Vec<(String, Secret)>,
 }
 
 const USAGE: &str =
@@ -73,6 +85,9 @@ const USAGE: &str =
   --admin-listen  admin API address    (env STAGEGATE_ADMIN_LISTEN, default 127.0.0.1:9080)
   --data-dir      state directory      (env STAGEGATE_DATA_DIR, default ./stagegate-data)
   --admin-token   admin bearer token   (env STAGEGATE_ADMIN_TOKEN, default: generated once)
+  --access-key ID:SECRET  an access key pair for the CloudAPI endpoint on the admin listener
+                  (repeatable; env STAGEGATE_ACCESS_KEYS, comma-separated; more pairs can be
+                  made with POST /access-keys, kept in the data directory)
   --admin-body-limit BYTES  largest admin request body, e.g. for a big POST /import
                   (env STAGEGATE_ADMIN_BODY_LIMIT, default 1 MiB)
   --admin-timeout SECONDS  longest an admin call may take before it is answered 503 Timeout
@@ -118,7 +133,15 @@ fn parse_args() -> Result<Config, String> {
         max_connections: None,
         header_read_timeout: stagegate::serve::DEFAULT_HEADER_READ_TIMEOUT,
         idle_timeout: stagegate::serve::DEFAULT_IDLE_TIMEOUT,
+        access_keys: Vec::new(),
     };
+    if let Some(v) = env("STAGEGATE_ACCESS_KEYS") {
+        for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            cfg.access_keys.push(
+                AccessKeys::parse_pair(pair).map_err(|e| format!("STAGEGATE_ACCESS_KEYS: {e}"))?,
+            );
+        }
+    }
     if let Some(v) = env("STAGEGATE_MAX_CONNECTIONS") {
         cfg.max_connections = Some(parse_max_connections("STAGEGATE_MAX_CONNECTIONS", &v)?);
     }
@@ -166,6 +189,9 @@ fn parse_args() -> Result<Config, String> {
             "--admin-listen" => cfg.admin_listen = value()?,
             "--data-dir" => cfg.data_dir = PathBuf::from(value()?),
             "--admin-token" => cfg.admin_token = Some(value()?),
+            "--access-key" => cfg
+                .access_keys
+                .push(AccessKeys::parse_pair(&value()?).map_err(|e| format!("--access-key: {e}"))?),
             "--admin-body-limit" => {
                 let v = value()?;
                 cfg.admin_body_limit = Some(
@@ -444,7 +470,18 @@ async fn run(cfg: Config) -> Result<(), String> {
     if let Some(limit) = cfg.admin_body_limit {
         admin = admin.body_limit(limit);
     }
-    let admin = admin.router();
+    // The CloudAPI endpoint shares the admin listener: `/` with an action goes to it.
+    let keys =
+        AccessKeys::persisted(cfg.data_dir.join(ACCESS_KEY_FILE)).map_err(|e| e.to_string())?;
+    for (id, secret) in cfg.access_keys.clone() {
+        keys.insert_static(id, secret)
+            .map_err(|e| format!("--access-key / STAGEGATE_ACCESS_KEYS: {e}"))?;
+    }
+    let cloudapi = CloudApi::new(Arc::clone(&control), keys.clone());
+    let admin = tower::Layer::layer(
+        &cloudapi.layer(),
+        admin.with_access_keys(keys.clone()).router(),
+    );
 
     let data_listener = std::net::TcpListener::bind(&cfg.listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -479,6 +516,10 @@ async fn run(cfg: Config) -> Result<(), String> {
         "stagegate web console at http://{admin_addr}/console/ (sign in with the admin token)"
     );
     println!("stagegate admin API listening on http://{admin_addr}");
+    println!(
+        "stagegate CloudAPI endpoint at http://{admin_addr}/ ({} access keys)",
+        keys.ids().len()
+    );
     println!("stagegate data in {}", db.display());
     tracing::info!(
         %data_addr,
@@ -580,7 +621,7 @@ async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
 /// true; then lets its connections finish.
 fn spawn_admin(
     listener: std::net::TcpListener,
-    admin: axum::Router,
+    admin: CloudApiRoute<axum::Router>,
     server: Server,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {

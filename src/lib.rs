@@ -25,6 +25,7 @@
 //! | plug in a function runtime, object store, event sink or registry | [`backend`] |
 //! | every error code a caller can receive, with its status and message | [`error_code`] |
 //! | the admin REST API (the debug endpoint, the web console at `/console/`) | `admin::AdminApi` (feature `admin`) |
+//! | let scripts on Alibaba Cloud's official SDKs manage the gateway | `cloudapi::CloudApi` (feature `cloudapi`) |
 //! | route lookup and the lock-free snapshot | [`routing`] |
 //! | parameter mapping and upstream forwarding, for custom dispatchers | [`mapping`], [`proxy`] |
 //!
@@ -72,6 +73,7 @@
 //! | `redb` | `stagegate::store::RedbStore`: the embedded, durable store (needs Rust 1.90) |
 //! | `conformance` | `store::conformance` and `store_conformance!`, for `Store` adapter authors |
 //! | `serve` | `stagegate::serve`: a hardened server loop (timeouts, connection cap, accept back-off, graceful shutdown) |
+//! | `cloudapi` | `stagegate::cloudapi`: the CloudAPI (2016-07-14) management endpoint the official Alibaba Cloud SDKs drive |
 //! | `oss-s3` | S3-compatible object stores for OSS backends (`object_store`'s `aws` support) |
 //!
 //! No feature is on by default: an application that embeds only the data plane gets neither
@@ -86,6 +88,8 @@ pub mod admin;
 pub mod auth;
 pub mod backend;
 mod base;
+#[cfg(feature = "cloudapi")]
+pub mod cloudapi;
 pub mod control;
 mod error;
 pub mod error_code;
