@@ -49,7 +49,7 @@ fn gateway_bin() -> &'static Path {
         if built.is_none() || newest_source > built {
             // Missing or stale (e.g. only this test target was built): build it with exactly
             // this test's features.
-            let mut features = vec!["admin", "redb", "serve"];
+            let mut features = vec!["admin", "cloudapi", "redb", "serve"];
             if cfg!(feature = "conformance") {
                 features.push("conformance");
             }

@@ -494,7 +494,7 @@ fn parameters(p: &Params) -> Result<ParamParts, CloudApiError> {
                 "name": name,
                 "location": location(str_field(r, F, "Location")?, "RequestParameters.Location")?
                     .ok_or_else(|| CloudApiError::MissingParameter("RequestParameters.Location".into()))?,
-                "param_type": ptype,
+                "type": ptype,
                 "required": required,
                 "default": str_field(r, F, "DefaultValue")?.filter(|s| !s.is_empty()),
                 "min_length": len("MinLength")?,
