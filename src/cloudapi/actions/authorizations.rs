@@ -73,8 +73,8 @@ pub(super) async fn set_apps(c: &Call<'_>) -> Outcome {
     let api = c.api_id("ApiId")?;
     let stage = stage(c)?;
     let until = valid_until(c)?;
-    check_group(c, &api).await?;
     let apps = app_ids(c)?;
+    check_group(c, &api).await?;
     for a in &apps {
         c.control.app(a).await?;
     }
@@ -89,8 +89,8 @@ pub(super) async fn set_apis(c: &Call<'_>) -> Outcome {
     let app = c.app_id("AppId")?;
     let stage = stage(c)?;
     let until = valid_until(c)?;
-    c.control.app(&app).await?;
     let apis = api_ids(c)?;
+    c.control.app(&app).await?;
     for a in &apis {
         check_group(c, a).await?;
     }
@@ -123,8 +123,9 @@ async fn revoke_all(c: &Call<'_>, pairs: &[(AppId, ApiId)], stage: &Stage) -> Ou
 pub(super) async fn remove_apps(c: &Call<'_>) -> Outcome {
     let api = c.api_id("ApiId")?;
     let stage = stage(c)?;
+    let apps = app_ids(c)?;
     check_group(c, &api).await?;
-    let pairs: Vec<_> = app_ids(c)?.into_iter().map(|a| (a, api.clone())).collect();
+    let pairs: Vec<_> = apps.into_iter().map(|a| (a, api.clone())).collect();
     revoke_all(c, &pairs, &stage).await
 }
 
