@@ -65,6 +65,14 @@ use crate::proxy::{BoxError, GatewayBody};
 use wire::Params;
 
 /// The API version this endpoint speaks.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(stagegate::cloudapi::VERSION, "2016-07-14");
+/// assert!(stagegate::cloudapi::ACTIONS.contains(&"DeployApi"));
+/// assert_eq!(stagegate::cloudapi::DEFAULT_MAX_SKEW.as_secs(), 900);
+/// ```
 pub const VERSION: &str = "2016-07-14";
 
 /// The default largest request (query and body each): 1 MiB.
@@ -180,7 +188,24 @@ impl CloudApi {
         CloudApiLayer { api: self.clone() }
     }
 
-    /// Handles one call.
+    /// Handles one call: verifies it, performs the action, answers JSON (a refusal too, so
+    /// this never fails).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use stagegate::ControlPlane;
+    /// # use stagegate::store::MemoryStore;
+    /// use stagegate::cloudapi::{AccessKeys, CloudApi};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let control = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
+    /// let api = CloudApi::new(control, AccessKeys::new());
+    /// let req = http::Request::get("/?Action=DescribeApis").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+    /// let res = api.handle(req).await;
+    /// assert_eq!(res.headers()["content-type"], "application/json;charset=utf-8");
+    /// # });
+    /// ```
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,

@@ -70,6 +70,14 @@ pub fn percent_encode(s: &str) -> String {
 
 /// The canonical query of an ACS3 request: `k=v` pairs, RFC 3986-encoded, sorted by name,
 /// joined with `&`.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::cloudapi::signature::canonical_query;
+/// let q = [("b".to_owned(), "x y".to_owned()), ("a".to_owned(), String::new())];
+/// assert_eq!(canonical_query(&q), "a=&b=x%20y");
+/// ```
 #[must_use]
 pub fn canonical_query(params: &[(String, String)]) -> String {
     let mut pairs: Vec<(String, String)> = params
@@ -127,6 +135,15 @@ pub fn acs3_canonical_request(
 }
 
 /// The ACS3 string to sign: `ACS3-HMAC-SHA256\n` + hex(SHA-256(canonical request)).
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::cloudapi::signature::{acs3_signature, acs3_string_to_sign};
+/// let sts = acs3_string_to_sign("POST\n/\n\n\n\ne3b0");
+/// assert!(sts.starts_with("ACS3-HMAC-SHA256\n") && sts.len() == 17 + 64);
+/// assert_eq!(acs3_signature("secret", &sts).len(), 64);
+/// ```
 #[must_use]
 pub fn acs3_string_to_sign(canonical_request: &str) -> String {
     format!(
@@ -145,6 +162,13 @@ pub fn acs3_signature(secret: &str, string_to_sign: &str) -> String {
 }
 
 /// hex(SHA-256(body)), the value `x-acs-content-sha256` must carry.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::cloudapi::signature::content_sha256;
+/// assert_eq!(content_sha256(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+/// ```
 #[must_use]
 pub fn content_sha256(body: &[u8]) -> String {
     hex(&Sha256::digest(body))
@@ -174,6 +198,13 @@ pub fn rpc_signature(secret: &str, string_to_sign: &str) -> String {
 }
 
 /// Whether two signatures are equal, compared in constant time.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::cloudapi::signature::signatures_match;
+/// assert!(signatures_match("abc", "abc") && !signatures_match("abc", "abd"));
+/// ```
 #[must_use]
 pub fn signatures_match(expected: &str, given: &str) -> bool {
     expected.as_bytes().ct_eq(given.as_bytes()).into()

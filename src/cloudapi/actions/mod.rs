@@ -24,7 +24,14 @@ pub(crate) struct Call<'a> {
 
 type Outcome = Result<Value, CloudApiError>;
 
-/// Every action this endpoint speaks, in the order of `docs/cloudapi.md`.
+/// Every action this endpoint speaks, in the order of `docs/cloudapi.md` (which says, action by
+/// action, which fields are honoured, ignored and refused).
+///
+/// # Examples
+///
+/// ```
+/// assert!(stagegate::cloudapi::ACTIONS.contains(&"CreateBackendModel"));
+/// ```
 pub const ACTIONS: [&str; 35] = [
     "CreateBackend",
     "ModifyBackend",
@@ -132,4 +139,18 @@ pub(crate) fn app_id_json(id: &AppId) -> Value {
     id.as_str()
         .parse::<u64>()
         .map_or_else(|_| Value::String(id.as_str().to_owned()), Value::from)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_action_is_in_the_documented_table() {
+        let doc = include_str!("../../../docs/cloudapi.md");
+        for a in super::ACTIONS {
+            assert!(
+                doc.contains(&format!("| `{a}` |")),
+                "{a} is not in docs/cloudapi.md"
+            );
+        }
+    }
 }
