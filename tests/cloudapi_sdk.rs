@@ -40,9 +40,16 @@ fn gateway_bin() -> &'static Path {
         }
         let exe = std::env::current_exe().unwrap();
         let target = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+        // the same features as tests/example_gateway.rs builds it with, so that the two never
+        // rebuild the crate for each other
+        let mut features = vec!["admin", "cloudapi", "redb", "serve"];
+        if cfg!(feature = "conformance") {
+            features.push("conformance");
+        }
         let status = Command::new(env!("CARGO"))
             .args(["build", "--example", "gateway", "--no-default-features"])
-            .args(["--features", "admin,cloudapi,redb,serve"])
+            .arg("--features")
+            .arg(features.join(","))
             .current_dir(root())
             .status()
             .expect("run cargo build --example gateway");
