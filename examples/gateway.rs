@@ -515,11 +515,12 @@ async fn run(cfg: Config) -> Result<(), String> {
     println!(
         "stagegate web console at http://{admin_addr}/console/ (sign in with the admin token)"
     );
-    println!("stagegate admin API listening on http://{admin_addr}");
+    // before the admin line: tests stop reading stdout once they have both addresses
     println!(
         "stagegate CloudAPI endpoint at http://{admin_addr}/ ({} access keys)",
         keys.ids().len()
     );
+    println!("stagegate admin API listening on http://{admin_addr}");
     println!("stagegate data in {}", db.display());
     tracing::info!(
         %data_addr,
