@@ -38,6 +38,14 @@
 //! open files is raised to the hard limit, as nginx does, and the data plane's default cap is
 //! sized to fit under it.
 //!
+//! The admin listener also answers Alibaba Cloud's CloudAPI (2016-07-14) protocol: `POST /` (or
+//! `GET /?Action=...`) with an `x-acs-action` header or an `Action` parameter goes to
+//! `stagegate::cloudapi`, so the official SDKs with `endpoint` = the admin address and
+//! `protocol="http"` manage this gateway. Calls are signed with access key pairs given with
+//! `--access-key ID:SECRET` (repeatable) or `STAGEGATE_ACCESS_KEYS` (comma-separated), or created
+//! with `POST /access-keys` on the admin API (kept in `access-keys`, mode 0600, in the data
+//! directory).
+//!
 //! Arguments are parsed by hand: a few `--name value` flags do not justify a CLI crate in the
 //! dependency tree of everyone who runs `cargo test`.
 
@@ -49,6 +57,7 @@ use std::time::Duration;
 use stagegate::admin::AdminApi;
 use stagegate::auth::{RedisReplayGuard, RedisReplayGuardBuilder};
 use stagegate::backend::{Backends, LocalObjectStores};
+use stagegate::cloudapi::{AccessKeys, CloudApi, CloudApiRoute};
 use stagegate::control::{ConfigDocument, ConfigFormat, PlanScope};
 use stagegate::serve::{ConnectionLimit, Server};
 use stagegate::store::{CommitSync, RedbStore, SealedStore, SecretsKey, StoreError};
@@ -61,6 +70,8 @@ use tokio::net::TcpListener;
 const DB_FILE: &str = "stagegate.redb";
 /// The directory OSS buckets are kept in (one directory per bucket), inside the data directory.
 const OSS_DIR: &str = "oss";
+/// The file access key pairs made with `POST /access-keys` are kept in, inside the data directory.
+const ACCESS_KEY_FILE: &str = "access-keys";
 /// The file a generated admin token is kept in, inside the data directory.
 const TOKEN_FILE: &str = "admin-token";
 /// Open connections the admin API accepts at once.
@@ -90,6 +101,7 @@ struct Config {
     idle_timeout: Duration,
     config: Option<PathBuf>,
     config_scope: PlanScope,
+    access_keys: Vec<(String, Secret)>,
 }
 
 /// Where nonces are remembered.
@@ -113,6 +125,9 @@ const USAGE: &str =
   --config-scope whole|named  whole (default): the file is the whole configuration, what it
                   does not name is deleted; named: only what it names is created or changed
                   (env STAGEGATE_CONFIG_SCOPE)
+  --access-key ID:SECRET  an access key pair for the CloudAPI endpoint on the admin listener
+                  (repeatable; env STAGEGATE_ACCESS_KEYS, comma-separated; more pairs can be
+                  made with POST /access-keys, kept in the data directory)
   --admin-body-limit BYTES  largest admin request body, e.g. for a big POST /import
                   (env STAGEGATE_ADMIN_BODY_LIMIT, default 1 MiB)
   --admin-timeout SECONDS  longest an admin call may take before it is answered 503 Timeout
@@ -176,9 +191,17 @@ fn parse_args() -> Result<Config, String> {
         idle_timeout: stagegate::serve::DEFAULT_IDLE_TIMEOUT,
         config: env("STAGEGATE_CONFIG").map(PathBuf::from),
         config_scope: PlanScope::Whole,
+        access_keys: Vec::new(),
     };
     if let Some(v) = env("STAGEGATE_CONFIG_SCOPE") {
         cfg.config_scope = parse_scope("STAGEGATE_CONFIG_SCOPE", &v)?;
+    }
+    if let Some(v) = env("STAGEGATE_ACCESS_KEYS") {
+        for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            cfg.access_keys.push(
+                AccessKeys::parse_pair(pair).map_err(|e| format!("STAGEGATE_ACCESS_KEYS: {e}"))?,
+            );
+        }
     }
     if let Some(v) = env("STAGEGATE_MAX_CONNECTIONS") {
         cfg.max_connections = Some(parse_max_connections("STAGEGATE_MAX_CONNECTIONS", &v)?);
@@ -235,6 +258,9 @@ fn parse_args() -> Result<Config, String> {
             "--admin-token" => cfg.admin_token = Some(value()?),
             "--config" => cfg.config = Some(PathBuf::from(value()?)),
             "--config-scope" => cfg.config_scope = parse_scope("--config-scope", &value()?)?,
+            "--access-key" => cfg
+                .access_keys
+                .push(AccessKeys::parse_pair(&value()?).map_err(|e| format!("--access-key: {e}"))?),
             "--admin-body-limit" => {
                 let v = value()?;
                 cfg.admin_body_limit = Some(
@@ -652,7 +678,18 @@ async fn run(cfg: Config) -> Result<(), String> {
     if let Some(limit) = cfg.admin_body_limit {
         admin = admin.with_body_limit(limit);
     }
-    let admin = admin.router();
+    // The CloudAPI endpoint shares the admin listener: `/` with an action goes to it.
+    let keys =
+        AccessKeys::persisted(cfg.data_dir.join(ACCESS_KEY_FILE)).map_err(|e| e.to_string())?;
+    for (id, secret) in cfg.access_keys.clone() {
+        keys.insert_static(id, secret)
+            .map_err(|e| format!("--access-key / STAGEGATE_ACCESS_KEYS: {e}"))?;
+    }
+    let cloudapi = CloudApi::new(Arc::clone(&control), keys.clone());
+    let admin = tower::Layer::layer(
+        &cloudapi.layer(),
+        admin.with_access_keys(keys.clone()).router(),
+    );
 
     let data_listener = std::net::TcpListener::bind(&cfg.listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -685,6 +722,11 @@ async fn run(cfg: Config) -> Result<(), String> {
     println!("stagegate data plane listening on http://{data_addr}");
     println!(
         "stagegate web console at http://{admin_addr}/console/ (sign in with the admin token)"
+    );
+    // before the admin line: tests stop reading stdout once they have both addresses
+    println!(
+        "stagegate CloudAPI endpoint at http://{admin_addr}/ ({} access keys)",
+        keys.ids().len()
     );
     println!("stagegate admin API listening on http://{admin_addr}");
     println!("stagegate data in {}", db.display());
@@ -788,7 +830,7 @@ async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
 /// true; then lets its connections finish.
 fn spawn_admin(
     listener: std::net::TcpListener,
-    admin: axum::Router,
+    admin: CloudApiRoute<axum::Router>,
     server: Server,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {

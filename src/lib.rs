@@ -35,6 +35,7 @@
 //! | every error code a caller can receive, with its status and message | [`error_code`] ([`ErrorCode`]) |
 //! | throttling, IP access control, CORS, the gateway-to-backend signature (and its verifier for Rust backends) | [`policy`] |
 //! | the admin REST API (the debug endpoint, the web console at `/console/`) | `admin::AdminApi` (feature `admin`) |
+//! | let scripts on Alibaba Cloud's official SDKs manage the gateway | `cloudapi::CloudApi` (feature `cloudapi`) |
 //! | read the published state: route lookup, the lock-free snapshot, its grants | [`routing`] ([`SnapshotHandle`](routing::SnapshotHandle): `load` for a cheap guard, `load_full` for an `Arc`) |
 //! | map parameters yourself, for a custom dispatcher | [`mapping`] ([`map_request`](mapping::map_request)) |
 //! | forward to an HTTP upstream, for a custom dispatcher | [`proxy`] ([`HttpForwarder`](proxy::HttpForwarder), [`GatewayBody`](proxy::GatewayBody)) |
@@ -86,6 +87,7 @@
 //! | `postgres` | `stagegate::store::PostgresStore`: a store shared by several gateway nodes on PostgreSQL (tokio-postgres, deadpool-postgres, TLS through rustls) |
 //! | `conformance` | `store::conformance` and `store_conformance!`, for `Store` adapter authors |
 //! | `serve` | `stagegate::serve`: a hardened server loop (timeouts, connection cap, accept back-off, graceful shutdown) |
+//! | `cloudapi` | `stagegate::cloudapi`: the CloudAPI (2016-07-14) management endpoint the official Alibaba Cloud SDKs drive |
 //! | `oss-s3` | S3-compatible object stores for OSS backends (`object_store`'s `aws` support) |
 //! | `redis` | `stagegate::auth::RedisReplayGuard`: one nonce store for every gateway node, in Redis, failing closed (`X503NS`) |
 //! | `sealed` | `stagegate::store::SealedStore`: app secrets and AppCodes sealed at rest in any store |
@@ -102,6 +104,8 @@ pub mod auth;
 pub mod backend;
 mod base;
 pub mod client;
+#[cfg(feature = "cloudapi")]
+pub mod cloudapi;
 pub mod control;
 mod error;
 pub mod error_code;

@@ -42,6 +42,7 @@
 //! | `POST /apps`, `GET /apps?name=`, `GET`/`PATCH`/`DELETE /apps/{id}` | apps |
 //! | `POST /apps/{id}/keys`, `DELETE /apps/{id}/keys/{key}`, `POST /apps/{id}/keys/{key}/rotate` | key pairs |
 //! | `POST`/`DELETE /apps/{id}/codes`, `GET /apps/{id}/authorizations` | AppCodes, an app's grants |
+//! | `POST`/`GET /access-keys`, `DELETE /access-keys/{id}` | CloudAPI access key pairs (feature `cloudapi`, with [`AdminApi::with_access_keys`]); the secret is in the `POST` answer only |
 //! | `GET /console/` | the web console (static files embedded in the binary, no token needed; see [`ASSETS`]) |
 //! | `GET /export`, `POST /import` | the whole configuration as one JSON document (by id, with history) |
 //! | `GET /config`, `POST /config/plan?scope=`, `POST /config/apply?scope=&revision=` | the declarative configuration document (by name, no secrets): export, plan, apply; JSON, or TOML with `Content-Type: application/toml` (feature `toml`); `scope` is `whole` (default: what the document does not name is deleted) or `named`; apply answers the plan applied, 409 `PlanStale` when `revision` (the plan's) is no longer current, 400 `InvalidConfig` listing every error of the document |
@@ -68,6 +69,8 @@
 //! # });
 //! ```
 
+#[cfg(feature = "cloudapi")]
+mod access_keys;
 mod console;
 mod debug;
 mod error;
@@ -173,6 +176,8 @@ pub(crate) struct Inner {
     pub(crate) gateway: GatewayService,
     pub(crate) body_limit: usize,
     pub(crate) timeout: Duration,
+    #[cfg(feature = "cloudapi")]
+    pub(crate) access_keys: Option<crate::cloudapi::AccessKeys>,
 }
 
 pub(crate) type AdminState = Arc<Inner>;
@@ -199,6 +204,8 @@ impl AdminApi {
                 gateway,
                 body_limit: DEFAULT_ADMIN_BODY_LIMIT,
                 timeout: DEFAULT_ADMIN_TIMEOUT,
+                #[cfg(feature = "cloudapi")]
+                access_keys: None,
             }),
         }
     }
@@ -232,6 +239,38 @@ impl AdminApi {
     #[must_use]
     pub fn with_timeout(self, timeout: Duration) -> Self {
         self.with(|i| i.timeout = timeout)
+    }
+
+    /// Manages the CloudAPI endpoint's access key pairs (feature `cloudapi`):
+    /// `POST /access-keys` creates a pair and shows its secret once, `GET /access-keys` lists
+    /// the ids, `DELETE /access-keys/{id}` removes one. Pass the same set as to
+    /// [`CloudApi::new`](crate::cloudapi::CloudApi::new).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use stagegate::{ControlPlane, GatewayLayer, admin::AdminApi, cloudapi::AccessKeys};
+    /// use stagegate::{model::Secret, store::MemoryStore};
+    /// use tower::ServiceExt;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let control = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
+    /// let gateway = GatewayLayer::new(control.snapshot_handle()).standalone();
+    /// let keys = AccessKeys::new();
+    /// let admin = AdminApi::new(control, Secret::new("s3cret-token"), gateway).with_access_keys(keys.clone());
+    /// let req = http::Request::post("/access-keys")
+    ///     .header("authorization", "Bearer s3cret-token")
+    ///     .body(axum::body::Body::empty())
+    ///     .unwrap();
+    /// let res = admin.router().oneshot(req).await.unwrap();
+    /// assert_eq!(res.status(), http::StatusCode::CREATED);
+    /// assert_eq!(keys.ids().len(), 1);
+    /// # });
+    /// ```
+    #[cfg(feature = "cloudapi")]
+    #[must_use]
+    pub fn with_access_keys(self, keys: crate::cloudapi::AccessKeys) -> Self {
+        self.with(|i| i.access_keys = Some(keys))
     }
 
     fn with(self, f: impl FnOnce(&mut Inner)) -> Self {

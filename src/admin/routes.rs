@@ -39,8 +39,19 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AdminState> for P<T> {
 }
 
 pub(crate) fn router(state: AdminState) -> Router {
-    Router::new()
-        .route("/health", get(health))
+    #[cfg(feature = "cloudapi")]
+    let base = Router::new()
+        .route(
+            "/access-keys",
+            post(super::access_keys::create).get(super::access_keys::list),
+        )
+        .route(
+            "/access-keys/{id}",
+            axum::routing::delete(super::access_keys::delete),
+        );
+    #[cfg(not(feature = "cloudapi"))]
+    let base = Router::new();
+    base.route("/health", get(health))
         .route("/console", get(super::console::redirect))
         .route("/console/", get(super::console::index))
         .route("/console/{*name}", get(super::console::asset))
