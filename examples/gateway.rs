@@ -5,7 +5,13 @@
 //! cargo run --example gateway -- [--listen 127.0.0.1:8080] [--admin-listen 127.0.0.1:9080]
 //!                                [--data-dir ./stagegate-data] [--admin-token TOKEN]
 //!                                [--replay memory|redis://HOST:PORT] [--secrets-key KEY]
+//!                                [--metrics-listen 127.0.0.1:9090] [--log-format text|json]
 //! ```
+//!
+//! With `--metrics-listen`, Prometheus metrics (`stagegate::metrics`) are served at
+//! `GET /metrics` on that address, without a token: bind it where only your scraper reaches.
+//! `--log-format json` writes every log line, the `stagegate::access` line included, as one
+//! JSON object.
 //!
 //! Each flag can also come from the environment (`STAGEGATE_LISTEN`, `STAGEGATE_ADMIN_LISTEN`,
 //! `STAGEGATE_DATA_DIR`, `STAGEGATE_ADMIN_TOKEN`, `STAGEGATE_REPLAY`, `STAGEGATE_SECRETS_KEY`,
@@ -40,6 +46,7 @@ use std::time::Duration;
 use stagegate::admin::AdminApi;
 use stagegate::auth::{RedisReplayGuard, RedisReplayGuardBuilder};
 use stagegate::backend::{Backends, LocalObjectStores};
+use stagegate::metrics::GatewayMetrics;
 use stagegate::serve::{ConnectionLimit, Server};
 use stagegate::store::{CommitSync, RedbStore, SealedStore, SecretsKey, StoreError};
 use stagegate::{AppAuthenticator, ControlPlane, GatewayLayer, MemoryReplayGuard, Secret};
@@ -76,6 +83,8 @@ struct Config {
     max_connections: Option<usize>,
     header_read_timeout: Duration,
     idle_timeout: Duration,
+    metrics_listen: Option<String>,
+    log_json: bool,
 }
 
 /// Where nonces are remembered.
@@ -133,7 +142,12 @@ const USAGE: &str =
                   longest an HTTP/1 connection waits idle for its next request, on both
                   listeners (env STAGEGATE_HEADER_READ_TIMEOUT, default 10)
   --idle-timeout SECONDS  a connection with no request in flight and no byte moving is closed
-                  after this, on both listeners (env STAGEGATE_IDLE_TIMEOUT, default 60)";
+                  after this, on both listeners (env STAGEGATE_IDLE_TIMEOUT, default 60)
+  --metrics-listen ADDR  serve Prometheus metrics at GET /metrics on this address, without a
+                  token: bind it where only your scraper reaches (env STAGEGATE_METRICS_LISTEN,
+                  default: off)
+  --log-format text|json  log lines as text (default) or one JSON object each
+                  (env STAGEGATE_LOG_FORMAT)";
 
 fn parse_args() -> Result<Config, String> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -154,7 +168,12 @@ fn parse_args() -> Result<Config, String> {
         max_connections: None,
         header_read_timeout: stagegate::serve::DEFAULT_HEADER_READ_TIMEOUT,
         idle_timeout: stagegate::serve::DEFAULT_IDLE_TIMEOUT,
+        metrics_listen: env("STAGEGATE_METRICS_LISTEN"),
+        log_json: false,
     };
+    if let Some(v) = env("STAGEGATE_LOG_FORMAT") {
+        cfg.log_json = parse_log_format("STAGEGATE_LOG_FORMAT", &v)?;
+    }
     if let Some(v) = env("STAGEGATE_MAX_CONNECTIONS") {
         cfg.max_connections = Some(parse_max_connections("STAGEGATE_MAX_CONNECTIONS", &v)?);
     }
@@ -233,6 +252,8 @@ fn parse_args() -> Result<Config, String> {
                 cfg.header_read_timeout = parse_seconds("--header-read-timeout", &value()?)?;
             }
             "--idle-timeout" => cfg.idle_timeout = parse_seconds("--idle-timeout", &value()?)?,
+            "--metrics-listen" => cfg.metrics_listen = Some(value()?),
+            "--log-format" => cfg.log_json = parse_log_format("--log-format", &value()?)?,
             "--verify-on-open" if inline.is_none() => cfg.verify_on_open = true,
             _ => return Err(format!("unknown argument `{arg}`")),
         }
@@ -249,6 +270,15 @@ fn parse_args() -> Result<Config, String> {
         cfg.replay = Replay::Redis(builder);
     }
     Ok(cfg)
+}
+
+/// `text` or `json`: whether log lines are JSON objects.
+fn parse_log_format(name: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "text" => Ok(false),
+        "json" => Ok(true),
+        _ => Err(format!("{name} must be `text` or `json`, not `{v}`")),
+    }
 }
 
 /// `memory`, or a Redis URL (checked now; never repeated in a message: it may hold a password).
@@ -461,14 +491,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    if cfg.log_json {
+        logs.json().init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     match run(cfg).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -561,11 +595,17 @@ async fn run(cfg: Config) -> Result<(), String> {
     // OSS buckets live under the data directory (owner-only), never in the shared temp dir.
     let backends =
         Backends::new().object_stores(LocalObjectStores::new(cfg.data_dir.join(OSS_DIR)));
+    // One registry for every worker: each worker's gateway counts into it.
+    let metrics = cfg.metrics_listen.as_ref().map(|_| GatewayMetrics::new());
     let gateway = || -> Result<stagegate::GatewayService, String> {
-        Ok(GatewayLayer::new(control.snapshot_handle())
+        let layer = GatewayLayer::new(control.snapshot_handle())
             .authenticator(auth()?)
-            .backends(backends.clone())
-            .standalone())
+            .backends(backends.clone());
+        Ok(match &metrics {
+            Some(m) => layer.with_metrics(m.clone()),
+            None => layer,
+        }
+        .standalone())
     };
     let mut admin =
         AdminApi::new(Arc::clone(&control), token.clone(), gateway()?).timeout(cfg.admin_timeout);
@@ -573,6 +613,14 @@ async fn run(cfg: Config) -> Result<(), String> {
         admin = admin.body_limit(limit);
     }
     let admin = admin.router();
+    let metrics_listener = match &cfg.metrics_listen {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
 
     let data_listener = std::net::TcpListener::bind(&cfg.listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -607,6 +655,10 @@ async fn run(cfg: Config) -> Result<(), String> {
         "stagegate web console at http://{admin_addr}/console/ (sign in with the admin token)"
     );
     println!("stagegate admin API listening on http://{admin_addr}");
+    if let Some(l) = &metrics_listener {
+        let addr = l.local_addr().map_err(|e| e.to_string())?;
+        println!("stagegate metrics at http://{addr}/metrics");
+    }
     println!("stagegate data in {}", db.display());
     tracing::info!(
         %data_addr,
@@ -621,6 +673,15 @@ async fn run(cfg: Config) -> Result<(), String> {
     // rebuild and durable commit it makes) is answered promptly while the data plane runs flat
     // out, and never holds up a data-plane worker.
     let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
+    let metrics_task = match (metrics_listener, metrics.clone()) {
+        (Some(listener), Some(metrics)) => Some(tokio::spawn(serve_metrics(
+            listener,
+            metrics_router(metrics, Arc::clone(&control)),
+            admin_server.clone(),
+            admin_stopped.clone(),
+        ))),
+        _ => None,
+    };
     let admin_thread = spawn_admin(admin_listener, admin, admin_server, admin_stopped)
         .map_err(|e| format!("cannot start the admin API: {e}"))?;
 
@@ -654,6 +715,9 @@ async fn run(cfg: Config) -> Result<(), String> {
     let _ = stop_admin.send(true);
     // every worker and the admin thread drain their own connections within the same 30 s
     let _ = first.await;
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
     let _ = tokio::task::spawn_blocking(move || {
         for w in workers {
             let _ = w.join();
@@ -696,6 +760,42 @@ async fn serve_data(
             move |peer| gateway.clone().with_client_addr(peer),
             stopped(stop),
         )
+        .await;
+}
+
+/// `GET /metrics`: the configuration gauges read now, then every metric as Prometheus text.
+fn metrics_router(metrics: GatewayMetrics, control: Arc<ControlPlane>) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let (metrics, control) = (metrics.clone(), Arc::clone(&control));
+            async move {
+                metrics.observe_freshness(&control.freshness().await);
+                (
+                    [(http::header::CONTENT_TYPE, stagegate::metrics::CONTENT_TYPE)],
+                    metrics.render(),
+                )
+            }
+        }),
+    )
+}
+
+/// Serves the metrics listener on the main runtime until `stop` turns true.
+async fn serve_metrics(
+    listener: std::net::TcpListener,
+    router: axum::Router,
+    server: Server,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "the metrics listener cannot listen");
+            return;
+        }
+    };
+    server
+        .serve(listener, move |_peer| router.clone(), stopped(stop))
         .await;
 }
 

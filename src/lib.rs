@@ -25,6 +25,7 @@
 //! | plug in a function runtime, object store, event sink or registry | [`backend`] |
 //! | every error code a caller can receive, with its status and message | [`error_code`] |
 //! | the admin REST API (the debug endpoint, the web console at `/console/`) | `admin::AdminApi` (feature `admin`) |
+//! | Prometheus metrics of the data plane, the access log | `metrics::GatewayMetrics` (feature `metrics`); the `stagegate::access` tracing target ([`layer`]) |
 //! | route lookup and the lock-free snapshot | [`routing`] |
 //! | parameter mapping and upstream forwarding, for custom dispatchers | [`mapping`], [`proxy`] |
 //!
@@ -76,6 +77,7 @@
 //! | `oss-s3` | S3-compatible object stores for OSS backends (`object_store`'s `aws` support) |
 //! | `redis` | `stagegate::auth::RedisReplayGuard`: one nonce store for every gateway node, in Redis, failing closed (`X503NS`) |
 //! | `sealed` | `stagegate::store::SealedStore`: app secrets and AppCodes sealed at rest in any store |
+//! | `metrics` | `stagegate::metrics`: Prometheus metrics (prometheus-client) rendered as text for a listener of your own |
 //!
 //! No feature is on by default: an application that embeds only the data plane gets neither
 //! axum nor redb. The crate's own tests, examples and benches turn `admin`, `redb`, `postgres` and
@@ -94,6 +96,8 @@ mod error;
 pub mod error_code;
 pub mod layer;
 pub mod mapping;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod model;
 pub mod proxy;
 pub mod routing;

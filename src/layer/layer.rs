@@ -20,6 +20,9 @@ pub(crate) struct Shared {
     pub(crate) header_limit: usize,
     /// `X-Ca-Request-Mode: debug` answered for ANONYMOUS APIs too.
     pub(crate) debug_anonymous: bool,
+    /// Where served requests are counted (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<crate::metrics::GatewayMetrics>,
 }
 
 impl fmt::Debug for Shared {
@@ -69,6 +72,8 @@ impl GatewayLayer {
                 body_limit: DEFAULT_BODY_LIMIT,
                 header_limit: DEFAULT_HEADER_LIMIT,
                 debug_anonymous: false,
+                #[cfg(feature = "metrics")]
+                metrics: None,
             }),
         }
     }
@@ -82,8 +87,15 @@ impl GatewayLayer {
             body_limit: arc.body_limit,
             header_limit: arc.header_limit,
             debug_anonymous: arc.debug_anonymous,
+            #[cfg(feature = "metrics")]
+            metrics: arc.metrics.clone(),
         });
         f(&mut shared);
+        // The pool gauges report whichever forwarder the layer ends up with.
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &shared.metrics {
+            m.watch_forwarder(&shared.forwarder);
+        }
         Self {
             shared: Arc::new(shared),
         }
@@ -141,6 +153,23 @@ impl GatewayLayer {
     #[must_use]
     pub fn debug_anonymous(self, enabled: bool) -> Self {
         self.with(|s| s.debug_anonymous = enabled)
+    }
+
+    /// Counts every request into `metrics` (feature `metrics`): requests by group, API, stage,
+    /// app, status class and error code, latencies, policy refusals, and the forwarder's pool.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::{GatewayLayer, metrics::GatewayMetrics, routing::SnapshotHandle};
+    /// let metrics = GatewayMetrics::new();
+    /// let layer = GatewayLayer::new(SnapshotHandle::default()).with_metrics(metrics.clone());
+    /// # let _ = layer;
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[must_use]
+    pub fn with_metrics(self, metrics: crate::metrics::GatewayMetrics) -> Self {
+        self.with(|s| s.metrics = Some(metrics))
     }
 
     /// A service without an inner application: misses are answered with `I404NF`.
