@@ -650,15 +650,15 @@ async fn run(cfg: Config) -> Result<(), String> {
             token.expose()
         );
     }
+    if let Some(l) = &metrics_listener {
+        let addr = l.local_addr().map_err(|e| e.to_string())?;
+        println!("stagegate metrics at http://{addr}/metrics");
+    }
     println!("stagegate data plane listening on http://{data_addr}");
     println!(
         "stagegate web console at http://{admin_addr}/console/ (sign in with the admin token)"
     );
     println!("stagegate admin API listening on http://{admin_addr}");
-    if let Some(l) = &metrics_listener {
-        let addr = l.local_addr().map_err(|e| e.to_string())?;
-        println!("stagegate metrics at http://{addr}/metrics");
-    }
     println!("stagegate data in {}", db.display());
     tracing::info!(
         %data_addr,

@@ -188,7 +188,10 @@ async fn unpublished_paths_add_no_series() {
     let (fx, _group, _signed) = two_apis().await;
     let metrics = GatewayMetrics::new();
     let svc = fx.layer().with_metrics(metrics.clone()).standalone();
-    assert_eq!(common::oneshot(svc.clone(), get("/open/1")).await.status, 200);
+    assert_eq!(
+        common::oneshot(svc.clone(), get("/open/1")).await.status,
+        200
+    );
     let before = metrics.render();
     for i in 0..1000 {
         let got = common::oneshot(svc.clone(), get(&format!("/unpublished/{i}/x{i}"))).await;
@@ -236,11 +239,9 @@ async fn apps_beyond_the_top_n_are_counted_as_other() {
             .authorize(&app.id, &signed.id, Stage::RELEASE, None)
             .await
             .unwrap();
-        let signer = stagegate::auth::Signer::new(
-            &app.keys[0].app_key,
-            app.keys[0].app_secret.clone(),
-        )
-        .unwrap();
+        let signer =
+            stagegate::auth::Signer::new(&app.keys[0].app_key, app.keys[0].app_secret.clone())
+                .unwrap();
         let mut req = get(&format!("/signed/{i}"));
         signer.sign(&mut req, b"");
         let got = common::oneshot(svc.clone(), req).await;

@@ -57,7 +57,10 @@ impl Trace {
     /// returning its error, for the policy-refusal metric and the access log.
     #[cfg_attr(
         not(test),
-        expect(dead_code, reason = "called by the policies step when its policies land")
+        expect(
+            dead_code,
+            reason = "called by the policies step when its policies land"
+        )
     )]
     pub(crate) fn refused_by(&mut self, policy: Policy) {
         self.refused_by = Some(policy);

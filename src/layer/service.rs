@@ -204,10 +204,14 @@ where
 /// when none), `latency_us` (arrival to response head), `upstream_us` (the backend call, `-`
 /// when no backend was called) and `gateway_us` (the rest: the gateway's own time).
 fn finish(
-    #[cfg_attr(not(feature = "metrics"), expect(unused_variables, reason = "metrics only"))]
+    #[cfg_attr(
+        not(feature = "metrics"),
+        expect(unused_variables, reason = "metrics only")
+    )]
     shared: &Shared,
     ctx: &RequestContext,
-    mut res: Response<GatewayBody>) -> Response<GatewayBody> {
+    mut res: Response<GatewayBody>,
+) -> Response<GatewayBody> {
     let route = ctx.route();
     let trace = &ctx.trace;
     res.headers_mut().insert(

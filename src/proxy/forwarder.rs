@@ -455,7 +455,10 @@ impl HttpForwarder {
     pub fn pool_stats(&self) -> PoolStats {
         let (backends, idle, http2) = self.inner.pool.stats();
         PoolStats {
-            in_flight: self.inner.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+            in_flight: self
+                .inner
+                .in_flight
+                .load(std::sync::atomic::Ordering::Relaxed),
             idle,
             http2,
             backends,

@@ -33,7 +33,8 @@ mod target;
 pub use body::{BodyError, BoxError, GatewayBody, collect_limited};
 pub use error::ProxyError;
 pub use forwarder::{
-    DEFAULT_MAX_RESPONSE_HEADER_BYTES, ForwardContext, HttpForwarder, HttpForwarderBuilder, PoolStats,
+    DEFAULT_MAX_RESPONSE_HEADER_BYTES, ForwardContext, HttpForwarder, HttpForwarderBuilder,
+    PoolStats,
 };
 pub(crate) use headers::FORWARDED_HEADERS;
 pub use headers::{append_forwarded_headers, strip_hop_by_hop};

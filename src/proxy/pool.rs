@@ -261,9 +261,11 @@ impl Pool {
     /// are and how many shared HTTP/2 connections (one lock, no allocation).
     pub(crate) fn stats(&self) -> (usize, usize, usize) {
         let hosts = self.hosts.lock();
-        hosts.values().fold((hosts.len(), 0, 0), |(n, idle, h2), h| {
-            (n, idle + h.idle.len(), h2 + usize::from(h.h2.is_some()))
-        })
+        hosts
+            .values()
+            .fold((hosts.len(), 0, 0), |(n, idle, h2), h| {
+                (n, idle + h.idle.len(), h2 + usize::from(h.h2.is_some()))
+            })
     }
 
     #[cfg(test)]
