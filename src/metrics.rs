@@ -135,6 +135,9 @@ type AppSlot = u16;
 const SLOT_OTHER: AppSlot = 0;
 const SLOT_ANONYMOUS: AppSlot = 1;
 
+/// What tells a route's request series apart: app slot, status class, error code.
+type OutcomeKey = (AppSlot, u8, Option<ErrorCode>);
+
 /// A route's series, resolved once per deployment.
 struct RouteHandles {
     /// The deployment they were made for: held weakly so its address is not reused while this
@@ -143,7 +146,7 @@ struct RouteHandles {
     labels: RouteLabels,
     duration: Histogram,
     upstream: Histogram,
-    requests: RwLock<HashMap<(AppSlot, u8, Option<ErrorCode>), Counter, FxBuildHasher>>,
+    requests: RwLock<HashMap<OutcomeKey, Counter, FxBuildHasher>>,
     refusals: [OnceLock<Counter>; Policy::COUNT],
 }
 

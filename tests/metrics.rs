@@ -5,7 +5,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 use http::Request;
@@ -311,7 +313,7 @@ struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl std::io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        self.0.lock().extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -353,7 +355,7 @@ async fn one_access_log_line_per_request_with_every_field_as_json() {
     assert_eq!(missing.status, 404);
     drop(guard);
 
-    let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let out = String::from_utf8(captured.0.lock().clone()).unwrap();
     let lines: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -393,7 +395,7 @@ async fn the_access_log_names_the_error_code_and_no_upstream_time_of_a_refusal()
     let got = common::oneshot(svc.clone(), get("/signed/1")).await;
     drop(guard);
     let code = got.header("x-ca-error-code").unwrap();
-    let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let out = String::from_utf8(captured.0.lock().clone()).unwrap();
     assert_eq!(out.lines().count(), 1, "{out}");
     for field in [
         format!("error_code=\"{code}\""),
