@@ -2,6 +2,8 @@
 //! gateway) to a MOCK backend: anonymous, and signed with HMAC-SHA256; and the `policies`
 //! group: an anonymous API with no policy, IP control, throttling, CORS, or all three bound
 //! (what each policy adds to the in-process pipeline).
+//! The anonymous one also runs with metrics on (`anonymous_mock_metrics`: the cost of
+//! `GatewayLayer::with_metrics`).
 
 mod support;
 
@@ -77,7 +79,7 @@ fn pipeline(c: &mut Criterion) {
     });
     let svc = GatewayLayer::new(cp.snapshot_handle()).standalone();
     let mut group = c.benchmark_group("pipeline");
-    group.bench_function("anonymous_mock", |b| {
+    let anonymous = |b: &mut criterion::Bencher<'_>, svc: &stagegate::GatewayService| {
         b.iter(|| {
             let req = Request::get("/open/42?x=1")
                 .header("host", "api.example.com")
@@ -87,7 +89,16 @@ fn pipeline(c: &mut Criterion) {
             assert_eq!(res.status(), 200);
             black_box(res)
         });
-    });
+    };
+    group.bench_function("anonymous_mock", |b| anonymous(b, &svc));
+    // Metrics on: the route's series are resolved on the first (warm-up) request, then each
+    // request counts into cached handles.
+    let metrics = stagegate::metrics::GatewayMetrics::new();
+    let with_metrics = GatewayLayer::new(cp.snapshot_handle())
+        .with_metrics(metrics.clone())
+        .standalone();
+    group.bench_function("anonymous_mock_metrics", |b| anonymous(b, &with_metrics));
+    black_box(metrics.render());
     // Each signed request needs its own nonce, so requests are signed outside the timing,
     // 64 at a time: a server handles a request just after parsing it, with the request warm
     // in cache. (Criterion's `SmallInput` prepared about a tenth of a sample ahead, thousands

@@ -6,7 +6,13 @@
 //!                                [--data-dir ./stagegate-data] [--admin-token TOKEN]
 //!                                [--replay memory|redis://HOST:PORT] [--secrets-key KEY]
 //!                                [--config gateway.toml] [--config-scope whole|named]
+//!                                [--metrics-listen 127.0.0.1:9090] [--log-format text|json]
 //! ```
+//!
+//! With `--metrics-listen`, Prometheus metrics (`stagegate::metrics`) are served at
+//! `GET /metrics` on that address, without a token: bind it where only your scraper reaches.
+//! `--log-format json` writes every log line, the `stagegate::access` line included, as one
+//! JSON object.
 //!
 //! Each flag can also come from the environment (`STAGEGATE_LISTEN`, `STAGEGATE_ADMIN_LISTEN`,
 //! `STAGEGATE_DATA_DIR`, `STAGEGATE_ADMIN_TOKEN`, `STAGEGATE_REPLAY`, `STAGEGATE_SECRETS_KEY`,
@@ -59,6 +65,7 @@ use stagegate::auth::{RedisReplayGuard, RedisReplayGuardBuilder};
 use stagegate::backend::{Backends, LocalObjectStores};
 use stagegate::cloudapi::{AccessKeys, CloudApi, CloudApiRoute};
 use stagegate::control::{ConfigDocument, ConfigFormat, PlanScope};
+use stagegate::metrics::GatewayMetrics;
 use stagegate::serve::{ConnectionLimit, Server};
 use stagegate::store::{CommitSync, RedbStore, SealedStore, SecretsKey, StoreError};
 use stagegate::{
@@ -102,6 +109,8 @@ struct Config {
     config: Option<PathBuf>,
     config_scope: PlanScope,
     access_keys: Vec<(String, Secret)>,
+    metrics_listen: Option<String>,
+    log_json: bool,
 }
 
 /// Where nonces are remembered.
@@ -168,7 +177,12 @@ const USAGE: &str =
                   longest an HTTP/1 connection waits idle for its next request, on both
                   listeners (env STAGEGATE_HEADER_READ_TIMEOUT, default 10)
   --idle-timeout SECONDS  a connection with no request in flight and no byte moving is closed
-                  after this, on both listeners (env STAGEGATE_IDLE_TIMEOUT, default 60)";
+                  after this, on both listeners (env STAGEGATE_IDLE_TIMEOUT, default 60)
+  --metrics-listen ADDR  serve Prometheus metrics at GET /metrics on this address, without a
+                  token: bind it where only your scraper reaches (env STAGEGATE_METRICS_LISTEN,
+                  default: off)
+  --log-format text|json  log lines as text (default) or one JSON object each
+                  (env STAGEGATE_LOG_FORMAT)";
 
 fn parse_args() -> Result<Config, String> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -192,6 +206,8 @@ fn parse_args() -> Result<Config, String> {
         config: env("STAGEGATE_CONFIG").map(PathBuf::from),
         config_scope: PlanScope::Whole,
         access_keys: Vec::new(),
+        metrics_listen: env("STAGEGATE_METRICS_LISTEN"),
+        log_json: false,
     };
     if let Some(v) = env("STAGEGATE_CONFIG_SCOPE") {
         cfg.config_scope = parse_scope("STAGEGATE_CONFIG_SCOPE", &v)?;
@@ -202,6 +218,9 @@ fn parse_args() -> Result<Config, String> {
                 AccessKeys::parse_pair(pair).map_err(|e| format!("STAGEGATE_ACCESS_KEYS: {e}"))?,
             );
         }
+    }
+    if let Some(v) = env("STAGEGATE_LOG_FORMAT") {
+        cfg.log_json = parse_log_format("STAGEGATE_LOG_FORMAT", &v)?;
     }
     if let Some(v) = env("STAGEGATE_MAX_CONNECTIONS") {
         cfg.max_connections = Some(parse_max_connections("STAGEGATE_MAX_CONNECTIONS", &v)?);
@@ -286,6 +305,8 @@ fn parse_args() -> Result<Config, String> {
                 cfg.header_read_timeout = parse_seconds("--header-read-timeout", &value()?)?;
             }
             "--idle-timeout" => cfg.idle_timeout = parse_seconds("--idle-timeout", &value()?)?,
+            "--metrics-listen" => cfg.metrics_listen = Some(value()?),
+            "--log-format" => cfg.log_json = parse_log_format("--log-format", &value()?)?,
             "--verify-on-open" if inline.is_none() => cfg.verify_on_open = true,
             _ => return Err(format!("unknown argument `{arg}`")),
         }
@@ -302,6 +323,15 @@ fn parse_args() -> Result<Config, String> {
         cfg.replay = Replay::Redis(builder);
     }
     Ok(cfg)
+}
+
+/// `text` or `json`: whether log lines are JSON objects.
+fn parse_log_format(name: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "text" => Ok(false),
+        "json" => Ok(true),
+        _ => Err(format!("{name} must be `text` or `json`, not `{v}`")),
+    }
 }
 
 /// `memory`, or a Redis URL (checked now; never repeated in a message: it may hold a password).
@@ -563,14 +593,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    if cfg.log_json {
+        logs.json().init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     match run(cfg).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -667,11 +701,17 @@ async fn run(cfg: Config) -> Result<(), String> {
     // OSS buckets live under the data directory (owner-only), never in the shared temp dir.
     let backends =
         Backends::new().with_object_stores(LocalObjectStores::new(cfg.data_dir.join(OSS_DIR)));
+    // One registry for every worker: each worker's gateway counts into it.
+    let metrics = cfg.metrics_listen.as_ref().map(|_| GatewayMetrics::new());
     let gateway = || -> Result<stagegate::GatewayService, String> {
-        Ok(GatewayLayer::new(control.snapshot_handle())
+        let layer = GatewayLayer::new(control.snapshot_handle())
             .with_authenticator(auth()?)
-            .with_backends(backends.clone())
-            .standalone())
+            .with_backends(backends.clone());
+        Ok(match &metrics {
+            Some(m) => layer.with_metrics(m.clone()),
+            None => layer,
+        }
+        .standalone())
     };
     let mut admin = AdminApi::new(Arc::clone(&control), token.clone(), gateway()?)
         .with_timeout(cfg.admin_timeout);
@@ -690,6 +730,14 @@ async fn run(cfg: Config) -> Result<(), String> {
         &cloudapi.layer(),
         admin.with_access_keys(keys.clone()).router(),
     );
+    let metrics_listener = match &cfg.metrics_listen {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
 
     let data_listener = std::net::TcpListener::bind(&cfg.listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -719,6 +767,10 @@ async fn run(cfg: Config) -> Result<(), String> {
             token.expose()
         );
     }
+    if let Some(l) = &metrics_listener {
+        let addr = l.local_addr().map_err(|e| e.to_string())?;
+        println!("stagegate metrics at http://{addr}/metrics");
+    }
     println!("stagegate data plane listening on http://{data_addr}");
     println!(
         "stagegate web console at http://{admin_addr}/console/ (sign in with the admin token)"
@@ -743,6 +795,15 @@ async fn run(cfg: Config) -> Result<(), String> {
     // rebuild and durable commit it makes) is answered promptly while the data plane runs flat
     // out, and never holds up a data-plane worker.
     let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
+    let metrics_task = match (metrics_listener, metrics.clone()) {
+        (Some(listener), Some(metrics)) => Some(tokio::spawn(serve_metrics(
+            listener,
+            metrics_router(metrics, Arc::clone(&control)),
+            admin_server.clone(),
+            admin_stopped.clone(),
+        ))),
+        _ => None,
+    };
     let admin_thread = spawn_admin(admin_listener, admin, admin_server, admin_stopped)
         .map_err(|e| format!("cannot start the admin API: {e}"))?;
 
@@ -776,6 +837,9 @@ async fn run(cfg: Config) -> Result<(), String> {
     let _ = stop_admin.send(true);
     // every worker and the admin thread drain their own connections within the same 30 s
     let _ = first.await;
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
     let _ = tokio::task::spawn_blocking(move || {
         for w in workers {
             let _ = w.join();
@@ -818,6 +882,42 @@ async fn serve_data(
             move |peer| gateway.clone().with_client_addr(peer),
             stopped(stop),
         )
+        .await;
+}
+
+/// `GET /metrics`: the configuration gauges read now, then every metric as Prometheus text.
+fn metrics_router(metrics: GatewayMetrics, control: Arc<ControlPlane>) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let (metrics, control) = (metrics.clone(), Arc::clone(&control));
+            async move {
+                metrics.observe_freshness(&control.freshness().await);
+                (
+                    [(http::header::CONTENT_TYPE, stagegate::metrics::CONTENT_TYPE)],
+                    metrics.render(),
+                )
+            }
+        }),
+    )
+}
+
+/// Serves the metrics listener on the main runtime until `stop` turns true.
+async fn serve_metrics(
+    listener: std::net::TcpListener,
+    router: axum::Router,
+    server: Server,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "the metrics listener cannot listen");
+            return;
+        }
+    };
+    server
+        .serve(listener, move |_peer| router.clone(), stopped(stop))
         .await;
 }
 

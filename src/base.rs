@@ -1,6 +1,6 @@
 //! What the data plane's folders share, kept low so that none of them imports another for it:
 //! the authenticated [`Caller`], the boxed-future alias [`BoxFuture`] of every pluggable trait,
-//! and the request's [`Host`]. Imports nothing of the crate but [`model`](crate::model).
+//! the request's [`Host`] and the [`Policy`] that refused a request. Imports nothing of the crate but [`model`](crate::model).
 //!
 //! Each item is re-exported where users found it before (`stagegate::Caller`,
 //! `stagegate::layer::AuthMethod`, `stagegate::store::BoxFuture`, ...).
@@ -134,4 +134,40 @@ impl Host {
 fn without_userinfo(a: &http::uri::Authority) -> &str {
     let a = a.as_str();
     a.rsplit_once('@').map_or(a, |(_, host)| host)
+}
+
+/// The traffic policy that refused a request, as the pipeline's policies step records it (for
+/// the `stagegate_policy_refusals_total` metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[expect(
+    dead_code,
+    reason = "CORS and backend signatures are named by the policies step when they land"
+)]
+pub(crate) enum Policy {
+    Throttling,
+    IpControl,
+    Cors,
+    BackendSignature,
+}
+
+impl Policy {
+    /// How many kinds there are.
+    #[cfg(feature = "metrics")]
+    pub(crate) const COUNT: usize = 4;
+
+    /// The `policy` label value.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Throttling => "throttling",
+            Self::IpControl => "ip_control",
+            Self::Cors => "cors",
+            Self::BackendSignature => "backend_signature",
+        }
+    }
+
+    /// A dense index, `0..COUNT`.
+    #[cfg(feature = "metrics")]
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
 }

@@ -36,6 +36,7 @@
 //! | throttling, IP access control, CORS, the gateway-to-backend signature (and its verifier for Rust backends) | [`policy`] |
 //! | the admin REST API (the debug endpoint, the web console at `/console/`) | `admin::AdminApi` (feature `admin`) |
 //! | let scripts on Alibaba Cloud's official SDKs manage the gateway | `cloudapi::CloudApi` (feature `cloudapi`) |
+//! | Prometheus metrics of the data plane, the access log | `metrics::GatewayMetrics` (feature `metrics`); the `stagegate::access` tracing target ([`layer`]) |
 //! | read the published state: route lookup, the lock-free snapshot, its grants | [`routing`] ([`SnapshotHandle`](routing::SnapshotHandle): `load` for a cheap guard, `load_full` for an `Arc`) |
 //! | map parameters yourself, for a custom dispatcher | [`mapping`] ([`map_request`](mapping::map_request)) |
 //! | forward to an HTTP upstream, for a custom dispatcher | [`proxy`] ([`HttpForwarder`](proxy::HttpForwarder), [`GatewayBody`](proxy::GatewayBody)) |
@@ -92,6 +93,7 @@
 //! | `redis` | `stagegate::auth::RedisReplayGuard`: one nonce store for every gateway node, in Redis, failing closed (`X503NS`) |
 //! | `sealed` | `stagegate::store::SealedStore`: app secrets and AppCodes sealed at rest in any store |
 //! | `toml` | TOML configuration documents (`control::ConfigDocument::from_toml`; `Content-Type: application/toml` on the admin API's `/config` routes) |
+//! | `metrics` | `stagegate::metrics`: Prometheus metrics (prometheus-client) rendered as text for a listener of your own |
 //!
 //! No feature is on by default: an application that embeds only the data plane gets neither
 //! axum nor redb. The crate's own tests, examples and benches turn `admin`, `redb`, `postgres` and
@@ -112,6 +114,8 @@ pub mod error_code;
 mod json;
 pub mod layer;
 pub mod mapping;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod proxy;

@@ -108,6 +108,8 @@ struct Gateway {
     admin: String,
     data: String,
     stdout_lines: Vec<String>,
+    /// Where its stderr (the logs) goes.
+    log: PathBuf,
 }
 
 impl Gateway {
@@ -177,6 +179,7 @@ impl Gateway {
             admin: admin.unwrap_or_default(),
             data: data.unwrap_or_default(),
             stdout_lines: lines,
+            log,
         }
     }
 
@@ -1744,4 +1747,148 @@ fn a_bad_config_scope_or_a_missing_config_file_stops_the_start() {
         &[(Some("/nonexistent/gateway.toml"), None)],
         "configuration /nonexistent/gateway.toml: No such file",
     );
+}
+
+// ----- metrics and the access log -----
+
+#[tokio::test]
+async fn metrics_are_scraped_and_the_access_log_is_json() {
+    let dir = scratch("metrics");
+    let gw = Gateway::start_with(
+        &dir,
+        Some(TOKEN),
+        &[
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--workers",
+            "2",
+        ],
+    );
+    let metrics_url = gw
+        .stdout_lines
+        .iter()
+        .find_map(|l| l.strip_prefix("stagegate metrics at "))
+        .expect("the metrics address is printed")
+        .trim()
+        .to_owned();
+    let http = Http::new();
+    let (_api, code) = set_up(&http, &gw, "hello").await;
+    for _ in 0..3 {
+        let got = call_api(&http, &gw, &code).await;
+        assert_eq!(got.status, 200, "{}", got.text());
+    }
+    let wrong = call_api(&http, &gw, "0123456789abcdef0123456789abcdef").await;
+    let wrong_code = wrong.header("x-ca-error-code").unwrap().to_owned();
+    for i in 0..5 {
+        let got = http
+            .send("GET", &format!("{}/nowhere/{i}", gw.data), &[], None)
+            .await
+            .unwrap();
+        assert_eq!(got.status, 404);
+    }
+
+    let scrape = http.send("GET", &metrics_url, &[], None).await.unwrap();
+    assert_eq!(scrape.status, 200);
+    assert_eq!(
+        scrape.header("content-type"),
+        Some(stagegate::metrics::CONTENT_TYPE)
+    );
+    let text = scrape.text();
+    let groups = http.admin(&gw, "GET", "/groups", None).await.json();
+    let group = groups["items"][0]["id"]
+        .as_str()
+        .or_else(|| groups[0]["id"].as_str())
+        .unwrap_or_else(|| panic!("a group id in {groups}"))
+        .to_owned();
+    let apps = http.admin(&gw, "GET", "/apps", None).await.json();
+    let app = apps["items"][0]["id"]
+        .as_str()
+        .or_else(|| apps[0]["id"].as_str())
+        .unwrap_or_else(|| panic!("an app id in {apps}"))
+        .to_owned();
+    let series = |labels: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix(&format!("stagegate_requests_total{{{labels}}} "))
+                .map(str::to_owned)
+        })
+    };
+    let route = format!(r#"group="{group}",api="e2e_api",stage="TEST""#);
+    assert_eq!(
+        series(&format!(
+            r#"{route},app="{app}",status_class="2xx",error_code="-""#
+        ))
+        .as_deref(),
+        Some("3"),
+        "{text}"
+    );
+    let class = format!("{}xx", wrong.status / 100);
+    assert_eq!(
+        series(&format!(
+            r#"{route},app="-",status_class="{class}",error_code="{wrong_code}""#
+        ))
+        .as_deref(),
+        Some("1"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == format!("stagegate_request_duration_seconds_count{{{route}}} 4")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == format!("stagegate_upstream_duration_seconds_count{{{route}}} 3")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == "stagegate_unrouted_requests_total 5"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == "stagegate_config_revisions_behind 0"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("stagegate_config_revision ")
+                && l != "stagegate_config_revision 0"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("nowhere"),
+        "no series from unpublished paths"
+    );
+
+    // Every log line is a JSON object; one access line per served request.
+    let log_path = gw.log.clone();
+    gw.stop();
+    let log = std::fs::read_to_string(log_path).unwrap();
+    let mut access = Vec::new();
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if v["target"] == "stagegate::access" {
+            access.push(v);
+        }
+    }
+    assert_eq!(access.len(), 4, "{log}");
+    let ok = &access[0]["fields"];
+    assert_eq!(ok["api"], "e2e_api");
+    assert_eq!(ok["stage"], "TEST");
+    assert_eq!(ok["app"], app.as_str());
+    assert_eq!(ok["status"], 200);
+    assert_eq!(ok["error_code"], "-");
+    for key in [
+        "request_id",
+        "group",
+        "latency_us",
+        "upstream_us",
+        "gateway_us",
+    ] {
+        assert!(!ok[key].is_null(), "{key} in {ok}");
+    }
+    assert_eq!(access[3]["fields"]["error_code"], wrong_code.as_str());
 }

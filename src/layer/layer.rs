@@ -21,6 +21,9 @@ pub(crate) struct Shared {
     pub(crate) header_limit: usize,
     /// `X-Ca-Request-Mode: debug` answered for ANONYMOUS APIs too.
     pub(crate) debug_anonymous: bool,
+    /// Where served requests are counted (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<crate::metrics::GatewayMetrics>,
     /// Counts requests for throttling policies.
     pub(crate) counter: Arc<dyn RateCounter>,
     /// What a near miss does.
@@ -111,6 +114,8 @@ impl GatewayLayer {
                 debug_anonymous: false,
                 miss: Miss::FallThrough,
                 counter: Arc::new(LocalCounter::new()),
+                #[cfg(feature = "metrics")]
+                metrics: None,
             }),
         }
     }
@@ -126,8 +131,15 @@ impl GatewayLayer {
             debug_anonymous: arc.debug_anonymous,
             miss: arc.miss,
             counter: Arc::clone(&arc.counter),
+            #[cfg(feature = "metrics")]
+            metrics: arc.metrics.clone(),
         });
         f(&mut shared);
+        // The pool gauges report whichever forwarder the layer ends up with.
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &shared.metrics {
+            m.watch_forwarder(&shared.forwarder);
+        }
         Self {
             shared: Arc::new(shared),
         }
@@ -226,6 +238,23 @@ impl GatewayLayer {
     pub fn with_rate_counter(self, counter: impl RateCounter) -> Self {
         let c: Arc<dyn RateCounter> = Arc::new(counter);
         self.with(|s| s.counter = c)
+    }
+
+    /// Counts every request into `metrics` (feature `metrics`): requests by group, API, stage,
+    /// app, status class and error code, latencies, policy refusals, and the forwarder's pool.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::{GatewayLayer, metrics::GatewayMetrics, routing::SnapshotHandle};
+    /// let metrics = GatewayMetrics::new();
+    /// let layer = GatewayLayer::new(SnapshotHandle::default()).with_metrics(metrics.clone());
+    /// # let _ = layer;
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[must_use]
+    pub fn with_metrics(self, metrics: crate::metrics::GatewayMetrics) -> Self {
+        self.with(|s| s.metrics = Some(metrics))
     }
 
     /// A service without an inner application: misses are answered with `I404NF`.

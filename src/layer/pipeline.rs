@@ -30,7 +30,7 @@ use super::new_request_id;
 use super::request_id::RequestId;
 use super::service::ClientAddr;
 use crate::backend::forward;
-use crate::base::{AuthMethod, Caller, Host};
+use crate::base::{AuthMethod, Caller, Host, Policy};
 use crate::error::GatewayError;
 use crate::error_code::ErrorCode;
 use crate::mapping::MappedRequest;
@@ -57,6 +57,36 @@ pub(crate) struct Trace {
     pub(crate) rate: Option<RateInfo>,
     /// The backend request was signed.
     pub(crate) signed: bool,
+    /// The error the request was answered with, if any.
+    pub(crate) error: Option<ErrorCode>,
+    /// The traffic policy that refused the request, if one did.
+    pub(crate) refused_by: Option<Policy>,
+}
+
+impl Trace {
+    /// Records that `policy` refused the request: the one call the policies step makes, beside
+    /// returning its error, for the policy-refusal metric and the access log.
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "called by the policies step when its policies land"
+        )
+    )]
+    pub(crate) fn refused_by(&mut self, policy: Policy) {
+        self.refused_by = Some(policy);
+    }
+}
+
+/// The policy a refusal's code belongs to, for a refusal whose step did not name it: the
+/// catalogue's IP-control code (`A403IP`) and its throttling codes (`T429..`).
+fn policy_of(code: ErrorCode) -> Option<Policy> {
+    let s = code.as_str().as_bytes();
+    match (s[0], code.status().as_u16(), &s[4..]) {
+        (b'T', 429, _) => Some(Policy::Throttling),
+        (b'A', 403, b"IP") => Some(Policy::IpControl),
+        _ => None,
+    }
 }
 
 /// What throttling decided: the tightest scope's limit and what is left of it.
@@ -328,7 +358,12 @@ where
     admit(shared, ctx, &req)?;
     let mut incoming = read_body(shared, ctx, req).await?;
     let caller = authenticate(shared, ctx, &mut incoming).await?;
-    policies(shared, ctx, &caller)?;
+    if let Err(e) = policies(shared, ctx, &caller) {
+        if ctx.trace.refused_by.is_none() {
+            ctx.trace.refused_by = policy_of(e.error_code());
+        }
+        return Err(e);
+    }
     let mapped = map(ctx, &mut incoming)?;
     dispatch(shared, ctx, incoming, mapped, &caller).await
 }
@@ -743,6 +778,28 @@ fn insert_all(headers: &mut http::HeaderMap, added: http::HeaderMap) {
 #[cfg(test)]
 mod tests {
     use http::{HeaderMap, HeaderValue};
+
+    use crate::base::Policy;
+    use crate::error_code::ErrorCode;
+
+    #[test]
+    fn refusal_codes_name_their_policy() {
+        assert_eq!(super::policy_of(ErrorCode::A403IS), None);
+        assert_eq!(super::policy_of(ErrorCode::X503BZ), None);
+        for code in ErrorCode::ALL {
+            if let Some(p) = super::policy_of(*code) {
+                let s = code.as_str();
+                assert!(
+                    (p == Policy::Throttling && s.starts_with("T429"))
+                        || (p == Policy::IpControl && s == "A403IP"),
+                    "{s}"
+                );
+            }
+        }
+        let mut trace = super::Trace::default();
+        trace.refused_by(Policy::Cors);
+        assert_eq!(trace.refused_by, Some(Policy::Cors));
+    }
 
     #[test]
     fn insert_all_replaces_per_name_and_keeps_repeated_values() {

@@ -240,6 +240,10 @@ where
                 Box::pin(serve(shared, ctx, req))
             }
             Routed::Refuse(e) => {
+                #[cfg(feature = "metrics")]
+                if let Some(m) = &self.shared.metrics {
+                    m.record_unrouted();
+                }
                 let id = new_request_id();
                 Box::pin(std::future::ready(Ok(e.into_response(&id))))
             }
@@ -253,6 +257,10 @@ where
             routed => {
                 if let Routed::NearMiss(miss) = routed {
                     miss.log(&req, false);
+                }
+                #[cfg(feature = "metrics")]
+                if let Some(m) = &self.shared.metrics {
+                    m.record_unrouted();
                 }
                 let mut inner = self.inner.clone();
                 std::mem::swap(&mut inner, &mut self.inner);
@@ -279,14 +287,31 @@ where
     let result = pipeline::run(&shared, &mut ctx, req).await;
     let res = match result {
         Ok(r) => r,
-        Err(e) => e.into_response(&ctx.request_id),
+        Err(e) => {
+            ctx.trace.error = Some(e.error_code());
+            e.into_response(&ctx.request_id)
+        }
     };
-    Ok(finish(&ctx, res))
+    Ok(finish(&shared, &ctx, res))
 }
 
-/// Stamps the request id (and, when asked and allowed, `X-Ca-Debug-Info`) on the response and
-/// writes the access-log line.
-fn finish(ctx: &RequestContext, mut res: Response<GatewayBody>) -> Response<GatewayBody> {
+/// Stamps the request id (and, when asked and allowed, `X-Ca-Debug-Info`) on the response,
+/// writes the access-log line and counts the request.
+///
+/// The access log is one `INFO` event per served request, target `stagegate::access`, fields:
+/// `request_id`, `group` (id), `api` (name), `stage`, `app` (id, `-` when anonymous),
+/// `status`, `error_code` (`-` when none), `policy` (the traffic policy that refused it, `-`
+/// when none), `latency_us` (arrival to response head), `upstream_us` (the backend call, `-`
+/// when no backend was called) and `gateway_us` (the rest: the gateway's own time).
+fn finish(
+    #[cfg_attr(
+        not(feature = "metrics"),
+        expect(unused_variables, reason = "metrics only")
+    )]
+    shared: &Shared,
+    ctx: &RequestContext,
+    mut res: Response<GatewayBody>,
+) -> Response<GatewayBody> {
     let route = ctx.route();
     let trace = &ctx.trace;
     res.headers_mut().insert(
@@ -315,6 +340,8 @@ fn finish(ctx: &RequestContext, mut res: Response<GatewayBody>) -> Response<Gate
             res.headers_mut().insert("x-ca-debug-info", v);
         }
     }
+    let error_code = trace.error.map(crate::error_code::ErrorCode::as_str);
+    let upstream_us = trace.service_latency.map(|d| d.as_micros() as u64);
     tracing::info!(
         target: "stagegate::access",
         request_id = %ctx.request_id,
@@ -323,11 +350,26 @@ fn finish(ctx: &RequestContext, mut res: Response<GatewayBody>) -> Response<Gate
         stage = %ctx.stage,
         app = trace.app.as_deref().unwrap_or("-"),
         status = res.status().as_u16(),
-        error_code = res.headers().get(super::X_CA_ERROR_CODE).and_then(|v| v.to_str().ok()).unwrap_or("-"),
+        error_code = error_code.unwrap_or("-"),
         detail = res.extensions().get::<crate::error::RefusalDetail>().map_or("-", |d| &*d.0),
+        policy = trace.refused_by.map_or("-", crate::base::Policy::as_str),
         latency_us = total.as_micros() as u64,
+        upstream_us = tracing::field::display(OrDash(upstream_us)),
+        gateway_us = (total.as_micros() as u64).saturating_sub(upstream_us.unwrap_or(0)),
         "request"
     );
+    #[cfg(feature = "metrics")]
+    if let Some(m) = &shared.metrics {
+        m.record(&crate::metrics::Outcome {
+            route,
+            app: trace.app.as_deref(),
+            status: res.status().as_u16(),
+            error: trace.error,
+            refused_by: trace.refused_by,
+            total,
+            upstream: trace.service_latency,
+        });
+    }
     res
 }
 
@@ -418,4 +460,16 @@ fn policy_trace(ctx: &RequestContext) -> serde_json::Value {
         );
     }
     serde_json::Value::Object(out)
+}
+
+/// A number, or `-` when there is none (the access log's way of saying "not measured").
+struct OrDash(Option<u64>);
+
+impl std::fmt::Display for OrDash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(n) => n.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
 }

@@ -293,6 +293,7 @@ impl HttpForwarderBuilder {
                     self.pool_idle_timeout,
                     self.pool_max_idle_per_host,
                 )),
+                in_flight: std::sync::atomic::AtomicUsize::new(0),
                 h1,
                 max_response_header_bytes: self.max_response_header_bytes,
                 h2,
@@ -336,11 +337,43 @@ fn ring_provider() -> rustls::crypto::CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
 
+/// A view of an [`HttpForwarder`]'s connection pool (see [`HttpForwarder::pool_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Requests sent to a backend whose response head has not arrived yet.
+    pub in_flight: usize,
+    /// Idle HTTP/1.1 connections kept for reuse.
+    pub idle: usize,
+    /// Shared HTTP/2 connections (each carries many requests at once).
+    pub http2: usize,
+    /// Backends (`scheme://authority`) with an entry in the pool.
+    pub backends: usize,
+}
+
+/// Counts one request in flight until dropped (answered, failed or cancelled).
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(n: &'a std::sync::atomic::AtomicUsize) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// What the clones of one [`HttpForwarder`] share: the connector, the pool, the handshake
 /// settings.
 struct Inner {
     connector: HttpsConnector<HttpConnector>,
     pool: Arc<Pool>,
+    /// Requests sent and not yet answered (response head), for [`PoolStats::in_flight`].
+    in_flight: std::sync::atomic::AtomicUsize,
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
     max_response_header_bytes: usize,
@@ -416,6 +449,35 @@ impl HttpForwarder {
         HttpForwarderBuilder::default()
     }
 
+    /// Whether `other` is a clone of this forwarder (shares its pool).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn same_pool(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// What the connection pool holds now, and how many requests wait for a backend's answer
+    /// (for the `metrics` feature's gauges, or any monitoring). One short lock of the pool.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let stats = stagegate::HttpForwarder::new().pool_stats();
+    /// assert_eq!((stats.in_flight, stats.idle, stats.backends), (0, 0, 0));
+    /// ```
+    #[must_use]
+    pub fn pool_stats(&self) -> PoolStats {
+        let (backends, idle, http2) = self.inner.pool.stats();
+        PoolStats {
+            in_flight: self
+                .inner
+                .in_flight
+                .load(std::sync::atomic::Ordering::Relaxed),
+            idle,
+            http2,
+            backends,
+        }
+    }
+
     /// Sends `req` to `target` and returns the backend's response with its body streaming.
     ///
     /// `ctx.timeout` is one deadline for the whole exchange: when the response headers have not
@@ -446,6 +508,7 @@ impl HttpForwarder {
         target: &UpstreamTarget,
         ctx: &ForwardContext,
     ) -> Result<Response<GatewayBody>, ProxyError> {
+        let _in_flight = InFlight::enter(&self.inner.in_flight);
         let deadline = tokio::time::Instant::now() + ctx.timeout;
         let (mut parts, body) = req.into_parts();
 

@@ -36,6 +36,7 @@ pub use body::{BodyError, BoxError, GatewayBody};
 pub use error::ProxyError;
 pub use forwarder::{
     DEFAULT_MAX_RESPONSE_HEADER_BYTES, ForwardContext, HttpForwarder, HttpForwarderBuilder,
+    PoolStats,
 };
 pub(crate) use headers::FORWARDED_HEADERS;
 pub use target::{TargetError, UpstreamTarget};

@@ -257,6 +257,17 @@ impl Pool {
         });
     }
 
+    /// How many backends have pooled connections, how many idle HTTP/1.1 connections there
+    /// are and how many shared HTTP/2 connections (one lock, no allocation).
+    pub(crate) fn stats(&self) -> (usize, usize, usize) {
+        let hosts = self.hosts.lock();
+        hosts
+            .values()
+            .fold((hosts.len(), 0, 0), |(n, idle, h2), h| {
+                (n, idle + h.idle.len(), h2 + usize::from(h.h2.is_some()))
+            })
+    }
+
     #[cfg(test)]
     fn idle_count(&self, key: &PoolKey) -> (usize, bool) {
         self.hosts
