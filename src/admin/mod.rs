@@ -695,7 +695,7 @@ mod tests {
         assert_eq!(status, 201, "{body}");
         let (status, health) = call(&app, "GET", "/health", None).await;
         assert_eq!((status, &health["status"]), (200, &json!("ok")), "{health}");
-        assert_eq!(health["applied_revision"], json!(2), "{health}");
+        assert_eq!(health["applied_revision"], json!(1), "{health}");
         assert_eq!(health["behind"], json!(0), "{health}");
         let (_, groups) = call(&app, "GET", "/groups", None).await;
         let text = groups.to_string();
