@@ -55,7 +55,7 @@ fn gateway_bin() -> &'static Path {
         if built.is_none() || newest_source > built {
             // Missing or stale (e.g. only this test target was built): build it with exactly
             // this test's features.
-            let mut features = vec!["admin", "redb", "redis", "sealed", "serve"];
+            let mut features = vec!["admin", "postgres", "redb", "redis", "sealed", "serve"];
             if cfg!(feature = "conformance") {
                 features.push("conformance");
             }
