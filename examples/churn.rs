@@ -425,11 +425,7 @@ async fn run(args: &[String]) {
                 if let Some(s) = v["app_secret"].as_str() {
                     secret = s.to_owned();
                 }
-                (
-                    3,
-                    s / 100 == 2,
-                    Check::Signed(o.signed.clone()),
-                )
+                (3, s / 100 == 2, Check::Signed(o.signed.clone()))
             }
         };
         let ack = t0.elapsed();
@@ -446,11 +442,15 @@ async fn run(args: &[String]) {
                 loop {
                     let seen = match check {
                         Check::Status(path, want) => {
-                            call(http, "GET", &format!("{base}{path}"), &[], None).await.0 == *want
+                            call(http, "GET", &format!("{base}{path}"), &[], None)
+                                .await
+                                .0
+                                == *want
                         }
                         Check::Body(path, stage, want) => {
                             let url = format!("{base}{path}");
-                            let (s, b) = call(http, "GET", &url, &[("x-ca-stage", stage)], None).await;
+                            let (s, b) =
+                                call(http, "GET", &url, &[("x-ca-stage", stage)], None).await;
                             s == 200 && b.as_ref() == want.as_bytes()
                         }
                         Check::Signed(path) => {
