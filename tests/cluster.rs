@@ -887,3 +887,80 @@ async fn a_database_cut_keeps_the_data_plane_serving_and_everything_catches_up()
     assert_eq!(ea, export(&http, &b).await);
     assert_eq!(ea, export(&http, &c).await);
 }
+
+/// Bad `--store` and `--max-staleness` values (flag or environment) stop the start with a
+/// message naming the setting, before anything is created, and never repeat a password; a
+/// database that cannot be reached at start stops it with a message naming the store.
+#[test]
+fn a_bad_store_or_staleness_bound_stops_the_start() {
+    let dir = std::env::temp_dir().join(format!(
+        "stagegate-cluster-bad-{}-{}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "--store",
+            "STAGEGATE_STORE",
+            "mysql://u:hunter2@h/db",
+            "`mysql://` is not a store",
+        ),
+        (
+            "--store",
+            "STAGEGATE_STORE",
+            "postgres://u:hunter2@h/db?sslmode=sometimes",
+            "the PostgreSQL URL does not parse",
+        ),
+        (
+            "--store",
+            "STAGEGATE_STORE",
+            "postgres://u:hunter2@127.0.0.1:1/db?sslmode=disable&connect_timeout=1",
+            "postgres 127.0.0.1:1/db is unavailable",
+        ),
+        (
+            "--max-staleness",
+            "STAGEGATE_MAX_STALENESS",
+            "0s",
+            "is not a duration",
+        ),
+        (
+            "--max-staleness",
+            "STAGEGATE_MAX_STALENESS",
+            "5 parsecs",
+            "is not a duration",
+        ),
+        (
+            "--max-staleness",
+            "STAGEGATE_MAX_STALENESS",
+            "25h",
+            "is not a duration",
+        ),
+    ];
+    for (flag, var, value, message) in cases {
+        for by_env in [false, true] {
+            let mut cmd = Command::new(gateway_bin());
+            cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+                .arg("--data-dir")
+                .arg(&dir)
+                .args(["--admin-token", TOKEN])
+                .env_remove("STAGEGATE_STORE")
+                .env_remove("STAGEGATE_MAX_STALENESS");
+            if by_env {
+                cmd.env(var, value);
+            } else {
+                cmd.args([flag, value]);
+            }
+            let out = cmd.output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{flag} {value}: {stderr}");
+            assert!(stderr.contains(message), "{flag} {value}: {stderr}");
+            let named = if by_env { var } else { flag };
+            if !message.contains("unavailable") {
+                assert!(stderr.contains(named), "names {named}: {stderr}");
+            }
+            assert!(!stderr.contains("hunter2"), "{stderr}");
+            assert!(!dir.join("stagegate.redb").exists(), "nothing created");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
