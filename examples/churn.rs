@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! churn gen  BASE_EXPORT.json APIS GROUPS TOGGLES > import.json
-//! churn run  [--admin URL] [--gw URL] [--token T] [--changes N] [--toggles K]
+//! churn run  [--admin URL] [--gw URL]... [--token T] [--changes N] [--toggles K]
 //!            [--backend ID] [--origin-a URL] [--origin-b URL] [--probe PATH]
 //!            [--app ID] [--app-key KEY] [--signed PATH] [--apis N] [--timeout-ms MS]
 //! ```
@@ -21,6 +21,10 @@
 //! * `switch` the backend's TEST or RELEASE definition between `--origin-a` and `--origin-b` —
 //!   live when `GET --probe` (with `X-Ca-Stage`) answers the new origin's body;
 //! * `rotate` the secret of `--app` — live when a request signed with the new secret passes.
+//!
+//! With `--gw` given more than once (the nodes of a cluster sharing one store, the changes
+//! made through `--admin` on one of them), each change is waited for on every node at once,
+//! and a `node=I ...` line per node gives its change-to-live figures.
 //!
 //! After each change it also requests one never-changed API (`/gN/aN`, chosen at random):
 //! any 404 there is a spurious 404. Prints one `key=value` summary line per figure.
@@ -200,6 +204,8 @@ fn replace_api(
 struct Opts {
     admin: String,
     gw: String,
+    /// Every data plane to wait on (the first is `gw`).
+    gws: Vec<String>,
     token: String,
     changes: usize,
     toggles: usize,
@@ -221,6 +227,7 @@ fn opts(args: &[String]) -> Opts {
     let mut o = Opts {
         admin: "http://127.0.0.1:19080".into(),
         gw: "http://127.0.0.1:18080".into(),
+        gws: Vec::new(),
         token: "bench-token".into(),
         changes: 10_000,
         toggles: 100,
@@ -245,7 +252,7 @@ fn opts(args: &[String]) -> Opts {
             .clone();
         match k.as_str() {
             "--admin" => o.admin = v,
-            "--gw" => o.gw = v,
+            "--gw" => o.gws.push(v),
             "--token" => o.token = v,
             "--changes" => o.changes = v.parse().expect("--changes"),
             "--toggles" => o.toggles = v.parse().expect("--toggles"),
@@ -264,6 +271,10 @@ fn opts(args: &[String]) -> Opts {
             _ => panic!("unknown flag {k}"),
         }
     }
+    if o.gws.is_empty() {
+        o.gws.push(o.gw.clone());
+    }
+    o.gw = o.gws[0].clone();
     o
 }
 
@@ -339,6 +350,8 @@ async fn run(args: &[String]) {
     let mut published = vec![true; o.toggles.max(1)];
     let mut on_b = [false, false]; // TEST, RELEASE
     let mut spurious_404 = 0usize;
+    // Per node: change-to-live times, and changes not live there within the timeout.
+    let mut per_node: Vec<(Vec<Duration>, usize)> = vec![(Vec::new(), 0); o.gws.len()];
     let mut stable_checked = 0usize;
     let mut stable_other = 0usize;
     let started = Instant::now();
@@ -351,7 +364,7 @@ async fn run(args: &[String]) {
             0 | 1 if o.toggles > 0 => {
                 let k = (n / 2) % o.toggles;
                 let api = format!("bench-toggle-{k}");
-                let path = format!("{}/toggle/{k}", o.gw);
+                let path = format!("/toggle/{k}");
                 if published[k] {
                     let (s, _) = call(
                         &http,
@@ -396,7 +409,7 @@ async fn run(args: &[String]) {
                 (
                     2,
                     s / 100 == 2,
-                    Check::Body(format!("{}{}", o.gw, o.probe), stage, body.clone()),
+                    Check::Body(o.probe.clone(), stage, body.clone()),
                 )
             }
             _ => {
@@ -412,11 +425,7 @@ async fn run(args: &[String]) {
                 if let Some(s) = v["app_secret"].as_str() {
                     secret = s.to_owned();
                 }
-                (
-                    3,
-                    s / 100 == 2,
-                    Check::Signed(format!("{}{}", o.gw, o.signed)),
-                )
+                (3, s / 100 == 2, Check::Signed(o.signed.clone()))
             }
         };
         let ack = t0.elapsed();
@@ -425,34 +434,57 @@ async fn run(args: &[String]) {
             kinds[4].1.admin_errors += 1;
             continue;
         }
-        // Poll the data plane until the change shows.
+        // Poll every data plane until the change shows there (all nodes at once).
         let deadline = t0 + o.timeout;
-        let live = loop {
-            let seen = match &check {
-                Check::Status(url, want) => call(&http, "GET", url, &[], None).await.0 == *want,
-                Check::Body(url, stage, want) => {
-                    let (s, b) = call(&http, "GET", url, &[("x-ca-stage", stage)], None).await;
-                    s == 200 && b.as_ref() == want.as_bytes()
-                }
-                Check::Signed(url) => {
-                    let signer = Signer::new(&o.app_key, secret.clone()).expect("key");
-                    let mut req = http::Request::get(url.as_str())
-                        .body(Full::new(Bytes::new()))
-                        .expect("req");
-                    signer.sign(&mut req, b"");
-                    match http.request(req).await {
-                        Ok(r) => r.status().is_success(),
-                        Err(_) => false,
+        let lives = futures_util::future::join_all(o.gws.iter().map(|base| {
+            let (http, check, secret, key) = (&http, &check, &secret, &o.app_key);
+            async move {
+                loop {
+                    let seen = match check {
+                        Check::Status(path, want) => {
+                            call(http, "GET", &format!("{base}{path}"), &[], None)
+                                .await
+                                .0
+                                == *want
+                        }
+                        Check::Body(path, stage, want) => {
+                            let url = format!("{base}{path}");
+                            let (s, b) =
+                                call(http, "GET", &url, &[("x-ca-stage", stage)], None).await;
+                            s == 200 && b.as_ref() == want.as_bytes()
+                        }
+                        Check::Signed(path) => {
+                            let signer = Signer::new(key, secret.clone()).expect("key");
+                            let mut req = http::Request::get(format!("{base}{path}"))
+                                .body(Full::new(Bytes::new()))
+                                .expect("req");
+                            signer.sign(&mut req, b"");
+                            match http.request(req).await {
+                                Ok(r) => r.status().is_success(),
+                                Err(_) => false,
+                            }
+                        }
+                    };
+                    if seen {
+                        break Some(t0.elapsed());
+                    }
+                    if Instant::now() > deadline {
+                        break None;
                     }
                 }
-            };
-            if seen {
-                break Some(t0.elapsed());
             }
-            if Instant::now() > deadline {
-                break None;
+        }))
+        .await;
+        for (i, l) in lives.iter().enumerate() {
+            match l {
+                Some(d) => per_node[i].0.push(*d),
+                None => per_node[i].1 += 1,
             }
-        };
+        }
+        // The change counts as live once it is live on every node.
+        let live = lives
+            .iter()
+            .try_fold(Duration::ZERO, |acc, l| l.map(|d| acc.max(d)));
         for k in [kind, 4] {
             let e = &mut kinds[k].1;
             e.ack.push(ack);
@@ -481,6 +513,18 @@ async fn run(args: &[String]) {
         o.changes,
         elapsed.as_secs_f64()
     );
+    if o.gws.len() > 1 {
+        for (i, (live, timeouts)) in per_node.iter_mut().enumerate() {
+            println!(
+                "node={i} gw={} n={} timeouts={timeouts} live_p50_ms={:.2} live_p99_ms={:.2} live_max_ms={:.2}",
+                o.gws[i],
+                live.len(),
+                pct(live, 0.50),
+                pct(live, 0.99),
+                pct(live, 1.0),
+            );
+        }
+    }
     for (name, k) in kinds.iter_mut() {
         if k.ack.is_empty() && k.admin_errors == 0 {
             continue;

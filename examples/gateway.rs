@@ -7,6 +7,7 @@
 //!                                [--replay memory|redis://HOST:PORT] [--secrets-key KEY]
 //!                                [--config gateway.toml] [--config-scope whole|named]
 //!                                [--metrics-listen 127.0.0.1:9090] [--log-format text|json]
+//!                                [--store DIR|postgres://...] [--max-staleness 10s]
 //! ```
 //!
 //! With `--metrics-listen`, Prometheus metrics (`stagegate::metrics`) are served at
@@ -18,7 +19,10 @@
 //! `STAGEGATE_DATA_DIR`, `STAGEGATE_ADMIN_TOKEN`, `STAGEGATE_REPLAY`, `STAGEGATE_SECRETS_KEY`,
 //! ...); a flag wins over the environment.
 //!
-//! With `--replay redis://…` every gateway node pointed at that Redis shares one nonce store,
+//! With `--store postgres://…` several nodes share one configuration: each follows the
+//! database's change feed and serves what any node commits; `GET /health` on the admin
+//! listener reports the store's reachability and how fresh the node is, and answers 503 once
+//! it has not been known current for `--max-staleness`. With `--replay redis://…` every gateway node pointed at that Redis shares one nonce store,
 //! so a signed request replayed to another node is refused there too; while Redis cannot be
 //! reached, requests carrying a nonce are refused with `X503NS`. With `--secrets-key`, app
 //! secrets and AppCodes are sealed in the data file; a node started without that key, or with
@@ -67,7 +71,9 @@ use stagegate::cloudapi::{AccessKeys, CloudApi, CloudApiRoute};
 use stagegate::control::{ConfigDocument, ConfigFormat, PlanScope};
 use stagegate::metrics::GatewayMetrics;
 use stagegate::serve::{ConnectionLimit, Server};
-use stagegate::store::{CommitSync, RedbStore, SealedStore, SecretsKey, StoreError};
+use stagegate::store::{
+    CommitSync, PostgresStore, RedbStore, SealedStore, SecretsKey, Store, StoreError,
+};
 use stagegate::{
     ControlPlane, GatewayLayer, auth::MemoryReplayGuard, layer::AppAuthenticator, model::Secret,
 };
@@ -93,6 +99,8 @@ struct Config {
     listen: String,
     admin_listen: String,
     data_dir: PathBuf,
+    store: StoreSpec,
+    max_staleness: Duration,
     admin_token: Option<String>,
     admin_body_limit: Option<usize>,
     admin_timeout: Duration,
@@ -113,6 +121,15 @@ struct Config {
     log_json: bool,
 }
 
+/// Where the configuration is kept.
+enum StoreSpec {
+    /// The embedded file in the data directory (the default).
+    Redb,
+    /// PostgreSQL, shared by every node pointed at it (the URL may hold a password: never
+    /// printed).
+    Postgres(String),
+}
+
 /// Where nonces are remembered.
 enum Replay {
     /// In this process (the default).
@@ -128,6 +145,17 @@ const USAGE: &str =
   --listen        data plane address   (env STAGEGATE_LISTEN, default 127.0.0.1:8080)
   --admin-listen  admin API address    (env STAGEGATE_ADMIN_LISTEN, default 127.0.0.1:9080)
   --data-dir      state directory      (env STAGEGATE_DATA_DIR, default ./stagegate-data)
+  --store PATH|postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=..&options=-csearch_path%3DSCHEMA]
+                  where the configuration is kept: a directory (the same as --data-dir: the
+                  embedded file, the default) or a PostgreSQL database shared by every node
+                  pointed at it. Each node follows the database's change feed (LISTEN/NOTIFY,
+                  and a poll every second behind it) and serves the changes any node commits.
+                  While the database cannot be reached the data plane serves the last
+                  configuration it applied and admin writes answer 503 StoreUnavailable; the
+                  node catches up by itself once it is back (env STAGEGATE_STORE)
+  --max-staleness DURATION  GET /health on the admin listener answers 503 \"stale\" once the
+                  node has not been known to hold the store's latest change for this long
+                  (e.g. 500ms, 5s, 1m; env STAGEGATE_MAX_STALENESS, default 10s)
   --admin-token   admin bearer token   (env STAGEGATE_ADMIN_TOKEN, default: generated once)
   --config FILE   a configuration document (JSON, or TOML for a .toml file) applied at start;
                   a file with errors stops the start, listing every one (env STAGEGATE_CONFIG)
@@ -190,6 +218,8 @@ fn parse_args() -> Result<Config, String> {
         listen: env("STAGEGATE_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into()),
         admin_listen: env("STAGEGATE_ADMIN_LISTEN").unwrap_or_else(|| "127.0.0.1:9080".into()),
         data_dir: env("STAGEGATE_DATA_DIR").map_or_else(|| "stagegate-data".into(), PathBuf::from),
+        store: StoreSpec::Redb,
+        max_staleness: stagegate::admin::DEFAULT_MAX_STALENESS,
         admin_token: env("STAGEGATE_ADMIN_TOKEN"),
         admin_body_limit: None,
         admin_timeout: stagegate::admin::DEFAULT_ADMIN_TIMEOUT,
@@ -221,6 +251,12 @@ fn parse_args() -> Result<Config, String> {
     }
     if let Some(v) = env("STAGEGATE_LOG_FORMAT") {
         cfg.log_json = parse_log_format("STAGEGATE_LOG_FORMAT", &v)?;
+    }
+    if let Some(v) = env("STAGEGATE_STORE") {
+        parse_store(&mut cfg, "STAGEGATE_STORE", v)?;
+    }
+    if let Some(v) = env("STAGEGATE_MAX_STALENESS") {
+        cfg.max_staleness = parse_duration("STAGEGATE_MAX_STALENESS", &v)?;
     }
     if let Some(v) = env("STAGEGATE_MAX_CONNECTIONS") {
         cfg.max_connections = Some(parse_max_connections("STAGEGATE_MAX_CONNECTIONS", &v)?);
@@ -274,6 +310,10 @@ fn parse_args() -> Result<Config, String> {
             "--listen" => cfg.listen = value()?,
             "--admin-listen" => cfg.admin_listen = value()?,
             "--data-dir" => cfg.data_dir = PathBuf::from(value()?),
+            "--store" => parse_store(&mut cfg, "--store", value()?)?,
+            "--max-staleness" => {
+                cfg.max_staleness = parse_duration("--max-staleness", &value()?)?;
+            }
             "--admin-token" => cfg.admin_token = Some(value()?),
             "--config" => cfg.config = Some(PathBuf::from(value()?)),
             "--config-scope" => cfg.config_scope = parse_scope("--config-scope", &value()?)?,
@@ -331,6 +371,53 @@ fn parse_log_format(name: &str, v: &str) -> Result<bool, String> {
         "text" => Ok(false),
         "json" => Ok(true),
         _ => Err(format!("{name} must be `text` or `json`, not `{v}`")),
+    }
+}
+
+/// A `postgres://` URL (checked now; never repeated in a message: it may hold a password), or
+/// else a data directory.
+fn parse_store(cfg: &mut Config, name: &str, v: String) -> Result<(), String> {
+    let scheme = v.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("postgres" | "postgresql") => {
+            v.parse::<tokio_postgres::Config>().map_err(|e| {
+                format!("{name}: the PostgreSQL URL does not parse ({e}); it is not repeated here as it may hold a password")
+            })?;
+            cfg.store = StoreSpec::Postgres(v);
+        }
+        Some(other) => {
+            return Err(format!(
+                "{name}: `{other}://` is not a store this gateway knows: give a directory or a postgres:// URL"
+            ));
+        }
+        None => {
+            cfg.store = StoreSpec::Redb;
+            cfg.data_dir = PathBuf::from(v);
+        }
+    }
+    Ok(())
+}
+
+/// A duration such as `500ms`, `5s`, `2m` or `1h` (a bare number is seconds): more than 0, at
+/// most a day.
+fn parse_duration(name: &str, v: &str) -> Result<Duration, String> {
+    let t = v.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let scale = match unit {
+        "ms" => 0.001,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => f64::NAN,
+    };
+    match num.parse::<f64>().map(|n| n * scale) {
+        Ok(s) if s > 0.0 && s <= 86_400.0 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!(
+            "{name} `{v}` is not a duration such as 500ms, 5s or 1m (more than 0, at most 24h)"
+        )),
     }
 }
 
@@ -617,53 +704,48 @@ async fn main() -> ExitCode {
 async fn run(cfg: Config) -> Result<(), String> {
     let config = cfg.config.as_deref().map(read_config).transpose()?;
     prepare_data_dir(&cfg.data_dir)?;
-    let db = cfg.data_dir.join(DB_FILE);
-    let open = if cfg.verify_on_open {
-        RedbStore::open_verified
-    } else {
-        RedbStore::open
+    let (control, store_label) = match &cfg.store {
+        StoreSpec::Redb => {
+            let db = cfg.data_dir.join(DB_FILE);
+            let open = if cfg.verify_on_open {
+                RedbStore::open_verified
+            } else {
+                RedbStore::open
+            };
+            let store = open(&db)
+                .map_err(|e| match e {
+                    // Not damage: another gateway (or this one, still stopping) holds the file.
+                    StoreError::Locked { .. } | StoreError::Io { .. } => {
+                        format!("cannot open the data file: {}", error_chain(&e))
+                    }
+                    _ => format!(
+                        "cannot open the data file {}: {} (the gateway refuses to start rather than lose data; restore a backup or move the file away)",
+                        db.display(),
+                        error_chain(&e)
+                    ),
+                })?
+                .with_commit_sync(cfg.commit_sync);
+            let label = db.display().to_string();
+            (open_control(store, &cfg, &label).await?, label)
+        }
+        StoreSpec::Postgres(url) => {
+            // The error names the store (host and database), never the URL's password.
+            let store = PostgresStore::connect(url)
+                .await
+                .map_err(|e| format!("cannot open the store: {}", error_chain(&e)))?;
+            let label = store.name().to_owned();
+            (open_control(store, &cfg, &label).await?, label)
+        }
     };
-    let store = open(&db)
-        .map_err(|e| match e {
-            // Not damage: another gateway (or this one, still stopping) holds the file.
-            StoreError::Locked { .. } | StoreError::Io { .. } => {
-                format!("cannot open the data file: {}", error_chain(&e))
-            }
-            _ => format!(
-                "cannot open the data file {}: {} (the gateway refuses to start rather than lose data; restore a backup or move the file away)",
-                db.display(),
-                error_chain(&e)
-            ),
-        })?
-        .with_commit_sync(cfg.commit_sync);
-    // Every sealed secret is checked before anything else happens: no key, or the wrong one,
-    // stops here with nothing changed.
-    let sealing = cfg.secrets_key.as_ref().map(|k| k.id().to_owned());
-    let store = SealedStore::open(store, cfg.secrets_key.clone())
-        .await
-        .map_err(|e| format!("cannot open {}: {}", db.display(), error_chain(&e)))?;
-    if let Some(key_id) = &sealing {
-        let sealed = store.seal_existing().await.map_err(|e| {
-            format!(
-                "cannot seal the secrets already in {}: {}",
-                db.display(),
-                error_chain(&e)
-            )
-        })?;
-        tracing::info!(
-            key_id = %key_id,
-            sealed_now = sealed,
-            "app secrets and AppCodes are sealed at rest"
-        );
-    }
-    let control = Arc::new(
-        ControlPlane::open(store)
-            .await
-            .map_err(|e| format!("cannot load {}: {}", db.display(), error_chain(&e)))?,
-    );
+    let control = Arc::new(control);
     if let (Some(path), Some(doc)) = (&cfg.config, &config) {
         apply_config(&control, path, doc, cfg.config_scope).await?;
     }
+    // Every node follows the store: a change any node commits is applied here when the store
+    // signals it, and at least every poll (a lost signal or a dropped listener delays it by
+    // at most that). With the embedded file this node is the only writer; following costs a
+    // read per poll and keeps /health's freshness current.
+    let _follower = control.spawn_follower(follow_poll(cfg.max_staleness));
     let (token, generated) = admin_token(&cfg)?;
 
     // In memory: one replay guard for every worker, so a nonce is refused whichever worker sees
@@ -714,7 +796,8 @@ async fn run(cfg: Config) -> Result<(), String> {
         .standalone())
     };
     let mut admin = AdminApi::new(Arc::clone(&control), token.clone(), gateway()?)
-        .with_timeout(cfg.admin_timeout);
+        .with_timeout(cfg.admin_timeout)
+        .with_max_staleness(cfg.max_staleness);
     if let Some(limit) = cfg.admin_body_limit {
         admin = admin.with_body_limit(limit);
     }
@@ -781,11 +864,11 @@ async fn run(cfg: Config) -> Result<(), String> {
         keys.ids().len()
     );
     println!("stagegate admin API listening on http://{admin_addr}");
-    println!("stagegate data in {}", db.display());
+    println!("stagegate data in {store_label}");
     tracing::info!(
         %data_addr,
         %admin_addr,
-        data = %db.display(),
+        data = %store_label,
         max_connections = data_limit.max(),
         open_files_limit = open_files,
         "stagegate started"
@@ -848,6 +931,44 @@ async fn run(cfg: Config) -> Result<(), String> {
     })
     .await;
     Ok(())
+}
+
+/// How often the follower looks at the store when no signal comes: every second, or more
+/// often when the staleness bound is shorter (so /health never reports a current node stale).
+fn follow_poll(max_staleness: Duration) -> Duration {
+    (max_staleness / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// Opens the control plane on `store` (sealed under the secrets key when one is given),
+/// loading everything it holds: a node that was down starts from the store as it is now,
+/// whatever notifications it missed.
+async fn open_control<S: Store>(
+    store: S,
+    cfg: &Config,
+    label: &str,
+) -> Result<ControlPlane, String> {
+    // Every sealed secret is checked before anything else happens: no key, or the wrong one,
+    // stops here with nothing changed.
+    let sealing = cfg.secrets_key.as_ref().map(|k| k.id().to_owned());
+    let store = SealedStore::open(store, cfg.secrets_key.clone())
+        .await
+        .map_err(|e| format!("cannot open {label}: {}", error_chain(&e)))?;
+    if let Some(key_id) = &sealing {
+        let sealed = store.seal_existing().await.map_err(|e| {
+            format!(
+                "cannot seal the secrets already in {label}: {}",
+                error_chain(&e)
+            )
+        })?;
+        tracing::info!(
+            key_id = %key_id,
+            sealed_now = sealed,
+            "app secrets and AppCodes are sealed at rest"
+        );
+    }
+    ControlPlane::open(store)
+        .await
+        .map_err(|e| format!("cannot load {label}: {}", error_chain(&e)))
 }
 
 /// One data-plane worker: accepts on its copy of the listener and serves each connection on

@@ -55,7 +55,9 @@ fn gateway_bin() -> &'static Path {
         if built.is_none() || newest_source > built {
             // Missing or stale (e.g. only this test target was built): build it with exactly
             // this test's features.
-            let mut features = vec!["admin", "cloudapi", "redb", "redis", "sealed", "serve"];
+            let mut features = vec![
+                "admin", "cloudapi", "postgres", "redb", "redis", "sealed", "serve",
+            ];
             if cfg!(feature = "conformance") {
                 features.push("conformance");
             }

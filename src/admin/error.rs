@@ -5,12 +5,15 @@ use http::{HeaderValue, StatusCode, header};
 
 use crate::control::ControlError;
 use crate::model::ValidationError;
+use crate::store::StoreError;
 
 /// Why an admin call was refused. Every variant answers with a JSON body `{"code","message"}`
 /// and a 4xx status (5xx only for a failing store: 507 `InsufficientStorage` when its disk is
 /// full, 503 `StoreUnavailable` naming the store for one that cannot be reached now (a database
 /// that is down or unreachable, another I/O error, a file locked elsewhere: see
-/// [`StoreError::is_unavailable`](crate::store::StoreError::is_unavailable)), 500 `StoreError` otherwise; and 503 `Timeout` for a call that took too long); a refused call changes
+/// [`StoreError::is_unavailable`](crate::store::StoreError::is_unavailable)), 500 `StoreError` otherwise;
+/// 409 `Conflict` when another node changed the same record at the same time (the store's
+/// optimistic version check: nothing was written; this node has caught up, so read and retry); and 503 `Timeout` for a call that took too long); a refused call changes
 /// nothing.
 ///
 /// # Examples
@@ -38,6 +41,14 @@ use crate::model::ValidationError;
 /// assert_eq!(e.status(), http::StatusCode::SERVICE_UNAVAILABLE);
 /// assert_eq!(e.code(), "StoreUnavailable");
 /// assert!(e.to_string().contains("postgres 10.0.0.5:5432/gateway is unavailable"), "{e}");
+/// let raced = stagegate::store::StoreError::Conflict {
+///     key: stagegate::store::Key::group(&stagegate::model::GroupId::generate()),
+///     expected: stagegate::store::Expect::Version(1),
+///     found: Some(2),
+/// };
+/// let e = AdminError::from(stagegate::ControlError::Store(raced));
+/// assert_eq!((e.status(), e.code()), (http::StatusCode::CONFLICT, "Conflict"));
+/// assert!(e.to_string().contains("another node changed the same record"), "{e}");
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -107,6 +118,7 @@ impl AdminError {
                 ControlError::NotFound { .. } => StatusCode::NOT_FOUND,
                 ControlError::Store(e) if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
                 ControlError::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+                ControlError::Store(StoreError::Conflict { .. }) => StatusCode::CONFLICT,
                 ControlError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 _ => StatusCode::CONFLICT,
             },
@@ -136,6 +148,7 @@ impl AdminError {
                 ControlError::Stale { .. } => "PlanStale",
                 ControlError::Store(e) if e.is_disk_full() => "InsufficientStorage",
                 ControlError::Store(e) if e.is_unavailable() => "StoreUnavailable",
+                ControlError::Store(StoreError::Conflict { .. }) => "Conflict",
                 ControlError::Store(_) => "StoreError",
                 _ => "Refused",
             },

@@ -29,7 +29,7 @@
 //!
 //! | method and path | what |
 //! |---|---|
-//! | `GET /health` | 200 `{"status":"ok"}`; 503 `{"status":"failing","store":"disk full"}` (or `"I/O error"`) while the store's writes fail; no token needed |
+//! | `GET /health` | 200 `{"status":"ok","store":"reachable",...}` with the node's freshness (`applied_revision`, `store_revision`, `behind`, `last_applied_at`, `since_applied_ms`, `since_caught_up_ms`, `max_staleness_ms`); 503 `{"status":"failing","store":"disk full"}` (or `"I/O error"`) while the store's writes fail, and 503 `"status":"stale"` once the node has not been known current for longer than [`AdminApi::with_max_staleness`] (`"store":"unreachable"` when the store cannot be reached); no token needed |
 //! | `POST /backends`, `GET /backends`, `GET`/`PATCH`/`DELETE /backends/{id}` | backend services |
 //! | `PUT`/`GET`/`DELETE /backends/{id}/stages/{stage}` | a backend's definition in a stage, with per-API reports; `?dry_run=true` on `PUT` and `DELETE` answers the same report and changes nothing |
 //! | `GET /backends/{id}/apis?stage=` | the APIs using a backend |
@@ -115,6 +115,15 @@ pub const DEFAULT_ADMIN_BODY_LIMIT: usize = 1024 * 1024;
 /// The default longest an admin call may take before it is answered 503 `Timeout`: 30 s.
 pub const DEFAULT_ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The default [`AdminApi::with_max_staleness`]: 10 s.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(stagegate::admin::DEFAULT_MAX_STALENESS.as_secs(), 10);
+/// ```
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(10);
+
 /// The request headers whose values never show in a log: `Authorization` (the admin token, or
 /// an `APPCODE`), `Proxy-Authorization` and `X-Ca-Signature`.
 ///
@@ -178,6 +187,7 @@ pub(crate) struct Inner {
     pub(crate) timeout: Duration,
     #[cfg(feature = "cloudapi")]
     pub(crate) access_keys: Option<crate::cloudapi::AccessKeys>,
+    pub(crate) max_staleness: Duration,
 }
 
 pub(crate) type AdminState = Arc<Inner>;
@@ -188,6 +198,7 @@ impl fmt::Debug for AdminApi {
             .field("control", &self.inner.control)
             .field("body_limit", &self.inner.body_limit)
             .field("timeout", &self.inner.timeout)
+            .field("max_staleness", &self.inner.max_staleness)
             .finish_non_exhaustive()
     }
 }
@@ -206,6 +217,7 @@ impl AdminApi {
                 timeout: DEFAULT_ADMIN_TIMEOUT,
                 #[cfg(feature = "cloudapi")]
                 access_keys: None,
+                max_staleness: DEFAULT_MAX_STALENESS,
             }),
         }
     }
@@ -271,6 +283,31 @@ impl AdminApi {
     #[must_use]
     pub fn with_access_keys(self, keys: crate::cloudapi::AccessKeys) -> Self {
         self.with(|i| i.access_keys = Some(keys))
+    }
+
+    /// How long this node may go without confirming it has every change in the store before
+    /// `GET /health` answers 503; default [`DEFAULT_MAX_STALENESS`]. The node counts as current
+    /// whenever the store answers and the node has applied its latest revision; while it is
+    /// behind, or the store cannot be reached, health stays 200 for this long after the node
+    /// was last known to be current (so a brief blip does not take every node out of a load
+    /// balancer at once), then turns 503. Keep it above the follower's poll interval.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use stagegate::{ControlPlane, GatewayLayer, admin::AdminApi, model::Secret, store::MemoryStore};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let control = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
+    /// let gateway = GatewayLayer::new(control.snapshot_handle()).standalone();
+    /// let admin = AdminApi::new(control, Secret::generate(), gateway)
+    ///     .with_max_staleness(Duration::from_secs(5));
+    /// # let _ = admin;
+    /// # });
+    /// ```
+    #[must_use]
+    pub fn with_max_staleness(self, max: Duration) -> Self {
+        self.with(|i| i.max_staleness = max)
     }
 
     fn with(self, f: impl FnOnce(&mut Inner)) -> Self {
@@ -560,6 +597,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn health_turns_stale_once_the_node_is_behind_for_longer_than_the_bound() {
+        let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::MemoryStore::new());
+        let writer = ControlPlane::open_shared(Arc::clone(&store)).await.unwrap();
+        let reader = Arc::new(ControlPlane::open_shared(store).await.unwrap());
+        let gateway = GatewayLayer::new(reader.snapshot_handle()).standalone();
+        let app = AdminApi::new(
+            Arc::clone(&reader),
+            Secret::new("test-token-0123456789"),
+            gateway,
+        )
+        .with_max_staleness(std::time::Duration::from_millis(50))
+        .router();
+        let (status, health) = call(&app, "GET", "/health", None).await;
+        assert_eq!((status, &health["status"]), (200, &json!("ok")), "{health}");
+        assert_eq!(health["max_staleness_ms"], json!(50), "{health}");
+
+        // Another node commits; this one (no follower) falls behind.
+        writer
+            .create_group(serde_json::from_value(json!({"name": "group_one"})).unwrap())
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+        let (status, health) = call(&app, "GET", "/health", None).await;
+        assert_eq!(
+            (status, &health["status"]),
+            (503, &json!("stale")),
+            "{health}"
+        );
+        assert_eq!(health["behind"], json!(1), "{health}");
+        assert_eq!(health["store"], json!("reachable"), "{health}");
+        assert_eq!(health["applied_revision"], json!(0), "{health}");
+        assert!(
+            health["since_caught_up_ms"].as_u64().unwrap() >= 50,
+            "{health}"
+        );
+
+        // Caught up: healthy again.
+        reader.follow().await.unwrap();
+        let (status, health) = call(&app, "GET", "/health", None).await;
+        assert_eq!((status, &health["status"]), (200, &json!("ok")), "{health}");
+        assert_eq!(
+            (&health["applied_revision"], &health["behind"]),
+            (&json!(1), &json!(0)),
+            "{health}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_full_disk_answers_507_and_fails_health_until_a_write_succeeds_again() {
         let path = std::env::temp_dir().join(format!(
             "stagegate-admin-full-{}-{}.redb",
@@ -575,9 +660,11 @@ mod tests {
             gateway,
         )
         .router();
+        let (status, health) = call(&app, "GET", "/health", None).await;
         assert_eq!(
-            call(&app, "GET", "/health", None).await,
-            (200, json!({"status": "ok"}))
+            (status, &health["status"], &health["store"]),
+            (200, &json!("ok"), &json!("reachable")),
+            "{health}"
         );
 
         full.store(true, Ordering::SeqCst);
@@ -597,10 +684,10 @@ mod tests {
         let (status, body) =
             call(&app, "POST", "/groups", Some(json!({"name": "group_two"}))).await;
         assert_eq!(status, 201, "{body}");
-        assert_eq!(
-            call(&app, "GET", "/health", None).await,
-            (200, json!({"status": "ok"}))
-        );
+        let (status, health) = call(&app, "GET", "/health", None).await;
+        assert_eq!((status, &health["status"]), (200, &json!("ok")), "{health}");
+        assert_eq!(health["applied_revision"], json!(1), "{health}");
+        assert_eq!(health["behind"], json!(0), "{health}");
         let (_, groups) = call(&app, "GET", "/groups", None).await;
         let text = groups.to_string();
         assert!(

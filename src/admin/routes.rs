@@ -173,26 +173,58 @@ fn from_value<T: DeserializeOwned>(v: Value) -> Result<T> {
 
 // ----- health -----
 
-/// 200 `{"status":"ok"}`; 503 `{"status":"failing","store":..}` while the store's writes fail.
-/// No token is needed, so the store's failure is told as a word (`disk full`, `I/O error`),
-/// without the file or the error (those are in the log and in the failing calls' answers).
+/// How long `GET /health` waits for the store's revision before counting it unreachable.
+const HEALTH_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// 200 `{"status":"ok","store":"reachable",..}` with the node's freshness; 503
+/// `{"status":"failing","store":..}` while the store's writes fail, or `"status":"stale"` once
+/// the node has not been known current for longer than the configured bound. No token is
+/// needed, so a failure is told as a word (`disk full`, `I/O error`, `unreachable`), without
+/// the file, the address or the error (those are in the log and in the failing calls' answers).
 async fn health(State(s): State<AdminState>) -> Response {
-    match s.control.store().health() {
-        Ok(()) => reply(StatusCode::OK, &json!({"status": "ok"})),
-        Err(e) => {
-            let what = if e.is_disk_full() {
-                "disk full"
-            } else if matches!(e, crate::store::StoreError::Io { .. }) {
-                "I/O error"
-            } else {
-                "failing"
-            };
-            reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"status": "failing", "store": what}),
-            )
-        }
+    if let Err(e) = s.control.store().health() {
+        let what = if e.is_disk_full() {
+            "disk full"
+        } else if matches!(e, crate::store::StoreError::Io { .. }) {
+            "I/O error"
+        } else {
+            "failing"
+        };
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "failing", "store": what}),
+        );
     }
+    // A store that hangs (a database behind a dead link) must not hang the health check.
+    let fresh = tokio::time::timeout(HEALTH_STORE_TIMEOUT, s.control.freshness()).await;
+    let (reachable, fresh) = match fresh {
+        Ok(f) => (f.store_reachable, f),
+        Err(_) => {
+            // Timed out: what this node knows without asking the store.
+            (false, s.control.freshness_local())
+        }
+    };
+    let behind = if reachable { fresh.behind() } else { None };
+    let current = behind == Some(0);
+    let stale = !current && fresh.since_caught_up > s.max_staleness;
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let body = json!({
+        "status": if stale { "stale" } else { "ok" },
+        "store": if reachable { "reachable" } else { "unreachable" },
+        "applied_revision": fresh.applied_revision,
+        "store_revision": if reachable { fresh.store_revision } else { None },
+        "behind": behind,
+        "last_applied_at": Timestamp::try_from(fresh.last_applied_at).ok().map(|t| t.to_string()),
+        "since_applied_ms": ms(fresh.since_applied),
+        "since_caught_up_ms": ms(if current { std::time::Duration::ZERO } else { fresh.since_caught_up }),
+        "max_staleness_ms": ms(s.max_staleness),
+    });
+    let status = if stale {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    reply(status, &body)
 }
 
 // ----- backends -----

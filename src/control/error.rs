@@ -120,6 +120,11 @@ fn store_detail(e: &StoreError) -> String {
         | StoreError::Locked { .. }
         | StoreError::Unavailable { .. }
         | StoreError::SchemaTooNew { .. } => format!(": {e}"),
+        StoreError::Conflict { .. } => {
+            ": another node changed the same record at the same time; nothing was written \
+             (read it again and retry)"
+                .to_owned()
+        }
         _ => String::new(),
     }
 }

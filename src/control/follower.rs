@@ -192,6 +192,19 @@ impl ControlPlane {
     /// ```
     pub async fn freshness(&self) -> Freshness {
         let store = self.store.revision().await;
+        self.freshness_with(store)
+    }
+
+    /// [`freshness`](Self::freshness) without asking the store (for a store that did not
+    /// answer in time): reported as unreachable.
+    pub(crate) fn freshness_local(&self) -> Freshness {
+        self.freshness_with(Err(crate::store::StoreError::Unavailable {
+            store: "the store".into(),
+            source: "no answer in time".into(),
+        }))
+    }
+
+    fn freshness_with(&self, store: Result<Revision, crate::store::StoreError>) -> Freshness {
         let s = self.sync.lock().clone();
         Freshness {
             store_reachable: store.is_ok(),
