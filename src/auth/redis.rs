@@ -81,14 +81,14 @@ impl RedisConfigError {
 /// ```no_run
 /// use std::time::Duration;
 /// use stagegate::auth::RedisReplayGuard;
-/// use stagegate::{AppAuthenticator, GatewayLayer, SnapshotHandle};
+/// use stagegate::{layer::AppAuthenticator, GatewayLayer, routing::SnapshotHandle};
 ///
 /// # fn run(snapshot: SnapshotHandle) -> Result<(), Box<dyn std::error::Error>> {
 /// let guard = RedisReplayGuard::builder("redis://127.0.0.1:6379/0")
 ///     .with_key_prefix("shop:nonce:")
 ///     .with_timeout(Duration::from_millis(250))
 ///     .build()?;
-/// let layer = GatewayLayer::new(snapshot).authenticator(AppAuthenticator::new(guard));
+/// let layer = GatewayLayer::new(snapshot).with_authenticator(AppAuthenticator::new(guard));
 /// # Ok(()) }
 /// ```
 pub struct RedisReplayGuard {

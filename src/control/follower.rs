@@ -144,7 +144,7 @@ impl ControlPlane {
     /// ```
     /// use std::sync::Arc;
     /// use std::time::Duration;
-    /// use stagegate::{BackendKind, ControlPlane, NewBackend};
+    /// use stagegate::{model::BackendKind, ControlPlane, control::NewBackend};
     /// use stagegate::store::{MemoryStore, Store};
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
@@ -197,6 +197,7 @@ impl ControlPlane {
 
     /// [`freshness`](Self::freshness) without asking the store (for a store that did not
     /// answer in time): reported as unreachable.
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
     pub(crate) fn freshness_local(&self) -> Freshness {
         self.freshness_with(Err(crate::store::StoreError::Unavailable {
             store: "the store".into(),

@@ -461,7 +461,7 @@ impl HttpForwarder {
     /// # Examples
     ///
     /// ```
-    /// let stats = stagegate::HttpForwarder::new().pool_stats();
+    /// let stats = stagegate::proxy::HttpForwarder::new().pool_stats();
     /// assert_eq!((stats.in_flight, stats.idle, stats.backends), (0, 0, 0));
     /// ```
     #[must_use]

@@ -61,7 +61,7 @@ impl MemoryStore {
     /// # Examples
     ///
     /// ```
-    /// use stagegate::Group;
+    /// use stagegate::model::Group;
     /// use stagegate::store::{Entity, Expect, MemoryStore, Store, StoreError, Write};
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let store = MemoryStore::new().with_log_retention(2);

@@ -419,7 +419,7 @@ pub trait Store: Send + Sync + 'static {
     /// # Examples
     ///
     /// ```
-    /// use stagegate::Group;
+    /// use stagegate::model::Group;
     /// use stagegate::store::{Entity, Expect, MemoryStore, Store, Write};
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let store = MemoryStore::new();
@@ -450,7 +450,7 @@ pub trait Store: Send + Sync + 'static {
     /// # Examples
     ///
     /// ```
-    /// use stagegate::Group;
+    /// use stagegate::model::Group;
     /// use stagegate::store::{Entity, Expect, MemoryStore, Store, StoreError, Write};
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let store = MemoryStore::new();

@@ -307,7 +307,7 @@ impl RedbStore {
     /// # Examples
     ///
     /// ```
-    /// use stagegate::Group;
+    /// use stagegate::model::Group;
     /// use stagegate::store::{Entity, Expect, RedbStore, Store, StoreError, Write};
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let path = std::env::temp_dir().join(format!("stagegate-doc-retention-{}.redb", std::process::id()));

@@ -300,7 +300,7 @@ impl From<SealError> for StoreError {
 /// ```
 /// use std::sync::Arc;
 /// use stagegate::store::{MemoryStore, SealedStore, SecretsKey, Store, is_sealed};
-/// use stagegate::{ControlPlane, NewApp};
+/// use stagegate::{ControlPlane, control::NewApp};
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let raw = Arc::new(MemoryStore::new());
 /// let (key, _text) = SecretsKey::generate().unwrap();
@@ -395,7 +395,7 @@ impl<S: Store> SealedStore<S> {
     /// use stagegate::store::{Entity, Expect, MemoryStore, SealedStore, SecretsKey, Store, Write, is_sealed};
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let raw = Arc::new(MemoryStore::new());
-    /// let app = stagegate::App::new("plain_app").unwrap();
+    /// let app = stagegate::model::App::new("plain_app").unwrap();
     /// raw.commit(vec![Write::put(Entity::App(app), Expect::Absent)]).await.unwrap();
     /// let (key, _) = SecretsKey::generate().unwrap();
     /// let store = SealedStore::open(Arc::clone(&raw), Some(key)).await.unwrap();
