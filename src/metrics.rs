@@ -16,7 +16,7 @@
 //! | `stagegate_upstream_duration_seconds` | histogram | `group`, `api`, `stage` |
 //! | `stagegate_policy_refusals_total` | counter | `group`, `api`, `stage`, `policy` |
 //! | `stagegate_unrouted_requests_total` | counter | none: requests no published API matched, or refused before routing |
-//! | `stagegate_upstream_in_flight`, `stagegate_upstream_idle_connections`, `stagegate_upstream_http2_connections`, `stagegate_upstream_pooled_backends` | gauge | none: the [`HttpForwarder`](crate::proxy::HttpForwarder)'s pool at scrape time |
+//! | `stagegate_upstream_in_flight`, `stagegate_upstream_idle_connections`, `stagegate_upstream_http2_connections`, `stagegate_upstream_pooled_backends` | gauge | none: the [`HttpForwarder`]'s pool at scrape time |
 //! | `stagegate_config_revision`, `stagegate_config_seconds_since_change`, `stagegate_config_revisions_behind` | gauge | none: from [`observe_freshness`](GatewayMetrics::observe_freshness) |
 //!
 //! `group` is the group id, `api` the API's name, `app` the app id (`-` for anonymous calls),

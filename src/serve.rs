@@ -412,7 +412,7 @@ impl Server {
     }
 
     /// As [`serve`](Self::serve), over TLS: each accepted connection does the TLS handshake
-    /// with `tls` (within the [header-read timeout](Self::header_read_timeout)) before HTTP.
+    /// with `tls` (within the header-read timeout, [`with_header_read_timeout`](Self::with_header_read_timeout)) before HTTP.
     ///
     /// Every request gets a [`ConnectionInfo`] saying TLS, with the client's server name
     /// (SNI) and the negotiated ALPN protocol, so APIs limited to HTTPS accept it and APIs

@@ -70,7 +70,7 @@ impl RedisConfigError {
 /// unchecked. Requests without a nonce never ask Redis.
 ///
 /// **Hostile input never reaches Redis.** An empty nonce, one longer than
-/// [`MAX_NONCE_LEN`](crate::auth::MAX_NONCE_LEN) bytes, or one with a byte outside printable
+/// 256 bytes (the verifier's nonce limit), or one with a byte outside printable
 /// ASCII (likewise an AppKey over 128 bytes) is refused with [`ReplayError::InvalidInput`]
 /// (`I400HD`) before any command is sent.
 ///
