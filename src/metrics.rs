@@ -218,7 +218,7 @@ impl GatewayMetrics {
     ///
     /// ```
     /// let metrics = stagegate::metrics::GatewayMetrics::new();
-    /// assert!(metrics.render().contains("# TYPE stagegate_requests counter"));
+    /// assert!(metrics.render().contains("stagegate_upstream_in_flight 0"));
     /// ```
     #[must_use]
     pub fn new() -> Self {
