@@ -2,7 +2,8 @@
 //!
 //! Input: the template on the first line; an optional group base path on the second.
 //!
-//! Properties of an accepted template:
+//! Properties of an accepted template (`{name}` segments are read as `[name]`, and the template
+//! keeps the bracket spelling, so `raw` below is the input respelled):
 //! * display, `as_str` and JSON all give back the text, and parsing that again gives an equal
 //!   template;
 //! * its segments, `[param]`s and trailing `/*` rebuild exactly the text; no literal segment is
@@ -24,7 +25,8 @@ fuzz_target!(|data: &[u8]| {
     let [raw, base] = fields::<2>(data);
     let raw = String::from_utf8_lossy(raw);
     let base = String::from_utf8_lossy(base);
-    let template = match PathTemplate::parse(&raw) {
+    let written = raw;
+    let template = match PathTemplate::parse(&written) {
         Ok(t) => t,
         Err(e) => {
             let message = e.to_string();
@@ -36,6 +38,8 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
+    // A `{name}` segment is the `[name]` one: the template keeps the bracket spelling.
+    let raw = respell_braces(&written);
     assert_eq!(template.as_str(), raw);
     assert_eq!(template.to_string(), raw);
     assert_eq!(
@@ -76,8 +80,8 @@ fuzz_target!(|data: &[u8]| {
         Ok(joined) => {
             let expected = match base {
                 None | Some("" | "/") => raw.to_string(),
-                Some(b) if raw == "/" => b.trim_end_matches('/').to_owned(),
-                Some(b) => format!("{}{raw}", b.trim_end_matches('/')),
+                Some(b) if raw == "/" => respell_braces(b.trim_end_matches('/')),
+                Some(b) => format!("{}{raw}", respell_braces(b.trim_end_matches('/'))),
             };
             assert_eq!(joined.as_str(), expected);
             if raw != "/" {
@@ -106,4 +110,18 @@ fn rebuild(template: &PathTemplate, param: impl Fn(&str) -> String) -> String {
         s.push('/');
     }
     s
+}
+
+/// `raw` with every segment that is exactly `{name}` (no other brace or bracket inside)
+/// respelled `[name]`, the parser's documented reading of brace parameters.
+fn respell_braces(raw: &str) -> String {
+    raw.split('/')
+        .map(
+            |part| match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                Some(name) if !name.contains(['{', '}', '[', ']']) => format!("[{name}]"),
+                _ => part.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
 }
