@@ -26,27 +26,7 @@ use stagegate::{ControlPlane, GatewayLayer};
 
 /// What the browser test needs, or why it cannot run.
 fn tools() -> Result<(PathBuf, PathBuf), String> {
-    let chromium = std::env::var_os("STAGEGATE_CHROMIUM")
-        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    if !chromium.exists() {
-        return Err(format!(
-            "{} not found (apt-get install chromium)",
-            chromium.display()
-        ));
-    }
-    match std::process::Command::new("node").arg("--version").output() {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => return Err(format!("node --version failed: {}", o.status)),
-        Err(e) => return Err(format!("node not found: {e}")),
-    }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    if !dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        return Err("playwright-core not installed (run `npm ci` in tests/browser)".into());
-    }
-    Ok((chromium, dir.join("console.mjs")))
+    common::services::browser_tools("console.mjs")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,3 +59,31 @@ pub fn unique_name(prefix: &str) -> String {
         nanos
     )
 }
+
+/// What a browser test needs: Debian's Chromium (or `STAGEGATE_CHROMIUM`), `node`, and
+/// playwright-core installed in `tests/browser` by `npm ci`. Answers the browser and the path
+/// of `tests/browser/<script>`, or why the test cannot run.
+pub fn browser_tools(script: &str) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
+    use std::path::{Path, PathBuf};
+    let chromium = std::env::var_os("STAGEGATE_CHROMIUM")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    if !chromium.exists() {
+        return Err(format!(
+            "{} not found (apt-get install chromium)",
+            chromium.display()
+        ));
+    }
+    match std::process::Command::new("node").arg("--version").output() {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => return Err(format!("node --version failed: {}", o.status)),
+        Err(e) => return Err(format!("node not found: {e}")),
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if !dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
+        return Err("playwright-core not installed (run `npm ci` in tests/browser)".into());
+    }
+    Ok((chromium, dir.join(script)))
+}
