@@ -6,6 +6,7 @@
 //! churn run  [--admin URL] [--gw URL]... [--token T] [--changes N] [--toggles K]
 //!            [--backend ID] [--origin-a URL] [--origin-b URL] [--probe PATH]
 //!            [--app ID] [--app-key KEY] [--signed PATH] [--apis N] [--timeout-ms MS]
+//!            [--poll-us US]
 //! ```
 //!
 //! `gen` takes an export (`GET /export`) of a gateway holding one published anonymous API
@@ -24,7 +25,9 @@
 //!
 //! With `--gw` given more than once (the nodes of a cluster sharing one store, the changes
 //! made through `--admin` on one of them), each change is waited for on every node at once,
-//! and a `node=I ...` line per node gives its change-to-live figures.
+//! and a `node=I ...` line per node gives its change-to-live figures. `--poll-us` pauses
+//! between two polls of one data plane (default: none, polls back to back): the waiting then
+//! costs the nodes little, at the price of that much resolution in change-to-live.
 //!
 //! After each change it also requests one never-changed API (`/gN/aN`, chosen at random):
 //! any 404 there is a spurious 404. Prints one `key=value` summary line per figure.
@@ -221,6 +224,9 @@ struct Opts {
     app_key: String,
     signed: String,
     timeout: Duration,
+    /// Pause between two polls of one data plane while waiting for a change (zero: poll
+    /// back to back).
+    poll: Duration,
 }
 
 fn opts(args: &[String]) -> Opts {
@@ -243,6 +249,7 @@ fn opts(args: &[String]) -> Opts {
         app_key: String::new(),
         signed: String::new(),
         timeout: Duration::from_secs(5),
+        poll: Duration::ZERO,
     };
     let mut it = args.iter();
     while let Some(k) = it.next() {
@@ -268,6 +275,7 @@ fn opts(args: &[String]) -> Opts {
             "--app-key" => o.app_key = v,
             "--signed" => o.signed = v,
             "--timeout-ms" => o.timeout = Duration::from_millis(v.parse().expect("--timeout-ms")),
+            "--poll-us" => o.poll = Duration::from_micros(v.parse().expect("--poll-us")),
             _ => panic!("unknown flag {k}"),
         }
     }
@@ -470,6 +478,9 @@ async fn run(args: &[String]) {
                     }
                     if Instant::now() > deadline {
                         break None;
+                    }
+                    if !o.poll.is_zero() {
+                        tokio::time::sleep(o.poll).await;
                     }
                 }
             }

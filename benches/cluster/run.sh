@@ -15,6 +15,9 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../load/lib.sh"
 
 CHANGES=${CHANGES:-1000}
+# How long churn pauses between two polls of a node while waiting for a change to show (0: back
+# to back, which loads the nodes' shared core with probes while wrk measures node 0).
+POLL_US=${POLL_US:-0}
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
 NODE_GW=(127.0.0.1:18180 127.0.0.1:18181 127.0.0.1:18182)
 NODE_ADMIN=(127.0.0.1:19180 127.0.0.1:19181 127.0.0.1:19182)
@@ -83,7 +86,7 @@ PIDS+=($WRK)
 sleep 1
 taskset -c "$CLIENT_CPU" "$BIN/churn" run --admin "http://${NODE_ADMIN[1]}" \
     --gw "http://${NODE_GW[0]}" --gw "http://${NODE_GW[1]}" --gw "http://${NODE_GW[2]}" \
-    --token "$TOKEN" --changes "$CHANGES" --toggles 0 --apis 0 \
+    --poll-us "$POLL_US" --token "$TOKEN" --changes "$CHANGES" --toggles 0 --apis 0 \
     --backend "$BACKEND" --origin-a "http://$ORIGIN_A" --origin-b "http://$ORIGIN_B" \
     --probe /anon --app "$CHURN_APP" --app-key "$CHURN_KEY" --signed "$SIGNED_PATH" \
     | tee "$OUT/churn.txt"
