@@ -231,7 +231,7 @@ async fn logs_show_each_call_but_never_a_token_signature_or_appcode() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = common::logs::set_default(subscriber);
 
     const SIGNATURE: &str = "c2lnbmF0dXJlLXZhbHVlLTk4NzY1";
     const APPCODE: &str = "appcode0f1e2d3c4b5a69788796a5b4";

@@ -347,7 +347,7 @@ async fn one_access_log_line_per_request_with_every_field_as_json() {
         .with_env_filter(tracing_subscriber::EnvFilter::new("stagegate::access=info"))
         .finish();
     // The test runtime is single-threaded: the request runs on this thread.
-    let guard = tracing::subscriber::set_default(subscriber);
+    let guard = common::logs::set_default(subscriber);
     let got = common::oneshot(svc.clone(), get("/logged")).await;
     assert_eq!(got.status, 200);
     let request_id = got.header("x-ca-request-id").unwrap().to_owned();
@@ -391,7 +391,7 @@ async fn the_access_log_names_the_error_code_and_no_upstream_time_of_a_refusal()
         .with_ansi(false)
         .with_env_filter(tracing_subscriber::EnvFilter::new("stagegate::access=info"))
         .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
+    let guard = common::logs::set_default(subscriber);
     let got = common::oneshot(svc.clone(), get("/signed/1")).await;
     drop(guard);
     let code = got.header("x-ca-error-code").unwrap();

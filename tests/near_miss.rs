@@ -47,7 +47,7 @@ fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
         .with_max_level(tracing::Level::DEBUG)
         .with_ansi(false)
         .finish();
-    (out, tracing::subscriber::set_default(subscriber))
+    (out, common::logs::set_default(subscriber))
 }
 
 /// A mock `GET /hello` published in RELEASE only.
