@@ -75,7 +75,10 @@ use stagegate::store::{
     CommitSync, PostgresStore, RedbStore, SealedStore, SecretsKey, Store, StoreError,
 };
 use stagegate::{
-    ControlPlane, GatewayLayer, auth::MemoryReplayGuard, layer::AppAuthenticator, model::Secret,
+    ControlPlane, GatewayLayer,
+    auth::MemoryReplayGuard,
+    layer::{AppAuthenticator, TrustedProxies},
+    model::Secret,
 };
 use tokio::net::TcpListener;
 
@@ -119,6 +122,7 @@ struct Config {
     access_keys: Vec<(String, Secret)>,
     metrics_listen: Option<String>,
     log_json: bool,
+    trusted_proxies: TrustedProxies,
 }
 
 /// Where the configuration is kept.
@@ -210,7 +214,11 @@ const USAGE: &str =
                   token: bind it where only your scraper reaches (env STAGEGATE_METRICS_LISTEN,
                   default: off)
   --log-format text|json  log lines as text (default) or one JSON object each
-                  (env STAGEGATE_LOG_FORMAT)";
+                  (env STAGEGATE_LOG_FORMAT)
+  --trusted-proxies CIDR[,CIDR..]  believe X-Forwarded-For / X-Real-IP (the client's address,
+                  for IP access control, CaClientIp and logs) and X-Forwarded-Proto /
+                  Forwarded: proto= (HTTPS) only from peers in these networks; by default from
+                  nobody (env STAGEGATE_TRUSTED_PROXIES)";
 
 fn parse_args() -> Result<Config, String> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -238,7 +246,13 @@ fn parse_args() -> Result<Config, String> {
         access_keys: Vec::new(),
         metrics_listen: env("STAGEGATE_METRICS_LISTEN"),
         log_json: false,
+        trusted_proxies: TrustedProxies::default(),
     };
+    if let Some(v) = env("STAGEGATE_TRUSTED_PROXIES") {
+        cfg.trusted_proxies = v
+            .parse()
+            .map_err(|e| format!("STAGEGATE_TRUSTED_PROXIES: {e}"))?;
+    }
     if let Some(v) = env("STAGEGATE_CONFIG_SCOPE") {
         cfg.config_scope = parse_scope("STAGEGATE_CONFIG_SCOPE", &v)?;
     }
@@ -347,6 +361,11 @@ fn parse_args() -> Result<Config, String> {
             "--idle-timeout" => cfg.idle_timeout = parse_seconds("--idle-timeout", &value()?)?,
             "--metrics-listen" => cfg.metrics_listen = Some(value()?),
             "--log-format" => cfg.log_json = parse_log_format("--log-format", &value()?)?,
+            "--trusted-proxies" => {
+                cfg.trusted_proxies = value()?
+                    .parse()
+                    .map_err(|e| format!("--trusted-proxies: {e}"))?;
+            }
             "--verify-on-open" if inline.is_none() => cfg.verify_on_open = true,
             _ => return Err(format!("unknown argument `{arg}`")),
         }
@@ -788,7 +807,8 @@ async fn run(cfg: Config) -> Result<(), String> {
     let gateway = || -> Result<stagegate::GatewayService, String> {
         let layer = GatewayLayer::new(control.snapshot_handle())
             .with_authenticator(auth()?)
-            .with_backends(backends.clone());
+            .with_backends(backends.clone())
+            .with_trusted_proxies(cfg.trusted_proxies.clone());
         Ok(match &metrics {
             Some(m) => layer.with_metrics(m.clone()),
             None => layer,

@@ -784,6 +784,21 @@ fn a_replay_capacity_worker_count_connection_cap_or_timeout_out_of_range_stops_t
     }
 }
 
+#[test]
+fn a_bad_trusted_proxy_list_stops_the_start() {
+    assert_start_refused(
+        "bad-trusted-proxies",
+        "--trusted-proxies",
+        "STAGEGATE_TRUSTED_PROXIES",
+        &[
+            (Some("10.0.0.0/33"), None),
+            (Some("10.0.0.0/8,lb.internal"), None),
+            (None, Some("*")),
+        ],
+        "is neither an IP address nor a CIDR",
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_replay_capacity_bounds_the_nonces_remembered() {
     let dir = scratch("replay-capacity");

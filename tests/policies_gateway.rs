@@ -275,6 +275,97 @@ async fn ip_control_uses_the_socket_peer_and_ignores_a_spoofed_forwarded_for() {
     );
 }
 
+/// Behind a load balancer: `X-Forwarded-For` / `X-Real-IP` name the client, and
+/// `X-Forwarded-Proto` / `Forwarded: proto=` the scheme, only when the peer is a trusted proxy.
+#[tokio::test]
+async fn trusted_proxies_name_the_client_and_the_scheme_and_nobody_else_does() {
+    let (f, _) = http_fx().await;
+    let api = f.api("behindLb", "GET", "/behind", |_| {}).await;
+    let tls_only = f
+        .api("behindLbTls", "GET", "/behind-tls", |a| {
+            a.request.protocols = vec![stagegate::model::Protocol::Https];
+        })
+        .await;
+    for a in [&api, &tls_only] {
+        f.cp.publish(&a.id, Stage::RELEASE, None).await.unwrap();
+    }
+    let p = policy(
+        &f.cp,
+        "clientsOnly",
+        PolicySpec::IpControl(IpControl {
+            mode: IpMode::Allow,
+            rules: vec![IpRule::parse("198.51.100.0/24", None).unwrap()],
+        }),
+    )
+    .await;
+    f.cp.bind_policy(&api.id, &p, Stage::RELEASE).await.unwrap();
+    let via = |path: &str, peer: [u8; 4], headers: &[(&str, &str)]| {
+        let mut r = get(path, peer);
+        for (k, v) in headers {
+            r.headers_mut().append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        r
+    };
+    let lb = [10, 0, 0, 2];
+    let xff = [("x-forwarded-for", "6.6.6.6, 198.51.100.7")];
+
+    // The default trusts nobody: the load balancer's own address is refused.
+    let plain = f.layer().standalone();
+    let r = oneshot(plain.clone(), via("/behind", lb, &xff)).await;
+    assert_eq!(r.header("x-ca-error-code"), Some("A403IP"), "{}", r.text());
+
+    let gw = f
+        .layer()
+        .with_trusted_proxies("10.0.0.0/8".parse().unwrap())
+        .standalone();
+    // From the trusted balancer: the rightmost untrusted address is the client, and the
+    // backend sees the chain with the balancer appended.
+    let r = oneshot(gw.clone(), via("/behind", lb, &xff)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = r.json();
+    assert_eq!(
+        seen["headers"]["x-forwarded-for"],
+        "6.6.6.6, 198.51.100.7, 10.0.0.2"
+    );
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "http");
+    let r = oneshot(
+        gw.clone(),
+        via("/behind", lb, &[("x-real-ip", "198.51.100.9")]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A spoofing client naming the balancer as a hop, directly: not believed.
+    let spoof = [
+        ("x-forwarded-for", "198.51.100.7, 10.0.0.2"),
+        ("x-real-ip", "198.51.100.7"),
+    ];
+    let r = oneshot(gw.clone(), via("/behind", [203, 0, 113, 9], &spoof)).await;
+    assert_eq!(r.header("x-ca-error-code"), Some("A403IP"));
+
+    // HTTPS-only: the trusted balancer terminated TLS.
+    let https = [("x-forwarded-proto", "https")];
+    let r = oneshot(gw.clone(), via("/behind-tls", lb, &https)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["headers"]["x-forwarded-proto"], "https");
+    let fwd = [("forwarded", "for=198.51.100.7;proto=https")];
+    assert_eq!(
+        oneshot(gw.clone(), via("/behind-tls", lb, &fwd))
+            .await
+            .status,
+        200
+    );
+    // ... but not from anyone else, and not without saying so.
+    for (peer, headers) in [([203, 0, 113, 9], &https[..]), (lb, &[][..])] {
+        let r = oneshot(gw.clone(), via("/behind-tls", peer, headers)).await;
+        assert_eq!(r.header("x-ca-error-code"), Some("I403PT"), "{}", r.text());
+    }
+    let r = oneshot(plain, via("/behind-tls", lb, &https)).await;
+    assert_eq!(r.header("x-ca-error-code"), Some("I403PT"));
+}
+
 fn preflight(path: &str, origin: &str, method: &str) -> Request<Full<bytes::Bytes>> {
     Request::builder()
         .method("OPTIONS")

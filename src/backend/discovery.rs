@@ -852,6 +852,8 @@ fn copy_call<'a>(call: &BackendCall<'a>, body: &Bytes) -> BackendCall<'a> {
         request_id: call.request_id,
         caller: call.caller,
         client_addr: call.client_addr,
+        peer_addr: call.peer_addr,
+        https: call.https,
         timeout: call.timeout,
         forwarder: call.forwarder,
         host: call.host,

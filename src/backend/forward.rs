@@ -58,7 +58,7 @@ pub(crate) fn backend_request(
 pub(crate) fn forward_context(
     timeout: Duration,
     https: bool,
-    client: Option<SocketAddr>,
+    peer: Option<SocketAddr>,
     host: Option<&Host>,
 ) -> ForwardContext {
     let mut ctx = ForwardContext::new(timeout).with_original_scheme(if https {
@@ -66,7 +66,7 @@ pub(crate) fn forward_context(
     } else {
         http::uri::Scheme::HTTP
     });
-    if let Some(c) = client {
+    if let Some(c) = peer {
         ctx = ctx.with_client_addr(c.ip());
     }
     if let Some(h) = host.and_then(Host::header_value) {
@@ -91,7 +91,8 @@ pub(crate) async fn forward_call(
                 ..
             },
         body,
-        client_addr,
+        peer_addr,
+        https,
         timeout,
         forwarder,
         host,
@@ -106,7 +107,6 @@ pub(crate) async fn forward_call(
         body,
     )
     .map_err(ProxyError::InvalidBackendUri)?;
-    let https = parts.uri.scheme_str() == Some("https");
-    let ctx = forward_context(timeout, https, client_addr, host);
+    let ctx = forward_context(timeout, https, peer_addr, host);
     forwarder.forward(req, upstream, &ctx).await
 }

@@ -98,8 +98,13 @@ pub struct BackendCall<'a> {
     pub request_id: &'a str,
     /// Who is calling.
     pub caller: &'a Caller,
-    /// The client's address.
+    /// The client's address: the socket peer, or whom a trusted proxy names
+    /// ([`TrustedProxies`](crate::layer::TrustedProxies)).
     pub client_addr: Option<SocketAddr>,
+    /// The socket peer, which an HTTP call appends to `X-Forwarded-For`.
+    pub peer_addr: Option<SocketAddr>,
+    /// Whether the client used HTTPS (the connection, or a trusted proxy's word).
+    pub https: bool,
     /// The API's timeout.
     pub timeout: Duration,
     /// The gateway's HTTP client, for backends that end in an HTTP call.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
+use super::TrustedProxies;
 use super::auth::Authenticator;
 use super::service::{Gateway, GatewayService, NotFound};
 use crate::policy::{LocalCounter, RateCounter};
@@ -28,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) counter: Arc<dyn RateCounter>,
     /// What a near miss does.
     pub(crate) miss: Miss,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub(crate) trusted_proxies: TrustedProxies,
 }
 
 /// What the layer does with a request that matches no published API in its stage but would
@@ -114,6 +117,7 @@ impl GatewayLayer {
                 debug_anonymous: false,
                 miss: Miss::FallThrough,
                 counter: Arc::new(LocalCounter::new()),
+                trusted_proxies: TrustedProxies::default(),
                 #[cfg(feature = "metrics")]
                 metrics: None,
             }),
@@ -131,6 +135,7 @@ impl GatewayLayer {
             debug_anonymous: arc.debug_anonymous,
             miss: arc.miss,
             counter: Arc::clone(&arc.counter),
+            trusted_proxies: arc.trusted_proxies.clone(),
             #[cfg(feature = "metrics")]
             metrics: arc.metrics.clone(),
         });
@@ -238,6 +243,24 @@ impl GatewayLayer {
     pub fn with_rate_counter(self, counter: impl RateCounter) -> Self {
         let c: Arc<dyn RateCounter> = Arc::new(counter);
         self.with(|s| s.counter = c)
+    }
+
+    /// Believes `X-Forwarded-For` / `X-Real-IP` (the client) and `X-Forwarded-Proto` /
+    /// `Forwarded: proto=` (HTTPS) from peers inside `proxies`, and from nobody else: see
+    /// [`TrustedProxies`]. The default trusts no one, so the client is the socket peer and the
+    /// scheme is the connection's.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::{GatewayLayer, routing::SnapshotHandle};
+    /// let layer = GatewayLayer::new(SnapshotHandle::default())
+    ///     .with_trusted_proxies("10.0.0.0/8".parse().unwrap());
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn with_trusted_proxies(self, proxies: TrustedProxies) -> Self {
+        self.with(|s| s.trusted_proxies = proxies)
     }
 
     /// Counts every request into `metrics` (feature `metrics`): requests by group, API, stage,

@@ -77,6 +77,7 @@ mod auth;
 )]
 mod layer;
 mod pipeline;
+mod proxies;
 mod request_id;
 mod service;
 
@@ -85,5 +86,6 @@ pub use crate::error::{GatewayError, X_CA_ERROR_CODE, X_CA_ERROR_MESSAGE, X_CA_R
 pub use app_auth::AppAuthenticator;
 pub use auth::{AuthRequest, Authenticator};
 pub use layer::{DEFAULT_BODY_LIMIT, DEFAULT_HEADER_LIMIT, GatewayLayer, Miss};
+pub use proxies::{TrustedProxies, TrustedProxiesError};
 pub(crate) use request_id::new_request_id;
 pub use service::{ClientAddr, ConnectionInfo, Gateway, GatewayService, NotFound, ResponseFuture};

@@ -108,9 +108,13 @@ pub(crate) struct RequestContext {
     pub(crate) request_id: RequestId,
     pub(crate) stage: Stage,
     pub(crate) host: Option<Host>,
+    /// The client: the socket peer, or whom a trusted proxy names
+    /// ([`TrustedProxies`](super::TrustedProxies)).
     pub(crate) client: Option<SocketAddr>,
-    /// Whether the request came over HTTPS ([`ConnectionInfo`](super::ConnectionInfo), else an
-    /// `https` absolute-form target).
+    /// The socket peer, appended to `X-Forwarded-For` on the way to the backend.
+    pub(crate) peer: Option<SocketAddr>,
+    /// Whether the client used HTTPS: what a trusted proxy says, else the connection's
+    /// [`ConnectionInfo`](super::ConnectionInfo), else an `https` absolute-form target.
     pub(crate) https: bool,
     /// `X-Ca-Request-Mode: debug` was asked for.
     pub(crate) debug: bool,
@@ -256,6 +260,8 @@ pub(crate) fn route<B>(
         .as_ref()
         .filter(|p| p.cors.is_some())
         .and_then(|_| req.headers().get(header::ORIGIN).cloned());
+    let peer = client_addr(req).or(conn_client);
+    let (client, forwarded_https) = shared.trusted_proxies.resolve(req.headers(), peer);
     Routed::Serve(RequestContext {
         arrival,
         // Taken here, before any body is read: the time the request arrived.
@@ -263,8 +269,9 @@ pub(crate) fn route<B>(
         request_id: new_request_id(),
         stage,
         host,
-        client: client_addr(req).or(conn_client),
-        https: is_https(req),
+        client,
+        peer,
+        https: forwarded_https.unwrap_or_else(|| is_https(req)),
         debug: req
             .headers()
             .get(&X_CA_REQUEST_MODE)
@@ -705,7 +712,7 @@ async fn dispatch(
             let timeout = Duration::from_millis(u64::from(
                 api.backend.timeout_ms.or(*timeout_ms).unwrap_or(10_000),
             ));
-            let fwd = forward::forward_context(timeout, ctx.https, ctx.client, ctx.host.as_ref());
+            let fwd = forward::forward_context(timeout, ctx.https, ctx.peer, ctx.host.as_ref());
             // Inline, not boxed: the request's own future is over glibc's thread-cache limit
             // anyway, so a box of its own here was a second slow allocation per forwarded
             // request (callgrind: 650 instructions more for an anonymous request; a mock's
@@ -730,6 +737,8 @@ async fn dispatch(
                 request_id: &ctx.request_id,
                 caller,
                 client_addr: ctx.client,
+                peer_addr: ctx.peer,
+                https: ctx.https,
                 timeout: api.backend.timeout(),
                 forwarder: &shared.forwarder,
                 host: ctx.host.as_ref(),
