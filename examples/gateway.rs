@@ -911,8 +911,13 @@ async fn run(cfg: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot start the admin API: {e}"))?;
 
     let (stop_data, data_stopped) = tokio::sync::watch::channel(false);
-    let mut workers = Vec::with_capacity(cfg.workers - 1);
-    for i in 1..cfg.workers {
+    // Every data-plane worker has a thread of its own, and this (main) thread keeps the
+    // control work: following the store, its connections, the metrics listener. A change's
+    // feed read and snapshot rebuild then never run between two requests on a worker's
+    // single-threaded runtime, where a request would wait for all of it; the OS scheduler
+    // shares the CPU instead, and wakes a worker when its request arrives.
+    let mut workers = Vec::with_capacity(cfg.workers);
+    for i in 0..cfg.workers {
         let listener = data_listener
             .try_clone()
             .map_err(|e| format!("cannot share the data plane listener: {e}"))?;
@@ -928,18 +933,12 @@ async fn run(cfg: Config) -> Result<(), String> {
                 .map_err(|e| format!("cannot start data-plane worker {i}: {e}"))?,
         );
     }
-    let first = tokio::spawn(serve_data(
-        data_listener,
-        gateway()?,
-        data_server,
-        data_stopped,
-    ));
+    drop((data_listener, data_server, data_stopped));
     shutdown.await;
     tracing::info!("shutting down: letting in-flight requests finish");
     let _ = stop_data.send(true);
     let _ = stop_admin.send(true);
     // every worker and the admin thread drain their own connections within the same 30 s
-    let _ = first.await;
     if let Some(t) = metrics_task {
         let _ = t.await;
     }

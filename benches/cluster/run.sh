@@ -21,7 +21,10 @@ POLL_US=${POLL_US:-0}
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
 NODE_GW=(127.0.0.1:18180 127.0.0.1:18181 127.0.0.1:18182)
 NODE_ADMIN=(127.0.0.1:19180 127.0.0.1:19181 127.0.0.1:19182)
-# The nodes share the server core; wrk, churn, the origins and PostgreSQL the other.
+# The nodes share the server core; wrk, churn, the origins and PostgreSQL the other. NODE_CPUS
+# gives each node its own CPU list instead, e.g. NODE_CPUS="0 1 1": node 0 (the one wrk drives)
+# alone on core 0, as on a host of its own, the other two with the clients on core 1.
+read -r -a NODE_CPU <<<"${NODE_CPUS:-${GATEWAY_CPUS:-$SERVER_CPU} ${GATEWAY_CPUS:-$SERVER_CPU} ${GATEWAY_CPUS:-$SERVER_CPU}}"
 OUT=$OUT/cluster
 
 summarize() { # RESULTS.tsv CHURN.txt
@@ -56,7 +59,7 @@ start_origin "$ORIGIN_A" origin-a "$CLIENT_CPU"
 start_origin "$ORIGIN_B" origin-b "$CLIENT_CPU"
 for i in 0 1 2; do
     mkdir -p "$OUT/node$i"
-    RUST_LOG=${GATEWAY_LOG:-warn} taskset -c "${GATEWAY_CPUS:-$SERVER_CPU}" "$GATEWAY_BIN" \
+    RUST_LOG=${GATEWAY_LOG:-warn} taskset -c "${NODE_CPU[$i]}" "$GATEWAY_BIN" \
         --listen "${NODE_GW[$i]}" --admin-listen "${NODE_ADMIN[$i]}" --data-dir "$OUT/node$i" \
         --store "$STORE" --admin-token "$TOKEN" --workers 1 \
         >"$OUT/node$i.out" 2>"$OUT/node$i.err" &
