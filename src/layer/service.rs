@@ -314,6 +314,8 @@ fn finish(
 ) -> Response<GatewayBody> {
     let route = ctx.route();
     let trace = &ctx.trace;
+    // Room for every header added here at once: one growth of the map, not one per header.
+    res.headers_mut().reserve(added_headers(ctx));
     res.headers_mut().insert(
         X_CA_REQUEST_ID_NAME.clone(),
         ctx.request_id.to_header_value(),
@@ -377,23 +379,43 @@ static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
+/// How many headers [`finish`] may add: the request id, and the policies' headers.
+fn added_headers(ctx: &RequestContext) -> usize {
+    let rate = if ctx.trace.rate.is_some() { 4 } else { 0 };
+    let cors = match ctx.policies.as_ref() {
+        Some(p) if p.cors.is_some() => 4,
+        _ => 0,
+    };
+    1 + rate + cors
+}
+
+/// A number as a header value. Those below 1 024 (a reset in seconds or minutes, most limits
+/// and what remains of them) are shared from a table built once: a clone is a reference count,
+/// where formatting a new value costs an allocation.
+fn number_value(n: u64) -> HeaderValue {
+    static SMALL: std::sync::LazyLock<Box<[HeaderValue]>> =
+        std::sync::LazyLock::new(|| (0..1024u32).map(HeaderValue::from).collect());
+    match usize::try_from(n).ok().and_then(|i| SMALL.get(i)) {
+        Some(v) => v.clone(),
+        None => HeaderValue::from(n),
+    }
+}
+
 /// The headers the policies add to every response of the API, error responses included:
 /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (and `Retry-After` on a 429)
 /// as Kong sends them, and the CORS headers for an allowed origin.
 fn policy_headers(ctx: &RequestContext, h: &mut http::HeaderMap) {
     if let Some(rate) = &ctx.trace.rate {
-        h.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(rate.limit));
+        h.insert(RATELIMIT_LIMIT.clone(), number_value(rate.limit.into()));
         h.insert(
             RATELIMIT_REMAINING.clone(),
-            HeaderValue::from(rate.remaining),
+            number_value(rate.remaining.into()),
         );
-        h.insert(RATELIMIT_RESET.clone(), HeaderValue::from(rate.reset_secs));
+        let reset = number_value(rate.reset_secs);
         if rate.refused.is_some() {
-            h.insert(
-                http::header::RETRY_AFTER,
-                HeaderValue::from(rate.reset_secs),
-            );
+            h.insert(http::header::RETRY_AFTER, reset.clone());
         }
+        h.insert(RATELIMIT_RESET.clone(), reset);
     }
     if let Some(cors) = ctx.policies.as_ref().and_then(|p| p.cors.as_ref()) {
         cors.value.actual(ctx.origin.as_ref(), h);
@@ -470,6 +492,18 @@ impl std::fmt::Display for OrDash {
         match self.0 {
             Some(n) => n.fmt(f),
             None => f.write_str("-"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number_value;
+
+    #[test]
+    fn numbers_read_the_same_from_the_table_and_beyond_it() {
+        for n in [0, 7, 59, 1023, 1024, 86_400, u64::from(u32::MAX), u64::MAX] {
+            assert_eq!(number_value(n).to_str().unwrap(), n.to_string());
         }
     }
 }
