@@ -341,3 +341,178 @@ fn pem_problem(e: &pem::Error) -> String {
         _ => "unreadable".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC1_CERT: &str = include_str!("../../tests/data/tls/ec-sec1.cert.pem");
+    const SEC1_KEY: &str = include_str!("../../tests/data/tls/ec-sec1.key.pem");
+    const PKCS1_CERT: &str = include_str!("../../tests/data/tls/rsa-pkcs1.cert.pem");
+    const PKCS1_KEY: &str = include_str!("../../tests/data/tls/rsa-pkcs1.key.pem");
+
+    /// A self-signed certificate for `names` valid between the two years, and its PKCS#8 key.
+    fn issue(names: &[&str], from: i32, until: i32) -> (String, String) {
+        let mut params = rcgen::CertificateParams::new(
+            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        params.not_before = rcgen::date_time_ymd(from, 1, 1);
+        params.not_after = rcgen::date_time_ymd(until, 1, 1);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn pkcs8_sec1_and_pkcs1_keys_are_read() {
+        let (cert, key) = issue(&["a.example.com"], 2020, 2120);
+        assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"));
+        CertificatePair::from_pem(&cert, &key).unwrap();
+        assert!(SEC1_KEY.starts_with("-----BEGIN EC PRIVATE KEY-----"));
+        let sec1 = CertificatePair::from_pem(SEC1_CERT, SEC1_KEY).unwrap();
+        assert_eq!(sec1.dns_names(), ["sec1.example.com", "*.sec1.example.com"]);
+        assert!(sec1.covers("127.0.0.1"));
+        assert!(sec1.covers("x.sec1.example.com"));
+        assert!(!sec1.covers("127.0.0.2"));
+        assert!(PKCS1_KEY.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+        let rsa = CertificatePair::from_pem(PKCS1_CERT, PKCS1_KEY).unwrap();
+        assert!(rsa.covers("rsa.example.com"));
+        assert_eq!(rsa.sha256_fingerprint().len(), 64);
+        // a key of another type than its certificate's
+        assert_eq!(
+            CertificatePair::from_pem(PKCS1_CERT, SEC1_KEY).unwrap_err(),
+            CertError::KeyMismatch
+        );
+    }
+
+    #[test]
+    fn validity_is_checked_with_the_dates_in_the_message() {
+        let (cert, key) = issue(&["a.example.com"], 2000, 2001);
+        let err = CertificatePair::from_pem(&cert, &key).unwrap_err();
+        assert!(matches!(err, CertError::Expired { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("certificate: expired on 2001-01-01T00:00:00Z (it is now "),
+            "{err}"
+        );
+        let (cert, key) = issue(&["a.example.com"], 2100, 2101);
+        let err = CertificatePair::from_pem(&cert, &key).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("certificate: not valid before 2100-01-01T00:00:00Z"),
+            "{err}"
+        );
+        // read back from a store, validity aside
+        assert!(CertificatePair::from_pem_any_time(&cert, &key).is_ok());
+    }
+
+    #[test]
+    fn garbage_is_refused_naming_the_field() {
+        let (cert, key) = issue(&["a.example.com"], 2020, 2120);
+        let cases: Vec<(&str, &str, &str)> = vec![
+            ("", &key, "certificate: no PEM `CERTIFICATE` block found"),
+            (&key, &key, "certificate: no PEM `CERTIFICATE` block found"),
+            (
+                "-----BEGIN CERTIFICATE-----\nAAAA\n",
+                &key,
+                "certificate: not valid PEM (a block has no END line)",
+            ),
+            (
+                "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+                &key,
+                "certificate: not valid PEM (a block is not valid base64)",
+            ),
+            (
+                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                &key,
+                "certificate: certificate 0 of the chain is not a valid X.509 certificate",
+            ),
+            (&cert, "", "private_key: no PEM private key block found"),
+            (&cert, &cert, "private_key: no PEM private key block found"),
+            (
+                &cert,
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+                "private_key: not a usable private key",
+            ),
+            (
+                &cert,
+                "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+                "private_key: no PEM private key block found",
+            ),
+        ];
+        for (c, k, want) in cases {
+            let err = CertificatePair::from_pem(c, k).unwrap_err();
+            assert!(err.to_string().starts_with(want), "{err} (wanted {want})");
+        }
+    }
+
+    #[test]
+    fn a_chain_keeps_its_intermediates_and_checks_each() {
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["api.example.com".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        let chain = format!("{}{}", leaf.pem(), ca.pem());
+        let pair = CertificatePair::from_pem(&chain, &leaf_key.serialize_pem()).unwrap();
+        assert_eq!(pair.chain_len(), 2);
+        assert_eq!(pair.certified_key().cert.len(), 2);
+        // the leaf comes first: the key of the leaf, with the chain the other way round, does not match
+        let reversed = format!("{}{}", ca.pem(), leaf.pem());
+        assert_eq!(
+            CertificatePair::from_pem(&reversed, &leaf_key.serialize_pem()).unwrap_err(),
+            CertError::KeyMismatch
+        );
+        let broken = format!(
+            "{}-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            leaf.pem()
+        );
+        let err = CertificatePair::from_pem(&broken, &leaf_key.serialize_pem()).unwrap_err();
+        assert!(
+            matches!(err, CertError::Certificate { index: 1, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let pair = CertificatePair::from_pem(SEC1_CERT, SEC1_KEY).unwrap();
+        let debug = format!("{pair:?}");
+        let key_body: String = SEC1_KEY.lines().nth(1).unwrap().chars().take(20).collect();
+        assert!(!debug.contains(&key_body), "{debug}");
+        assert!(!debug.contains("PRIVATE"), "{debug}");
+        assert!(debug.contains("sec1.example.com"), "{debug}");
+    }
+
+    #[test]
+    fn too_large_texts_are_refused_before_parsing() {
+        let big = "-".repeat(MAX_PEM_LEN + 1);
+        let err = CertificatePair::from_pem(SEC1_CERT, &big).unwrap_err();
+        assert_eq!(
+            err,
+            CertError::TooLarge {
+                field: "private_key",
+                len: MAX_PEM_LEN + 1,
+                limit: MAX_PEM_LEN
+            }
+        );
+        assert_eq!(err.field(), "private_key");
+    }
+
+    #[test]
+    fn domain_errors_list_the_names() {
+        let pair = CertificatePair::from_pem(SEC1_CERT, SEC1_KEY).unwrap();
+        let err = pair.check_domain("other.example.com").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "certificate: does not cover domain `other.example.com` (it names `sec1.example.com`, `*.sec1.example.com`, `127.0.0.1`)"
+        );
+        pair.check_domain("SEC1.example.com:8443").unwrap();
+    }
+}
