@@ -769,4 +769,92 @@ mod tests {
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains(&b.id.to_string()), "{err}");
     }
+
+    fn certificate(domain: &str) -> DomainCertificate {
+        DomainCertificate {
+            group_id: crate::model::GroupId::generate(),
+            domain: domain.into(),
+            certificate: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+            private_key: "-----BEGIN PRIVATE KEY-----\nMIGHsecret\n-----END PRIVATE KEY-----\n"
+                .into(),
+            dns_names: vec![domain.into()],
+            not_before: jiff::Timestamp::UNIX_EPOCH,
+            not_after: jiff::Timestamp::UNIX_EPOCH,
+            sha256_fingerprint: "ab".repeat(32),
+            updated_at: jiff::Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    #[tokio::test]
+    async fn certificate_keys_are_sealed_bound_to_their_domain_and_sealed_when_found_plain() {
+        let raw = Arc::new(MemoryStore::new());
+        // one written before the key was given: plaintext
+        let plain = certificate("old.example.com");
+        raw.commit(vec![Write::put(
+            Entity::DomainCertificate(plain.clone()),
+            Expect::Absent,
+        )])
+        .await
+        .unwrap();
+        let store = SealedStore::open(Arc::clone(&raw), Some(key(4)))
+            .await
+            .unwrap();
+        let a = certificate("a.example.com");
+        let b = certificate("b.example.com");
+        store
+            .commit(vec![
+                Write::put(Entity::DomainCertificate(a.clone()), Expect::Absent),
+                Write::put(Entity::DomainCertificate(b.clone()), Expect::Absent),
+            ])
+            .await
+            .unwrap();
+        let at_rest = |e: Option<Versioned<Entity>>| match e {
+            Some(Versioned {
+                value: Entity::DomainCertificate(c),
+                version,
+            }) => (c, version),
+            _ => panic!("not a certificate"),
+        };
+        let a_key = Key::domain_certificate(&a.group_id, &a.domain);
+        let b_key = Key::domain_certificate(&b.group_id, &b.domain);
+        let (sealed_a, _) = at_rest(raw.get(&a_key).await.unwrap());
+        assert!(is_sealed(sealed_a.private_key.expose()));
+        assert_eq!(
+            sealed_a.certificate, a.certificate,
+            "only the key is sealed"
+        );
+        // read through the wrapper: opened
+        assert_eq!(at_rest(store.get(&a_key).await.unwrap()).0, a);
+        // without the key, the store does not start
+        assert!(matches!(
+            SealedStore::open(Arc::clone(&raw), None).await,
+            Err(OpenError::Seal(SealError::KeyMissing { .. }))
+        ));
+        // a sealed key copied onto another domain does not open
+        let (mut sealed_b, version) = at_rest(raw.get(&b_key).await.unwrap());
+        sealed_b.private_key = sealed_a.private_key.clone();
+        raw.commit(vec![Write::put(
+            Entity::DomainCertificate(sealed_b),
+            Expect::Version(version),
+        )])
+        .await
+        .unwrap();
+        assert!(matches!(
+            store.get(&b_key).await.unwrap_err(),
+            StoreError::Corrupt { .. }
+        ));
+        raw.commit(vec![Write::delete(b_key, Expect::Any)])
+            .await
+            .unwrap();
+        // the plaintext one is sealed by seal_existing
+        assert_eq!(store.seal_existing().await.unwrap(), 1);
+        let old_key = Key::domain_certificate(&plain.group_id, &plain.domain);
+        assert!(is_sealed(
+            at_rest(raw.get(&old_key).await.unwrap())
+                .0
+                .private_key
+                .expose()
+        ));
+        assert_eq!(at_rest(store.get(&old_key).await.unwrap()).0, plain);
+    }
 }
