@@ -489,3 +489,47 @@ async fn sealed_at_rest_in_redb_and_restored_by_import() {
     assert!(err.to_string().contains("without that domain"), "{err}");
     let _ = std::fs::remove_file(&path);
 }
+
+#[tokio::test]
+async fn a_configuration_plan_deletes_certificates_with_their_domain_or_group_and_says_so() {
+    use stagegate::control::PlanScope;
+    let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
+    let g = group(&cp, "cert_group", &["a.example.com", "b.example.com"]).await;
+    let (a, ka) = valid(&["a.example.com"]);
+    let (b, kb) = valid(&["b.example.com"]);
+    cp.set_domain_certificate(&g, "a.example.com", &a, &ka)
+        .await
+        .unwrap();
+    cp.set_domain_certificate(&g, "b.example.com", &b, &kb)
+        .await
+        .unwrap();
+
+    // the document leaves certificates out, and applying it as is keeps them
+    let mut doc = cp.export_document().await;
+    let plan = cp.plan(&doc, PlanScope::Whole).await.unwrap();
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    assert!(!serde_json::to_string(&doc).unwrap().contains("PRIVATE KEY"));
+
+    // a domain dropped from the group: its certificate goes, as a step of the plan
+    doc.groups[0].domains = vec!["b.example.com".into()];
+    let plan = cp.plan(&doc, PlanScope::Whole).await.unwrap();
+    let steps: Vec<String> = plan.steps.iter().map(ToString::to_string).collect();
+    assert!(
+        steps.contains(&"- certificate cert_group/a.example.com".to_owned()),
+        "{steps:?}"
+    );
+    cp.apply(&plan).await.unwrap();
+    assert_eq!(cp.group_certificates(&g).await.unwrap().len(), 1);
+
+    // the group gone from the document: the rest goes with it
+    doc.groups.clear();
+    let plan = cp.plan(&doc, PlanScope::Whole).await.unwrap();
+    let steps: Vec<String> = plan.steps.iter().map(ToString::to_string).collect();
+    assert!(
+        steps.contains(&"- certificate cert_group/b.example.com".to_owned()),
+        "{steps:?}"
+    );
+    cp.apply(&plan).await.unwrap();
+    assert!(cp.domain_certificates().await.is_empty());
+    assert!(cp.records().await.is_empty());
+}
