@@ -1,7 +1,7 @@
 //! TLS certificates of group domains: uploaded and checked, read as metadata only, removed with
 //! their domain, and handed to the serving side as rustls keys.
 //!
-//! A certificate belongs to one domain of one group ([`DomainCertificate`], keyed
+//! A certificate belongs to one domain of one group ([`DomainCertificate`](crate::model::DomainCertificate), keyed
 //! `group:domain`). Its private key is a [`Secret`](crate::model::Secret): sealed at rest by
 //! `SealedStore`, in the full export (as apps' secrets are) and in nothing else a read returns.
 //! Removing a domain from a group, or deleting the group, deletes its certificates in the same
@@ -10,7 +10,7 @@
 
 use super::state::State;
 use super::{ControlError, ControlPlane, Result, delete};
-use crate::model::{CertificateInfo, DomainCertificate, Group, GroupId, ValidationError};
+use crate::model::{CertificateInfo, Group, GroupId, ValidationError};
 use crate::store::{Key, Write};
 
 /// The group's own spelling of `domain` (compared without regard to ASCII case).
@@ -110,7 +110,7 @@ impl ControlPlane {
         let domain = bound_domain(group, domain)?.to_owned();
         let pair = pair?;
         pair.check_domain(&domain)?;
-        let record = DomainCertificate {
+        let record = crate::model::DomainCertificate {
             group_id: group.id.clone(),
             domain,
             certificate: certificate_pem.to_owned(),
@@ -204,7 +204,7 @@ impl ControlPlane {
         &self,
     ) -> Vec<(String, std::sync::Arc<rustls::sign::CertifiedKey>)> {
         let state = self.state.lock().await;
-        let mut newest: std::collections::BTreeMap<String, &DomainCertificate> =
+        let mut newest: std::collections::BTreeMap<String, &crate::model::DomainCertificate> =
             std::collections::BTreeMap::new();
         for c in state.certificates.values().map(|c| &c.value) {
             // a record whose domain left its group (a store written elsewhere) is not served
