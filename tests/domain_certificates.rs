@@ -533,3 +533,92 @@ async fn a_configuration_plan_deletes_certificates_with_their_domain_or_group_an
     assert!(cp.domain_certificates().await.is_empty());
     assert!(cp.records().await.is_empty());
 }
+
+/// A TLS handshake over an in-memory pipe with server name `sni`, the server resolving by SNI
+/// from `keys`; returns the leaf certificate the client was served (the client trusts `roots`).
+async fn handshake(
+    keys: Vec<(String, Arc<rustls::sign::CertifiedKey>)>,
+    roots: &[&str],
+    sni: &str,
+) -> Result<Vec<u8>, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut resolver = rustls::server::ResolvesServerCertUsingSni::new();
+    for (name, key) in keys {
+        resolver
+            .add(&name, (*key).clone())
+            .map_err(|e| e.to_string())?;
+    }
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    let mut trusted = rustls::RootCertStore::empty();
+    for pem in roots {
+        trusted
+            .add(rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
+            .unwrap();
+    }
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(trusted)
+        .with_no_client_auth();
+    let (c, s) = tokio::io::duplex(64 * 1024);
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let server_side = tokio::spawn(async move { acceptor.accept(s).await.map(|_| ()) });
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+    let stream = connector
+        .connect(name, c)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = server_side.await;
+    let (_, conn) = stream.get_ref();
+    Ok(conn.peer_certificates().unwrap()[0].to_vec())
+}
+
+#[tokio::test]
+async fn stored_certificates_serve_real_handshakes_by_server_name() {
+    use rustls::pki_types::pem::PemObject as _;
+    let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
+    let g = group(
+        &cp,
+        "cert_group",
+        &["api.example.com", "Shop.Example.com:8443"],
+    )
+    .await;
+    let (api_cert, api_key) = valid(&["api.example.com"]);
+    let (shop_cert, shop_key) = valid(&["*.example.com"]);
+    cp.set_domain_certificate(&g, "api.example.com", &api_cert, &api_key)
+        .await
+        .unwrap();
+    cp.set_domain_certificate(&g, "shop.example.com:8443", &shop_cert, &shop_key)
+        .await
+        .unwrap();
+    let keys = cp.domain_certificates().await;
+    let names: Vec<&str> = keys.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["api.example.com", "shop.example.com"],
+        "SNI names: no port, lower case"
+    );
+
+    let der = |pem: &str| {
+        rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+            .unwrap()
+            .to_vec()
+    };
+    let roots = [api_cert.as_str(), shop_cert.as_str()];
+    let served = handshake(keys.clone(), &roots, "api.example.com")
+        .await
+        .unwrap();
+    assert_eq!(served, der(&api_cert));
+    let served = handshake(keys.clone(), &roots, "shop.example.com")
+        .await
+        .unwrap();
+    assert_eq!(served, der(&shop_cert));
+    // a name no group domain has: no certificate (rustls's resolver has no default)
+    assert!(handshake(keys, &roots, "other.example.com").await.is_err());
+}
