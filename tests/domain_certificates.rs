@@ -316,6 +316,19 @@ async fn admin_refusals_name_the_problem_and_change_nothing() {
             "{p}: a refusal changed something ({want})"
         );
     }
+    // without the admin token: 401, and nothing changes
+    let req = Request::builder()
+        .method("PUT")
+        .uri(&path)
+        .header("content-type", "application/json")
+        .body(Body::from(
+            json!({"certificate": other_cert, "private_key": other_key}).to_string(),
+        ))
+        .unwrap();
+    assert_eq!(common::oneshot(a.api.router(), req).await.status, 401);
+    let req = Request::get(&path).body(Body::empty()).unwrap();
+    assert_eq!(common::oneshot(a.api.router(), req).await.status, 401);
+    assert_eq!(a.state().await, before);
     // the first certificate is still the one served
     let info = a.call("GET", &path, None).await.json();
     assert_eq!(info, first.json());
