@@ -635,3 +635,34 @@ async fn stored_certificates_serve_real_handshakes_by_server_name() {
     // a name no group domain has: no certificate (rustls's resolver has no default)
     assert!(handshake(keys, &roots, "other.example.com").await.is_err());
 }
+
+#[tokio::test]
+async fn two_groups_sharing_a_domain_serve_the_certificate_uploaded_last() {
+    let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
+    let g1 = group(&cp, "first_group", &["api.example.com"]).await;
+    let g2 = group(&cp, "second_group", &["API.example.com"]).await;
+    let (c1, k1) = valid(&["api.example.com"]);
+    let (c2, k2) = valid(&["api.example.com"]);
+    cp.set_domain_certificate(&g1, "api.example.com", &c1, &k1)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let second = cp
+        .set_domain_certificate(&g2, "api.example.com", &c2, &k2)
+        .await
+        .unwrap();
+    assert_eq!(second.domain, "API.example.com", "the group's own spelling");
+    let served = cp.domain_certificates().await;
+    assert_eq!(served.len(), 1);
+    assert_eq!(served[0].0, "api.example.com");
+    let der = |pem: &str| {
+        use rustls::pki_types::pem::PemObject as _;
+        rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    };
+    assert_eq!(served[0].1.cert[0], der(&c2));
+    // the second group's removed: the first one's is served again
+    cp.delete_domain_certificate(&g2, "api.example.com")
+        .await
+        .unwrap();
+    assert_eq!(cp.domain_certificates().await[0].1.cert[0], der(&c1));
+}

@@ -203,28 +203,36 @@ impl ControlPlane {
     pub async fn domain_certificates(
         &self,
     ) -> Vec<(String, std::sync::Arc<rustls::sign::CertifiedKey>)> {
-        let state = self.state.lock().await;
-        let mut newest: std::collections::BTreeMap<String, &crate::model::DomainCertificate> =
-            std::collections::BTreeMap::new();
-        for c in state.certificates.values().map(|c| &c.value) {
-            // a record whose domain left its group (a store written elsewhere) is not served
-            let bound = state.groups.get(&c.group_id).is_some_and(|g| {
-                g.value
-                    .domains
-                    .iter()
-                    .any(|d| d.eq_ignore_ascii_case(&c.domain))
-            });
-            if !bound {
-                continue;
-            }
-            let name = crate::tls::server_name(&c.domain);
-            match newest.get(&name) {
-                Some(o) if o.updated_at >= c.updated_at => {}
-                _ => {
-                    newest.insert(name, c);
+        // the records are picked under the lock, and parsed (a few milliseconds each for RSA)
+        // after it is released, so admin writes do not wait for them
+        let newest = {
+            let state = self.state.lock().await;
+            let mut newest: std::collections::BTreeMap<String, &crate::model::DomainCertificate> =
+                std::collections::BTreeMap::new();
+            for c in state.certificates.values().map(|c| &c.value) {
+                // a record whose domain left its group (a store written elsewhere) is not served
+                let bound = state.groups.get(&c.group_id).is_some_and(|g| {
+                    g.value
+                        .domains
+                        .iter()
+                        .any(|d| d.eq_ignore_ascii_case(&c.domain))
+                });
+                if !bound {
+                    continue;
+                }
+                let name = crate::tls::server_name(&c.domain);
+                match newest.get(&name) {
+                    Some(o) if o.updated_at >= c.updated_at => {}
+                    _ => {
+                        newest.insert(name, c);
+                    }
                 }
             }
-        }
+            newest
+                .into_iter()
+                .map(|(name, c)| (name, c.clone()))
+                .collect::<Vec<_>>()
+        };
         let now = jiff::Timestamp::now();
         newest
             .into_iter()
