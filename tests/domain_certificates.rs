@@ -385,6 +385,22 @@ async fn replacing_and_the_group_cascades() {
         Err(ControlError::NotFound { .. })
     ));
     assert_eq!(cp.group_certificates(&g).await.unwrap().len(), 1);
+    // a domain respelled is another domain: its certificate goes too
+    cp.update_group(
+        &g,
+        NewGroup {
+            name: "cert_group".into(),
+            domains: vec!["B.example.com".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(cp.group_certificates(&g).await.unwrap().is_empty());
+    assert!(cp.domain_certificates().await.is_empty());
+    cp.set_domain_certificate(&g, "b.example.com", &b, &kb)
+        .await
+        .unwrap();
 
     // deleting the group deletes the rest
     cp.delete_group(&g).await.unwrap();

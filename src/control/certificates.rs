@@ -40,7 +40,9 @@ fn bound_domain<'g>(group: &'g Group, domain: &str) -> Result<&'g str> {
 
 impl State {
     /// The deletes of `group`'s certificates whose domain is not in `domains` (`None`: every
-    /// one, the group is going).
+    /// one, the group is going). Domains compare exactly: a certificate is filed under the
+    /// group's own spelling of its domain, so a domain respelled (even in case only) is a new
+    /// domain, without a certificate.
     pub(crate) fn dropped_certificates(
         &self,
         group: &GroupId,
@@ -51,9 +53,7 @@ impl State {
             .values()
             .map(|c| &c.value)
             .filter(|c| &c.group_id == group)
-            .filter(|c| {
-                domains.is_none_or(|ds| !ds.iter().any(|d| d.eq_ignore_ascii_case(&c.domain)))
-            })
+            .filter(|c| domains.is_none_or(|ds| !ds.contains(&c.domain)))
             .map(|c| Key::domain_certificate(&c.group_id, &c.domain))
             .collect();
         keys.sort();
@@ -211,12 +211,10 @@ impl ControlPlane {
                 std::collections::BTreeMap::new();
             for c in state.certificates.values().map(|c| &c.value) {
                 // a record whose domain left its group (a store written elsewhere) is not served
-                let bound = state.groups.get(&c.group_id).is_some_and(|g| {
-                    g.value
-                        .domains
-                        .iter()
-                        .any(|d| d.eq_ignore_ascii_case(&c.domain))
-                });
+                let bound = state
+                    .groups
+                    .get(&c.group_id)
+                    .is_some_and(|g| g.value.domains.contains(&c.domain));
                 if !bound {
                     continue;
                 }
