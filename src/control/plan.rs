@@ -87,6 +87,9 @@ pub enum ObjectKind {
     App,
     /// A grant of an app for an API in a stage.
     Authorization,
+    /// A group domain's TLS certificate (named `group/domain`): not in the document (its key
+    /// is a secret); a plan deletes one only with its domain or group.
+    Certificate,
 }
 
 impl fmt::Display for ObjectKind {
@@ -98,6 +101,7 @@ impl fmt::Display for ObjectKind {
             Self::Api => "api",
             Self::App => "app",
             Self::Authorization => "authorization",
+            Self::Certificate => "certificate",
         })
     }
 }
@@ -367,6 +371,20 @@ impl<'s> Planner<'s> {
             } else {
                 self.writes.push(w);
             }
+        }
+    }
+
+    /// Deletes the certificates of `group`'s domains not in `domains` (`None`: all), each
+    /// with its step.
+    fn drop_certificates(&mut self, group: &GroupId, group_name: &str, domains: Option<&[String]>) {
+        for w in self.state.dropped_certificates(group, domains) {
+            let key = w.key();
+            let domain = key.id.split_once(':').map_or("", |(_, d)| d).to_owned();
+            self.delete(key, true);
+            self.late_steps.push(Step::Delete {
+                kind: ObjectKind::Certificate,
+                name: format!("{group_name}/{domain}"),
+            });
         }
     }
 
@@ -680,6 +698,10 @@ impl<'s> Planner<'s> {
                 self.issues.push(ConfigIssue::invalid(&object, "", &e));
                 continue;
             }
+            // the certificates of domains the group no longer lists go with them
+            if let Some(o) = old {
+                self.drop_certificates(&o.id, &o.name, Some(&g.domains));
+            }
             self.reconcile(ObjectKind::Group, &g.name, old, &g, || {
                 Entity::Group(g.clone())
             });
@@ -694,6 +716,7 @@ impl<'s> Planner<'s> {
                     self.groups.insert(name.to_owned(), old.id.clone());
                 }
                 PlanScope::Whole => {
+                    self.drop_certificates(&old.id, name, None);
                     self.delete(Key::group(&old.id), true);
                     self.late_steps.push(Step::Delete {
                         kind: ObjectKind::Group,
@@ -1241,6 +1264,7 @@ fn delete_rank(key: &Key) -> u8 {
         K::Backend => 6,
         K::VpcAccess => 7,
         K::PolicyBinding => 0,
+        K::DomainCertificate => 0,
         K::Policy => 8,
     }
 }

@@ -1,7 +1,8 @@
-//! [`SealedStore`]: app secrets and AppCodes sealed at rest, in any [`Store`].
+//! [`SealedStore`]: app secrets, AppCodes and domain certificates' private keys sealed at rest,
+//! in any [`Store`].
 //!
 //! The wrapper seals the secret fields of every [`App`] it writes (each key pair's AppSecret and
-//! each AppCode) with XChaCha20-Poly1305 under a [`SecretsKey`] given at start, and opens them on
+//! each AppCode), and the private key of every [`DomainCertificate`], with XChaCha20-Poly1305 under a [`SecretsKey`] given at start, and opens them on
 //! every read ([`load`](Store::load), [`get`](Store::get), [`changes_since`](Store::changes_since)).
 //! The adapter underneath (memory, redb, PostgreSQL, yours) only ever sees sealed values; the
 //! control plane above only ever sees plain ones.
@@ -28,7 +29,7 @@ use sha2::Digest as _;
 use super::{
     BoxFuture, Change, Entity, Expect, Key, Loaded, Revision, Store, StoreError, Versioned, Write,
 };
-use crate::model::{App, Secret};
+use crate::model::{App, DomainCertificate, Secret};
 
 /// What every sealed value starts with (then the format version).
 pub const SEALED_PREFIX: &str = "sg-sealed:";
@@ -342,6 +343,14 @@ fn secret_aad(app: &App, app_key: &str) -> String {
     format!("stagegate/app/{}/secret/{app_key}", app.id)
 }
 
+/// The associated data of a domain certificate's private key: its group and domain.
+fn certificate_aad(c: &DomainCertificate) -> String {
+    format!(
+        "stagegate/domain_certificate/{}:{}/private_key",
+        c.group_id, c.domain
+    )
+}
+
 /// The associated data of an AppCode: its app.
 fn code_aad(app: &App) -> String {
     format!("stagegate/app/{}/code", app.id)
@@ -361,9 +370,9 @@ impl<S: Store> SealedStore<S> {
         let store = Self { inner, key };
         let loaded = store.inner.load().await.map_err(OpenError::Store)?;
         for record in &loaded.records {
-            if let Entity::App(app) = &record.value {
+            if matches!(record.value, Entity::App(_) | Entity::DomainCertificate(_)) {
                 store
-                    .open_app(app.clone(), &Key::app(&app.id))
+                    .open_entity(record.value.clone())
                     .map_err(OpenError::Seal)?;
             }
         }
@@ -412,17 +421,20 @@ impl<S: Store> SealedStore<S> {
         let loaded = self.inner.load().await?;
         let mut writes = Vec::new();
         for record in loaded.records {
-            if let Entity::App(app) = record.value {
-                let plain = app.keys.iter().any(|k| !is_sealed(k.app_secret.expose()))
-                    || app.codes.iter().any(|c| !is_sealed(c.expose()));
-                if plain {
-                    let key = Key::app(&app.id);
-                    let opened = self.open_app(app, &key)?;
-                    writes.push(Write::put(
-                        Entity::App(self.seal_app(opened)?),
-                        Expect::Version(record.version),
-                    ));
+            let plain = match &record.value {
+                Entity::App(app) => {
+                    app.keys.iter().any(|k| !is_sealed(k.app_secret.expose()))
+                        || app.codes.iter().any(|c| !is_sealed(c.expose()))
                 }
+                Entity::DomainCertificate(c) => !is_sealed(c.private_key.expose()),
+                _ => false,
+            };
+            if plain {
+                let opened = self.open_entity(record.value)?;
+                writes.push(Write::put(
+                    self.seal_entity(opened)?,
+                    Expect::Version(record.version),
+                ));
             }
         }
         let n = writes.len();
@@ -494,6 +506,42 @@ impl<S: Store> SealedStore<S> {
                 let key = Key::app(&app.id);
                 Ok(Entity::App(self.open_app(app, &key)?))
             }
+            Entity::DomainCertificate(mut c) => {
+                if is_sealed(c.private_key.expose()) {
+                    let record = Key::domain_certificate(&c.group_id, &c.domain);
+                    let plain = match &self.key {
+                        Some(key) => {
+                            key.open(c.private_key.expose(), &certificate_aad(&c), &record)?
+                        }
+                        None => {
+                            return Err(SealError::KeyMissing {
+                                key_id: parse_sealed(c.private_key.expose(), &record)?
+                                    .key_id
+                                    .to_owned(),
+                            });
+                        }
+                    };
+                    c.private_key = Secret::new(plain);
+                }
+                Ok(Entity::DomainCertificate(c))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Seals the secret fields of a record that has some (those not sealed yet).
+    fn seal_entity(&self, entity: Entity) -> Result<Entity, SealError> {
+        match entity {
+            Entity::App(app) => Ok(Entity::App(self.seal_app(app)?)),
+            Entity::DomainCertificate(mut c) => {
+                if let Some(key) = &self.key
+                    && !is_sealed(c.private_key.expose())
+                {
+                    c.private_key =
+                        Secret::new(key.seal(c.private_key.expose(), &certificate_aad(&c))?);
+                }
+                Ok(Entity::DomainCertificate(c))
+            }
             other => Ok(other),
         }
     }
@@ -559,11 +607,8 @@ impl<S: Store> Store for SealedStore<S> {
             let mut sealed = Vec::with_capacity(writes.len());
             for w in writes {
                 sealed.push(match w {
-                    Write::Put {
-                        entity: Entity::App(app),
-                        expect,
-                    } => Write::Put {
-                        entity: Entity::App(self.seal_app(app)?),
+                    Write::Put { entity, expect } => Write::Put {
+                        entity: self.seal_entity(entity)?,
                         expect,
                     },
                     other => other,
@@ -723,5 +768,93 @@ mod tests {
         let err = store.get(&Key::app(&b.id)).await.unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains(&b.id.to_string()), "{err}");
+    }
+
+    fn certificate(domain: &str) -> DomainCertificate {
+        DomainCertificate {
+            group_id: crate::model::GroupId::generate(),
+            domain: domain.into(),
+            certificate: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+            private_key: "-----BEGIN PRIVATE KEY-----\nMIGHsecret\n-----END PRIVATE KEY-----\n"
+                .into(),
+            dns_names: vec![domain.into()],
+            not_before: jiff::Timestamp::UNIX_EPOCH,
+            not_after: jiff::Timestamp::UNIX_EPOCH,
+            sha256_fingerprint: "ab".repeat(32),
+            updated_at: jiff::Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    #[tokio::test]
+    async fn certificate_keys_are_sealed_bound_to_their_domain_and_sealed_when_found_plain() {
+        let raw = Arc::new(MemoryStore::new());
+        // one written before the key was given: plaintext
+        let plain = certificate("old.example.com");
+        raw.commit(vec![Write::put(
+            Entity::DomainCertificate(plain.clone()),
+            Expect::Absent,
+        )])
+        .await
+        .unwrap();
+        let store = SealedStore::open(Arc::clone(&raw), Some(key(4)))
+            .await
+            .unwrap();
+        let a = certificate("a.example.com");
+        let b = certificate("b.example.com");
+        store
+            .commit(vec![
+                Write::put(Entity::DomainCertificate(a.clone()), Expect::Absent),
+                Write::put(Entity::DomainCertificate(b.clone()), Expect::Absent),
+            ])
+            .await
+            .unwrap();
+        let at_rest = |e: Option<Versioned<Entity>>| match e {
+            Some(Versioned {
+                value: Entity::DomainCertificate(c),
+                version,
+            }) => (c, version),
+            _ => panic!("not a certificate"),
+        };
+        let a_key = Key::domain_certificate(&a.group_id, &a.domain);
+        let b_key = Key::domain_certificate(&b.group_id, &b.domain);
+        let (sealed_a, _) = at_rest(raw.get(&a_key).await.unwrap());
+        assert!(is_sealed(sealed_a.private_key.expose()));
+        assert_eq!(
+            sealed_a.certificate, a.certificate,
+            "only the key is sealed"
+        );
+        // read through the wrapper: opened
+        assert_eq!(at_rest(store.get(&a_key).await.unwrap()).0, a);
+        // without the key, the store does not start
+        assert!(matches!(
+            SealedStore::open(Arc::clone(&raw), None).await,
+            Err(OpenError::Seal(SealError::KeyMissing { .. }))
+        ));
+        // a sealed key copied onto another domain does not open
+        let (mut sealed_b, version) = at_rest(raw.get(&b_key).await.unwrap());
+        sealed_b.private_key = sealed_a.private_key.clone();
+        raw.commit(vec![Write::put(
+            Entity::DomainCertificate(sealed_b),
+            Expect::Version(version),
+        )])
+        .await
+        .unwrap();
+        assert!(matches!(
+            store.get(&b_key).await.unwrap_err(),
+            StoreError::Corrupt { .. }
+        ));
+        raw.commit(vec![Write::delete(b_key, Expect::Any)])
+            .await
+            .unwrap();
+        // the plaintext one is sealed by seal_existing
+        assert_eq!(store.seal_existing().await.unwrap(), 1);
+        let old_key = Key::domain_certificate(&plain.group_id, &plain.domain);
+        assert!(is_sealed(
+            at_rest(raw.get(&old_key).await.unwrap())
+                .0
+                .private_key
+                .expose()
+        ));
+        assert_eq!(at_rest(store.get(&old_key).await.unwrap()).0, plain);
     }
 }
