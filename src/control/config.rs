@@ -26,6 +26,7 @@ use crate::model::{
     RequestConfig, RequestParameter, ResponseDoc, Secret, SignatureMethod, Stage, StageDefinition,
     SystemParameter, ValidationError,
 };
+use crate::policy::IpMode;
 
 /// The format version of [`ConfigDocument`] this build reads and writes.
 pub const CONFIG_FORMAT: u32 = 1;
@@ -80,8 +81,8 @@ pub struct ConfigDocument {
     /// Apps with their credentials and grants.
     #[serde(default)]
     pub apps: Vec<AppSpec>,
-    /// Policies: throttling, IP control, CORS and backend signatures. Reserved: a document
-    /// naming one is refused (naming the field) until this build supports them.
+    /// Policies: throttling, IP control, CORS and backend signatures, by name; APIs bind them
+    /// per stage ([`ApiSpec::policies`]).
     #[serde(default, skip_serializing_if = "Policies::is_empty")]
     pub policies: Policies,
 }
@@ -104,28 +105,204 @@ impl Default for ConfigDocument {
     }
 }
 
-/// The place of policies in a [`ConfigDocument`] (throttling, IP control, CORS, backend
-/// signatures), kept for the policies being built: today it accepts only an empty table.
+/// The policies of a [`ConfigDocument`], by kind, each by name: throttling, IP control, CORS
+/// and backend signatures. Each entry has `name` and the fields the admin API takes for its
+/// kind, except that apps are named by their name (`app`), never by id. APIs bind them by
+/// name per stage ([`ApiSpec::policies`]).
+///
+/// A backend signature's `secret` is like an app's secrets: when left out, the policy keeps the
+/// one it has (a new one gets a generated secret, which the full export carries);
+/// [`ControlPlane::export_document`](super::ControlPlane::export_document) never writes it.
 ///
 /// # Examples
 ///
 /// ```
 /// use stagegate::control::ConfigDocument;
-/// assert!(ConfigDocument::from_json(r#"{"policies": {}}"#).is_ok());
-/// let e = ConfigDocument::from_json(r#"{"policies": {"throttling": []}}"#).unwrap_err();
-/// assert!(e.to_string().contains("throttling"), "{e}");
+/// assert!(ConfigDocument::from_json(r#"{"policies": {}}"#).unwrap().policies.is_empty());
+/// let doc = ConfigDocument::from_json(r#"{"policies": {
+///   "throttling": [{"name": "perMinute", "unit": "MINUTE", "api_default": 600,
+///                   "app_default": 60, "special_apps": [{"app": "mobile_app", "limit": 120}]}],
+///   "ip_control": [{"name": "officeOnly", "mode": "ALLOW", "rules": [{"cidr": "10.0.0.0/8"}]}],
+///   "cors": [{"name": "webApp", "allow_origins": ["https://app.example.com"]}],
+///   "backend_signature": [{"name": "toBackend", "key": "DemoKey1", "secret": "DemoSecret1"}]
+/// }}"#).unwrap();
+/// assert_eq!(doc.policies.throttling[0].special_apps[0].app, "mobile_app");
+/// let e = ConfigDocument::from_json(r#"{"policies": {"throttle": []}}"#).unwrap_err();
+/// assert!(e.to_string().contains("unknown field `throttle`"), "{e}");
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
-pub struct Policies {}
+pub struct Policies {
+    /// Throttling policies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttling: Vec<ThrottlingSpec>,
+    /// IP access-control policies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_control: Vec<IpControlSpec>,
+    /// CORS policies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cors: Vec<CorsSpec>,
+    /// Backend signature policies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backend_signature: Vec<BackendSignatureSpec>,
+}
 
 impl Policies {
     /// Whether no policy is declared.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        true
+        self.throttling.is_empty()
+            && self.ip_control.is_empty()
+            && self.cors.is_empty()
+            && self.backend_signature.is_empty()
     }
+}
+
+/// A throttling policy, by name ([`Throttling`](crate::policy::Throttling) with apps by name).
+///
+/// `unit` is text here so that an unknown unit is reported with its place in the document
+/// (`policies.throttling[0].unit`); limits are checked (1 to
+/// [`MAX_LIMIT`](crate::policy::MAX_LIMIT)) when planned.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::control::ThrottlingSpec;
+/// let t: ThrottlingSpec = serde_json::from_str(r#"{"name": "perMinute", "unit": "MINUTE",
+///     "api_default": 600, "special_apps": [{"app": "mobile_app", "limit": 120}]}"#).unwrap();
+/// assert_eq!(t.special_apps[0].limit, 120);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottlingSpec {
+    /// Name, unique among every policy.
+    pub name: String,
+    /// `SECOND`, `MINUTE`, `HOUR` or `DAY`.
+    pub unit: String,
+    /// Requests per window to the API in the stage, all callers together.
+    pub api_default: u32,
+    /// Requests per window of each app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_default: Option<u32>,
+    /// Named apps' own limits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub special_apps: Vec<SpecialAppSpec>,
+}
+
+/// An app's own throttling limit, the app by name.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::control::SpecialAppSpec;
+/// let s: SpecialAppSpec = serde_json::from_str(r#"{"app": "mobile_app", "limit": 5}"#).unwrap();
+/// assert_eq!(s.app, "mobile_app");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecialAppSpec {
+    /// The app's name.
+    pub app: String,
+    /// Its limit per window.
+    pub limit: u32,
+}
+
+/// An IP access-control policy, by name ([`IpControl`](crate::policy::IpControl) with apps by
+/// name).
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::control::IpControlSpec;
+/// let c: IpControlSpec = serde_json::from_str(r#"{"name": "officeOnly", "mode": "ALLOW",
+///     "rules": [{"cidr": "10.0.0.0/8"}, {"cidr": "2001:db8::/32", "app": "mobile_app"}]}"#).unwrap();
+/// assert_eq!(c.rules[1].app.as_deref(), Some("mobile_app"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpControlSpec {
+    /// Name, unique among every policy.
+    pub name: String,
+    /// `ALLOW` or `REFUSE`.
+    pub mode: IpMode,
+    /// The rules, at least one.
+    pub rules: Vec<IpRuleSpec>,
+}
+
+/// One CIDR of an [`IpControlSpec`], optionally for one app only (`ALLOW` only).
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::control::IpRuleSpec;
+/// let r: IpRuleSpec = serde_json::from_str(r#"{"cidr": "192.0.2.1"}"#).unwrap();
+/// assert!(r.app.is_none());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpRuleSpec {
+    /// An IPv4 or IPv6 CIDR, or a bare address (checked when planned, naming
+    /// `policies.ip_control[i].rules[j].cidr`).
+    pub cidr: String,
+    /// The app the rule is for, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+}
+
+/// A CORS policy, by name: the fields of [`Cors`](crate::policy::Cors), with the same
+/// defaults.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::control::CorsSpec;
+/// let c: CorsSpec = serde_json::from_str(r#"{"name": "webApp", "allow_origins": ["https://*.example.com"]}"#).unwrap();
+/// assert_eq!(c.max_age_s, 600);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSpec {
+    /// Name, unique among every policy.
+    pub name: String,
+    /// Allowed origins: exact, `scheme://*.domain` wildcards, or `*`.
+    pub allow_origins: Vec<String>,
+    /// Allowed methods.
+    #[serde(default = "crate::policy::default_cors_methods")]
+    pub allow_methods: Vec<String>,
+    /// Allowed request headers.
+    #[serde(default = "crate::policy::default_cors_headers")]
+    pub allow_headers: Vec<String>,
+    /// Response headers scripts may read.
+    #[serde(default = "crate::policy::default_cors_expose")]
+    pub expose_headers: Vec<String>,
+    /// How long a browser may cache a preflight, in seconds.
+    #[serde(default = "crate::policy::default_cors_max_age")]
+    pub max_age_s: u32,
+    /// Whether credentials may be sent.
+    #[serde(default)]
+    pub allow_credentials: bool,
+}
+
+/// A backend signature policy, by name; the secret is kept (or generated) unless given.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::control::BackendSignatureSpec;
+/// let b: BackendSignatureSpec = serde_json::from_str(r#"{"name": "toBackend", "key": "DemoKey1", "secret": "DemoSecret1"}"#).unwrap();
+/// assert!(!format!("{b:?}").contains("DemoSecret1"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSignatureSpec {
+    /// Name, unique among every policy.
+    pub name: String,
+    /// The key's name the backend receives (`X-Ca-Proxy-Signature-Secret-Key`).
+    pub key: String,
+    /// The secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
 }
 
 /// A VPC access authorization, by name.
@@ -240,6 +417,12 @@ pub struct ApiSpec {
     /// the others. A stage where the published snapshot already equals it is left alone.
     #[serde(default)]
     pub publish: Vec<Stage>,
+    /// The policies bound to it, by name, per stage: `{"RELEASE": ["perMinute", "officeOnly"]}`;
+    /// at most one of each type per stage. A stage listed here has exactly these bindings; in
+    /// [`PlanScope::Whole`](super::PlanScope::Whole) a stage left out has none, in
+    /// [`PlanScope::NamedOnly`](super::PlanScope::NamedOnly) it keeps the ones it has.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policies: BTreeMap<Stage, Vec<String>>,
 }
 
 fn default_methods() -> Vec<SignatureMethod> {
@@ -521,7 +704,12 @@ impl ConfigIssue {
             ValidationError::InvalidName { what, .. }
                 if matches!(
                     *what,
-                    "backend name" | "group name" | "api name" | "app name" | "vpc access name"
+                    "backend name"
+                        | "group name"
+                        | "api name"
+                        | "app name"
+                        | "vpc access name"
+                        | "policy name"
                 ) =>
             {
                 "name".to_owned()
@@ -773,7 +961,12 @@ mod tests {
                 r#"{"backends": [{"name": "b", "type": "HTTP", "stages": {"TEST": {"url": "a", "url": "b"}}}]}"#,
                 "duplicate key `url`",
             ),
-            (r#"{"policies": {"cors": {}}}"#, "unknown field `cors`"),
+            (r#"{"policies": {"cors": {}}}"#, "invalid type"),
+            (r#"{"policies": {"throttle": []}}"#, "unknown field `throttle`"),
+            (
+                r#"{"policies": {"cors": [{"name": "webApp", "allow_origins": [], "origins": []}]}}"#,
+                "unknown field `origins`",
+            ),
         ] {
             let e = ConfigDocument::from_json(text).unwrap_err();
             let ControlError::InvalidConfig { issues } = &e else {
