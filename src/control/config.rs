@@ -872,6 +872,7 @@ fn document_of(state: &State) -> ConfigDocument {
                     oss: a.backend.oss,
                 },
                 response: a.response,
+                policies: bound_policies(state, &a.id),
             }
         })
         .collect();
@@ -933,8 +934,84 @@ fn document_of(state: &State) -> ConfigDocument {
         groups,
         apis,
         apps,
+        policies: policies_of(state),
         ..ConfigDocument::default()
     }
+}
+
+/// The policies bound to `api`, by name per stage, sorted.
+fn bound_policies(state: &State, api: &crate::model::ApiId) -> BTreeMap<Stage, Vec<String>> {
+    let mut out: BTreeMap<Stage, Vec<String>> = BTreeMap::new();
+    for (a, stage, policy) in state.bindings.keys() {
+        if a == api {
+            let name = state
+                .policies
+                .get(policy)
+                .map_or_else(|| policy.to_string(), |p| p.value.name.clone());
+            out.entry(stage.clone()).or_default().push(name);
+        }
+    }
+    for names in out.values_mut() {
+        names.sort();
+    }
+    out
+}
+
+/// Every policy of `state`, by kind and name, apps by name, without secrets.
+fn policies_of(state: &State) -> Policies {
+    use crate::policy::{Policy, PolicySpec};
+    let app_name = |id: &crate::model::AppId| {
+        state
+            .apps
+            .get(id)
+            .map_or_else(|| id.to_string(), |a| a.value.name.clone())
+    };
+    let mut out = Policies::default();
+    for p in state.by_name(|_: &Policy| true) {
+        match p.spec {
+            PolicySpec::Throttling(t) => out.throttling.push(ThrottlingSpec {
+                name: p.name,
+                unit: t.unit.as_str().to_owned(),
+                api_default: t.api_default,
+                app_default: t.app_default,
+                special_apps: t
+                    .special_apps
+                    .iter()
+                    .map(|s| SpecialAppSpec {
+                        app: app_name(&s.app_id),
+                        limit: s.limit,
+                    })
+                    .collect(),
+            }),
+            PolicySpec::IpControl(c) => out.ip_control.push(IpControlSpec {
+                name: p.name,
+                mode: c.mode,
+                rules: c
+                    .rules
+                    .iter()
+                    .map(|r| IpRuleSpec {
+                        cidr: r.cidr.to_string(),
+                        app: r.app_id.as_ref().map(&app_name),
+                    })
+                    .collect(),
+            }),
+            PolicySpec::Cors(c) => out.cors.push(CorsSpec {
+                name: p.name,
+                allow_origins: c.allow_origins,
+                allow_methods: c.allow_methods,
+                allow_headers: c.allow_headers,
+                expose_headers: c.expose_headers,
+                max_age_s: c.max_age_s,
+                allow_credentials: c.allow_credentials,
+            }),
+            PolicySpec::BackendSignature(b) => out.backend_signature.push(BackendSignatureSpec {
+                name: p.name,
+                key: b.key,
+                secret: None,
+            }),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

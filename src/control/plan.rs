@@ -9,6 +9,8 @@
 //! names and credentials, servable publications, no route conflicts). [`ControlPlane::apply`]
 //! commits the plan in one store commit, provided the configuration has not moved since.
 
+mod policies;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
@@ -87,6 +89,10 @@ pub enum ObjectKind {
     App,
     /// A grant of an app for an API in a stage.
     Authorization,
+    /// A traffic policy (throttling, IP control, CORS, backend signature).
+    Policy,
+    /// A policy bound to an API in a stage.
+    PolicyBinding,
 }
 
 impl fmt::Display for ObjectKind {
@@ -98,6 +104,8 @@ impl fmt::Display for ObjectKind {
             Self::Api => "api",
             Self::App => "app",
             Self::Authorization => "authorization",
+            Self::Policy => "policy",
+            Self::PolicyBinding => "policy_binding",
         })
     }
 }
@@ -317,6 +325,12 @@ struct Planner<'s> {
     changed_definitions: Vec<(BackendId, Stage, Option<StageDefinition>)>,
     /// The APIs the document names: their publications are decided by it.
     named_apis: HashSet<ApiId>,
+    /// The id each app name will have after the plan (policies name apps).
+    app_ids: HashMap<String, AppId>,
+    /// The id and type each policy name will have after the plan.
+    policy_ids: HashMap<String, (crate::model::PolicyId, crate::policy::PolicyType)>,
+    /// The policies the whole-scope document leaves out: deleted with their bindings.
+    doomed_policies: Vec<(String, crate::model::PolicyId)>,
 }
 
 impl<'s> Planner<'s> {
@@ -338,6 +352,9 @@ impl<'s> Planner<'s> {
             apis: HashMap::new(),
             changed_definitions: Vec::new(),
             named_apis: HashSet::new(),
+            app_ids: HashMap::new(),
+            policy_ids: HashMap::new(),
+            doomed_policies: Vec::new(),
         }
     }
 
@@ -955,6 +972,7 @@ impl<'s> Planner<'s> {
                 codes,
                 created_at: old.map_or(self.now, |o| o.created_at),
             };
+            self.app_ids.insert(app.name.clone(), app.id.clone());
             let before = self.issues.len();
             if let Err(e) = app.validate() {
                 self.issues.push(ConfigIssue::invalid(&object, "", &e));
@@ -1004,6 +1022,13 @@ impl<'s> Planner<'s> {
                     kind: ObjectKind::Authorization,
                     name,
                 });
+            }
+        }
+        if self.scope == PlanScope::NamedOnly {
+            for (name, old) in &existing {
+                if !seen.contains(*name) {
+                    self.app_ids.insert((*name).to_owned(), old.id.clone());
+                }
             }
         }
         if self.scope == PlanScope::Whole {
@@ -1219,8 +1244,11 @@ pub(super) fn make_plan(state: &State, doc: &ConfigDocument, scope: PlanScope) -
     p.groups(doc);
     p.apis(doc);
     p.apps(doc);
+    p.policies(doc);
+    p.bindings(doc);
+    p.undeclared_policies();
     // whole objects are deleted leaves first: grants and publications, then deployments and
-    // drafts, apps, groups, backends, VPC access authorizations
+    // drafts, policies (which name apps), apps, groups, backends, VPC access authorizations
     p.deletes.sort_by_key(|w| match w {
         Write::Delete { key, .. } => delete_rank(key),
         Write::Put { .. } => 0,
@@ -1232,16 +1260,15 @@ pub(super) fn make_plan(state: &State, doc: &ConfigDocument, scope: PlanScope) -
 fn delete_rank(key: &Key) -> u8 {
     use crate::store::EntityKind as K;
     match key.kind {
-        K::Authorization => 0,
+        K::Authorization | K::PolicyBinding => 0,
         K::Publication => 1,
         K::Deployment => 2,
         K::Api => 3,
-        K::App => 4,
-        K::Group => 5,
-        K::Backend => 6,
-        K::VpcAccess => 7,
-        K::PolicyBinding => 0,
-        K::Policy => 8,
+        K::Policy => 4,
+        K::App => 5,
+        K::Group => 6,
+        K::Backend => 7,
+        K::VpcAccess => 8,
     }
 }
 
