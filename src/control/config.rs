@@ -1039,7 +1039,10 @@ mod tests {
                 "duplicate key `url`",
             ),
             (r#"{"policies": {"cors": {}}}"#, "invalid type"),
-            (r#"{"policies": {"throttle": []}}"#, "unknown field `throttle`"),
+            (
+                r#"{"policies": {"throttle": []}}"#,
+                "unknown field `throttle`",
+            ),
             (
                 r#"{"policies": {"cors": [{"name": "webApp", "allow_origins": [], "origins": []}]}}"#,
                 "unknown field `origins`",

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::{ObjectKind, Planner, PlanScope, Step, object};
+use super::{ObjectKind, PlanScope, Planner, Step, object};
 use crate::control::config::{ConfigDocument, ConfigIssue};
 use crate::model::{AppId, PolicyId, Secret, Stage};
 use crate::policy::{
@@ -68,7 +68,10 @@ impl Planner<'_> {
             (
                 "backend_signature",
                 PolicyType::BackendSignature,
-                p.backend_signature.iter().map(|t| t.name.as_str()).collect(),
+                p.backend_signature
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect(),
             ),
         ];
         for (list, ty, names) in kinds {
@@ -179,10 +182,8 @@ impl Planner<'_> {
         for (name, old) in unnamed {
             match self.scope {
                 PlanScope::NamedOnly => {
-                    self.policy_ids.insert(
-                        name.to_owned(),
-                        (old.id.clone(), old.spec.policy_type()),
-                    );
+                    self.policy_ids
+                        .insert(name.to_owned(), (old.id.clone(), old.spec.policy_type()));
                 }
                 PlanScope::Whole => self.doomed_policies.push((name.to_owned(), old.id.clone())),
             }
@@ -275,7 +276,8 @@ impl Planner<'_> {
             }
             let object = object(ObjectKind::Api, &label);
             // (stage, policy) the document wants
-            let mut wanted: BTreeMap<(Stage, PolicyId), String> = BTreeMap::new();
+            // by stage and name, so that the steps read in a stable order
+            let mut wanted: BTreeMap<(Stage, String), PolicyId> = BTreeMap::new();
             for (stage, names) in &spec.policies {
                 let mut types: HashMap<PolicyType, &str> = HashMap::new();
                 for (j, name) in names.iter().enumerate() {
@@ -300,7 +302,7 @@ impl Planner<'_> {
                         self.issue(&object, &field, reason);
                         continue;
                     }
-                    wanted.insert((stage.clone(), id), name.clone());
+                    wanted.insert((stage.clone(), name.clone()), id);
                 }
             }
             let decided: BTreeSet<&Stage> = spec.policies.keys().collect();
@@ -313,20 +315,25 @@ impl Planner<'_> {
                 .map(|(_, s, p)| (s.clone(), p.clone()))
                 .collect();
             current.sort();
+            let kept: HashSet<(&Stage, &PolicyId)> =
+                wanted.iter().map(|((s, _), p)| (s, p)).collect();
+            let mut gone: Vec<(String, Key)> = Vec::new();
             for (stage, policy) in current {
-                if wanted.contains_key(&(stage.clone(), policy.clone())) {
+                if kept.contains(&(&stage, &policy)) {
                     continue;
                 }
                 let name = state
                     .policies
                     .get(&policy)
                     .map_or_else(|| policy.to_string(), |p| p.value.name.clone());
-                unbind.push((
+                gone.push((
                     format!("{name} -> {label} in {stage}"),
                     Key::policy_binding(&api, &stage, &policy),
                 ));
             }
-            for ((stage, policy), name) in wanted {
+            gone.sort_by(|a, b| a.0.cmp(&b.0));
+            unbind.extend(gone);
+            for ((stage, name), policy) in wanted {
                 if state
                     .bindings
                     .contains_key(&(api.clone(), stage.clone(), policy.clone()))
