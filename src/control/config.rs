@@ -1080,6 +1080,36 @@ grants = [{ group = "shop_api", api = "getUser", stages = ["TEST"] }]
     }
 
     #[test]
+    fn policies_and_bindings_read_by_name_and_default_like_the_admin_api() {
+        let doc = ConfigDocument::from_json(
+            r#"{"policies": {"cors": [{"name": "webApp", "allow_origins": ["*"]}],
+                "backend_signature": [{"name": "toBackend", "key": "DemoKey1"}]},
+               "apis": [{"name": "getUser", "group": "shop_api",
+                         "request": {"method": "GET", "path": "/users"},
+                         "backend": {"name": "users_http"},
+                         "policies": {"RELEASE": ["webApp", "toBackend"]}}]}"#,
+        )
+        .unwrap();
+        let cors = &doc.policies.cors[0];
+        let defaults = crate::policy::Cors::new(["*"]);
+        assert_eq!(cors.allow_methods, defaults.allow_methods);
+        assert_eq!(cors.allow_headers, defaults.allow_headers);
+        assert_eq!(cors.expose_headers, defaults.expose_headers);
+        assert_eq!(cors.max_age_s, defaults.max_age_s);
+        assert!(doc.policies.backend_signature[0].secret.is_none());
+        assert_eq!(doc.apis[0].policies[&Stage::RELEASE], ["webApp", "toBackend"]);
+        // written back: no empty lists, no absent secret
+        let text = serde_json::to_string(&doc.policies).unwrap();
+        assert!(!text.contains("throttling") && !text.contains("secret"), "{text}");
+        let e = ConfigDocument::from_json(
+            r#"{"apis": [{"name": "a", "group": "g", "request": {"method": "GET", "path": "/a"},
+                "backend": {"name": "b"}, "policies": {"NOWHERE": []}}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("NOWHERE"), "{e}");
+    }
+
+    #[test]
     fn validation_errors_name_their_field_under_the_prefix() {
         let e = ValidationError::field("url", "must not have a path");
         let i = ConfigIssue::invalid("backend `b`", "stages.TEST", &e);
