@@ -1097,10 +1097,16 @@ grants = [{ group = "shop_api", api = "getUser", stages = ["TEST"] }]
         assert_eq!(cors.expose_headers, defaults.expose_headers);
         assert_eq!(cors.max_age_s, defaults.max_age_s);
         assert!(doc.policies.backend_signature[0].secret.is_none());
-        assert_eq!(doc.apis[0].policies[&Stage::RELEASE], ["webApp", "toBackend"]);
+        assert_eq!(
+            doc.apis[0].policies[&Stage::RELEASE],
+            ["webApp", "toBackend"]
+        );
         // written back: no empty lists, no absent secret
         let text = serde_json::to_string(&doc.policies).unwrap();
-        assert!(!text.contains("throttling") && !text.contains("secret"), "{text}");
+        assert!(
+            !text.contains("throttling") && !text.contains("secret"),
+            "{text}"
+        );
         let e = ConfigDocument::from_json(
             r#"{"apis": [{"name": "a", "group": "g", "request": {"method": "GET", "path": "/a"},
                 "backend": {"name": "b"}, "policies": {"NOWHERE": []}}]}"#,
