@@ -1647,11 +1647,31 @@ mod tests {
                 "+ policy_binding perMinute -> shop_api/getUser in RELEASE",
             ]
         );
+        // the policies stop naming the app, which goes: the policies change before it is deleted
+        let mut v = with_policies();
+        v["apps"] = serde_json::json!([]);
+        v["policies"]["throttling"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("special_apps");
+        v["policies"]["ip_control"][0]["rules"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("app");
+        let plan = cp.plan(&doc(v), PlanScope::Whole).await.unwrap();
+        let kinds: Vec<_> = plan.writes.iter().map(|w| w.key().kind).collect();
+        use crate::store::EntityKind as K;
+        let app = kinds.iter().position(|k| *k == K::App).unwrap();
+        let last_policy = kinds.iter().rposition(|k| *k == K::Policy).unwrap();
+        assert!(last_policy < app, "{kinds:?}");
+        assert!(
+            plan.to_string().contains("~ policy officeOnly (rules)"),
+            "{plan}"
+        );
         // drop the app and every policy: bindings, then policies, then the app
         let mut v = base();
         v["apps"] = serde_json::json!([]);
         let plan = cp.plan(&doc(v), PlanScope::Whole).await.unwrap();
-        use crate::store::EntityKind as K;
         let kinds: Vec<_> = plan.writes.iter().map(|w| w.key().kind).collect();
         let last_binding = kinds.iter().rposition(|k| *k == K::PolicyBinding).unwrap();
         let first_policy = kinds.iter().position(|k| *k == K::Policy).unwrap();
