@@ -1,15 +1,17 @@
 //! The declarative configuration document: backends with their stage definitions, groups, APIs
-//! with the stages they are published in, apps with their grants, and (later) policies, all
-//! identified by name. [`ControlPlane::plan`](super::ControlPlane::plan) compares one with the
-//! live configuration; [`ControlPlane::apply`](super::ControlPlane::apply) commits the plan.
+//! with the stages they are published in and the policies bound to them per stage, apps with
+//! their grants, and traffic policies, all identified by name.
+//! [`ControlPlane::plan`](super::ControlPlane::plan) compares one with the live configuration;
+//! [`ControlPlane::apply`](super::ControlPlane::apply) commits the plan.
 //!
-//! The document names objects, never ids: a backend, group, app or VPC access authorization by
-//! its name, an API by its group's name and its own. Ids of existing objects are kept, new ones
-//! are generated, so that applying the same document again changes nothing.
+//! The document names objects, never ids: a backend, group, app, policy or VPC access
+//! authorization by its name, an API by its group's name and its own. Ids of existing objects
+//! are kept, new ones are generated, so that applying the same document again changes nothing.
 //!
-//! Secrets: an app's key pairs may carry their `app_secret` and the app its `codes`; when left
-//! out, the app keeps the ones it has (a new app gets generated ones, read them with the admin
-//! API). A plan names what changes (`keys`, `codes`), never a secret, and
+//! Secrets: an app's key pairs may carry their `app_secret` and the app its `codes`, a backend
+//! signature policy its `secret`; when left out, the object keeps the ones it has (a new one
+//! gets generated ones, which the admin API's full export carries). A plan names what changes
+//! (`keys`, `codes`, `secret`), never a secret, and
 //! [`ControlPlane::export_document`](super::ControlPlane::export_document) leaves them out.
 
 use std::collections::BTreeMap;
