@@ -44,8 +44,9 @@ pub enum PlanScope {
     /// The document is the whole configuration: what it does not name is deleted.
     #[default]
     Whole,
-    /// Only what the document names is created or changed (a named API's publications and a
-    /// named app's grants included); nothing else is deleted. An API the document does not name
+    /// Only what the document names is created or changed (a named API's publications, the
+    /// policy bindings of the stages it lists, and a named app's grants included); nothing else
+    /// is deleted. An API the document does not name
     /// still follows a changed backend definition (the cascade), as with a single change.
     NamedOnly,
 }
@@ -111,7 +112,8 @@ impl fmt::Display for ObjectKind {
 }
 
 /// One thing a plan does. Objects are named as the document names them: an API as
-/// `group/api`, a grant as `app -> group/api in STAGE`. A step never shows a secret: a change
+/// `group/api`, a grant as `app -> group/api in STAGE`, a policy binding as
+/// `policy -> group/api in STAGE`. A step never shows a secret: a change
 /// of an app's credentials is the field `keys` or `codes`.
 ///
 /// # Examples
