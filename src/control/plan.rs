@@ -46,8 +46,8 @@ pub enum PlanScope {
     Whole,
     /// Only what the document names is created or changed (a named API's publications, the
     /// policy bindings of the stages it lists, and a named app's grants included); nothing else
-    /// is deleted. An API the document does not name
-    /// still follows a changed backend definition (the cascade), as with a single change.
+    /// is deleted. An API the document does not name still follows a changed backend definition
+    /// (the cascade), as with a single change.
     NamedOnly,
 }
 
