@@ -649,6 +649,48 @@ mod admin {
         assert_eq!(state(&cp).await, applied);
     }
 
+    /// Policies through the admin API: applied from a document, listed by `/policies`, written
+    /// by `GET /config` with their bindings and without the signature secret.
+    #[tokio::test]
+    async fn policies_apply_and_export_through_the_admin_api() {
+        let cp = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
+        let gateway = GatewayLayer::new(cp.snapshot_handle()).standalone();
+        let router = AdminApi::new(Arc::clone(&cp), Secret::new(TOKEN), gateway).router();
+        let got = json_call(
+            &router,
+            "/config/apply",
+            &super::policies_doc("http://127.0.0.1:9"),
+        )
+        .await;
+        assert_eq!(got.status, 200, "{}", got.text());
+        assert!(!got.text().contains("DemoSecret1"));
+        let steps = got.json()["steps"].as_array().unwrap().clone();
+        assert!(steps.contains(&json!({"action": "create", "kind": "policy", "name": "webApp"})));
+        assert!(
+            steps.contains(&json!({"action": "create", "kind": "policy_binding",
+            "name": "webApp -> shop_api/getUser in RELEASE"}))
+        );
+        let got = send(&router, "GET", "/policies", "application/json", "").await;
+        assert_eq!(got.status, 200, "{}", got.text());
+        assert!(got.text().contains("threePerDay"), "{}", got.text());
+        let got = send(&router, "GET", "/config", "application/json", "").await;
+        assert!(!got.text().contains("DemoSecret1"), "{}", got.text());
+        let exported = got.json();
+        assert_eq!(
+            exported["policies"]["backend_signature"][0],
+            json!({"name": "toBackend", "key": "DemoKey1"})
+        );
+        assert_eq!(
+            exported["apis"][0]["policies"]["RELEASE"]
+                .as_array()
+                .unwrap()
+                .len(),
+            4
+        );
+        let got = json_call(&router, "/config/plan", &exported).await;
+        assert_eq!(got.json()["steps"], json!([]), "{}", got.text());
+    }
+
     #[tokio::test]
     async fn hostile_documents_are_refused_naming_what_and_change_nothing() {
         let cp = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
