@@ -21,6 +21,8 @@ use crate::store::{Entity, Key};
 struct Declared<'d> {
     name: &'d str,
     ty: PolicyType,
+    /// Its place in the list of its type.
+    index: usize,
     /// `policies.throttling[0]`.
     prefix: String,
 }
@@ -79,22 +81,15 @@ impl Planner<'_> {
                 declared.push(Declared {
                     name,
                     ty,
+                    index: i,
                     prefix: format!("policies.{list}[{i}]"),
                 });
             }
         }
         let mut seen: HashSet<&str> = HashSet::new();
-        let (mut t, mut ip, mut cors, mut sig) = (0, 0, 0, 0);
         for d in &declared {
             let object = object(ObjectKind::Policy, d.name);
-            let index = match d.ty {
-                PolicyType::Throttling => &mut t,
-                PolicyType::IpControl => &mut ip,
-                PolicyType::Cors => &mut cors,
-                PolicyType::BackendSignature => &mut sig,
-            };
-            let i = *index;
-            *index += 1;
+            let i = d.index;
             if !seen.insert(d.name) {
                 self.issue(
                     &object,
