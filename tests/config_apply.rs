@@ -649,6 +649,48 @@ mod admin {
         assert_eq!(state(&cp).await, applied);
     }
 
+    /// Policies through the admin API: applied from a document, listed by `/policies`, written
+    /// by `GET /config` with their bindings and without the signature secret.
+    #[tokio::test]
+    async fn policies_apply_and_export_through_the_admin_api() {
+        let cp = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
+        let gateway = GatewayLayer::new(cp.snapshot_handle()).standalone();
+        let router = AdminApi::new(Arc::clone(&cp), Secret::new(TOKEN), gateway).router();
+        let got = json_call(
+            &router,
+            "/config/apply",
+            &super::policies_doc("http://127.0.0.1:9"),
+        )
+        .await;
+        assert_eq!(got.status, 200, "{}", got.text());
+        assert!(!got.text().contains("DemoSecret1"));
+        let steps = got.json()["steps"].as_array().unwrap().clone();
+        assert!(steps.contains(&json!({"action": "create", "kind": "policy", "name": "webApp"})));
+        assert!(
+            steps.contains(&json!({"action": "create", "kind": "policy_binding",
+            "name": "webApp -> shop_api/getUser in RELEASE"}))
+        );
+        let got = send(&router, "GET", "/policies", "application/json", "").await;
+        assert_eq!(got.status, 200, "{}", got.text());
+        assert!(got.text().contains("threePerDay"), "{}", got.text());
+        let got = send(&router, "GET", "/config", "application/json", "").await;
+        assert!(!got.text().contains("DemoSecret1"), "{}", got.text());
+        let exported = got.json();
+        assert_eq!(
+            exported["policies"]["backend_signature"][0],
+            json!({"name": "toBackend", "key": "DemoKey1"})
+        );
+        assert_eq!(
+            exported["apis"][0]["policies"]["RELEASE"]
+                .as_array()
+                .unwrap()
+                .len(),
+            4
+        );
+        let got = json_call(&router, "/config/plan", &exported).await;
+        assert_eq!(got.json()["steps"], json!([]), "{}", got.text());
+    }
+
     #[tokio::test]
     async fn hostile_documents_are_refused_naming_what_and_change_nothing() {
         let cp = Arc::new(ControlPlane::open(MemoryStore::new()).await.unwrap());
@@ -674,7 +716,9 @@ mod admin {
             ("/config/apply", "application/json", oversized.to_string().into_bytes(), 413, "PayloadTooLarge", "65536"),
             ("/config/apply", "application/json", br#"{"apps": "mobile_app"}"#.to_vec(), 400, "InvalidConfig", "invalid type"),
             ("/config/apply", "application/json", br#"{"format": 2}"#.to_vec(), 400, "InvalidConfig", "format"),
-            ("/config/apply", "application/json", br#"{"policies": {"throttling": []}}"#.to_vec(), 400, "InvalidConfig", "unknown field `throttling`"),
+            ("/config/apply", "application/json", br#"{"policies": {"throttle": []}}"#.to_vec(), 400, "InvalidConfig", "unknown field `throttle`"),
+            ("/config/apply", "application/json", br#"{"policies": {"throttling": [{"name": "perMinute", "unit": "WEEK", "api_default": 0}]}}"#.to_vec(), 400, "InvalidConfig", "policies.throttling[0].unit"),
+            ("/config/apply", "application/json", br#"{"policies": {"ip_control": [{"name": "officeOnly", "mode": "ALLOW", "rules": [{"cidr": "10.0.0.0/8", "app": "nobody_app"}]}]}}"#.to_vec(), 400, "InvalidConfig", "policies.ip_control[0].rules[0].app: no app named `nobody_app`"),
             ("/config/apply", "application/json", b"".to_vec(), 400, "InvalidParameter", "send `{}`"),
             ("/config/apply", "application/json", vec![b'{', 0xff, b'}'], 400, "InvalidJson", "UTF-8"),
             ("/config/apply", "application/toml", b"[[groups]\nname =".to_vec(), 400, "InvalidConfig", "TOML parse error"),
@@ -730,4 +774,223 @@ async fn the_guides_example_document_plans_as_shown() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// The policies document: one API published in RELEASE with all four policy kinds bound there
+/// by name (an IP rule for the app by name), the app granted.
+fn policies_doc(upstream: &str) -> Value {
+    let mut v = first_doc(upstream);
+    v["apps"] = json!([{"name": "mobile_app",
+        "keys": [{"app_key": "203753911", "app_secret": SECRET}], "codes": [CODE],
+        "grants": [{"group": "shop_api", "api": "getUser", "stages": ["TEST", "RELEASE"]}]}]);
+    v["policies"] = json!({
+        "throttling": [{"name": "threePerDay", "unit": "DAY", "api_default": 3,
+                        "special_apps": [{"app": "mobile_app", "limit": 3}]}],
+        "ip_control": [{"name": "officeOnly", "mode": "ALLOW",
+                        "rules": [{"cidr": "10.0.0.0/8"}, {"cidr": "198.51.100.0/24", "app": "mobile_app"}]}],
+        "cors": [{"name": "webApp", "allow_origins": ["https://app.example.com"]}],
+        "backend_signature": [{"name": "toBackend", "key": "DemoKey1", "secret": "DemoSecret1"}]
+    });
+    v["apis"][0]["policies"] =
+        json!({"RELEASE": ["threePerDay", "officeOnly", "webApp", "toBackend"]});
+    v
+}
+
+/// Calls `GET /users/7` in RELEASE with the AppCode from `peer`.
+async fn call_from(gw: &stagegate::layer::GatewayService, peer: [u8; 4]) -> common::Got {
+    let mut req = http::Request::builder()
+        .uri("/users/7")
+        .header("x-ca-stage", "RELEASE")
+        .header("authorization", format!("APPCODE {CODE}"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    req.extensions_mut()
+        .insert(stagegate::layer::ClientAddr(std::net::SocketAddr::from((
+            peer, 4000,
+        ))));
+    common::oneshot(gw.clone(), req).await
+}
+
+/// Policies declared in the document are enforced by the data plane once applied (throttling
+/// 429 after the limit, IP refusal 403 `A403IP`, the CORS preflight answered, the backend
+/// request signed); applying it again plans nothing; a changed document unbinds them and
+/// deletes the ones it no longer declares, after which the API answers as without them.
+#[tokio::test]
+async fn policies_of_a_document_are_enforced_then_unbound_and_removed() {
+    let up = common::upstream("pol").await;
+    let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
+    let first = doc(&policies_doc(&format!("http://{up}")));
+    let plan = cp.apply_document(&first, PlanScope::Whole).await.unwrap();
+    let text = plan.to_string();
+    for line in [
+        "+ policy threePerDay\n",
+        "+ policy officeOnly\n",
+        "+ policy webApp\n",
+        "+ policy toBackend\n",
+        "+ policy_binding officeOnly -> shop_api/getUser in RELEASE\n",
+        "+ policy_binding threePerDay -> shop_api/getUser in RELEASE\n",
+        "+ policy_binding toBackend -> shop_api/getUser in RELEASE\n",
+        "+ policy_binding webApp -> shop_api/getUser in RELEASE\n",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
+    assert!(!text.contains("DemoSecret1"));
+    assert!(
+        cp.plan(&first, PlanScope::Whole).await.unwrap().is_empty(),
+        "the same document again plans nothing"
+    );
+
+    let gw = GatewayLayer::new(cp.snapshot_handle()).standalone();
+    // IP control: outside every rule, refused before anything counts
+    let r = call_from(&gw, [192, 0, 2, 1]).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.header("x-ca-error-code"), Some("A403IP"));
+    // the app's own rule admits it from its network
+    let r = call_from(&gw, [198, 51, 100, 7]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // backend signature: the upstream receives the signed headers
+    let headers = &r.json()["headers"];
+    assert_eq!(headers["x-ca-proxy-signature-secret-key"], "DemoKey1");
+    assert!(
+        headers["x-ca-proxy-signature"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    assert_eq!(r.header("ratelimit-limit"), Some("3"));
+    // throttling: 3 a day, then 429
+    for _ in 0..2 {
+        assert_eq!(call_from(&gw, [10, 1, 2, 3]).await.status, 200);
+    }
+    let r = call_from(&gw, [10, 1, 2, 3]).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(
+        r.header("x-ca-error-code")
+            .is_some_and(|c| c.starts_with("T429"))
+    );
+    // CORS: the preflight is answered by the gateway
+    let preflight = http::Request::builder()
+        .method("OPTIONS")
+        .uri("/users/7")
+        .header("x-ca-stage", "RELEASE")
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "GET")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let r = common::oneshot(gw.clone(), preflight).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+
+    // The changed document: nothing bound, throttling and IP control no longer declared.
+    let mut changed = policies_doc(&format!("http://{up}"));
+    changed["apis"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("policies");
+    for kind in ["throttling", "ip_control"] {
+        changed["policies"].as_object_mut().unwrap().remove(kind);
+    }
+    let plan = cp
+        .apply_document(&doc(&changed), PlanScope::Whole)
+        .await
+        .unwrap();
+    assert_eq!(
+        plan.steps
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        [
+            "- policy_binding officeOnly -> shop_api/getUser in RELEASE",
+            "- policy_binding threePerDay -> shop_api/getUser in RELEASE",
+            "- policy_binding toBackend -> shop_api/getUser in RELEASE",
+            "- policy_binding webApp -> shop_api/getUser in RELEASE",
+            "- policy officeOnly",
+            "- policy threePerDay",
+        ]
+    );
+    assert_eq!(cp.policies().await.len(), 2);
+    let r = call_from(&gw, [192, 0, 2, 1]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.header("ratelimit-limit").is_none());
+    assert!(r.json()["headers"]["x-ca-proxy-signature"].is_null());
+    assert!(
+        cp.plan(&doc(&changed), PlanScope::Whole)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Export → a fresh control plane → apply → export gives the same document, policies and
+/// bindings included and no secret; the same document in TOML reads as in JSON.
+#[tokio::test]
+async fn policies_round_trip_through_export_in_json_and_toml() {
+    let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
+    let v = policies_doc("http://127.0.0.1:9");
+    cp.apply_document(&doc(&v), PlanScope::Whole).await.unwrap();
+    let exported = cp.export_document().await;
+    let text = serde_json::to_string(&exported).unwrap();
+    assert!(!text.contains("DemoSecret1"), "{text}");
+    assert!(
+        text.contains(
+            r#""policies":{"RELEASE":["officeOnly","threePerDay","toBackend","webApp"]}"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""special_apps":[{"app":"mobile_app","limit":3}]"#),
+        "{text}"
+    );
+    assert!(
+        cp.plan(&exported, PlanScope::Whole)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let fresh = ControlPlane::open(MemoryStore::new()).await.unwrap();
+    let reread = ConfigDocument::from_json(&text).unwrap();
+    fresh
+        .apply_document(&reread, PlanScope::Whole)
+        .await
+        .unwrap();
+    assert_eq!(fresh.export_document().await, exported);
+
+    #[cfg(feature = "toml")]
+    {
+        let toml = r#"
+[[policies.throttling]]
+name = "threePerDay"
+unit = "DAY"
+api_default = 3
+special_apps = [{ app = "mobile_app", limit = 3 }]
+
+[[policies.ip_control]]
+name = "officeOnly"
+mode = "ALLOW"
+rules = [{ cidr = "10.0.0.0/8" }, { cidr = "198.51.100.0/24", app = "mobile_app" }]
+
+[[policies.cors]]
+name = "webApp"
+allow_origins = ["https://app.example.com"]
+
+[[policies.backend_signature]]
+name = "toBackend"
+key = "DemoKey1"
+secret = "DemoSecret1"
+"#;
+        let from_toml = ConfigDocument::from_toml(toml).unwrap();
+        assert_eq!(from_toml.policies, doc(&v).policies);
+        let mut api_toml = String::from(
+            "[[apis]]\nname = \"getUser\"\ngroup = \"shop_api\"\nrequest = { method = \"GET\", path = \"/users\" }\nbackend = { name = \"users_http\" }\n",
+        );
+        api_toml.push_str("policies.RELEASE = [\"threePerDay\", \"webApp\"]\n");
+        let api = ConfigDocument::from_toml(&api_toml).unwrap();
+        assert_eq!(
+            api.apis[0].policies[&Stage::RELEASE],
+            ["threePerDay", "webApp"]
+        );
+    }
 }

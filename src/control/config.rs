@@ -1,15 +1,17 @@
 //! The declarative configuration document: backends with their stage definitions, groups, APIs
-//! with the stages they are published in, apps with their grants, and (later) policies, all
-//! identified by name. [`ControlPlane::plan`](super::ControlPlane::plan) compares one with the
-//! live configuration; [`ControlPlane::apply`](super::ControlPlane::apply) commits the plan.
+//! with the stages they are published in and the policies bound to them per stage, apps with
+//! their grants, and traffic policies, all identified by name.
+//! [`ControlPlane::plan`](super::ControlPlane::plan) compares one with the live configuration;
+//! [`ControlPlane::apply`](super::ControlPlane::apply) commits the plan.
 //!
-//! The document names objects, never ids: a backend, group, app or VPC access authorization by
-//! its name, an API by its group's name and its own. Ids of existing objects are kept, new ones
-//! are generated, so that applying the same document again changes nothing.
+//! The document names objects, never ids: a backend, group, app, policy or VPC access
+//! authorization by its name, an API by its group's name and its own. Ids of existing objects
+//! are kept, new ones are generated, so that applying the same document again changes nothing.
 //!
-//! Secrets: an app's key pairs may carry their `app_secret` and the app its `codes`; when left
-//! out, the app keeps the ones it has (a new app gets generated ones, read them with the admin
-//! API). A plan names what changes (`keys`, `codes`), never a secret, and
+//! Secrets: an app's key pairs may carry their `app_secret` and the app its `codes`, a backend
+//! signature policy its `secret`; when left out, the object keeps the ones it has (a new one
+//! gets generated ones, which the admin API's full export carries). A plan names what changes
+//! (`keys`, `codes`, `secret`), never a secret, and
 //! [`ControlPlane::export_document`](super::ControlPlane::export_document) leaves them out.
 
 use std::collections::BTreeMap;
@@ -26,6 +28,7 @@ use crate::model::{
     RequestConfig, RequestParameter, ResponseDoc, Secret, SignatureMethod, Stage, StageDefinition,
     SystemParameter, ValidationError,
 };
+use crate::policy::IpMode;
 
 /// The format version of [`ConfigDocument`] this build reads and writes.
 pub const CONFIG_FORMAT: u32 = 1;
@@ -80,8 +83,8 @@ pub struct ConfigDocument {
     /// Apps with their credentials and grants.
     #[serde(default)]
     pub apps: Vec<AppSpec>,
-    /// Policies: throttling, IP control, CORS and backend signatures. Reserved: a document
-    /// naming one is refused (naming the field) until this build supports them.
+    /// Policies: throttling, IP control, CORS and backend signatures, by name; APIs bind them
+    /// per stage ([`ApiSpec::policies`]).
     #[serde(default, skip_serializing_if = "Policies::is_empty")]
     pub policies: Policies,
 }
@@ -104,28 +107,204 @@ impl Default for ConfigDocument {
     }
 }
 
-/// The place of policies in a [`ConfigDocument`] (throttling, IP control, CORS, backend
-/// signatures), kept for the policies being built: today it accepts only an empty table.
+/// The policies of a [`ConfigDocument`], by kind, each by name: throttling, IP control, CORS
+/// and backend signatures. Each entry has `name` and the fields the admin API takes for its
+/// kind, except that apps are named by their name (`app`), never by id. APIs bind them by
+/// name per stage ([`ApiSpec::policies`]).
+///
+/// A backend signature's `secret` is like an app's secrets: when left out, the policy keeps the
+/// one it has (a new one gets a generated secret, which the full export carries);
+/// [`ControlPlane::export_document`](super::ControlPlane::export_document) never writes it.
 ///
 /// # Examples
 ///
 /// ```
 /// use stagegate::control::ConfigDocument;
-/// assert!(ConfigDocument::from_json(r#"{"policies": {}}"#).is_ok());
-/// let e = ConfigDocument::from_json(r#"{"policies": {"throttling": []}}"#).unwrap_err();
-/// assert!(e.to_string().contains("throttling"), "{e}");
+/// assert!(ConfigDocument::from_json(r#"{"policies": {}}"#).unwrap().policies.is_empty());
+/// let doc = ConfigDocument::from_json(r#"{"policies": {
+///   "throttling": [{"name": "perMinute", "unit": "MINUTE", "api_default": 600,
+///                   "app_default": 60, "special_apps": [{"app": "mobile_app", "limit": 120}]}],
+///   "ip_control": [{"name": "officeOnly", "mode": "ALLOW", "rules": [{"cidr": "10.0.0.0/8"}]}],
+///   "cors": [{"name": "webApp", "allow_origins": ["https://app.example.com"]}],
+///   "backend_signature": [{"name": "toBackend", "key": "DemoKey1", "secret": "DemoSecret1"}]
+/// }}"#).unwrap();
+/// assert_eq!(doc.policies.throttling[0].special_apps[0].app, "mobile_app");
+/// let e = ConfigDocument::from_json(r#"{"policies": {"throttle": []}}"#).unwrap_err();
+/// assert!(e.to_string().contains("unknown field `throttle`"), "{e}");
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
-pub struct Policies {}
+pub struct Policies {
+    /// Throttling policies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttling: Vec<ThrottlingSpec>,
+    /// IP access-control policies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_control: Vec<IpControlSpec>,
+    /// CORS policies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cors: Vec<CorsSpec>,
+    /// Backend signature policies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backend_signature: Vec<BackendSignatureSpec>,
+}
 
 impl Policies {
     /// Whether no policy is declared.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        true
+        self.throttling.is_empty()
+            && self.ip_control.is_empty()
+            && self.cors.is_empty()
+            && self.backend_signature.is_empty()
     }
+}
+
+/// A throttling policy, by name ([`Throttling`](crate::policy::Throttling) with apps by name).
+///
+/// `unit` is text here so that an unknown unit is reported with its place in the document
+/// (`policies.throttling[0].unit`); limits are checked (1 to
+/// [`MAX_LIMIT`](crate::policy::MAX_LIMIT)) when planned.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::control::ThrottlingSpec;
+/// let t: ThrottlingSpec = serde_json::from_str(r#"{"name": "perMinute", "unit": "MINUTE",
+///     "api_default": 600, "special_apps": [{"app": "mobile_app", "limit": 120}]}"#).unwrap();
+/// assert_eq!(t.special_apps[0].limit, 120);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottlingSpec {
+    /// Name, unique among every policy.
+    pub name: String,
+    /// `SECOND`, `MINUTE`, `HOUR` or `DAY`.
+    pub unit: String,
+    /// Requests per window to the API in the stage, all callers together.
+    pub api_default: u32,
+    /// Requests per window of each app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_default: Option<u32>,
+    /// Named apps' own limits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub special_apps: Vec<SpecialAppSpec>,
+}
+
+/// An app's own throttling limit, the app by name.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::control::SpecialAppSpec;
+/// let s: SpecialAppSpec = serde_json::from_str(r#"{"app": "mobile_app", "limit": 5}"#).unwrap();
+/// assert_eq!(s.app, "mobile_app");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecialAppSpec {
+    /// The app's name.
+    pub app: String,
+    /// Its limit per window.
+    pub limit: u32,
+}
+
+/// An IP access-control policy, by name ([`IpControl`](crate::policy::IpControl) with apps by
+/// name).
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::control::IpControlSpec;
+/// let c: IpControlSpec = serde_json::from_str(r#"{"name": "officeOnly", "mode": "ALLOW",
+///     "rules": [{"cidr": "10.0.0.0/8"}, {"cidr": "2001:db8::/32", "app": "mobile_app"}]}"#).unwrap();
+/// assert_eq!(c.rules[1].app.as_deref(), Some("mobile_app"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpControlSpec {
+    /// Name, unique among every policy.
+    pub name: String,
+    /// `ALLOW` or `REFUSE`.
+    pub mode: IpMode,
+    /// The rules, at least one.
+    pub rules: Vec<IpRuleSpec>,
+}
+
+/// One CIDR of an [`IpControlSpec`], optionally for one app only (`ALLOW` only).
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::control::IpRuleSpec;
+/// let r: IpRuleSpec = serde_json::from_str(r#"{"cidr": "192.0.2.1"}"#).unwrap();
+/// assert!(r.app.is_none());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpRuleSpec {
+    /// An IPv4 or IPv6 CIDR, or a bare address (checked when planned, naming
+    /// `policies.ip_control[i].rules[j].cidr`).
+    pub cidr: String,
+    /// The app the rule is for, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+}
+
+/// A CORS policy, by name: the fields of [`Cors`](crate::policy::Cors), with the same
+/// defaults.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::control::CorsSpec;
+/// let c: CorsSpec = serde_json::from_str(r#"{"name": "webApp", "allow_origins": ["https://*.example.com"]}"#).unwrap();
+/// assert_eq!(c.max_age_s, 600);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSpec {
+    /// Name, unique among every policy.
+    pub name: String,
+    /// Allowed origins: exact, `scheme://*.domain` wildcards, or `*`.
+    pub allow_origins: Vec<String>,
+    /// Allowed methods.
+    #[serde(default = "crate::policy::default_cors_methods")]
+    pub allow_methods: Vec<String>,
+    /// Allowed request headers.
+    #[serde(default = "crate::policy::default_cors_headers")]
+    pub allow_headers: Vec<String>,
+    /// Response headers scripts may read.
+    #[serde(default = "crate::policy::default_cors_expose")]
+    pub expose_headers: Vec<String>,
+    /// How long a browser may cache a preflight, in seconds.
+    #[serde(default = "crate::policy::default_cors_max_age")]
+    pub max_age_s: u32,
+    /// Whether credentials may be sent.
+    #[serde(default)]
+    pub allow_credentials: bool,
+}
+
+/// A backend signature policy, by name; the secret is kept (or generated) unless given.
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::control::BackendSignatureSpec;
+/// let b: BackendSignatureSpec = serde_json::from_str(r#"{"name": "toBackend", "key": "DemoKey1", "secret": "DemoSecret1"}"#).unwrap();
+/// assert!(!format!("{b:?}").contains("DemoSecret1"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSignatureSpec {
+    /// Name, unique among every policy.
+    pub name: String,
+    /// The key's name the backend receives (`X-Ca-Proxy-Signature-Secret-Key`).
+    pub key: String,
+    /// The secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
 }
 
 /// A VPC access authorization, by name.
@@ -240,6 +419,12 @@ pub struct ApiSpec {
     /// the others. A stage where the published snapshot already equals it is left alone.
     #[serde(default)]
     pub publish: Vec<Stage>,
+    /// The policies bound to it, by name, per stage: `{"RELEASE": ["perMinute", "officeOnly"]}`;
+    /// at most one of each type per stage. A stage listed here has exactly these bindings; in
+    /// [`PlanScope::Whole`](super::PlanScope::Whole) a stage left out has none, in
+    /// [`PlanScope::NamedOnly`](super::PlanScope::NamedOnly) it keeps the ones it has.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policies: BTreeMap<Stage, Vec<String>>,
 }
 
 fn default_methods() -> Vec<SignatureMethod> {
@@ -521,7 +706,12 @@ impl ConfigIssue {
             ValidationError::InvalidName { what, .. }
                 if matches!(
                     *what,
-                    "backend name" | "group name" | "api name" | "app name" | "vpc access name"
+                    "backend name"
+                        | "group name"
+                        | "api name"
+                        | "app name"
+                        | "vpc access name"
+                        | "policy name"
                 ) =>
             {
                 "name".to_owned()
@@ -684,6 +874,7 @@ fn document_of(state: &State) -> ConfigDocument {
                     oss: a.backend.oss,
                 },
                 response: a.response,
+                policies: bound_policies(state, &a.id),
             }
         })
         .collect();
@@ -745,8 +936,84 @@ fn document_of(state: &State) -> ConfigDocument {
         groups,
         apis,
         apps,
+        policies: policies_of(state),
         ..ConfigDocument::default()
     }
+}
+
+/// The policies bound to `api`, by name per stage, sorted.
+fn bound_policies(state: &State, api: &crate::model::ApiId) -> BTreeMap<Stage, Vec<String>> {
+    let mut out: BTreeMap<Stage, Vec<String>> = BTreeMap::new();
+    for (a, stage, policy) in state.bindings.keys() {
+        if a == api {
+            let name = state
+                .policies
+                .get(policy)
+                .map_or_else(|| policy.to_string(), |p| p.value.name.clone());
+            out.entry(stage.clone()).or_default().push(name);
+        }
+    }
+    for names in out.values_mut() {
+        names.sort();
+    }
+    out
+}
+
+/// Every policy of `state`, by kind and name, apps by name, without secrets.
+fn policies_of(state: &State) -> Policies {
+    use crate::policy::{Policy, PolicySpec};
+    let app_name = |id: &crate::model::AppId| {
+        state
+            .apps
+            .get(id)
+            .map_or_else(|| id.to_string(), |a| a.value.name.clone())
+    };
+    let mut out = Policies::default();
+    for p in state.by_name(|_: &Policy| true) {
+        match p.spec {
+            PolicySpec::Throttling(t) => out.throttling.push(ThrottlingSpec {
+                name: p.name,
+                unit: t.unit.as_str().to_owned(),
+                api_default: t.api_default,
+                app_default: t.app_default,
+                special_apps: t
+                    .special_apps
+                    .iter()
+                    .map(|s| SpecialAppSpec {
+                        app: app_name(&s.app_id),
+                        limit: s.limit,
+                    })
+                    .collect(),
+            }),
+            PolicySpec::IpControl(c) => out.ip_control.push(IpControlSpec {
+                name: p.name,
+                mode: c.mode,
+                rules: c
+                    .rules
+                    .iter()
+                    .map(|r| IpRuleSpec {
+                        cidr: r.cidr.to_string(),
+                        app: r.app_id.as_ref().map(&app_name),
+                    })
+                    .collect(),
+            }),
+            PolicySpec::Cors(c) => out.cors.push(CorsSpec {
+                name: p.name,
+                allow_origins: c.allow_origins,
+                allow_methods: c.allow_methods,
+                allow_headers: c.allow_headers,
+                expose_headers: c.expose_headers,
+                max_age_s: c.max_age_s,
+                allow_credentials: c.allow_credentials,
+            }),
+            PolicySpec::BackendSignature(b) => out.backend_signature.push(BackendSignatureSpec {
+                name: p.name,
+                key: b.key,
+                secret: None,
+            }),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -773,7 +1040,15 @@ mod tests {
                 r#"{"backends": [{"name": "b", "type": "HTTP", "stages": {"TEST": {"url": "a", "url": "b"}}}]}"#,
                 "duplicate key `url`",
             ),
-            (r#"{"policies": {"cors": {}}}"#, "unknown field `cors`"),
+            (r#"{"policies": {"cors": {}}}"#, "invalid type"),
+            (
+                r#"{"policies": {"throttle": []}}"#,
+                "unknown field `throttle`",
+            ),
+            (
+                r#"{"policies": {"cors": [{"name": "webApp", "allow_origins": [], "origins": []}]}}"#,
+                "unknown field `origins`",
+            ),
         ] {
             let e = ConfigDocument::from_json(text).unwrap_err();
             let ControlError::InvalidConfig { issues } = &e else {
@@ -804,6 +1079,42 @@ grants = [{ group = "shop_api", api = "getUser", stages = ["TEST"] }]
         );
         let e = ConfigDocument::from_toml("[[groups]]\nnmae = 1\n").unwrap_err();
         assert!(e.to_string().contains("nmae"), "{e}");
+    }
+
+    #[test]
+    fn policies_and_bindings_read_by_name_and_default_like_the_admin_api() {
+        let doc = ConfigDocument::from_json(
+            r#"{"policies": {"cors": [{"name": "webApp", "allow_origins": ["*"]}],
+                "backend_signature": [{"name": "toBackend", "key": "DemoKey1"}]},
+               "apis": [{"name": "getUser", "group": "shop_api",
+                         "request": {"method": "GET", "path": "/users"},
+                         "backend": {"name": "users_http"},
+                         "policies": {"RELEASE": ["webApp", "toBackend"]}}]}"#,
+        )
+        .unwrap();
+        let cors = &doc.policies.cors[0];
+        let defaults = crate::policy::Cors::new(["*"]);
+        assert_eq!(cors.allow_methods, defaults.allow_methods);
+        assert_eq!(cors.allow_headers, defaults.allow_headers);
+        assert_eq!(cors.expose_headers, defaults.expose_headers);
+        assert_eq!(cors.max_age_s, defaults.max_age_s);
+        assert!(doc.policies.backend_signature[0].secret.is_none());
+        assert_eq!(
+            doc.apis[0].policies[&Stage::RELEASE],
+            ["webApp", "toBackend"]
+        );
+        // written back: no empty lists, no absent secret
+        let text = serde_json::to_string(&doc.policies).unwrap();
+        assert!(
+            !text.contains("throttling") && !text.contains("secret"),
+            "{text}"
+        );
+        let e = ConfigDocument::from_json(
+            r#"{"apis": [{"name": "a", "group": "g", "request": {"method": "GET", "path": "/a"},
+                "backend": {"name": "b"}, "policies": {"NOWHERE": []}}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("NOWHERE"), "{e}");
     }
 
     #[test]

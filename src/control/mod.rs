@@ -55,8 +55,9 @@ pub use apis::DeploymentInfo;
 pub use apps::{AppPatch, NewApp};
 pub use backends::{BackendPatch, DefinitionChange, NewBackend};
 pub use config::{
-    ApiSpec, AppSpec, BackendSpec, BindingSpec, CONFIG_FORMAT, ConfigDocument, ConfigFormat,
-    ConfigIssue, GrantSpec, KeySpec, Policies, VpcAccessSpec,
+    ApiSpec, AppSpec, BackendSignatureSpec, BackendSpec, BindingSpec, CONFIG_FORMAT,
+    ConfigDocument, ConfigFormat, ConfigIssue, CorsSpec, GrantSpec, IpControlSpec, IpRuleSpec,
+    KeySpec, Policies, SpecialAppSpec, ThrottlingSpec, VpcAccessSpec,
 };
 pub use error::ControlError;
 pub use export::{ConfigExport, EXPORT_FORMAT, ImportSummary};

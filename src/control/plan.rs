@@ -9,6 +9,8 @@
 //! names and credentials, servable publications, no route conflicts). [`ControlPlane::apply`]
 //! commits the plan in one store commit, provided the configuration has not moved since.
 
+mod policies;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
@@ -42,9 +44,10 @@ pub enum PlanScope {
     /// The document is the whole configuration: what it does not name is deleted.
     #[default]
     Whole,
-    /// Only what the document names is created or changed (a named API's publications and a
-    /// named app's grants included); nothing else is deleted. An API the document does not name
-    /// still follows a changed backend definition (the cascade), as with a single change.
+    /// Only what the document names is created or changed (a named API's publications, the
+    /// policy bindings of the stages it lists, and a named app's grants included); nothing else
+    /// is deleted. An API the document does not name still follows a changed backend definition
+    /// (the cascade), as with a single change.
     NamedOnly,
 }
 
@@ -90,6 +93,10 @@ pub enum ObjectKind {
     /// A group domain's TLS certificate (named `group/domain`): not in the document (its key
     /// is a secret); a plan deletes one only with its domain or group.
     Certificate,
+    /// A traffic policy (throttling, IP control, CORS, backend signature).
+    Policy,
+    /// A policy bound to an API in a stage.
+    PolicyBinding,
 }
 
 impl fmt::Display for ObjectKind {
@@ -102,12 +109,15 @@ impl fmt::Display for ObjectKind {
             Self::App => "app",
             Self::Authorization => "authorization",
             Self::Certificate => "certificate",
+            Self::Policy => "policy",
+            Self::PolicyBinding => "policy_binding",
         })
     }
 }
 
 /// One thing a plan does. Objects are named as the document names them: an API as
-/// `group/api`, a grant as `app -> group/api in STAGE`. A step never shows a secret: a change
+/// `group/api`, a grant as `app -> group/api in STAGE`, a policy binding as
+/// `policy -> group/api in STAGE`. A step never shows a secret: a change
 /// of an app's credentials is the field `keys` or `codes`.
 ///
 /// # Examples
@@ -321,6 +331,12 @@ struct Planner<'s> {
     changed_definitions: Vec<(BackendId, Stage, Option<StageDefinition>)>,
     /// The APIs the document names: their publications are decided by it.
     named_apis: HashSet<ApiId>,
+    /// The id each app name will have after the plan (policies name apps).
+    app_ids: HashMap<String, AppId>,
+    /// The id and type each policy name will have after the plan.
+    policy_ids: HashMap<String, (crate::model::PolicyId, crate::policy::PolicyType)>,
+    /// The policies the whole-scope document leaves out: deleted with their bindings.
+    doomed_policies: Vec<(String, crate::model::PolicyId)>,
 }
 
 impl<'s> Planner<'s> {
@@ -342,6 +358,9 @@ impl<'s> Planner<'s> {
             apis: HashMap::new(),
             changed_definitions: Vec::new(),
             named_apis: HashSet::new(),
+            app_ids: HashMap::new(),
+            policy_ids: HashMap::new(),
+            doomed_policies: Vec::new(),
         }
     }
 
@@ -978,6 +997,7 @@ impl<'s> Planner<'s> {
                 codes,
                 created_at: old.map_or(self.now, |o| o.created_at),
             };
+            self.app_ids.insert(app.name.clone(), app.id.clone());
             let before = self.issues.len();
             if let Err(e) = app.validate() {
                 self.issues.push(ConfigIssue::invalid(&object, "", &e));
@@ -1027,6 +1047,13 @@ impl<'s> Planner<'s> {
                     kind: ObjectKind::Authorization,
                     name,
                 });
+            }
+        }
+        if self.scope == PlanScope::NamedOnly {
+            for (name, old) in &existing {
+                if !seen.contains(*name) {
+                    self.app_ids.insert((*name).to_owned(), old.id.clone());
+                }
             }
         }
         if self.scope == PlanScope::Whole {
@@ -1242,8 +1269,11 @@ pub(super) fn make_plan(state: &State, doc: &ConfigDocument, scope: PlanScope) -
     p.groups(doc);
     p.apis(doc);
     p.apps(doc);
+    p.policies(doc);
+    p.bindings(doc);
+    p.undeclared_policies();
     // whole objects are deleted leaves first: grants and publications, then deployments and
-    // drafts, apps, groups, backends, VPC access authorizations
+    // drafts, policies (which name apps), apps, groups, backends, VPC access authorizations
     p.deletes.sort_by_key(|w| match w {
         Write::Delete { key, .. } => delete_rank(key),
         Write::Put { .. } => 0,
@@ -1255,17 +1285,16 @@ pub(super) fn make_plan(state: &State, doc: &ConfigDocument, scope: PlanScope) -
 fn delete_rank(key: &Key) -> u8 {
     use crate::store::EntityKind as K;
     match key.kind {
-        K::Authorization => 0,
+        K::Authorization | K::PolicyBinding => 0,
         K::Publication => 1,
         K::Deployment => 2,
         K::Api => 3,
-        K::App => 4,
-        K::Group => 5,
-        K::Backend => 6,
-        K::VpcAccess => 7,
-        K::PolicyBinding => 0,
         K::DomainCertificate => 0,
-        K::Policy => 8,
+        K::Policy => 4,
+        K::App => 5,
+        K::Group => 6,
+        K::Backend => 7,
+        K::VpcAccess => 8,
     }
 }
 
@@ -1545,5 +1574,279 @@ mod tests {
         cp.apply(&plan).await.unwrap();
         assert!(cp.records().await.is_empty());
         assert!(cp.snapshot().tables.is_empty());
+    }
+
+    fn with_policies() -> serde_json::Value {
+        let mut v = base();
+        v["policies"] = serde_json::json!({
+            "throttling": [{"name": "perMinute", "unit": "MINUTE", "api_default": 100,
+                            "app_default": 10,
+                            "special_apps": [{"app": "mobile_app", "limit": 20}]}],
+            "ip_control": [{"name": "officeOnly", "mode": "ALLOW",
+                            "rules": [{"cidr": "10.0.0.0/8", "app": "mobile_app"}]}],
+            "cors": [{"name": "webApp", "allow_origins": ["https://app.example.com"]}],
+            "backend_signature": [{"name": "toBackend", "key": "DemoKey1", "secret": "DemoSecret1"}]
+        });
+        v["apis"][0]["policies"] =
+            serde_json::json!({"TEST": ["perMinute", "officeOnly", "webApp", "toBackend"]});
+        v
+    }
+
+    fn lines(plan: &Plan) -> Vec<String> {
+        plan.steps.iter().map(ToString::to_string).collect()
+    }
+
+    /// Policies are created after the apps they name and bound after they exist; the same
+    /// document again plans nothing.
+    #[tokio::test]
+    async fn policies_are_created_then_bound_and_the_same_document_plans_nothing() {
+        let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
+        let plan = cp
+            .plan(&doc(with_policies()), PlanScope::Whole)
+            .await
+            .unwrap();
+        let text = lines(&plan);
+        assert_eq!(
+            text[text.len() - 8..],
+            [
+                "+ policy perMinute",
+                "+ policy officeOnly",
+                "+ policy webApp",
+                "+ policy toBackend",
+                "+ policy_binding officeOnly -> shop_api/getUser in TEST",
+                "+ policy_binding perMinute -> shop_api/getUser in TEST",
+                "+ policy_binding toBackend -> shop_api/getUser in TEST",
+                "+ policy_binding webApp -> shop_api/getUser in TEST",
+            ]
+        );
+        let kinds: Vec<_> = plan.writes.iter().map(|w| w.key().kind).collect();
+        use crate::store::EntityKind as K;
+        let app = kinds.iter().position(|k| *k == K::App).unwrap();
+        let first_policy = kinds.iter().position(|k| *k == K::Policy).unwrap();
+        let first_binding = kinds.iter().position(|k| *k == K::PolicyBinding).unwrap();
+        assert!(
+            app < first_policy && first_policy < first_binding,
+            "{kinds:?}"
+        );
+        assert!(plan.to_string().contains("+ policy perMinute\n"));
+        cp.apply(&plan).await.unwrap();
+        assert_eq!(cp.policies().await.len(), 4);
+        assert_eq!(cp.policy_bindings(None).await.len(), 4);
+        let app = cp.apps(None).await.remove(0);
+        let throttling = cp
+            .policies()
+            .await
+            .into_iter()
+            .find(|p| p.name == "perMinute")
+            .unwrap();
+        let crate::policy::PolicySpec::Throttling(t) = throttling.spec else {
+            panic!()
+        };
+        assert_eq!(t.special_apps[0].app_id, app.id);
+        assert!(
+            cp.plan(&doc(with_policies()), PlanScope::Whole)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    /// A changed limit is a change of the policy; moving a binding to another stage unbinds
+    /// before it binds; a policy left out of a whole document is unbound, then deleted, and the
+    /// app it named is deleted only after it.
+    #[tokio::test]
+    async fn changes_unbind_before_binding_and_deletes_go_bindings_policies_apps() {
+        let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
+        cp.apply_document(&doc(with_policies()), PlanScope::Whole)
+            .await
+            .unwrap();
+        let mut v = with_policies();
+        v["policies"]["throttling"][0]["api_default"] = serde_json::json!(200);
+        v["apis"][0]["policies"] = serde_json::json!({"TEST": ["officeOnly", "webApp", "toBackend"],
+                                                     "RELEASE": ["perMinute"]});
+        let plan = cp.apply_document(&doc(v), PlanScope::Whole).await.unwrap();
+        assert_eq!(
+            lines(&plan),
+            [
+                "~ policy perMinute (api_default)",
+                "- policy_binding perMinute -> shop_api/getUser in TEST",
+                "+ policy_binding perMinute -> shop_api/getUser in RELEASE",
+            ]
+        );
+        // the policies stop naming the app, which goes: the policies change before it is deleted
+        let mut v = with_policies();
+        v["apps"] = serde_json::json!([]);
+        v["policies"]["throttling"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("special_apps");
+        v["policies"]["ip_control"][0]["rules"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("app");
+        let plan = cp.plan(&doc(v), PlanScope::Whole).await.unwrap();
+        let kinds: Vec<_> = plan.writes.iter().map(|w| w.key().kind).collect();
+        use crate::store::EntityKind as K;
+        let app = kinds.iter().position(|k| *k == K::App).unwrap();
+        let last_policy = kinds.iter().rposition(|k| *k == K::Policy).unwrap();
+        assert!(last_policy < app, "{kinds:?}");
+        assert!(
+            plan.to_string().contains("~ policy officeOnly (rules)"),
+            "{plan}"
+        );
+        // drop the app and every policy: bindings, then policies, then the app
+        let mut v = base();
+        v["apps"] = serde_json::json!([]);
+        let plan = cp.plan(&doc(v), PlanScope::Whole).await.unwrap();
+        let kinds: Vec<_> = plan.writes.iter().map(|w| w.key().kind).collect();
+        let last_binding = kinds.iter().rposition(|k| *k == K::PolicyBinding).unwrap();
+        let first_policy = kinds.iter().position(|k| *k == K::Policy).unwrap();
+        let last_policy = kinds.iter().rposition(|k| *k == K::Policy).unwrap();
+        let app = kinds.iter().position(|k| *k == K::App).unwrap();
+        assert!(
+            last_binding < first_policy && last_policy < app,
+            "{kinds:?}"
+        );
+        assert!(plan.to_string().contains("- policy perMinute\n"), "{plan}");
+        cp.apply(&plan).await.unwrap();
+        assert!(cp.policies().await.is_empty());
+        assert!(cp.policy_bindings(None).await.is_empty());
+    }
+
+    /// The named scope leaves undeclared policies, and the bindings of stages an API does not
+    /// list; a listed stage is decided by the document.
+    #[tokio::test]
+    async fn the_named_scope_leaves_undeclared_policies_and_stages() {
+        let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
+        cp.apply_document(&doc(with_policies()), PlanScope::Whole)
+            .await
+            .unwrap();
+        let mut v = base();
+        v["apps"] = serde_json::json!([]);
+        v["apis"][0]["policies"] = serde_json::json!({"RELEASE": ["perMinute"]});
+        let plan = cp
+            .apply_document(&doc(v.clone()), PlanScope::NamedOnly)
+            .await
+            .unwrap();
+        assert_eq!(
+            lines(&plan),
+            ["+ policy_binding perMinute -> shop_api/getUser in RELEASE"]
+        );
+        assert_eq!(cp.policy_bindings(None).await.len(), 5);
+        v["apis"][0]["policies"] =
+            serde_json::json!({"TEST": ["webApp"], "RELEASE": ["perMinute"]});
+        let plan = cp
+            .apply_document(&doc(v), PlanScope::NamedOnly)
+            .await
+            .unwrap();
+        assert_eq!(plan.counts(), (0, 0, 0, 0, 3));
+        assert_eq!(cp.policies().await.len(), 4);
+    }
+
+    /// Every problem of the policies is reported at its place in the document, and nothing is
+    /// applied.
+    #[tokio::test]
+    async fn bad_policies_are_issues_naming_their_document_path() {
+        let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
+        let mut v = with_policies();
+        v["policies"]["throttling"] = serde_json::json!([
+            {"name": "perMinute", "unit": "WEEK", "api_default": 100},
+            {"name": "zeroLimit", "unit": "SECOND", "api_default": 0},
+            {"name": "ghostApp", "unit": "SECOND", "api_default": 5,
+             "special_apps": [{"app": "nobody_app", "limit": 1}]},
+            {"name": "webApp", "unit": "SECOND", "api_default": 5}
+        ]);
+        v["policies"]["ip_control"][0]["rules"][0]["cidr"] = serde_json::json!("10.0.0.0/33");
+        v["apis"][0]["policies"] =
+            serde_json::json!({"TEST": ["perMinute", "zeroLimit", "nothere"]});
+        let e = cp.plan(&doc(v), PlanScope::Whole).await.unwrap_err();
+        let ControlError::InvalidConfig { issues } = &e else {
+            panic!("{e:?}")
+        };
+        let fields: Vec<&str> = issues.iter().map(|i| i.field.as_str()).collect();
+        for f in [
+            "policies.throttling[0].unit",
+            "policies.throttling[1].api_default",
+            "policies.throttling[2].special_apps[0].app",
+            "policies.cors[0].name",
+            "policies.ip_control[0].rules[0].cidr",
+            "policies.TEST[1]",
+            "policies.TEST[2]",
+        ] {
+            assert!(fields.contains(&f), "{f} not in {issues:#?}");
+        }
+        assert!(
+            e.to_string().contains("a second THROTTLING policy in TEST"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("no policy named `nothere`"), "{e}");
+        assert!(cp.records().await.is_empty());
+    }
+
+    /// A policy's type is fixed: the same name under another type is refused.
+    #[tokio::test]
+    async fn a_policy_cannot_change_type() {
+        let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
+        cp.apply_document(&doc(with_policies()), PlanScope::Whole)
+            .await
+            .unwrap();
+        let mut v = with_policies();
+        v["policies"]["cors"][0]["name"] = serde_json::json!("renamed");
+        v["policies"]["throttling"][0]["name"] = serde_json::json!("webApp");
+        v["apis"][0]["policies"] = serde_json::json!({});
+        let e = cp.plan(&doc(v), PlanScope::Whole).await.unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "policies.throttling[0].name: is a CORS policy and cannot become THROTTLING"
+            ),
+            "{e}"
+        );
+    }
+
+    /// A backend signature's secret is kept when left out, generated for a new one, and never in
+    /// a plan or the export.
+    #[tokio::test]
+    async fn a_signature_secret_is_kept_or_generated_and_never_exported() {
+        let cp = ControlPlane::open(MemoryStore::new()).await.unwrap();
+        cp.apply_document(&doc(with_policies()), PlanScope::Whole)
+            .await
+            .unwrap();
+        async fn secret(cp: &ControlPlane) -> Secret {
+            let p = cp
+                .policies()
+                .await
+                .into_iter()
+                .find(|p| p.name == "toBackend")
+                .unwrap();
+            let crate::policy::PolicySpec::BackendSignature(b) = p.spec else {
+                panic!()
+            };
+            b.secret
+        }
+        let mut v = with_policies();
+        v["policies"]["backend_signature"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("secret");
+        assert!(
+            cp.plan(&doc(v.clone()), PlanScope::Whole)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let exported = serde_json::to_string(&cp.export_document().await).unwrap();
+        assert!(!exported.contains("DemoSecret1"), "{exported}");
+        assert!(exported.contains("\"toBackend\""), "{exported}");
+        v["policies"]["backend_signature"][0]["secret"] = serde_json::json!("OtherSecret2");
+        let plan = cp.apply_document(&doc(v), PlanScope::Whole).await.unwrap();
+        assert_eq!(lines(&plan), ["~ policy toBackend (secret)"]);
+        assert!(!plan.to_string().contains("OtherSecret2"));
+        assert_eq!(secret(&cp).await.expose(), "OtherSecret2");
+        let fresh = ControlPlane::open(MemoryStore::new()).await.unwrap();
+        fresh
+            .apply_document(&cp.export_document().await, PlanScope::Whole)
+            .await
+            .unwrap();
+        assert_eq!(secret(&fresh).await.expose().len(), 30);
     }
 }

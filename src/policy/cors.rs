@@ -59,25 +59,25 @@ pub const DEFAULT_ALLOW_HEADERS: &[&str] = &[
 pub const DEFAULT_EXPOSE_HEADERS: &[&str] =
     &["X-Ca-Request-Id", "X-Ca-Error-Code", "X-Ca-Error-Message"];
 
-fn default_methods() -> Vec<String> {
+pub(crate) fn default_methods() -> Vec<String> {
     DEFAULT_ALLOW_METHODS
         .iter()
         .map(|s| (*s).to_owned())
         .collect()
 }
-fn default_headers() -> Vec<String> {
+pub(crate) fn default_headers() -> Vec<String> {
     DEFAULT_ALLOW_HEADERS
         .iter()
         .map(|s| (*s).to_owned())
         .collect()
 }
-fn default_expose() -> Vec<String> {
+pub(crate) fn default_expose() -> Vec<String> {
     DEFAULT_EXPOSE_HEADERS
         .iter()
         .map(|s| (*s).to_owned())
         .collect()
 }
-fn default_max_age() -> u32 {
+pub(crate) fn default_max_age() -> u32 {
     600
 }
 

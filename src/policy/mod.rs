@@ -48,6 +48,10 @@ pub(crate) use bound::{BoundPolicies, PolicyIndex};
 pub use cors::{
     Cors, DEFAULT_ALLOW_HEADERS, DEFAULT_ALLOW_METHODS, DEFAULT_EXPOSE_HEADERS, MAX_AGE_LIMIT,
 };
+pub(crate) use cors::{
+    default_expose as default_cors_expose, default_headers as default_cors_headers,
+    default_max_age as default_cors_max_age, default_methods as default_cors_methods,
+};
 pub use error::PolicyRefusal;
 pub use ip::{IpControl, IpMode, IpRule, MAX_RULES};
 pub use parse::parse_spec;
