@@ -77,6 +77,10 @@ pub(crate) trait LeaseBackend: Send + Sync + 'static {
     /// Grants `min(want, left, ceil(left / nodes))` tokens of the window, `left` being the
     /// limit less what was granted so far; creates the key with `ttl_ms` to live.
     fn lease(&self, req: LeaseRequest) -> LeaseFuture;
+
+    /// A lease got no answer within the timeout and was abandoned: a connection that stops
+    /// answering without dropping should be replaced.
+    fn timed_out(&self) {}
 }
 
 /// How a [`Leasing`] counter behaves.
@@ -383,7 +387,10 @@ impl Leasing {
         let answer = match tokio::time::timeout(self.settings.timeout, self.backend.lease(req)).await
         {
             Ok(a) => a,
-            Err(_) => Err(format!("no answer within {:?}", self.settings.timeout)),
+            Err(_) => {
+                self.backend.timed_out();
+                Err(format!("no answer within {:?}", self.settings.timeout))
+            }
         };
         match answer {
             Ok(lease) => {

@@ -497,6 +497,10 @@ impl LeaseBackend for RedisLeases {
             }
         })
     }
+
+    fn timed_out(&self) {
+        *self.link.manager.lock() = None;
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Loopback helpers shared by the integration tests: upstreams, a gateway server, a client.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod relay;
 pub mod services;
 
 use std::convert::Infallible;
