@@ -203,7 +203,11 @@ async fn a_request_well_under_its_limit_never_waits_for_redis() {
     let prefix = format!("{}:", unique_name("sg_rate_fast"));
     let url = format!("redis://{addr}");
     let f = throttled(ThrottleUnit::Hour, 100_000).await;
-    let c = counter(&url, &prefix, 16, 1);
+    // A node never waits while it spends fewer than half a batch in one Redis round trip:
+    // the top-up, asked for at half a batch, lands before the lease runs out. Here a request
+    // every millisecond, a batch of 32 (a debug build on a loaded machine can see a round trip
+    // of several milliseconds).
+    let c = counter(&url, &prefix, 32, 1);
     let gw = node(&f, &c);
     // The first request of the window waits for the first lease.
     let got = oneshot(gw.clone(), common::req("GET", "/t", "")).await;
@@ -214,6 +218,7 @@ async fn a_request_well_under_its_limit_never_waits_for_redis() {
     for _ in 0..200 {
         let got = oneshot(gw.clone(), common::req("GET", "/t", "")).await;
         assert_eq!(got.status, 200);
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let s = c.stats();
     assert_eq!(s.waited, 1, "no request after the first waited for Redis: {s:?}");
