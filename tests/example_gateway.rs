@@ -1428,6 +1428,42 @@ fn a_bad_replay_store_or_secrets_key_stops_the_start() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn a_bad_throttle_store_or_setting_stops_the_start() {
+    assert_start_refused(
+        "bad-throttle",
+        "--throttle",
+        "STAGEGATE_THROTTLE",
+        &[(Some("redis"), None), (None, Some("127.0.0.1:6379"))],
+        "is neither `local` nor a redis:// URL",
+    );
+    assert_start_refused(
+        "bad-throttle-url",
+        "--throttle",
+        "STAGEGATE_THROTTLE",
+        &[
+            (Some("rediss://127.0.0.1"), None),
+            (None, Some("redis://:hunter2@127.0.0.1:port")),
+        ],
+        "invalid Redis throttling counter url: ",
+    );
+    assert_start_refused(
+        "bad-throttle-nodes",
+        "--throttle-nodes",
+        "STAGEGATE_THROTTLE_NODES",
+        &[(Some("0"), None), (None, Some("many"))],
+        "is not a whole number from 1 to 100000",
+    );
+    // tuning a Redis counter that is not asked for is a mistake worth stopping for
+    assert_start_refused(
+        "throttle-prefix-alone",
+        "--throttle-prefix",
+        "STAGEGATE_THROTTLE_PREFIX",
+        &[(Some("shop:rate:"), None)],
+        "--throttle-prefix needs --throttle redis://",
+    );
+}
+
 /// The Redis the tests share, or `None` after a skip message.
 async fn shared_redis() -> Option<String> {
     let addr = common::services::redis_addr();

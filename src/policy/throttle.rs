@@ -386,7 +386,7 @@ pub trait RateCounter: fmt::Debug + Send + Sync + 'static {
     fn release(&self, key: &CounterKey<'_>, window: Window);
 }
 
-impl<C: RateCounter> RateCounter for std::sync::Arc<C> {
+impl<C: RateCounter + ?Sized> RateCounter for std::sync::Arc<C> {
     fn acquire(&self, key: &CounterKey<'_>, window: Window, limit: u32) -> Acquire {
         (**self).acquire(key, window, limit)
     }
