@@ -434,12 +434,11 @@ impl Leasing {
         };
         let (this, slot) = (Arc::clone(self), Arc::clone(slot));
         rt.spawn(async move {
-            // An on-demand fetch on its way fills the lease already.
-            if let Ok(_one_at_a_time) = slot.fetch.try_lock() {
-                let want = (this.settings.batch - 1).saturating_sub(slot.held(w));
-                if want > 0 && !slot.is_exhausted(w) {
-                    let _ = this.lease(&slot, window, limit, want).await;
-                }
+            // After an on-demand fetch that was on its way, the lease may be full already.
+            let _one_at_a_time = slot.fetch.lock().await;
+            let want = (this.settings.batch - 1).saturating_sub(slot.held(w));
+            if want > this.low_water() / 2 && !slot.is_exhausted(w) && !this.in_outage() {
+                let _ = this.lease(&slot, window, limit, want).await;
             }
             slot.refilling.store(false, Ordering::Release);
         });
