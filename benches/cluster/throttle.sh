@@ -12,11 +12,11 @@
 # Needs psql and a PostgreSQL it may create a throwaway database in (dropped at the end), a
 # Redis (REDIS; keys under a prefix of this run's own, deleted at the end), redis-cli, wrk
 # (installed with apt-get when missing) and taskset. Results go to target/load/throttle/.
+DURATION=${DURATION:-5s} # before lib.sh, whose default is 10s
 source "$(dirname "${BASH_SOURCE[0]}")/../load/lib.sh"
 
 LIMIT=${LIMIT:-1000}
 BATCH=${BATCH:-16}
-DURATION=${DURATION:-5s}
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
 REDIS=${REDIS:-redis://127.0.0.1:6379}
 PREFIX="sg_throttle_bench_$$:"
@@ -90,7 +90,10 @@ for i in 0 1 2; do
     done
 done
 
-machine_facts | tee "$OUT/facts.txt"
+{
+    machine_facts | head -2
+    echo "wrk -t1 -c${CONNECTIONS_PER_NODE:-8} -d$DURATION on each of 3 nodes (core $CLIENT_CPU); nodes on core(s) ${GATEWAY_CPUS:-$SERVER_CPU}; gateway $GATEWAY_BIN"
+} | tee "$OUT/facts.txt"
 log "wrk on all three nodes for $DURATION, limit $LIMIT per minute"
 for i in 0 1 2; do
     taskset -c "$CLIENT_CPU" wrk -t1 -c"${CONNECTIONS_PER_NODE:-8}" -d"$DURATION" --latency \
