@@ -239,8 +239,8 @@ fn throttling_redis(
     api: &stagegate::model::ApiId,
 ) {
     use stagegate::policy::RedisCounter;
-    let addr = std::env::var("STAGEGATE_TEST_REDIS_ADDR")
-        .unwrap_or_else(|_| "127.0.0.1:6379".to_owned());
+    let addr =
+        std::env::var("STAGEGATE_TEST_REDIS_ADDR").unwrap_or_else(|_| "127.0.0.1:6379".to_owned());
     if std::net::TcpStream::connect(&addr).is_err() {
         eprintln!("policies/throttling_redis skipped: no Redis at {addr}");
         return;
@@ -263,7 +263,9 @@ fn throttling_redis(
             .into_iter()
             .find(|p| p.name == "benchThrottle")
             .unwrap();
-        cp.unbind_policy(api, &old.id, &Stage::RELEASE).await.unwrap();
+        cp.unbind_policy(api, &old.id, &Stage::RELEASE)
+            .await
+            .unwrap();
         let p = cp
             .create_policy(NewPolicy {
                 name: "benchThrottleRedis".into(),
@@ -316,7 +318,11 @@ fn throttling_redis(
             .await
             .unwrap();
         for k in keys {
-            let _: i64 = redis::cmd("DEL").arg(k).query_async(&mut conn).await.unwrap();
+            let _: i64 = redis::cmd("DEL")
+                .arg(k)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
         }
     });
 }

@@ -458,7 +458,9 @@ fn parse_throttle(name: &str, v: &str) -> Result<Throttle, String> {
         return Ok(Throttle::Local);
     }
     if !v.contains("://") {
-        return Err(format!("{name} `{v}` is neither `local` nor a redis:// URL"));
+        return Err(format!(
+            "{name} `{v}` is neither `local` nor a redis:// URL"
+        ));
     }
     let builder = RedisCounter::builder(v);
     builder

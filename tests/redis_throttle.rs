@@ -221,7 +221,10 @@ async fn a_request_well_under_its_limit_never_waits_for_redis() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let s = c.stats();
-    assert_eq!(s.waited, 1, "no request after the first waited for Redis: {s:?}");
+    assert_eq!(
+        s.waited, 1,
+        "no request after the first waited for Redis: {s:?}"
+    );
     assert!(s.leases >= 2, "refilled in the background: {s:?}");
     assert_eq!(cleanup(&addr, &prefix).await, 1);
 }
@@ -286,7 +289,10 @@ async fn a_redis_cut_mid_run_fails_open_then_counts_across_the_cluster_again() {
         relay.set(PASS);
         let deadline = Instant::now() + Duration::from_secs(10);
         while c.stats().in_outage {
-            assert!(Instant::now() < deadline, "no recovery after the {what} cut");
+            assert!(
+                Instant::now() < deadline,
+                "no recovery after the {what} cut"
+            );
             let got = oneshot(gw.clone(), common::req("GET", "/t", "")).await;
             assert_eq!(got.status, 200, "{what}");
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -288,9 +288,9 @@ impl Leasing {
                     return Acquire::Ready(self.alone(slot, w, limit));
                 }
                 let (this, slot) = (Arc::clone(self), Arc::clone(slot));
-                Acquire::Pending(Box::pin(
-                    async move { this.fetch_and_take(&slot, window, limit).await },
-                ))
+                Acquire::Pending(Box::pin(async move {
+                    this.fetch_and_take(&slot, window, limit).await
+                }))
             },
         )
     }
@@ -365,7 +365,12 @@ impl Leasing {
             if slot.is_exhausted(w) {
                 return REFUSED;
             }
-            if self.in_outage() || self.lease(slot, window, limit, self.settings.batch).await.is_err() {
+            if self.in_outage()
+                || self
+                    .lease(slot, window, limit, self.settings.batch)
+                    .await
+                    .is_err()
+            {
                 return self.alone(slot, w, limit);
             }
         }
@@ -384,22 +389,22 @@ impl Leasing {
             nodes: self.settings.nodes,
             ttl_ms: window.reset_after_ms + EXPIRY_SLACK_MS,
         };
-        let answer = match tokio::time::timeout(self.settings.timeout, self.backend.lease(req)).await
-        {
-            Ok(a) => a,
-            Err(_) => {
-                self.backend.timed_out();
-                Err(format!("no answer within {:?}", self.settings.timeout))
-            }
-        };
+        let answer =
+            match tokio::time::timeout(self.settings.timeout, self.backend.lease(req)).await {
+                Ok(a) => a,
+                Err(_) => {
+                    self.backend.timed_out();
+                    Err(format!("no answer within {:?}", self.settings.timeout))
+                }
+            };
         match answer {
             Ok(lease) => {
                 self.stats.leases.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .tokens_granted
                     .fetch_add(u64::from(lease.granted), Ordering::Relaxed);
-                let left = u32::try_from(u64::from(limit).saturating_sub(lease.used))
-                    .unwrap_or(limit);
+                let left =
+                    u32::try_from(u64::from(limit).saturating_sub(lease.used)).unwrap_or(limit);
                 slot.left.store(pack(w, left), Ordering::Relaxed);
                 if lease.granted > 0 {
                     slot.add(w, lease.granted);
@@ -457,10 +462,8 @@ impl Leasing {
             return;
         };
         // The next probe waits a full interval whatever this one finds.
-        self.retry_at.store(
-            self.now_ms() + millis(RETRY_AFTER),
-            Ordering::Release,
-        );
+        self.retry_at
+            .store(self.now_ms() + millis(RETRY_AFTER), Ordering::Release);
         let (this, slot) = (Arc::clone(self), Arc::clone(slot));
         rt.spawn(async move {
             if let Ok(_one_at_a_time) = slot.fetch.try_lock() {
@@ -635,11 +638,19 @@ mod tests {
             assert!(n.acquire(&k.key(), W, 1000).now().unwrap().admitted);
         }
         settle().await;
-        assert_eq!(fake.calls.lock().len(), 1, "held 9 tokens, spent 3: no store call");
+        assert_eq!(
+            fake.calls.lock().len(),
+            1,
+            "held 9 tokens, spent 3: no store call"
+        );
         // This one leaves 5, the low-water mark: the lease is topped up behind it.
         let a = n.acquire(&k.key(), W, 1000).now().unwrap();
         assert!(a.admitted);
-        assert_eq!(a.remaining, 1000 - 10 + 5, "left in the store plus held here");
+        assert_eq!(
+            a.remaining,
+            1000 - 10 + 5,
+            "left in the store plus held here"
+        );
         settle().await;
         let calls = fake.calls.lock().clone();
         assert_eq!(calls.len(), 2);
@@ -653,7 +664,10 @@ mod tests {
             settle().await;
         }
         let key = n.store_key(&k.key(), W);
-        assert!(key.starts_with("t:") && key.ends_with(":-:M29000000"), "{key}");
+        assert!(
+            key.starts_with("t:") && key.ends_with(":-:M29000000"),
+            "{key}"
+        );
         assert_eq!(fake.calls.lock()[0].ttl_ms, 35_000);
     }
 
@@ -677,7 +691,10 @@ mod tests {
             }
             settle().await;
             let used = fake.counts.lock().values().sum::<u64>();
-            assert!(used <= u64::from(limit), "the store never grants past the limit");
+            assert!(
+                used <= u64::from(limit),
+                "the store never grants past the limit"
+            );
             assert!(admitted <= limit, "{admitted} > {limit}");
             let bound = (nodes - 1) * (batch - 1);
             assert!(
@@ -698,10 +715,17 @@ mod tests {
         settle().await;
         let calls = fake.calls.lock().len();
         for _ in 0..50 {
-            let a = n.acquire(&k.key(), W, 3).now().expect("refused from memory");
+            let a = n
+                .acquire(&k.key(), W, 3)
+                .now()
+                .expect("refused from memory");
             assert_eq!(a, REFUSED);
         }
-        assert_eq!(fake.calls.lock().len(), calls, "no store call once exhausted");
+        assert_eq!(
+            fake.calls.lock().len(),
+            calls,
+            "no store call once exhausted"
+        );
         // The next window is a new count; a give-back in it is spendable at once.
         let next = Window {
             index: W.index + 1,
@@ -756,11 +780,18 @@ mod tests {
         assert!(n.in_outage());
         let mut admitted = 1;
         for _ in 0..30 {
-            let a = n.acquire(&k.key(), W, 40).now().expect("decided from memory");
+            let a = n
+                .acquire(&k.key(), W, 40)
+                .now()
+                .expect("decided from memory");
             admitted += u32::from(a.admitted);
         }
         assert_eq!(admitted, 10, "ceil(40 / 4) per node and window");
-        assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
         assert_eq!(n.stats.outages.load(Ordering::Relaxed), 1);
         assert_eq!(n.stats.fallback_admitted.load(Ordering::Relaxed), 10);
 
@@ -770,7 +801,11 @@ mod tests {
         let f = node(&frozen, 8, 1);
         let t = Instant::now();
         assert!(f.acquire(&k.key(), W, 5).resolve().await.admitted);
-        assert!(t.elapsed() < Duration::from_millis(1_000), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(1_000),
+            "{:?}",
+            t.elapsed()
+        );
         assert!(f.in_outage());
     }
 

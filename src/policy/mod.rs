@@ -59,8 +59,8 @@ pub use parse::parse_spec;
 #[cfg(feature = "redis")]
 pub use redis_counter::{RedisCounter, RedisCounterBuilder, RedisCounterError, RedisCounterStats};
 pub use throttle::{
-    Acquire, AcquireFuture, Acquired, CounterKey, LocalCounter, MAX_LIMIT, RateCounter,
-    SpecialApp, ThrottleUnit, Throttling, Window,
+    Acquire, AcquireFuture, Acquired, CounterKey, LocalCounter, MAX_LIMIT, RateCounter, SpecialApp,
+    ThrottleUnit, Throttling, Window,
 };
 pub use verify::{VerifyBackendSignature, VerifyBackendSignatureLayer};
 

@@ -477,8 +477,8 @@ impl LeaseBackend for RedisLeases {
                 .arg(req.want)
                 .arg(req.nodes)
                 .arg(req.ttl_ms.max(1));
-            let reply = tokio::time::timeout(link.timeout, cmd.query_async::<(i64, i64)>(&mut conn))
-                .await;
+            let reply =
+                tokio::time::timeout(link.timeout, cmd.query_async::<(i64, i64)>(&mut conn)).await;
             match reply {
                 Ok(Ok((granted, used))) => Ok(Lease {
                     granted: u32::try_from(granted.max(0)).unwrap_or(0),

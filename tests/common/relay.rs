@@ -78,4 +78,3 @@ impl Relay {
         self.mode.store(mode, Ordering::SeqCst);
     }
 }
-
