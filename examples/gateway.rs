@@ -891,16 +891,20 @@ async fn run(cfg: Config) -> Result<(), String> {
     }
     // One throttling counter for every worker: a node counts (and leases from Redis) once,
     // whichever worker serves the request.
-    let counter: Arc<dyn RateCounter> = match &cfg.throttle {
-        Throttle::Local => Arc::new(LocalCounter::new()),
+    let redis_counter = match &cfg.throttle {
+        Throttle::Local => None,
         Throttle::Redis(builder) => {
             let c = builder
                 .clone()
                 .build()
                 .map_err(|e| format!("--throttle: {e}"))?;
             tracing::info!(redis = ?c, "throttling counts across the cluster in Redis");
-            Arc::new(c)
+            Some(Arc::new(c))
         }
+    };
+    let counter: Arc<dyn RateCounter> = match &redis_counter {
+        Some(c) => Arc::clone(c) as Arc<dyn RateCounter>,
+        None => Arc::new(LocalCounter::new()),
     };
     // A gateway per worker (and one for the admin API's debugging), each with its own upstream
     // connection pool, so a connection is only ever used by the runtime that drives it.
@@ -1006,7 +1010,7 @@ async fn run(cfg: Config) -> Result<(), String> {
     let metrics_task = match (metrics_listener, metrics.clone()) {
         (Some(listener), Some(metrics)) => Some(tokio::spawn(serve_metrics(
             listener,
-            metrics_router(metrics, Arc::clone(&control)),
+            metrics_router(metrics, Arc::clone(&control), redis_counter.clone()),
             admin_server.clone(),
             admin_stopped.clone(),
         ))),
@@ -1131,14 +1135,23 @@ async fn serve_data(
         .await;
 }
 
-/// `GET /metrics`: the configuration gauges read now, then every metric as Prometheus text.
-fn metrics_router(metrics: GatewayMetrics, control: Arc<ControlPlane>) -> axum::Router {
+/// `GET /metrics`: the configuration gauges (and the throttling store's, with `--throttle
+/// redis://…`) read now, then every metric as Prometheus text.
+fn metrics_router(
+    metrics: GatewayMetrics,
+    control: Arc<ControlPlane>,
+    throttle: Option<Arc<RedisCounter>>,
+) -> axum::Router {
     axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let (metrics, control) = (metrics.clone(), Arc::clone(&control));
+            let throttle = throttle.clone();
             async move {
                 metrics.observe_freshness(&control.freshness().await);
+                if let Some(c) = &throttle {
+                    metrics.observe_throttle_store(&c.stats());
+                }
                 (
                     [(http::header::CONTENT_TYPE, stagegate::metrics::CONTENT_TYPE)],
                     metrics.render(),

@@ -254,6 +254,22 @@ async fn an_unreachable_redis_fails_open_to_a_share_of_the_limit_in_bounded_time
     let s = c.stats();
     assert!(s.in_outage);
     assert_eq!((s.outages, s.fallback_admitted, s.leases), (1, 5, 0));
+    // What an operator alerts on.
+    let metrics = stagegate::metrics::GatewayMetrics::new();
+    metrics.observe_throttle_store(&s);
+    let text = metrics.render();
+    assert!(
+        text.contains("stagegate_throttle_store_outage 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stagegate_throttle_store_outages_total 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stagegate_throttle_fallback_admitted_total 5\n"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
