@@ -340,6 +340,15 @@ impl Leasing {
                 let n = count_in(cur, w).unwrap_or(0);
                 (n < cap).then(|| pack(w, n + 1))
             });
+        // The trace of a decision made without the store (off unless `debug` is on for the
+        // target; one per request during an outage).
+        tracing::debug!(
+            target: "stagegate::throttle",
+            limit,
+            node_share = cap,
+            admitted = got.is_ok(),
+            "decided on this node alone: the throttling store is unreachable"
+        );
         match got {
             Ok(prev) => {
                 self.stats.fallback_admitted.fetch_add(1, Ordering::Relaxed);
