@@ -14,6 +14,9 @@
 //!   background when a request leaves it at or below the low-water mark (`batch / 2`), so a
 //!   busy node rarely waits. Requests that find the lease empty while a lease is being asked
 //!   for wait for that one answer (one store call per node and key at a time).
+//! - **The next window.** A request in the last tenth of a window (at most its last 2 s)
+//!   leases `batch - 1` tokens of the next window in the background, so a busy key's first
+//!   request in the new window spends from memory too.
 //! - **Exhaustion.** When the store answers that the window has nothing left, the node
 //!   remembers it and refuses without asking again until the window ends.
 //! - **Under-admission.** Tokens leased but not spent when the window ends are lost: a node
@@ -117,6 +120,12 @@ struct Slot {
     exhausted: AtomicU64,
     /// A background top-up is on its way.
     refilling: AtomicBool,
+    /// Tokens leased ahead for the next window, packed with it.
+    next: AtomicU64,
+    /// What the store had left of the next window when it leased them, packed with it.
+    next_left: AtomicU64,
+    /// A lease for the next window is on its way.
+    prefetching: AtomicBool,
     /// Held while the store is asked: one call per key at a time.
     fetch: tokio::sync::Mutex<()>,
 }
@@ -130,6 +139,9 @@ impl Slot {
             left: AtomicU64::new(0),
             exhausted: AtomicU64::new(0),
             refilling: AtomicBool::new(false),
+            next: AtomicU64::new(0),
+            next_left: AtomicU64::new(0),
+            prefetching: AtomicBool::new(false),
             fetch: tokio::sync::Mutex::new(()),
         }
     }
@@ -179,6 +191,27 @@ impl Slot {
                 count_in(cur, window).unwrap_or(0).saturating_add(n),
             ))
         });
+    }
+
+    /// Moves tokens leased ahead for `window` into the lease; whether there were any.
+    fn promote(&self, window: u64) -> bool {
+        let word = self.next.load(Ordering::Acquire);
+        let Some(n) = count_in(word, window).filter(|&n| n > 0) else {
+            return false;
+        };
+        if self
+            .next
+            .compare_exchange(word, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        self.add(window, n);
+        Self::bump(&self.granted, window, n);
+        if let Some(left) = count_in(self.next_left.load(Ordering::Relaxed), window) {
+            self.left.store(pack(window, left), Ordering::Relaxed);
+        }
+        true
     }
 
     fn is_exhausted(&self, window: u64) -> bool {
@@ -278,6 +311,14 @@ impl Leasing {
                     if held <= self.low_water() {
                         self.refill_in_background(slot, window, limit);
                     }
+                    if window.reset_after_ms <= prefetch_ms(window.unit) {
+                        self.prefetch_in_background(slot, window, limit);
+                    }
+                    return Acquire::Ready(self.admitted(slot, w, held, limit));
+                }
+                if slot.promote(w)
+                    && let Some(held) = slot.take(w)
+                {
                     return Acquire::Ready(self.admitted(slot, w, held, limit));
                 }
                 if slot.is_exhausted(w) {
@@ -371,12 +412,15 @@ impl Leasing {
             if let Some(held) = slot.take(w) {
                 return self.admitted(slot, w, held, limit);
             }
+            if slot.promote(w) {
+                continue;
+            }
             if slot.is_exhausted(w) {
                 return REFUSED;
             }
             if self.in_outage()
                 || self
-                    .lease(slot, window, limit, self.settings.batch)
+                    .lease(slot, window, limit, self.settings.batch, Fill::Current)
                     .await
                     .is_err()
             {
@@ -389,7 +433,14 @@ impl Leasing {
 
     /// One store call for up to `want` tokens, bounded by the timeout; its answer is stored
     /// in the slot. An error starts an outage; success ends one.
-    async fn lease(&self, slot: &Slot, window: Window, limit: u32, want: u32) -> Result<(), ()> {
+    async fn lease(
+        &self,
+        slot: &Slot,
+        window: Window,
+        limit: u32,
+        want: u32,
+        fill: Fill,
+    ) -> Result<(), ()> {
         let w = window.index;
         let req = LeaseRequest {
             key: format!("{}{}", slot.base, window_suffix(window)),
@@ -414,10 +465,18 @@ impl Leasing {
                     .fetch_add(u64::from(lease.granted), Ordering::Relaxed);
                 let left =
                     u32::try_from(u64::from(limit).saturating_sub(lease.used)).unwrap_or(limit);
-                slot.left.store(pack(w, left), Ordering::Relaxed);
-                if lease.granted > 0 {
-                    slot.add(w, lease.granted);
-                    Slot::bump(&slot.granted, w, lease.granted);
+                match fill {
+                    Fill::Current => {
+                        slot.left.store(pack(w, left), Ordering::Relaxed);
+                        if lease.granted > 0 {
+                            slot.add(w, lease.granted);
+                            Slot::bump(&slot.granted, w, lease.granted);
+                        }
+                    }
+                    Fill::Next => {
+                        slot.next_left.store(pack(w, left), Ordering::Relaxed);
+                        Slot::bump(&slot.next, w, lease.granted);
+                    }
                 }
                 if left == 0 {
                     slot.exhausted.store(w + 1, Ordering::Release);
@@ -452,9 +511,38 @@ impl Leasing {
             let _one_at_a_time = slot.fetch.lock().await;
             let want = (this.settings.batch - 1).saturating_sub(slot.held(w));
             if want > this.low_water() / 2 && !slot.is_exhausted(w) && !this.in_outage() {
-                let _ = this.lease(&slot, window, limit, want).await;
+                let _ = this.lease(&slot, window, limit, want, Fill::Current).await;
             }
             slot.refilling.store(false, Ordering::Release);
+        });
+    }
+
+    /// Near a window's end: leases `batch - 1` tokens of the next window in the background,
+    /// once per key and window.
+    fn prefetch_in_background(self: &Arc<Self>, slot: &Arc<Slot>, window: Window, limit: u32) {
+        let next = Window {
+            unit: window.unit,
+            index: window.index + 1,
+            reset_after_ms: window.reset_after_ms + window.unit.seconds() * 1000,
+        };
+        if self.settings.batch <= 1
+            || self.in_outage()
+            || count_in(slot.next.load(Ordering::Acquire), next.index).is_some()
+            || slot.prefetching.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            slot.prefetching.store(false, Ordering::Release);
+            return;
+        };
+        let (this, slot) = (Arc::clone(self), Arc::clone(slot));
+        rt.spawn(async move {
+            if count_in(slot.next.load(Ordering::Acquire), next.index).is_none() {
+                let want = this.settings.batch - 1;
+                let _ = this.lease(&slot, next, limit, want, Fill::Next).await;
+            }
+            slot.prefetching.store(false, Ordering::Release);
         });
     }
 
@@ -477,7 +565,7 @@ impl Leasing {
         rt.spawn(async move {
             if let Ok(_one_at_a_time) = slot.fetch.try_lock() {
                 let want = (this.settings.batch - 1).max(1);
-                let _ = this.lease(&slot, window, limit, want).await;
+                let _ = this.lease(&slot, window, limit, want, Fill::Current).await;
             }
             this.probing.store(false, Ordering::Release);
         });
@@ -513,6 +601,21 @@ impl Leasing {
             );
         }
     }
+}
+
+/// Where a lease's tokens go.
+#[derive(Clone, Copy)]
+enum Fill {
+    /// The lease of the window asked for.
+    Current,
+    /// Ahead, for a window not begun yet.
+    Next,
+}
+
+/// How long before a window's end its next window is leased ahead: its last tenth, at most
+/// 2 s.
+fn prefetch_ms(unit: ThrottleUnit) -> u64 {
+    (unit.seconds() * 100).min(2_000)
 }
 
 const REFUSED: Acquired = Acquired {
@@ -711,6 +814,46 @@ mod tests {
                 "{admitted} < {limit} - {bound} with {nodes} nodes, batch {batch}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn near_a_window_end_the_next_window_is_leased_ahead() {
+        let fake = Arc::new(Fake::default());
+        let n = node(&fake, 10, 1);
+        let k = Keys::new();
+        let late = Window {
+            reset_after_ms: 1_500,
+            ..W
+        };
+        assert!(n.acquire(&k.key(), late, 1000).resolve().await.admitted);
+        settle().await;
+        assert_eq!(fake.calls.lock().len(), 1, "the first lease is not ahead");
+        // A request in the last 2 s of a minute leases the next minute behind it, once.
+        assert!(n.acquire(&k.key(), late, 1000).now().unwrap().admitted);
+        assert!(n.acquire(&k.key(), late, 1000).now().unwrap().admitted);
+        settle().await;
+        let calls = fake.calls.lock().clone();
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert!(calls[1].key.ends_with(&format!(":M{}", W.index + 1)));
+        assert_eq!(
+            (calls[1].want, calls[1].ttl_ms),
+            (9, 1_500 + 60_000 + 5_000)
+        );
+        // The next window's first request spends them at once.
+        let next = Window {
+            index: W.index + 1,
+            reset_after_ms: 60_000,
+            ..W
+        };
+        let a = n.acquire(&k.key(), next, 1000).now().expect("no wait");
+        assert_eq!(
+            a,
+            Acquired {
+                admitted: true,
+                remaining: 8 + 991
+            }
+        );
+        assert_eq!(n.stats.waited.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

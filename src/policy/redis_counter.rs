@@ -76,8 +76,11 @@ impl RedisCounterError {
 /// `min(want, left, ceil(left / nodes))` and never past the limit, the key expiring with the
 /// window. A node asks for a [batch](RedisCounterBuilder::with_batch) when it holds none (that
 /// request waits for the answer) and tops its lease up to `batch - 1` in the background when a
-/// request leaves it at half a batch or less. Once Redis answers that the window is used up,
-/// the node refuses from memory until the window ends.
+/// request leaves it at half a batch or less; in the last tenth of a window (at most its last
+/// 2 s) it leases the next window's first `batch - 1` tokens ahead. Once Redis answers that the
+/// window is used up, the node refuses from memory until the window ends. A node never waits
+/// for Redis while it spends fewer than half a batch per Redis round trip, except for a key's
+/// first request in a window it did not see coming (a quiet key).
 ///
 /// **Bounds.** Overshoot is 0: Redis never grants past the limit, so the cluster admits at
 /// most the limit per window. Tokens leased but unspent when the window ends are lost: with N
