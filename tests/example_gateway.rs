@@ -1546,6 +1546,85 @@ async fn a_nonce_replayed_to_another_gateway_sharing_redis_is_refused() {
     let _ = std::fs::remove_dir_all(&dir_b);
 }
 
+/// Two example gateways (one configuration imported into both) counting throttling in one
+/// Redis: together they admit at most the limit, and at most `batch - 1` fewer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_counting_in_redis_hold_one_throttling_limit() {
+    let Some(addr) = shared_redis().await else {
+        return;
+    };
+    let prefix = format!("{}:", common::services::unique_name("sg_e2e_rate"));
+    let url = format!("redis://{addr}");
+    let args = [
+        "--throttle",
+        &url,
+        "--throttle-prefix",
+        &prefix,
+        "--throttle-nodes",
+        "2",
+        "--throttle-batch",
+        "4",
+    ];
+    let (dir_a, dir_b) = (scratch("rate-a"), scratch("rate-b"));
+    let http = Http::new();
+    let a = Gateway::start_with(&dir_a, Some(TOKEN), &args);
+    let (api, app) = set_up_app(&http, &a, "limited").await;
+    let p = http
+        .admin(
+            &a,
+            "POST",
+            "/policies",
+            Some(json!({"name": "twentyPerHour", "type": "THROTTLING", "unit": "HOUR", "api_default": 20})),
+        )
+        .await;
+    assert_eq!(p.status, 201, "{}", p.text());
+    let bound = http
+        .admin(
+            &a,
+            "POST",
+            &format!("/apis/{api}/policies"),
+            Some(json!({"policy_id": id(&p), "stage": "TEST"})),
+        )
+        .await;
+    assert_eq!(bound.status, 201, "{}", bound.text());
+    let doc = http.admin(&a, "GET", "/export", None).await;
+    let b = Gateway::start_with(&dir_b, Some(TOKEN), &args);
+    let imported = http
+        .send(
+            "POST",
+            &format!("{}/import", b.admin),
+            &[("authorization", &format!("Bearer {TOKEN}"))],
+            Some(&doc.text()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(imported.status, 200, "{}", imported.text());
+
+    let code = app["app_code"].as_str().unwrap().to_owned();
+    let (mut admitted, mut refused) = (0, 0);
+    for i in 0..60 {
+        let got = call_api(&http, if i % 2 == 0 { &a } else { &b }, &code).await;
+        match got.status {
+            200 => admitted += 1,
+            429 => {
+                assert_eq!(got.header("x-ca-error-code"), Some("T429PA"));
+                refused += 1;
+            }
+            other => panic!("{other}: {}", got.text()),
+        }
+    }
+    assert_eq!(admitted + refused, 60);
+    assert!(
+        (20 - 3..=20).contains(&admitted),
+        "admitted {admitted}: at most 20, at least 20 - (2 - 1) * (4 - 1)"
+    );
+    a.stop();
+    b.stop();
+    delete_redis_keys(&addr, &prefix).await;
+    let _ = std::fs::remove_dir_all(&dir_a);
+    let _ = std::fs::remove_dir_all(&dir_b);
+}
+
 /// With Redis unreachable the example gateway still starts; requests carrying a nonce are
 /// refused with `X503NS`, AppCode calls are served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
