@@ -119,6 +119,8 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod proxy;
+#[cfg(feature = "redis")]
+mod redis_link;
 pub mod routing;
 #[cfg(feature = "serve")]
 pub mod serve;

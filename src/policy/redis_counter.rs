@@ -5,11 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-
 use super::lease::{Lease, LeaseBackend, LeaseFuture, LeaseRequest, Leasing, Settings};
 use super::{Acquire, CounterKey, RateCounter, Window};
+use crate::redis_link::RedisLink;
 
 /// The largest batch a node leases at once.
 const MAX_BATCH: u32 = 100_000;
@@ -222,23 +220,8 @@ impl RedisCounterBuilder {
     /// [`RedisCounterError`] naming the setting: `url` (not a `redis://` or `redis+unix://`
     /// URL), `key_prefix`, `batch`, `nodes` or `timeout`.
     pub fn build(self) -> Result<RedisCounter, RedisCounterError> {
-        let scheme = self.url.split_once("://").map(|(s, _)| s);
-        if !matches!(scheme, Some("redis" | "redis+unix" | "unix")) {
-            return Err(RedisCounterError::new(
-                "url",
-                "expected redis://[:password@]host[:port][/db] (or redis+unix://); \
-                 TLS (rediss://) is not built in",
-            ));
-        }
-        let client = redis::Client::open(self.url.as_str()).map_err(|e| {
-            RedisCounterError::new(
-                "url",
-                format!(
-                    "cannot be parsed ({:?}): expected redis://[:password@]host[:port][/db]",
-                    e.kind()
-                ),
-            )
-        })?;
+        let link = RedisLink::open(&self.url, self.timeout)
+            .map_err(|e| RedisCounterError::new("url", e))?;
         if self.prefix.is_empty()
             || self.prefix.len() > MAX_PREFIX_LEN
             || !self.prefix.bytes().all(|b| b.is_ascii_graphic())
@@ -266,15 +249,10 @@ impl RedisCounterBuilder {
                 "must be more than zero and at most 5 s",
             ));
         }
-        let info = client.get_connection_info();
-        let target = format!("{}/{}", info.addr(), info.redis_settings().db());
+        let target = link.target().to_owned();
         let backend = RedisLeases {
-            link: Arc::new(Link {
-                client,
-                manager: Mutex::new(None),
-                generations: AtomicU64::new(0),
-                timeout: self.timeout,
-            }),
+            link: Arc::new(link),
+            timeout: self.timeout,
         };
         let settings = Settings {
             batch: self.batch,
@@ -424,54 +402,18 @@ impl RateCounter for RedisCounter {
     }
 }
 
-/// The connection, as `RedisReplayGuard` keeps it: a connection manager made on first use
-/// (inside the caller's runtime) that reconnects by itself, replaced after a timeout (a
-/// frozen server or a black-holed network is not noticed by the manager).
-struct Link {
-    client: redis::Client,
-    manager: Mutex<Option<(u64, ConnectionManager)>>,
-    generations: AtomicU64,
-    timeout: Duration,
-}
-
-impl Link {
-    fn connection(&self) -> Result<(u64, ConnectionManager), String> {
-        let mut slot = self.manager.lock();
-        if let Some((generation, m)) = &*slot {
-            return Ok((*generation, m.clone()));
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(self.timeout);
-        let made = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-            .map_err(|e| e.to_string())?;
-        let generation = self.generations.fetch_add(1, Ordering::Relaxed);
-        *slot = Some((generation, made.clone()));
-        Ok((generation, made))
-    }
-
-    fn forget(&self, generation: u64) {
-        let mut slot = self.manager.lock();
-        if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
-            *slot = None;
-        }
-    }
-}
-
 /// Leases from Redis: the script, sent with `EVAL` (a few hundred bytes once per batch;
 /// Redis caches the compiled script, and no `SCRIPT LOAD` state can be lost on a restart).
 struct RedisLeases {
-    link: Arc<Link>,
+    link: Arc<RedisLink>,
+    timeout: Duration,
 }
 
 impl LeaseBackend for RedisLeases {
     fn lease(&self, req: LeaseRequest) -> LeaseFuture {
-        let link = Arc::clone(&self.link);
+        let (link, timeout) = (Arc::clone(&self.link), self.timeout);
         Box::pin(async move {
-            let (generation, mut conn) = link.connection()?;
+            let (generation, mut conn) = link.connection().map_err(|e| e.to_string())?;
             let mut cmd = redis::cmd("EVAL");
             cmd.arg(LEASE_SCRIPT)
                 .arg(1)
@@ -481,7 +423,7 @@ impl LeaseBackend for RedisLeases {
                 .arg(req.nodes)
                 .arg(req.ttl_ms.max(1));
             let reply =
-                tokio::time::timeout(link.timeout, cmd.query_async::<(i64, i64)>(&mut conn)).await;
+                tokio::time::timeout(timeout, cmd.query_async::<(i64, i64)>(&mut conn)).await;
             match reply {
                 Ok(Ok((granted, used))) => Ok(Lease {
                     granted: u32::try_from(granted.max(0)).unwrap_or(0),
@@ -495,14 +437,14 @@ impl LeaseBackend for RedisLeases {
                 }
                 Err(_) => {
                     link.forget(generation);
-                    Err(format!("no answer within {:?}", link.timeout))
+                    Err(format!("no answer within {timeout:?}"))
                 }
             }
         })
     }
 
     fn timed_out(&self) {
-        *self.link.manager.lock() = None;
+        self.link.forget_current();
     }
 }
 
