@@ -226,7 +226,8 @@ async fn a_request_well_under_its_limit_never_waits_for_redis() {
         "no request after the first waited for Redis: {s:?}"
     );
     assert!(s.leases >= 2, "refilled in the background: {s:?}");
-    assert_eq!(cleanup(&addr, &prefix).await, 1);
+    // one key per window (two if the run crossed an hour)
+    assert!((1..=2).contains(&cleanup(&addr, &prefix).await));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
