@@ -1,7 +1,10 @@
 //! One request through the whole data plane (`tower::ServiceExt::oneshot` on the standalone
 //! gateway) to a MOCK backend: anonymous, and signed with HMAC-SHA256; and the `policies`
 //! group: an anonymous API with no policy, IP control, throttling, CORS, or all three bound
-//! (what each policy adds to the in-process pipeline).
+//! (what each policy adds to the in-process pipeline), and `throttling_redis`: throttling
+//! counted by a `RedisCounter` on the shared Redis (`STAGEGATE_TEST_REDIS_ADDR`, default
+//! 127.0.0.1:6379; skipped when unreachable), whose requests, well under their limit, spend
+//! leased tokens from memory (the run prints how many leases Redis answered).
 //! The anonymous one also runs with metrics on (`anonymous_mock_metrics`: the cost of
 //! `GatewayLayer::with_metrics`).
 
@@ -210,7 +213,118 @@ fn policies(c: &mut Criterion, rt: &tokio::runtime::Runtime, cp: &ControlPlane) 
             });
         });
     }
+    throttling_redis(&mut group, rt, cp, &svc_path_api(rt, cp));
     group.finish();
+}
+
+/// The throttling API's id, to bind a second policy counted in Redis.
+fn svc_path_api(rt: &tokio::runtime::Runtime, cp: &ControlPlane) -> stagegate::model::ApiId {
+    rt.block_on(async {
+        cp.apis(None)
+            .await
+            .into_iter()
+            .find(|a| a.name == "pol_throttling")
+            .unwrap()
+            .id
+    })
+}
+
+/// `policies/throttling_redis`: the `throttling` case's API behind a node whose counter is a
+/// `RedisCounter` (a day-long window and a limit of a billion, so every request is well under
+/// it; a batch of 4096, topped up in the background at half of it).
+fn throttling_redis(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    cp: &ControlPlane,
+    api: &stagegate::model::ApiId,
+) {
+    use stagegate::policy::RedisCounter;
+    let addr =
+        std::env::var("STAGEGATE_TEST_REDIS_ADDR").unwrap_or_else(|_| "127.0.0.1:6379".to_owned());
+    if std::net::TcpStream::connect(&addr).is_err() {
+        eprintln!("policies/throttling_redis skipped: no Redis at {addr}");
+        return;
+    }
+    let prefix = format!("sg_bench_rate_{}:", std::process::id());
+    let counter = std::sync::Arc::new(
+        RedisCounter::builder(format!("redis://{addr}"))
+            .with_key_prefix(&prefix)
+            .with_batch(4096)
+            .build()
+            .unwrap(),
+    );
+    // The Redis-counted policy replaces the per-second one on this API.
+    rt.block_on(async {
+        use stagegate::control::NewPolicy;
+        use stagegate::policy::{PolicySpec, ThrottleUnit, Throttling};
+        let old = cp
+            .policies()
+            .await
+            .into_iter()
+            .find(|p| p.name == "benchThrottle")
+            .unwrap();
+        cp.unbind_policy(api, &old.id, &Stage::RELEASE)
+            .await
+            .unwrap();
+        let p = cp
+            .create_policy(NewPolicy {
+                name: "benchThrottleRedis".into(),
+                spec: PolicySpec::Throttling(Throttling::new(ThrottleUnit::Day, 1_000_000_000)),
+            })
+            .await
+            .unwrap();
+        cp.bind_policy(api, &p.id, Stage::RELEASE).await.unwrap();
+    });
+    let svc = GatewayLayer::new(cp.snapshot_handle())
+        .with_rate_counter(std::sync::Arc::clone(&counter))
+        .standalone()
+        .with_client_addr(([10, 1, 2, 3], 40000).into());
+    // A runtime whose worker thread runs the counter's background top-ups while `block_on`
+    // drives the request on this thread, as a server's I/O gives its tasks time; on the
+    // current-thread runtime of the other cases a request that never yields starves them.
+    let rt = &tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut requests = 0u64;
+    group.bench_function("throttling_redis", |b| {
+        b.iter(|| {
+            let req = Request::get("/pol_throttling/42?x=1")
+                .header("host", "api.example.com")
+                .header("origin", "https://app.example.com")
+                .body(Full::<Bytes>::default())
+                .unwrap();
+            let res = rt.block_on(svc.clone().oneshot(req)).unwrap();
+            assert_eq!(res.status(), 200);
+            requests += 1;
+            black_box(res)
+        });
+    });
+    let s = counter.stats();
+    eprintln!(
+        "policies/throttling_redis: {requests} requests, {} leases, {} waited for one, {} outages",
+        s.leases, s.waited, s.outages
+    );
+    rt.block_on(async {
+        let mut conn = redis::Client::open(format!("redis://{addr}"))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        for k in keys {
+            let _: i64 = redis::cmd("DEL")
+                .arg(k)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    });
 }
 
 criterion_group! {

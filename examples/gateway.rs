@@ -8,6 +8,7 @@
 //!                                [--config gateway.toml] [--config-scope whole|named]
 //!                                [--metrics-listen 127.0.0.1:9090] [--log-format text|json]
 //!                                [--store DIR|postgres://...] [--max-staleness 10s]
+//!                                [--throttle local|redis://HOST:PORT] [--throttle-nodes N]
 //! ```
 //!
 //! With `--metrics-listen`, Prometheus metrics (`stagegate::metrics`) are served at
@@ -24,7 +25,10 @@
 //! listener reports the store's reachability and how fresh the node is, and answers 503 once
 //! it has not been known current for `--max-staleness`. With `--replay redis://…` every gateway node pointed at that Redis shares one nonce store,
 //! so a signed request replayed to another node is refused there too; while Redis cannot be
-//! reached, requests carrying a nonce are refused with `X503NS`. With `--secrets-key`, app
+//! reached, requests carrying a nonce are refused with `X503NS`. With `--throttle redis://…`
+//! throttling limits hold across every node pointed at that Redis (tokens leased in batches,
+//! so a request well under its limit never waits for Redis); while Redis cannot be reached each
+//! node counts alone, up to the limit over `--throttle-nodes`. With `--secrets-key`, app
 //! secrets and AppCodes are sealed in the data file; a node started without that key, or with
 //! another, refuses to start and changes nothing. Without a
 //! token, one is generated at first start, stored as `admin-token` (mode 0600) in the data
@@ -70,6 +74,7 @@ use stagegate::backend::{Backends, LocalObjectStores};
 use stagegate::cloudapi::{AccessKeys, CloudApi, CloudApiRoute};
 use stagegate::control::{ConfigDocument, ConfigFormat, PlanScope};
 use stagegate::metrics::GatewayMetrics;
+use stagegate::policy::{LocalCounter, RateCounter, RedisCounter, RedisCounterBuilder};
 use stagegate::serve::{ConnectionLimit, Server};
 use stagegate::store::{
     CommitSync, PostgresStore, RedbStore, SealedStore, SecretsKey, Store, StoreError,
@@ -112,6 +117,10 @@ struct Config {
     replay_capacity: usize,
     replay: Replay,
     replay_prefix: Option<String>,
+    throttle: Throttle,
+    throttle_prefix: Option<String>,
+    throttle_nodes: Option<u32>,
+    throttle_batch: Option<u32>,
     secrets_key: Option<SecretsKey>,
     workers: usize,
     max_connections: Option<usize>,
@@ -132,6 +141,14 @@ enum StoreSpec {
     /// PostgreSQL, shared by every node pointed at it (the URL may hold a password: never
     /// printed).
     Postgres(String),
+}
+
+/// Where throttling counts requests.
+enum Throttle {
+    /// In this process (the default): exact on one node.
+    Local,
+    /// Leased from Redis, shared by every node pointed at it.
+    Redis(RedisCounterBuilder),
 }
 
 /// Where nonces are remembered.
@@ -193,6 +210,21 @@ const USAGE: &str =
                   X503NS, never accepted unchecked (env STAGEGATE_REPLAY)
   --replay-prefix PREFIX  the prefix of the nonce keys in Redis: nodes that share nonces share
                   it (env STAGEGATE_REPLAY_PREFIX, default stagegate:nonce:)
+  --throttle local|redis://[:PASSWORD@]HOST[:PORT][/DB]  where throttling policies count: in
+                  this process (default, exact on one node), or in Redis, so a limit holds
+                  across every node pointed at it. Each node leases tokens in batches and
+                  admits from memory; the cluster never admits more than a limit, and at most
+                  (nodes - 1) * (batch - 1) fewer. A separate flag from --replay (which may name
+                  the same Redis): nonces fail closed, throttling fails open. While Redis cannot
+                  be reached (100 ms per lease), each node counts alone, up to the limit over
+                  --throttle-nodes per window (env STAGEGATE_THROTTLE)
+  --throttle-prefix PREFIX  the prefix of the counters' keys in Redis: nodes that count together
+                  share it (env STAGEGATE_THROTTLE_PREFIX, default stagegate:rate:)
+  --throttle-nodes N  how many nodes share the Redis counters: grants shrink as a window fills,
+                  and in an outage each node admits up to ceil(limit / N) per window
+                  (env STAGEGATE_THROTTLE_NODES, default 1)
+  --throttle-batch N  the most tokens a node leases at once (env STAGEGATE_THROTTLE_BATCH,
+                  default 16)
   --secrets-key KEY  seal app secrets and AppCodes in the data file with this key: 32 bytes as
                   64 hex digits or base64 (`openssl rand -hex 32`); prefer the environment,
                   as arguments show in `ps`. A data file sealed with a key opens only with it:
@@ -236,6 +268,10 @@ fn parse_args() -> Result<Config, String> {
         replay_capacity: MemoryReplayGuard::DEFAULT_MAX_ENTRIES,
         replay: Replay::Memory,
         replay_prefix: env("STAGEGATE_REPLAY_PREFIX"),
+        throttle: Throttle::Local,
+        throttle_prefix: env("STAGEGATE_THROTTLE_PREFIX"),
+        throttle_nodes: None,
+        throttle_batch: None,
         secrets_key: None,
         workers: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
         max_connections: None,
@@ -293,6 +329,15 @@ fn parse_args() -> Result<Config, String> {
     if let Some(v) = env("STAGEGATE_REPLAY") {
         cfg.replay = parse_replay("STAGEGATE_REPLAY", &v)?;
     }
+    if let Some(v) = env("STAGEGATE_THROTTLE") {
+        cfg.throttle = parse_throttle("STAGEGATE_THROTTLE", &v)?;
+    }
+    if let Some(v) = env("STAGEGATE_THROTTLE_NODES") {
+        cfg.throttle_nodes = Some(parse_u32("STAGEGATE_THROTTLE_NODES", &v)?);
+    }
+    if let Some(v) = env("STAGEGATE_THROTTLE_BATCH") {
+        cfg.throttle_batch = Some(parse_u32("STAGEGATE_THROTTLE_BATCH", &v)?);
+    }
     if let Some(v) = env("STAGEGATE_SECRETS_KEY") {
         cfg.secrets_key = Some(parse_secrets_key("STAGEGATE_SECRETS_KEY", &v)?);
     }
@@ -348,6 +393,14 @@ fn parse_args() -> Result<Config, String> {
             }
             "--replay" => cfg.replay = parse_replay("--replay", &value()?)?,
             "--replay-prefix" => cfg.replay_prefix = Some(value()?),
+            "--throttle" => cfg.throttle = parse_throttle("--throttle", &value()?)?,
+            "--throttle-prefix" => cfg.throttle_prefix = Some(value()?),
+            "--throttle-nodes" => {
+                cfg.throttle_nodes = Some(parse_u32("--throttle-nodes", &value()?)?);
+            }
+            "--throttle-batch" => {
+                cfg.throttle_batch = Some(parse_u32("--throttle-batch", &value()?)?);
+            }
             "--secrets-key" => {
                 cfg.secrets_key = Some(parse_secrets_key("--secrets-key", &value()?)?);
             }
@@ -381,7 +434,65 @@ fn parse_args() -> Result<Config, String> {
             .map_err(|e| format!("--replay-prefix: {e}"))?;
         cfg.replay = Replay::Redis(builder);
     }
+    let tuned = [
+        ("--throttle-prefix", cfg.throttle_prefix.is_some()),
+        ("--throttle-nodes", cfg.throttle_nodes.is_some()),
+        ("--throttle-batch", cfg.throttle_batch.is_some()),
+    ];
+    match &mut cfg.throttle {
+        Throttle::Local => {
+            if let Some((flag, _)) = tuned.iter().find(|(_, given)| *given) {
+                return Err(format!("{flag} needs --throttle redis://..."));
+            }
+        }
+        Throttle::Redis(builder) => {
+            let mut b = builder.clone();
+            if let Some(prefix) = cfg.throttle_prefix.take() {
+                b = b.with_key_prefix(prefix);
+            }
+            if let Some(n) = cfg.throttle_nodes {
+                b = b.with_nodes(n);
+            }
+            if let Some(n) = cfg.throttle_batch {
+                b = b.with_batch(n);
+            }
+            b.clone().build().map_err(|e| {
+                let flag = match e.field {
+                    "key_prefix" => "--throttle-prefix",
+                    "nodes" => "--throttle-nodes",
+                    "batch" => "--throttle-batch",
+                    _ => "--throttle",
+                };
+                format!("{flag}: {e}")
+            })?;
+            *builder = b;
+        }
+    }
     Ok(cfg)
+}
+
+/// `local`, or a Redis URL (checked now; never repeated in a message: it may hold a password).
+fn parse_throttle(name: &str, v: &str) -> Result<Throttle, String> {
+    if v == "local" {
+        return Ok(Throttle::Local);
+    }
+    if !v.contains("://") {
+        return Err(format!(
+            "{name} `{v}` is neither `local` nor a redis:// URL"
+        ));
+    }
+    let builder = RedisCounter::builder(v);
+    builder
+        .clone()
+        .build()
+        .map_err(|e| format!("{name}: {e}"))?;
+    Ok(Throttle::Redis(builder))
+}
+
+/// A whole number from 1 to 100 000 (the checks of its own setting come after).
+fn parse_u32(name: &str, v: &str) -> Result<u32, String> {
+    let n = parse_count(name, v, 1..=100_000, "a whole number from 1 to 100000")?;
+    u32::try_from(n).map_err(|_| format!("{name} `{v}` is too large"))
 }
 
 /// `text` or `json`: whether log lines are JSON objects.
@@ -797,6 +908,23 @@ async fn run(cfg: Config) -> Result<(), String> {
             ),
         }
     }
+    // One throttling counter for every worker: a node counts (and leases from Redis) once,
+    // whichever worker serves the request.
+    let redis_counter = match &cfg.throttle {
+        Throttle::Local => None,
+        Throttle::Redis(builder) => {
+            let c = builder
+                .clone()
+                .build()
+                .map_err(|e| format!("--throttle: {e}"))?;
+            tracing::info!(redis = ?c, "throttling counts across the cluster in Redis");
+            Some(Arc::new(c))
+        }
+    };
+    let counter: Arc<dyn RateCounter> = match &redis_counter {
+        Some(c) => Arc::clone(c) as Arc<dyn RateCounter>,
+        None => Arc::new(LocalCounter::new()),
+    };
     // A gateway per worker (and one for the admin API's debugging), each with its own upstream
     // connection pool, so a connection is only ever used by the runtime that drives it.
     // OSS buckets live under the data directory (owner-only), never in the shared temp dir.
@@ -808,7 +936,8 @@ async fn run(cfg: Config) -> Result<(), String> {
         let layer = GatewayLayer::new(control.snapshot_handle())
             .with_authenticator(auth()?)
             .with_backends(backends.clone())
-            .with_trusted_proxies(cfg.trusted_proxies.clone());
+            .with_trusted_proxies(cfg.trusted_proxies.clone())
+            .with_rate_counter(Arc::clone(&counter));
         Ok(match &metrics {
             Some(m) => layer.with_metrics(m.clone()),
             None => layer,
@@ -901,7 +1030,7 @@ async fn run(cfg: Config) -> Result<(), String> {
     let metrics_task = match (metrics_listener, metrics.clone()) {
         (Some(listener), Some(metrics)) => Some(tokio::spawn(serve_metrics(
             listener,
-            metrics_router(metrics, Arc::clone(&control)),
+            metrics_router(metrics, Arc::clone(&control), redis_counter.clone()),
             admin_server.clone(),
             admin_stopped.clone(),
         ))),
@@ -1025,14 +1154,23 @@ async fn serve_data(
         .await;
 }
 
-/// `GET /metrics`: the configuration gauges read now, then every metric as Prometheus text.
-fn metrics_router(metrics: GatewayMetrics, control: Arc<ControlPlane>) -> axum::Router {
+/// `GET /metrics`: the configuration gauges (and the throttling store's, with `--throttle
+/// redis://…`) read now, then every metric as Prometheus text.
+fn metrics_router(
+    metrics: GatewayMetrics,
+    control: Arc<ControlPlane>,
+    throttle: Option<Arc<RedisCounter>>,
+) -> axum::Router {
     axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let (metrics, control) = (metrics.clone(), Arc::clone(&control));
+            let throttle = throttle.clone();
             async move {
                 metrics.observe_freshness(&control.freshness().await);
+                if let Some(c) = &throttle {
+                    metrics.observe_throttle_store(&c.stats());
+                }
                 (
                     [(http::header::CONTENT_TYPE, stagegate::metrics::CONTENT_TYPE)],
                     metrics.render(),

@@ -34,7 +34,7 @@
 //! | sign requests as a client, verify signatures yourself, or guard against replays | [`auth`] ([`Signer`](auth::Signer), [`verify`](auth::verify), [`MemoryReplayGuard`](auth::MemoryReplayGuard); `RedisReplayGuard` shares nonces between nodes, feature `redis`) |
 //! | plug in a function runtime, object store, event sink or registry | [`backend`] |
 //! | every error code a caller can receive, with its status and message | [`error_code`] ([`ErrorCode`]) |
-//! | throttling, IP access control, CORS, the gateway-to-backend signature (and its verifier for Rust backends) | [`policy`] |
+//! | throttling, IP access control, CORS, the gateway-to-backend signature (and its verifier for Rust backends) | [`policy`] (`RedisCounter` holds a throttling limit across nodes, feature `redis`) |
 //! | the admin REST API (the debug endpoint, the web console at `/console/`) | `admin::AdminApi` (feature `admin`) |
 //! | let scripts on Alibaba Cloud's official SDKs manage the gateway | `cloudapi::CloudApi` (feature `cloudapi`) |
 //! | Prometheus metrics of the data plane, the access log | `metrics::GatewayMetrics` (feature `metrics`); the `stagegate::access` tracing target ([`layer`]) |
@@ -92,7 +92,7 @@
 //! | `tls` | `stagegate::tls`: certificate chains and keys checked before they are served (x509-parser), and per-domain certificates in the control plane and admin API |
 //! | `cloudapi` | `stagegate::cloudapi`: the CloudAPI (2016-07-14) management endpoint the official Alibaba Cloud SDKs drive |
 //! | `oss-s3` | S3-compatible object stores for OSS backends (`object_store`'s `aws` support) |
-//! | `redis` | `stagegate::auth::RedisReplayGuard`: one nonce store for every gateway node, in Redis, failing closed (`X503NS`) |
+//! | `redis` | `stagegate::auth::RedisReplayGuard`: one nonce store for every gateway node, in Redis, failing closed (`X503NS`); `stagegate::policy::RedisCounter`: throttling limits held across every node by leasing token batches from Redis, failing open to per-node counting |
 //! | `sealed` | `stagegate::store::SealedStore`: app secrets and AppCodes sealed at rest in any store |
 //! | `toml` | TOML configuration documents (`control::ConfigDocument::from_toml`; `Content-Type: application/toml` on the admin API's `/config` routes) |
 //! | `metrics` | `stagegate::metrics`: Prometheus metrics (prometheus-client) rendered as text for a listener of your own |
@@ -121,6 +121,8 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod proxy;
+#[cfg(feature = "redis")]
+mod redis_link;
 pub mod routing;
 #[cfg(feature = "serve")]
 pub mod serve;

@@ -18,6 +18,7 @@
 //! | `stagegate_unrouted_requests_total` | counter | none: requests no published API matched, or refused before routing |
 //! | `stagegate_upstream_in_flight`, `stagegate_upstream_idle_connections`, `stagegate_upstream_http2_connections`, `stagegate_upstream_pooled_backends` | gauge | none: the [`HttpForwarder`]'s pool at scrape time |
 //! | `stagegate_config_revision`, `stagegate_config_seconds_since_change`, `stagegate_config_revisions_behind` | gauge | none: from [`observe_freshness`](GatewayMetrics::observe_freshness) |
+//! | `stagegate_throttle_store_outage` (gauge, 1 during an outage), `stagegate_throttle_store_outages_total`, `stagegate_throttle_leases_total`, `stagegate_throttle_lease_waits_total`, `stagegate_throttle_fallback_admitted_total` (counters) | | none: a `RedisCounter`'s stats, from `observe_throttle_store` (features `metrics` and `redis`) |
 //!
 //! `group` is the group id, `api` the API's name, `app` the app id (`-` for anonymous calls),
 //! `status_class` `1xx`..`5xx`, `error_code` the catalogue code (`-` when there is none).
@@ -156,6 +157,64 @@ struct Apps {
     labels: Vec<Arc<str>>,
 }
 
+/// What a `RedisCounter` reports: its stats, copied in at scrape time.
+#[cfg(feature = "redis")]
+struct ThrottleStore {
+    outage: Gauge,
+    outages: Counter,
+    leases: Counter,
+    waits: Counter,
+    fallback: Counter,
+}
+
+#[cfg(feature = "redis")]
+impl ThrottleStore {
+    fn register(registry: &mut Registry) -> Self {
+        let t = Self {
+            outage: Gauge::default(),
+            outages: Counter::default(),
+            leases: Counter::default(),
+            waits: Counter::default(),
+            fallback: Counter::default(),
+        };
+        registry.register(
+            "throttle_store_outage",
+            "1 while the throttling store (Redis) cannot be reached and each node counts alone",
+            t.outage.clone(),
+        );
+        registry.register(
+            "throttle_store_outages",
+            "Outages of the throttling store begun",
+            t.outages.clone(),
+        );
+        registry.register(
+            "throttle_leases",
+            "Token leases the throttling store granted this node",
+            t.leases.clone(),
+        );
+        registry.register(
+            "throttle_lease_waits",
+            "Requests that waited for a lease (their node held no token for their key)",
+            t.waits.clone(),
+        );
+        registry.register(
+            "throttle_fallback_admitted",
+            "Requests admitted by counting alone during an outage of the throttling store",
+            t.fallback.clone(),
+        );
+        t
+    }
+}
+
+/// Raises `c` to `to` (a total read from elsewhere; counters never go down).
+#[cfg(feature = "redis")]
+fn catch_up(c: &Counter, to: u64) {
+    let now = c.get();
+    if to > now {
+        c.inc_by(to - now);
+    }
+}
+
 struct Inner {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -170,6 +229,9 @@ struct Inner {
     config_revision: Gauge,
     config_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     config_behind: Gauge,
+    /// A cluster-wide throttling counter's store (feature `redis`).
+    #[cfg(feature = "redis")]
+    throttle: ThrottleStore,
     top_apps: AtomicUsize,
     apps: RwLock<Apps>,
     routes: RwLock<HashMap<usize, Arc<RouteHandles>, FxBuildHasher>>,
@@ -298,6 +360,8 @@ impl GatewayMetrics {
             "Seconds since this node last applied a configuration change",
             config_age.clone(),
         );
+        #[cfg(feature = "redis")]
+        let throttle = ThrottleStore::register(&mut registry);
         let mut apps = Apps {
             slots: HashMap::default(),
             labels: Vec::new(),
@@ -319,6 +383,8 @@ impl GatewayMetrics {
                 config_revision,
                 config_age,
                 config_behind,
+                #[cfg(feature = "redis")]
+                throttle,
                 top_apps: AtomicUsize::new(DEFAULT_TOP_APPS),
                 apps: RwLock::new(apps),
                 routes: RwLock::new(HashMap::default()),
@@ -369,6 +435,29 @@ impl GatewayMetrics {
             f.behind()
                 .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
         );
+    }
+
+    /// Sets the throttling store's metrics from a [`RedisCounter`](crate::policy::RedisCounter)'s
+    /// stats (features `metrics` and `redis`; call it before [`render`](Self::render) on each
+    /// scrape). Alert on `stagegate_throttle_store_outage == 1`: limits are then held per node.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::{metrics::GatewayMetrics, policy::RedisCounter};
+    /// let counter = RedisCounter::new("redis://127.0.0.1:6379").unwrap();
+    /// let metrics = GatewayMetrics::new();
+    /// metrics.observe_throttle_store(&counter.stats());
+    /// assert!(metrics.render().contains("stagegate_throttle_store_outage 0\n"));
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn observe_throttle_store(&self, s: &crate::policy::RedisCounterStats) {
+        let t = &self.inner.throttle;
+        t.outage.set(i64::from(s.in_outage));
+        catch_up(&t.outages, s.outages);
+        catch_up(&t.leases, s.leases);
+        catch_up(&t.waits, s.waited);
+        catch_up(&t.fallback, s.fallback_admitted);
     }
 
     /// The metrics in the OpenMetrics text format ([`CONTENT_TYPE`]), with the pool gauges

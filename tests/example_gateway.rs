@@ -1443,6 +1443,42 @@ fn a_bad_replay_store_or_secrets_key_stops_the_start() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn a_bad_throttle_store_or_setting_stops_the_start() {
+    assert_start_refused(
+        "bad-throttle",
+        "--throttle",
+        "STAGEGATE_THROTTLE",
+        &[(Some("redis"), None), (None, Some("127.0.0.1:6379"))],
+        "is neither `local` nor a redis:// URL",
+    );
+    assert_start_refused(
+        "bad-throttle-url",
+        "--throttle",
+        "STAGEGATE_THROTTLE",
+        &[
+            (Some("rediss://127.0.0.1"), None),
+            (None, Some("redis://:hunter2@127.0.0.1:port")),
+        ],
+        "invalid Redis throttling counter url: ",
+    );
+    assert_start_refused(
+        "bad-throttle-nodes",
+        "--throttle-nodes",
+        "STAGEGATE_THROTTLE_NODES",
+        &[(Some("0"), None), (None, Some("many"))],
+        "is not a whole number from 1 to 100000",
+    );
+    // tuning a Redis counter that is not asked for is a mistake worth stopping for
+    assert_start_refused(
+        "throttle-prefix-alone",
+        "--throttle-prefix",
+        "STAGEGATE_THROTTLE_PREFIX",
+        &[(Some("shop:rate:"), None)],
+        "--throttle-prefix needs --throttle redis://",
+    );
+}
+
 /// The Redis the tests share, or `None` after a skip message.
 async fn shared_redis() -> Option<String> {
     let addr = common::services::redis_addr();
@@ -1518,6 +1554,85 @@ async fn a_nonce_replayed_to_another_gateway_sharing_redis_is_refused() {
     // a fresh request is served by either
     let fresh = http.get_with(&url_b, &signed_headers(&app, &url_b)).await;
     assert_eq!(fresh.status, 200, "{}", fresh.text());
+    a.stop();
+    b.stop();
+    delete_redis_keys(&addr, &prefix).await;
+    let _ = std::fs::remove_dir_all(&dir_a);
+    let _ = std::fs::remove_dir_all(&dir_b);
+}
+
+/// Two example gateways (one configuration imported into both) counting throttling in one
+/// Redis: together they admit at most the limit, and at most `batch - 1` fewer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_counting_in_redis_hold_one_throttling_limit() {
+    let Some(addr) = shared_redis().await else {
+        return;
+    };
+    let prefix = format!("{}:", common::services::unique_name("sg_e2e_rate"));
+    let url = format!("redis://{addr}");
+    let args = [
+        "--throttle",
+        &url,
+        "--throttle-prefix",
+        &prefix,
+        "--throttle-nodes",
+        "2",
+        "--throttle-batch",
+        "4",
+    ];
+    let (dir_a, dir_b) = (scratch("rate-a"), scratch("rate-b"));
+    let http = Http::new();
+    let a = Gateway::start_with(&dir_a, Some(TOKEN), &args);
+    let (api, app) = set_up_app(&http, &a, "limited").await;
+    let p = http
+        .admin(
+            &a,
+            "POST",
+            "/policies",
+            Some(json!({"name": "twentyPerHour", "type": "THROTTLING", "unit": "HOUR", "api_default": 20})),
+        )
+        .await;
+    assert_eq!(p.status, 201, "{}", p.text());
+    let bound = http
+        .admin(
+            &a,
+            "POST",
+            &format!("/apis/{api}/policies"),
+            Some(json!({"policy_id": id(&p), "stage": "TEST"})),
+        )
+        .await;
+    assert_eq!(bound.status, 201, "{}", bound.text());
+    let doc = http.admin(&a, "GET", "/export", None).await;
+    let b = Gateway::start_with(&dir_b, Some(TOKEN), &args);
+    let imported = http
+        .send(
+            "POST",
+            &format!("{}/import", b.admin),
+            &[("authorization", &format!("Bearer {TOKEN}"))],
+            Some(&doc.text()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(imported.status, 200, "{}", imported.text());
+
+    let code = app["app_code"].as_str().unwrap().to_owned();
+    let (mut admitted, mut refused) = (0, 0);
+    for i in 0..60 {
+        let got = call_api(&http, if i % 2 == 0 { &a } else { &b }, &code).await;
+        match got.status {
+            200 => admitted += 1,
+            429 => {
+                assert_eq!(got.header("x-ca-error-code"), Some("T429PA"));
+                refused += 1;
+            }
+            other => panic!("{other}: {}", got.text()),
+        }
+    }
+    assert_eq!(admitted + refused, 60);
+    assert!(
+        (20 - 3..=20).contains(&admitted),
+        "admitted {admitted}: at most 20, at least 20 - (2 - 1) * (4 - 1)"
+    );
     a.stop();
     b.stop();
     delete_redis_keys(&addr, &prefix).await;

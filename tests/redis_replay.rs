@@ -9,12 +9,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::relay::{DROP, HANG, PASS, Relay};
 use common::services::{reachable, redis_addr, skip, unique_name};
 use common::{Got, oneshot};
 use http::{HeaderValue, Request};
@@ -26,8 +25,6 @@ use stagegate::{
     auth::Signer, control::NewApp, control::NewBackend, control::NewGroup, layer::AppAuthenticator,
     model::App, model::BackendKind, model::MockDefinition, model::Stage, model::StageDefinition,
 };
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
 
 /// One shared configuration: a signed GET `/s` (nonce optional) and a signed GET `/nonce`
 /// (nonce forced), served RELEASE, and an app holding grants for both.
@@ -306,76 +303,6 @@ async fn a_dead_redis_refuses_nonce_checks_with_x503ns_in_bounded_time() {
     assert_eq!(got.status, 200, "{:?}", code(&got));
     let got = oneshot(node.clone(), cfg.signed("/nonce", "")).await;
     assert_eq!(code(&got), Some(ErrorCode::I400MH.as_str()));
-}
-
-/// What the relay does with traffic.
-const PASS: u8 = 0;
-/// Close every connection, and every new one at once.
-const DROP: u8 = 1;
-/// Keep connections open but move no byte.
-const HANG: u8 = 2;
-
-/// A TCP relay to the shared Redis that the test owns and can cut: the shared server is never
-/// stopped.
-struct Relay {
-    addr: SocketAddr,
-    mode: Arc<AtomicU8>,
-}
-
-impl Relay {
-    async fn start(upstream: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mode = Arc::new(AtomicU8::new(PASS));
-        let m = Arc::clone(&mode);
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    return;
-                };
-                let (m, upstream) = (Arc::clone(&m), upstream.clone());
-                tokio::spawn(async move {
-                    match m.load(Ordering::SeqCst) {
-                        DROP => {
-                            let _ = client.shutdown().await;
-                            return;
-                        }
-                        HANG => {
-                            tokio::time::sleep(Duration::from_secs(30)).await;
-                            return;
-                        }
-                        _ => {}
-                    }
-                    let Ok(mut server) = TcpStream::connect(&upstream).await else {
-                        return;
-                    };
-                    let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
-                    tokio::pin!(copy);
-                    // Watch the mode while copying: a cut ends (DROP) or freezes (HANG) the pipe.
-                    loop {
-                        tokio::select! {
-                            _ = &mut copy => return,
-                            () = tokio::time::sleep(Duration::from_millis(10)) => {
-                                match m.load(Ordering::SeqCst) {
-                                    DROP => return,
-                                    HANG => {
-                                        tokio::time::sleep(Duration::from_secs(30)).await;
-                                        return;
-                                    }
-                                    _ => {}
-                                }
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        Self { addr, mode }
-    }
-
-    fn set(&self, mode: u8) {
-        self.mode.store(mode, Ordering::SeqCst);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,8 +8,7 @@
 
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use crate::redis_link::RedisLink;
 
 use super::error::ReplayError;
 use super::replay::{DEFAULT_NONCE_TTL, ReplayFuture, ReplayGuard};
@@ -92,14 +91,8 @@ impl RedisConfigError {
 /// # Ok(()) }
 /// ```
 pub struct RedisReplayGuard {
-    client: redis::Client,
-    /// Made on first use (it needs a tokio runtime), then reused: it reconnects by itself
-    /// after a connection drops. A connection that stops answering without dropping (a
-    /// frozen server, a black-holed network) is not noticed by it, so after a timeout the
-    /// guard starts a new manager (the generation tells which one timed out).
-    manager: Mutex<Option<(u64, ConnectionManager)>>,
-    /// The next manager's generation.
-    generations: std::sync::atomic::AtomicU64,
+    /// The connection, made on first use; replaced after a timeout.
+    link: RedisLink,
     prefix: String,
     ttl_ms: u64,
     timeout: Duration,
@@ -186,23 +179,8 @@ impl RedisReplayGuardBuilder {
     /// [`RedisConfigError`] naming the setting: `url` (not a `redis://` or `redis+unix://`
     /// URL), `key_prefix`, `timeout` or `ttl`.
     pub fn build(self) -> Result<RedisReplayGuard, RedisConfigError> {
-        let scheme = self.url.split_once("://").map(|(s, _)| s);
-        if !matches!(scheme, Some("redis" | "redis+unix" | "unix")) {
-            return Err(RedisConfigError::new(
-                "url",
-                "expected redis://[:password@]host[:port][/db] (or redis+unix://); \
-                 TLS (rediss://) is not built in",
-            ));
-        }
-        let client = redis::Client::open(self.url.as_str()).map_err(|e| {
-            RedisConfigError::new(
-                "url",
-                format!(
-                    "cannot be parsed ({:?}): expected redis://[:password@]host[:port][/db]",
-                    e.kind()
-                ),
-            )
-        })?;
+        let link = RedisLink::open(&self.url, self.timeout)
+            .map_err(|e| RedisConfigError::new("url", e))?;
         if self.prefix.is_empty()
             || self.prefix.len() > MAX_PREFIX_LEN
             || !self.prefix.bytes().all(|b| b.is_ascii_graphic())
@@ -222,12 +200,9 @@ impl RedisReplayGuardBuilder {
         if ttl_ms == 0 {
             return Err(RedisConfigError::new("ttl", "must be at least 1 ms"));
         }
-        let info = client.get_connection_info();
-        let target = format!("{}/{}", info.addr(), info.redis_settings().db());
+        let target = link.target().to_owned();
         Ok(RedisReplayGuard {
-            client,
-            manager: Mutex::new(None),
-            generations: std::sync::atomic::AtomicU64::new(0),
+            link,
             prefix: self.prefix,
             ttl_ms,
             timeout: self.timeout,
@@ -377,35 +352,16 @@ impl RedisReplayGuard {
         ))
     }
 
-    /// The shared connection manager and its generation, made on first use (inside the
-    /// caller's runtime).
-    fn connection(&self) -> Result<(u64, ConnectionManager), ReplayError> {
-        let mut slot = self.manager.lock();
-        if let Some((generation, m)) = &*slot {
-            return Ok((*generation, m.clone()));
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            // One quick retry per reconnect; the request's own timeout bounds the wait.
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(self.timeout);
-        let made = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-            .map_err(|e| ReplayError::Unavailable(format!("Redis at {}: {e}", self.target)))?;
-        let generation = self
-            .generations
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        *slot = Some((generation, made.clone()));
-        Ok((generation, made))
+    /// The shared connection manager and its generation, made on first use.
+    fn connection(&self) -> Result<(u64, redis::aio::ConnectionManager), ReplayError> {
+        self.link
+            .connection()
+            .map_err(|e| ReplayError::Unavailable(format!("Redis at {}: {e}", self.target)))
     }
 
     /// Drops the manager of `generation` (one that timed out): the next check connects anew.
     fn forget(&self, generation: u64) {
-        let mut slot = self.manager.lock();
-        if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
-            *slot = None;
-        }
+        self.link.forget(generation);
     }
 }
 

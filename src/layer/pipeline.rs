@@ -365,7 +365,7 @@ where
     admit(shared, ctx, &req)?;
     let mut incoming = read_body(shared, ctx, req).await?;
     let caller = authenticate(shared, ctx, &mut incoming).await?;
-    if let Err(e) = policies(shared, ctx, &caller) {
+    if let Err(e) = policies(shared, ctx, &caller).await {
         if ctx.trace.refused_by.is_none() {
             ctx.trace.refused_by = policy_of(e.error_code());
         }
@@ -508,7 +508,10 @@ async fn authenticate(
 /// Step 4: traffic policies, between authentication and mapping: IP control, then
 /// throttling. Each sees the caller (app) and the context (client address, API, stage) and
 /// refuses with its own code before the backend is called.
-fn policies(
+///
+/// The counter answers from memory on the usual path; only a cluster-wide counter that holds
+/// no tokens for the key answers with a future, awaited here (bounded by its own timeout).
+async fn policies(
     shared: &Shared,
     ctx: &mut RequestContext,
     caller: &Caller,
@@ -546,7 +549,7 @@ fn policies(
                 app: Some(app),
                 ..api_key
             };
-            let got = shared.counter.acquire(&key, window, limit);
+            let got = shared.counter.acquire(&key, window, limit).resolve().await;
             if !got.admitted {
                 ctx.trace.rate = Some(RateInfo {
                     limit,
@@ -559,7 +562,11 @@ fn policies(
             app_taken = Some((key, limit, got.remaining));
         }
         let limit = t.value.api_default;
-        let got = shared.counter.acquire(&api_key, window, limit);
+        let got = shared
+            .counter
+            .acquire(&api_key, window, limit)
+            .resolve()
+            .await;
         if !got.admitted {
             if let Some((key, _, _)) = &app_taken {
                 // Refused requests count against no scope.

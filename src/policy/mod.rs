@@ -11,7 +11,8 @@
 //!
 //! This module is pure (no I/O): the policy records, their validation, the compiled forms
 //! the data plane reads from the live [`Snapshot`](crate::routing::Snapshot), and the
-//! [`RateCounter`] trait with its single-node [`LocalCounter`]. The control plane stores them
+//! [`RateCounter`] trait with its single-node [`LocalCounter`] (and, with feature `redis`,
+//! `RedisCounter`, which holds a limit across a cluster). The control plane stores them
 //! ([`ControlPlane::create_policy`](crate::ControlPlane::create_policy),
 //! [`bind_policy`](crate::ControlPlane::bind_policy)); a binding takes effect on the next
 //! request like every other change.
@@ -32,7 +33,11 @@ mod bound;
 mod cors;
 mod error;
 mod ip;
+#[cfg(feature = "redis")]
+mod lease;
 mod parse;
+#[cfg(feature = "redis")]
+mod redis_counter;
 mod throttle;
 mod verify;
 
@@ -55,9 +60,11 @@ pub(crate) use cors::{
 pub use error::PolicyRefusal;
 pub use ip::{IpControl, IpMode, IpRule, MAX_RULES};
 pub use parse::parse_spec;
+#[cfg(feature = "redis")]
+pub use redis_counter::{RedisCounter, RedisCounterBuilder, RedisCounterError, RedisCounterStats};
 pub use throttle::{
-    Acquired, CounterKey, LocalCounter, MAX_LIMIT, RateCounter, SpecialApp, ThrottleUnit,
-    Throttling, Window,
+    Acquire, AcquireFuture, Acquired, CounterKey, LocalCounter, MAX_LIMIT, RateCounter, SpecialApp,
+    ThrottleUnit, Throttling, Window,
 };
 pub use verify::{VerifyBackendSignature, VerifyBackendSignatureLayer};
 

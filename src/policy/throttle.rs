@@ -17,8 +17,10 @@
 //! [`RateCounter`] is the seam: [`LocalCounter`] counts in this process with one atomic word
 //! per (policy, API, stage, app) holding the window number and the count, updated by
 //! compare-and-swap, in a map split into 64 shards each behind its own read-write lock that
-//! is only written when a key is first seen. A cluster-wide counter (Redis, leasing batches
-//! of tokens per node) implements the same trait; the design is in the branch's notes.
+//! is only written when a key is first seen. `RedisCounter` (feature `redis`) holds the limit
+//! across a cluster by leasing batches of tokens per node from Redis: a counter answers
+//! [`Acquire::Ready`] from what it holds, or [`Acquire::Pending`] with a future when it must
+//! ask its store first; the pipeline awaits only the latter.
 //!
 //! # Examples
 //!
@@ -29,15 +31,17 @@
 //! let (policy, api) = (PolicyId::generate(), ApiId::generate());
 //! let key = CounterKey { policy: &policy, api: &api, stage: &Stage::RELEASE, app: None };
 //! let window = Window::at(ThrottleUnit::Minute, 1_700_000_000_000);
-//! assert!(counter.acquire(&key, window, 2).admitted);
-//! assert!(counter.acquire(&key, window, 2).admitted);
-//! let third = counter.acquire(&key, window, 2);
+//! assert!(counter.acquire(&key, window, 2).now().unwrap().admitted);
+//! assert!(counter.acquire(&key, window, 2).now().unwrap().admitted);
+//! let third = counter.acquire(&key, window, 2).now().unwrap();
 //! assert!(!third.admitted);
 //! assert_eq!(third.remaining, 0);
 //! ```
 
 use std::fmt;
+use std::future::Future;
 use std::hash::{BuildHasher, Hash};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
@@ -291,22 +295,82 @@ pub struct Acquired {
     pub remaining: u32,
 }
 
-/// Counts requests per key and window.
-///
-/// [`acquire`](Self::acquire) is called on the request's path and must not wait: an
-/// implementation shared by several nodes answers from what it holds locally (a lease of
-/// tokens) and refills in the background.
+/// The future of an [`Acquire::Pending`] answer: owns what it needs (no borrow of the key).
+pub type AcquireFuture = Pin<Box<dyn Future<Output = Acquired> + Send + 'static>>;
+
+/// What [`RateCounter::acquire`] answers: the decision now, or a future that makes it.
 ///
 /// # Examples
 ///
 /// ```
-/// use stagegate::policy::{Acquired, CounterKey, RateCounter, Window};
+/// use stagegate::policy::{Acquire, Acquired};
+/// # async fn f() {
+/// let now = Acquire::from(Acquired { admitted: true, remaining: 4 });
+/// assert_eq!(now.now().map(|a| a.remaining), Some(4));
+/// let later = Acquire::Pending(Box::pin(async { Acquired { admitted: false, remaining: 0 } }));
+/// assert!(!later.resolve().await.admitted);
+/// # }
+/// ```
+#[must_use = "a request is counted only when the answer is read"]
+pub enum Acquire {
+    /// Decided from what the counter holds: the request's path does not wait.
+    Ready(Acquired),
+    /// The counter must ask its store first (a cluster-wide counter out of tokens): await it.
+    Pending(AcquireFuture),
+}
+
+impl Acquire {
+    /// The decision if it is ready, `None` if it is pending.
+    #[must_use]
+    pub fn now(&self) -> Option<Acquired> {
+        match self {
+            Self::Ready(a) => Some(*a),
+            Self::Pending(_) => None,
+        }
+    }
+
+    /// The decision, awaiting it if it is pending.
+    pub async fn resolve(self) -> Acquired {
+        match self {
+            Self::Ready(a) => a,
+            Self::Pending(f) => f.await,
+        }
+    }
+}
+
+impl From<Acquired> for Acquire {
+    fn from(a: Acquired) -> Self {
+        Self::Ready(a)
+    }
+}
+
+impl fmt::Debug for Acquire {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ready(a) => f.debug_tuple("Ready").field(a).finish(),
+            Self::Pending(_) => f.write_str("Pending(..)"),
+        }
+    }
+}
+
+/// Counts requests per key and window.
+///
+/// [`acquire`](Self::acquire) is called on the request's path. It answers
+/// [`Acquire::Ready`] whenever it can decide from what it holds in memory, without waiting and
+/// without allocating; an implementation shared by several nodes answers from its lease of
+/// tokens, refills it in the background, and answers [`Acquire::Pending`] only when it holds
+/// nothing for the key and must ask its store (bound that wait: the request waits for it).
+///
+/// # Examples
+///
+/// ```
+/// use stagegate::policy::{Acquire, Acquired, CounterKey, RateCounter, Window};
 /// /// Admits everything (a counter for tests).
 /// #[derive(Debug)]
 /// struct Unlimited;
 /// impl RateCounter for Unlimited {
-///     fn acquire(&self, _: &CounterKey<'_>, _: Window, limit: u32) -> Acquired {
-///         Acquired { admitted: true, remaining: limit }
+///     fn acquire(&self, _: &CounterKey<'_>, _: Window, limit: u32) -> Acquire {
+///         Acquire::Ready(Acquired { admitted: true, remaining: limit })
 ///     }
 ///     fn release(&self, _: &CounterKey<'_>, _: Window) {}
 /// }
@@ -315,15 +379,15 @@ pub struct Acquired {
 /// ```
 pub trait RateCounter: fmt::Debug + Send + Sync + 'static {
     /// Counts one request against `limit` in `window`; a request over the limit is not counted.
-    fn acquire(&self, key: &CounterKey<'_>, window: Window, limit: u32) -> Acquired;
+    fn acquire(&self, key: &CounterKey<'_>, window: Window, limit: u32) -> Acquire;
 
     /// Gives back one request counted by `acquire` in `window` (a request a later scope
     /// refused). Nothing happens once the window is over.
     fn release(&self, key: &CounterKey<'_>, window: Window);
 }
 
-impl<C: RateCounter> RateCounter for std::sync::Arc<C> {
-    fn acquire(&self, key: &CounterKey<'_>, window: Window, limit: u32) -> Acquired {
+impl<C: RateCounter + ?Sized> RateCounter for std::sync::Arc<C> {
+    fn acquire(&self, key: &CounterKey<'_>, window: Window, limit: u32) -> Acquire {
         (**self).acquire(key, window, limit)
     }
     fn release(&self, key: &CounterKey<'_>, window: Window) {
@@ -341,7 +405,60 @@ impl hashbrown::Equivalent<OwnedKey> for CounterKey<'_> {
 
 const SHARDS: usize = 64;
 
-type Shard = RwLock<hashbrown::HashMap<OwnedKey, AtomicU64, rustc_hash::FxBuildHasher>>;
+type Shard<V> = RwLock<hashbrown::HashMap<OwnedKey, V, rustc_hash::FxBuildHasher>>;
+
+/// One value per counter key, in a map split into 64 shards by hash, each behind a
+/// `parking_lot` read-write lock that requests only read (a write happens once per new key).
+pub(crate) struct Slots<V> {
+    shards: Box<[Shard<V>]>,
+    hasher: rustc_hash::FxBuildHasher,
+}
+
+impl<V> Slots<V> {
+    pub(crate) fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            hasher: rustc_hash::FxBuildHasher,
+        }
+    }
+
+    /// How many keys are held.
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.read().len()).sum()
+    }
+
+    fn shard(&self, key: &CounterKey<'_>) -> &Shard<V> {
+        let h = self.hasher.hash_one(key);
+        // the top bits: the map itself uses the low ones
+        #[allow(clippy::cast_possible_truncation)]
+        &self.shards[(h >> 58) as usize % SHARDS]
+    }
+
+    /// Runs `f` on the key's value, made with `make` the first time the key is seen.
+    pub(crate) fn with<T>(
+        &self,
+        key: &CounterKey<'_>,
+        make: impl FnOnce() -> V,
+        f: impl FnOnce(&V) -> T,
+    ) -> T {
+        let shard = self.shard(key);
+        {
+            let map = shard.read();
+            if let Some(slot) = map.get(key) {
+                return f(slot);
+            }
+        }
+        let mut map = shard.write();
+        let owned: OwnedKey = (
+            key.policy.clone(),
+            key.api.clone(),
+            key.stage.clone(),
+            key.app.cloned(),
+        );
+        let slot = map.entry(owned).or_insert_with(make);
+        f(slot)
+    }
+}
 
 /// The single-node [`RateCounter`]: exact, lock-free on the counting itself.
 ///
@@ -362,17 +479,13 @@ type Shard = RwLock<hashbrown::HashMap<OwnedKey, AtomicU64, rustc_hash::FxBuildH
 /// # let _ = layer;
 /// ```
 pub struct LocalCounter {
-    shards: Box<[Shard]>,
-    hasher: rustc_hash::FxBuildHasher,
+    slots: Slots<AtomicU64>,
 }
 
 impl fmt::Debug for LocalCounter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalCounter")
-            .field(
-                "keys",
-                &self.shards.iter().map(|s| s.read().len()).sum::<usize>(),
-            )
+            .field("keys", &self.slots.len())
             .finish()
     }
 }
@@ -383,9 +496,17 @@ impl Default for LocalCounter {
     }
 }
 
-fn pack(window: u64, count: u32) -> u64 {
-    // The window number's low 32 bits: a second-long window wraps after 136 years.
+/// One atomic word of a window number (its low 32 bits: a second-long window wraps after
+/// 136 years) and a count.
+pub(crate) fn pack(window: u64, count: u32) -> u64 {
     ((window & 0xffff_ffff) << 32) | u64::from(count)
+}
+
+/// The count packed with `window`, or `None` if the word holds another window.
+pub(crate) fn count_in(word: u64, window: u64) -> Option<u32> {
+    // the low 32 bits
+    #[allow(clippy::cast_possible_truncation)]
+    (word >> 32 == window & 0xffff_ffff).then_some(word as u32)
 }
 
 impl LocalCounter {
@@ -393,51 +514,20 @@ impl LocalCounter {
     #[must_use]
     pub fn new() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
-            hasher: rustc_hash::FxBuildHasher,
+            slots: Slots::new(),
         }
-    }
-
-    fn shard(&self, key: &CounterKey<'_>) -> &Shard {
-        let h = self.hasher.hash_one(key);
-        // the top bits: the map itself uses the low ones
-        #[allow(clippy::cast_possible_truncation)]
-        &self.shards[(h >> 58) as usize % SHARDS]
     }
 
     fn with_slot<T>(&self, key: &CounterKey<'_>, f: impl FnOnce(&AtomicU64) -> T) -> T {
-        let shard = self.shard(key);
-        {
-            let map = shard.read();
-            if let Some(slot) = map.get(key) {
-                return f(slot);
-            }
-        }
-        let mut map = shard.write();
-        let owned: OwnedKey = (
-            key.policy.clone(),
-            key.api.clone(),
-            key.stage.clone(),
-            key.app.cloned(),
-        );
-        let slot = map.entry(owned).or_insert_with(|| AtomicU64::new(0));
-        f(slot)
+        self.slots.with(key, || AtomicU64::new(0), f)
     }
-}
 
-impl RateCounter for LocalCounter {
-    fn acquire(&self, key: &CounterKey<'_>, window: Window, limit: u32) -> Acquired {
+    /// Counts exactly: one compare-and-swap on the key's word.
+    fn count(&self, key: &CounterKey<'_>, window: Window, limit: u32) -> Acquired {
         self.with_slot(key, |slot| {
             let mut cur = slot.load(Ordering::Relaxed);
             loop {
-                let count = if cur >> 32 == window.index & 0xffff_ffff {
-                    // the low 32 bits
-                    #[allow(clippy::cast_possible_truncation)]
-                    let c = cur as u32;
-                    c
-                } else {
-                    0
-                };
+                let count = count_in(cur, window.index).unwrap_or(0);
                 if count >= limit {
                     return Acquired {
                         admitted: false,
@@ -461,14 +551,18 @@ impl RateCounter for LocalCounter {
             }
         })
     }
+}
+
+impl RateCounter for LocalCounter {
+    fn acquire(&self, key: &CounterKey<'_>, window: Window, limit: u32) -> Acquire {
+        Acquire::Ready(self.count(key, window, limit))
+    }
 
     fn release(&self, key: &CounterKey<'_>, window: Window) {
         self.with_slot(key, |slot| {
             let _ = slot.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |cur| {
-                #[allow(clippy::cast_possible_truncation)]
-                let count = cur as u32;
-                (cur >> 32 == window.index & 0xffff_ffff && count > 0)
-                    .then(|| pack(window.index, count - 1))
+                let count = count_in(cur, window.index)?;
+                (count > 0).then(|| pack(window.index, count - 1))
             });
         });
     }
@@ -478,6 +572,12 @@ impl RateCounter for LocalCounter {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    impl LocalCounter {
+        fn take(&self, key: &CounterKey<'_>, window: Window, limit: u32) -> Acquired {
+            self.acquire(key, window, limit).now().unwrap()
+        }
+    }
 
     #[test]
     fn a_new_window_starts_from_zero() {
@@ -490,15 +590,15 @@ mod tests {
             app: None,
         };
         let w1 = Window::at(ThrottleUnit::Second, 5_000);
-        assert!(c.acquire(&key, w1, 1).admitted);
-        assert!(!c.acquire(&key, w1, 1).admitted);
+        assert!(c.take(&key, w1, 1).admitted);
+        assert!(!c.take(&key, w1, 1).admitted);
         let w2 = Window::at(ThrottleUnit::Second, 6_000);
-        assert!(c.acquire(&key, w2, 1).admitted);
+        assert!(c.take(&key, w2, 1).admitted);
         // a release for a window that is over changes nothing
         c.release(&key, w1);
-        assert!(!c.acquire(&key, w2, 1).admitted);
+        assert!(!c.take(&key, w2, 1).admitted);
         c.release(&key, w2);
-        assert!(c.acquire(&key, w2, 1).admitted);
+        assert!(c.take(&key, w2, 1).admitted);
     }
 
     #[test]
@@ -517,10 +617,10 @@ mod tests {
             ..api_key
         };
         let w = Window::at(ThrottleUnit::Day, 0);
-        assert_eq!(c.acquire(&api_key, w, 3).remaining, 2);
-        assert_eq!(c.acquire(&app_key, w, 3).remaining, 2);
-        assert_eq!(c.acquire(&app_key, w, 3).remaining, 1);
-        assert_eq!(c.acquire(&api_key, w, 3).remaining, 1);
+        assert_eq!(c.take(&api_key, w, 3).remaining, 2);
+        assert_eq!(c.take(&app_key, w, 3).remaining, 2);
+        assert_eq!(c.take(&app_key, w, 3).remaining, 1);
+        assert_eq!(c.take(&api_key, w, 3).remaining, 1);
     }
 
     #[test]
@@ -541,7 +641,7 @@ mod tests {
                             app: None,
                         };
                         (0..5000)
-                            .filter(|_| c.acquire(&key, w, 7_777).admitted)
+                            .filter(|_| c.take(&key, w, 7_777).admitted)
                             .count() as u32
                     })
                 })

@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod logs;
+pub mod relay;
 pub mod services;
 
 use std::convert::Infallible;
