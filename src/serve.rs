@@ -70,6 +70,12 @@ use tower::util::Oneshot;
 
 use crate::layer::{ClientAddr, ConnectionInfo};
 
+mod certificates;
+mod plain_http;
+
+pub use certificates::{ALPN_PROTOCOLS, Certificates, InvalidServerName, SESSION_CACHE_SIZE};
+pub use plain_http::PlainHttp;
+
 /// The default [`Server::with_header_read_timeout`]: 10 s.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default [`Server::with_idle_timeout`]: 60 s.
