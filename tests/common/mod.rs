@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod services;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
