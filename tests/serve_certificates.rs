@@ -134,7 +134,9 @@ async fn with_no_default_an_unknown_name_fails_cleanly_and_the_listener_goes_on(
     // and so does a domain's new certificate
     let (api2, api2_der) = certified(&["api.example.com"]);
     certs.replace_domains([("api.example.com".to_owned(), api2)]).unwrap();
-    let stream = connect(addr, "api.example.com", &client).await.unwrap();
+    // (a new client: `client` would resume its session, which keeps the certificate it had)
+    let fresh = client_config(&[b"h2", b"http/1.1"]);
+    let stream = connect(addr, "api.example.com", &fresh).await.unwrap();
     assert_eq!(served(&stream), api2_der);
 }
 

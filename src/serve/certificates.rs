@@ -388,7 +388,8 @@ mod tests {
         let certs = Certificates::new();
         certs.insert("a.example.com", exact.clone()).unwrap();
         certs.insert("*.example.com", wild.clone()).unwrap();
-        assert!(certs.resolve_name(Some("b.example.com")).is_none());
+        assert!(certs.resolve_name(Some("other.example.net")).is_none());
+        assert!(certs.resolve_name(None).is_none());
         certs.set_default(Some(default.clone()));
         assert!(same(certs.resolve_name(Some("a.example.com")), &exact));
         assert!(same(certs.resolve_name(Some("A.Example.COM.")), &exact));
