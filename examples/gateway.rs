@@ -76,13 +76,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::sign::CertifiedKey;
 use stagegate::admin::AdminApi;
 use stagegate::auth::{RedisReplayGuard, RedisReplayGuardBuilder};
 use stagegate::backend::{Backends, LocalObjectStores};
 use stagegate::cloudapi::{AccessKeys, CloudApi, CloudApiRoute};
 use stagegate::control::{ConfigDocument, ConfigFormat, PlanScope};
 use stagegate::metrics::GatewayMetrics;
-use rustls::sign::CertifiedKey;
 use stagegate::serve::{Certificates, ConnectionLimit, PlainHttp, Server};
 use stagegate::store::{
     CommitSync, PostgresStore, RedbStore, SealedStore, SecretsKey, Store, StoreError,
@@ -421,7 +421,9 @@ fn parse_args() -> Result<Config, String> {
     cfg.tls = match (tls_cert, tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         (None, None) => None,
-        (Some(_), None) => return Err("--tls-cert needs --tls-key (the certificate's private key)".into()),
+        (Some(_), None) => {
+            return Err("--tls-cert needs --tls-key (the certificate's private key)".into());
+        }
         (None, Some(_)) => return Err("--tls-key needs --tls-cert (the certificate chain)".into()),
     };
     if cfg.http_listen.is_some() && cfg.tls.is_none() {
@@ -1164,10 +1166,21 @@ async fn run(cfg: Config) -> Result<(), String> {
         ))
     });
     let watch_task = tls.map(|(files, certs, _)| {
-        tokio::spawn(watch_certificate(files, certs, hangup, admin_stopped.clone()))
+        tokio::spawn(watch_certificate(
+            files,
+            certs,
+            hangup,
+            admin_stopped.clone(),
+        ))
     });
-    let admin_thread = spawn_admin(admin_listener, admin, admin_server, admin_tls, admin_stopped)
-        .map_err(|e| format!("cannot start the admin API: {e}"))?;
+    let admin_thread = spawn_admin(
+        admin_listener,
+        admin,
+        admin_server,
+        admin_tls,
+        admin_stopped,
+    )
+    .map_err(|e| format!("cannot start the admin API: {e}"))?;
 
     let (stop_data, data_stopped) = tokio::sync::watch::channel(false);
     let mut workers = Vec::with_capacity(cfg.workers - 1);
@@ -1281,7 +1294,11 @@ async fn serve_data(
     // The peer is set once per connection, not as an extension of each request.
     let make = move |peer| gateway.clone().with_client_addr(peer);
     match tls {
-        Some(config) => server.serve_tls(listener, config, make, stopped(stop)).await,
+        Some(config) => {
+            server
+                .serve_tls(listener, config, make, stopped(stop))
+                .await
+        }
         None => server.serve(listener, make, stopped(stop)).await,
     }
 }
@@ -1373,7 +1390,9 @@ fn spawn_admin(
                 let make = move |_peer| admin.clone();
                 match tls {
                     Some(config) => {
-                        server.serve_tls(listener, config, make, stopped(stop)).await;
+                        server
+                            .serve_tls(listener, config, make, stopped(stop))
+                            .await;
                     }
                     None => server.serve(listener, make, stopped(stop)).await,
                 }

@@ -1924,7 +1924,10 @@ async fn served_by(url: &str) -> rustls::pki_types::CertificateDer<'static> {
 async fn wait_served(url: &str, expected: &rustls::pki_types::CertificateDer<'static>) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while &served_by(url).await != expected {
-        assert!(Instant::now() < deadline, "the new certificate is not served");
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate is not served"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -1970,13 +1973,20 @@ async fn tls_serves_both_listeners_reloads_the_certificate_and_redirects_plain_h
     assert!(gw.admin.starts_with("https://"), "{}", gw.admin);
     // both listeners: TLS with the certificate given, h2 by ALPN, and they answer
     let h2 = common::tls::client_config(&[b"h2", b"http/1.1"]);
-    for (url, path, status) in [(&gw.data, "/nothing-here", 404), (&gw.admin, "/health", 200)] {
+    for (url, path, status) in [
+        (&gw.data, "/nothing-here", 404),
+        (&gw.admin, "/health", 200),
+    ] {
         let stream = common::tls::connect(https_addr(url), "localhost", &h2)
             .await
             .unwrap();
         assert_eq!(common::tls::served(&stream), first, "{url}");
         let (got, version) = common::tls::get(stream, "localhost", path).await;
-        assert_eq!((got.status, version), (status, http::Version::HTTP_2), "{url}");
+        assert_eq!(
+            (got.status, version),
+            (status, http::Version::HTTP_2),
+            "{url}"
+        );
     }
     // plain HTTP on the data port is not served
     let got = raw_http(
@@ -2000,8 +2010,9 @@ async fn tls_serves_both_listeners_reloads_the_certificate_and_redirects_plain_h
     assert!(got.starts_with("HTTP/1.1 308"), "{got}");
     let port = https_addr(&gw.data).port();
     assert!(
-        got.to_ascii_lowercase()
-            .contains(&format!("location: https://localhost:{port}/v1/items?page=2\r\n")),
+        got.to_ascii_lowercase().contains(&format!(
+            "location: https://localhost:{port}/v1/items?page=2\r\n"
+        )),
         "{got}"
     );
 
@@ -2028,7 +2039,13 @@ async fn tls_serves_both_listeners_reloads_the_certificate_and_redirects_plain_h
     // SIGHUP reads the files again (and does not end the process)
     let third = write_pair(&tls_dir, common::tls::pem_pair(&["localhost"], None));
     let pid = gw.child.id().to_string();
-    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     wait_served(&gw.data, &third).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !std::fs::read_to_string(&gw.log)
@@ -2101,7 +2118,10 @@ async fn plain_http_can_be_refused_and_a_plain_admin_listener_off_loopback_is_wa
     .await;
     assert!(got.starts_with("HTTP/1.1 200"), "{got}");
     let log = std::fs::read_to_string(&gw.log).unwrap();
-    assert!(log.contains("not on loopback and serves plain HTTP"), "{log}");
+    assert!(
+        log.contains("not on loopback and serves plain HTTP"),
+        "{log}"
+    );
     gw.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -2162,7 +2182,10 @@ fn a_bad_certificate_or_key_stops_the_start_naming_the_file_and_the_problem() {
             vec!["--tls-cert", &cert, "--tls-key", &other],
             format!("--tls-key {other} does not match the certificate in --tls-cert {cert}"),
         ),
-        (vec!["--tls-cert", &cert], "--tls-cert needs --tls-key".into()),
+        (
+            vec!["--tls-cert", &cert],
+            "--tls-cert needs --tls-key".into(),
+        ),
         (vec!["--tls-key", &key], "--tls-key needs --tls-cert".into()),
         (
             vec!["--http-listen", "127.0.0.1:0"],

@@ -68,7 +68,11 @@ async fn start(fx: &Fx, certs: Option<&Arc<Certificates>>) -> SocketAddr {
         let make = move |_peer| gateway.clone();
         let forever = std::future::pending::<()>();
         match config {
-            Some(config) => Server::new().serve_tls(listener, config, make, forever).await,
+            Some(config) => {
+                Server::new()
+                    .serve_tls(listener, config, make, forever)
+                    .await
+            }
             None => Server::new().serve(listener, make, forever).await,
         }
     });
@@ -133,7 +137,9 @@ async fn with_no_default_an_unknown_name_fails_cleanly_and_the_listener_goes_on(
     assert_eq!(served(&stream), default_der);
     // and so does a domain's new certificate
     let (api2, api2_der) = certified(&["api.example.com"]);
-    certs.replace_domains([("api.example.com".to_owned(), api2)]).unwrap();
+    certs
+        .replace_domains([("api.example.com".to_owned(), api2)])
+        .unwrap();
     // (a new client: `client` would resume its session, which keeps the certificate it had)
     let fresh = client_config(&[b"h2", b"http/1.1"]);
     let stream = connect(addr, "api.example.com", &fresh).await.unwrap();
@@ -159,7 +165,10 @@ async fn alpn_agrees_on_h2_and_the_request_is_served_over_http2() {
         .await
         .unwrap();
     let (got, version) = get(stream, "localhost", "/both").await;
-    assert_eq!((version, got.text().as_str()), (http::Version::HTTP_11, "served"));
+    assert_eq!(
+        (version, got.text().as_str()),
+        (http::Version::HTTP_11, "served")
+    );
 }
 
 #[tokio::test]

@@ -271,7 +271,11 @@ impl Certificates {
     /// ```
     #[must_use]
     pub fn get(&self, name: &str) -> Option<Arc<CertifiedKey>> {
-        self.table.load().names.get(normalize(name).as_str()).cloned()
+        self.table
+            .load()
+            .names
+            .get(normalize(name).as_str())
+            .cloned()
     }
 
     /// The names with a certificate of their own, sorted.
@@ -404,14 +408,27 @@ mod tests {
     fn bad_names_are_refused_and_change_nothing() {
         let certs = Certificates::new();
         let k = key("x");
-        for bad in ["", "*", "*.com", "a.*.example.com", "*x.example.com", "192.0.2.1", "a b.com", "*.", "."] {
+        for bad in [
+            "",
+            "*",
+            "*.com",
+            "a.*.example.com",
+            "*x.example.com",
+            "192.0.2.1",
+            "a b.com",
+            "*.",
+            ".",
+        ] {
             let err = certs.insert(bad, k.clone()).unwrap_err();
             assert_eq!(err.name, bad);
             assert!(err.to_string().contains(&format!("`{bad}`")), "{err}");
         }
         certs.insert("ok.example.com", k.clone()).unwrap();
         let err = certs
-            .replace_domains([("new.example.com".to_owned(), k.clone()), ("*.com".to_owned(), k)])
+            .replace_domains([
+                ("new.example.com".to_owned(), k.clone()),
+                ("*.com".to_owned(), k),
+            ])
             .unwrap_err();
         assert_eq!(err.name, "*.com");
         assert_eq!(certs.names(), ["ok.example.com"]);
@@ -422,7 +439,7 @@ mod tests {
         let (a, b, d) = (key("a"), key("b"), key("d"));
         let certs = Certificates::new();
         certs.set_default(Some(d.clone()));
-        certs.insert("a.example.com", a.clone()).unwrap();
+        certs.insert("a.example.com", a).unwrap();
         certs
             .replace_domains([("b.example.com".to_owned(), b.clone())])
             .unwrap();
@@ -439,13 +456,19 @@ mod tests {
         certs.set_default(Some(key("d")));
         certs.insert("a.example.com", key("a")).unwrap();
         let shown = format!("{certs:?}");
-        assert_eq!(shown, r#"Certificates { default: true, names: ["a.example.com"] }"#);
+        assert_eq!(
+            shown,
+            r#"Certificates { default: true, names: ["a.example.com"] }"#
+        );
     }
 
     #[test]
     fn the_config_offers_h2_then_http1_and_resumes_sessions() {
         let config = Certificates::server_config(&Arc::new(Certificates::new())).unwrap();
-        assert_eq!(config.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert_eq!(
+            config.alpn_protocols,
+            [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
         assert!(config.ticketer.enabled());
         assert!(config.session_storage.can_cache());
     }

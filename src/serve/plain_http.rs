@@ -78,9 +78,7 @@ impl PlainHttp {
 
     /// The response to `req`.
     fn answer<B>(self, req: &Request<B>) -> Response<GatewayBody> {
-        let location = self
-            .https_port
-            .and_then(|port| https_location(req, port));
+        let location = self.https_port.and_then(|port| https_location(req, port));
         match location {
             Some(location) => {
                 let mut res = Response::new(GatewayBody::empty());
@@ -175,7 +173,10 @@ mod tests {
 
     #[test]
     fn refusal_is_i403pt_in_the_error_shape() {
-        let req = Request::get("/x").header(header::HOST, "h").body(()).unwrap();
+        let req = Request::get("/x")
+            .header(header::HOST, "h")
+            .body(())
+            .unwrap();
         let res = PlainHttp::refuse().answer(&req);
         assert_eq!(res.status(), 403);
         assert_eq!(res.headers()["x-ca-error-code"], "I403PT");

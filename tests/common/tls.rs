@@ -47,8 +47,10 @@ pub fn pem_pair(names: &[&str], validity: Option<(i64, i64)>) -> (String, String
 
 /// A certified key for `names`, and its certificate (to compare with what a server sent).
 pub fn certified(names: &[&str]) -> (Arc<CertifiedKey>, CertificateDer<'static>) {
-    let c = rcgen::generate_simple_self_signed(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
-        .unwrap();
+    let c = rcgen::generate_simple_self_signed(
+        names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+    )
+    .unwrap();
     let cert = c.cert.der().clone();
     let key = PrivateKeyDer::Pkcs8(c.signing_key.serialize_der().into());
     let provider = rustls::crypto::ring::default_provider();
