@@ -25,6 +25,7 @@
 //! |---|---|
 //! | mount the gateway in axum or hyper | [`GatewayLayer`], [`Gateway`], [`ClientAddr`], [`layer::ConnectionInfo`]; custom authenticators in [`layer`] |
 //! | serve it on a socket facing untrusted clients | `serve::Server` (feature `serve`) |
+//! | check a TLS certificate and key before serving them; certificates per group domain | `tls::CertificatePair` (feature `tls`); `ControlPlane::set_domain_certificate` |
 //! | create backends, groups, APIs, apps; publish; import and export | [`ControlPlane`]; its inputs and reports (`NewBackend`, `NewApp`, `ConfigExport`, ...) in [`control`] |
 //! | describe the whole configuration in one document (JSON or TOML), plan and apply it | [`control::ConfigDocument`], [`ControlPlane::plan`], [`ControlPlane::apply`] |
 //! | the domain types (backend kinds, stage definitions, APIs, apps, ids, secrets) | [`model`] |
@@ -87,7 +88,8 @@
 //! | `redb` | `stagegate::store::RedbStore`: the embedded, durable store (needs Rust 1.90) |
 //! | `postgres` | `stagegate::store::PostgresStore`: a store shared by several gateway nodes on PostgreSQL (tokio-postgres, deadpool-postgres, TLS through rustls) |
 //! | `conformance` | `store::conformance` and `store_conformance!`, for `Store` adapter authors |
-//! | `serve` | `stagegate::serve`: a hardened server loop (timeouts, connection cap, accept back-off, graceful shutdown) |
+//! | `serve` | `stagegate::serve`: a hardened server loop (timeouts, connection cap, accept back-off, graceful shutdown); turns `tls` on |
+//! | `tls` | `stagegate::tls`: certificate chains and keys checked before they are served (x509-parser), and per-domain certificates in the control plane and admin API |
 //! | `cloudapi` | `stagegate::cloudapi`: the CloudAPI (2016-07-14) management endpoint the official Alibaba Cloud SDKs drive |
 //! | `oss-s3` | S3-compatible object stores for OSS backends (`object_store`'s `aws` support) |
 //! | `redis` | `stagegate::auth::RedisReplayGuard`: one nonce store for every gateway node, in Redis, failing closed (`X503NS`) |
@@ -124,6 +126,8 @@ pub mod routing;
 pub mod serve;
 pub mod store;
 mod swar;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use control::{ControlError, ControlPlane};
 pub use error_code::{ErrorCode, WireError};

@@ -35,6 +35,7 @@
 //! | `GET /backends/{id}/apis?stage=` | the APIs using a backend |
 //! | `POST`/`GET /vpc-access`, `GET`/`PUT`/`DELETE /vpc-access/{id}` | VPC access authorizations |
 //! | `POST`/`GET /groups`, `GET`/`PUT`/`DELETE /groups/{id}`, `GET /groups/{id}/openapi?stage=` | groups and their API documentation |
+//! | `PUT`/`GET`/`DELETE /groups/{id}/domains/{domain}/certificate`, `GET /groups/{id}/certificates` | a group domain's TLS certificate: `PUT` a body `{"certificate": PEM chain, "private_key": PEM}` (checked: parses, key matches, valid now, covers the domain, the domain is the group's; 400 naming the problem otherwise), answered with its metadata (names, validity, SHA-256 fingerprint) as `GET` is; no read ever returns the key; `DELETE` answers 204 |
 //! | `POST /apis`, `GET /apis?group_id=`, `GET`/`PUT`/`DELETE /apis/{id}` | API drafts |
 //! | `POST /apis/{id}/publish`, `/unpublish`, `/rollback`, `GET /apis/{id}/deployments` | publishing |
 //! | `POST`/`GET /apis/{id}/authorizations`, `DELETE /apis/{id}/authorizations/{app_id}?stage=` | grants |

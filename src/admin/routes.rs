@@ -78,6 +78,13 @@ pub(crate) fn router(state: AdminState) -> Router {
             get(get_group).put(put_group).delete(delete_group),
         )
         .route("/groups/{id}/openapi", get(group_openapi))
+        .route("/groups/{id}/certificates", get(group_certificates))
+        .route(
+            "/groups/{id}/domains/{domain}/certificate",
+            get(get_certificate)
+                .put(put_certificate)
+                .delete(delete_certificate),
+        )
         .route("/apis", post(create_api).get(list_apis))
         .route("/apis/{id}", get(get_api).put(put_api).delete(delete_api))
         .route("/apis/{id}/publish", post(publish))
@@ -424,6 +431,61 @@ async fn delete_group(State(s): State<AdminState>, P(id): P<String>) -> Result {
     let id = group_id(&id)?;
     s.control.delete_group(&id).await?;
     Ok(reply(StatusCode::OK, &json!({"deleted": id})))
+}
+
+// ----- domain certificates -----
+
+/// The body of `PUT /groups/{id}/domains/{domain}/certificate`: PEM texts.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertificateBody {
+    certificate: String,
+    private_key: Secret,
+}
+
+async fn put_certificate(
+    State(s): State<AdminState>,
+    P((id, domain)): P<(String, String)>,
+    Json(b): Json<CertificateBody>,
+) -> Result {
+    let info = s
+        .control
+        .set_domain_certificate(
+            &group_id(&id)?,
+            &domain,
+            &b.certificate,
+            b.private_key.expose(),
+        )
+        .await?;
+    Ok(reply(StatusCode::OK, &info))
+}
+
+async fn get_certificate(
+    State(s): State<AdminState>,
+    P((id, domain)): P<(String, String)>,
+) -> Result {
+    let info = s
+        .control
+        .domain_certificate(&group_id(&id)?, &domain)
+        .await?;
+    Ok(reply(StatusCode::OK, &info))
+}
+
+async fn delete_certificate(
+    State(s): State<AdminState>,
+    P((id, domain)): P<(String, String)>,
+) -> Result {
+    s.control
+        .delete_domain_certificate(&group_id(&id)?, &domain)
+        .await?;
+    Ok(axum::response::IntoResponse::into_response(
+        StatusCode::NO_CONTENT,
+    ))
+}
+
+async fn group_certificates(State(s): State<AdminState>, P(id): P<String>) -> Result {
+    let list = s.control.group_certificates(&group_id(&id)?).await?;
+    Ok(reply(StatusCode::OK, &list))
 }
 
 async fn group_openapi(State(s): State<AdminState>, P(id): P<String>, uri: Uri) -> Result {

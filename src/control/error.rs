@@ -143,6 +143,18 @@ fn issues_text(issues: &[ConfigIssue]) -> String {
     s
 }
 
+/// A refused certificate or key: a validation error of its field (`certificate` or
+/// `private_key`), so the admin API answers 400 naming the field and the problem.
+#[cfg(feature = "tls")]
+impl From<crate::tls::CertError> for ControlError {
+    fn from(e: crate::tls::CertError) -> Self {
+        Self::Validation(ValidationError::InvalidField {
+            field: e.field().to_owned(),
+            reason: e.reason(),
+        })
+    }
+}
+
 impl ControlError {
     /// Whether the operation was refused because of the request (as opposed to a store failure).
     #[must_use]

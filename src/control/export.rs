@@ -9,8 +9,8 @@ use super::live::Targets;
 use super::state::State;
 use super::{ControlError, ControlPlane};
 use crate::model::{
-    ApiDefinition, App, Authorization, BackendService, Group, StageDefinition, ValidationError,
-    VpcAccess,
+    ApiDefinition, App, Authorization, BackendService, DomainCertificate, Group, StageDefinition,
+    ValidationError, VpcAccess,
 };
 use crate::policy::{Policy, PolicyBinding};
 use crate::routing::Snapshot;
@@ -73,6 +73,10 @@ pub struct ConfigExport {
     /// Which policy is bound to which API in which stage.
     #[serde(default)]
     pub policy_bindings: Vec<PolicyBinding>,
+    /// The TLS certificates of group domains, their private keys included (as apps' secrets
+    /// are): keep an export as safe as the keys themselves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domain_certificates: Vec<DomainCertificate>,
 }
 
 /// How many records an import wrote.
@@ -97,6 +101,11 @@ impl ConfigExport {
         v.extend(self.authorizations.into_iter().map(Entity::Authorization));
         v.extend(self.policies.into_iter().map(Entity::Policy));
         v.extend(self.policy_bindings.into_iter().map(Entity::PolicyBinding));
+        v.extend(
+            self.domain_certificates
+                .into_iter()
+                .map(Entity::DomainCertificate),
+        );
         v
     }
 }
@@ -148,9 +157,35 @@ fn check_records(entities: &[Entity]) -> Result<(), ControlError> {
             Entity::Deployment(d) => d.snapshot.validate()?,
             Entity::App(a) => a.validate()?,
             Entity::Policy(p) => p.validate()?,
+            Entity::DomainCertificate(c) => check_certificate(c)?,
             Entity::Publication(_) | Entity::Authorization(_) | Entity::PolicyBinding(_) => {}
         }
     }
+    Ok(())
+}
+
+/// A domain certificate on its own: with the `tls` feature, the pair parses, the key is the
+/// certificate's and it covers its domain (its validity is not checked: a backup with an
+/// expired certificate still restores, and serving it logs the expiry).
+fn check_certificate(c: &DomainCertificate) -> Result<(), ControlError> {
+    #[cfg(feature = "tls")]
+    {
+        let pair =
+            crate::tls::CertificatePair::from_pem_any_time(&c.certificate, c.private_key.expose())
+                .and_then(|p| p.check_domain(&c.domain))
+                .map_err(|e| {
+                    invalid(
+                        "import",
+                        format!(
+                            "certificate of domain `{}` of group `{}`: {e}",
+                            c.domain, c.group_id
+                        ),
+                    )
+                });
+        pair?;
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = c;
     Ok(())
 }
 
@@ -193,6 +228,21 @@ fn check_invariants(state: &State, entities: &[Entity]) -> Result<(), ControlErr
                     ),
                 ));
             }
+        }
+    }
+    for c in state.certificates.values().map(|c| &c.value) {
+        let bound = state
+            .groups
+            .get(&c.group_id)
+            .is_some_and(|g| g.value.domains.iter().any(|d| d == &c.domain));
+        if !bound {
+            return Err(invalid(
+                "import",
+                format!(
+                    "certificate of domain `{}` names a group `{}` without that domain",
+                    c.domain, c.group_id
+                ),
+            ));
         }
     }
     unique("vpc access authorization name", state.names::<VpcAccess>())?;
@@ -354,6 +404,7 @@ impl ControlPlane {
             authorizations: vec![],
             policies: vec![],
             policy_bindings: vec![],
+            domain_certificates: vec![],
         };
         for r in state.records() {
             match r.value {
@@ -367,6 +418,7 @@ impl ControlPlane {
                 Entity::Authorization(x) => doc.authorizations.push(x),
                 Entity::Policy(x) => doc.policies.push(x),
                 Entity::PolicyBinding(x) => doc.policy_bindings.push(x),
+                Entity::DomainCertificate(x) => doc.domain_certificates.push(x),
             }
         }
         doc

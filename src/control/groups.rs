@@ -63,7 +63,8 @@ impl ControlPlane {
     }
 
     /// Replaces a group's name, description, base path and domains. Routes of its published
-    /// APIs follow at once.
+    /// APIs follow at once. The certificates of domains it no longer lists are deleted in the
+    /// same commit.
     ///
     /// # Errors
     ///
@@ -86,12 +87,14 @@ impl ControlPlane {
         if old.domains != g.domains || old.base_path != g.base_path {
             check_moved_group(&state, &self.live.load_full(), &g)?;
         }
-        let w = put(&state, Entity::Group(g.clone()));
-        self.commit_one(&mut state, w).await?;
+        let mut writes = vec![put(&state, Entity::Group(g.clone()))];
+        writes.extend(state.dropped_certificates(id, Some(&g.domains)));
+        self.commit(&mut state, writes, std::collections::HashMap::new())
+            .await?;
         Ok(g)
     }
 
-    /// Deletes a group; refused while it holds APIs.
+    /// Deletes a group, with its domains' certificates; refused while it holds APIs.
     ///
     /// # Errors
     ///
@@ -115,8 +118,10 @@ impl ControlPlane {
         if !users.is_empty() {
             return Err(ControlError::in_use("group", id, users.join(", ")));
         }
-        let w = delete(&state, Key::group(id));
-        self.commit_one(&mut state, w).await
+        let mut writes = state.dropped_certificates(id, None);
+        writes.push(delete(&state, Key::group(id)));
+        self.commit(&mut state, writes, std::collections::HashMap::new())
+            .await
     }
 
     /// One group.

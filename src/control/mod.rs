@@ -33,6 +33,7 @@
 mod apis;
 mod apps;
 mod backends;
+mod certificates;
 mod config;
 mod error;
 mod export;
@@ -90,6 +91,8 @@ pub struct ControlPlane {
     history: usize,
     /// What this node has applied of the store, and when (for [`ControlPlane::freshness`]).
     sync: parking_lot::Mutex<SyncStatus>,
+    /// Counts the changes to domain certificates (see [`ControlPlane::watch_certificates`]).
+    certificates_changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// The last revision applied and when; the last time the node knew it had everything.
@@ -164,6 +167,7 @@ impl ControlPlane {
             state: tokio::sync::Mutex::new(state),
             live,
             history: DEFAULT_DEPLOYMENT_HISTORY,
+            certificates_changed: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -192,6 +196,13 @@ impl ControlPlane {
     #[must_use]
     pub fn deployment_history(&self) -> usize {
         self.history
+    }
+
+    /// Tells the watchers of domain certificates when `affected` says they changed.
+    fn note_certificates(&self, affected: &Affected) {
+        if affected.certificates {
+            self.certificates_changed.send_modify(|n| *n += 1);
+        }
     }
 
     /// Notes that `state` is what this node serves now, and (`caught_up`) that it had
@@ -286,6 +297,7 @@ impl ControlPlane {
         let prev = self.live.load_full();
         self.live
             .store(state.next_snapshot(&prev, &affected, prebuilt));
+        self.note_certificates(&affected);
         self.note_applied(state, false);
         Ok(())
     }
@@ -311,6 +323,7 @@ impl ControlPlane {
         let prev = self.live.load();
         self.live
             .store(state.next_snapshot(&prev, &affected, HashMap::new()));
+        self.note_certificates(&affected);
         self.note_applied(state, false);
         Ok(())
     }
@@ -324,6 +337,10 @@ impl ControlPlane {
         let generation = self.live.load().generation();
         self.live.store(fresh.full_snapshot(generation));
         *state = fresh;
+        self.note_certificates(&Affected {
+            certificates: true,
+            ..Affected::default()
+        });
         self.note_applied(state, false);
         Ok(())
     }
@@ -371,6 +388,7 @@ impl ControlPlane {
             let prev = self.live.load_full();
             self.live
                 .store(state.next_snapshot(&prev, &affected, HashMap::new()));
+            self.note_certificates(&affected);
             self.note_applied(state, false);
         }
     }

@@ -680,6 +680,12 @@ impl<'s> Planner<'s> {
                 self.issues.push(ConfigIssue::invalid(&object, "", &e));
                 continue;
             }
+            // the certificates of domains the group no longer lists go with them
+            if let Some(o) = old {
+                for w in state.dropped_certificates(&o.id, Some(&g.domains)) {
+                    self.delete(w.key(), true);
+                }
+            }
             self.reconcile(ObjectKind::Group, &g.name, old, &g, || {
                 Entity::Group(g.clone())
             });
@@ -694,6 +700,9 @@ impl<'s> Planner<'s> {
                     self.groups.insert(name.to_owned(), old.id.clone());
                 }
                 PlanScope::Whole => {
+                    for w in state.dropped_certificates(&old.id, None) {
+                        self.delete(w.key(), true);
+                    }
                     self.delete(Key::group(&old.id), true);
                     self.late_steps.push(Step::Delete {
                         kind: ObjectKind::Group,
@@ -1241,6 +1250,7 @@ fn delete_rank(key: &Key) -> u8 {
         K::Backend => 6,
         K::VpcAccess => 7,
         K::PolicyBinding => 0,
+        K::DomainCertificate => 0,
         K::Policy => 8,
     }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use super::error::ControlError;
 
 use crate::model::{
-    ApiDefinition, ApiId, App, AppId, Authorization, BackendId, BackendService, Group, GroupId,
-    PolicyId, Stage, StageDefinition, VpcAccess, VpcAccessId,
+    ApiDefinition, ApiId, App, AppId, Authorization, BackendId, BackendService, DomainCertificate,
+    Group, GroupId, PolicyId, Stage, StageDefinition, VpcAccess, VpcAccessId,
 };
 use crate::policy::{Policy, PolicyBinding};
 use crate::store::{
@@ -29,6 +29,8 @@ pub(crate) struct Affected {
     pub(crate) grants: bool,
     /// Policies or their bindings changed.
     pub(crate) policies: bool,
+    /// Domain certificates changed.
+    pub(crate) certificates: bool,
 }
 
 /// A live publication: the deployment that is live, shared. The publication record itself is
@@ -149,6 +151,8 @@ pub(crate) struct State {
     /// of every API. A set, so that a store written elsewhere with a duplicate still indexes
     /// both.
     pub(crate) api_names: FxMap<(GroupId, String), IdSet>,
+    /// Domain certificates by (group, domain).
+    pub(crate) certificates: FxMap<(GroupId, String), Versioned<DomainCertificate>>,
 }
 
 /// A small set of API ids, sorted: nearly always one id (names are unique in a group), for which
@@ -263,7 +267,7 @@ impl State {
     /// Sizes the maps for `entities` up front: growing them one doubling at a time rehashes every
     /// entry again at each step (100 000 APIs take 17 doublings).
     fn reserve_for<'a>(&mut self, entities: impl Iterator<Item = &'a Entity>) {
-        let mut n = [0usize; 10];
+        let mut n = [0usize; 11];
         for e in entities {
             let i = match e {
                 Entity::Backend(_) => 0,
@@ -276,6 +280,7 @@ impl State {
                 Entity::VpcAccess(_) => 7,
                 Entity::Policy(_) => 8,
                 Entity::PolicyBinding(_) => 9,
+                Entity::DomainCertificate(_) => 10,
             };
             n[i] += 1;
         }
@@ -291,6 +296,7 @@ impl State {
         self.vpc_access.reserve(n[7]);
         self.policies.reserve(n[8]);
         self.bindings.reserve(n[9]);
+        self.certificates.reserve(n[10]);
     }
 
     /// The current version of a key, if it exists.
@@ -327,6 +333,10 @@ impl State {
                 .get(&PolicyId::parse(id).ok()?)
                 .map(|v| v.version),
             EntityKind::PolicyBinding => self.bindings.get(&split_binding(id)?).map(|v| v.version),
+            EntityKind::DomainCertificate => self
+                .certificates
+                .get(&split_certificate(id)?)
+                .map(|v| v.version),
             EntityKind::Authorization => {
                 let mut it = id.splitn(3, ':');
                 let app = AppId::parse(it.next()?).ok()?;
@@ -351,6 +361,10 @@ impl State {
         out.extend(self.bindings.values().map(|b| Versioned {
             value: Entity::PolicyBinding(b.value.clone()),
             version: b.version,
+        }));
+        out.extend(self.certificates.values().map(|c| Versioned {
+            value: Entity::DomainCertificate(c.value.clone()),
+            version: c.version,
         }));
         let v = |value: Entity, version| Versioned { value, version };
         out.extend(
@@ -522,6 +536,13 @@ impl State {
                     Versioned { value: b, version },
                 );
             }
+            Entity::DomainCertificate(c) => {
+                affected.certificates = true;
+                self.certificates.insert(
+                    (c.group_id.clone(), c.domain.clone()),
+                    Versioned { value: c, version },
+                );
+            }
         }
     }
 
@@ -602,6 +623,12 @@ impl State {
                 if let Some(k) = split_binding(id) {
                     affected.policies = true;
                     self.bindings.remove(&k);
+                }
+            }
+            EntityKind::DomainCertificate => {
+                if let Some(k) = split_certificate(id) {
+                    affected.certificates = true;
+                    self.certificates.remove(&k);
                 }
             }
         }
@@ -885,6 +912,12 @@ fn split_binding(id: &str) -> Option<(ApiId, Stage, PolicyId)> {
     let stage = Stage::parse(it.next()?).ok()?;
     let policy = PolicyId::parse(it.next()?).ok()?;
     Some((api, stage, policy))
+}
+
+/// A domain certificate's key id, `group:domain` (the domain may hold a `:port`).
+fn split_certificate(id: &str) -> Option<(GroupId, String)> {
+    let (g, d) = id.split_once(':')?;
+    Some((GroupId::parse(g).ok()?, d.to_owned()))
 }
 
 fn split2(id: &str) -> Option<(ApiId, Stage)> {

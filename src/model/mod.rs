@@ -4,6 +4,7 @@
 mod api;
 mod app;
 mod backend;
+mod certificate;
 pub(crate) mod id;
 mod path;
 mod secret;
@@ -22,6 +23,7 @@ pub use backend::{
     HttpDefinition, MockDefinition, OssDefinition, OssPermissions, RegistryType, StageDefinition,
     VpcDefinition,
 };
+pub use certificate::{CertificateInfo, DomainCertificate};
 pub use id::{ApiId, AppId, BackendId, GroupId, PolicyId, VpcAccessId};
 pub use path::{MAX_PATH_LEN, PathTemplate, Segment};
 pub use secret::Secret;

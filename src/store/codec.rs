@@ -225,6 +225,19 @@ mod tests {
             }),
             Entity::App(app),
             Entity::VpcAccess(VpcAccess::new("vpc_a", "vpc-1", "i-1", 8080, None).unwrap()),
+            Entity::DomainCertificate(crate::model::DomainCertificate {
+                group_id: crate::model::GroupId::generate(),
+                domain: "api.example.com".into(),
+                certificate: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+                    .into(),
+                private_key: "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n"
+                    .into(),
+                dns_names: vec!["api.example.com".into()],
+                not_before: jiff::Timestamp::from_second(1_700_000_000).unwrap(),
+                not_after: jiff::Timestamp::from_second(1_900_000_000).unwrap(),
+                sha256_fingerprint: "ab".repeat(32),
+                updated_at: jiff::Timestamp::UNIX_EPOCH,
+            }),
         ]
     }
 

@@ -355,8 +355,20 @@ pub async fn every_kind_round_trips(s: impl Store) {
         stage: Stage::TEST,
         version: d.version.clone(),
     };
+    let cert = crate::model::DomainCertificate {
+        group_id: g.id.clone(),
+        domain: "api.example.com:8443".into(),
+        certificate: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+        private_key: "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n".into(),
+        dns_names: vec!["api.example.com".into(), "*.example.com".into()],
+        not_before: jiff::Timestamp::from_second(1_700_000_000).expect("time"),
+        not_after: jiff::Timestamp::from_second(1_900_000_000).expect("time"),
+        sha256_fingerprint: "ab".repeat(32),
+        updated_at: jiff::Timestamp::now(),
+    };
     let entities = vec![
         Entity::Backend(b),
+        Entity::DomainCertificate(cert),
         Entity::Group(g),
         Entity::Api(api),
         Entity::App(app),

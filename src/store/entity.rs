@@ -6,8 +6,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    ApiDefinition, ApiId, App, AppId, Authorization, BackendId, BackendService, Group, GroupId,
-    PolicyId, Stage, VpcAccess, VpcAccessId,
+    ApiDefinition, ApiId, App, AppId, Authorization, BackendId, BackendService, DomainCertificate,
+    Group, GroupId, PolicyId, Stage, VpcAccess, VpcAccessId,
 };
 use crate::policy::{Policy, PolicyBinding};
 
@@ -90,6 +90,8 @@ pub enum EntityKind {
     Policy,
     /// [`PolicyBinding`].
     PolicyBinding,
+    /// [`DomainCertificate`].
+    DomainCertificate,
 }
 
 impl EntityKind {
@@ -107,6 +109,7 @@ impl EntityKind {
             Self::VpcAccess => "vpc_access",
             Self::Policy => "policy",
             Self::PolicyBinding => "policy_binding",
+            Self::DomainCertificate => "domain_certificate",
         }
     }
 }
@@ -217,6 +220,17 @@ impl Key {
     }
 }
 
+impl Key {
+    /// A group domain's certificate's key: `group:domain`.
+    #[must_use]
+    pub fn domain_certificate(group: &GroupId, domain: &str) -> Self {
+        Self {
+            kind: EntityKind::DomainCertificate,
+            id: format!("{group}:{domain}"),
+        }
+    }
+}
+
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.kind.as_str(), self.id)
@@ -248,6 +262,8 @@ pub enum Entity {
     Policy(Policy),
     /// A policy bound to an API in a stage.
     PolicyBinding(PolicyBinding),
+    /// A group domain's TLS certificate and private key.
+    DomainCertificate(DomainCertificate),
 }
 
 impl Entity {
@@ -265,6 +281,7 @@ impl Entity {
             Self::VpcAccess(v) => Key::vpc_access(&v.id),
             Self::Policy(p) => Key::policy(&p.id),
             Self::PolicyBinding(b) => Key::policy_binding(&b.api_id, &b.stage, &b.policy_id),
+            Self::DomainCertificate(c) => Key::domain_certificate(&c.group_id, &c.domain),
         }
     }
 
@@ -291,6 +308,7 @@ impl Entity {
             Self::VpcAccess(_) => EntityKind::VpcAccess,
             Self::Policy(_) => EntityKind::Policy,
             Self::PolicyBinding(_) => EntityKind::PolicyBinding,
+            Self::DomainCertificate(_) => EntityKind::DomainCertificate,
         };
         w.write_str(kind.as_str())?;
         w.write_char('/')?;
@@ -305,6 +323,7 @@ impl Entity {
             Self::VpcAccess(v) => write!(w, "{}", v.id),
             Self::Policy(p) => write!(w, "{}", p.id),
             Self::PolicyBinding(b) => write!(w, "{}:{}:{}", b.api_id, b.stage, b.policy_id),
+            Self::DomainCertificate(c) => write!(w, "{}:{}", c.group_id, c.domain),
         }
     }
 }

@@ -1,7 +1,8 @@
-//! [`SealedStore`]: app secrets and AppCodes sealed at rest, in any [`Store`].
+//! [`SealedStore`]: app secrets, AppCodes and domain certificates' private keys sealed at rest,
+//! in any [`Store`].
 //!
 //! The wrapper seals the secret fields of every [`App`] it writes (each key pair's AppSecret and
-//! each AppCode) with XChaCha20-Poly1305 under a [`SecretsKey`] given at start, and opens them on
+//! each AppCode), and the private key of every [`DomainCertificate`], with XChaCha20-Poly1305 under a [`SecretsKey`] given at start, and opens them on
 //! every read ([`load`](Store::load), [`get`](Store::get), [`changes_since`](Store::changes_since)).
 //! The adapter underneath (memory, redb, PostgreSQL, yours) only ever sees sealed values; the
 //! control plane above only ever sees plain ones.
@@ -28,7 +29,7 @@ use sha2::Digest as _;
 use super::{
     BoxFuture, Change, Entity, Expect, Key, Loaded, Revision, Store, StoreError, Versioned, Write,
 };
-use crate::model::{App, Secret};
+use crate::model::{App, DomainCertificate, Secret};
 
 /// What every sealed value starts with (then the format version).
 pub const SEALED_PREFIX: &str = "sg-sealed:";
@@ -342,6 +343,14 @@ fn secret_aad(app: &App, app_key: &str) -> String {
     format!("stagegate/app/{}/secret/{app_key}", app.id)
 }
 
+/// The associated data of a domain certificate's private key: its group and domain.
+fn certificate_aad(c: &DomainCertificate) -> String {
+    format!(
+        "stagegate/domain_certificate/{}:{}/private_key",
+        c.group_id, c.domain
+    )
+}
+
 /// The associated data of an AppCode: its app.
 fn code_aad(app: &App) -> String {
     format!("stagegate/app/{}/code", app.id)
@@ -361,9 +370,9 @@ impl<S: Store> SealedStore<S> {
         let store = Self { inner, key };
         let loaded = store.inner.load().await.map_err(OpenError::Store)?;
         for record in &loaded.records {
-            if let Entity::App(app) = &record.value {
+            if matches!(record.value, Entity::App(_) | Entity::DomainCertificate(_)) {
                 store
-                    .open_app(app.clone(), &Key::app(&app.id))
+                    .open_entity(record.value.clone())
                     .map_err(OpenError::Seal)?;
             }
         }
@@ -412,17 +421,20 @@ impl<S: Store> SealedStore<S> {
         let loaded = self.inner.load().await?;
         let mut writes = Vec::new();
         for record in loaded.records {
-            if let Entity::App(app) = record.value {
-                let plain = app.keys.iter().any(|k| !is_sealed(k.app_secret.expose()))
-                    || app.codes.iter().any(|c| !is_sealed(c.expose()));
-                if plain {
-                    let key = Key::app(&app.id);
-                    let opened = self.open_app(app, &key)?;
-                    writes.push(Write::put(
-                        Entity::App(self.seal_app(opened)?),
-                        Expect::Version(record.version),
-                    ));
+            let plain = match &record.value {
+                Entity::App(app) => {
+                    app.keys.iter().any(|k| !is_sealed(k.app_secret.expose()))
+                        || app.codes.iter().any(|c| !is_sealed(c.expose()))
                 }
+                Entity::DomainCertificate(c) => !is_sealed(c.private_key.expose()),
+                _ => false,
+            };
+            if plain {
+                let opened = self.open_entity(record.value)?;
+                writes.push(Write::put(
+                    self.seal_entity(opened)?,
+                    Expect::Version(record.version),
+                ));
             }
         }
         let n = writes.len();
@@ -494,6 +506,42 @@ impl<S: Store> SealedStore<S> {
                 let key = Key::app(&app.id);
                 Ok(Entity::App(self.open_app(app, &key)?))
             }
+            Entity::DomainCertificate(mut c) => {
+                if is_sealed(c.private_key.expose()) {
+                    let record = Key::domain_certificate(&c.group_id, &c.domain);
+                    let plain = match &self.key {
+                        Some(key) => {
+                            key.open(c.private_key.expose(), &certificate_aad(&c), &record)?
+                        }
+                        None => {
+                            return Err(SealError::KeyMissing {
+                                key_id: parse_sealed(c.private_key.expose(), &record)?
+                                    .key_id
+                                    .to_owned(),
+                            });
+                        }
+                    };
+                    c.private_key = Secret::new(plain);
+                }
+                Ok(Entity::DomainCertificate(c))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Seals the secret fields of a record that has some (those not sealed yet).
+    fn seal_entity(&self, entity: Entity) -> Result<Entity, SealError> {
+        match entity {
+            Entity::App(app) => Ok(Entity::App(self.seal_app(app)?)),
+            Entity::DomainCertificate(mut c) => {
+                if let Some(key) = &self.key
+                    && !is_sealed(c.private_key.expose())
+                {
+                    c.private_key =
+                        Secret::new(key.seal(c.private_key.expose(), &certificate_aad(&c))?);
+                }
+                Ok(Entity::DomainCertificate(c))
+            }
             other => Ok(other),
         }
     }
@@ -559,11 +607,8 @@ impl<S: Store> Store for SealedStore<S> {
             let mut sealed = Vec::with_capacity(writes.len());
             for w in writes {
                 sealed.push(match w {
-                    Write::Put {
-                        entity: Entity::App(app),
-                        expect,
-                    } => Write::Put {
-                        entity: Entity::App(self.seal_app(app)?),
+                    Write::Put { entity, expect } => Write::Put {
+                        entity: self.seal_entity(entity)?,
                         expect,
                     },
                     other => other,
