@@ -752,48 +752,75 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
 /// How often the certificate files are checked for a change.
 const TLS_POLL: Duration = Duration::from_secs(2);
 
-/// Reads and checks the certificate pair in `files`: the chain and key parse, the key matches
-/// the certificate. Errors name the file and the problem. The one place that decides whether a
-/// pair may be served (at start and at every reload).
+/// Reads and checks the certificate pair in `files` with `stagegate::tls::CertificatePair`:
+/// the chain and key parse, the key matches the certificate, the certificate is within its
+/// validity period. Errors name the file and the problem. The one place that decides whether
+/// a pair may be served (at start and at every reload).
 fn load_certificate(files: &TlsFiles) -> Result<Arc<CertifiedKey>, String> {
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use stagegate::tls::{CertError, CertificatePair, MAX_PEM_LEN};
     let (cert_path, key_path) = (files.cert.display(), files.key.display());
-    let cert_pem = std::fs::read(&files.cert)
-        .map_err(|e| format!("--tls-cert {cert_path}: cannot read the file: {e}"))?;
-    let key_pem = std::fs::read(&files.key)
-        .map_err(|e| format!("--tls-key {key_path}: cannot read the file: {e}"))?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("--tls-cert {cert_path}: not a PEM certificate chain ({e})"))?;
-    if chain.is_empty() {
-        return Err(format!(
-            "--tls-cert {cert_path}: no certificate in the file (expected PEM `-----BEGIN CERTIFICATE-----`)"
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-        format!("--tls-key {key_path}: not a PEM private key (PKCS#8, PKCS#1 or SEC1) ({e})")
+    let read = |path: &Path, flag: &str| -> Result<String, String> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| format!("{flag} {}: cannot read the file: {e}", path.display()))?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, MAX_PEM_LEN as u64 + 1),
+            &mut bytes,
+        )
+        .map_err(|e| format!("{flag} {}: cannot read the file: {e}", path.display()))?;
+        String::from_utf8(bytes)
+            .map_err(|_| format!("{flag} {}: not a PEM text (not UTF-8)", path.display()))
+    };
+    let cert_pem = read(&files.cert, "--tls-cert")?;
+    let key_pem = read(&files.key, "--tls-key")?;
+    let pair = CertificatePair::from_pem(&cert_pem, &key_pem).map_err(|e| match e {
+        CertError::KeyMismatch => format!(
+            "--tls-key {key_path}: does not match the certificate in --tls-cert {cert_path}"
+        ),
+        e if e.field() == "private_key" => format!("--tls-key {key_path}: {}", e.reason()),
+        e => format!("--tls-cert {cert_path}: {}", e.reason()),
     })?;
-    let provider = rustls::crypto::ring::default_provider();
-    let signing = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| format!("--tls-key {key_path}: the private key cannot be used ({e})"))?;
-    let certified = CertifiedKey::new(chain, signing);
-    match certified.keys_match() {
-        Ok(()) => {}
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-            return Err(format!(
-                "--tls-key {key_path} does not match the certificate in --tls-cert {cert_path} (a key of another certificate?)"
-            ));
+    tracing::info!(
+        cert = %cert_path,
+        names = ?pair.dns_names(),
+        not_after = %pair.not_after(),
+        sha256 = pair.sha256_fingerprint(),
+        "default certificate loaded"
+    );
+    Ok(pair.certified_key())
+}
+
+/// Serves the group domains' certificates (uploaded through the admin API, on any node) by
+/// SNI beside the default one, and again each time they change, until `stop` turns true.
+async fn follow_domain_certificates(
+    control: Arc<ControlPlane>,
+    certs: Arc<Certificates>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut changes = control.watch_certificates();
+    loop {
+        let domains: Vec<_> = control
+            .domain_certificates()
+            .await
+            .into_iter()
+            .filter(|(name, _)| match Certificates::check_name(name) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a domain certificate cannot be served by SNI");
+                    false
+                }
+            })
+            .collect();
+        let count = domains.len();
+        match certs.replace_domains(domains) {
+            Ok(()) => tracing::info!(domains = count, "domain certificates in force"),
+            Err(e) => tracing::error!(error = %e, "domain certificates not replaced"),
         }
-        Err(e) => {
-            return Err(format!(
-                "--tls-cert {cert_path}: the certificate cannot be checked against --tls-key {key_path} ({e})"
-            ));
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = stop.wait_for(|stop| *stop) => return,
         }
     }
-    Ok(Arc::new(certified))
 }
 
 /// When a file was last changed, and its length: a new pair written in place shows here.
@@ -1165,13 +1192,20 @@ async fn run(cfg: Config) -> Result<(), String> {
             admin_stopped.clone(),
         ))
     });
-    let watch_task = tls.map(|(files, certs, _)| {
-        tokio::spawn(watch_certificate(
-            files,
-            certs,
-            hangup,
-            admin_stopped.clone(),
-        ))
+    let watch_tasks = tls.map(|(files, certs, _)| {
+        [
+            tokio::spawn(follow_domain_certificates(
+                Arc::clone(&control),
+                Arc::clone(&certs),
+                admin_stopped.clone(),
+            )),
+            tokio::spawn(watch_certificate(
+                files,
+                certs,
+                hangup,
+                admin_stopped.clone(),
+            )),
+        ]
     });
     let admin_thread = spawn_admin(
         admin_listener,
@@ -1214,7 +1248,8 @@ async fn run(cfg: Config) -> Result<(), String> {
     let _ = stop_admin.send(true);
     // every worker and the admin thread drain their own connections within the same 30 s
     let _ = first.await;
-    for t in [metrics_task, plain_task, watch_task].into_iter().flatten() {
+    let tasks = [metrics_task, plain_task].into_iter().flatten();
+    for t in tasks.chain(watch_tasks.into_iter().flatten()) {
         let _ = t.await;
     }
     let _ = tokio::task::spawn_blocking(move || {

@@ -1911,25 +1911,39 @@ fn write_pair(dir: &Path, pem: (String, String)) -> rustls::pki_types::Certifica
     common::tls::der_of(&pem.0)
 }
 
-/// The certificate the listener at `url` serves to a new connection for `localhost`.
-async fn served_by(url: &str) -> rustls::pki_types::CertificateDer<'static> {
+/// The certificate the listener at `url` serves to a new connection for `sni`.
+async fn served_for(url: &str, sni: &str) -> rustls::pki_types::CertificateDer<'static> {
     let config = common::tls::client_config(&[b"http/1.1"]);
-    let stream = common::tls::connect(https_addr(url), "localhost", &config)
+    let stream = common::tls::connect(https_addr(url), sni, &config)
         .await
         .unwrap();
     common::tls::served(&stream)
 }
 
-/// Waits (at most 10 s) until the listener at `url` serves `expected`.
-async fn wait_served(url: &str, expected: &rustls::pki_types::CertificateDer<'static>) {
+/// The certificate the listener at `url` serves to a new connection for `localhost`.
+async fn served_by(url: &str) -> rustls::pki_types::CertificateDer<'static> {
+    served_for(url, "localhost").await
+}
+
+/// Waits (at most 10 s) until the listener at `url` serves `expected` for `sni`.
+async fn wait_served_for(
+    url: &str,
+    sni: &str,
+    expected: &rustls::pki_types::CertificateDer<'static>,
+) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while &served_by(url).await != expected {
+    while &served_for(url, sni).await != expected {
         assert!(
             Instant::now() < deadline,
-            "the new certificate is not served"
+            "the new certificate is not served for {sni}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits (at most 10 s) until the listener at `url` serves `expected` for `localhost`.
+async fn wait_served(url: &str, expected: &rustls::pki_types::CertificateDer<'static>) {
+    wait_served_for(url, "localhost", expected).await;
 }
 
 /// The first stdout line of `gw` starting with `prefix`, without it.
@@ -2160,6 +2174,16 @@ fn a_bad_certificate_or_key_stops_the_start_naming_the_file_and_the_problem() {
     let garbage = file("garbage.pem", "not a certificate\n");
     let other = file("other-key.pem", &other_key);
     let missing = dir.join("missing.pem").to_str().unwrap().to_owned();
+    let (expired_cert, expired_key) = common::tls::pem_pair(&["localhost"], Some((-30, -1)));
+    let (expired, expired_key) = (
+        file("expired.pem", &expired_cert),
+        file("expired-key.pem", &expired_key),
+    );
+    let (early_cert, early_key) = common::tls::pem_pair(&["localhost"], Some((2, 30)));
+    let (early, early_key) = (
+        file("early.pem", &early_cert),
+        file("early-key.pem", &early_key),
+    );
     let cases: Vec<(Vec<&str>, String)> = vec![
         (
             vec!["--tls-cert", &missing, "--tls-key", &key],
@@ -2167,20 +2191,28 @@ fn a_bad_certificate_or_key_stops_the_start_naming_the_file_and_the_problem() {
         ),
         (
             vec!["--tls-cert", &garbage, "--tls-key", &key],
-            format!("--tls-cert {garbage}: no certificate in the file"),
+            format!("--tls-cert {garbage}: no PEM `CERTIFICATE` block found"),
         ),
         (
             vec!["--tls-cert", &cert, "--tls-key", &garbage],
-            format!("--tls-key {garbage}: not a PEM private key"),
+            format!("--tls-key {garbage}: no PEM private key block found"),
         ),
         // the key in place of the certificate
         (
             vec!["--tls-cert", &key, "--tls-key", &key],
-            format!("--tls-cert {key}: no certificate in the file"),
+            format!("--tls-cert {key}: no PEM `CERTIFICATE` block found"),
         ),
         (
             vec!["--tls-cert", &cert, "--tls-key", &other],
-            format!("--tls-key {other} does not match the certificate in --tls-cert {cert}"),
+            format!("--tls-key {other}: does not match the certificate in --tls-cert {cert}"),
+        ),
+        (
+            vec!["--tls-cert", &expired, "--tls-key", &expired_key],
+            format!("--tls-cert {expired}: expired on "),
+        ),
+        (
+            vec!["--tls-cert", &early, "--tls-key", &early_key],
+            format!("--tls-cert {early}: not valid before "),
         ),
         (
             vec!["--tls-cert", &cert],
@@ -2203,5 +2235,57 @@ fn a_bad_certificate_or_key_stops_the_start_naming_the_file_and_the_problem() {
     for (args, message) in &cases {
         assert_args_refused(&dir, args, message);
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_domain_certificate_put_through_the_admin_api_is_served_by_sni_until_deleted() {
+    let dir = scratch("tls-domain");
+    let tls_dir = dir.join("tls");
+    std::fs::create_dir_all(&tls_dir).unwrap();
+    let default = write_pair(&tls_dir, common::tls::pem_pair(&["localhost"], None));
+    let gw = Gateway::start_with(
+        &dir.join("data"),
+        Some(TOKEN),
+        &[
+            "--tls-cert",
+            tls_dir.join("cert.pem").to_str().unwrap(),
+            "--tls-key",
+            tls_dir.join("key.pem").to_str().unwrap(),
+            "--admin-tls",
+            "off",
+        ],
+    );
+    let http = Http::new();
+    let g = http
+        .admin(
+            &gw,
+            "POST",
+            "/groups",
+            Some(json!({"name": "shop_group", "domains": ["shop.example.com"]})),
+        )
+        .await;
+    assert_eq!(g.status, 201, "{}", g.text());
+    let group = id(&g);
+    assert_eq!(served_for(&gw.data, "shop.example.com").await, default);
+    let (cert, key) = common::tls::pem_pair(&["shop.example.com"], None);
+    let path = format!("/groups/{group}/domains/shop.example.com/certificate");
+    let put = http
+        .admin(
+            &gw,
+            "PUT",
+            &path,
+            Some(json!({"certificate": cert, "private_key": key})),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let shop = common::tls::der_of(&cert);
+    wait_served_for(&gw.data, "shop.example.com", &shop).await;
+    // other names keep the default
+    assert_eq!(served_for(&gw.data, "other.example.com").await, default);
+    let del = http.admin(&gw, "DELETE", &path, None).await;
+    assert_eq!(del.status, 204, "{}", del.text());
+    wait_served_for(&gw.data, "shop.example.com", &default).await;
+    gw.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

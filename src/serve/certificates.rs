@@ -175,6 +175,25 @@ impl Certificates {
         self.table.load().default.clone()
     }
 
+    /// `name` as [`insert`](Self::insert) would hold it (lower case, no trailing dot), if it
+    /// may hold a certificate: a DNS name, or `*.` and a parent of at least two labels.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidServerName`] otherwise (an IP address, a bare `*.com`, a space...).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stagegate::serve::Certificates;
+    /// assert_eq!(Certificates::check_name("API.example.com.").unwrap(), "api.example.com");
+    /// assert_eq!(Certificates::check_name("*.example.com").unwrap(), "*.example.com");
+    /// assert!(Certificates::check_name("192.0.2.1").is_err());
+    /// ```
+    pub fn check_name(name: &str) -> Result<String, InvalidServerName> {
+        checked_name(name)
+    }
+
     /// Offers `key` to clients asking for `name`: a DNS name, or `*.` and a parent of at least
     /// two labels for every name one label below it. Replaces the certificate `name` had.
     ///
