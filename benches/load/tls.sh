@@ -20,7 +20,10 @@ STIME_SECONDS=${STIME_SECONDS:-5}
 
 ensure_tools
 command -v openssl >/dev/null || { log "openssl is needed (the certificate, s_time)"; exit 1; }
-[ -n "${SKIP_BUILD:-}" ] || build
+if [ -z "${SKIP_BUILD:-}" ]; then
+    log "building (release): the gateway and the origin only"
+    (cd "$ROOT" && cargo build --release --example gateway --example origin)
+fi
 rm -rf "$OUT/tls" && mkdir -p "$OUT/tls"
 
 export TLS_CERT=$OUT/tls/cert.pem TLS_KEY=$OUT/tls/key.pem
