@@ -749,6 +749,8 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// A default certificate this close to its end is warned about at every load.
+const EXPIRY_WARNING_DAYS: i64 = 14;
 /// How often the certificate files are checked for a change.
 const TLS_POLL: Duration = Duration::from_secs(2);
 
@@ -787,6 +789,14 @@ fn load_certificate(files: &TlsFiles) -> Result<Arc<CertifiedKey>, String> {
         sha256 = pair.sha256_fingerprint(),
         "default certificate loaded"
     );
+    let left = pair.not_after().as_second() - jiff::Timestamp::now().as_second();
+    if left < EXPIRY_WARNING_DAYS * 86_400 {
+        tracing::warn!(
+            cert = %cert_path,
+            not_after = %pair.not_after(),
+            "the default certificate expires within {EXPIRY_WARNING_DAYS} days: replace the files (they are read again on SIGHUP or when they change)"
+        );
+    }
     Ok(pair.certified_key())
 }
 

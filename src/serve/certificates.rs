@@ -83,6 +83,10 @@ struct Table {
 
 impl Table {
     fn lookup(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        if self.names.is_empty() {
+            // one certificate for everyone: no name to normalize
+            return self.default.clone();
+        }
         let found = server_name.and_then(|name| {
             let name = normalize(name);
             if let Some(key) = self.names.get(name.as_str()) {
