@@ -422,12 +422,12 @@ fn parse_args() -> Result<Config, String> {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         (None, None) => None,
         (Some(_), None) => {
-            return Err("--tls-cert needs --tls-key (the certificate's private key)".into());
+            return Err("--tls-cert (STAGEGATE_TLS_CERT) needs --tls-key (STAGEGATE_TLS_KEY): the certificate's private key".into());
         }
-        (None, Some(_)) => return Err("--tls-key needs --tls-cert (the certificate chain)".into()),
+        (None, Some(_)) => return Err("--tls-key (STAGEGATE_TLS_KEY) needs --tls-cert (STAGEGATE_TLS_CERT): the certificate chain".into()),
     };
     if cfg.http_listen.is_some() && cfg.tls.is_none() {
-        return Err("--http-listen needs --tls-cert and --tls-key: the plain-HTTP listener redirects to or refuses in favour of HTTPS".into());
+        return Err("--http-listen (STAGEGATE_HTTP_LISTEN) needs --tls-cert and --tls-key: the plain-HTTP listener redirects to or refuses in favour of HTTPS".into());
     }
     if let Some(prefix) = cfg.replay_prefix.take() {
         let Replay::Redis(builder) = cfg.replay else {

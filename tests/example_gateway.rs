@@ -2143,17 +2143,31 @@ async fn plain_http_can_be_refused_and_a_plain_admin_listener_off_loopback_is_wa
 /// Starts the gateway with `args` and checks that it refuses to start with `message`, before
 /// the data file is created.
 fn assert_args_refused(dir: &Path, args: &[&str], message: &str) {
+    assert_refused_with_env(dir, args, &[], message);
+}
+
+/// [`assert_args_refused`] with environment variables too.
+fn assert_refused_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)], message: &str) {
     let data = dir.join("data");
-    let out = Command::new(gateway_bin())
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+    let mut cmd = Command::new(gateway_bin());
+    cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(&data)
         .args(["--admin-token", TOKEN])
-        .args(args)
-        .env_remove("STAGEGATE_TLS_CERT")
-        .env_remove("STAGEGATE_TLS_KEY")
-        .output()
-        .unwrap();
+        .args(args);
+    for var in [
+        "STAGEGATE_TLS_CERT",
+        "STAGEGATE_TLS_KEY",
+        "STAGEGATE_ADMIN_TLS",
+        "STAGEGATE_HTTP_LISTEN",
+        "STAGEGATE_HTTP_MODE",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
     assert!(!out.status.success(), "{args:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(message), "{args:?}: {stderr}");
@@ -2216,12 +2230,15 @@ fn a_bad_certificate_or_key_stops_the_start_naming_the_file_and_the_problem() {
         ),
         (
             vec!["--tls-cert", &cert],
-            "--tls-cert needs --tls-key".into(),
+            "--tls-cert (STAGEGATE_TLS_CERT) needs --tls-key".into(),
         ),
-        (vec!["--tls-key", &key], "--tls-key needs --tls-cert".into()),
+        (
+            vec!["--tls-key", &key],
+            "--tls-key (STAGEGATE_TLS_KEY) needs --tls-cert".into(),
+        ),
         (
             vec!["--http-listen", "127.0.0.1:0"],
-            "--http-listen needs --tls-cert and --tls-key".into(),
+            "--http-listen (STAGEGATE_HTTP_LISTEN) needs --tls-cert and --tls-key".into(),
         ),
         (
             vec!["--admin-tls", "maybe"],
@@ -2234,6 +2251,28 @@ fn a_bad_certificate_or_key_stops_the_start_naming_the_file_and_the_problem() {
     ];
     for (args, message) in &cases {
         assert_args_refused(&dir, args, message);
+    }
+    // the same from the environment
+    let env_cases: [(&[(&str, &str)], String); 4] = [
+        (
+            &[("STAGEGATE_TLS_CERT", &cert), ("STAGEGATE_TLS_KEY", &other)],
+            format!("--tls-key {other}: does not match the certificate in --tls-cert {cert}"),
+        ),
+        (
+            &[("STAGEGATE_TLS_CERT", &cert)],
+            "--tls-cert (STAGEGATE_TLS_CERT) needs --tls-key".into(),
+        ),
+        (
+            &[("STAGEGATE_HTTP_MODE", "ignore")],
+            "STAGEGATE_HTTP_MODE must be `redirect` or `refuse`, not `ignore`".into(),
+        ),
+        (
+            &[("STAGEGATE_ADMIN_TLS", "maybe")],
+            "STAGEGATE_ADMIN_TLS must be `on` or `off`, not `maybe`".into(),
+        ),
+    ];
+    for (env, message) in &env_cases {
+        assert_refused_with_env(&dir, &[], env, message);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
