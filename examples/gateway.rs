@@ -15,9 +15,12 @@
 //! With `--tls-cert` and `--tls-key` the data plane serves HTTPS (rustls on ring; HTTP/2 and
 //! HTTP/1.1 by ALPN; session resumption by tickets and a session cache), and so does the admin
 //! listener unless `--admin-tls off`. The pair is checked at start (it parses, the key matches
-//! the certificate): a bad one stops the start with a message naming the file. The files are
-//! read again on SIGHUP and whenever they change (checked every 2 s); a bad new pair is logged
-//! and the previous certificate kept, and connections already open are not disturbed. With
+//! the certificate, the certificate is within its validity period): a bad one stops the start
+//! with a message naming the file and the problem. The files are read again on SIGHUP and
+//! whenever they change (checked every 2 s); a bad new pair is logged and the previous
+//! certificate kept, and connections already open are not disturbed. Certificates of group
+//! domains, put through the admin API (`PUT /groups/{id}/domains/{domain}/certificate`), are
+//! served by SNI beside the default one from the moment they are stored. With
 //! `--http-listen`, plain HTTP on that address is redirected to HTTPS (308) or refused (403
 //! `I403PT`, `--http-mode refuse`). An admin listener off loopback without TLS is warned about
 //! at start.
@@ -250,7 +253,8 @@ const USAGE: &str =
                   ticket or cache. A file that does not parse, a key that does not match the
                   certificate or a certificate out of its validity period stops the start. The
                   files are read again on SIGHUP and when they change (checked every 2 s): a
-                  bad new pair is logged and the previous certificate kept
+                  bad new pair is logged and the previous certificate kept. Group domains'
+                  certificates (admin API) are served by SNI beside this default one
                   (env STAGEGATE_TLS_CERT, STAGEGATE_TLS_KEY)
   --admin-tls on|off  whether the admin listener serves HTTPS too when --tls-cert is given
                   (env STAGEGATE_ADMIN_TLS, default on); an admin listener off loopback without
