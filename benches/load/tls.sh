@@ -78,7 +78,7 @@ done
 # s_time: one connection at a time (its own client), full and resumed handshakes per second.
 stime() { # ADDR -new|-reuse
     taskset -c "$CLIENT_CPU" openssl s_time -connect "$1" "$2" -time "$STIME_SECONDS" 2>/dev/null |
-        awk '/connections in .* real seconds/ { printf "%.0f", $1 / $(NF - 2) }'
+        awk '$2 == "connections" && $3 == "in" && $5 == "real" && $4 > 0 { printf "%.0f", $1 / $4 }'
 }
 {
     echo "## plain HTTP, keep-alive (median of $ROUNDS rounds; ratios within each round)"
