@@ -9,7 +9,22 @@
 //!                                [--metrics-listen 127.0.0.1:9090] [--log-format text|json]
 //!                                [--store DIR|postgres://...] [--max-staleness 10s]
 //!                                [--throttle local|redis://HOST:PORT] [--throttle-nodes N]
+//!                                [--tls-cert FILE --tls-key FILE] [--admin-tls on|off]
+//!                                [--http-listen ADDR] [--http-mode redirect|refuse]
 //! ```
+//!
+//! With `--tls-cert` and `--tls-key` the data plane serves HTTPS (rustls on ring; HTTP/2 and
+//! HTTP/1.1 by ALPN; session resumption by tickets and a session cache), and so does the admin
+//! listener unless `--admin-tls off`. The pair is checked at start (it parses, the key matches
+//! the certificate, the certificate is within its validity period): a bad one stops the start
+//! with a message naming the file and the problem. The files are read again on SIGHUP and
+//! whenever they change (checked every 2 s); a bad new pair is logged and the previous
+//! certificate kept, and connections already open are not disturbed. Certificates of group
+//! domains, put through the admin API (`PUT /groups/{id}/domains/{domain}/certificate`), are
+//! served by SNI beside the default one from the moment they are stored. With
+//! `--http-listen`, plain HTTP on that address is redirected to HTTPS (308) or refused (403
+//! `I403PT`, `--http-mode refuse`). An admin listener off loopback without TLS is warned about
+//! at start.
 //!
 //! With `--metrics-listen`, Prometheus metrics (`stagegate::metrics`) are served at
 //! `GET /metrics` on that address, without a token: bind it where only your scraper reaches.
@@ -68,6 +83,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::sign::CertifiedKey;
 use stagegate::admin::AdminApi;
 use stagegate::auth::{RedisReplayGuard, RedisReplayGuardBuilder};
 use stagegate::backend::{Backends, LocalObjectStores};
@@ -75,7 +91,7 @@ use stagegate::cloudapi::{AccessKeys, CloudApi, CloudApiRoute};
 use stagegate::control::{ConfigDocument, ConfigFormat, PlanScope};
 use stagegate::metrics::GatewayMetrics;
 use stagegate::policy::{LocalCounter, RateCounter, RedisCounter, RedisCounterBuilder};
-use stagegate::serve::{ConnectionLimit, Server};
+use stagegate::serve::{Certificates, ConnectionLimit, PlainHttp, Server};
 use stagegate::store::{
     CommitSync, PostgresStore, RedbStore, SealedStore, SecretsKey, Store, StoreError,
 };
@@ -132,6 +148,26 @@ struct Config {
     metrics_listen: Option<String>,
     log_json: bool,
     trusted_proxies: TrustedProxies,
+    tls: Option<TlsFiles>,
+    admin_tls: bool,
+    http_listen: Option<String>,
+    http_mode: HttpMode,
+}
+
+/// The default certificate's files (`--tls-cert`, `--tls-key`).
+#[derive(Clone, Debug)]
+struct TlsFiles {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// What the plain-HTTP listener (`--http-listen`) answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HttpMode {
+    /// 308 to the same URL over HTTPS.
+    Redirect,
+    /// 403 `I403PT`.
+    Refuse,
 }
 
 /// Where the configuration is kept.
@@ -250,7 +286,23 @@ const USAGE: &str =
   --trusted-proxies CIDR[,CIDR..]  believe X-Forwarded-For / X-Real-IP (the client's address,
                   for IP access control, CaClientIp and logs) and X-Forwarded-Proto /
                   Forwarded: proto= (HTTPS) only from peers in these networks; by default from
-                  nobody (env STAGEGATE_TRUSTED_PROXIES)";
+                  nobody (env STAGEGATE_TRUSTED_PROXIES)
+  --tls-cert FILE --tls-key FILE  serve HTTPS with this certificate chain and private key (PEM;
+                  the key PKCS#8, PKCS#1 or SEC1): the data plane, and the admin listener unless
+                  --admin-tls off. HTTP/2 and HTTP/1.1 are offered by ALPN, sessions resume by
+                  ticket or cache. A file that does not parse, a key that does not match the
+                  certificate or a certificate out of its validity period stops the start. The
+                  files are read again on SIGHUP and when they change (checked every 2 s): a
+                  bad new pair is logged and the previous certificate kept. Group domains'
+                  certificates (admin API) are served by SNI beside this default one
+                  (env STAGEGATE_TLS_CERT, STAGEGATE_TLS_KEY)
+  --admin-tls on|off  whether the admin listener serves HTTPS too when --tls-cert is given
+                  (env STAGEGATE_ADMIN_TLS, default on); an admin listener off loopback without
+                  TLS is warned about at start: its bearer token would cross the network in clear
+  --http-listen ADDR  with --tls-cert: also listen for plain HTTP on ADDR, answered as
+                  --http-mode says; nothing there reaches an API (env STAGEGATE_HTTP_LISTEN)
+  --http-mode redirect|refuse  redirect (default): 308 to the same host, path and query over
+                  https on the data plane's port; refuse: 403 I403PT (env STAGEGATE_HTTP_MODE)";
 
 fn parse_args() -> Result<Config, String> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -283,11 +335,25 @@ fn parse_args() -> Result<Config, String> {
         metrics_listen: env("STAGEGATE_METRICS_LISTEN"),
         log_json: false,
         trusted_proxies: TrustedProxies::default(),
+        tls: None,
+        admin_tls: true,
+        http_listen: env("STAGEGATE_HTTP_LISTEN"),
+        http_mode: HttpMode::Redirect,
     };
     if let Some(v) = env("STAGEGATE_TRUSTED_PROXIES") {
         cfg.trusted_proxies = v
             .parse()
             .map_err(|e| format!("STAGEGATE_TRUSTED_PROXIES: {e}"))?;
+    }
+    let (mut tls_cert, mut tls_key) = (
+        env("STAGEGATE_TLS_CERT").map(PathBuf::from),
+        env("STAGEGATE_TLS_KEY").map(PathBuf::from),
+    );
+    if let Some(v) = env("STAGEGATE_ADMIN_TLS") {
+        cfg.admin_tls = parse_on_off("STAGEGATE_ADMIN_TLS", &v)?;
+    }
+    if let Some(v) = env("STAGEGATE_HTTP_MODE") {
+        cfg.http_mode = parse_http_mode("STAGEGATE_HTTP_MODE", &v)?;
     }
     if let Some(v) = env("STAGEGATE_CONFIG_SCOPE") {
         cfg.config_scope = parse_scope("STAGEGATE_CONFIG_SCOPE", &v)?;
@@ -419,9 +485,25 @@ fn parse_args() -> Result<Config, String> {
                     .parse()
                     .map_err(|e| format!("--trusted-proxies: {e}"))?;
             }
+            "--tls-cert" => tls_cert = Some(PathBuf::from(value()?)),
+            "--tls-key" => tls_key = Some(PathBuf::from(value()?)),
+            "--admin-tls" => cfg.admin_tls = parse_on_off("--admin-tls", &value()?)?,
+            "--http-listen" => cfg.http_listen = Some(value()?),
+            "--http-mode" => cfg.http_mode = parse_http_mode("--http-mode", &value()?)?,
             "--verify-on-open" if inline.is_none() => cfg.verify_on_open = true,
             _ => return Err(format!("unknown argument `{arg}`")),
         }
+    }
+    cfg.tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err("--tls-cert (STAGEGATE_TLS_CERT) needs --tls-key (STAGEGATE_TLS_KEY): the certificate's private key".into());
+        }
+        (None, Some(_)) => return Err("--tls-key (STAGEGATE_TLS_KEY) needs --tls-cert (STAGEGATE_TLS_CERT): the certificate chain".into()),
+    };
+    if cfg.http_listen.is_some() && cfg.tls.is_none() {
+        return Err("--http-listen (STAGEGATE_HTTP_LISTEN) needs --tls-cert and --tls-key: the plain-HTTP listener redirects to or refuses in favour of HTTPS".into());
     }
     if let Some(prefix) = cfg.replay_prefix.take() {
         let Replay::Redis(builder) = cfg.replay else {
@@ -501,6 +583,24 @@ fn parse_log_format(name: &str, v: &str) -> Result<bool, String> {
         "text" => Ok(false),
         "json" => Ok(true),
         _ => Err(format!("{name} must be `text` or `json`, not `{v}`")),
+    }
+}
+
+/// `on` or `off`.
+fn parse_on_off(name: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{name} must be `on` or `off`, not `{v}`")),
+    }
+}
+
+/// `redirect` or `refuse`.
+fn parse_http_mode(name: &str, v: &str) -> Result<HttpMode, String> {
+    match v {
+        "redirect" => Ok(HttpMode::Redirect),
+        "refuse" => Ok(HttpMode::Refuse),
+        _ => Err(format!("{name} must be `redirect` or `refuse`, not `{v}`")),
     }
 }
 
@@ -783,6 +883,170 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// A default certificate this close to its end is warned about at every load.
+const EXPIRY_WARNING_DAYS: i64 = 14;
+/// How often the certificate files are checked for a change.
+const TLS_POLL: Duration = Duration::from_secs(2);
+
+/// Reads and checks the certificate pair in `files` with `stagegate::tls::CertificatePair`:
+/// the chain and key parse, the key matches the certificate, the certificate is within its
+/// validity period. Errors name the file and the problem. The one place that decides whether
+/// a pair may be served (at start and at every reload).
+fn load_certificate(files: &TlsFiles) -> Result<Arc<CertifiedKey>, String> {
+    use stagegate::tls::{CertError, CertificatePair, MAX_PEM_LEN};
+    let (cert_path, key_path) = (files.cert.display(), files.key.display());
+    let read = |path: &Path, flag: &str| -> Result<String, String> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| format!("{flag} {}: cannot read the file: {e}", path.display()))?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, MAX_PEM_LEN as u64 + 1),
+            &mut bytes,
+        )
+        .map_err(|e| format!("{flag} {}: cannot read the file: {e}", path.display()))?;
+        String::from_utf8(bytes)
+            .map_err(|_| format!("{flag} {}: not a PEM text (not UTF-8)", path.display()))
+    };
+    let cert_pem = read(&files.cert, "--tls-cert")?;
+    let key_pem = read(&files.key, "--tls-key")?;
+    let pair = CertificatePair::from_pem(&cert_pem, &key_pem).map_err(|e| match e {
+        CertError::KeyMismatch => format!(
+            "--tls-key {key_path}: does not match the certificate in --tls-cert {cert_path}"
+        ),
+        e if e.field() == "private_key" => format!("--tls-key {key_path}: {}", e.reason()),
+        e => format!("--tls-cert {cert_path}: {}", e.reason()),
+    })?;
+    tracing::info!(
+        cert = %cert_path,
+        names = ?pair.dns_names(),
+        not_after = %pair.not_after(),
+        sha256 = pair.sha256_fingerprint(),
+        "default certificate loaded"
+    );
+    let left = pair.not_after().as_second() - jiff::Timestamp::now().as_second();
+    if left < EXPIRY_WARNING_DAYS * 86_400 {
+        tracing::warn!(
+            cert = %cert_path,
+            not_after = %pair.not_after(),
+            "the default certificate expires within {EXPIRY_WARNING_DAYS} days: replace the files (they are read again on SIGHUP or when they change)"
+        );
+    }
+    Ok(pair.certified_key())
+}
+
+/// Serves the group domains' certificates (uploaded through the admin API, on any node) by
+/// SNI beside the default one, and again each time they change, until `stop` turns true.
+async fn follow_domain_certificates(
+    control: Arc<ControlPlane>,
+    certs: Arc<Certificates>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut changes = control.watch_certificates();
+    loop {
+        let domains: Vec<_> = control
+            .domain_certificates()
+            .await
+            .into_iter()
+            .filter(|(name, _)| match Certificates::check_name(name) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a domain certificate cannot be served by SNI");
+                    false
+                }
+            })
+            .collect();
+        let count = domains.len();
+        match certs.replace_domains(domains) {
+            Ok(()) => tracing::info!(domains = count, "domain certificates in force"),
+            Err(e) => tracing::error!(error = %e, "domain certificates not replaced"),
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// When a file was last changed, and its length: a new pair written in place shows here.
+fn file_stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Reads the certificate files again on SIGHUP (`hangup`) and whenever they change (checked
+/// every [`TLS_POLL`]), and serves the new pair from the next handshake on. A pair that fails
+/// [`load_certificate`] is logged and the previous certificate kept.
+async fn watch_certificate(
+    files: TlsFiles,
+    certs: Arc<Certificates>,
+    mut hangup: Hangup,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let stamps = || (file_stamp(&files.cert), file_stamp(&files.key));
+    let mut seen = stamps();
+    let mut tick = tokio::time::interval(TLS_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let reason = tokio::select! {
+            () = hangup.recv() => "SIGHUP",
+            _ = tick.tick() => {
+                let now = stamps();
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                "the files changed"
+            }
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        match load_certificate(&files) {
+            Ok(key) => {
+                certs.set_default(Some(key));
+                tracing::info!(cert = %files.cert.display(), reason, "certificate reloaded: new handshakes get it");
+            }
+            Err(e) => tracing::error!(
+                reason,
+                error = %e,
+                "the new certificate is refused; still serving the previous one"
+            ),
+        }
+    }
+}
+
+/// SIGHUP, as a stream of wake-ups (never on other platforms).
+struct Hangup {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Hangup {
+    /// Installs the handler (before the addresses are printed: a SIGHUP after that is never
+    /// the default action, which ends the process).
+    fn install() -> Result<Self, String> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let signal =
+                signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+            Ok(Self { signal })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
+        }
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            if self.signal.recv().await.is_some() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    }
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
@@ -833,6 +1097,19 @@ async fn main() -> ExitCode {
 
 async fn run(cfg: Config) -> Result<(), String> {
     let config = cfg.config.as_deref().map(read_config).transpose()?;
+    // The certificate is checked before anything is opened: a bad pair changes nothing.
+    let tls = match &cfg.tls {
+        Some(files) => {
+            let certs = Arc::new(Certificates::new());
+            certs.set_default(Some(load_certificate(files)?));
+            let config = Certificates::server_config(&certs)
+                .map_err(|e| format!("cannot set up TLS: {e}"))?;
+            Some((files.clone(), certs, Arc::new(config)))
+        }
+        None => None,
+    };
+    let data_tls = tls.as_ref().map(|(_, _, config)| Arc::clone(config));
+    let admin_tls = data_tls.clone().filter(|_| cfg.admin_tls);
     prepare_data_dir(&cfg.data_dir)?;
     let (control, store_label) = match &cfg.store {
         StoreSpec::Redb => {
@@ -979,6 +1256,20 @@ async fn run(cfg: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.admin_listen))?;
     let data_addr = data_listener.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
+    let http_listener = match &cfg.http_listen {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    if admin_tls.is_none() && !admin_addr.ip().is_loopback() {
+        tracing::warn!(
+            %admin_addr,
+            "the admin listener is not on loopback and serves plain HTTP: the admin token crosses the network in clear; give --tls-cert and --tls-key (and not --admin-tls off)"
+        );
+    }
 
     let open_files = raise_open_files_limit();
     let data_limit = ConnectionLimit::new(data_max_connections(cfg.max_connections, open_files));
@@ -992,6 +1283,7 @@ async fn run(cfg: Config) -> Result<(), String> {
     let admin_server = server.with_max_connections(ADMIN_MAX_CONNECTIONS);
 
     let shutdown = shutdown_signal()?;
+    let hangup = Hangup::install()?;
     if let Some(path) = generated {
         println!(
             "admin token (generated, stored in {}): {}",
@@ -1003,16 +1295,28 @@ async fn run(cfg: Config) -> Result<(), String> {
         let addr = l.local_addr().map_err(|e| e.to_string())?;
         println!("stagegate metrics at http://{addr}/metrics");
     }
-    println!("stagegate data plane listening on http://{data_addr}");
-    println!(
-        "stagegate web console at http://{admin_addr}/console/ (sign in with the admin token)"
+    let (data_scheme, admin_scheme) = (
+        if data_tls.is_some() { "https" } else { "http" },
+        if admin_tls.is_some() { "https" } else { "http" },
     );
     // before the admin line: tests stop reading stdout once they have both addresses
+    if let Some(l) = &http_listener {
+        let addr = l.local_addr().map_err(|e| e.to_string())?;
+        let answer = match cfg.http_mode {
+            HttpMode::Redirect => "redirects to https (308)",
+            HttpMode::Refuse => "refuses (403 I403PT)",
+        };
+        println!("stagegate plain HTTP listening on http://{addr}: {answer}");
+    }
+    println!("stagegate data plane listening on {data_scheme}://{data_addr}");
     println!(
-        "stagegate CloudAPI endpoint at http://{admin_addr}/ ({} access keys)",
+        "stagegate web console at {admin_scheme}://{admin_addr}/console/ (sign in with the admin token)"
+    );
+    println!(
+        "stagegate CloudAPI endpoint at {admin_scheme}://{admin_addr}/ ({} access keys)",
         keys.ids().len()
     );
-    println!("stagegate admin API listening on http://{admin_addr}");
+    println!("stagegate admin API listening on {admin_scheme}://{admin_addr}");
     println!("stagegate data in {store_label}");
     tracing::info!(
         %data_addr,
@@ -1020,6 +1324,8 @@ async fn run(cfg: Config) -> Result<(), String> {
         data = %store_label,
         max_connections = data_limit.max(),
         open_files_limit = open_files,
+        tls = data_tls.is_some(),
+        admin_tls = admin_tls.is_some(),
         "stagegate started"
     );
 
@@ -1036,8 +1342,42 @@ async fn run(cfg: Config) -> Result<(), String> {
         ))),
         _ => None,
     };
-    let admin_thread = spawn_admin(admin_listener, admin, admin_server, admin_stopped)
-        .map_err(|e| format!("cannot start the admin API: {e}"))?;
+    let plain_task = http_listener.map(|listener| {
+        let answer = match cfg.http_mode {
+            HttpMode::Redirect => PlainHttp::redirect(data_addr.port()),
+            HttpMode::Refuse => PlainHttp::refuse(),
+        };
+        tokio::spawn(serve_plain(
+            listener,
+            answer,
+            // its own cap, as large as the data plane's: redirects must not crowd out HTTPS
+            admin_server.clone().with_max_connections(data_limit.max()),
+            admin_stopped.clone(),
+        ))
+    });
+    let watch_tasks = tls.map(|(files, certs, _)| {
+        [
+            tokio::spawn(follow_domain_certificates(
+                Arc::clone(&control),
+                Arc::clone(&certs),
+                admin_stopped.clone(),
+            )),
+            tokio::spawn(watch_certificate(
+                files,
+                certs,
+                hangup,
+                admin_stopped.clone(),
+            )),
+        ]
+    });
+    let admin_thread = spawn_admin(
+        admin_listener,
+        admin,
+        admin_server,
+        admin_tls,
+        admin_stopped,
+    )
+    .map_err(|e| format!("cannot start the admin API: {e}"))?;
 
     let (stop_data, data_stopped) = tokio::sync::watch::channel(false);
     // Every data-plane worker has a thread of its own, and this (main) thread keeps the
@@ -1055,20 +1395,22 @@ async fn run(cfg: Config) -> Result<(), String> {
             .build()
             .map_err(|e| format!("cannot start data-plane worker {i}: {e}"))?;
         let (gateway, stopped, server) = (gateway()?, data_stopped.clone(), data_server.clone());
+        let tls = data_tls.clone();
         workers.push(
             std::thread::Builder::new()
                 .name(format!("stagegate-worker-{i}"))
-                .spawn(move || rt.block_on(serve_data(listener, gateway, server, stopped)))
+                .spawn(move || rt.block_on(serve_data(listener, gateway, server, tls, stopped)))
                 .map_err(|e| format!("cannot start data-plane worker {i}: {e}"))?,
         );
     }
-    drop((data_listener, data_server, data_stopped));
+    drop((data_listener, data_server, data_tls, data_stopped));
     shutdown.await;
     tracing::info!("shutting down: letting in-flight requests finish");
     let _ = stop_data.send(true);
     let _ = stop_admin.send(true);
     // every worker and the admin thread drain their own connections within the same 30 s
-    if let Some(t) = metrics_task {
+    let tasks = [metrics_task, plain_task].into_iter().flatten();
+    for t in tasks.chain(watch_tasks.into_iter().flatten()) {
         let _ = t.await;
     }
     let _ = tokio::task::spawn_blocking(move || {
@@ -1135,6 +1477,7 @@ async fn serve_data(
     listener: std::net::TcpListener,
     gateway: stagegate::GatewayService,
     server: Server,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let listener = match TcpListener::from_std(listener) {
@@ -1145,12 +1488,34 @@ async fn serve_data(
         }
     };
     // The peer is set once per connection, not as an extension of each request.
+    let make = move |peer| gateway.clone().with_client_addr(peer);
+    match tls {
+        Some(config) => {
+            server
+                .serve_tls(listener, config, make, stopped(stop))
+                .await
+        }
+        None => server.serve(listener, make, stopped(stop)).await,
+    }
+}
+
+/// Serves the plain-HTTP listener (`--http-listen`) on the main runtime until `stop` turns
+/// true: every request is redirected to HTTPS or refused, as `answer` says.
+async fn serve_plain(
+    listener: std::net::TcpListener,
+    answer: PlainHttp,
+    server: Server,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "the plain-HTTP listener cannot listen");
+            return;
+        }
+    };
     server
-        .serve(
-            listener,
-            move |peer| gateway.clone().with_client_addr(peer),
-            stopped(stop),
-        )
+        .serve(listener, move |_peer| answer, stopped(stop))
         .await;
 }
 
@@ -1210,6 +1575,7 @@ fn spawn_admin(
     listener: std::net::TcpListener,
     admin: CloudApiRoute<axum::Router>,
     server: Server,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -1226,9 +1592,15 @@ fn spawn_admin(
                         return;
                     }
                 };
-                server
-                    .serve(listener, move |_peer| admin.clone(), stopped(stop))
-                    .await;
+                let make = move |_peer| admin.clone();
+                match tls {
+                    Some(config) => {
+                        server
+                            .serve_tls(listener, config, make, stopped(stop))
+                            .await;
+                    }
+                    None => server.serve(listener, make, stopped(stop)).await,
+                }
             });
         })
 }

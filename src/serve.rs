@@ -27,6 +27,50 @@
 //! The server runs on the runtime it is awaited on, a current-thread runtime included: every
 //! connection is a task of that runtime.
 //!
+//! # HTTPS
+//!
+//! [`Server::serve_tls`] does the TLS handshake with a `rustls::ServerConfig` and tells the
+//! gateway each request came over TLS (see [`ConnectionInfo`]). [`Certificates`] is the
+//! config's certificate store: a default certificate and one per server name (SNI), replaced
+//! while the listener serves, with [`Certificates::server_config`] offering HTTP/2 and
+//! HTTP/1.1 by ALPN and resuming sessions. [`PlainHttp`] answers a plain-HTTP listener beside
+//! it with a redirect to HTTPS, or a refusal.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use stagegate::serve::{Certificates, PlainHttp, Server};
+//! use stagegate::store::MemoryStore;
+//! use stagegate::tls::CertificatePair;
+//! use stagegate::{ControlPlane, GatewayLayer};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let control = ControlPlane::open(MemoryStore::new()).await?;
+//! let gateway = GatewayLayer::new(control.snapshot_handle()).standalone();
+//! // the default certificate, checked (parses, key matches, valid now)
+//! let pair = CertificatePair::from_pem(
+//!     &std::fs::read_to_string("cert.pem")?,
+//!     &std::fs::read_to_string("key.pem")?,
+//! )?;
+//! let certs = Arc::new(Certificates::new());
+//! certs.set_default(Some(pair.certified_key()));
+//! // the group domains' certificates (admin API), by SNI; again whenever
+//! // `control.watch_certificates()` changes
+//! certs.replace_domains(control.domain_certificates().await)?;
+//! let tls = Arc::new(Certificates::server_config(&certs)?);
+//!
+//! // port 80: a 308 to https for every request
+//! let http = tokio::net::TcpListener::bind("0.0.0.0:80").await?;
+//! tokio::spawn(Server::new().serve(http, |_peer| PlainHttp::redirect(443), std::future::pending()));
+//! let https = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
+//! Server::new()
+//!     .serve_tls(https, tls, move |peer| gateway.clone().with_client_addr(peer), async {
+//!         let _ = tokio::signal::ctrl_c().await;
+//!     })
+//!     .await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Examples
 //!
 //! ```no_run
@@ -69,6 +113,12 @@ use tower::ServiceExt as _;
 use tower::util::Oneshot;
 
 use crate::layer::{ClientAddr, ConnectionInfo};
+
+mod certificates;
+mod plain_http;
+
+pub use certificates::{ALPN_PROTOCOLS, Certificates, InvalidServerName, SESSION_CACHE_SIZE};
+pub use plain_http::PlainHttp;
 
 /// The default [`Server::with_header_read_timeout`]: 10 s.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);

@@ -2024,3 +2024,437 @@ async fn metrics_are_scraped_and_the_access_log_is_json() {
     }
     assert_eq!(access[3]["fields"]["error_code"], wrong_code.as_str());
 }
+
+// ---- HTTPS: --tls-cert / --tls-key, reloads, --http-listen ----
+
+/// `url` (`https://127.0.0.1:PORT`) as a socket address.
+fn https_addr(url: &str) -> std::net::SocketAddr {
+    url.trim_start_matches("https://").parse().unwrap()
+}
+
+/// Writes a certificate pair for `localhost` (or the given PEM texts) into `dir` as
+/// `cert.pem` and `key.pem`, and returns the certificate.
+fn write_pair(dir: &Path, pem: (String, String)) -> rustls::pki_types::CertificateDer<'static> {
+    // key first: a reload between the two writes sees a mismatch and keeps the old pair
+    std::fs::write(dir.join("key.pem"), &pem.1).unwrap();
+    std::fs::write(dir.join("cert.pem"), &pem.0).unwrap();
+    common::tls::der_of(&pem.0)
+}
+
+/// The certificate the listener at `url` serves to a new connection for `sni`.
+async fn served_for(url: &str, sni: &str) -> rustls::pki_types::CertificateDer<'static> {
+    let config = common::tls::client_config(&[b"http/1.1"]);
+    let stream = common::tls::connect(https_addr(url), sni, &config)
+        .await
+        .unwrap();
+    common::tls::served(&stream)
+}
+
+/// The certificate the listener at `url` serves to a new connection for `localhost`.
+async fn served_by(url: &str) -> rustls::pki_types::CertificateDer<'static> {
+    served_for(url, "localhost").await
+}
+
+/// Waits (at most 10 s) until the listener at `url` serves `expected` for `sni`.
+async fn wait_served_for(
+    url: &str,
+    sni: &str,
+    expected: &rustls::pki_types::CertificateDer<'static>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while &served_for(url, sni).await != expected {
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate is not served for {sni}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits (at most 10 s) until the listener at `url` serves `expected` for `localhost`.
+async fn wait_served(url: &str, expected: &rustls::pki_types::CertificateDer<'static>) {
+    wait_served_for(url, "localhost", expected).await;
+}
+
+/// The first stdout line of `gw` starting with `prefix`, without it.
+fn printed<'a>(gw: &'a Gateway, prefix: &str) -> &'a str {
+    gw.stdout_lines
+        .iter()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` line in {:?}", gw.stdout_lines))
+}
+
+/// One request over plain TCP; the raw response.
+async fn raw_http(addr: &str, head: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_both_listeners_reloads_the_certificate_and_redirects_plain_http() {
+    let dir = scratch("tls");
+    let tls_dir = dir.join("tls");
+    std::fs::create_dir_all(&tls_dir).unwrap();
+    let first = write_pair(&tls_dir, common::tls::pem_pair(&["localhost"], None));
+    let (cert, key) = (tls_dir.join("cert.pem"), tls_dir.join("key.pem"));
+    let gw = Gateway::start_with(
+        &dir.join("data"),
+        Some(TOKEN),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--http-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    assert!(gw.data.starts_with("https://"), "{}", gw.data);
+    assert!(gw.admin.starts_with("https://"), "{}", gw.admin);
+    // both listeners: TLS with the certificate given, h2 by ALPN, and they answer
+    let h2 = common::tls::client_config(&[b"h2", b"http/1.1"]);
+    for (url, path, status) in [
+        (&gw.data, "/nothing-here", 404),
+        (&gw.admin, "/health", 200),
+    ] {
+        let stream = common::tls::connect(https_addr(url), "localhost", &h2)
+            .await
+            .unwrap();
+        assert_eq!(common::tls::served(&stream), first, "{url}");
+        let (got, version) = common::tls::get(stream, "localhost", path).await;
+        assert_eq!(
+            (got.status, version),
+            (status, http::Version::HTTP_2),
+            "{url}"
+        );
+    }
+    // plain HTTP on the data port is not served
+    let got = raw_http(
+        https_addr(&gw.data).to_string().as_str(),
+        "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
+    assert!(!got.starts_with("HTTP/1.1"), "{got}");
+
+    // --http-listen: 308 to the same host, path and query on the HTTPS port
+    let plain = printed(&gw, "stagegate plain HTTP listening on http://")
+        .split(':')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(":");
+    let got = raw_http(
+        &plain,
+        "GET /v1/items?page=2 HTTP/1.1\r\nHost: localhost:80\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 308"), "{got}");
+    let port = https_addr(&gw.data).port();
+    assert!(
+        got.to_ascii_lowercase().contains(&format!(
+            "location: https://localhost:{port}/v1/items?page=2\r\n"
+        )),
+        "{got}"
+    );
+
+    // new files: served from the next handshake, no restart (mtime poll)
+    let second = write_pair(&tls_dir, common::tls::pem_pair(&["localhost"], None));
+    wait_served(&gw.data, &second).await;
+    wait_served(&gw.admin, &second).await;
+
+    // a bad new pair (this key does not match): logged, the previous certificate kept
+    let (other_cert, _) = common::tls::pem_pair(&["localhost"], None);
+    std::fs::write(&cert, other_cert).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&gw.log)
+        .unwrap()
+        .contains("still serving the previous one")
+    {
+        assert!(Instant::now() < deadline, "the bad pair was not reported");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(served_by(&gw.data).await, second);
+    let log = std::fs::read_to_string(&gw.log).unwrap();
+    assert!(log.contains("does not match the certificate"), "{log}");
+
+    // SIGHUP reads the files again (and does not end the process)
+    let third = write_pair(&tls_dir, common::tls::pem_pair(&["localhost"], None));
+    let pid = gw.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_served(&gw.data, &third).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&gw.log)
+        .unwrap()
+        .lines()
+        .any(|l| l.contains("certificate reloaded") && l.contains("SIGHUP"))
+    {
+        assert!(Instant::now() < deadline, "no reload on SIGHUP");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (got, _) = common::tls::get(
+        common::tls::connect(https_addr(&gw.admin), "localhost", &h2)
+            .await
+            .unwrap(),
+        "localhost",
+        "/health",
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    gw.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn plain_http_can_be_refused_and_a_plain_admin_listener_off_loopback_is_warned_about() {
+    let dir = scratch("tls-refuse");
+    let tls_dir = dir.join("tls");
+    std::fs::create_dir_all(&tls_dir).unwrap();
+    write_pair(&tls_dir, common::tls::pem_pair(&["localhost"], None));
+    let gw = Gateway::start_with(
+        &dir.join("data"),
+        Some(TOKEN),
+        &[
+            "--tls-cert",
+            tls_dir.join("cert.pem").to_str().unwrap(),
+            "--tls-key",
+            tls_dir.join("key.pem").to_str().unwrap(),
+            "--http-listen",
+            "127.0.0.1:0",
+            "--http-mode",
+            "refuse",
+            "--admin-tls",
+            "off",
+            "--admin-listen",
+            "0.0.0.0:0",
+        ],
+    );
+    assert!(gw.data.starts_with("https://"), "{}", gw.data);
+    assert!(gw.admin.starts_with("http://"), "{}", gw.admin);
+    let plain = printed(&gw, "stagegate plain HTTP listening on http://")
+        .split(':')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(":");
+    let got = raw_http(
+        &plain,
+        "GET /anything HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 403"), "{got}");
+    let lower = got.to_ascii_lowercase();
+    assert!(lower.contains("x-ca-error-code: i403pt"), "{got}");
+    assert!(got.contains("Invalid protocol HTTP unsupported"), "{got}");
+    // the admin listener answers plain HTTP, with a warning at start
+    let port = gw.admin.rsplit(':').next().unwrap();
+    let got = raw_http(
+        &format!("127.0.0.1:{port}"),
+        "GET /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    let log = std::fs::read_to_string(&gw.log).unwrap();
+    assert!(
+        log.contains("not on loopback and serves plain HTTP"),
+        "{log}"
+    );
+    gw.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Starts the gateway with `args` and checks that it refuses to start with `message`, before
+/// the data file is created.
+fn assert_args_refused(dir: &Path, args: &[&str], message: &str) {
+    assert_refused_with_env(dir, args, &[], message);
+}
+
+/// [`assert_args_refused`] with environment variables too.
+fn assert_refused_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)], message: &str) {
+    let data = dir.join("data");
+    let mut cmd = Command::new(gateway_bin());
+    cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--admin-token", TOKEN])
+        .args(args);
+    for var in [
+        "STAGEGATE_TLS_CERT",
+        "STAGEGATE_TLS_KEY",
+        "STAGEGATE_ADMIN_TLS",
+        "STAGEGATE_HTTP_LISTEN",
+        "STAGEGATE_HTTP_MODE",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "{args:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(message), "{args:?}: {stderr}");
+    assert!(!data.join("stagegate.redb").exists(), "{args:?}");
+}
+
+#[test]
+fn a_bad_certificate_or_key_stops_the_start_naming_the_file_and_the_problem() {
+    let dir = scratch("tls-bad");
+    let file = |name: &str, content: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, content).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let (good_cert, good_key) = common::tls::pem_pair(&["localhost"], None);
+    let (_, other_key) = common::tls::pem_pair(&["localhost"], None);
+    let (cert, key) = (file("cert.pem", &good_cert), file("key.pem", &good_key));
+    let garbage = file("garbage.pem", "not a certificate\n");
+    let other = file("other-key.pem", &other_key);
+    let missing = dir.join("missing.pem").to_str().unwrap().to_owned();
+    let (expired_cert, expired_key) = common::tls::pem_pair(&["localhost"], Some((-30, -1)));
+    let (expired, expired_key) = (
+        file("expired.pem", &expired_cert),
+        file("expired-key.pem", &expired_key),
+    );
+    let (early_cert, early_key) = common::tls::pem_pair(&["localhost"], Some((2, 30)));
+    let (early, early_key) = (
+        file("early.pem", &early_cert),
+        file("early-key.pem", &early_key),
+    );
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["--tls-cert", &missing, "--tls-key", &key],
+            format!("--tls-cert {missing}: cannot read the file"),
+        ),
+        (
+            vec!["--tls-cert", &garbage, "--tls-key", &key],
+            format!("--tls-cert {garbage}: no PEM `CERTIFICATE` block found"),
+        ),
+        (
+            vec!["--tls-cert", &cert, "--tls-key", &garbage],
+            format!("--tls-key {garbage}: no PEM private key block found"),
+        ),
+        // the key in place of the certificate
+        (
+            vec!["--tls-cert", &key, "--tls-key", &key],
+            format!("--tls-cert {key}: no PEM `CERTIFICATE` block found"),
+        ),
+        (
+            vec!["--tls-cert", &cert, "--tls-key", &other],
+            format!("--tls-key {other}: does not match the certificate in --tls-cert {cert}"),
+        ),
+        (
+            vec!["--tls-cert", &expired, "--tls-key", &expired_key],
+            format!("--tls-cert {expired}: expired on "),
+        ),
+        (
+            vec!["--tls-cert", &early, "--tls-key", &early_key],
+            format!("--tls-cert {early}: not valid before "),
+        ),
+        (
+            vec!["--tls-cert", &cert],
+            "--tls-cert (STAGEGATE_TLS_CERT) needs --tls-key".into(),
+        ),
+        (
+            vec!["--tls-key", &key],
+            "--tls-key (STAGEGATE_TLS_KEY) needs --tls-cert".into(),
+        ),
+        (
+            vec!["--http-listen", "127.0.0.1:0"],
+            "--http-listen (STAGEGATE_HTTP_LISTEN) needs --tls-cert and --tls-key".into(),
+        ),
+        (
+            vec!["--admin-tls", "maybe"],
+            "--admin-tls must be `on` or `off`, not `maybe`".into(),
+        ),
+        (
+            vec!["--http-mode", "ignore"],
+            "--http-mode must be `redirect` or `refuse`, not `ignore`".into(),
+        ),
+    ];
+    for (args, message) in &cases {
+        assert_args_refused(&dir, args, message);
+    }
+    // the same from the environment
+    let env_cases: [(&[(&str, &str)], String); 4] = [
+        (
+            &[("STAGEGATE_TLS_CERT", &cert), ("STAGEGATE_TLS_KEY", &other)],
+            format!("--tls-key {other}: does not match the certificate in --tls-cert {cert}"),
+        ),
+        (
+            &[("STAGEGATE_TLS_CERT", &cert)],
+            "--tls-cert (STAGEGATE_TLS_CERT) needs --tls-key".into(),
+        ),
+        (
+            &[("STAGEGATE_HTTP_MODE", "ignore")],
+            "STAGEGATE_HTTP_MODE must be `redirect` or `refuse`, not `ignore`".into(),
+        ),
+        (
+            &[("STAGEGATE_ADMIN_TLS", "maybe")],
+            "STAGEGATE_ADMIN_TLS must be `on` or `off`, not `maybe`".into(),
+        ),
+    ];
+    for (env, message) in &env_cases {
+        assert_refused_with_env(&dir, &[], env, message);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_domain_certificate_put_through_the_admin_api_is_served_by_sni_until_deleted() {
+    let dir = scratch("tls-domain");
+    let tls_dir = dir.join("tls");
+    std::fs::create_dir_all(&tls_dir).unwrap();
+    let default = write_pair(&tls_dir, common::tls::pem_pair(&["localhost"], None));
+    let gw = Gateway::start_with(
+        &dir.join("data"),
+        Some(TOKEN),
+        &[
+            "--tls-cert",
+            tls_dir.join("cert.pem").to_str().unwrap(),
+            "--tls-key",
+            tls_dir.join("key.pem").to_str().unwrap(),
+            "--admin-tls",
+            "off",
+        ],
+    );
+    let http = Http::new();
+    let g = http
+        .admin(
+            &gw,
+            "POST",
+            "/groups",
+            Some(json!({"name": "shop_group", "domains": ["shop.example.com"]})),
+        )
+        .await;
+    assert_eq!(g.status, 201, "{}", g.text());
+    let group = id(&g);
+    assert_eq!(served_for(&gw.data, "shop.example.com").await, default);
+    let (cert, key) = common::tls::pem_pair(&["shop.example.com"], None);
+    let path = format!("/groups/{group}/domains/shop.example.com/certificate");
+    let put = http
+        .admin(
+            &gw,
+            "PUT",
+            &path,
+            Some(json!({"certificate": cert, "private_key": key})),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let shop = common::tls::der_of(&cert);
+    wait_served_for(&gw.data, "shop.example.com", &shop).await;
+    // other names keep the default
+    assert_eq!(served_for(&gw.data, "other.example.com").await, default);
+    let del = http.admin(&gw, "DELETE", &path, None).await;
+    assert_eq!(del.status, 204, "{}", del.text());
+    wait_served_for(&gw.data, "shop.example.com", &default).await;
+    gw.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

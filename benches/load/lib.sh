@@ -90,6 +90,29 @@ start_hyper_proxy() { # a bare hyper reverse proxy to ORIGIN_A, on the server co
     wait_port "$HYPER_PROXY"
 }
 
+# nginx_tls_server: with NGINX_TLS set (tls.sh), the same proxy over HTTPS on that address with
+# TLS_CERT/TLS_KEY, set up as the gateway's rustls is: TLS 1.2 and 1.3, X25519 key exchange,
+# session tickets and a session cache (resumption), keep-alive.
+nginx_tls_server() {
+    [ -n "${NGINX_TLS:-}" ] || return 0
+    cat <<EOF
+    server {
+        listen $NGINX_TLS ssl;
+        ssl_certificate $TLS_CERT;
+        ssl_certificate_key $TLS_KEY;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ecdh_curve X25519;
+        ssl_session_cache shared:SSL:10m;
+        ssl_session_tickets on;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+EOF
+}
+
 start_nginx() {
     mkdir -p "$OUT/nginx"
     cat >"$OUT/nginx/nginx.conf" <<EOF
@@ -121,6 +144,7 @@ http {
             proxy_set_header Connection "";
         }
     }
+$(nginx_tls_server)
 }
 EOF
     taskset -c "$SERVER_CPU" nginx -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" &
@@ -130,13 +154,15 @@ EOF
 
 # start_gateway DATA_DIR: the example gateway on SERVER_CPU (or GATEWAY_CPUS, a taskset list),
 # without the per-request access log (nginx runs with access_log off). COMMIT_SYNC (unset: the
-# gateway's default, two-phase) is passed as --commit-sync. Sets GW_PID.
+# gateway's default, two-phase) is passed as --commit-sync. With TLS_CERT and TLS_KEY the data
+# plane serves HTTPS with them (the admin listener stays plain, on loopback). Sets GW_PID.
 start_gateway() {
     mkdir -p "$1"
     RUST_LOG=${GATEWAY_LOG:-warn} taskset -c "${GATEWAY_CPUS:-$SERVER_CPU}" "$GATEWAY_BIN" \
         --listen "$GW" --admin-listen "$ADMIN" --data-dir "$1" --admin-token "$TOKEN" \
         --admin-body-limit 1073741824 ${COMMIT_SYNC:+--commit-sync "$COMMIT_SYNC"} \
         --replay-capacity "${REPLAY_CAPACITY:-4000000}" \
+        ${TLS_CERT:+--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY" --admin-tls off} \
         >"$OUT/gateway.out" 2>>"$OUT/gateway.err" &
     GW_PID=$!
     PIDS+=($GW_PID)
@@ -200,7 +226,7 @@ setup_apis() {
     done
     # Sanity: both answer 200 before anything is measured.
     local s
-    s=$(curl -s -o /dev/null -w '%{http_code}' "http://$GW/anon")
+    s=$(curl -sk -o /dev/null -w '%{http_code}' "${GW_SCHEME:-http}://$GW/anon")
     [ "$s" = 200 ] || { log "GET /anon answered $s"; return 1; }
 }
 
@@ -218,6 +244,8 @@ sign() {
 wrk_run() {
     local name=$1 url=$2 lua=${3:-} args=() out
     [ -n "$lua" ] && args=(-s "$lua")
+    # WRK_HEADER (e.g. `Connection: close`: a new connection, so a new handshake, per request)
+    [ -n "${WRK_HEADER:-}" ] && args+=(-H "$WRK_HEADER")
     # The warm-up reads its own pre-signed file: a nonce used in the warm-up would be a replay.
     SIGNED_FILE=${SIGNED_FILE:-}.warm taskset -c "$CLIENT_CPU" \
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "${args[@]}" "$url" >/dev/null
@@ -243,11 +271,12 @@ parse_wrk() {
         END { printf "%s\t%s\t%.3f\t%.3f\t%d\t%d\n", name, rps, p50, p99, non2xx, sock }'
 }
 
-# print_table TSV: the results as a markdown table with ratios to the row named nginx.
+# print_table TSV: the results as a markdown table with ratios to the row named nginx (or
+# BASELINE).
 print_table() {
-    awk -F'\t' '
+    awk -F'\t' -v base="${BASELINE:-nginx}" '
         { name[NR] = $1; rps[NR] = $2; p50[NR] = $3; p99[NR] = $4; bad[NR] = $5 + $6
-          if ($1 == "nginx") { nr = $2; n50 = $3; n99 = $4 } }
+          if ($1 == base) { nr = $2; n50 = $3; n99 = $4 } }
         END {
             print "| target | requests/s | × nginx | p50 ms | × nginx | p99 ms | × nginx | errors |"
             print "|---|---:|---:|---:|---:|---:|---:|---:|"
@@ -259,9 +288,10 @@ print_table() {
 
 # print_summary ROUND-TSV...: one row per target over several rounds (files in order): the
 # median of its requests/s, p50 and p99, and the median of its ratios to the nginx row of the
-# same round, with the range of the throughput ratio. Errors are summed.
+# same round (or of the row named BASELINE), with the range of the throughput ratio. Errors are
+# summed.
 print_summary() {
-    awk -F'\t' '
+    awk -F'\t' -v base="${BASELINE:-nginx}" '
         function median(list,    v, n, i, j, t) {
             n = split(list, v, " ")
             for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) {
@@ -279,8 +309,8 @@ print_summary() {
             for (i = 1; i <= k; i++) {
                 name = order[i]; rps = p50 = p99 = xr = x50 = x99 = ""; bad = 0
                 for (j = 1; j <= r; j++) {
-                    if (!((j, name) in row) || !((j, "nginx") in row)) continue
-                    split(row[j, name], a, "\t"); split(row[j, "nginx"], b, "\t")
+                    if (!((j, name) in row) || !((j, base) in row)) continue
+                    split(row[j, name], a, "\t"); split(row[j, base], b, "\t")
                     rps = rps " " a[2]; p50 = p50 " " a[3]; p99 = p99 " " a[4]; bad += a[5] + a[6]
                     xr = xr " " (b[2] ? a[2] / b[2] : 0)
                     x50 = x50 " " (b[3] ? a[3] / b[3] : 0); x99 = x99 " " (b[4] ? a[4] / b[4] : 0)

@@ -4,6 +4,7 @@
 pub mod logs;
 pub mod relay;
 pub mod services;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
