@@ -622,23 +622,7 @@ async fn a_nonce_used_on_one_node_is_refused_on_another() {
         );
     }
     // clean up this test's keys
-    let mut conn = redis::Client::open(redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    for k in keys {
-        let _: i64 = redis::cmd("DEL")
-            .arg(k)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
+    common::services::delete_redis_keys(&redis, &prefix).await;
 }
 
 /// Two nodes update the same record at the same version at once: exactly one wins, the other

@@ -1491,27 +1491,6 @@ async fn shared_redis() -> Option<String> {
     }
 }
 
-/// Deletes every key under `prefix` (this test's own) from the shared Redis.
-async fn delete_redis_keys(addr: &str, prefix: &str) {
-    let mut conn = redis::Client::open(format!("redis://{addr}"))
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    for k in keys {
-        let _: i64 = redis::cmd("DEL")
-            .arg(k)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-}
-
 /// Two example gateways (separate data directories, one configuration imported into both) on
 /// one Redis: a signed request served by one is refused by the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1556,7 +1535,7 @@ async fn a_nonce_replayed_to_another_gateway_sharing_redis_is_refused() {
     assert_eq!(fresh.status, 200, "{}", fresh.text());
     a.stop();
     b.stop();
-    delete_redis_keys(&addr, &prefix).await;
+    common::services::delete_redis_keys(&addr, &prefix).await;
     let _ = std::fs::remove_dir_all(&dir_a);
     let _ = std::fs::remove_dir_all(&dir_b);
 }
@@ -1635,7 +1614,7 @@ async fn two_gateways_counting_in_redis_hold_one_throttling_limit() {
     );
     a.stop();
     b.stop();
-    delete_redis_keys(&addr, &prefix).await;
+    common::services::delete_redis_keys(&addr, &prefix).await;
     let _ = std::fs::remove_dir_all(&dir_a);
     let _ = std::fs::remove_dir_all(&dir_b);
 }

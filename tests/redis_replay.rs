@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::relay::{DROP, HANG, PASS, Relay};
-use common::services::{reachable, redis_addr, skip, unique_name};
+use common::services::unique_name;
 use common::{Got, oneshot};
 use http::{HeaderValue, Request};
 use http_body_util::Full;
@@ -123,18 +123,6 @@ fn clone_req(r: &Request<Full<Bytes>>) -> Request<Full<Bytes>> {
     Request::from_parts(parts, Full::new(Bytes::new()))
 }
 
-/// The shared Redis, or `None` (the test is skipped) when it is unreachable.
-async fn redis_or_skip() -> Option<String> {
-    let addr = redis_addr();
-    match reachable(&addr).await {
-        Ok(()) => Some(addr),
-        Err(why) => {
-            skip("Redis", &why);
-            None
-        }
-    }
-}
-
 /// A direct client on the shared Redis, to look at and clean up what a test wrote.
 async fn inspector(addr: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(format!("redis://{addr}"))
@@ -166,18 +154,6 @@ async fn keys(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec
     }
 }
 
-/// Deletes every key under `prefix` (the test's own).
-async fn cleanup(addr: &str, prefix: &str) {
-    let mut conn = inspector(addr).await;
-    for k in keys(&mut conn, prefix).await {
-        let _: i64 = redis::cmd("DEL")
-            .arg(&k)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-}
-
 fn guard(url: &str, prefix: &str) -> RedisReplayGuard {
     RedisReplayGuard::builder(url)
         .with_key_prefix(prefix)
@@ -188,7 +164,7 @@ fn guard(url: &str, prefix: &str) -> RedisReplayGuard {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nonce_accepted_by_one_node_is_refused_by_every_other() {
-    let Some(addr) = redis_or_skip().await else {
+    let Some(addr) = common::services::redis_or_skip().await else {
         return;
     };
     let prefix = format!("{}:", unique_name("sg_nodes"));
@@ -230,12 +206,12 @@ async fn a_nonce_accepted_by_one_node_is_refused_by_every_other() {
     // two nonces, two keys
     let mut conn = inspector(&addr).await;
     assert_eq!(keys(&mut conn, &prefix).await.len(), 2);
-    cleanup(&addr, &prefix).await;
+    common::services::delete_redis_keys(&addr, &prefix).await;
 }
 
 #[tokio::test]
 async fn a_key_lives_for_the_window_then_the_nonce_is_fresh_again() {
-    let Some(addr) = redis_or_skip().await else {
+    let Some(addr) = common::services::redis_or_skip().await else {
         return;
     };
     let prefix = format!("{}:", unique_name("sg_expiry"));
@@ -273,7 +249,7 @@ async fn a_key_lives_for_the_window_then_the_nonce_is_fresh_again() {
         g.check_and_remember("k1", "long", now + 800).await,
         Ok(false)
     );
-    cleanup(&addr, &prefix).await;
+    common::services::delete_redis_keys(&addr, &prefix).await;
 }
 
 #[tokio::test]
@@ -307,7 +283,7 @@ async fn a_dead_redis_refuses_nonce_checks_with_x503ns_in_bounded_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_cut_mid_run_refuses_nonce_checks_then_recovers() {
-    let Some(addr) = redis_or_skip().await else {
+    let Some(addr) = common::services::redis_or_skip().await else {
         return;
     };
     let prefix = format!("{}:", unique_name("sg_relay"));
@@ -354,7 +330,7 @@ async fn a_redis_cut_mid_run_refuses_nonce_checks_then_recovers() {
         let got = oneshot(node.clone(), clone_req(&first)).await;
         assert_eq!(code(&got), Some(ErrorCode::A400NU.as_str()), "{what}");
     }
-    cleanup(&addr, &prefix).await;
+    common::services::delete_redis_keys(&addr, &prefix).await;
 }
 
 #[tokio::test]
@@ -383,7 +359,7 @@ async fn hostile_nonces_are_refused_before_they_reach_redis() {
 
     // Through a gateway on the shared Redis: refused with I400HD naming the header, and
     // nothing is written.
-    let Some(addr) = redis_or_skip().await else {
+    let Some(addr) = common::services::redis_or_skip().await else {
         return;
     };
     let prefix = format!("{}:", unique_name("sg_hostile"));
@@ -421,5 +397,5 @@ async fn hostile_nonces_are_refused_before_they_reach_redis() {
         200
     );
     assert_eq!(keys(&mut conn, &prefix).await.len(), 1);
-    cleanup(&addr, &prefix).await;
+    common::services::delete_redis_keys(&addr, &prefix).await;
 }

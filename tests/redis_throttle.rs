@@ -13,46 +13,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::relay::{DROP, HANG, PASS, Relay};
-use common::services::{reachable, redis_addr, skip, unique_name};
+use common::services::unique_name;
 use common::{Fx, fx, oneshot};
 use stagegate::GatewayService;
 use stagegate::control::NewPolicy;
 use stagegate::model::{BackendKind, MockDefinition, Stage, StageDefinition};
 use stagegate::policy::{PolicySpec, RedisCounter, ThrottleUnit, Throttling};
-
-/// The shared Redis, or `None` (the test is skipped) when it is unreachable.
-async fn redis_or_skip() -> Option<String> {
-    let addr = redis_addr();
-    match reachable(&addr).await {
-        Ok(()) => Some(addr),
-        Err(why) => {
-            skip("Redis", &why);
-            None
-        }
-    }
-}
-
-/// Deletes every key under `prefix` (the test's own), answering how many there were.
-async fn cleanup(addr: &str, prefix: &str) -> usize {
-    let mut conn = redis::Client::open(format!("redis://{addr}"))
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    for k in &keys {
-        let _: i64 = redis::cmd("DEL")
-            .arg(k)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-    keys.len()
-}
 
 /// A mock API `/t` with a throttling policy of `limit` per `unit` bound in RELEASE.
 async fn throttled(unit: ThrottleUnit, limit: u32) -> Fx {
@@ -135,7 +101,7 @@ async fn clear_of_the_minute_edge(margin: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_sharing_redis_admit_at_most_the_limit_and_at_least_the_bound() {
-    let Some(addr) = redis_or_skip().await else {
+    let Some(addr) = common::services::redis_or_skip().await else {
         return;
     };
     let prefix = format!("{}:", unique_name("sg_rate_nodes"));
@@ -192,12 +158,12 @@ async fn two_nodes_sharing_redis_admit_at_most_the_limit_and_at_least_the_bound(
         .await
         .unwrap();
     assert!((1..=65_000).contains(&pttl), "PTTL {pttl}");
-    cleanup(&addr, &prefix).await;
+    common::services::delete_redis_keys(&addr, &prefix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_well_under_its_limit_never_waits_for_redis() {
-    let Some(addr) = redis_or_skip().await else {
+    let Some(addr) = common::services::redis_or_skip().await else {
         return;
     };
     let prefix = format!("{}:", unique_name("sg_rate_fast"));
@@ -227,7 +193,7 @@ async fn a_request_well_under_its_limit_never_waits_for_redis() {
     );
     assert!(s.leases >= 2, "refilled in the background: {s:?}");
     // one key per window (two if the run crossed an hour)
-    assert!((1..=2).contains(&cleanup(&addr, &prefix).await));
+    assert!((1..=2).contains(&common::services::delete_redis_keys(&addr, &prefix).await));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,7 +241,7 @@ async fn an_unreachable_redis_fails_open_to_a_share_of_the_limit_in_bounded_time
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_cut_mid_run_fails_open_then_counts_across_the_cluster_again() {
-    let Some(addr) = redis_or_skip().await else {
+    let Some(addr) = common::services::redis_or_skip().await else {
         return;
     };
     let prefix = format!("{}:", unique_name("sg_rate_relay"));
@@ -318,5 +284,5 @@ async fn a_redis_cut_mid_run_fails_open_then_counts_across_the_cluster_again() {
     let s = c.stats();
     assert_eq!(s.outages, 2, "one per cut: {s:?}");
     assert!(s.fallback_admitted > 0, "{s:?}");
-    cleanup(&addr, &prefix).await;
+    common::services::delete_redis_keys(&addr, &prefix).await;
 }

@@ -8,40 +8,14 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use common::Fx;
 use common::tls::{certified, client_config, connect, get, served};
-use common::{Fx, fx};
 use http::Request;
 use hyper::body::Incoming;
 use stagegate::layer::ConnectionInfo;
-use stagegate::model::{BackendKind, MockDefinition, Protocol, Stage, StageDefinition};
 use stagegate::proxy::GatewayBody;
 use stagegate::serve::{Certificates, Server};
 use tower::Layer as _;
-
-/// Three mock APIs: `/https-only`, `/http-only`, `/both`, published in RELEASE.
-async fn apis() -> Fx {
-    let fx = fx(BackendKind::Mock).await;
-    fx.define(
-        Stage::RELEASE,
-        StageDefinition::Mock(MockDefinition {
-            status: 200,
-            headers: Default::default(),
-            body: "served".into(),
-        }),
-    )
-    .await;
-    for (name, path, protocols) in [
-        ("httpsOnly", "/https-only", vec![Protocol::Https]),
-        ("httpOnly", "/http-only", vec![Protocol::Http]),
-        ("both", "/both", vec![Protocol::Http, Protocol::Https]),
-    ] {
-        let api = fx
-            .api(name, "GET", path, |a| a.request.protocols = protocols)
-            .await;
-        fx.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
-    }
-    fx
-}
 
 /// Serves the gateway over `fx` (the host app behind it answers with the connection it
 /// learnt) with TLS from `certs`, or plain when `None`.
@@ -81,7 +55,7 @@ async fn start(fx: &Fx, certs: Option<&Arc<Certificates>>) -> SocketAddr {
 
 #[tokio::test]
 async fn sni_picks_the_domain_certificate_and_unknown_or_no_name_gets_the_default() {
-    let fx = apis().await;
+    let fx = common::tls::protocol_apis().await;
     let (default, default_der) = certified(&["gateway.test"]);
     let (api, api_der) = certified(&["api.example.com"]);
     let (wild, wild_der) = certified(&["*.apps.example.com"]);
@@ -111,7 +85,7 @@ async fn sni_picks_the_domain_certificate_and_unknown_or_no_name_gets_the_defaul
 
 #[tokio::test]
 async fn with_no_default_an_unknown_name_fails_cleanly_and_the_listener_goes_on() {
-    let fx = apis().await;
+    let fx = common::tls::protocol_apis().await;
     let (api, api_der) = certified(&["api.example.com"]);
     let certs = Arc::new(Certificates::new());
     certs.insert("api.example.com", api).unwrap();
@@ -148,7 +122,7 @@ async fn with_no_default_an_unknown_name_fails_cleanly_and_the_listener_goes_on(
 
 #[tokio::test]
 async fn alpn_agrees_on_h2_and_the_request_is_served_over_http2() {
-    let fx = apis().await;
+    let fx = common::tls::protocol_apis().await;
     let (default, _) = certified(&["localhost"]);
     let certs = Arc::new(Certificates::new());
     certs.set_default(Some(default));
@@ -173,7 +147,7 @@ async fn alpn_agrees_on_h2_and_the_request_is_served_over_http2() {
 
 #[tokio::test]
 async fn a_second_connection_resumes_the_session() {
-    let fx = apis().await;
+    let fx = common::tls::protocol_apis().await;
     let (default, _) = certified(&["localhost"]);
     let certs = Arc::new(Certificates::new());
     certs.set_default(Some(default));
@@ -196,7 +170,7 @@ async fn a_second_connection_resumes_the_session() {
 
 #[tokio::test]
 async fn https_only_http_only_and_dual_apis_behave_as_declared_on_each_listener() {
-    let fx = apis().await;
+    let fx = common::tls::protocol_apis().await;
     let (default, _) = certified(&["localhost"]);
     let certs = Arc::new(Certificates::new());
     certs.set_default(Some(default));

@@ -8,14 +8,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::{Fx, collect, fx};
+use common::{Fx, collect};
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use stagegate::layer::ConnectionInfo;
-use stagegate::model::{BackendKind, MockDefinition, Protocol, Stage, StageDefinition};
 use stagegate::proxy::GatewayBody;
 use stagegate::serve::Server;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -45,31 +44,6 @@ fn tls_configs() -> (Arc<rustls::ServerConfig>, rustls::ClientConfig) {
         .with_root_certificates(roots)
         .with_no_client_auth();
     (Arc::new(server), client)
-}
-
-/// Three mock APIs: `/https-only`, `/http-only`, `/both`, published in RELEASE.
-async fn apis() -> Fx {
-    let fx = fx(BackendKind::Mock).await;
-    fx.define(
-        Stage::RELEASE,
-        StageDefinition::Mock(MockDefinition {
-            status: 200,
-            headers: Default::default(),
-            body: "served".into(),
-        }),
-    )
-    .await;
-    for (name, path, protocols) in [
-        ("httpsOnly", "/https-only", vec![Protocol::Https]),
-        ("httpOnly", "/http-only", vec![Protocol::Http]),
-        ("both", "/both", vec![Protocol::Http, Protocol::Https]),
-    ] {
-        let api = fx
-            .api(name, "GET", path, |a| a.request.protocols = protocols)
-            .await;
-        fx.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
-    }
-    fx
 }
 
 /// The host app behind the layer: answers with what it learnt of the connection.
@@ -117,7 +91,7 @@ async fn start(fx: &Fx, tls: Option<Arc<rustls::ServerConfig>>) -> SocketAddr {
 
 #[tokio::test]
 async fn over_tls_https_only_and_dual_apis_serve_and_http_only_refuses() {
-    let fx = apis().await;
+    let fx = common::tls::protocol_apis().await;
     let (server, client_config) = tls_configs();
     let addr = start(&fx, Some(server)).await;
     // offers h2 and http/1.1 by ALPN: the server picks h2
@@ -153,7 +127,7 @@ async fn over_tls_https_only_and_dual_apis_serve_and_http_only_refuses() {
 
 #[tokio::test]
 async fn over_plain_tcp_https_only_refuses_even_an_https_target() {
-    let fx = apis().await;
+    let fx = common::tls::protocol_apis().await;
     let addr = start(&fx, None).await;
     let raw = |target: &str| {
         let head = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
@@ -184,7 +158,7 @@ async fn over_plain_tcp_https_only_refuses_even_an_https_target() {
 
 #[tokio::test]
 async fn a_failed_handshake_closes_the_connection_and_the_server_goes_on() {
-    let fx = apis().await;
+    let fx = common::tls::protocol_apis().await;
     let (server, client_config) = tls_configs();
     let addr = start(&fx, Some(server)).await;
     // plain HTTP to the TLS port: the handshake fails, the connection closes

@@ -24,6 +24,9 @@ NODE_ADMIN=(127.0.0.1:19180 127.0.0.1:19181 127.0.0.1:19182)
 # The nodes share the server core; wrk, churn, the origins and PostgreSQL the other. NODE_CPUS
 # gives each node its own CPU list instead, e.g. NODE_CPUS="0 1 1": node 0 (the one wrk drives)
 # alone on core 0, as on a host of its own, the other two with the clients on core 1.
+# PLACEBO=1 puts node 0 on a database of its own: the changes load the machine exactly as before
+# but never reach the driven node, so the run tells the machine's share of the p99 from the
+# share of following the changes.
 read -r -a NODE_CPU <<<"${NODE_CPUS:-${GATEWAY_CPUS:-$SERVER_CPU} ${GATEWAY_CPUS:-$SERVER_CPU} ${GATEWAY_CPUS:-$SERVER_CPU}}"
 OUT=$OUT/cluster
 
@@ -31,9 +34,11 @@ summarize() { # RESULTS.tsv CHURN.txt
     awk -F'\t' '
         { if (NR == 1) s99 = $4
           printf "data plane %s: %.0f req/s, p50 %.3f ms, p99 %.3f ms (%.2fx steady), non-2xx (failed or spurious 404) %d, socket errors %d\n", $1, $2, $3, $4, $4 / s99, $5, $6 }' "$1"
-    awk '
+    # churn numbers the nodes it waits on from 0; with PLACEBO it does not wait on node 0
+    awk -v first="$([ -n "${PLACEBO:-}" ] && echo 1 || echo 0)" '
         /^node=/ { for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-                   printf "change-to-live on node %s%s: p50 %s ms, p99 %s ms, max %s ms, not live in 5 s %s\n", v["node"], (v["node"] == 1 ? " (the admin node)" : ""), v["live_p50_ms"], v["live_p99_ms"], v["live_max_ms"], v["timeouts"] }
+                   n = v["node"] + first
+                   printf "change-to-live on node %s%s: p50 %s ms, p99 %s ms, max %s ms, not live in 5 s %s\n", n, (n == 1 ? " (the admin node)" : ""), v["live_p50_ms"], v["live_p99_ms"], v["live_max_ms"], v["timeouts"] }
         /^kind=all / { for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
                    printf "admin commit: p50 %s ms, p99 %s ms; admin errors %s\n", v["ack_p50_ms"], v["ack_p99_ms"], v["admin_errors"] }
         /^churn_changes=/ { for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
@@ -51,9 +56,18 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 
 DB=sg_cluster_bench_$$
 psql -q "$PG/postgres" -c "CREATE DATABASE $DB" >/dev/null
-drop_db() { psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true; }
+drop_db() {
+    for db in "$DB" "${DB}_placebo"; do
+        psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    done
+}
 trap 'cleanup; drop_db' EXIT
 STORE="$PG/$DB?sslmode=disable"
+STORE0=$STORE
+if [ -n "${PLACEBO:-}" ]; then
+    psql -q "$PG/postgres" -c "CREATE DATABASE ${DB}_placebo" >/dev/null
+    STORE0="$PG/${DB}_placebo?sslmode=disable"
+fi
 
 start_origin "$ORIGIN_A" origin-a "$CLIENT_CPU"
 start_origin "$ORIGIN_B" origin-b "$CLIENT_CPU"
@@ -61,14 +75,21 @@ for i in 0 1 2; do
     mkdir -p "$OUT/node$i"
     RUST_LOG=${GATEWAY_LOG:-warn} taskset -c "${NODE_CPU[$i]}" "$GATEWAY_BIN" \
         --listen "${NODE_GW[$i]}" --admin-listen "${NODE_ADMIN[$i]}" --data-dir "$OUT/node$i" \
-        --store "$STORE" --admin-token "$TOKEN" --workers 1 \
+        --store "$([ "$i" = 0 ] && echo "$STORE0" || echo "$STORE")" --admin-token "$TOKEN" --workers 1 \
         >"$OUT/node$i.out" 2>"$OUT/node$i.err" &
     PIDS+=($!)
     wait_port "${NODE_ADMIN[$i]}" 1000
     wait_port "${NODE_GW[$i]}" 1000
 done
 # lib.sh's set-up talks to $ADMIN and checks $GW: node 1 makes every change, node 0 is driven.
-GW=${NODE_GW[0]} ADMIN=${NODE_ADMIN[1]}
+GW=${NODE_GW[0]}
+if [ -n "${PLACEBO:-}" ]; then
+    # node 0's own copy of the APIs, in its own database; then the cluster's, through node 1
+    ADMIN=${NODE_ADMIN[0]}
+    setup_apis
+    GW=${NODE_GW[1]}
+fi
+ADMIN=${NODE_ADMIN[1]}
 setup_apis
 for i in 1 2; do
     for _ in $(seq 500); do
@@ -88,7 +109,7 @@ WRK=$!
 PIDS+=($WRK)
 sleep 1
 taskset -c "$CLIENT_CPU" "$BIN/churn" run --admin "http://${NODE_ADMIN[1]}" \
-    --gw "http://${NODE_GW[0]}" --gw "http://${NODE_GW[1]}" --gw "http://${NODE_GW[2]}" \
+    $([ -n "${PLACEBO:-}" ] || echo --gw "http://${NODE_GW[0]}") --gw "http://${NODE_GW[1]}" --gw "http://${NODE_GW[2]}" \
     --poll-us "$POLL_US" --token "$TOKEN" --changes "$CHANGES" --toggles 0 --apis 0 \
     --backend "$BACKEND" --origin-a "http://$ORIGIN_A" --origin-b "http://$ORIGIN_B" \
     --probe /anon --app "$CHURN_APP" --app-key "$CHURN_KEY" --signed "$SIGNED_PATH" \

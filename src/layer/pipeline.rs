@@ -520,8 +520,8 @@ async fn policies(
         return Ok(());
     };
     if let Some(ip) = &bound.ip {
-        // The one client address of the request context: the socket peer (or what the host
-        // server put in `ClientAddr`), never a header.
+        // The request context's client: the socket peer (or what the host server put in
+        // `ClientAddr`), or whom a trusted proxy names; never a header from anyone else.
         let admitted = ip
             .value
             .admits(ctx.client.map(|c| c.ip()), caller.app_id.as_ref());

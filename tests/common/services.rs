@@ -87,3 +87,50 @@ pub fn browser_tools(script: &str) -> Result<(std::path::PathBuf, std::path::Pat
     }
     Ok((chromium, dir.join(script)))
 }
+
+/// The shared Redis's address, or `None` (the test is skipped, or fails under
+/// `STAGEGATE_REQUIRE_SERVICES=1`) when it is unreachable.
+pub async fn redis_or_skip() -> Option<String> {
+    let addr = redis_addr();
+    match reachable(&addr).await {
+        Ok(()) => Some(addr),
+        Err(why) => {
+            skip("Redis", &why);
+            None
+        }
+    }
+}
+
+/// Deletes every key under `prefix` (the test's own) from the Redis at `addr` (`HOST:PORT`),
+/// answering how many there were.
+pub async fn delete_redis_keys(addr: &str, prefix: &str) -> usize {
+    let mut conn = redis::Client::open(format!("redis://{addr}"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let (mut cursor, mut deleted) = (0u64, 0);
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        for k in &batch {
+            let _: i64 = redis::cmd("DEL")
+                .arg(k)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        deleted += batch.len();
+        if next == 0 {
+            return deleted;
+        }
+        cursor = next;
+    }
+}

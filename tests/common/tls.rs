@@ -173,3 +173,46 @@ pub async fn get(stream: TlsStream<TcpStream>, host: &str, path: &str) -> (Got, 
         (collect(res).await, version)
     }
 }
+
+/// Three mock APIs: `/https-only`, `/http-only`, `/both`, published in RELEASE.
+pub async fn protocol_apis() -> super::Fx {
+    let fx = super::fx(stagegate::model::BackendKind::Mock).await;
+    fx.define(
+        stagegate::model::Stage::RELEASE,
+        stagegate::model::StageDefinition::Mock(stagegate::model::MockDefinition {
+            status: 200,
+            headers: Default::default(),
+            body: "served".into(),
+        }),
+    )
+    .await;
+    for (name, path, protocols) in [
+        (
+            "httpsOnly",
+            "/https-only",
+            vec![stagegate::model::Protocol::Https],
+        ),
+        (
+            "httpOnly",
+            "/http-only",
+            vec![stagegate::model::Protocol::Http],
+        ),
+        (
+            "both",
+            "/both",
+            vec![
+                stagegate::model::Protocol::Http,
+                stagegate::model::Protocol::Https,
+            ],
+        ),
+    ] {
+        let api = fx
+            .api(name, "GET", path, |a| a.request.protocols = protocols)
+            .await;
+        fx.cp
+            .publish(&api.id, stagegate::model::Stage::RELEASE, None)
+            .await
+            .unwrap();
+    }
+    fx
+}
