@@ -73,14 +73,7 @@ impl Admin {
     }
 
     async fn raw(&self, method: &str, path: &str, body: impl Into<Body>) -> common::Got {
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {TOKEN}"))
-            .header("content-type", "application/json")
-            .body(body.into())
-            .unwrap();
-        common::oneshot(self.api.router(), req).await
+        common::admin_call(self.api.router(), TOKEN, method, path, body).await
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> common::Got {

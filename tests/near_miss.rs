@@ -16,7 +16,7 @@ use http_body_util::Full;
 use stagegate::auth::Signer;
 use stagegate::control::NewApp;
 use stagegate::layer::Miss;
-use stagegate::model::{BackendKind, MockDefinition, Stage, StageDefinition};
+use stagegate::model::{BackendKind, Stage};
 
 /// Everything the `tracing` events of the current thread write, as text.
 #[derive(Clone, Default)]
@@ -53,15 +53,7 @@ fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
 /// A mock `GET /hello` published in RELEASE only.
 async fn release_only() -> Fx {
     let fx = fx(BackendKind::Mock).await;
-    fx.define(
-        Stage::RELEASE,
-        StageDefinition::Mock(MockDefinition {
-            status: 200,
-            headers: Default::default(),
-            body: "hello".into(),
-        }),
-    )
-    .await;
+    fx.define_mock("hello").await;
     let api = fx.api("sayHello", "GET", "/hello", |_| {}).await;
     fx.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
     fx
@@ -135,15 +127,7 @@ async fn answer_mode_answers_i404nf_with_the_protocol_message() {
 #[tokio::test]
 async fn refusals_log_the_allowed_skew_and_the_missing_grant() {
     let fx = fx(BackendKind::Mock).await;
-    fx.define(
-        Stage::RELEASE,
-        StageDefinition::Mock(MockDefinition {
-            status: 200,
-            headers: Default::default(),
-            body: "ok".into(),
-        }),
-    )
-    .await;
+    fx.define_mock("ok").await;
     let api = fx
         .api("signedHello", "GET", "/signed", |a| {
             a.auth = stagegate::model::AuthType::App;

@@ -123,37 +123,6 @@ fn clone_req(r: &Request<Full<Bytes>>) -> Request<Full<Bytes>> {
     Request::from_parts(parts, Full::new(Bytes::new()))
 }
 
-/// A direct client on the shared Redis, to look at and clean up what a test wrote.
-async fn inspector(addr: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(format!("redis://{addr}"))
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
-/// Every key under `prefix`.
-async fn keys(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await
-            .unwrap();
-        out.extend(batch);
-        if next == 0 {
-            return out;
-        }
-        cursor = next;
-    }
-}
-
 fn guard(url: &str, prefix: &str) -> RedisReplayGuard {
     RedisReplayGuard::builder(url)
         .with_key_prefix(prefix)
@@ -204,8 +173,11 @@ async fn a_nonce_accepted_by_one_node_is_refused_by_every_other() {
     assert_eq!(served, 1, "exactly one of eight copies is served");
 
     // two nonces, two keys
-    let mut conn = inspector(&addr).await;
-    assert_eq!(keys(&mut conn, &prefix).await.len(), 2);
+    let mut conn = common::services::redis_connection(&addr).await;
+    assert_eq!(
+        common::services::redis_keys(&mut conn, &prefix).await.len(),
+        2
+    );
     common::services::delete_redis_keys(&addr, &prefix).await;
 }
 
@@ -220,7 +192,7 @@ async fn a_key_lives_for_the_window_then_the_nonce_is_fresh_again() {
         .with_ttl(Duration::from_millis(600))
         .build()
         .unwrap();
-    let mut conn = inspector(&addr).await;
+    let mut conn = common::services::redis_connection(&addr).await;
     let now = 1_000_000;
     assert_eq!(g.check_and_remember("k1", "n", now).await, Ok(true));
     assert_eq!(g.check_and_remember("k1", "n", now).await, Ok(false));
@@ -387,8 +359,12 @@ async fn hostile_nonces_are_refused_before_they_reach_redis() {
         (got.status, code(&got)),
         (400, Some(ErrorCode::I400HD.as_str()))
     );
-    let mut conn = inspector(&addr).await;
-    assert!(keys(&mut conn, &prefix).await.is_empty());
+    let mut conn = common::services::redis_connection(&addr).await;
+    assert!(
+        common::services::redis_keys(&mut conn, &prefix)
+            .await
+            .is_empty()
+    );
     // while a well-formed nonce does reach it
     assert_eq!(
         oneshot(node, cfg.signed("/nonce", "n-well-formed"))
@@ -396,6 +372,9 @@ async fn hostile_nonces_are_refused_before_they_reach_redis() {
             .status,
         200
     );
-    assert_eq!(keys(&mut conn, &prefix).await.len(), 1);
+    assert_eq!(
+        common::services::redis_keys(&mut conn, &prefix).await.len(),
+        1
+    );
     common::services::delete_redis_keys(&addr, &prefix).await;
 }

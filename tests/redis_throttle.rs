@@ -17,21 +17,13 @@ use common::services::unique_name;
 use common::{Fx, fx, oneshot};
 use stagegate::GatewayService;
 use stagegate::control::NewPolicy;
-use stagegate::model::{BackendKind, MockDefinition, Stage, StageDefinition};
+use stagegate::model::{BackendKind, Stage};
 use stagegate::policy::{PolicySpec, RedisCounter, ThrottleUnit, Throttling};
 
 /// A mock API `/t` with a throttling policy of `limit` per `unit` bound in RELEASE.
 async fn throttled(unit: ThrottleUnit, limit: u32) -> Fx {
     let f = fx(BackendKind::Mock).await;
-    f.define(
-        Stage::RELEASE,
-        StageDefinition::Mock(MockDefinition {
-            status: 200,
-            headers: Default::default(),
-            body: "ok".into(),
-        }),
-    )
-    .await;
+    f.define_mock("ok").await;
     let api = f.api("throttled", "GET", "/t", |_| {}).await;
     f.cp.publish(&api.id, Stage::RELEASE, None).await.unwrap();
     let p =
@@ -134,16 +126,8 @@ async fn two_nodes_sharing_redis_admit_at_most_the_limit_and_at_least_the_bound(
     assert_eq!((a.outages, b.outages), (0, 0));
 
     // One key per window, expiring with it.
-    let mut conn = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = common::services::redis_connection(&addr).await;
+    let keys = common::services::redis_keys(&mut conn, &prefix).await;
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert!(keys[0].contains(":RELEASE:-:M"), "{keys:?}");
     let count: u32 = redis::cmd("GET")

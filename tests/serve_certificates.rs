@@ -11,46 +11,13 @@ use std::sync::Arc;
 use common::Fx;
 use common::tls::{certified, client_config, connect, get, served};
 use http::Request;
-use hyper::body::Incoming;
-use stagegate::layer::ConnectionInfo;
-use stagegate::proxy::GatewayBody;
-use stagegate::serve::{Certificates, Server};
-use tower::Layer as _;
+use stagegate::serve::Certificates;
 
 /// Serves the gateway over `fx` (the host app behind it answers with the connection it
 /// learnt) with TLS from `certs`, or plain when `None`.
 async fn start(fx: &Fx, certs: Option<&Arc<Certificates>>) -> SocketAddr {
-    let host_app = tower::service_fn(|req: Request<Incoming>| async move {
-        let text = req.extensions().get::<ConnectionInfo>().map_or_else(
-            || "none".to_owned(),
-            |i| {
-                format!(
-                    "{} {} {}",
-                    i.scheme(),
-                    i.server_name().unwrap_or("-"),
-                    i.alpn().map_or("-".into(), String::from_utf8_lossy)
-                )
-            },
-        );
-        Ok::<_, std::convert::Infallible>(http::Response::new(GatewayBody::full(text)))
-    });
-    let gateway = fx.layer().layer(host_app);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let config = certs.map(|c| Arc::new(Certificates::server_config(c).unwrap()));
-    tokio::spawn(async move {
-        let make = move |_peer| gateway.clone();
-        let forever = std::future::pending::<()>();
-        match config {
-            Some(config) => {
-                Server::new()
-                    .serve_tls(listener, config, make, forever)
-                    .await
-            }
-            None => Server::new().serve(listener, make, forever).await,
-        }
-    });
-    addr
+    common::tls::serve_connection_echo(fx, config).await
 }
 
 #[tokio::test]

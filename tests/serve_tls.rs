@@ -4,21 +4,16 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::{Fx, collect};
-use http::{Request, Response};
+use common::collect;
+use http::Request;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use stagegate::layer::ConnectionInfo;
-use stagegate::proxy::GatewayBody;
-use stagegate::serve::Server;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tower::Layer as _;
 
 /// A server config for `localhost` offering h2 and http/1.1, and a client config trusting it.
 fn tls_configs() -> (Arc<rustls::ServerConfig>, rustls::ClientConfig) {
@@ -46,54 +41,11 @@ fn tls_configs() -> (Arc<rustls::ServerConfig>, rustls::ClientConfig) {
     (Arc::new(server), client)
 }
 
-/// The host app behind the layer: answers with what it learnt of the connection.
-fn host_app() -> impl tower::Service<
-    Request<hyper::body::Incoming>,
-    Response = Response<GatewayBody>,
-    Error = std::convert::Infallible,
-    Future = impl Send,
-> + Clone
-+ Send
-+ 'static {
-    tower::service_fn(|req: Request<hyper::body::Incoming>| async move {
-        let info = req.extensions().get::<ConnectionInfo>();
-        let text = match info {
-            None => "none".to_owned(),
-            Some(i) => format!(
-                "{} {} {}",
-                i.scheme(),
-                i.server_name().unwrap_or("-"),
-                i.alpn().map_or("-".into(), String::from_utf8_lossy)
-            ),
-        };
-        Ok(Response::new(GatewayBody::full(Bytes::from(text))))
-    })
-}
-
-async fn start(fx: &Fx, tls: Option<Arc<rustls::ServerConfig>>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let gateway = fx.layer().layer(host_app());
-    tokio::spawn(async move {
-        let make = move |_peer| gateway.clone();
-        let forever = std::future::pending::<()>();
-        match tls {
-            Some(config) => {
-                Server::new()
-                    .serve_tls(listener, config, make, forever)
-                    .await
-            }
-            None => Server::new().serve(listener, make, forever).await,
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn over_tls_https_only_and_dual_apis_serve_and_http_only_refuses() {
     let fx = common::tls::protocol_apis().await;
     let (server, client_config) = tls_configs();
-    let addr = start(&fx, Some(server)).await;
+    let addr = common::tls::serve_connection_echo(&fx, Some(server)).await;
     // offers h2 and http/1.1 by ALPN: the server picks h2
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(client_config)
@@ -128,7 +80,7 @@ async fn over_tls_https_only_and_dual_apis_serve_and_http_only_refuses() {
 #[tokio::test]
 async fn over_plain_tcp_https_only_refuses_even_an_https_target() {
     let fx = common::tls::protocol_apis().await;
-    let addr = start(&fx, None).await;
+    let addr = common::tls::serve_connection_echo(&fx, None).await;
     let raw = |target: &str| {
         let head = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         async move {
@@ -160,7 +112,7 @@ async fn over_plain_tcp_https_only_refuses_even_an_https_target() {
 async fn a_failed_handshake_closes_the_connection_and_the_server_goes_on() {
     let fx = common::tls::protocol_apis().await;
     let (server, client_config) = tls_configs();
-    let addr = start(&fx, Some(server)).await;
+    let addr = common::tls::serve_connection_echo(&fx, Some(server)).await;
     // plain HTTP to the TLS port: the handshake fails, the connection closes
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(b"GET /both HTTP/1.1\r\nHost: localhost\r\n\r\n")

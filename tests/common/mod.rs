@@ -229,6 +229,19 @@ impl Fx {
             .unwrap();
     }
 
+    /// Defines the (MOCK) backend in RELEASE to answer 200 with `body`.
+    pub async fn define_mock(&self, body: &str) {
+        self.define(
+            stagegate::model::Stage::RELEASE,
+            stagegate::model::StageDefinition::Mock(stagegate::model::MockDefinition {
+                status: 200,
+                headers: Default::default(),
+                body: body.into(),
+            }),
+        )
+        .await;
+    }
+
     pub fn layer(&self) -> stagegate::GatewayLayer {
         stagegate::GatewayLayer::new(self.cp.snapshot_handle())
     }
@@ -264,4 +277,22 @@ pub async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> O
     };
     tokio::time::timeout(within, read).await.ok()?;
     Some(got)
+}
+
+/// One call to an admin API `router` with the bearer `token` and a JSON body.
+pub async fn admin_call(
+    router: axum::Router,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: impl Into<axum::body::Body>,
+) -> Got {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(body.into())
+        .unwrap();
+    oneshot(router, req).await
 }

@@ -101,15 +101,19 @@ pub async fn redis_or_skip() -> Option<String> {
     }
 }
 
-/// Deletes every key under `prefix` (the test's own) from the Redis at `addr` (`HOST:PORT`),
-/// answering how many there were.
-pub async fn delete_redis_keys(addr: &str, prefix: &str) -> usize {
-    let mut conn = redis::Client::open(format!("redis://{addr}"))
+/// A direct client on the Redis at `addr` (`HOST:PORT`), to look at and clean up what a test
+/// wrote.
+pub async fn redis_connection(addr: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(format!("redis://{addr}"))
         .unwrap()
         .get_multiplexed_async_connection()
         .await
-        .unwrap();
-    let (mut cursor, mut deleted) = (0u64, 0);
+        .unwrap()
+}
+
+/// Every key under `prefix` (SCAN, never the blocking KEYS).
+pub async fn redis_keys(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec<String> {
+    let (mut cursor, mut out) = (0u64, Vec::new());
     loop {
         let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
@@ -117,20 +121,28 @@ pub async fn delete_redis_keys(addr: &str, prefix: &str) -> usize {
             .arg(format!("{prefix}*"))
             .arg("COUNT")
             .arg(1000)
-            .query_async(&mut conn)
+            .query_async(conn)
             .await
             .unwrap();
-        for k in &batch {
-            let _: i64 = redis::cmd("DEL")
-                .arg(k)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-        }
-        deleted += batch.len();
+        out.extend(batch);
         if next == 0 {
-            return deleted;
+            return out;
         }
         cursor = next;
     }
+}
+
+/// Deletes every key under `prefix` (the test's own) from the Redis at `addr` (`HOST:PORT`),
+/// answering how many there were.
+pub async fn delete_redis_keys(addr: &str, prefix: &str) -> usize {
+    let mut conn = redis_connection(addr).await;
+    let keys = redis_keys(&mut conn, prefix).await;
+    for k in &keys {
+        let _: i64 = redis::cmd("DEL")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    keys.len()
 }

@@ -177,15 +177,7 @@ pub async fn get(stream: TlsStream<TcpStream>, host: &str, path: &str) -> (Got, 
 /// Three mock APIs: `/https-only`, `/http-only`, `/both`, published in RELEASE.
 pub async fn protocol_apis() -> super::Fx {
     let fx = super::fx(stagegate::model::BackendKind::Mock).await;
-    fx.define(
-        stagegate::model::Stage::RELEASE,
-        stagegate::model::StageDefinition::Mock(stagegate::model::MockDefinition {
-            status: 200,
-            headers: Default::default(),
-            body: "served".into(),
-        }),
-    )
-    .await;
+    fx.define_mock("served").await;
     for (name, path, protocols) in [
         (
             "httpsOnly",
@@ -215,4 +207,48 @@ pub async fn protocol_apis() -> super::Fx {
             .unwrap();
     }
     fx
+}
+
+/// Serves the gateway over `fx` with TLS from `tls`, or plain when `None`, on a loopback port.
+/// The host app behind the layer answers a request that falls through with what it learnt of
+/// the connection: `"{scheme} {server name or -} {alpn or -}"`, or `none`.
+pub async fn serve_connection_echo(
+    fx: &super::Fx,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> SocketAddr {
+    use tower::Layer as _;
+    let host_app = tower::service_fn(|req: Request<hyper::body::Incoming>| async move {
+        let text = match req.extensions().get::<stagegate::layer::ConnectionInfo>() {
+            None => "none".to_owned(),
+            Some(i) => format!(
+                "{} {} {}",
+                i.scheme(),
+                i.server_name().unwrap_or("-"),
+                i.alpn().map_or("-".into(), String::from_utf8_lossy)
+            ),
+        };
+        Ok::<_, std::convert::Infallible>(http::Response::new(stagegate::proxy::GatewayBody::full(
+            Bytes::from(text),
+        )))
+    });
+    let gateway = fx.layer().layer(host_app);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let make = move |_peer| gateway.clone();
+        let forever = std::future::pending::<()>();
+        match tls {
+            Some(config) => {
+                stagegate::serve::Server::new()
+                    .serve_tls(listener, config, make, forever)
+                    .await
+            }
+            None => {
+                stagegate::serve::Server::new()
+                    .serve(listener, make, forever)
+                    .await
+            }
+        }
+    });
+    addr
 }
