@@ -134,24 +134,28 @@ impl TrustedProxies {
         if self.is_empty() || !self.contains(p.ip()) {
             return (peer, None);
         }
-        let client = self
-            .forwarded_client(headers)
-            .or_else(|| real_ip(headers))
-            .map_or(p, |ip| SocketAddr::new(ip, 0));
+        // `X-Real-IP` only without `X-Forwarded-For`: a forwarded chain that names nobody
+        // believable leaves the client at the peer, as documented.
+        let named = if headers.contains_key(&X_FORWARDED_FOR) {
+            self.forwarded_client(headers)
+        } else {
+            real_ip(headers)
+        };
+        let client = named.map_or(p, |ip| SocketAddr::new(ip, 0));
         (Some(client), forwarded_https(headers))
     }
 
-    /// The client named by `X-Forwarded-For`, walked from the right; `None` when the header is
-    /// absent or its rightmost entry is not an address.
+    /// The client named by `X-Forwarded-For`, walked from the right; `None` when its rightmost
+    /// entry is not an address.
     fn forwarded_client(&self, headers: &HeaderMap) -> Option<IpAddr> {
-        let mut lines = headers.get_all(&X_FORWARDED_FOR).iter().peekable();
-        lines.peek()?;
         let mut believed = None;
-        // Every line, right to left, every entry of a line right to left.
-        let entries: Vec<&[u8]> = lines
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .collect();
-        for entry in entries.iter().rev() {
+        // Every line, right to left, every entry of a line right to left: no allocation.
+        let entries = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .rev()
+            .flat_map(|v| v.as_bytes().rsplit(|&b| b == b','));
+        for entry in entries {
             let Some(ip) = parse_ip(entry) else { break };
             believed = Some(ip);
             if !self.contains(ip) {
@@ -372,6 +376,12 @@ mod tests {
         let h = [("x-forwarded-for", "1.1.1.1, garbage")];
         assert_eq!(client(&p, &h, "10.0.0.1"), "10.0.0.1");
         let h = [("x-forwarded-for", "")];
+        assert_eq!(client(&p, &h, "10.0.0.1"), "10.0.0.1");
+        // X-Real-IP is not a fallback for a chain that names nobody believable
+        let h = [
+            ("x-forwarded-for", "garbage"),
+            ("x-real-ip", "198.51.100.4"),
+        ];
         assert_eq!(client(&p, &h, "10.0.0.1"), "10.0.0.1");
     }
 

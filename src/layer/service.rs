@@ -314,8 +314,6 @@ fn finish(
 ) -> Response<GatewayBody> {
     let route = ctx.route();
     let trace = &ctx.trace;
-    // Room for every header added here at once: one growth of the map, not one per header.
-    res.headers_mut().reserve(added_headers(ctx));
     res.headers_mut().insert(
         X_CA_REQUEST_ID_NAME.clone(),
         ctx.request_id.to_header_value(),
@@ -378,16 +376,6 @@ fn finish(
 static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
-
-/// How many headers [`finish`] may add: the request id, and the policies' headers.
-fn added_headers(ctx: &RequestContext) -> usize {
-    let rate = if ctx.trace.rate.is_some() { 4 } else { 0 };
-    let cors = match ctx.policies.as_ref() {
-        Some(p) if p.cors.is_some() => 4,
-        _ => 0,
-    };
-    1 + rate + cors
-}
 
 /// A number as a header value. Those below 1 024 (a reset in seconds or minutes, most limits
 /// and what remains of them) are shared from a table built once: a clone is a reference count,
